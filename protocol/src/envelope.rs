@@ -1,0 +1,206 @@
+//! The signed envelope every message travels in.
+//!
+//! On the wire an envelope is a msgpack map with named fields
+//! `{version, signer, key, payload, signature}`. The signature is ed25519 over
+//! a domain-separated digest input of the version, the signer id and the
+//! payload bytes, so none of them can be swapped without breaking it.
+//! Receivers check the frame size first, then decode the envelope, then verify
+//! the signature strictly, and only then decode the payload.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProtocolError;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The oldest protocol version this build accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// Default maximum size of one frame, in bytes.
+pub const MAX_FRAME_DEFAULT: usize = 4 * 1024 * 1024;
+
+const DOMAIN: &[u8] = b"cmdb-envelope\0";
+
+/// A signed message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Protocol version of the sender.
+    pub version: u16,
+    /// Who signed: a minion id, or `master`.
+    pub signer: String,
+    /// The signer's public key, sent only with an auth request so that the
+    /// master can check possession of a key it has not seen yet.
+    #[serde(default, with = "serde_bytes")]
+    pub key: Option<Vec<u8>>,
+    /// The msgpack-encoded message.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// ed25519 signature over version, signer and payload.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+fn signed_bytes(version: u16, signer: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DOMAIN.len() + 2 + 8 + signer.len() + payload.len());
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&(signer.len() as u64).to_be_bytes());
+    out.extend_from_slice(signer.as_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Encodes any message as msgpack with named fields.
+pub fn encode_message<M: Serialize>(msg: &M) -> Result<Vec<u8>, ProtocolError> {
+    rmp_serde::to_vec_named(msg).map_err(|source| ProtocolError::Encode { source })
+}
+
+impl Envelope {
+    /// Encodes `msg` and signs it as `signer`.
+    pub fn seal<M: Serialize>(
+        signer: &str,
+        key: &SigningKey,
+        msg: &M,
+    ) -> Result<Envelope, ProtocolError> {
+        let payload = encode_message(msg)?;
+        Ok(Self::seal_bytes(signer, key, payload))
+    }
+
+    /// Signs already-encoded payload bytes as `signer`.
+    pub fn seal_bytes(signer: &str, key: &SigningKey, payload: Vec<u8>) -> Envelope {
+        let signature = key.sign(&signed_bytes(PROTOCOL_VERSION, signer, &payload));
+        Envelope {
+            version: PROTOCOL_VERSION,
+            signer: signer.to_owned(),
+            key: None,
+            payload,
+            signature: signature.to_bytes().to_vec(),
+        }
+    }
+
+    /// Attaches the signer's public key (auth requests only).
+    pub fn with_key(mut self, key: &VerifyingKey) -> Envelope {
+        self.key = Some(key.to_bytes().to_vec());
+        self
+    }
+
+    /// Encodes the envelope for the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Encoding a struct of strings and byte vectors into a Vec cannot fail.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decodes an envelope from a frame after checking its size and version.
+    pub fn from_bytes(frame: &[u8], max_frame: usize) -> Result<Envelope, ProtocolError> {
+        if frame.len() > max_frame {
+            return Err(ProtocolError::FrameTooLarge {
+                size: frame.len(),
+                max: max_frame,
+            });
+        }
+        let env: Envelope = rmp_serde::from_slice(frame)
+            .map_err(|source| ProtocolError::MalformedEnvelope { source })?;
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&env.version) {
+            return Err(ProtocolError::UnsupportedVersion {
+                got: env.version,
+                min: MIN_PROTOCOL_VERSION,
+                max: PROTOCOL_VERSION,
+            });
+        }
+        Ok(env)
+    }
+
+    /// The public key carried in the envelope, if any and if valid.
+    pub fn carried_key(&self) -> Result<VerifyingKey, ProtocolError> {
+        let bytes: [u8; 32] = self
+            .key
+            .as_deref()
+            .and_then(|k| k.try_into().ok())
+            .ok_or(ProtocolError::InvalidPublicKey)?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| ProtocolError::InvalidPublicKey)
+    }
+
+    /// Verifies the signature strictly against `key`.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), ProtocolError> {
+        let bad = || ProtocolError::BadSignature {
+            signer: self.signer.clone(),
+        };
+        let sig: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| bad())?;
+        let sig = Signature::from_bytes(&sig);
+        key.verify_strict(
+            &signed_bytes(self.version, &self.signer, &self.payload),
+            &sig,
+        )
+        .map_err(|_| bad())
+    }
+
+    /// Verifies the signature against `key`, then decodes the payload.
+    pub fn open<M: DeserializeOwned>(&self, key: &VerifyingKey) -> Result<M, ProtocolError> {
+        self.verify(key)?;
+        rmp_serde::from_slice(&self.payload)
+            .map_err(|source| ProtocolError::MalformedPayload { source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Request, RequestBody};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let k = key(1);
+        let msg = Request {
+            id: 7,
+            sent_at_ms: 1,
+            body: RequestBody::MissedJobs(crate::message::MissedJobs {}),
+        };
+        let env = Envelope::seal("web01", &k, &msg).expect("seal");
+        let wire = env.to_bytes();
+        let back = Envelope::from_bytes(&wire, MAX_FRAME_DEFAULT).expect("decode");
+        let opened: Request = back.open(&k.verifying_key()).expect("open");
+        assert_eq!(opened, msg);
+    }
+
+    #[test]
+    fn another_key_does_not_verify() {
+        let env = Envelope::seal_bytes("web01", &key(1), b"x".to_vec());
+        assert!(matches!(
+            env.verify(&key(2).verifying_key()),
+            Err(ProtocolError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn changing_the_signer_breaks_the_signature() {
+        let mut env = Envelope::seal_bytes("web01", &key(1), b"x".to_vec());
+        env.signer = "web02".into();
+        assert!(env.verify(&key(1).verifying_key()).is_err());
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_decoding() {
+        let frame = vec![0u8; 11];
+        assert!(matches!(
+            Envelope::from_bytes(&frame, 10),
+            Err(ProtocolError::FrameTooLarge { size: 11, max: 10 })
+        ));
+    }
+
+    #[test]
+    fn future_version_is_refused() {
+        let mut env = Envelope::seal_bytes("m", &key(1), vec![]);
+        env.version = PROTOCOL_VERSION + 1;
+        assert!(matches!(
+            Envelope::from_bytes(&env.to_bytes(), MAX_FRAME_DEFAULT),
+            Err(ProtocolError::UnsupportedVersion { .. })
+        ));
+    }
+}

@@ -1,0 +1,221 @@
+//! The messages carried inside envelopes.
+//!
+//! Three channels, three enums: a minion sends [`Request`]s on the request
+//! socket, the master answers each with a [`Reply`], and the master sends
+//! [`Publish`]es on the publish socket. Fields added in later protocol
+//! versions carry `#[serde(default)]`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::id::MinionId;
+use crate::jid::Jid;
+use crate::target::Target;
+
+/// A minion's message on the request socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Correlation id, echoed in the reply; unique per minion process.
+    pub id: u64,
+    /// When the minion sent it, unix milliseconds.
+    pub sent_at_ms: i64,
+    /// What the minion asks.
+    pub body: RequestBody,
+}
+
+/// The kinds of request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestBody {
+    /// Present a key and ask to be accepted.
+    Auth(AuthRequest),
+    /// The result of a job.
+    Return(JobReturn),
+    /// I am alive; these jobs are still running.
+    Heartbeat(Heartbeat),
+    /// Send me the signed jobs that expect my return and that I may have missed.
+    MissedJobs(MissedJobs),
+}
+
+/// An auth request. The envelope carries the public key and is signed by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthRequest {
+    /// The id the minion claims; must equal the envelope signer.
+    pub minion: MinionId,
+    /// Random bytes, echoed in the reply so an old reply cannot be replayed.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+}
+
+/// A job result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReturn {
+    /// The job.
+    pub jid: Jid,
+    /// The minion that ran it; must equal the envelope signer.
+    pub minion: MinionId,
+    /// The function that ran.
+    pub fun: String,
+    /// Whether the function succeeded.
+    pub success: bool,
+    /// Process-style return code (0 on success).
+    pub retcode: i32,
+    /// What the function returned.
+    pub data: Value,
+    /// Start time, unix milliseconds.
+    pub started_ms: i64,
+    /// End time, unix milliseconds.
+    pub ended_ms: i64,
+}
+
+/// A liveness report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Jobs the minion is still running.
+    #[serde(default)]
+    pub running: Vec<Jid>,
+}
+
+/// Ask for missed jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedJobs {}
+
+/// The master's answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request id this answers.
+    pub re: u64,
+    /// The answer.
+    pub body: ReplyBody,
+}
+
+/// The kinds of reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyBody {
+    /// Answer to an auth request.
+    Auth(AuthReply),
+    /// A return was received (or had been received before).
+    Ack {
+        /// The job whose return is acknowledged.
+        jid: Jid,
+    },
+    /// Answer to a heartbeat.
+    Heartbeat(HeartbeatReply),
+    /// Signed job envelopes (as encoded bytes) the minion should run.
+    Jobs {
+        /// Each element is an encoded [`crate::Envelope`] holding a [`Publish`].
+        jobs: Vec<serde_bytes::ByteBuf>,
+    },
+    /// The request was refused.
+    Error {
+        /// Why, as a kind.
+        kind: ErrorKind,
+        /// Why, in words.
+        message: String,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The frame or its payload could not be decoded.
+    Malformed,
+    /// The signature did not verify.
+    BadSignature,
+    /// The signer has no accepted key.
+    NotAccepted,
+    /// A payload field contradicts the verified signer.
+    IdentityMismatch,
+    /// The message is too old, from the future, or seen before.
+    Replay,
+    /// A return for a job that does not expect this minion.
+    UnexpectedReturn,
+    /// The master could not handle it now.
+    Internal,
+}
+
+/// Answer to an auth request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthReply {
+    /// The nonce of the request answered.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    /// The decision.
+    pub status: AuthStatus,
+    /// The master's public key (32 bytes), always sent; the minion pins it.
+    #[serde(with = "serde_bytes")]
+    pub master_key: Vec<u8>,
+}
+
+/// The master's decision on a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStatus {
+    /// The key is accepted: the minion may take jobs.
+    Accepted,
+    /// The key waits for an operator.
+    Pending,
+    /// The key was rejected by an operator.
+    Rejected,
+    /// The id is accepted with another key; this one was put aside.
+    Denied,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Changes whenever the master restarts; a minion that sees it change
+    /// re-authenticates and resubscribes.
+    pub boot_id: u64,
+    /// Live jobs that expect this minion's return and have not got it.
+    #[serde(default)]
+    pub pending: Vec<Jid>,
+}
+
+/// A message on the publish socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Publish {
+    /// A job to run.
+    Job(Job),
+}
+
+/// A job as published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job id.
+    pub jid: Jid,
+    /// Who should run it.
+    pub target: Target,
+    /// The function to run, e.g. `test.ping`.
+    pub fun: String,
+    /// Positional arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Keyword arguments.
+    #[serde(default)]
+    pub kwargs: BTreeMap<String, String>,
+    /// Seconds the minion lets the function run.
+    pub timeout_secs: u64,
+    /// When the master issued it, unix milliseconds.
+    pub issued_at_ms: i64,
+    /// Who asked for it.
+    #[serde(default)]
+    pub user: String,
+}
+
+/// Whether `at_ms` lies within `window_ms` of `now_ms` (both directions).
+pub fn check_fresh(at_ms: i64, now_ms: i64, window_ms: i64) -> Result<(), crate::ProtocolError> {
+    if (now_ms - at_ms).abs() > window_ms {
+        return Err(crate::ProtocolError::Stale {
+            at_ms,
+            now_ms,
+            window_ms,
+        });
+    }
+    Ok(())
+}
