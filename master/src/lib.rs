@@ -1,1 +1,23 @@
-//! placeholder
+//! The cmdb master: the daemon behind `cmdb-master`, the operator CLI `cmdb`
+//! and the key tool `cmdb-key`.
+//!
+//! [`run`] serves a PUB socket for jobs and a ROUTER request socket for auth,
+//! returns and heartbeats; a worker pool verifies, decodes, stores and
+//! answers; the control socket lets `cmdb` publish jobs and read the job
+//! cache.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod jobs;
+pub mod output;
+pub mod requests;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod transport;
+
+pub use config::MasterConfig;
+pub use error::MasterError;
+pub use server::run;

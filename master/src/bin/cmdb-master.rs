@@ -1,0 +1,41 @@
+//! `cmdb-master`: the cmdb master daemon.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 on a config or start-up error.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use master::config::{DEFAULT_CONFIG, LogFormat};
+use master::{MasterConfig, telemetry};
+
+/// The cmdb master daemon.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file.
+    #[arg(short, long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Log format (overrides the config file).
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match start(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cmdb-master: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cli: Cli) -> anyhow::Result<()> {
+    let cfg = MasterConfig::load(&cli.config)?;
+    telemetry::init(cli.log_format.unwrap_or(cfg.log_format));
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(master::run(cfg, telemetry::shutdown_signal()))?;
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! `cmdb run` and `cmdb jobs`.
+//!
+//! Exit codes: 0 when every expected minion returned success; 1 when a
+//! minion failed or did not return, no minion matched, or the master could
+//! not be reached.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use protocol::Target;
+use serde_json::{Map, Value};
+
+use crate::control::{self, ControlEvent, ControlRequest};
+use crate::output::{OutputFormat, render};
+
+/// How the target expression is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// fnmatch glob (default).
+    Glob,
+    /// `-E` regex.
+    Regex,
+    /// `-L` list.
+    List,
+    /// `-G` grain.
+    Grain,
+    /// `-C` compound.
+    Compound,
+}
+
+/// A parsed `cmdb run` invocation.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    /// How to read `target`.
+    pub kind: TargetKind,
+    /// Target expression.
+    pub target: String,
+    /// Function.
+    pub fun: String,
+    /// Positional and `key=value` arguments, as typed.
+    pub args: Vec<String>,
+    /// Seconds to wait for returns.
+    pub timeout: u64,
+    /// Print the jid and exit.
+    pub asynchronous: bool,
+    /// Output format.
+    pub out: OutputFormat,
+}
+
+/// Splits typed arguments into positional and keyword ones, as Salt does:
+/// `name=value` where name is an identifier is a keyword argument.
+pub fn split_args(raw: &[String]) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut args = Vec::new();
+    let mut kwargs = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some((k, v))
+                if !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !k.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
+                kwargs.insert(k.to_owned(), v.to_owned());
+            }
+            _ => args.push(a.clone()),
+        }
+    }
+    (args, kwargs)
+}
+
+/// Builds the target, checking it before anything is published.
+pub fn target(kind: TargetKind, expr: &str) -> anyhow::Result<Target> {
+    let t = match kind {
+        TargetKind::Glob => Target::Glob(expr.to_owned()),
+        TargetKind::Regex => Target::Regex(expr.to_owned()),
+        TargetKind::List => Target::list_from(expr),
+        TargetKind::Grain => Target::Grain(expr.to_owned()),
+        TargetKind::Compound => Target::Compound(expr.to_owned()),
+    };
+    t.matcher()?;
+    Ok(t)
+}
+
+/// Runs a job through the master at `socket`; returns the exit code.
+pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
+    let target = target(a.kind, &a.target)?;
+    let (args, kwargs) = split_args(&a.args);
+    let req = ControlRequest::Run {
+        target,
+        fun: a.fun.clone(),
+        args,
+        kwargs,
+        timeout_secs: a.timeout,
+        wait: !a.asynchronous,
+        user: super::current_user(),
+    };
+    let mut results = Map::new();
+    let mut expected = 0usize;
+    let mut failed = false;
+    let mut missing = Vec::new();
+    let mut error = None;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let show_progress = std::io::stderr().is_terminal();
+    control::request(socket, &req, |ev| {
+        match ev {
+            ControlEvent::Started { jid, expected: e } => {
+                if a.asynchronous {
+                    println!("Executed command with job ID: {jid}");
+                }
+                expected = e.len();
+                if show_progress && !a.asynchronous {
+                    bar.set_length(expected as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template("{pos}/{len} returned {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                }
+            }
+            ControlEvent::Return { ret } => {
+                bar.inc(1);
+                failed |= !ret.success;
+                if a.out == OutputFormat::Nested {
+                    let mut one = Map::new();
+                    one.insert(ret.minion.to_string(), ret.data.clone());
+                    bar.suspend(|| print!("{}", render(&one, OutputFormat::Nested)));
+                }
+                results.insert(ret.minion.to_string(), ret.data);
+            }
+            ControlEvent::Done { missing: m } => missing = m,
+            ControlEvent::Error { message } => error = Some(message),
+            _ => {}
+        }
+        Ok(())
+    })
+    .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
+    bar.finish_and_clear();
+    if let Some(e) = error {
+        bail!("{e}");
+    }
+    if a.asynchronous {
+        return Ok(0);
+    }
+    if expected == 0 {
+        eprintln!("No minions matched the target. No command was sent, no jid was assigned.");
+        return Ok(1);
+    }
+    if a.out != OutputFormat::Nested {
+        print!("{}", render(&results, a.out));
+    }
+    for m in &missing {
+        eprintln!("{m}: minion did not return. [No response]");
+    }
+    Ok(if failed || !missing.is_empty() { 1 } else { 0 })
+}
+
+/// `cmdb jobs list`.
+pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
+    let mut rows = Map::new();
+    let mut error = None;
+    control::request(socket, &ControlRequest::JobsList { limit }, |ev| {
+        match ev {
+            ControlEvent::Jobs { jobs } => {
+                for j in jobs {
+                    rows.insert(
+                        j.jid.to_string(),
+                        serde_json::json!({
+                            "Function": j.fun,
+                            "Arguments": j.args,
+                            "Target": j.target.describe(),
+                            "User": j.user,
+                            "StartTime": j.started_ms,
+                            "Minions": j.expected,
+                        }),
+                    );
+                }
+            }
+            ControlEvent::Error { message } => error = Some(message),
+            _ => {}
+        }
+        Ok(())
+    })
+    .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
+    if let Some(e) = error {
+        bail!("{e}");
+    }
+    print!("{}", render(&rows, out));
+    Ok(0)
+}
+
+/// `cmdb jobs show JID`.
+pub fn jobs_show(socket: &Path, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
+    let mut result = None;
+    let mut error = None;
+    let req = ControlRequest::JobsShow { jid: jid.to_owned() };
+    control::request(socket, &req, |ev| {
+        match ev {
+            ControlEvent::Job { job, returns } => result = Some((job, returns)),
+            ControlEvent::Error { message } => error = Some(message),
+            _ => {}
+        }
+        Ok(())
+    })
+    .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
+    if let Some(e) = error {
+        bail!("{e}");
+    }
+    let Some((job, returns)) = result else {
+        bail!("the master sent no answer");
+    };
+    let mut m = Map::new();
+    let mut rets = Map::new();
+    for r in &returns {
+        rets.insert(r.minion.to_string(), r.data.clone());
+    }
+    let missing: Vec<Value> = job
+        .expected
+        .iter()
+        .filter(|e| !rets.contains_key(*e))
+        .map(|e| Value::String(e.clone()))
+        .collect();
+    m.insert(
+        job.jid.to_string(),
+        serde_json::json!({
+            "Function": job.fun,
+            "Arguments": job.args,
+            "Target": job.target.describe(),
+            "User": job.user,
+            "StartTime": job.started_ms,
+            "Minions": job.expected,
+            "Missing": missing,
+            "Result": rets,
+        }),
+    );
+    print!("{}", render(&m, out));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyword_arguments_are_identifiers_before_equals() {
+        let raw: Vec<String> = ["test=true", "echo a=b", "x", "1a=2", "=v"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (args, kwargs) = split_args(&raw);
+        assert_eq!(args, vec!["echo a=b", "x", "1a=2", "=v"]);
+        assert_eq!(kwargs.get("test").map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn invalid_target_fails_before_publishing() {
+        assert!(target(TargetKind::Regex, "(").is_err());
+        assert!(target(TargetKind::Compound, "a and").is_err());
+        assert!(target(TargetKind::Glob, "web*").is_ok());
+    }
+}

@@ -1,0 +1,173 @@
+//! `master.toml`: the master's settings, with documented defaults. Unknown
+//! keys are an error that names the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::MasterError;
+
+/// Default location of the master's config file.
+pub const DEFAULT_CONFIG: &str = "/etc/cmdb/master.toml";
+
+/// The master's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MasterConfig {
+    /// Address both sockets bind (default `0.0.0.0`).
+    pub interface: String,
+    /// PUB port for jobs (default 4505).
+    pub publish_port: u16,
+    /// Request (ROUTER) port for auth, returns and heartbeats (default 4506).
+    pub ret_port: u16,
+    /// State directory: `pki/`, `db/` and `control.sock` live here by default.
+    pub state_dir: PathBuf,
+    /// Key directory (default `<state_dir>/pki`).
+    pub pki_dir: Option<PathBuf>,
+    /// sled database directory (default `<state_dir>/db`).
+    pub db_path: Option<PathBuf>,
+    /// Control socket for `cmdb` (default `<state_dir>/control.sock`).
+    pub control_socket: Option<PathBuf>,
+    /// Minion id globs accepted without an operator.
+    pub autosign: Vec<String>,
+    /// Minion id globs rejected without an operator.
+    pub autoreject: Vec<String>,
+    /// Directories of state files and files served as `cmdb://path`.
+    pub file_roots: Vec<PathBuf>,
+    /// Request workers that verify, decode, store and reply (default 4).
+    pub workers: usize,
+    /// Capacity of the queue between the request socket and the workers.
+    pub request_queue: usize,
+    /// Largest frame accepted, in bytes (default 4 MiB).
+    pub max_frame_bytes: usize,
+    /// Seconds a minion may run a job before it is stopped (default 600).
+    pub job_timeout: u64,
+    /// Seconds a job stays live for minions that missed it (default 600).
+    pub job_live_secs: u64,
+    /// Seconds of clock difference tolerated on signed requests (default 300).
+    pub clock_skew_secs: u64,
+    /// Seconds a minion's heartbeat counts as fresh when a gather wait
+    /// decides whether a job still runs (default 30).
+    pub presence_secs: u64,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// How daemons print their logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            interface: "0.0.0.0".into(),
+            publish_port: 4505,
+            ret_port: 4506,
+            state_dir: "/var/lib/cmdb/master".into(),
+            pki_dir: None,
+            db_path: None,
+            control_socket: None,
+            autosign: Vec::new(),
+            autoreject: Vec::new(),
+            file_roots: vec!["/srv/cmdb".into()],
+            workers: 4,
+            request_queue: 16_384,
+            max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
+            job_timeout: 600,
+            job_live_secs: 600,
+            clock_skew_secs: 300,
+            presence_secs: 30,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl MasterConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<MasterConfig, MasterError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MasterError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| MasterError::Config {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> Result<MasterConfig, String> {
+        let cfg: MasterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if cfg.workers == 0 {
+            return Err("workers must be at least 1".into());
+        }
+        if cfg.request_queue == 0 {
+            return Err("request_queue must be at least 1".into());
+        }
+        for glob in cfg.autosign.iter().chain(&cfg.autoreject) {
+            protocol::fnmatch::compile(glob, false).map_err(|e| e.to_string())?;
+        }
+        Ok(cfg)
+    }
+
+    /// The pki directory.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("pki"))
+    }
+
+    /// The database directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.db_path
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("db"))
+    }
+
+    /// The control socket path.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("control.sock"))
+    }
+
+    /// Whether `id` is on the autosign list.
+    pub fn autosigned(&self, id: &str) -> bool {
+        self.autosign.iter().any(|g| protocol::fnmatch::fnmatch(id, g))
+    }
+
+    /// Whether `id` is on the autoreject list.
+    pub fn autorejected(&self, id: &str) -> bool {
+        self.autoreject
+            .iter()
+            .any(|g| protocol::fnmatch::fnmatch(id, g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let cfg = MasterConfig::parse("ret_port = 5000\nautosign = ['web*']").expect("parse");
+        assert_eq!(cfg.ret_port, 5000);
+        assert_eq!(cfg.publish_port, 4505);
+        assert!(cfg.autosigned("web1"));
+        assert!(!cfg.autosigned("db1"));
+        assert_eq!(cfg.pki_dir(), PathBuf::from("/var/lib/cmdb/master/pki"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = MasterConfig::parse("ret_prot = 1").expect_err("unknown key");
+        assert!(err.contains("ret_prot"), "{err}");
+    }
+}

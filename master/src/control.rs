@@ -1,0 +1,298 @@
+//! The local control socket through which `cmdb` talks to the running
+//! master: a unix socket (mode 0600, in the state directory) carrying one
+//! JSON request line per connection and answered by JSON event lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{Jid, JobReturn, Target};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::error::MasterError;
+use crate::server::{NewJob, Shared};
+use crate::store::JobRecord;
+
+/// Longest request line accepted on the control socket.
+const MAX_REQUEST_LINE: usize = 1024 * 1024;
+
+/// What `cmdb` asks the master.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// Publish a job and (unless `wait` is false) stream its returns.
+    Run {
+        /// Who should run it.
+        target: Target,
+        /// Function name.
+        fun: String,
+        /// Positional arguments.
+        args: Vec<String>,
+        /// Keyword arguments.
+        kwargs: BTreeMap<String, String>,
+        /// Seconds to wait for returns before asking who still runs it.
+        timeout_secs: u64,
+        /// Whether to wait for returns.
+        wait: bool,
+        /// Who asks.
+        user: String,
+    },
+    /// The newest jobs.
+    JobsList {
+        /// At most this many.
+        limit: usize,
+    },
+    /// One job and its returns.
+    JobsShow {
+        /// The job id.
+        jid: String,
+    },
+}
+
+/// What the master answers, one per line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ControlEvent {
+    /// A job was published.
+    Started {
+        /// Its id.
+        jid: Jid,
+        /// The minions expected to return.
+        expected: Vec<String>,
+    },
+    /// A minion returned.
+    Return {
+        /// The return.
+        ret: JobReturn,
+    },
+    /// The wait is over.
+    Done {
+        /// Expected minions that did not return.
+        missing: Vec<String>,
+    },
+    /// Answer to `jobs_list`.
+    Jobs {
+        /// Newest first.
+        jobs: Vec<JobRecord>,
+    },
+    /// Answer to `jobs_show`.
+    Job {
+        /// The job.
+        job: JobRecord,
+        /// Its stored returns.
+        returns: Vec<JobReturn>,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Binds the control socket with mode 0600, replacing a stale socket file
+/// but refusing to start when another master answers on it.
+pub fn bind(path: &Path) -> Result<UnixListener, MasterError> {
+    let io = |source| MasterError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(MasterError::Bind {
+                addr: path.display().to_string(),
+                reason: "another master is running on this control socket".into(),
+            });
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Serves control connections until cancelled.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            s = listener.accept() => match s {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(error = %e, "control socket accept failed");
+                    continue;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        conns.spawn(async move {
+            if let Err(e) = connection(stream, shared, cancel).await {
+                debug!(error = %e, "control connection ended");
+            }
+        });
+    }
+    conns.shutdown().await;
+}
+
+async fn send(w: &mut tokio::net::unix::OwnedWriteHalf, ev: &ControlEvent) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+async fn connection(
+    stream: UnixStream,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut reader = TokioBufReader::new(r.take(MAX_REQUEST_LINE as u64));
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let req: ControlRequest = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("bad control request: {e}");
+            return send(&mut w, &ControlEvent::Error { message }).await;
+        }
+    };
+    match req {
+        ControlRequest::Run {
+            target,
+            fun,
+            args,
+            kwargs,
+            timeout_secs,
+            wait,
+            user,
+        } => {
+            let new = NewJob {
+                target,
+                fun,
+                args,
+                kwargs,
+                user,
+            };
+            run_job(&mut w, &shared, new, timeout_secs, wait, cancel).await
+        }
+        ControlRequest::JobsList { limit } => {
+            let ev = match shared.store.recent_jobs(limit) {
+                Ok(jobs) => ControlEvent::Jobs { jobs },
+                Err(e) => ControlEvent::Error {
+                    message: e.to_string(),
+                },
+            };
+            send(&mut w, &ev).await
+        }
+        ControlRequest::JobsShow { jid } => {
+            let ev = match show(&shared, &jid) {
+                Ok(ev) => ev,
+                Err(message) => ControlEvent::Error { message },
+            };
+            send(&mut w, &ev).await
+        }
+    }
+}
+
+fn show(shared: &Shared, jid: &str) -> Result<ControlEvent, String> {
+    let jid = Jid::parse(jid).map_err(|e| e.to_string())?;
+    let job = shared
+        .store
+        .job(&jid)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no job {jid}"))?;
+    let returns = shared.store.returns(&jid).map_err(|e| e.to_string())?;
+    Ok(ControlEvent::Job { job, returns })
+}
+
+async fn run_job(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    shared: &Shared,
+    new: NewJob,
+    timeout_secs: u64,
+    wait: bool,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let published = match shared.publish(new, wait).await {
+        Ok(p) => p,
+        Err(e) => {
+            let message = e.to_string();
+            return send(w, &ControlEvent::Error { message }).await;
+        }
+    };
+    let jid = published.jid.clone();
+    send(
+        w,
+        &ControlEvent::Started {
+            jid: jid.clone(),
+            expected: published.expected.iter().cloned().collect(),
+        },
+    )
+    .await?;
+    let Some(mut returns) = published.returns else {
+        return Ok(());
+    };
+    let mut missing: BTreeSet<String> = published.expected;
+    let wait_for = Duration::from_secs(timeout_secs.max(1));
+    let hard_stop = Instant::now() + Duration::from_secs(shared.cfg.job_timeout.max(timeout_secs));
+    let fresh = Duration::from_secs(shared.cfg.presence_secs);
+    let mut deadline = Instant::now() + wait_for;
+    while !missing.is_empty() {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = returns.recv() => {
+                let Some(ret) = r else { break };
+                missing.remove(ret.minion.as_str());
+                send(w, &ControlEvent::Return { ret }).await?;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let still_running = missing
+                    .iter()
+                    .any(|m| shared.tracker.is_running(m, &jid, fresh));
+                if !still_running || Instant::now() >= hard_stop {
+                    break;
+                }
+                deadline = Instant::now() + wait_for;
+            }
+        }
+    }
+    send(
+        w,
+        &ControlEvent::Done {
+            missing: missing.into_iter().collect(),
+        },
+    )
+    .await
+}
+
+/// Sends one request to the master's control socket and calls `on_event`
+/// for each event line until the master closes the connection.
+pub fn request(
+    path: &Path,
+    req: &ControlRequest,
+    mut on_event: impl FnMut(ControlEvent) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    for line in BufReader::new(stream).lines() {
+        let line = line?;
+        let ev: ControlEvent = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        on_event(ev)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! The master library's error type.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// What can stop the master or one of its operations.
+#[derive(Debug, Error)]
+pub enum MasterError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is wrong.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A key operation failed.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// A protocol rule was broken.
+    #[error(transparent)]
+    Protocol(#[from] protocol::ProtocolError),
+}

@@ -1,0 +1,240 @@
+//! Handling one frame from the request socket: check size, decode the
+//! envelope, find the signer's key, verify, decode, act, and build the signed
+//! reply. Nothing here panics on input; every refusal is logged with the
+//! signer and a reason and answered with a typed error.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use keys::{AuthDecision, KeyState, VerifyingKey};
+use protocol::message::check_fresh;
+use protocol::{
+    AuthReply, AuthStatus, Envelope, ErrorKind, HeartbeatReply, JobReturn, MinionId,
+    ProtocolError, Reply, ReplyBody, Request, RequestBody,
+};
+use tracing::{debug, info, warn};
+
+use crate::jobs::ReturnOutcome;
+use crate::server::Shared;
+
+/// Auth nonces seen recently, to refuse a replayed auth request.
+#[derive(Default)]
+pub struct NonceCache {
+    seen: Mutex<HashMap<(String, Vec<u8>), i64>>,
+}
+
+impl NonceCache {
+    /// Records a nonce; false when it was seen before within `window_ms`.
+    fn insert(&self, id: &str, nonce: &[u8], now_ms: i64, window_ms: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| now_ms - *at <= window_ms);
+        }
+        seen.insert((id.to_owned(), nonce.to_vec()), now_ms).is_none()
+    }
+}
+
+fn error_reply(re: u64, kind: ErrorKind, message: impl Into<String>) -> ReplyBody {
+    let _ = re;
+    ReplyBody::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+/// Handles one request frame and returns the encoded reply envelope.
+pub fn handle(shared: &Shared, frame: &[u8], now_ms: i64) -> Vec<u8> {
+    let (re, body) = match process(shared, frame, now_ms) {
+        Ok((re, body)) => (re, body),
+        Err((re, kind, msg)) => (re, error_reply(re, kind, msg)),
+    };
+    let reply = Reply { re, body };
+    match Envelope::seal("master", &shared.master_key, &reply) {
+        Ok(env) => env.to_bytes(),
+        Err(e) => {
+            warn!(error = %e, "could not encode reply");
+            Vec::new()
+        }
+    }
+}
+
+type Refusal = (u64, ErrorKind, String);
+
+fn process(shared: &Shared, frame: &[u8], now_ms: i64) -> Result<(u64, ReplyBody), Refusal> {
+    let env = Envelope::from_bytes(frame, shared.cfg.max_frame_bytes).map_err(|e| {
+        warn!(size = frame.len(), error = %e, "dropped undecodable request frame");
+        (0, ErrorKind::Malformed, e.to_string())
+    })?;
+    if env.key.is_some() {
+        return auth(shared, &env, now_ms);
+    }
+    let id = MinionId::new(env.signer.as_str()).map_err(|e| {
+        warn!(error = %e, "refused request with invalid signer id");
+        (0, ErrorKind::Malformed, e.to_string())
+    })?;
+    let key = accepted_key(shared, &id).ok_or_else(|| {
+        warn!(minion_id = %id, "refused request from a minion without an accepted key");
+        (0, ErrorKind::NotAccepted, format!("minion {id} is not accepted"))
+    })?;
+    let req: Request = env.open(&key).map_err(|e| {
+        let kind = match e {
+            ProtocolError::BadSignature { .. } => ErrorKind::BadSignature,
+            _ => ErrorKind::Malformed,
+        };
+        warn!(minion_id = %id, error = %e, "refused request");
+        (0, kind, e.to_string())
+    })?;
+    let window = shared.cfg.clock_skew_secs as i64 * 1000;
+    check_fresh(req.sent_at_ms, now_ms, window).map_err(|e| {
+        warn!(minion_id = %id, error = %e, "refused stale request");
+        (req.id, ErrorKind::Replay, e.to_string())
+    })?;
+    let body = match req.body {
+        RequestBody::Return(ret) => on_return(shared, &id, ret).map_err(|(k, m)| (req.id, k, m))?,
+        RequestBody::Heartbeat(hb) => {
+            shared.tracker.set_running(id.as_str(), hb.running);
+            shared.presence.seen(id.as_str(), now_ms);
+            let pending = shared
+                .tracker
+                .missed_by(id.as_str())
+                .into_iter()
+                .map(|(jid, _)| jid)
+                .collect();
+            ReplyBody::Heartbeat(HeartbeatReply {
+                boot_id: shared.boot_id,
+                pending,
+            })
+        }
+        RequestBody::MissedJobs(_) => {
+            let jobs: Vec<_> = shared
+                .tracker
+                .missed_by(id.as_str())
+                .into_iter()
+                .map(|(_, env)| serde_bytes::ByteBuf::from(env.to_vec()))
+                .collect();
+            debug!(minion_id = %id, count = jobs.len(), "sent missed jobs");
+            ReplyBody::Jobs { jobs }
+        }
+        RequestBody::Auth(_) => {
+            return Err((
+                req.id,
+                ErrorKind::Malformed,
+                "auth request without a key".into(),
+            ));
+        }
+    };
+    Ok((req.id, body))
+}
+
+fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {
+    match shared.pki.get(KeyState::Accepted, id) {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(minion_id = %id, error = %e, "unreadable accepted key");
+            None
+        }
+    }
+}
+
+fn on_return(shared: &Shared, id: &MinionId, ret: JobReturn) -> Result<ReplyBody, (ErrorKind, String)> {
+    if ret.minion != *id {
+        warn!(minion_id = %id, claimed = %ret.minion, "refused return claiming another minion's id");
+        return Err((
+            ErrorKind::IdentityMismatch,
+            format!("return signed by {id} claims to be from {}", ret.minion),
+        ));
+    }
+    let expected = match shared.tracker.expects(&ret.jid, id.as_str()) {
+        Some(e) => e,
+        None => match shared.store.job(&ret.jid) {
+            Ok(Some(job)) => job.expected.iter().any(|m| m == id.as_str()),
+            Ok(None) => false,
+            Err(e) => {
+                warn!(error = %e, "store read failed");
+                return Err((ErrorKind::Internal, "store unavailable".into()));
+            }
+        },
+    };
+    if !expected {
+        warn!(minion_id = %id, jid = %ret.jid, "refused return for a job that does not expect this minion");
+        return Err((
+            ErrorKind::UnexpectedReturn,
+            format!("job {} does not expect a return from {id}", ret.jid),
+        ));
+    }
+    let jid = ret.jid.clone();
+    let new = shared.store.put_return(&ret).map_err(|e| {
+        warn!(error = %e, "could not store return");
+        (ErrorKind::Internal, "store unavailable".to_string())
+    })?;
+    if new {
+        shared.tracker.on_return(&ret);
+        debug!(minion_id = %id, jid = %jid, "stored return");
+    } else {
+        debug!(minion_id = %id, jid = %jid, "ignored duplicate return");
+        if shared.tracker.on_return(&ret) == ReturnOutcome::New {
+            debug!(minion_id = %id, jid = %jid, "return known to store, new to tracker");
+        }
+    }
+    Ok(ReplyBody::Ack { jid })
+}
+
+fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody), Refusal> {
+    let key = env.carried_key().map_err(|e| (0, ErrorKind::Malformed, e.to_string()))?;
+    let req: Request = env.open(&key).map_err(|e| {
+        warn!(signer = %env.signer.escape_debug(), error = %e, "refused auth request");
+        (0, ErrorKind::BadSignature, e.to_string())
+    })?;
+    let RequestBody::Auth(auth) = req.body else {
+        return Err((req.id, ErrorKind::Malformed, "a keyed envelope must hold an auth request".into()));
+    };
+    if auth.minion.as_str() != env.signer {
+        warn!(claimed = %auth.minion, "refused auth request whose id differs from its signer");
+        return Err((req.id, ErrorKind::IdentityMismatch, "auth id differs from signer".into()));
+    }
+    let id = auth.minion;
+    let window = shared.cfg.clock_skew_secs as i64 * 1000;
+    check_fresh(req.sent_at_ms, now_ms, window).map_err(|e| (req.id, ErrorKind::Replay, e.to_string()))?;
+    if auth.nonce.len() < 16 || !shared.nonces.insert(id.as_str(), &auth.nonce, now_ms, window) {
+        warn!(minion_id = %id, "refused replayed auth request");
+        return Err((req.id, ErrorKind::Replay, "auth nonce seen before".into()));
+    }
+    let decision = shared
+        .pki
+        .authorize(
+            &id,
+            &key,
+            shared.cfg.autosigned(id.as_str()),
+            shared.cfg.autorejected(id.as_str()),
+        )
+        .map_err(|e| {
+            warn!(minion_id = %id, error = %e, "pki store failed during auth");
+            (req.id, ErrorKind::Internal, "pki store unavailable".to_string())
+        })?;
+    let status = match decision {
+        AuthDecision::Accepted => AuthStatus::Accepted,
+        AuthDecision::Pending { new } => {
+            if new {
+                info!(minion_id = %id, fingerprint = %keys::Fingerprint::of(&key), "new key pending acceptance");
+            }
+            AuthStatus::Pending
+        }
+        AuthDecision::Rejected => AuthStatus::Rejected,
+        AuthDecision::Denied => {
+            warn!(minion_id = %id, fingerprint = %keys::Fingerprint::of(&key), "key differs from the one on record; new key denied");
+            AuthStatus::Denied
+        }
+    };
+    if status == AuthStatus::Accepted {
+        shared.presence.seen(id.as_str(), now_ms);
+        info!(minion_id = %id, "minion authenticated");
+    }
+    Ok((
+        req.id,
+        ReplyBody::Auth(AuthReply {
+            nonce: auth.nonce,
+            status,
+            master_key: shared.master_key.verifying_key().to_bytes().to_vec(),
+        }),
+    ))
+}

@@ -1,0 +1,286 @@
+//! The master daemon: wires the sockets, the worker pool, the job table, the
+//! store and the control socket together, and shuts them down in order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use keys::{PkiStore, SigningKey};
+use protocol::{Envelope, Jid, JidGenerator, Job, Publish, Target};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::MasterConfig;
+use crate::error::MasterError;
+use crate::jobs::JobTracker;
+use crate::requests::{self, NonceCache};
+use crate::store::{JobRecord, SledStore, Store};
+use crate::{control, transport};
+
+/// The PUB topic every minion subscribes to.
+pub const BROADCAST_TOPIC: &[u8] = b"cmdb";
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Last time each minion was heard from, kept in memory and written to the
+/// store periodically.
+#[derive(Default)]
+pub struct Presence {
+    dirty: Mutex<HashMap<String, i64>>,
+}
+
+impl Presence {
+    /// Notes that `minion` was heard from at `at_ms`.
+    pub fn seen(&self, minion: &str, at_ms: i64) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(minion.to_owned(), at_ms);
+    }
+
+    fn flush_to(&self, store: &dyn Store) {
+        let batch = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        for (m, at) in batch {
+            if let Err(e) = store.set_last_seen(&m, at) {
+                warn!(error = %e, "could not record presence");
+            }
+        }
+    }
+}
+
+/// State shared by the workers and the control socket.
+pub struct Shared {
+    /// Settings.
+    pub cfg: MasterConfig,
+    /// Minion keys.
+    pub pki: PkiStore,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Live jobs.
+    pub tracker: JobTracker,
+    /// The master's signing key.
+    pub master_key: SigningKey,
+    /// Random id of this master process.
+    pub boot_id: u64,
+    /// Recently seen auth nonces.
+    pub nonces: NonceCache,
+    /// Presence.
+    pub presence: Presence,
+    jids: Mutex<JidGenerator>,
+    publish: mpsc::Sender<Vec<Bytes>>,
+}
+
+/// A job the control socket asks to publish.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Target.
+    pub target: Target,
+    /// Function.
+    pub fun: String,
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// Keyword arguments.
+    pub kwargs: BTreeMap<String, String>,
+    /// Who asks.
+    pub user: String,
+}
+
+/// A job that was published.
+pub struct Published {
+    /// Its id.
+    pub jid: Jid,
+    /// Minions expected to return.
+    pub expected: BTreeSet<String>,
+    /// Returns as they arrive, when watched.
+    pub returns: Option<mpsc::Receiver<protocol::JobReturn>>,
+}
+
+impl Shared {
+    /// The accepted minions a target selects.
+    pub fn expected_for(&self, target: &Target) -> Result<BTreeSet<String>, MasterError> {
+        let matcher = target.matcher()?;
+        let listing = self.pki.list()?;
+        Ok(listing
+            .accepted
+            .into_iter()
+            .filter(|id| matcher.matches(id, None))
+            .collect())
+    }
+
+    /// Signs, records and publishes a job.
+    pub async fn publish(&self, new: NewJob, watch: bool) -> Result<Published, MasterError> {
+        let expected = self.expected_for(&new.target)?;
+        let jid = self
+            .jids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(now_us());
+        let issued = now_ms();
+        let job = Job {
+            jid: jid.clone(),
+            target: new.target.clone(),
+            fun: new.fun.clone(),
+            args: new.args.clone(),
+            kwargs: new.kwargs.clone(),
+            timeout_secs: self.cfg.job_timeout,
+            issued_at_ms: issued,
+            user: new.user.clone(),
+        };
+        let env = Envelope::seal("master", &self.master_key, &Publish::Job(job))?;
+        let bytes = Bytes::from(env.to_bytes());
+        self.store.put_job(&JobRecord {
+            jid: jid.clone(),
+            target: new.target,
+            fun: new.fun.clone(),
+            args: new.args,
+            kwargs: new.kwargs,
+            expected: expected.iter().cloned().collect(),
+            user: new.user,
+            started_ms: issued,
+        })?;
+        let returns = self.tracker.register(
+            jid.clone(),
+            bytes.clone(),
+            expected.clone(),
+            Duration::from_secs(self.cfg.job_live_secs.max(self.cfg.job_timeout)),
+            watch,
+        );
+        if !expected.is_empty() {
+            let frames = vec![Bytes::from_static(BROADCAST_TOPIC), bytes];
+            if self.publish.send(frames).await.is_err() {
+                warn!(jid = %jid, "publisher is gone; minions will fetch the job as missed");
+            }
+        }
+        info!(jid = %jid, fun = %new.fun, expected = expected.len(), "published job");
+        Ok(Published {
+            jid,
+            expected,
+            returns,
+        })
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Runs the master until `shutdown` completes, then stops its tasks and
+/// flushes the store.
+pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Result<(), MasterError> {
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| MasterError::Io {
+        path: cfg.state_dir.clone(),
+        source,
+    })?;
+    let pki = PkiStore::open(cfg.pki_dir())?;
+    let master_key = keys::load_or_create_keypair(
+        &pki.root().join("master.pem"),
+        &pki.root().join("master.pub"),
+    )?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.db_path())?);
+
+    let pub_sock = transport::bind_publisher(&cfg.interface, cfg.publish_port).await?;
+    let router = transport::bind_router(&cfg.interface, cfg.ret_port).await?;
+    let control_listener = control::bind(&cfg.control_socket())?;
+
+    let cancel = CancellationToken::new();
+    let (pub_tx, pub_rx) = mpsc::channel(1024);
+    let (queue_tx, queue_rx) = mpsc::channel(cfg.request_queue);
+    let (reply_tx, reply_rx) = mpsc::channel(cfg.request_queue);
+
+    let shared = Arc::new(Shared {
+        pki,
+        store: store.clone(),
+        tracker: JobTracker::new(),
+        boot_id: random_u64(),
+        nonces: NonceCache::default(),
+        presence: Presence::default(),
+        jids: Mutex::new(JidGenerator::new()),
+        publish: pub_tx,
+        master_key,
+        cfg,
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(transport::publish_loop(pub_sock, pub_rx, cancel.clone()));
+    tasks.spawn(transport::request_loop(router, queue_tx, reply_rx, cancel.clone()));
+    let queue: transport::SharedQueue = Arc::new(tokio::sync::Mutex::new(queue_rx));
+    for _ in 0..shared.cfg.workers {
+        tasks.spawn(worker(shared.clone(), queue.clone(), reply_tx.clone(), cancel.clone()));
+    }
+    drop(reply_tx);
+    tasks.spawn(control::serve(control_listener, shared.clone(), cancel.clone()));
+    tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
+
+    info!(
+        publish_port = shared.cfg.publish_port,
+        ret_port = shared.cfg.ret_port,
+        interface = %shared.cfg.interface,
+        control = %shared.cfg.control_socket().display(),
+        "master ready"
+    );
+    shutdown.await;
+    info!("master shutting down");
+    cancel.cancel();
+    while tasks.join_next().await.is_some() {}
+    shared.presence.flush_to(store.as_ref());
+    if let Err(e) = store.flush() {
+        error!(error = %e, "could not flush the store on shutdown");
+    }
+    let _ = std::fs::remove_file(shared.cfg.control_socket());
+    info!("master stopped");
+    Ok(())
+}
+
+async fn worker(
+    shared: Arc<Shared>,
+    queue: transport::SharedQueue,
+    replies: mpsc::Sender<Vec<Bytes>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let next = {
+            let mut q = queue.lock().await;
+            tokio::select! {
+                _ = cancel.cancelled() => None,
+                m = q.recv() => m,
+            }
+        };
+        let Some(inbound) = next else { break };
+        let reply = requests::handle(&shared, &inbound.payload, now_ms());
+        let mut frames = inbound.route;
+        frames.push(Bytes::from(reply));
+        if replies.send(frames).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        shared.tracker.prune();
+        shared.presence.flush_to(shared.store.as_ref());
+    }
+}
