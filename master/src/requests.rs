@@ -34,8 +34,7 @@ impl NonceCache {
     }
 }
 
-fn error_reply(re: u64, kind: ErrorKind, message: impl Into<String>) -> ReplyBody {
-    let _ = re;
+fn error_reply(kind: ErrorKind, message: impl Into<String>) -> ReplyBody {
     ReplyBody::Error {
         kind,
         message: message.into(),
@@ -46,10 +45,13 @@ fn error_reply(re: u64, kind: ErrorKind, message: impl Into<String>) -> ReplyBod
 pub fn handle(shared: &Shared, frame: &[u8], now_ms: i64) -> Vec<u8> {
     let (re, body) = match process(shared, frame, now_ms) {
         Ok((re, body)) => (re, body),
-        Err((re, kind, msg)) => (re, error_reply(re, kind, msg)),
+        Err((re, kind, msg)) => (re, error_reply(kind, msg)),
     };
+    let is_auth = matches!(body, ReplyBody::Auth(_));
     let reply = Reply { re, body };
     match Envelope::seal("master", &shared.master_key, &reply) {
+        // Auth replies carry the master key so a minion can pin it.
+        Ok(env) if is_auth => env.with_key(&shared.master_key.verifying_key()).to_bytes(),
         Ok(env) => env.to_bytes(),
         Err(e) => {
             warn!(error = %e, "could not encode reply");

@@ -1,0 +1,75 @@
+//! Host identity and time: hostname, fqdn, domain, machine-id, boot time.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{CollectError, read};
+
+/// The fully qualified name: the hostname with the kernel's domain name, or
+/// the first dotted alias of the hostname in `/etc/hosts`.
+fn fqdn(root: &Path, host: &str) -> String {
+    if host.contains('.') {
+        return host.to_owned();
+    }
+    let domain = read(root, "/proc/sys/kernel/domainname").unwrap_or_default();
+    let domain = domain.trim();
+    if !domain.is_empty() && domain != "(none)" {
+        return format!("{host}.{domain}");
+    }
+    let hosts = read(root, "/etc/hosts").unwrap_or_default();
+    for line in hosts.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let names: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if names.iter().any(|n| *n == host || n.split('.').next() == Some(host)) {
+            if let Some(full) = names.iter().find(|n| n.starts_with(host) && n.contains('.')) {
+                return (*full).to_owned();
+            }
+        }
+    }
+    host.to_owned()
+}
+
+/// Collects host, fqdn, domain, machine_id, boot_time.
+pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+    let host = read(root, "/proc/sys/kernel/hostname")
+        .or_else(|_| read(root, "/etc/hostname"))?
+        .trim()
+        .to_owned();
+    let fqdn = fqdn(root, &host);
+    let domain = fqdn.split_once('.').map(|(_, d)| d.to_owned()).unwrap_or_default();
+    let mut m = Map::new();
+    m.insert("host".into(), Value::String(host));
+    m.insert("fqdn".into(), Value::String(fqdn));
+    m.insert("domain".into(), Value::String(domain));
+    if let Ok(id) = read(root, "/etc/machine-id") {
+        m.insert("machine_id".into(), Value::String(id.trim().into()));
+    }
+    let stat = read(root, "/proc/stat")?;
+    if let Some(bt) = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        m.insert("boot_time".into(), Value::from(bt));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fqdn_from_hosts_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("etc/hosts"),
+            "127.0.0.1 localhost\n10.0.0.5 web01.dc1.example.com web01\n",
+        )
+        .expect("write");
+        assert_eq!(fqdn(dir.path(), "web01"), "web01.dc1.example.com");
+        assert_eq!(fqdn(dir.path(), "db01"), "db01");
+    }
+}

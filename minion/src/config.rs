@@ -1,0 +1,144 @@
+//! `minion.toml`: the minion's settings, with documented defaults. Unknown
+//! keys are an error that names the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::MinionError;
+
+/// Default location of the minion's config file.
+pub const DEFAULT_CONFIG: &str = "/etc/cmdb/minion.toml";
+
+/// The minion's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinionConfig {
+    /// The master's address (default `127.0.0.1`).
+    pub master: String,
+    /// The master's PUB port (default 4505).
+    pub publish_port: u16,
+    /// The master's request port (default 4506).
+    pub ret_port: u16,
+    /// Keys, the pinned master key and the persisted id live here.
+    pub state_dir: PathBuf,
+    /// Minion id; default: the hostname at first start, then persisted.
+    pub id: Option<String>,
+    /// Expected fingerprint of the master key; when unset the key is pinned
+    /// on first acceptance.
+    pub master_finger: Option<String>,
+    /// Seconds between auth attempts while the key is pending (doubles up to
+    /// `acceptance_wait_time_max`).
+    pub acceptance_wait_time: f64,
+    /// Longest wait between auth attempts, seconds.
+    pub acceptance_wait_time_max: f64,
+    /// Longest random delay before reconnecting after the master went away,
+    /// seconds (spreads a reconnect storm).
+    pub random_reauth_delay: f64,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: f64,
+    /// Seconds to wait for the master's answer to one request.
+    pub request_timeout: f64,
+    /// Jobs issued longer ago than this many seconds (or as far in the
+    /// future) are dropped as stale.
+    pub job_max_age: u64,
+    /// Jobs run at once; more wait.
+    pub max_concurrent_jobs: usize,
+    /// Largest frame accepted, bytes.
+    pub max_frame_bytes: usize,
+    /// Root of the file system the collectors read (default `/`).
+    pub root: PathBuf,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// How the daemon prints its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for MinionConfig {
+    fn default() -> Self {
+        MinionConfig {
+            master: "127.0.0.1".into(),
+            publish_port: 4505,
+            ret_port: 4506,
+            state_dir: "/var/lib/cmdb/minion".into(),
+            id: None,
+            master_finger: None,
+            acceptance_wait_time: 10.0,
+            acceptance_wait_time_max: 60.0,
+            random_reauth_delay: 10.0,
+            heartbeat_interval: 30.0,
+            request_timeout: 10.0,
+            job_max_age: 300,
+            max_concurrent_jobs: 32,
+            max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
+            root: "/".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl MinionConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<MinionConfig, MinionError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MinionError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| MinionError::Config {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> Result<MinionConfig, String> {
+        let cfg: MinionConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(id) = &cfg.id {
+            protocol::MinionId::new(id.as_str()).map_err(|e| format!("id: {e}"))?;
+        }
+        let positive = [
+            ("acceptance_wait_time", cfg.acceptance_wait_time),
+            ("acceptance_wait_time_max", cfg.acceptance_wait_time_max),
+            ("heartbeat_interval", cfg.heartbeat_interval),
+            ("request_timeout", cfg.request_timeout),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be a positive number of seconds"));
+            }
+        }
+        if !(cfg.random_reauth_delay.is_finite() && cfg.random_reauth_delay >= 0.0) {
+            return Err("random_reauth_delay must be zero or more seconds".into());
+        }
+        if cfg.max_concurrent_jobs == 0 {
+            return Err("max_concurrent_jobs must be at least 1".into());
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = MinionConfig::parse("mastr = 'x'").expect_err("unknown");
+        assert!(err.contains("mastr"), "{err}");
+    }
+
+    #[test]
+    fn id_with_path_tricks_is_refused() {
+        let err = MinionConfig::parse("id = '../etc'").expect_err("bad id");
+        assert!(err.contains("id"), "{err}");
+    }
+}

@@ -1,0 +1,105 @@
+//! Running a job and delivering its return until the master acknowledges it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{ErrorKind, Job, JobReturn, ReplyBody, RequestBody};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::error::MinionError;
+use crate::modules::{self, CallContext, Outcome};
+use crate::session::{Minion, jitter};
+use crate::transport::now_ms;
+
+/// After this long a running job is reported in a heartbeat, so that the
+/// master's gather wait knows it is still running.
+const REPORT_RUNNING_AFTER: Duration = Duration::from_secs(2);
+
+/// Starts `job` on the minion's task tracker.
+pub fn spawn(m: Arc<Minion>, job: Job) {
+    let span = info_span!("job", jid = %job.jid, fun = %job.fun);
+    let tracker = m.tasks.clone();
+    tracker.spawn(run(m, job).instrument(span));
+}
+
+async fn run(m: Arc<Minion>, job: Job) {
+    let Ok(_permit) = m.slots.clone().acquire_owned().await else {
+        return;
+    };
+    m.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(job.jid.clone());
+    let started = now_ms();
+    let timeout = Duration::from_secs(job.timeout_secs.max(1));
+    let ctx = CallContext {
+        id: m.ident.id.to_string(),
+        root: m.cfg.root.clone(),
+        timeout,
+    };
+    debug!("running job");
+    let call = tokio::time::timeout(timeout, modules::call(&job.fun, &job.args, &job.kwargs, &ctx));
+    tokio::pin!(call);
+    let outcome = tokio::select! {
+        r = &mut call => r,
+        _ = tokio::time::sleep(REPORT_RUNNING_AFTER) => {
+            let _ = m.heartbeat().await;
+            call.await
+        }
+    };
+    let outcome = outcome.unwrap_or_else(|_| {
+        Outcome::fail(format!("job timed out after {} s", timeout.as_secs()), 124)
+    });
+    m.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|j| *j != job.jid);
+    let ret = JobReturn {
+        jid: job.jid.clone(),
+        minion: m.ident.id.clone(),
+        fun: job.fun.clone(),
+        success: outcome.success,
+        retcode: outcome.retcode,
+        data: outcome.data,
+        started_ms: started,
+        ended_ms: now_ms(),
+    };
+    deliver(&m, ret).await;
+}
+
+/// Sends a return until the master acknowledges it, with capped backoff.
+async fn deliver(m: &Minion, ret: JobReturn) {
+    let mut wait = 0.5f64;
+    loop {
+        let result = match m.link() {
+            Some(link) => link
+                .request(RequestBody::Return(ret.clone()), false)
+                .await
+                .map(|r| r.body),
+            None => Err(MinionError::Unreachable("not connected".into())),
+        };
+        match result {
+            Ok(ReplyBody::Ack { jid }) if jid == ret.jid => {
+                info!(success = ret.success, "return acknowledged");
+                return;
+            }
+            Ok(other) => warn!(reply = ?other, "unexpected answer to a return"),
+            Err(MinionError::Refused { kind, message })
+                if !matches!(kind, ErrorKind::Internal | ErrorKind::NotAccepted) =>
+            {
+                warn!(?kind, message = %message, "the master refused the return; dropping it");
+                return;
+            }
+            Err(e) => debug!(error = %e, "return not delivered yet"),
+        }
+        let d = Duration::from_secs_f64(wait * (0.5 + jitter()));
+        tokio::select! {
+            _ = m.cancel.cancelled() => {
+                warn!("shutting down with an undelivered return");
+                return;
+            }
+            _ = tokio::time::sleep(d) => {}
+        }
+        wait = (wait * 2.0).min(30.0);
+    }
+}

@@ -1,0 +1,349 @@
+//! The minion's life with its master: connect, authenticate (with capped
+//! backoff plus jitter while pending), fetch missed jobs, take published
+//! jobs, heartbeat, and start over on its own when the master restarts or
+//! stops answering.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use keys::VerifyingKey;
+use protocol::message::check_fresh;
+use protocol::{
+    AuthRequest, AuthStatus, Envelope, ErrorKind, Heartbeat, Jid, Job, MissedJobs, Publish,
+    ReplyBody, RequestBody,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+use zeromq::SubSocket;
+
+use crate::config::MinionConfig;
+use crate::error::MinionError;
+use crate::executor;
+use crate::identity::Identity;
+use crate::transport::{self, Link, now_ms};
+
+/// Job ids already taken, bounded.
+pub struct SeenJids {
+    set: HashSet<Jid>,
+    order: VecDeque<Jid>,
+    cap: usize,
+}
+
+impl SeenJids {
+    /// An empty set remembering at most `cap` jids.
+    pub fn new(cap: usize) -> Self {
+        SeenJids {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    /// Records `jid`; false when it was already there.
+    pub fn insert(&mut self, jid: &Jid) -> bool {
+        if self.set.contains(jid) {
+            return false;
+        }
+        if self.order.len() >= self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(jid.clone());
+        self.order.push_back(jid.clone());
+        true
+    }
+
+    /// Whether `jid` was seen.
+    pub fn contains(&self, jid: &Jid) -> bool {
+        self.set.contains(jid)
+    }
+}
+
+/// Everything a running minion shares between its session and its jobs.
+pub struct Minion {
+    /// Settings.
+    pub cfg: MinionConfig,
+    /// Id and keys.
+    pub ident: Identity,
+    /// The pinned master key.
+    pub master_key: Arc<RwLock<Option<VerifyingKey>>>,
+    link: RwLock<Option<Arc<Link>>>,
+    seen: Mutex<SeenJids>,
+    /// Jobs running now.
+    pub running: Mutex<Vec<Jid>>,
+    /// Limits concurrent jobs.
+    pub slots: Arc<Semaphore>,
+    /// Job tasks, waited for on shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled on shutdown.
+    pub cancel: CancellationToken,
+}
+
+/// A random fraction in [0, 1).
+pub fn jitter() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+impl Minion {
+    /// A minion ready to start.
+    pub fn new(cfg: MinionConfig, ident: Identity) -> Result<Minion, MinionError> {
+        let pinned = ident.pinned_master()?;
+        Ok(Minion {
+            slots: Arc::new(Semaphore::new(cfg.max_concurrent_jobs)),
+            cfg,
+            ident,
+            master_key: Arc::new(RwLock::new(pinned)),
+            link: RwLock::new(None),
+            seen: Mutex::new(SeenJids::new(100_000)),
+            running: Mutex::new(Vec::new()),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// The current connection to the master, if any.
+    pub fn link(&self) -> Option<Arc<Link>> {
+        self.link.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_link(&self, link: Option<Arc<Link>>) {
+        *self.link.write().unwrap_or_else(|p| p.into_inner()) = link;
+    }
+
+    /// Sends a heartbeat with the running jobs.
+    pub async fn heartbeat(&self) -> Result<protocol::HeartbeatReply, MinionError> {
+        let link = self
+            .link()
+            .ok_or_else(|| MinionError::Unreachable("not connected".into()))?;
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match link
+            .request(RequestBody::Heartbeat(Heartbeat { running }), false)
+            .await?
+            .body
+        {
+            ReplyBody::Heartbeat(r) => Ok(r),
+            _ => Err(MinionError::Unreachable("unexpected answer to heartbeat".into())),
+        }
+    }
+}
+
+async fn sleep_or_cancel(m: &Minion, d: Duration) -> bool {
+    tokio::select! {
+        _ = m.cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Runs sessions until cancelled, reconnecting with jitter.
+pub async fn run_sessions(m: Arc<Minion>) {
+    let mut failures: u32 = 0;
+    loop {
+        if m.cancel.is_cancelled() {
+            break;
+        }
+        match connect_and_auth(&m).await {
+            Ok(sub) => {
+                failures = 0;
+                serve(&m, sub).await;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                warn!(error = %e, "could not connect to the master");
+            }
+        }
+        m.set_link(None);
+        if m.cancel.is_cancelled() {
+            break;
+        }
+        let backoff = (m.cfg.acceptance_wait_time * f64::from(1u32 << failures.min(6)))
+            .min(m.cfg.acceptance_wait_time_max);
+        let delay = if failures == 0 {
+            m.cfg.random_reauth_delay * jitter()
+        } else {
+            backoff * (0.5 + jitter() / 2.0)
+        };
+        if !sleep_or_cancel(&m, secs(delay)).await {
+            break;
+        }
+    }
+}
+
+async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
+    let timeout = secs(m.cfg.request_timeout);
+    let req_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.ret_port);
+    let pub_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.publish_port);
+    let link = Arc::new(
+        Link::connect(
+            &req_ep,
+            m.ident.id.as_str(),
+            m.ident.key.clone(),
+            m.master_key.clone(),
+            timeout,
+            m.cfg.max_frame_bytes,
+        )
+        .await?,
+    );
+    let sub = transport::subscribe(&pub_ep, timeout).await?;
+    let mut wait = m.cfg.acceptance_wait_time;
+    let mut said_pending = false;
+    loop {
+        let mut nonce = vec![0u8; 16];
+        let _ = getrandom::fill(&mut nonce);
+        let auth = AuthRequest {
+            minion: m.ident.id.clone(),
+            nonce: nonce.clone(),
+        };
+        let reply = link.request(RequestBody::Auth(auth), true).await?;
+        let ReplyBody::Auth(ans) = reply.body else {
+            return Err(MinionError::Unreachable("unexpected answer to auth".into()));
+        };
+        if ans.nonce != nonce || ans.master_key != reply.master_key.to_bytes() {
+            return Err(MinionError::Refused {
+                kind: ErrorKind::Replay,
+                message: "auth reply does not match the request".into(),
+            });
+        }
+        match ans.status {
+            AuthStatus::Accepted => {
+                if let Err(e) = m
+                    .ident
+                    .check_master(&reply.master_key, m.cfg.master_finger.as_deref())
+                {
+                    error!(error = %e, "refusing a master whose key is not the expected one");
+                    return Err(e);
+                }
+                *m.master_key.write().unwrap_or_else(|p| p.into_inner()) = Some(reply.master_key);
+                m.set_link(Some(link));
+                info!(minion_id = %m.ident.id, "authenticated with the master");
+                return Ok(sub);
+            }
+            AuthStatus::Pending => {
+                if !said_pending {
+                    info!(minion_id = %m.ident.id, fingerprint = %keys::Fingerprint::of(&m.ident.key.verifying_key()), "key pending acceptance on the master");
+                    said_pending = true;
+                }
+            }
+            AuthStatus::Rejected => {
+                warn!(minion_id = %m.ident.id, "the master rejected this minion's key");
+                wait = m.cfg.acceptance_wait_time_max;
+            }
+            AuthStatus::Denied => {
+                warn!(minion_id = %m.ident.id, "the master holds another key for this id; this key was denied");
+                wait = m.cfg.acceptance_wait_time_max;
+            }
+        }
+        if !sleep_or_cancel(m, secs(wait * (0.75 + jitter() / 2.0))).await {
+            return Err(MinionError::Unreachable("shutting down".into()));
+        }
+        wait = (wait * 2.0).min(m.cfg.acceptance_wait_time_max);
+    }
+}
+
+async fn fetch_missed(m: &Arc<Minion>) {
+    let Some(link) = m.link() else { return };
+    match link.request(RequestBody::MissedJobs(MissedJobs {}), false).await {
+        Ok(reply) => {
+            if let ReplyBody::Jobs { jobs } = reply.body {
+                for env in jobs {
+                    handle_publish(m, &env);
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "could not fetch missed jobs"),
+    }
+}
+
+async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
+    fetch_missed(m).await;
+    info!(minion_id = %m.ident.id, "minion ready");
+    let period = secs(m.cfg.heartbeat_interval);
+    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut boot: Option<u64> = None;
+    let mut misses = 0;
+    loop {
+        tokio::select! {
+            _ = m.cancel.cancelled() => return,
+            r = transport::next_publish(&mut sub) => match r {
+                Ok(frame) => handle_publish(m, &frame),
+                Err(e) => {
+                    warn!(error = %e, "publish socket failed; reconnecting");
+                    return;
+                }
+            },
+            _ = hb.tick() => match m.heartbeat().await {
+                Ok(reply) => {
+                    misses = 0;
+                    if boot.is_some_and(|b| b != reply.boot_id) {
+                        info!("the master restarted; reconnecting");
+                        return;
+                    }
+                    boot = Some(reply.boot_id);
+                    let unseen = {
+                        let seen = m.seen.lock().unwrap_or_else(|p| p.into_inner());
+                        reply.pending.iter().any(|j| !seen.contains(j))
+                    };
+                    if unseen {
+                        fetch_missed(m).await;
+                    }
+                }
+                Err(MinionError::Refused { kind: ErrorKind::NotAccepted, .. }) => {
+                    warn!("the master no longer accepts this minion's key");
+                    return;
+                }
+                Err(e) => {
+                    misses += 1;
+                    debug!(error = %e, misses, "heartbeat failed");
+                    if misses >= 2 {
+                        warn!("the master is not answering; reconnecting");
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Checks a published (or fetched) job and starts it when it is for us.
+pub fn handle_publish(m: &Arc<Minion>, frame: &[u8]) {
+    match check_job(m, frame) {
+        Ok(Some(job)) => executor::spawn(m.clone(), job),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "dropped a published message"),
+    }
+}
+
+fn check_job(m: &Minion, frame: &[u8]) -> Result<Option<Job>, MinionError> {
+    let env = Envelope::from_bytes(frame, m.cfg.max_frame_bytes)?;
+    let key = m
+        .master_key
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .ok_or_else(|| MinionError::Unreachable("no pinned master key".into()))?;
+    let Publish::Job(job) = env.open::<Publish>(&key)?;
+    check_fresh(job.issued_at_ms, now_ms(), m.cfg.job_max_age as i64 * 1000)?;
+    let matcher = job.target.matcher()?;
+    let grains = if matcher.uses_grains() {
+        let facts = crate::collectors::collect_all(&m.cfg.root, m.ident.id.as_str());
+        Some(serde_json::Value::Object(facts))
+    } else {
+        None
+    };
+    if !matcher.matches(m.ident.id.as_str(), grains.as_ref()) {
+        return Ok(None);
+    }
+    if !m.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(&job.jid) {
+        debug!(jid = %job.jid, "dropped a job already seen");
+        return Ok(None);
+    }
+    Ok(Some(job))
+}

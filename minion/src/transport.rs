@@ -1,0 +1,210 @@
+//! The minion's ZeroMQ sockets: a DEALER for requests (replies matched to
+//! requests by id, so a request can time out and be retried) and a SUB for
+//! published jobs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use keys::{SigningKey, VerifyingKey};
+use protocol::{Envelope, ErrorKind, Reply, ReplyBody, Request, RequestBody};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+use zeromq::{
+    DealerSendHalf, DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, SubSocket,
+    ZmqMessage,
+};
+
+use crate::error::MinionError;
+
+/// The PUB topic the master sends jobs on.
+pub const BROADCAST_TOPIC: &str = "cmdb";
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A verified reply and the master key it verified with.
+pub struct VerifiedReply {
+    /// The reply.
+    pub body: ReplyBody,
+    /// The key that signed it.
+    pub master_key: VerifyingKey,
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<VerifiedReply>>>>;
+
+/// One connection to the master's request socket.
+pub struct Link {
+    sender: tokio::sync::Mutex<DealerSendHalf>,
+    waiters: Waiters,
+    reader: tokio::task::JoinHandle<()>,
+    next_id: AtomicU64,
+    signer: String,
+    key: SigningKey,
+    timeout: Duration,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn connect_options(timeout: Duration) -> SocketOptions {
+    let mut o = SocketOptions::default();
+    o.connect_timeout(timeout);
+    o
+}
+
+impl Link {
+    /// Connects a DEALER to `endpoint` and starts the reply reader. Replies
+    /// are verified against `master_key` (once pinned) or, before that,
+    /// against the key the master sends along with an auth reply.
+    pub async fn connect(
+        endpoint: &str,
+        signer: &str,
+        key: SigningKey,
+        master_key: Arc<RwLock<Option<VerifyingKey>>>,
+        timeout: Duration,
+        max_frame: usize,
+    ) -> Result<Link, MinionError> {
+        let mut sock = DealerSocket::with_options(connect_options(timeout));
+        sock.connect(endpoint)
+            .await
+            .map_err(|e| MinionError::Unreachable(format!("{endpoint}: {e}")))?;
+        let (tx, mut rx) = sock.split();
+        let waiters: Waiters = Arc::default();
+        let w = waiters.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                let msg = match rx.recv().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        debug!(error = %e, "request socket closed");
+                        break;
+                    }
+                };
+                let Some(frame) = msg.into_vec().pop() else { continue };
+                match verify_reply(&frame, &master_key, max_frame) {
+                    Ok((reply, mk)) => {
+                        let waiter = w.lock().unwrap_or_else(|p| p.into_inner()).remove(&reply.re);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(VerifiedReply {
+                                body: reply.body,
+                                master_key: mk,
+                            });
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "dropped a reply that failed verification"),
+                }
+            }
+        });
+        Ok(Link {
+            sender: tokio::sync::Mutex::new(tx),
+            waiters,
+            reader,
+            next_id: AtomicU64::new(1),
+            signer: signer.to_owned(),
+            key,
+            timeout,
+        })
+    }
+
+    /// Sends a request and waits for its reply (up to the request timeout).
+    /// `with_key` attaches the public key (auth requests).
+    pub async fn request(&self, body: RequestBody, with_key: bool) -> Result<VerifiedReply, MinionError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let req = Request {
+            id,
+            sent_at_ms: now_ms(),
+            body,
+        };
+        let mut env = Envelope::seal(&self.signer, &self.key, &req)?;
+        if with_key {
+            env = env.with_key(&self.key.verifying_key());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let msg = ZmqMessage::from(Bytes::from(env.to_bytes()));
+        let sent = tokio::time::timeout(self.timeout, async {
+            self.sender.lock().await.send(msg).await
+        })
+        .await;
+        let result = match sent {
+            Ok(Ok(())) => match tokio::time::timeout(self.timeout, rx).await {
+                Ok(Ok(r)) => Ok(r),
+                _ => Err(MinionError::Unreachable("no reply from the master".into())),
+            },
+            Ok(Err(e)) => Err(MinionError::Unreachable(e.to_string())),
+            Err(_) => Err(MinionError::Unreachable("send timed out".into())),
+        };
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let reply = result?;
+        if let ReplyBody::Error { kind, message } = &reply.body {
+            return Err(MinionError::Refused {
+                kind: *kind,
+                message: message.clone(),
+            });
+        }
+        Ok(reply)
+    }
+}
+
+fn verify_reply(
+    frame: &[u8],
+    master_key: &RwLock<Option<VerifyingKey>>,
+    max_frame: usize,
+) -> Result<(Reply, VerifyingKey), MinionError> {
+    let env = Envelope::from_bytes(frame, max_frame)?;
+    let pinned = *master_key.read().unwrap_or_else(|p| p.into_inner());
+    let key = match pinned {
+        Some(k) => k,
+        None => env.carried_key()?,
+    };
+    let reply: Reply = env.open(&key)?;
+    if pinned.is_none() && !matches!(reply.body, ReplyBody::Auth(_) | ReplyBody::Error { .. }) {
+        return Err(MinionError::Refused {
+            kind: ErrorKind::BadSignature,
+            message: "unpinned master key on a non-auth reply".into(),
+        });
+    }
+    Ok((reply, key))
+}
+
+/// Connects a SUB socket to the master's publish port and subscribes.
+pub async fn subscribe(endpoint: &str, timeout: Duration) -> Result<SubSocket, MinionError> {
+    let mut sock = SubSocket::with_options(connect_options(timeout));
+    sock.connect(endpoint)
+        .await
+        .map_err(|e| MinionError::Unreachable(format!("{endpoint}: {e}")))?;
+    sock.subscribe(BROADCAST_TOPIC)
+        .await
+        .map_err(|e| MinionError::Unreachable(e.to_string()))?;
+    Ok(sock)
+}
+
+/// Receives the next published message's envelope bytes.
+pub async fn next_publish(sub: &mut SubSocket) -> Result<Bytes, MinionError> {
+    loop {
+        let msg = sub
+            .recv()
+            .await
+            .map_err(|e| MinionError::Unreachable(e.to_string()))?;
+        if let Some(frame) = msg.into_vec().pop() {
+            return Ok(frame);
+        }
+    }
+}
