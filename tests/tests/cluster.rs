@@ -1,0 +1,214 @@
+//! End-to-end scenarios through real processes on 127.0.0.1.
+
+use std::time::Instant;
+
+use serde_json::json;
+use tests::{Cluster, ClusterOpts, text};
+
+fn cluster() -> Cluster {
+    Cluster::start(ClusterOpts::default())
+}
+
+#[test]
+fn pending_keys_accepted_with_accept_all_then_three_minions_answer_ping() {
+    let mut c = cluster();
+    for id in ["web01", "web02", "db01"] {
+        c.start_minion(id);
+    }
+    for id in ["web01", "web02", "db01"] {
+        c.minion(id).wait_for("key pending acceptance");
+    }
+    let keys = c.keys_json();
+    assert_eq!(keys["minions_pre"], json!(["db01", "web01", "web02"]));
+    assert_eq!(keys["minions"], json!([]));
+    let listing = text(&c.key(&["-L"]).stdout);
+    assert!(listing.contains("Unaccepted Keys:\ndb01\nweb01\nweb02"), "{listing}");
+
+    let out = c.key(&["-A", "-y"]);
+    assert!(out.status.success());
+    for id in ["web01", "web02", "db01"] {
+        c.minion(id).wait_for("minion ready");
+    }
+    assert_eq!(c.keys_json()["minions"], json!(["db01", "web01", "web02"]));
+
+    let started = Instant::now();
+    let (v, stderr, code) = c.run_json(&["*", "test.ping"]);
+    eprintln!("cmdb run '*' test.ping against 3 minions: {:?}", started.elapsed());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v, json!({"db01": true, "web01": true, "web02": true}));
+
+    let (v, _, code) = c.run_json(&["web*", "test.ping"]);
+    assert_eq!(code, 0);
+    assert_eq!(v, json!({"web01": true, "web02": true}));
+    let (v, _, _) = c.run_json(&["-L", "db01,web02", "test.ping"]);
+    assert_eq!(v, json!({"db01": true, "web02": true}));
+    let (v, _, _) = c.run_json(&["-E", "web0[2-9]", "test.ping"]);
+    assert_eq!(v, json!({"web02": true}));
+    let (v, _, _) = c.run_json(&["-C", "web* and not web01", "test.ping"]);
+    assert_eq!(v, json!({"web02": true}));
+}
+
+#[test]
+fn nested_output_and_job_cache() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    let out = c.cmdb(&["run", "*", "test.ping"]);
+    assert_eq!(text(&out.stdout), "web01:\n    True\n");
+    let out = c.cmdb(&["run", "*", "sys.list_functions", "--out", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["web01"].as_array().expect("list").contains(&json!("cmd.run_all")));
+
+    let out = c.cmdb(&["jobs", "list", "--out", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let jobs = jobs.as_object().expect("object");
+    assert_eq!(jobs.len(), 2);
+    let (jid, job) = jobs.iter().find(|(_, j)| j["Function"] == "test.ping").expect("ping job");
+    assert_eq!(job["Minions"], json!(["web01"]));
+    let out = c.cmdb(&["jobs", "show", jid, "--out", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown[jid]["Result"], json!({"web01": true}));
+
+    let out = c.cmdb(&["jobs", "show", "../../etc/passwd"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("invalid job id"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn invalid_target_is_an_error_before_publishing() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    let out = c.cmdb(&["run", "-E", "(", "test.ping"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("invalid target"), "{}", text(&out.stderr));
+    let out = c.cmdb(&["jobs", "list", "--out", "json"]);
+    assert_eq!(text(&out.stdout).trim(), "{}");
+}
+
+#[test]
+fn reject_then_delete_lets_the_minion_register_again() {
+    let mut c = cluster();
+    c.start_minion("web01");
+    c.minion("web01").wait_for("key pending acceptance");
+    let out = c.key(&["-r", "web01", "-y"]);
+    assert!(text(&out.stdout).contains("Key for minion web01 rejected."));
+    assert_eq!(c.keys_json()["minions_rejected"], json!(["web01"]));
+    c.minion("web01").wait_for("rejected this minion's key");
+    let (_, stderr, code) = c.run_json(&["*", "test.ping"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("No minions matched"), "{stderr}");
+
+    let out = c.key(&["-d", "web01", "-y"]);
+    assert!(text(&out.stdout).contains("Key for minion web01 deleted."));
+    c.master().wait_for_n("new key pending acceptance", 2);
+    assert_eq!(c.keys_json()["minions_pre"], json!(["web01"]));
+    c.key(&["-a", "web01", "-y"]);
+    c.minion("web01").wait_for("minion ready");
+    let (v, _, code) = c.run_json(&["*", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0));
+}
+
+#[test]
+fn key_conflict_denies_the_new_key_and_the_original_still_answers() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    c.start_minion_with("impostor", "web01", "");
+    c.master().wait_for("new key denied");
+    c.minion("impostor").wait_for("this key was denied");
+    let keys = c.keys_json();
+    assert_eq!(keys["minions"], json!(["web01"]));
+    assert_eq!(keys["minions_denied"], json!(["web01"]));
+    let original = std::fs::read_to_string(c.master_state().join("pki/accepted/web01")).expect("key");
+    let theirs = std::fs::read_to_string(c.minion_state("web01").join("minion.pub")).expect("key");
+    assert_eq!(original, theirs, "the accepted key is still the original");
+    let (v, _, code) = c.run_json(&["web01", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0));
+    assert_eq!(c.minion("impostor").count("running job"), 0);
+}
+
+#[test]
+fn autosign_accepts_matching_ids_only() {
+    let mut c = Cluster::start(ClusterOpts {
+        master_extra: "autosign = [\"auto*\"]".into(),
+    });
+    c.start_minion("auto01");
+    c.start_minion("manual01");
+    c.minion("auto01").wait_for("minion ready");
+    c.minion("manual01").wait_for("key pending acceptance");
+    let keys = c.keys_json();
+    assert_eq!(keys["minions"], json!(["auto01"]));
+    assert_eq!(keys["minions_pre"], json!(["manual01"]));
+    let (v, _, code) = c.run_json(&["*", "test.ping"]);
+    assert_eq!((v, code), (json!({"auto01": true}), 0));
+}
+
+#[test]
+fn stopped_minion_is_reported_as_not_returned() {
+    let mut c = cluster();
+    c.start_accepted(&["web01", "web02"]);
+    c.minions.get_mut("web02").expect("web02").kill();
+    let started = Instant::now();
+    let (v, stderr, code) = c.run_json(&["*", "test.ping", "-t", "2"]);
+    assert_eq!(code, 1);
+    assert_eq!(v, json!({"web01": true}));
+    assert!(stderr.contains("web02: minion did not return"), "{stderr}");
+    assert!(started.elapsed().as_secs() < 20);
+}
+
+#[test]
+fn master_restart_minions_answer_again_without_an_operator() {
+    let mut c = cluster();
+    c.start_accepted(&["web01", "web02", "web03"]);
+    let status = c.master.as_mut().expect("master").terminate();
+    assert!(status.success(), "master exits cleanly on SIGTERM: {status:?}");
+    assert!(c.master().logs().contains("master stopped"));
+    c.start_master();
+    for id in ["web01", "web02", "web03"] {
+        c.minion(id).wait_for_n("minion ready", 2);
+    }
+    let (v, stderr, code) = c.run_json(&["*", "test.ping", "-t", "10"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v, json!({"web01": true, "web02": true, "web03": true}));
+    let out = c.cmdb(&["jobs", "list", "--out", "json"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn unaccepted_minion_gets_no_jobs() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    c.start_minion("web02");
+    c.minion("web02").wait_for("key pending acceptance");
+    let (v, _, code) = c.run_json(&["*", "cmd.run", "echo ran"]);
+    assert_eq!(code, 0);
+    assert_eq!(v, json!({"web01": "ran"}));
+    assert_eq!(c.minion("web02").count("running job"), 0);
+    assert_eq!(c.minion("web02").count("return acknowledged"), 0);
+}
+
+#[test]
+fn cmd_run_output_with_quotes_and_non_utf8_bytes_survives() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    let (v, _, code) = c.run_json(&["web01", "cmd.run", r#"printf '%s\n' "a\"b'c \$HOME"; printf 'x\377y\n' >&2"#]);
+    assert_eq!(code, 0);
+    assert_eq!(v, json!({"web01": "a\"b'c $HOME\nx\\xffy"}));
+    let (v, _, code) = c.run_json(&["web01", "cmd.run_all", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(code, 1, "a failing command makes the run fail");
+    assert_eq!(v["web01"]["retcode"], 3);
+    assert_eq!(v["web01"]["stdout"], "out");
+    assert_eq!(v["web01"]["stderr"], "err");
+    assert!(v["web01"]["pid"].as_u64().is_some());
+}
+
+#[test]
+fn collect_returns_the_first_facts() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    let (v, stderr, code) = c.run_json(&["web01", "collect"]);
+    assert_eq!(code, 0, "{stderr}");
+    let facts = &v["web01"];
+    for key in ["id", "host", "fqdn", "kernel", "kernelrelease", "osarch", "num_cpus", "cpu_model", "mem_total_bytes", "boot_time"] {
+        assert!(facts.get(key).is_some(), "missing {key} in {facts}");
+    }
+    assert_eq!(facts["id"], "web01");
+}
