@@ -173,7 +173,7 @@ fn on_return(shared: &Shared, id: &MinionId, ret: JobReturn) -> Result<ReplyBody
         shared.tracker.on_return(&ret);
         debug!(minion_id = %id, jid = %jid, "stored return");
     } else {
-        debug!(minion_id = %id, jid = %jid, "ignored duplicate return");
+        info!(minion_id = %id, jid = %jid, "ignored duplicate return");
         if shared.tracker.on_return(&ret) == ReturnOutcome::New {
             debug!(minion_id = %id, jid = %jid, "return known to store, new to tracker");
         }

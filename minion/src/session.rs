@@ -342,7 +342,7 @@ fn check_job(m: &Minion, frame: &[u8]) -> Result<Option<Job>, MinionError> {
         return Ok(None);
     }
     if !m.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(&job.jid) {
-        debug!(jid = %job.jid, "dropped a job already seen");
+        info!(jid = %job.jid, "dropped a job already seen");
         return Ok(None);
     }
     Ok(Some(job))

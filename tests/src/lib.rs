@@ -234,17 +234,27 @@ impl Cluster {
         self.master.as_ref().expect("master running")
     }
 
-    /// Writes a minion config named `name` with id `id` and extra lines.
+    /// Writes a minion config named `name` with id `id`; lines in `extra`
+    /// replace the defaults of the same key.
     pub fn minion_config(&self, name: &str, id: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.toml"));
-        let cfg = format!(
+        let defaults = format!(
             "master = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\nstate_dir = \"{}\"\n\
              id = \"{id}\"\nacceptance_wait_time = 0.2\nacceptance_wait_time_max = 0.5\n\
-             random_reauth_delay = 0.2\nheartbeat_interval = 0.5\nrequest_timeout = 2\n{extra}\n",
+             random_reauth_delay = 0.2\nheartbeat_interval = 0.5\nrequest_timeout = 2\n",
             self.publish_port,
             self.ret_port,
             self.dir.path().join(name).display(),
         );
+        let key = |l: &str| l.split('=').next().unwrap_or_default().trim().to_owned();
+        let overridden: Vec<String> = extra.lines().map(key).collect();
+        let mut cfg: String = defaults
+            .lines()
+            .filter(|l| !overridden.contains(&key(l)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        cfg.push_str(extra);
+        cfg.push('\n');
         std::fs::write(&path, cfg).expect("write minion.toml");
         path
     }

@@ -20,7 +20,8 @@ pub fn now_ms() -> i64 {
 }
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime")
@@ -36,6 +37,7 @@ impl RawDealer {
     /// Connects to `endpoint`.
     pub fn connect(endpoint: &str) -> RawDealer {
         let rt = runtime();
+        let _guard = rt.enter();
         let mut sock = DealerSocket::new();
         rt.block_on(sock.connect(endpoint)).expect("connect");
         RawDealer { rt, sock }
@@ -94,6 +96,7 @@ impl RawPublisher {
     /// Binds on `port`.
     pub fn bind(port: u16) -> RawPublisher {
         let rt = runtime();
+        let _guard = rt.enter();
         let mut sock = PubSocket::new();
         rt.block_on(sock.bind(&format!("tcp://127.0.0.1:{port}")))
             .expect("bind");
