@@ -9,6 +9,8 @@ pub mod pki;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::KeyError;
-pub use file::{generate, load_or_create_keypair, read_private, read_public, write_private, write_public};
+pub use file::{
+    generate, load_or_create_keypair, read_private, read_public, write_private, write_public,
+};
 pub use fingerprint::Fingerprint;
 pub use pki::{AuthDecision, KeyListing, KeyState, PkiStore};

@@ -140,7 +140,9 @@ impl MasterConfig {
 
     /// Whether `id` is on the autosign list.
     pub fn autosigned(&self, id: &str) -> bool {
-        self.autosign.iter().any(|g| protocol::fnmatch::fnmatch(id, g))
+        self.autosign
+            .iter()
+            .any(|g| protocol::fnmatch::fnmatch(id, g))
     }
 
     /// Whether `id` is on the autoreject list.

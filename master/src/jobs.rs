@@ -155,7 +155,13 @@ mod tests {
         let jid = Jid::from_micros(1).expect("jid");
         let expected: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
         let mut rx = t
-            .register(jid.clone(), Bytes::from_static(b"env"), expected, Duration::from_secs(60), true)
+            .register(
+                jid.clone(),
+                Bytes::from_static(b"env"),
+                expected,
+                Duration::from_secs(60),
+                true,
+            )
             .expect("watch");
         assert_eq!(t.missed_by("a").len(), 1);
         assert_eq!(t.on_return(&ret(&jid, "a")), ReturnOutcome::New);

@@ -18,9 +18,7 @@ pub enum OutputFormat {
 /// Renders `{minion: return}` in `format`.
 pub fn render(results: &serde_json::Map<String, Value>, format: OutputFormat) -> String {
     match format {
-        OutputFormat::Json => {
-            serde_json::to_string_pretty(results).unwrap_or_default() + "\n"
-        }
+        OutputFormat::Json => serde_json::to_string_pretty(results).unwrap_or_default() + "\n",
         OutputFormat::Yaml => serde_saphyr::to_string(results).unwrap_or_default(),
         OutputFormat::Nested => {
             let mut out = String::new();

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use keys::{AuthDecision, KeyState, VerifyingKey};
 use protocol::message::check_fresh;
 use protocol::{
-    AuthReply, AuthStatus, Envelope, ErrorKind, HeartbeatReply, JobReturn, MinionId,
-    ProtocolError, Reply, ReplyBody, Request, RequestBody,
+    AuthReply, AuthStatus, Envelope, ErrorKind, HeartbeatReply, JobReturn, MinionId, ProtocolError,
+    Reply, ReplyBody, Request, RequestBody,
 };
 use tracing::{debug, info, warn};
 
@@ -30,7 +30,8 @@ impl NonceCache {
         if seen.len() > 100_000 {
             seen.retain(|_, at| now_ms - *at <= window_ms);
         }
-        seen.insert((id.to_owned(), nonce.to_vec()), now_ms).is_none()
+        seen.insert((id.to_owned(), nonce.to_vec()), now_ms)
+            .is_none()
     }
 }
 
@@ -76,7 +77,11 @@ fn process(shared: &Shared, frame: &[u8], now_ms: i64) -> Result<(u64, ReplyBody
     })?;
     let key = accepted_key(shared, &id).ok_or_else(|| {
         warn!(minion_id = %id, "refused request from a minion without an accepted key");
-        (0, ErrorKind::NotAccepted, format!("minion {id} is not accepted"))
+        (
+            0,
+            ErrorKind::NotAccepted,
+            format!("minion {id} is not accepted"),
+        )
     })?;
     let req: Request = env.open(&key).map_err(|e| {
         let kind = match e {
@@ -138,7 +143,11 @@ fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {
     }
 }
 
-fn on_return(shared: &Shared, id: &MinionId, ret: JobReturn) -> Result<ReplyBody, (ErrorKind, String)> {
+fn on_return(
+    shared: &Shared,
+    id: &MinionId,
+    ret: JobReturn,
+) -> Result<ReplyBody, (ErrorKind, String)> {
     if ret.minion != *id {
         warn!(minion_id = %id, claimed = %ret.minion, "refused return claiming another minion's id");
         return Err((
@@ -182,22 +191,37 @@ fn on_return(shared: &Shared, id: &MinionId, ret: JobReturn) -> Result<ReplyBody
 }
 
 fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody), Refusal> {
-    let key = env.carried_key().map_err(|e| (0, ErrorKind::Malformed, e.to_string()))?;
+    let key = env
+        .carried_key()
+        .map_err(|e| (0, ErrorKind::Malformed, e.to_string()))?;
     let req: Request = env.open(&key).map_err(|e| {
         warn!(signer = %env.signer.escape_debug(), error = %e, "refused auth request");
         (0, ErrorKind::BadSignature, e.to_string())
     })?;
     let RequestBody::Auth(auth) = req.body else {
-        return Err((req.id, ErrorKind::Malformed, "a keyed envelope must hold an auth request".into()));
+        return Err((
+            req.id,
+            ErrorKind::Malformed,
+            "a keyed envelope must hold an auth request".into(),
+        ));
     };
     if auth.minion.as_str() != env.signer {
         warn!(claimed = %auth.minion, "refused auth request whose id differs from its signer");
-        return Err((req.id, ErrorKind::IdentityMismatch, "auth id differs from signer".into()));
+        return Err((
+            req.id,
+            ErrorKind::IdentityMismatch,
+            "auth id differs from signer".into(),
+        ));
     }
     let id = auth.minion;
     let window = shared.cfg.clock_skew_secs as i64 * 1000;
-    check_fresh(req.sent_at_ms, now_ms, window).map_err(|e| (req.id, ErrorKind::Replay, e.to_string()))?;
-    if auth.nonce.len() < 16 || !shared.nonces.insert(id.as_str(), &auth.nonce, now_ms, window) {
+    check_fresh(req.sent_at_ms, now_ms, window)
+        .map_err(|e| (req.id, ErrorKind::Replay, e.to_string()))?;
+    if auth.nonce.len() < 16
+        || !shared
+            .nonces
+            .insert(id.as_str(), &auth.nonce, now_ms, window)
+    {
         warn!(minion_id = %id, "refused replayed auth request");
         return Err((req.id, ErrorKind::Replay, "auth nonce seen before".into()));
     }
@@ -211,7 +235,11 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
         )
         .map_err(|e| {
             warn!(minion_id = %id, error = %e, "pki store failed during auth");
-            (req.id, ErrorKind::Internal, "pki store unavailable".to_string())
+            (
+                req.id,
+                ErrorKind::Internal,
+                "pki store unavailable".to_string(),
+            )
         })?;
     let status = match decision {
         AuthDecision::Accepted => AuthStatus::Accepted,

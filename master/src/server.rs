@@ -220,13 +220,27 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(transport::publish_loop(pub_sock, pub_rx, cancel.clone()));
-    tasks.spawn(transport::request_loop(router, queue_tx, reply_rx, cancel.clone()));
+    tasks.spawn(transport::request_loop(
+        router,
+        queue_tx,
+        reply_rx,
+        cancel.clone(),
+    ));
     let queue: transport::SharedQueue = Arc::new(tokio::sync::Mutex::new(queue_rx));
     for _ in 0..shared.cfg.workers {
-        tasks.spawn(worker(shared.clone(), queue.clone(), reply_tx.clone(), cancel.clone()));
+        tasks.spawn(worker(
+            shared.clone(),
+            queue.clone(),
+            reply_tx.clone(),
+            cancel.clone(),
+        ));
     }
     drop(reply_tx);
-    tasks.spawn(control::serve(control_listener, shared.clone(), cancel.clone()));
+    tasks.spawn(control::serve(
+        control_listener,
+        shared.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
 
     info!(

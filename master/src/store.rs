@@ -68,7 +68,8 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<SledStore, MasterError> {
-        let db = sled::open(path).map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
+        let db =
+            sled::open(path).map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
         Ok(SledStore {
             jobs: db.open_tree("jobs").map_err(store_err)?,
             returns: db.open_tree("returns").map_err(store_err)?,

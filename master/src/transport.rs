@@ -33,13 +33,18 @@ fn listener(addr: &str) -> Result<TcpListener, MasterError> {
         addr: addr.to_owned(),
         reason,
     };
-    let sa: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| bind_err(e.to_string()))?;
+    let sa: SocketAddr = addr
+        .parse()
+        .map_err(|e: std::net::AddrParseError| bind_err(e.to_string()))?;
     let sock = RawSocket::new(Domain::for_address(sa), Type::STREAM, None)
         .map_err(|e| bind_err(e.to_string()))?;
-    sock.set_reuse_address(true).map_err(|e| bind_err(e.to_string()))?;
+    sock.set_reuse_address(true)
+        .map_err(|e| bind_err(e.to_string()))?;
     sock.bind(&sa.into()).map_err(|e| bind_err(e.to_string()))?;
-    sock.listen(LISTEN_BACKLOG).map_err(|e| bind_err(e.to_string()))?;
-    sock.set_nonblocking(true).map_err(|e| bind_err(e.to_string()))?;
+    sock.listen(LISTEN_BACKLOG)
+        .map_err(|e| bind_err(e.to_string()))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| bind_err(e.to_string()))?;
     Ok(sock.into())
 }
 
@@ -139,11 +144,16 @@ pub async fn request_loop(
             2 => 1,
             3 if frames[1].is_empty() => 2,
             n => {
-                warn!(frames = n, "dropped request with an unexpected frame layout");
+                warn!(
+                    frames = n,
+                    "dropped request with an unexpected frame layout"
+                );
                 continue;
             }
         };
-        let Some(payload) = frames.pop() else { continue };
+        let Some(payload) = frames.pop() else {
+            continue;
+        };
         frames.truncate(route_len);
         let inbound = Inbound {
             route: frames,

@@ -38,7 +38,10 @@ async fn run(m: Arc<Minion>, job: Job) {
         timeout,
     };
     debug!("running job");
-    let call = tokio::time::timeout(timeout, modules::call(&job.fun, &job.args, &job.kwargs, &ctx));
+    let call = tokio::time::timeout(
+        timeout,
+        modules::call(&job.fun, &job.args, &job.kwargs, &ctx),
+    );
     tokio::pin!(call);
     let outcome = tokio::select! {
         r = &mut call => r,

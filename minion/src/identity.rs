@@ -56,7 +56,11 @@ pub fn peek_id(cfg: &MinionConfig) -> String {
                 .ok()
                 .map(|t| t.trim().to_owned())
         })
-        .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().trim().to_owned()))
+        .or_else(|| {
+            hostname::get()
+                .ok()
+                .map(|h| h.to_string_lossy().trim().to_owned())
+        })
         .unwrap_or_else(|| "localhost".into())
 }
 
@@ -117,13 +121,13 @@ impl Identity {
             }
             return Ok(());
         }
-        if let Some(expected) = master_finger {
-            if !fp.matches(expected) {
-                return Err(MinionError::MasterKeyMismatch {
-                    got: fp.to_string(),
-                    expected: expected.to_owned(),
-                });
-            }
+        if let Some(expected) = master_finger
+            && !fp.matches(expected)
+        {
+            return Err(MinionError::MasterKeyMismatch {
+                got: fp.to_string(),
+                expected: expected.to_owned(),
+            });
         }
         keys::write_public(&self.pinned_path(), key)?;
         Ok(())

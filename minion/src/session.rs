@@ -47,10 +47,10 @@ impl SeenJids {
         if self.set.contains(jid) {
             return false;
         }
-        if self.order.len() >= self.cap {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+        if self.order.len() >= self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
         self.set.insert(jid.clone());
         self.order.push_back(jid.clone());
@@ -125,14 +125,20 @@ impl Minion {
         let link = self
             .link()
             .ok_or_else(|| MinionError::Unreachable("not connected".into()))?;
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         match link
             .request(RequestBody::Heartbeat(Heartbeat { running }), false)
             .await?
             .body
         {
             ReplyBody::Heartbeat(r) => Ok(r),
-            _ => Err(MinionError::Unreachable("unexpected answer to heartbeat".into())),
+            _ => Err(MinionError::Unreachable(
+                "unexpected answer to heartbeat".into(),
+            )),
         }
     }
 }
@@ -251,7 +257,10 @@ async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
 
 async fn fetch_missed(m: &Arc<Minion>) {
     let Some(link) = m.link() else { return };
-    match link.request(RequestBody::MissedJobs(MissedJobs {}), false).await {
+    match link
+        .request(RequestBody::MissedJobs(MissedJobs {}), false)
+        .await
+    {
         Ok(reply) => {
             if let ReplyBody::Jobs { jobs } = reply.body {
                 for env in jobs {
@@ -341,7 +350,12 @@ fn check_job(m: &Minion, frame: &[u8]) -> Result<Option<Job>, MinionError> {
     if !matcher.matches(m.ident.id.as_str(), grains.as_ref()) {
         return Ok(None);
     }
-    if !m.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(&job.jid) {
+    if !m
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(&job.jid)
+    {
         info!(jid = %job.jid, "dropped a job already seen");
         return Ok(None);
     }

@@ -91,10 +91,15 @@ impl Link {
                         break;
                     }
                 };
-                let Some(frame) = msg.into_vec().pop() else { continue };
+                let Some(frame) = msg.into_vec().pop() else {
+                    continue;
+                };
                 match verify_reply(&frame, &master_key, max_frame) {
                     Ok((reply, mk)) => {
-                        let waiter = w.lock().unwrap_or_else(|p| p.into_inner()).remove(&reply.re);
+                        let waiter = w
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&reply.re);
                         if let Some(waiter) = waiter {
                             let _ = waiter.send(VerifiedReply {
                                 body: reply.body,
@@ -119,7 +124,11 @@ impl Link {
 
     /// Sends a request and waits for its reply (up to the request timeout).
     /// `with_key` attaches the public key (auth requests).
-    pub async fn request(&self, body: RequestBody, with_key: bool) -> Result<VerifiedReply, MinionError> {
+    pub async fn request(
+        &self,
+        body: RequestBody,
+        with_key: bool,
+    ) -> Result<VerifiedReply, MinionError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let req = Request {
             id,

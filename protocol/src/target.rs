@@ -106,10 +106,9 @@ impl Matcher {
         match self {
             Matcher::Glob(re) | Matcher::Regex(re) => re.is_match(id),
             Matcher::List(ids) => ids.contains(id),
-            Matcher::Grain(alts) => grains.is_some_and(|g| {
-                alts.iter()
-                    .any(|(path, value)| grain_walk(g, path, value))
-            }),
+            Matcher::Grain(alts) => {
+                grains.is_some_and(|g| alts.iter().any(|(path, value)| grain_walk(g, path, value)))
+            }
             Matcher::And(ms) => ms.iter().all(|m| m.matches(id, grains)),
             Matcher::Or(ms) => ms.iter().any(|m| m.matches(id, grains)),
             Matcher::Not(m) => !m.matches(id, grains),
@@ -133,9 +132,9 @@ fn grain_walk(v: &Value, path: &[String], pat: &Regex) -> bool {
         (None, Value::String(s)) => pat.is_match(s),
         (None, Value::Null | Value::Object(_)) => false,
         (None, other) => pat.is_match(&other.to_string()),
-        (Some((k, rest)), Value::Object(map)) => {
-            map.get(k.as_str()).is_some_and(|c| grain_walk(c, rest, pat))
-        }
+        (Some((k, rest)), Value::Object(map)) => map
+            .get(k.as_str())
+            .is_some_and(|c| grain_walk(c, rest, pat)),
         (Some(_), Value::Array(items)) => items.iter().any(|i| grain_walk(i, path, pat)),
         (Some(_), _) => false,
     }
@@ -254,7 +253,9 @@ impl<'a> Parser<'a> {
             Some(("P", e)) => grain_matcher(e, true),
             Some(("E", e)) => Ok(Matcher::Regex(compile_regex(e, false)?)),
             Some(("L", e)) => Target::list_from(e).matcher(),
-            Some((prefix, _)) if prefix.len() == 1 && prefix.chars().all(|c| c.is_ascii_uppercase()) => {
+            Some((prefix, _))
+                if prefix.len() == 1 && prefix.chars().all(|c| c.is_ascii_uppercase()) =>
+            {
                 Err(self.err(format!("unsupported compound prefix {prefix}@")))
             }
             _ => Ok(Matcher::Glob(fnmatch::compile(w, false)?)),
@@ -277,7 +278,10 @@ mod tests {
         assert!(!m(Target::Glob("web*".into()), "db1"));
         assert!(m(Target::list_from("a,b"), "b"));
         assert!(!m(Target::list_from("a,b"), "ab"));
-        assert!(m(Target::Regex("web[0-9]".into()), "web1x"), "anchored at start only");
+        assert!(
+            m(Target::Regex("web[0-9]".into()), "web1x"),
+            "anchored at start only"
+        );
         assert!(!m(Target::Regex("eb".into()), "web1"));
     }
 
@@ -294,7 +298,9 @@ mod tests {
 
     #[test]
     fn invalid_expressions_are_errors() {
-        for e in ["", "web* and", "( web*", "web* )", "X@foo", "E@(", "and web"] {
+        for e in [
+            "", "web* and", "( web*", "web* )", "X@foo", "E@(", "and web",
+        ] {
             assert!(Target::Compound(e.into()).matcher().is_err(), "{e:?}");
         }
         assert!(Target::Regex("(".into()).matcher().is_err());
@@ -312,7 +318,9 @@ mod tests {
         assert!(gm("ipv6:fe80::1").matches("x", Some(&g)));
         assert!(!gm("os:Ubuntu").matches("x", Some(&g)));
         assert!(!gm("os:debian").matches("x", None));
-        let c = Target::Compound("G@os:Debian and web*".into()).matcher().expect("valid");
+        let c = Target::Compound("G@os:Debian and web*".into())
+            .matcher()
+            .expect("valid");
         assert!(c.matches("web1", Some(&g)));
         assert!(c.uses_grains());
     }

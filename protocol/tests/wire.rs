@@ -51,17 +51,28 @@ fn target() -> impl Strategy<Value = Target> {
 }
 
 fn job_return() -> impl Strategy<Value = JobReturn> {
-    (jid(), minion(), "[a-z.]{1,12}", any::<bool>(), any::<i32>(), value(), any::<i64>(), any::<i64>())
-        .prop_map(|(jid, minion, fun, success, retcode, data, started_ms, ended_ms)| JobReturn {
-            jid,
-            minion,
-            fun,
-            success,
-            retcode,
-            data,
-            started_ms,
-            ended_ms,
-        })
+    (
+        jid(),
+        minion(),
+        "[a-z.]{1,12}",
+        any::<bool>(),
+        any::<i32>(),
+        value(),
+        any::<i64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(jid, minion, fun, success, retcode, data, started_ms, ended_ms)| JobReturn {
+                jid,
+                minion,
+                fun,
+                success,
+                retcode,
+                data,
+                started_ms,
+                ended_ms,
+            },
+        )
 }
 
 fn request() -> impl Strategy<Value = Request> {
@@ -97,15 +108,20 @@ fn reply() -> impl Strategy<Value = Reply> {
         Just(ErrorKind::Internal),
     ];
     let body = prop_oneof![
-        (prop::collection::vec(any::<u8>(), 0..32), status, prop::collection::vec(any::<u8>(), 32))
+        (
+            prop::collection::vec(any::<u8>(), 0..32),
+            status,
+            prop::collection::vec(any::<u8>(), 32)
+        )
             .prop_map(|(nonce, status, master_key)| ReplyBody::Auth(AuthReply {
                 nonce,
                 status,
                 master_key
             })),
         jid().prop_map(|jid| ReplyBody::Ack { jid }),
-        (any::<u64>(), prop::collection::vec(jid(), 0..3))
-            .prop_map(|(boot_id, pending)| ReplyBody::Heartbeat(HeartbeatReply { boot_id, pending })),
+        (any::<u64>(), prop::collection::vec(jid(), 0..3)).prop_map(|(boot_id, pending)| {
+            ReplyBody::Heartbeat(HeartbeatReply { boot_id, pending })
+        }),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..3).prop_map(|jobs| {
             ReplyBody::Jobs {
                 jobs: jobs.into_iter().map(serde_bytes::ByteBuf::from).collect(),
@@ -127,18 +143,20 @@ fn publish() -> impl Strategy<Value = Publish> {
         any::<i64>(),
         ".{0,8}",
     )
-        .prop_map(|(jid, target, fun, args, kwargs, timeout_secs, issued_at_ms, user)| {
-            Publish::Job(Job {
-                jid,
-                target,
-                fun,
-                args,
-                kwargs,
-                timeout_secs,
-                issued_at_ms,
-                user,
-            })
-        })
+        .prop_map(
+            |(jid, target, fun, args, kwargs, timeout_secs, issued_at_ms, user)| {
+                Publish::Job(Job {
+                    jid,
+                    target,
+                    fun,
+                    args,
+                    kwargs,
+                    timeout_secs,
+                    issued_at_ms,
+                    user,
+                })
+            },
+        )
 }
 
 fn key() -> SigningKey {
@@ -252,13 +270,21 @@ fn golden_wire_format() {
             ended_ms: 1_795_000_000_001,
         }),
     };
-    golden("return", &Envelope::seal("web01", &k, &ret).expect("seal").to_bytes());
+    golden(
+        "return",
+        &Envelope::seal("web01", &k, &ret).expect("seal").to_bytes(),
+    );
 
     let reply = Reply {
         re: 2,
         body: ReplyBody::Ack { jid: fixed_jid() },
     };
-    golden("ack", &Envelope::seal("master", &k, &reply).expect("seal").to_bytes());
+    golden(
+        "ack",
+        &Envelope::seal("master", &k, &reply)
+            .expect("seal")
+            .to_bytes(),
+    );
 
     let job = Publish::Job(Job {
         jid: fixed_jid(),
@@ -270,7 +296,10 @@ fn golden_wire_format() {
         issued_at_ms: 1_795_000_000_000,
         user: "root".into(),
     });
-    golden("job", &Envelope::seal("master", &k, &job).expect("seal").to_bytes());
+    golden(
+        "job",
+        &Envelope::seal("master", &k, &job).expect("seal").to_bytes(),
+    );
 }
 
 #[test]

@@ -26,7 +26,13 @@ pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
-        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
         .expect("target dir")
         .to_owned();
     assert!(
@@ -91,7 +97,12 @@ impl Proc {
     /// How many log lines contain `pat`.
     pub fn count(&self, pat: &str) -> usize {
         let (m, _) = &*self.log;
-        m.lock().expect("log").lines.iter().filter(|l| l.contains(pat)).count()
+        m.lock()
+            .expect("log")
+            .lines
+            .iter()
+            .filter(|l| l.contains(pat))
+            .count()
     }
 
     /// Waits until at least `n` log lines contain `pat`.
@@ -110,7 +121,11 @@ impl Proc {
                 panic!(
                     "{}: {} waiting for {n} x {pat:?}\n--- log ---\n{logs}",
                     self.name,
-                    if now >= deadline { "timed out" } else { "exited" }
+                    if now >= deadline {
+                        "timed out"
+                    } else {
+                        "exited"
+                    }
                 );
             }
             st = c.wait_timeout(st, deadline - now).expect("log").0;
@@ -301,7 +316,11 @@ impl Cluster {
     /// The key listing as JSON.
     pub fn keys_json(&self) -> serde_json::Value {
         let out = self.key(&["-L", "--out", "json"]);
-        assert!(out.status.success(), "cmdb-key -L failed: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cmdb-key -L failed: {}",
+            text(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("cmdb-key json")
     }
 

@@ -54,7 +54,9 @@ impl RawDealer {
     pub fn recv_reply(&mut self, master: &VerifyingKey) -> Option<Reply> {
         let msg = self
             .rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), self.sock.recv()).await })
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), self.sock.recv()).await
+            })
             .ok()?
             .ok()?;
         let frame = msg.into_vec().pop()?;

@@ -49,11 +49,7 @@ fn async_jid(c: &Cluster, args: &[&str]) -> Jid {
     all.extend_from_slice(args);
     let out = c.cmdb(&all);
     let stdout = text(&out.stdout);
-    let jid = stdout
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("job id printed");
+    let jid = stdout.trim().rsplit(' ').next().expect("job id printed");
     Jid::parse(jid).expect("jid")
 }
 
@@ -80,7 +76,10 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
     let stale = Envelope::seal(
         "master",
         &master,
-        &job(&format!("touch {}/stale", dir.display()), now_ms() - 3_600_000),
+        &job(
+            &format!("touch {}/stale", dir.display()),
+            now_ms() - 3_600_000,
+        ),
     )
     .expect("seal")
     .to_bytes();
@@ -107,7 +106,10 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
         "ran\n",
         "a job seen twice runs once"
     );
-    assert!(!dir.join("forged").exists(), "a job with a forged signature ran");
+    assert!(
+        !dir.join("forged").exists(),
+        "a job with a forged signature ran"
+    );
     assert!(!dir.join("stale").exists(), "a stale job ran");
     let log = c.minion("web01").logs();
     assert!(log.contains("bad signature"), "{log}");

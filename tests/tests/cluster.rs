@@ -22,7 +22,10 @@ fn pending_keys_accepted_with_accept_all_then_three_minions_answer_ping() {
     assert_eq!(keys["minions_pre"], json!(["db01", "web01", "web02"]));
     assert_eq!(keys["minions"], json!([]));
     let listing = text(&c.key(&["-L"]).stdout);
-    assert!(listing.contains("Unaccepted Keys:\ndb01\nweb01\nweb02"), "{listing}");
+    assert!(
+        listing.contains("Unaccepted Keys:\ndb01\nweb01\nweb02"),
+        "{listing}"
+    );
 
     let out = c.key(&["-A", "-y"]);
     assert!(out.status.success());
@@ -33,7 +36,10 @@ fn pending_keys_accepted_with_accept_all_then_three_minions_answer_ping() {
 
     let started = Instant::now();
     let (v, stderr, code) = c.run_json(&["*", "test.ping"]);
-    eprintln!("cmdb run '*' test.ping against 3 minions: {:?}", started.elapsed());
+    eprintln!(
+        "cmdb run '*' test.ping against 3 minions: {:?}",
+        started.elapsed()
+    );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v, json!({"db01": true, "web01": true, "web02": true}));
 
@@ -56,13 +62,21 @@ fn nested_output_and_job_cache() {
     assert_eq!(text(&out.stdout), "web01:\n    True\n");
     let out = c.cmdb(&["run", "*", "sys.list_functions", "--out", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert!(v["web01"].as_array().expect("list").contains(&json!("cmd.run_all")));
+    assert!(
+        v["web01"]
+            .as_array()
+            .expect("list")
+            .contains(&json!("cmd.run_all"))
+    );
 
     let out = c.cmdb(&["jobs", "list", "--out", "json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let jobs = jobs.as_object().expect("object");
     assert_eq!(jobs.len(), 2);
-    let (jid, job) = jobs.iter().find(|(_, j)| j["Function"] == "test.ping").expect("ping job");
+    let (jid, job) = jobs
+        .iter()
+        .find(|(_, j)| j["Function"] == "test.ping")
+        .expect("ping job");
     assert_eq!(job["Minions"], json!(["web01"]));
     let out = c.cmdb(&["jobs", "show", jid, "--out", "json"]);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -70,7 +84,11 @@ fn nested_output_and_job_cache() {
 
     let out = c.cmdb(&["jobs", "show", "../../etc/passwd"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("invalid job id"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("invalid job id"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -79,7 +97,11 @@ fn invalid_target_is_an_error_before_publishing() {
     c.start_accepted(&["web01"]);
     let out = c.cmdb(&["run", "-E", "(", "test.ping"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("invalid target"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("invalid target"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = c.cmdb(&["jobs", "list", "--out", "json"]);
     assert_eq!(text(&out.stdout).trim(), "{}");
 }
@@ -117,7 +139,8 @@ fn key_conflict_denies_the_new_key_and_the_original_still_answers() {
     let keys = c.keys_json();
     assert_eq!(keys["minions"], json!(["web01"]));
     assert_eq!(keys["minions_denied"], json!(["web01"]));
-    let original = std::fs::read_to_string(c.master_state().join("pki/accepted/web01")).expect("key");
+    let original =
+        std::fs::read_to_string(c.master_state().join("pki/accepted/web01")).expect("key");
     let theirs = std::fs::read_to_string(c.minion_state("web01").join("minion.pub")).expect("key");
     assert_eq!(original, theirs, "the accepted key is still the original");
     let (v, _, code) = c.run_json(&["web01", "test.ping"]);
@@ -159,7 +182,10 @@ fn master_restart_minions_answer_again_without_an_operator() {
     let mut c = cluster();
     c.start_accepted(&["web01", "web02", "web03"]);
     let status = c.master.as_mut().expect("master").terminate();
-    assert!(status.success(), "master exits cleanly on SIGTERM: {status:?}");
+    assert!(
+        status.success(),
+        "master exits cleanly on SIGTERM: {status:?}"
+    );
     assert!(c.master().logs().contains("master stopped"));
     c.start_master();
     for id in ["web01", "web02", "web03"] {
@@ -189,7 +215,11 @@ fn unaccepted_minion_gets_no_jobs() {
 fn cmd_run_output_with_quotes_and_non_utf8_bytes_survives() {
     let mut c = cluster();
     c.start_accepted(&["web01"]);
-    let (v, _, code) = c.run_json(&["web01", "cmd.run", r#"printf '%s\n' "a\"b'c \$HOME"; printf 'x\377y\n' >&2"#]);
+    let (v, _, code) = c.run_json(&[
+        "web01",
+        "cmd.run",
+        r#"printf '%s\n' "a\"b'c \$HOME"; printf 'x\377y\n' >&2"#,
+    ]);
     assert_eq!(code, 0);
     assert_eq!(v, json!({"web01": "a\"b'c $HOME\nx\\xffy"}));
     let (v, _, code) = c.run_json(&["web01", "cmd.run_all", "echo out; echo err >&2; exit 3"]);
@@ -207,7 +237,18 @@ fn collect_returns_the_first_facts() {
     let (v, stderr, code) = c.run_json(&["web01", "collect"]);
     assert_eq!(code, 0, "{stderr}");
     let facts = &v["web01"];
-    for key in ["id", "host", "fqdn", "kernel", "kernelrelease", "osarch", "num_cpus", "cpu_model", "mem_total_bytes", "boot_time"] {
+    for key in [
+        "id",
+        "host",
+        "fqdn",
+        "kernel",
+        "kernelrelease",
+        "osarch",
+        "num_cpus",
+        "cpu_model",
+        "mem_total_bytes",
+        "boot_time",
+    ] {
         assert!(facts.get(key).is_some(), "missing {key} in {facts}");
     }
     assert_eq!(facts["id"], "web01");

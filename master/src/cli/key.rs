@@ -202,13 +202,15 @@ fn print_keys(
         }
     };
     let mut obj = serde_json::Map::new();
-    if finger {
-        if let Ok(master) = keys::read_public(&pki.root().join("master.pub")) {
-            if json {
-                obj.insert("local".into(), serde_json::json!({"master.pub": show(&master)}));
-            } else {
-                println!("Local Keys:\nmaster.pub:  {}", show(&master));
-            }
+    let master = keys::read_public(&pki.root().join("master.pub"));
+    if let (true, Ok(master)) = (finger, master) {
+        if json {
+            obj.insert(
+                "local".into(),
+                serde_json::json!({"master.pub": show(&master)}),
+            );
+        } else {
+            println!("Local Keys:\nmaster.pub:  {}", show(&master));
         }
     }
     for s in KeyState::ALL {

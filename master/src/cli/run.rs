@@ -194,7 +194,9 @@ pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Resu
 pub fn jobs_show(socket: &Path, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
     let mut result = None;
     let mut error = None;
-    let req = ControlRequest::JobsShow { jid: jid.to_owned() };
+    let req = ControlRequest::JobsShow {
+        jid: jid.to_owned(),
+    };
     control::request(socket, &req, |ev| {
         match ev {
             ControlEvent::Job { job, returns } => result = Some((job, returns)),

@@ -12,7 +12,9 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
     let mut count = 0u64;
     let mut model = String::new();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         match k.trim() {
             "processor" => count += 1,
             "model name" | "cpu model" | "Model" if model.is_empty() => model = v.trim().into(),

@@ -21,10 +21,11 @@ fn fqdn(root: &Path, host: &str) -> String {
     for line in hosts.lines() {
         let line = line.split('#').next().unwrap_or_default();
         let names: Vec<&str> = line.split_whitespace().skip(1).collect();
-        if names.iter().any(|n| *n == host || n.split('.').next() == Some(host)) {
-            if let Some(full) = names.iter().find(|n| n.starts_with(host) && n.contains('.')) {
-                return (*full).to_owned();
-            }
+        if let Some(full) = names
+            .iter()
+            .find(|n| n.split('.').next() == Some(host) && n.contains('.'))
+        {
+            return (*full).to_owned();
         }
     }
     host.to_owned()
@@ -37,7 +38,10 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
         .trim()
         .to_owned();
     let fqdn = fqdn(root, &host);
-    let domain = fqdn.split_once('.').map(|(_, d)| d.to_owned()).unwrap_or_default();
+    let domain = fqdn
+        .split_once('.')
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or_default();
     let mut m = Map::new();
     m.insert("host".into(), Value::String(host));
     m.insert("fqdn".into(), Value::String(fqdn));

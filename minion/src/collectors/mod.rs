@@ -37,7 +37,10 @@ pub enum CollectError {
 }
 
 /// A collector: a name and a function from the system root to facts.
-pub type Collector = (&'static str, fn(&Path) -> Result<Map<String, Value>, CollectError>);
+pub type Collector = (
+    &'static str,
+    fn(&Path) -> Result<Map<String, Value>, CollectError>,
+);
 
 /// Every collector, in reporting order.
 pub const COLLECTORS: &[Collector] = &[

@@ -50,7 +50,11 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
             .unwrap_or_default()
     };
     let name = get("NAME");
-    let short = name.split_whitespace().next().unwrap_or_default().to_owned();
+    let short = name
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let mut m = Map::new();
     m.insert("os".into(), Value::String(short));
     m.insert("osfullname".into(), Value::String(name));

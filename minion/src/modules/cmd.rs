@@ -119,7 +119,10 @@ pub async fn run(args: &[String], kwargs: &BTreeMap<String, String>, ctx: &CallC
         },
         Ok(Err(e)) => Outcome::fail(format!("cannot run command: {e}"), 1),
         Err(_) => Outcome::fail(
-            format!("command timed out after {} s and was killed", ctx.timeout.as_secs()),
+            format!(
+                "command timed out after {} s and was killed",
+                ctx.timeout.as_secs()
+            ),
             124,
         ),
     }
@@ -148,7 +151,10 @@ pub async fn run_all(
         },
         Ok(Err(e)) => Outcome::fail(format!("cannot run command: {e}"), 1),
         Err(_) => Outcome::fail(
-            format!("command timed out after {} s and was killed", ctx.timeout.as_secs()),
+            format!(
+                "command timed out after {} s and was killed",
+                ctx.timeout.as_secs()
+            ),
             124,
         ),
     }

@@ -23,7 +23,15 @@ pub async fn item(args: &[String], ctx: &CallContext) -> Outcome {
     };
     let picked: Map<String, Value> = args
         .iter()
-        .map(|k| (k.clone(), facts.get(k).cloned().unwrap_or(Value::String(String::new()))))
+        .map(|k| {
+            (
+                k.clone(),
+                facts
+                    .get(k)
+                    .cloned()
+                    .unwrap_or(Value::String(String::new())),
+            )
+        })
         .collect();
     Outcome::ok(Value::Object(picked))
 }

@@ -7,6 +7,9 @@ use super::{FUNCTIONS, Outcome};
 /// `sys.list_functions`: every available function name.
 pub fn list_functions() -> Outcome {
     Outcome::ok(Value::Array(
-        FUNCTIONS.iter().map(|f| Value::String((*f).into())).collect(),
+        FUNCTIONS
+            .iter()
+            .map(|f| Value::String((*f).into()))
+            .collect(),
     ))
 }
