@@ -34,14 +34,15 @@ pub struct JobRecord {
 
 /// Storage used by the master.
 pub trait Store: Send + Sync {
-    /// Records a new job.
+    /// Records a new job (on disk when this returns).
     fn put_job(&self, job: &JobRecord) -> Result<(), MasterError>;
     /// A job by id.
     fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError>;
     /// The newest jobs first, at most `limit`.
     fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, MasterError>;
     /// Stores a return unless one from that minion for that job is already
-    /// stored; says whether it was new.
+    /// stored; says whether it was new. A new return is on disk when this
+    /// returns, so an acknowledged return survives a crash.
     fn put_return(&self, ret: &JobReturn) -> Result<bool, MasterError>;
     /// Every stored return of a job.
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError>;
@@ -100,6 +101,7 @@ impl Store for SledStore {
         self.jobs
             .insert(job.jid.as_str().as_bytes(), encode(job)?)
             .map_err(store_err)?;
+        self.jobs.flush().map_err(store_err)?;
         Ok(())
     }
 
@@ -125,6 +127,9 @@ impl Store for SledStore {
             .returns
             .compare_and_swap(key, None as Option<&[u8]>, Some(encode(ret)?))
             .map_err(store_err)?;
+        if swapped.is_ok() {
+            self.returns.flush().map_err(store_err)?;
+        }
         Ok(swapped.is_ok())
     }
 

@@ -253,3 +253,83 @@ fn collect_returns_the_first_facts() {
     }
     assert_eq!(facts["id"], "web01");
 }
+
+#[test]
+fn acknowledged_returns_survive_a_master_killed_with_sigkill() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    let out = c.cmdb(&["run", "*", "test.echo", "kept", "--out", "json"]);
+    assert!(out.status.success());
+    let out = c.cmdb(&["jobs", "list", "--out", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let jid = jobs
+        .as_object()
+        .expect("jobs")
+        .keys()
+        .next()
+        .expect("one job")
+        .clone();
+    c.master.as_mut().expect("master").kill();
+    c.start_master();
+    let out = c.cmdb(&["jobs", "show", &jid, "--out", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown[&jid]["Result"], json!({"web01": "kept"}));
+}
+
+#[test]
+fn cmdb_key_works_while_the_master_is_stopped() {
+    let mut c = cluster();
+    c.start_minion("web01");
+    c.minion("web01").wait_for("key pending acceptance");
+    c.master.as_mut().expect("master").terminate();
+    let out = c.key(&["-a", "web01", "-y"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(c.keys_json()["minions"], json!(["web01"]));
+    let out = c.key(&["-f", "web01"]);
+    assert!(
+        text(&out.stdout).contains("web01:  "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = c.key(&["-F", "--out", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        v["local"]["master.pub"]
+            .as_str()
+            .is_some_and(|f| f.len() == 95)
+    );
+    c.start_master();
+    c.minion("web01").wait_for("minion ready");
+    let (v, _, code) = c.run_json(&["*", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0));
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let c = cluster();
+    let bad = c.dir.path().join("bad.toml");
+    std::fs::write(&bad, "interface = \"127.0.0.1\"\nretport = 1\n").expect("write");
+    let out = std::process::Command::new(tests::bin_dir().join("cmdb-master"))
+        .arg("-c")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("retport"),
+        "{}",
+        text(&out.stderr)
+    );
+    let cfg = c.minion_config("m", "../etc", "");
+    let out = std::process::Command::new(tests::bin_dir().join("cmdb-minion"))
+        .arg("-c")
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid minion id"),
+        "{}",
+        text(&out.stderr)
+    );
+}
