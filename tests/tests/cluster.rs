@@ -333,3 +333,12 @@ fn config_errors_name_the_key() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_job_still_running_at_the_timeout_is_waited_for() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    let (v, stderr, code) = c.run_json(&["*", "cmd.run", "sleep 4; echo done", "-t", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v, json!({"web01": "done"}));
+}
