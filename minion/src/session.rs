@@ -273,6 +273,7 @@ async fn fetch_missed(m: &Arc<Minion>) {
 }
 
 async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
+    let Some(link) = m.link() else { return };
     fetch_missed(m).await;
     info!(minion_id = %m.ident.id, "minion ready");
     let period = secs(m.cfg.heartbeat_interval);
@@ -282,6 +283,10 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
     loop {
         tokio::select! {
             _ = m.cancel.cancelled() => return,
+            _ = link.broken.cancelled() => {
+                warn!("lost the connection to the master; reconnecting");
+                return;
+            }
             r = transport::next_publish(&mut sub) => match r {
                 Ok(frame) => handle_publish(m, &frame),
                 Err(e) => {

@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use keys::{SigningKey, VerifyingKey};
 use protocol::{Envelope, ErrorKind, Reply, ReplyBody, Request, RequestBody};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zeromq::{
-    DealerSendHalf, DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, SubSocket,
-    ZmqMessage,
+    DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend,
+    SubSocket, ZmqMessage,
 };
 
 use crate::error::MinionError;
@@ -45,6 +47,9 @@ pub struct Link {
     sender: tokio::sync::Mutex<DealerSendHalf>,
     waiters: Waiters,
     reader: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
+    /// Cancelled when the connection to the master drops.
+    pub broken: CancellationToken,
     next_id: AtomicU64,
     signer: String,
     key: SigningKey,
@@ -54,6 +59,7 @@ pub struct Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.reader.abort();
+        self.watcher.abort();
     }
 }
 
@@ -76,9 +82,20 @@ impl Link {
         max_frame: usize,
     ) -> Result<Link, MinionError> {
         let mut sock = DealerSocket::with_options(connect_options(timeout));
+        let mut events = sock.monitor();
         sock.connect(endpoint)
             .await
             .map_err(|e| MinionError::Unreachable(format!("{endpoint}: {e}")))?;
+        let broken = CancellationToken::new();
+        let flag = broken.clone();
+        let watcher = tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                if let SocketEvent::Disconnected(_) = ev {
+                    flag.cancel();
+                    break;
+                }
+            }
+        });
         let (tx, mut rx) = sock.split();
         let waiters: Waiters = Arc::default();
         let w = waiters.clone();
@@ -115,6 +132,8 @@ impl Link {
             sender: tokio::sync::Mutex::new(tx),
             waiters,
             reader,
+            watcher,
+            broken,
             next_id: AtomicU64::new(1),
             signer: signer.to_owned(),
             key,
