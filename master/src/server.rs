@@ -196,8 +196,8 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     )?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.db_path())?);
 
-    let pub_sock = transport::bind_publisher(&cfg.interface, cfg.publish_port).await?;
-    let router = transport::bind_router(&cfg.interface, cfg.ret_port).await?;
+    let pub_sock: zeromq::PubSocket = transport::bind(&cfg.interface, cfg.publish_port).await?;
+    let router: zeromq::RouterSocket = transport::bind(&cfg.interface, cfg.ret_port).await?;
     let control_listener = control::bind(&cfg.control_socket())?;
 
     let cancel = CancellationToken::new();

@@ -56,23 +56,10 @@ fn host_port(interface: &str, port: u16) -> String {
     }
 }
 
-/// Binds the PUB socket.
-pub async fn bind_publisher(interface: &str, port: u16) -> Result<PubSocket, MasterError> {
+/// Makes a socket of type `S` bound on `interface:port` with the large backlog.
+pub async fn bind<S: Socket>(interface: &str, port: u16) -> Result<S, MasterError> {
     let addr = host_port(interface, port);
-    let mut sock = PubSocket::new();
-    sock.bind_listener(listener(&addr)?)
-        .await
-        .map_err(|e| MasterError::Bind {
-            addr,
-            reason: e.to_string(),
-        })?;
-    Ok(sock)
-}
-
-/// Binds the ROUTER request socket.
-pub async fn bind_router(interface: &str, port: u16) -> Result<RouterSocket, MasterError> {
-    let addr = host_port(interface, port);
-    let mut sock = RouterSocket::new();
+    let mut sock = S::new();
     sock.bind_listener(listener(&addr)?)
         .await
         .map_err(|e| MasterError::Bind {

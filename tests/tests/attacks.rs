@@ -40,6 +40,19 @@ fn refused_kind(body: &ReplyBody) -> Option<ErrorKind> {
     }
 }
 
+fn return_body(jid: &Jid, minion: &str, data: serde_json::Value) -> RequestBody {
+    RequestBody::Return(JobReturn {
+        jid: jid.clone(),
+        minion: MinionId::new(minion).expect("id"),
+        fun: "test.ping".into(),
+        success: true,
+        retcode: 0,
+        data,
+        started_ms: now_ms(),
+        ended_ms: now_ms(),
+    })
+}
+
 fn master_key(c: &Cluster) -> keys::VerifyingKey {
     keys::read_public(&c.master_pub()).expect("master key")
 }
@@ -126,18 +139,7 @@ fn a_minion_key_cannot_return_for_another_minion() {
 
     let web01 = read_key(&c.minion_state("web01").join("minion.pem"));
     let mk = master_key(&c);
-    let forged_ret = |data: &str| {
-        RequestBody::Return(JobReturn {
-            jid: jid.clone(),
-            minion: MinionId::new("web02").expect("id"),
-            fun: "test.ping".into(),
-            success: true,
-            retcode: 0,
-            data: json!(data),
-            started_ms: now_ms(),
-            ended_ms: now_ms(),
-        })
-    };
+    let forged_ret = |data: &str| return_body(&jid, "web02", json!(data));
     let mut d = RawDealer::connect(&c.ret_endpoint());
     let r = d.request("web01", &web01, forged_ret("claims web02"), &mk);
     assert_eq!(refused_kind(&r.body), Some(ErrorKind::IdentityMismatch));
@@ -158,18 +160,7 @@ fn a_replayed_return_is_acknowledged_and_ignored() {
     let jid = async_jid(&c, &["-L", "web01,web02", "test.ping"]);
     let web02 = read_key(&c.minion_state("web02").join("minion.pem"));
     let mk = master_key(&c);
-    let ret = |data: &str| {
-        RequestBody::Return(JobReturn {
-            jid: jid.clone(),
-            minion: MinionId::new("web02").expect("id"),
-            fun: "test.ping".into(),
-            success: true,
-            retcode: 0,
-            data: json!(data),
-            started_ms: now_ms(),
-            ended_ms: now_ms(),
-        })
-    };
+    let ret = |data: &str| return_body(&jid, "web02", json!(data));
     let first = signed_request("web02", &web02, ret("first"));
     let mut d = RawDealer::connect(&c.ret_endpoint());
     for _ in 0..2 {
@@ -187,16 +178,7 @@ fn a_replayed_return_is_acknowledged_and_ignored() {
 
     // A return for a job that never expected this minion is refused.
     let other = async_jid(&c, &["web01", "test.ping"]);
-    let stray = RequestBody::Return(JobReturn {
-        jid: other,
-        minion: MinionId::new("web02").expect("id"),
-        fun: "test.ping".into(),
-        success: true,
-        retcode: 0,
-        data: json!(true),
-        started_ms: now_ms(),
-        ended_ms: now_ms(),
-    });
+    let stray = return_body(&other, "web02", json!(true));
     let r = d.request("web02", &web02, stray, &mk);
     assert_eq!(refused_kind(&r.body), Some(ErrorKind::UnexpectedReturn));
 }

@@ -94,26 +94,32 @@ fn text(bytes: &[u8]) -> String {
     backslash_escape(bytes).trim_end().to_owned()
 }
 
-fn command_arg(args: &[String]) -> Result<&str, Outcome> {
-    match args {
-        [cmd] => Ok(cmd),
-        [] => Err(Outcome::fail("cmd.run needs a command string", 1)),
-        _ => Err(Outcome::fail(
-            "cmd.run takes one command string; quote the whole command",
-            1,
-        )),
-    }
-}
-
-/// `cmd.run CMD`: stdout and stderr merged, as text.
-pub async fn run(args: &[String], kwargs: &BTreeMap<String, String>, ctx: &CallContext) -> Outcome {
-    let cmd = match command_arg(args) {
-        Ok(c) => c,
-        Err(o) => return o,
+/// Runs the single command string in `args` with `exec` under the call's
+/// timeout and shapes the result with `shape`.
+async fn run_with<F, Fut>(
+    args: &[String],
+    kwargs: &BTreeMap<String, String>,
+    ctx: &CallContext,
+    exec: F,
+    shape: fn(&ShellOutput) -> serde_json::Value,
+) -> Outcome
+where
+    F: FnOnce(String, BTreeMap<String, String>) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<ShellOutput>>,
+{
+    let cmd = match args {
+        [cmd] => cmd.clone(),
+        [] => return Outcome::fail("cmd.run needs a command string", 1),
+        _ => {
+            return Outcome::fail(
+                "cmd.run takes one command string; quote the whole command",
+                1,
+            );
+        }
     };
-    match tokio::time::timeout(ctx.timeout, run_merged(cmd, kwargs)).await {
+    match tokio::time::timeout(ctx.timeout, exec(cmd, kwargs.clone())).await {
         Ok(Ok(out)) => Outcome {
-            data: json!(text(&out.stdout)),
+            data: shape(&out),
             success: out.retcode == 0,
             retcode: out.retcode,
         },
@@ -126,6 +132,18 @@ pub async fn run(args: &[String], kwargs: &BTreeMap<String, String>, ctx: &CallC
             124,
         ),
     }
+}
+
+/// `cmd.run CMD`: stdout and stderr merged, as text.
+pub async fn run(args: &[String], kwargs: &BTreeMap<String, String>, ctx: &CallContext) -> Outcome {
+    run_with(
+        args,
+        kwargs,
+        ctx,
+        |c, k| async move { run_merged(&c, &k).await },
+        |out| json!(text(&out.stdout)),
+    )
+    .await
 }
 
 /// `cmd.run_all CMD`: `{retcode, stdout, stderr, pid}`.
@@ -134,30 +152,21 @@ pub async fn run_all(
     kwargs: &BTreeMap<String, String>,
     ctx: &CallContext,
 ) -> Outcome {
-    let cmd = match command_arg(args) {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
-    match tokio::time::timeout(ctx.timeout, run_split(cmd, kwargs)).await {
-        Ok(Ok(out)) => Outcome {
-            data: json!({
+    run_with(
+        args,
+        kwargs,
+        ctx,
+        |c, k| async move { run_split(&c, &k).await },
+        |out| {
+            json!({
                 "pid": out.pid,
                 "retcode": out.retcode,
                 "stdout": text(&out.stdout),
                 "stderr": text(&out.stderr),
-            }),
-            success: out.retcode == 0,
-            retcode: out.retcode,
+            })
         },
-        Ok(Err(e)) => Outcome::fail(format!("cannot run command: {e}"), 1),
-        Err(_) => Outcome::fail(
-            format!(
-                "command timed out after {} s and was killed",
-                ctx.timeout.as_secs()
-            ),
-            124,
-        ),
-    }
+    )
+    .await
 }
 
 #[cfg(test)]
