@@ -1,6 +1,7 @@
 //! `master.toml`: the master's settings, with documented defaults. Unknown
 //! keys are an error that names the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -51,6 +52,80 @@ pub struct MasterConfig {
     pub presence_secs: u64,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// Asset inventory settings (`[inventory]`).
+    pub inventory: InventoryConfig,
+}
+
+/// `[inventory]`: how assets are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// Seconds without a heartbeat after which a minion's asset is offline
+    /// (default 300).
+    pub offline_after_secs: u64,
+    /// Change records kept per asset besides the first one (0: all). The
+    /// first record and the latest change are never dropped.
+    pub history_keep: usize,
+    /// Fact paths (keys joined by `:`, `*` for any key) that change on every
+    /// collect; they are kept current but not recorded as changes.
+    pub volatile: Vec<String>,
+    /// Manual fields operators may set and import.
+    pub manual_fields: Vec<String>,
+    /// Allowed status transitions: status -> statuses it may change to.
+    pub transitions: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        let t = |from: &str, to: &[&str]| (from.to_owned(), to.iter().map(|s| s.to_string()).collect());
+        InventoryConfig {
+            offline_after_secs: 300,
+            history_keep: 0,
+            volatile: ["uptime_seconds", "mounts:*:used_bytes", "mounts:*:available_bytes"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            manual_fields: ["site", "rack", "rack_unit", "owner", "business_line", "notes", "asset_tag"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            transitions: BTreeMap::from([
+                t("planned", &["active", "decommissioned"]),
+                t("active", &["maintenance", "decommissioned"]),
+                t("maintenance", &["active", "decommissioned"]),
+                t("decommissioned", &[]),
+            ]),
+        }
+    }
+}
+
+impl InventoryConfig {
+    /// Whether the status may change from `from` to `to`.
+    pub fn allows(&self, from: &str, to: &str) -> bool {
+        self.transitions
+            .get(from)
+            .is_some_and(|tos| tos.iter().any(|t| t == to))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        const STATUSES: [&str; 4] = ["planned", "active", "maintenance", "decommissioned"];
+        for (from, tos) in &self.transitions {
+            for s in std::iter::once(from).chain(tos) {
+                if !STATUSES.contains(&s.as_str()) {
+                    return Err(format!(
+                        "inventory.transitions: unknown status {s:?} (statuses: {})",
+                        STATUSES.join(", ")
+                    ));
+                }
+            }
+        }
+        for f in &self.manual_fields {
+            if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("inventory.manual_fields: {f:?} is not a plain name"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How daemons print their logs.
@@ -85,6 +160,7 @@ impl Default for MasterConfig {
             clock_skew_secs: 300,
             presence_secs: 30,
             log_format: LogFormat::Text,
+            inventory: InventoryConfig::default(),
         }
     }
 }
@@ -111,6 +187,7 @@ impl MasterConfig {
         if cfg.request_queue == 0 {
             return Err("request_queue must be at least 1".into());
         }
+        cfg.inventory.check()?;
         for glob in cfg.autosign.iter().chain(&cfg.autoreject) {
             protocol::fnmatch::compile(glob, false).map_err(|e| e.to_string())?;
         }
@@ -165,6 +242,19 @@ mod tests {
         assert!(cfg.autosigned("web1"));
         assert!(!cfg.autosigned("db1"));
         assert_eq!(cfg.pki_dir(), PathBuf::from("/var/lib/cmdb/master/pki"));
+    }
+
+    #[test]
+    fn inventory_table_is_checked() {
+        let cfg = MasterConfig::parse("[inventory]\noffline_after_secs = 5").expect("parse");
+        assert_eq!(cfg.inventory.offline_after_secs, 5);
+        assert!(cfg.inventory.allows("active", "maintenance"));
+        assert!(!cfg.inventory.allows("decommissioned", "active"));
+        let err = MasterConfig::parse("[inventory]\ntransitions = { active = [\"broken\"] }")
+            .expect_err("bad status");
+        assert!(err.contains("broken"), "{err}");
+        let err = MasterConfig::parse("[inventory]\nofline = 1").expect_err("unknown");
+        assert!(err.contains("ofline"), "{err}");
     }
 
     #[test]

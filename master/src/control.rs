@@ -55,6 +55,8 @@ pub enum ControlRequest {
         /// The job id.
         jid: String,
     },
+    /// An inventory request.
+    Asset(crate::assets::AssetRequest),
 }
 
 /// What the master answers, one per line.
@@ -89,6 +91,11 @@ pub enum ControlEvent {
         job: JobRecord,
         /// Its stored returns.
         returns: Vec<JobReturn>,
+    },
+    /// Answer to an inventory request.
+    Value {
+        /// The answer.
+        value: serde_json::Value,
     },
     /// The request failed.
     Error {
@@ -191,6 +198,15 @@ async fn connection(
         ControlRequest::JobsList { limit } => {
             let ev = match shared.store.recent_jobs(limit) {
                 Ok(jobs) => ControlEvent::Jobs { jobs },
+                Err(e) => ControlEvent::Error {
+                    message: e.to_string(),
+                },
+            };
+            send(&mut w, &ev).await
+        }
+        ControlRequest::Asset(req) => {
+            let ev = match crate::assets::handle(&shared, req) {
+                Ok(value) => ControlEvent::Value { value },
                 Err(e) => ControlEvent::Error {
                     message: e.to_string(),
                 },

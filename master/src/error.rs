@@ -38,6 +38,10 @@ pub enum MasterError {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+    /// An operator request was refused (no such asset, a transition not
+    /// allowed, a bad import row, …).
+    #[error("{0}")]
+    Refused(String),
     /// A protocol rule was broken.
     #[error(transparent)]
     Protocol(#[from] protocol::ProtocolError),

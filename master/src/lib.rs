@@ -6,12 +6,15 @@
 //! answers; the control socket lets `cmdb` publish jobs and read the job
 //! cache.
 
+pub mod assets;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod inventory;
 pub mod jobs;
 pub mod output;
+pub mod presence;
 pub mod requests;
 pub mod server;
 pub mod store;

@@ -97,7 +97,10 @@ fn process(shared: &Shared, frame: &[u8], now_ms: i64) -> Result<(u64, ReplyBody
         (req.id, ErrorKind::Replay, e.to_string())
     })?;
     let body = match req.body {
-        RequestBody::Return(ret) => on_return(shared, &id, ret).map_err(|(k, m)| (req.id, k, m))?,
+        RequestBody::Return(ret) => {
+            on_return(shared, &id, ret, now_ms).map_err(|(k, m)| (req.id, k, m))?
+        }
+        RequestBody::Push(ret) => on_push(shared, &id, ret, now_ms).map_err(|(k, m)| (req.id, k, m))?,
         RequestBody::Heartbeat(hb) => {
             shared.tracker.set_running(id.as_str(), hb.running);
             shared.presence.seen(id.as_str(), now_ms);
@@ -143,10 +146,48 @@ fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {
     }
 }
 
+fn on_push(
+    shared: &Shared,
+    id: &MinionId,
+    ret: JobReturn,
+    now_ms: i64,
+) -> Result<ReplyBody, (ErrorKind, String)> {
+    if ret.minion != *id {
+        warn!(minion_id = %id, claimed = %ret.minion, "refused pushed facts claiming another minion's id");
+        return Err((
+            ErrorKind::IdentityMismatch,
+            format!("facts signed by {id} claim to be from {}", ret.minion),
+        ));
+    }
+    if ret.fun != "collect" {
+        return Err((ErrorKind::Malformed, format!("cannot push {:?}; only collect", ret.fun)));
+    }
+    let jid = ret.jid.clone();
+    store_return(shared, id, &ret, now_ms)?;
+    Ok(ReplyBody::Ack { jid })
+}
+
+fn store_return(
+    shared: &Shared,
+    id: &MinionId,
+    ret: &JobReturn,
+    now_ms: i64,
+) -> Result<bool, (ErrorKind, String)> {
+    let new = shared.store.put_return(ret, now_ms).map_err(|e| {
+        warn!(error = %e, "could not store return");
+        (ErrorKind::Internal, "store unavailable".to_string())
+    })?;
+    if !new {
+        info!(minion_id = %id, jid = %ret.jid, "ignored duplicate return");
+    }
+    Ok(new)
+}
+
 fn on_return(
     shared: &Shared,
     id: &MinionId,
     ret: JobReturn,
+    now_ms: i64,
 ) -> Result<ReplyBody, (ErrorKind, String)> {
     if ret.minion != *id {
         warn!(minion_id = %id, claimed = %ret.minion, "refused return claiming another minion's id");
@@ -174,18 +215,11 @@ fn on_return(
         ));
     }
     let jid = ret.jid.clone();
-    let new = shared.store.put_return(&ret).map_err(|e| {
-        warn!(error = %e, "could not store return");
-        (ErrorKind::Internal, "store unavailable".to_string())
-    })?;
-    if new {
-        shared.tracker.on_return(&ret);
-        debug!(minion_id = %id, jid = %jid, "stored return");
-    } else {
-        info!(minion_id = %id, jid = %jid, "ignored duplicate return");
-        if shared.tracker.on_return(&ret) == ReturnOutcome::New {
-            debug!(minion_id = %id, jid = %jid, "return known to store, new to tracker");
-        }
+    // The tracker is told either way: after a master restart a return may be
+    // known to the store and still new to a live job's watchers.
+    store_return(shared, id, &ret, now_ms)?;
+    if shared.tracker.on_return(&ret) == ReturnOutcome::New {
+        debug!(minion_id = %id, jid = %jid, "return delivered to watchers");
     }
     Ok(ReplyBody::Ack { jid })
 }

@@ -1,7 +1,7 @@
 //! The master daemon: wires the sockets, the worker pool, the job table, the
 //! store and the control socket together, and shuts them down in order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,32 +38,6 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// Last time each minion was heard from, kept in memory and written to the
-/// store periodically.
-#[derive(Default)]
-pub struct Presence {
-    dirty: Mutex<HashMap<String, i64>>,
-}
-
-impl Presence {
-    /// Notes that `minion` was heard from at `at_ms`.
-    pub fn seen(&self, minion: &str, at_ms: i64) {
-        self.dirty
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(minion.to_owned(), at_ms);
-    }
-
-    fn flush_to(&self, store: &dyn Store) {
-        let batch = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
-        for (m, at) in batch {
-            if let Err(e) = store.set_last_seen(&m, at) {
-                warn!(error = %e, "could not record presence");
-            }
-        }
-    }
-}
-
 /// State shared by the workers and the control socket.
 pub struct Shared {
     /// Settings.
@@ -81,7 +55,7 @@ pub struct Shared {
     /// Recently seen auth nonces.
     pub nonces: NonceCache,
     /// Presence.
-    pub presence: Presence,
+    pub presence: crate::presence::Presence,
     jids: Mutex<JidGenerator>,
     publish: mpsc::Sender<Vec<Bytes>>,
 }
@@ -116,11 +90,18 @@ impl Shared {
     pub fn expected_for(&self, target: &Target) -> Result<BTreeSet<String>, MasterError> {
         let matcher = target.matcher()?;
         let listing = self.pki.list()?;
-        Ok(listing
-            .accepted
-            .into_iter()
-            .filter(|id| matcher.matches(id, None))
-            .collect())
+        let mut out = BTreeSet::new();
+        for id in listing.accepted {
+            let facts = if matcher.uses_grains() {
+                self.store.asset_of_minion(&id)?.map(|a| a.full_facts())
+            } else {
+                None
+            };
+            if matcher.matches(&id, facts.as_ref()) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
     }
 
     /// Signs, records and publishes a job.
@@ -194,7 +175,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         &pki.root().join("master.pem"),
         &pki.root().join("master.pub"),
     )?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.db_path())?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.db_path(), cfg.inventory.clone())?);
 
     let pub_sock: zeromq::PubSocket = transport::bind(&cfg.interface, cfg.publish_port).await?;
     let router: zeromq::RouterSocket = transport::bind(&cfg.interface, cfg.ret_port).await?;
@@ -211,7 +192,13 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         tracker: JobTracker::new(),
         boot_id: random_u64(),
         nonces: NonceCache::default(),
-        presence: Presence::default(),
+        presence: crate::presence::Presence::new(
+            now_ms(),
+            store
+                .assets()?
+                .into_iter()
+                .filter_map(|a| Some((a.minion.clone()?, a.document["presence"] == "online"))),
+        ),
         jids: Mutex::new(JidGenerator::new()),
         publish: pub_tx,
         master_key,
@@ -254,7 +241,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     info!("master shutting down");
     cancel.cancel();
     while tasks.join_next().await.is_some() {}
-    shared.presence.flush_to(store.as_ref());
+    flush_presence(&shared);
     if let Err(e) = store.flush() {
         error!(error = %e, "could not flush the store on shutdown");
     }
@@ -288,13 +275,29 @@ async fn worker(
 }
 
 async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
         shared.tracker.prune();
-        shared.presence.flush_to(shared.store.as_ref());
+        flush_presence(&shared);
+        let offline_after = shared.cfg.inventory.offline_after_secs as i64 * 1000;
+        for (minion, online) in shared.presence.flips(now_ms(), offline_after) {
+            match shared.store.set_presence(&minion, online, now_ms()) {
+                Ok(true) => info!(minion_id = %minion, online, "presence changed"),
+                Ok(false) => {}
+                Err(e) => warn!(minion_id = %minion, error = %e, "could not record presence"),
+            }
+        }
+    }
+}
+
+fn flush_presence(shared: &Shared) {
+    for (m, at) in shared.presence.take_dirty() {
+        if let Err(e) = shared.store.set_last_seen(&m, at) {
+            warn!(error = %e, "could not record presence");
+        }
     }
 }

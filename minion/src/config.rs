@@ -1,7 +1,9 @@
 //! `minion.toml`: the minion's settings, with documented defaults. Unknown
 //! keys are an error that names the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -48,6 +50,16 @@ pub struct MinionConfig {
     pub max_frame_bytes: usize,
     /// Root of the file system the collectors read (default `/`).
     pub root: PathBuf,
+    /// Directory of executables that print a JSON object of extra facts.
+    pub plugins_dir: PathBuf,
+    /// Seconds one fact plugin may run before it is killed.
+    pub plugin_timeout: f64,
+    /// Seconds between collects the minion sends on its own (0: never).
+    /// Each interval is jittered by ±10 %.
+    pub collect_interval: u64,
+    /// Collectors switched on (`true`) or off (`false`) by name; all are on
+    /// by default.
+    pub collectors: BTreeMap<String, bool>,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -81,6 +93,10 @@ impl Default for MinionConfig {
             max_concurrent_jobs: 32,
             max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
             root: "/".into(),
+            plugins_dir: "/etc/cmdb/plugins".into(),
+            plugin_timeout: 10.0,
+            collect_interval: 3600,
+            collectors: BTreeMap::new(),
             log_format: LogFormat::Text,
         }
     }
@@ -119,10 +135,39 @@ impl MinionConfig {
         if !(cfg.random_reauth_delay.is_finite() && cfg.random_reauth_delay >= 0.0) {
             return Err("random_reauth_delay must be zero or more seconds".into());
         }
+        for name in cfg.collectors.keys() {
+            if !crate::collectors::is_collector(name) {
+                let known: Vec<&str> = crate::collectors::COLLECTORS.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "collectors.{name}: unknown collector (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        if !(cfg.plugin_timeout.is_finite() && cfg.plugin_timeout > 0.0) {
+            return Err("plugin_timeout must be a positive number of seconds".into());
+        }
         if cfg.max_concurrent_jobs == 0 {
             return Err("max_concurrent_jobs must be at least 1".into());
         }
         Ok(cfg)
+    }
+}
+
+impl MinionConfig {
+    /// What a collect reads and runs under these settings.
+    pub fn collect_settings(&self) -> crate::collectors::CollectSettings {
+        crate::collectors::CollectSettings {
+            root: self.root.clone(),
+            disabled: self
+                .collectors
+                .iter()
+                .filter(|(_, on)| !**on)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            plugins_dir: Some(self.plugins_dir.clone()),
+            plugin_timeout: Duration::from_secs_f64(self.plugin_timeout),
+        }
     }
 }
 
@@ -134,6 +179,14 @@ mod tests {
     fn unknown_key_is_named() {
         let err = MinionConfig::parse("mastr = 'x'").expect_err("unknown");
         assert!(err.contains("mastr"), "{err}");
+    }
+
+    #[test]
+    fn unknown_collector_is_named() {
+        let err = MinionConfig::parse("[collectors]\ngpu = false").expect_err("unknown");
+        assert!(err.contains("collectors.gpu"), "{err}");
+        let cfg = MinionConfig::parse("[collectors]\ngpus = false").expect("known");
+        assert!(cfg.collect_settings().disabled.contains("gpus"));
     }
 
     #[test]

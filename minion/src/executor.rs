@@ -15,6 +15,42 @@ use crate::transport::now_ms;
 /// master's gather wait knows it is still running.
 const REPORT_RUNNING_AFTER: Duration = Duration::from_secs(2);
 
+/// Collects facts every `collect_interval` seconds (±10 %) and pushes them
+/// to the master, until shutdown. The first push comes after a random part
+/// of the interval (at most five minutes) so that a fleet starting together
+/// does not push together.
+pub async fn agent_push(m: Arc<Minion>) {
+    let interval = m.cfg.collect_interval as f64;
+    if interval <= 0.0 {
+        return;
+    }
+    let mut jids = protocol::JidGenerator::new();
+    let mut wait = interval.min(300.0) * jitter();
+    loop {
+        tokio::select! {
+            _ = m.cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
+        }
+        wait = interval * (0.9 + 0.2 * jitter());
+        if m.link().is_none() {
+            continue;
+        }
+        let started = now_ms();
+        let facts = m.collect_now().await;
+        let ret = JobReturn {
+            jid: jids.next(started * 1000),
+            minion: m.ident.id.clone(),
+            fun: "collect".into(),
+            success: true,
+            retcode: 0,
+            data: facts,
+            started_ms: started,
+            ended_ms: now_ms(),
+        };
+        deliver(&m, ret, true).await;
+    }
+}
+
 /// Starts `job` on the minion's task tracker.
 pub fn spawn(m: Arc<Minion>, job: Job) {
     let span = info_span!("job", jid = %job.jid, fun = %job.fun);
@@ -34,7 +70,7 @@ async fn run(m: Arc<Minion>, job: Job) {
     let timeout = Duration::from_secs(job.timeout_secs.max(1));
     let ctx = CallContext {
         id: m.ident.id.to_string(),
-        root: m.cfg.root.clone(),
+        collect: m.cfg.collect_settings(),
         timeout,
     };
     debug!("running job");
@@ -67,18 +103,23 @@ async fn run(m: Arc<Minion>, job: Job) {
         started_ms: started,
         ended_ms: now_ms(),
     };
-    deliver(&m, ret).await;
+    deliver(&m, ret, false).await;
 }
 
-/// Sends a return until the master acknowledges it, with capped backoff.
-async fn deliver(m: &Minion, ret: JobReturn) {
+/// Sends a return (or, with `push`, self-collected facts) until the master
+/// acknowledges it, with capped backoff.
+pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
     let mut wait = 0.5f64;
     loop {
         let result = match m.link() {
-            Some(link) => link
-                .request(RequestBody::Return(ret.clone()), false)
-                .await
-                .map(|r| r.body),
+            Some(link) => {
+                let body = if push {
+                    RequestBody::Push(ret.clone())
+                } else {
+                    RequestBody::Return(ret.clone())
+                };
+                link.request(body, false).await.map(|r| r.body)
+            }
             None => Err(MinionError::Unreachable("not connected".into())),
         };
         match result {

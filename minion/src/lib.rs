@@ -30,12 +30,14 @@ pub async fn run(cfg: MinionConfig, shutdown: impl Future<Output = ()>) -> Resul
     info!(minion_id = %ident.id, master = %cfg.master, "minion starting");
     let m = Arc::new(session::Minion::new(cfg, ident)?);
     let sessions = tokio::spawn(session::run_sessions(m.clone()));
+    let pushes = tokio::spawn(executor::agent_push(m.clone()));
     shutdown.await;
     info!("minion shutting down");
     m.tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), m.tasks.wait()).await;
     m.cancel.cancel();
     let _ = sessions.await;
+    let _ = pushes.await;
     m.tasks.wait().await;
     info!("minion stopped");
     Ok(())

@@ -81,7 +81,11 @@ pub struct Minion {
     pub tasks: TaskTracker,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
+    facts: tokio::sync::Mutex<Option<(tokio::time::Instant, serde_json::Value)>>,
 }
+
+/// How long collected facts serve grain matching before they are collected anew.
+const FACTS_TTL: Duration = Duration::from_secs(60);
 
 /// A random fraction in [0, 1).
 pub fn jitter() -> f64 {
@@ -108,6 +112,7 @@ impl Minion {
             running: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            facts: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -118,6 +123,25 @@ impl Minion {
 
     fn set_link(&self, link: Option<Arc<Link>>) {
         *self.link.write().unwrap_or_else(|p| p.into_inner()) = link;
+    }
+
+    /// This host's facts, collected at most [`FACTS_TTL`] ago.
+    pub async fn facts(&self) -> serde_json::Value {
+        let mut cache = self.facts.lock().await;
+        if let Some((at, facts)) = cache.as_ref()
+            && at.elapsed() < FACTS_TTL
+        {
+            return facts.clone();
+        }
+        let facts = self.collect_now().await;
+        *cache = Some((tokio::time::Instant::now(), facts.clone()));
+        facts
+    }
+
+    /// Collects this host's facts now.
+    pub async fn collect_now(&self) -> serde_json::Value {
+        let settings = self.cfg.collect_settings();
+        serde_json::Value::Object(crate::collectors::collect(&settings, self.ident.id.as_str()).await)
     }
 
     /// Sends a heartbeat with the running jobs.
@@ -264,7 +288,7 @@ async fn fetch_missed(m: &Arc<Minion>) {
         Ok(reply) => {
             if let ReplyBody::Jobs { jobs } = reply.body {
                 for env in jobs {
-                    handle_publish(m, &env);
+                    handle_publish(m, &env).await;
                 }
             }
         }
@@ -288,7 +312,7 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                 return;
             }
             r = transport::next_publish(&mut sub) => match r {
-                Ok(frame) => handle_publish(m, &frame),
+                Ok(frame) => handle_publish(m, &frame).await,
                 Err(e) => {
                     warn!(error = %e, "publish socket failed; reconnecting");
                     return;
@@ -328,15 +352,15 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
 }
 
 /// Checks a published (or fetched) job and starts it when it is for us.
-pub fn handle_publish(m: &Arc<Minion>, frame: &[u8]) {
-    match check_job(m, frame) {
+pub async fn handle_publish(m: &Arc<Minion>, frame: &[u8]) {
+    match check_job(m, frame).await {
         Ok(Some(job)) => executor::spawn(m.clone(), job),
         Ok(None) => {}
         Err(e) => warn!(error = %e, "dropped a published message"),
     }
 }
 
-fn check_job(m: &Minion, frame: &[u8]) -> Result<Option<Job>, MinionError> {
+async fn check_job(m: &Minion, frame: &[u8]) -> Result<Option<Job>, MinionError> {
     let env = Envelope::from_bytes(frame, m.cfg.max_frame_bytes)?;
     let key = m
         .master_key
@@ -347,8 +371,7 @@ fn check_job(m: &Minion, frame: &[u8]) -> Result<Option<Job>, MinionError> {
     check_fresh(job.issued_at_ms, now_ms(), m.cfg.job_max_age as i64 * 1000)?;
     let matcher = job.target.matcher()?;
     let grains = if matcher.uses_grains() {
-        let facts = crate::collectors::collect_all(&m.cfg.root, m.ident.id.as_str());
-        Some(serde_json::Value::Object(facts))
+        Some(m.facts().await)
     } else {
         None
     };

@@ -37,6 +37,9 @@ pub enum RequestBody {
     Heartbeat(Heartbeat),
     /// Send me the signed jobs that expect my return and that I may have missed.
     MissedJobs(MissedJobs),
+    /// Facts the minion collected on its own (agent mode); `fun` is
+    /// `collect` and `jid` is one the minion made.
+    Push(JobReturn),
 }
 
 /// An auth request. The envelope carries the public key and is signed by it.

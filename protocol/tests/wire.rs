@@ -83,6 +83,7 @@ fn request() -> impl Strategy<Value = Request> {
         prop::collection::vec(jid(), 0..3)
             .prop_map(|running| RequestBody::Heartbeat(Heartbeat { running })),
         Just(RequestBody::MissedJobs(MissedJobs {})),
+        job_return().prop_map(RequestBody::Push),
     ];
     (any::<u64>(), any::<i64>(), body).prop_map(|(id, sent_at_ms, body)| Request {
         id,

@@ -256,7 +256,7 @@ impl Cluster {
         let defaults = format!(
             "master = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\nstate_dir = \"{}\"\n\
              id = \"{id}\"\nacceptance_wait_time = 0.2\nacceptance_wait_time_max = 0.5\n\
-             random_reauth_delay = 0.2\nheartbeat_interval = 0.5\nrequest_timeout = 2\n",
+             random_reauth_delay = 0.2\nheartbeat_interval = 0.5\nrequest_timeout = 2\ncollect_interval = 0\n",
             self.publish_port,
             self.ret_port,
             self.dir.path().join(name).display(),

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use master::MasterConfig;
+use anyhow::Context;
+use master::assets::AssetRequest;
+use master::cli::asset::{self, ListFormat};
 use master::cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
 use master::config::DEFAULT_CONFIG;
 use master::output::OutputFormat;
@@ -59,6 +62,98 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// The asset inventory.
+    Asset {
+        #[command(subcommand)]
+        command: AssetCommand,
+    },
+    /// Every field that changed across the fleet in a time window.
+    Changes {
+        /// How far back: 90s, 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        out: ListFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum AssetCommand {
+    /// Every asset, one line each.
+    List {
+        /// Only assets whose facts match this grain expression (key:value).
+        #[arg(short = 'G', long = "grain")]
+        grain: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        out: ListFormat,
+    },
+    /// One asset (by asset id or minion id), at its latest or an earlier version.
+    Show {
+        /// Asset id or minion id.
+        id: String,
+        /// Rebuild this version.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+    },
+    /// An asset's change history.
+    History {
+        /// Asset id or minion id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+    },
+    /// Field differences between two versions (default: the last change).
+    Diff {
+        /// Asset id or minion id.
+        id: String,
+        /// From this version.
+        #[arg(long)]
+        from: Option<u64>,
+        /// To this version.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+    },
+    /// Set manual fields: site, rack, rack_unit, owner, business_line, notes, asset_tag.
+    Set {
+        /// Asset id or minion id.
+        id: String,
+        /// key=value pairs; an empty value removes the field.
+        #[arg(required = true)]
+        fields: Vec<String>,
+    },
+    /// Change the operator status (planned, active, maintenance, decommissioned).
+    Status {
+        /// Asset id or minion id.
+        id: String,
+        /// New status.
+        status: String,
+    },
+    /// Import a CSV purchase list (header with a serial column); all or nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Print every asset.
+    Export {
+        /// csv or json.
+        #[arg(long, value_enum, default_value = "json")]
+        format: ListFormat,
+    },
+    /// Assets that share a system serial number.
+    Dups {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
     },
 }
 
@@ -119,10 +214,53 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                 },
             )
         }
+        Command::Changes { since, out } => asset::changes(&socket, &since, out),
+        Command::Asset { command } => run_asset(&socket, command),
         Command::Jobs { command } => match command {
             JobsCommand::List { limit, out } => jobs_list(&socket, limit, out),
             JobsCommand::Show { jid, out } => jobs_show(&socket, &jid, out),
         },
+    }
+}
+
+fn run_asset(socket: &std::path::Path, command: AssetCommand) -> anyhow::Result<u8> {
+    let user = master::cli::current_user();
+    match command {
+        AssetCommand::List { grain, out } => asset::list(socket, grain, out),
+        AssetCommand::Show { id, version, out } => {
+            let v = asset::ask(socket, AssetRequest::Show { key: id, version })?;
+            asset::show_value(&v, out);
+            Ok(0)
+        }
+        AssetCommand::History { id, out } => asset::history(socket, id, out),
+        AssetCommand::Diff { id, from, to, out } => asset::diff(socket, id, from, to, out),
+        AssetCommand::Set { id, fields } => {
+            let fields = asset::parse_fields(&fields)?;
+            let v = asset::ask(socket, AssetRequest::Set { key: id, fields, user })?;
+            asset::show_value(&serde_json::json!({"manual": v["manual"]}), OutputFormat::Nested);
+            Ok(0)
+        }
+        AssetCommand::Status { id, status } => {
+            let v = asset::ask(socket, AssetRequest::Status { key: id, status, user })?;
+            println!("{}: {}", v["asset_id"].as_str().unwrap_or_default(), v["status"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        AssetCommand::Import { file } => {
+            let csv = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let v = asset::ask(socket, AssetRequest::Import { csv, user })?;
+            println!(
+                "imported {} rows: {} matched existing assets, {} new planned assets",
+                v["rows"], v["matched"], v["created"]
+            );
+            Ok(0)
+        }
+        AssetCommand::Export { format } => asset::export(socket, format),
+        AssetCommand::Dups { out } => {
+            let v = asset::ask(socket, AssetRequest::Dups)?;
+            asset::show_value(&v, out);
+            Ok(0)
+        }
     }
 }
 

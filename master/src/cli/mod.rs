@@ -1,5 +1,6 @@
 //! The operator commands behind the `cmdb` and `cmdb-key` binaries.
 
+pub mod asset;
 pub mod key;
 pub mod run;
 

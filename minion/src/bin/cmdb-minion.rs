@@ -43,7 +43,8 @@ fn start(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("collect without a master needs --stdout");
             }
             let id = minion::identity::peek_id(&cfg);
-            let facts = minion::collectors::collect_all(&cfg.root, &id);
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let facts = rt.block_on(minion::collectors::collect(&cfg.collect_settings(), &id));
             println!("{}", serde_json::to_string_pretty(&facts)?);
             Ok(())
         }

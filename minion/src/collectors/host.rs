@@ -1,4 +1,4 @@
-//! Host identity and time: hostname, fqdn, domain, machine-id, boot time.
+//! Host names: hostname, fqdn, domain.
 
 use std::path::Path;
 
@@ -31,7 +31,7 @@ fn fqdn(root: &Path, host: &str) -> String {
     host.to_owned()
 }
 
-/// Collects host, fqdn, domain, machine_id, boot_time.
+/// Collects host, fqdn, domain.
 pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
     let host = read(root, "/proc/sys/kernel/hostname")
         .or_else(|_| read(root, "/etc/hostname"))?
@@ -46,17 +46,6 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
     m.insert("host".into(), Value::String(host));
     m.insert("fqdn".into(), Value::String(fqdn));
     m.insert("domain".into(), Value::String(domain));
-    if let Ok(id) = read(root, "/etc/machine-id") {
-        m.insert("machine_id".into(), Value::String(id.trim().into()));
-    }
-    let stat = read(root, "/proc/stat")?;
-    if let Some(bt) = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        m.insert("boot_time".into(), Value::from(bt));
-    }
     Ok(m)
 }
 

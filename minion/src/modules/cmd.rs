@@ -177,7 +177,7 @@ mod tests {
     fn ctx(secs: u64) -> CallContext {
         CallContext {
             id: "t".into(),
-            root: "/".into(),
+            collect: crate::collectors::CollectSettings::all(std::path::Path::new("/")),
             timeout: Duration::from_secs(secs),
         }
     }

@@ -7,12 +7,7 @@ use crate::collectors;
 
 /// `collect`: every collector's facts.
 pub async fn items(ctx: &CallContext) -> Outcome {
-    let root = ctx.root.clone();
-    let id = ctx.id.clone();
-    match tokio::task::spawn_blocking(move || collectors::collect_all(&root, &id)).await {
-        Ok(facts) => Outcome::ok(Value::Object(facts)),
-        Err(e) => Outcome::fail(format!("collect failed: {e}"), 1),
-    }
+    Outcome::ok(Value::Object(collectors::collect(&ctx.collect, &ctx.id).await))
 }
 
 /// `grains.item KEY…`: the named top-level facts.

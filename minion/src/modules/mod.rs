@@ -6,7 +6,6 @@ pub mod sys;
 pub mod test;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,8 +15,8 @@ use serde_json::Value;
 pub struct CallContext {
     /// The minion id.
     pub id: String,
-    /// Root of the file system the collectors read.
-    pub root: PathBuf,
+    /// What a collect reads and runs.
+    pub collect: crate::collectors::CollectSettings,
     /// How long the call may take.
     pub timeout: Duration,
 }

@@ -1,0 +1,92 @@
+//! Observed presence: when each minion was last heard from, and whether its
+//! asset counts as online (heard from within `offline_after_secs`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct State {
+    last: HashMap<String, i64>,
+    dirty: HashMap<String, i64>,
+    online: HashMap<String, bool>,
+    started_ms: i64,
+}
+
+/// Presence of every minion, in memory; the store gets the changes.
+#[derive(Default)]
+pub struct Presence {
+    state: Mutex<State>,
+}
+
+impl Presence {
+    /// A tracker that starts at `started_ms` knowing the stored online
+    /// states. A minion counted online but not heard from since the start
+    /// gets the full `offline_after` from the start before it is offline.
+    pub fn new(started_ms: i64, known: impl IntoIterator<Item = (String, bool)>) -> Presence {
+        Presence {
+            state: Mutex::new(State {
+                online: known.into_iter().collect(),
+                started_ms,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that `minion` was heard from at `at_ms`.
+    pub fn seen(&self, minion: &str, at_ms: i64) {
+        let mut st = self.lock();
+        st.last.insert(minion.to_owned(), at_ms);
+        st.dirty.insert(minion.to_owned(), at_ms);
+    }
+
+    /// Last-seen times not yet written to the store.
+    pub fn take_dirty(&self) -> HashMap<String, i64> {
+        std::mem::take(&mut self.lock().dirty)
+    }
+
+    /// Minions whose online state flipped as of `now_ms`.
+    pub fn flips(&self, now_ms: i64, offline_after_ms: i64) -> Vec<(String, bool)> {
+        let mut st = self.lock();
+        let State {
+            last,
+            online,
+            started_ms,
+            ..
+        } = &mut *st;
+        for m in last.keys() {
+            online.entry(m.clone()).or_insert(true);
+        }
+        let mut out = Vec::new();
+        for (m, is_online) in online.iter_mut() {
+            let seen = last.get(m).copied().unwrap_or(*started_ms);
+            let now_online = now_ms - seen <= offline_after_ms;
+            if now_online != *is_online {
+                *is_online = now_online;
+                out.push((m.clone(), now_online));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goes_offline_after_the_threshold_and_back() {
+        let p = Presence::new(0, [("a".to_string(), true)]);
+        assert!(p.flips(1_000, 5_000).is_empty(), "grace from start");
+        assert_eq!(p.flips(6_000, 5_000), vec![("a".to_string(), false)]);
+        p.seen("a", 7_000);
+        p.seen("b", 7_000);
+        assert_eq!(p.flips(7_500, 5_000), vec![("a".to_string(), true)]);
+        assert_eq!(p.take_dirty().len(), 2);
+        assert!(p.take_dirty().is_empty());
+    }
+}

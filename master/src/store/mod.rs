@@ -1,0 +1,152 @@
+//! The master's storage: jobs, returns, presence and the asset inventory.
+//!
+//! [`Store`] is the interface the rest of the master uses; [`SledStore`] keeps
+//! it in a sled database. Records are msgpack with named fields.
+
+mod sled;
+
+pub use self::sled::SledStore;
+
+use std::collections::BTreeMap;
+
+use protocol::{Jid, JobReturn, Target};
+use serde::{Deserialize, Serialize};
+
+use crate::error::MasterError;
+use crate::inventory::import::ImportRow;
+use crate::inventory::{AssetId, AssetRecord, ChangeRecord, Source};
+
+/// A job as the master recorded it when publishing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub jid: Jid,
+    /// The target as given.
+    pub target: Target,
+    /// The function.
+    pub fun: String,
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// Keyword arguments.
+    pub kwargs: BTreeMap<String, String>,
+    /// Minions expected to return, sorted.
+    pub expected: Vec<String>,
+    /// Who asked.
+    pub user: String,
+    /// When it was published, unix milliseconds.
+    pub started_ms: i64,
+}
+
+/// Storage used by the master.
+pub trait Store: Send + Sync {
+    /// Records a new job (on disk when this returns).
+    fn put_job(&self, job: &JobRecord) -> Result<(), MasterError>;
+    /// A job by id.
+    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError>;
+    /// The newest jobs first, at most `limit`.
+    fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, MasterError>;
+    /// Stores a return unless one from that minion for that job is already
+    /// stored; says whether it was new. A successful collect also updates
+    /// the minion's asset (snapshot and change history) in the same
+    /// transaction. A new return is on disk when this returns, so an
+    /// acknowledged return survives a crash.
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<bool, MasterError>;
+    /// An asset by id.
+    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError>;
+    /// The asset a minion reports.
+    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, MasterError>;
+    /// Every asset.
+    fn assets(&self) -> Result<Vec<AssetRecord>, MasterError>;
+    /// An asset's history, oldest first.
+    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, MasterError>;
+    /// Changes an asset's document with `edit` (which may refuse), recording
+    /// the change with its source and user; returns the updated record.
+    fn edit_asset(
+        &self,
+        id: &AssetId,
+        source: Source,
+        user: Option<String>,
+        now_ms: i64,
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, String>,
+    ) -> Result<AssetRecord, MasterError>;
+    /// Marks a minion's asset online or offline; says whether it changed.
+    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, MasterError>;
+    /// Applies a checked CSV import in one transaction: rows whose serial
+    /// matches an asset set its manual fields, the others become planned
+    /// assets. Returns (matched, created).
+    fn import(
+        &self,
+        rows: &[ImportRow],
+        user: &str,
+        now_ms: i64,
+    ) -> Result<(usize, usize), MasterError>;
+    /// Every change recorded at or after `since_ms`, oldest first.
+    fn changes_since(&self, since_ms: i64) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError>;
+    /// Every stored return of a job.
+    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError>;
+    /// Records when a minion was last heard from (unix milliseconds).
+    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), MasterError>;
+    /// When a minion was last heard from.
+    fn last_seen(&self, minion: &str) -> Result<Option<i64>, MasterError>;
+    /// Writes everything to disk.
+    fn flush(&self) -> Result<(), MasterError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InventoryConfig;
+    use protocol::MinionId;
+
+    fn ret(jid: &Jid, m: &str) -> JobReturn {
+        JobReturn {
+            jid: jid.clone(),
+            minion: MinionId::new(m).expect("id"),
+            fun: "test.ping".into(),
+            success: true,
+            retcode: 0,
+            data: serde_json::json!(true),
+            started_ms: 1,
+            ended_ms: 2,
+        }
+    }
+
+    #[test]
+    fn returns_are_deduplicated_by_jid_and_minion() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open");
+        let jid = Jid::from_micros(1_700_000_000_000_000).expect("jid");
+        assert!(s.put_return(&ret(&jid, "a"), 0).expect("put"));
+        assert!(!s.put_return(&ret(&jid, "a"), 0).expect("put"));
+        assert!(s.put_return(&ret(&jid, "b"), 0).expect("put"));
+        assert_eq!(s.returns(&jid).expect("list").len(), 2);
+    }
+
+    #[test]
+    fn jobs_survive_reopen_newest_first() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            for us in [1, 2, 3] {
+                let jid = Jid::from_micros(1_700_000_000_000_000 + us).expect("jid");
+                s.put_job(&JobRecord {
+                    jid,
+                    target: Target::Glob("*".into()),
+                    fun: "test.ping".into(),
+                    args: vec![],
+                    kwargs: BTreeMap::new(),
+                    expected: vec!["a".into()],
+                    user: "root".into(),
+                    started_ms: 0,
+                })
+                .expect("put");
+            }
+            s.flush().expect("flush");
+        }
+        let s = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
+        let jobs = s.recent_jobs(2).expect("recent");
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs[0].jid > jobs[1].jid);
+    }
+}

@@ -1,0 +1,399 @@
+//! [`Store`] on sled: one tree per record kind.
+//!
+//! - `jobs`: jid → [`JobRecord`]
+//! - `returns`: `jid/minion` → return
+//! - `presence`: minion → last seen (unix ms, big-endian)
+//! - `assets`: asset id → [`AssetRecord`]
+//! - `asset_minion`: minion → asset id
+//! - `history`: asset id ‖ version (big-endian u64) → [`ChangeRecord`]
+//! - `planned_serial`: serial → asset id of an imported asset no minion has claimed
+
+use std::path::Path;
+
+use protocol::{Jid, JobReturn};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use super::{JobRecord, Store};
+use crate::config::InventoryConfig;
+use crate::error::MasterError;
+use crate::inventory::import::ImportRow;
+use crate::inventory::{self, AssetId, AssetRecord, ChangeRecord, Source, Status};
+
+fn store_err(e: impl std::fmt::Display) -> MasterError {
+    MasterError::Store(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, MasterError> {
+    rmp_serde::to_vec_named(v).map_err(store_err)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, MasterError> {
+    rmp_serde::from_slice(b).map_err(store_err)
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<MasterError>>;
+
+fn abort(e: MasterError) -> ConflictableTransactionError<MasterError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn tx_err(e: TransactionError<MasterError>) -> MasterError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => store_err(e),
+    }
+}
+
+fn return_key(jid: &Jid, minion: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(21 + minion.len());
+    k.extend_from_slice(jid.as_str().as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(minion.as_bytes());
+    k
+}
+
+fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
+    let mut k = id.as_str().as_bytes().to_vec();
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Whether a return carries facts for the inventory.
+fn is_collect(ret: &JobReturn) -> bool {
+    ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
+}
+
+/// [`Store`] on a sled database.
+pub struct SledStore {
+    db: sled::Db,
+    jobs: sled::Tree,
+    returns: sled::Tree,
+    presence: sled::Tree,
+    assets: sled::Tree,
+    asset_minion: sled::Tree,
+    history: sled::Tree,
+    planned_serial: sled::Tree,
+    inventory: InventoryConfig,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path, inventory: InventoryConfig) -> Result<SledStore, MasterError> {
+        let db = sled::open(path)
+            .map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
+        let tree = |name: &str| db.open_tree(name).map_err(store_err);
+        Ok(SledStore {
+            jobs: tree("jobs")?,
+            returns: tree("returns")?,
+            presence: tree("presence")?,
+            assets: tree("assets")?,
+            asset_minion: tree("asset_minion")?,
+            history: tree("history")?,
+            planned_serial: tree("planned_serial")?,
+            inventory,
+            db,
+        })
+    }
+
+    fn put_history(h: &TransactionalTree, id: &AssetId, rec: &ChangeRecord) -> TxResult<()> {
+        h.insert(history_key(id, rec.version), encode(rec).map_err(abort)?)?;
+        Ok(())
+    }
+
+    fn get_asset_tx(a: &TransactionalTree, id: &[u8]) -> TxResult<Option<AssetRecord>> {
+        match a.get(id)? {
+            Some(v) => Ok(Some(decode(&v).map_err(abort)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Drops the oldest change records of an asset beyond `history_keep`,
+    /// never the first record or the latest change.
+    fn prune(&self, id: &AssetId) -> Result<(), MasterError> {
+        let keep = self.inventory.history_keep;
+        if keep == 0 {
+            return Ok(());
+        }
+        let keys: Vec<sled::IVec> = self
+            .history
+            .scan_prefix(id.as_str().as_bytes())
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(store_err)?;
+        let changes = keys.len().saturating_sub(1);
+        if changes <= keep {
+            return Ok(());
+        }
+        for k in keys.iter().skip(1).take(changes - keep) {
+            self.history.remove(k).map_err(store_err)?;
+        }
+        Ok(())
+    }
+
+    fn all_assets(&self) -> Result<Vec<AssetRecord>, MasterError> {
+        let mut out = Vec::new();
+        for item in self.assets.iter() {
+            let (_, v) = item.map_err(store_err)?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Store for SledStore {
+    fn put_job(&self, job: &JobRecord) -> Result<(), MasterError> {
+        self.jobs
+            .insert(job.jid.as_str().as_bytes(), encode(job)?)
+            .map_err(store_err)?;
+        self.jobs.flush().map_err(store_err)?;
+        Ok(())
+    }
+
+    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError> {
+        match self.jobs.get(jid.as_str().as_bytes()).map_err(store_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, MasterError> {
+        let mut out = Vec::new();
+        for item in self.jobs.iter().rev().take(limit) {
+            let (_, v) = item.map_err(store_err)?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<bool, MasterError> {
+        let key = return_key(&ret.jid, ret.minion.as_str());
+        let encoded = encode(ret)?;
+        let minion = ret.minion.as_str();
+        let collect = is_collect(ret);
+        let cfg = &self.inventory;
+        let touched = (
+            &self.returns,
+            &self.assets,
+            &self.asset_minion,
+            &self.history,
+            &self.planned_serial,
+        )
+            .transaction(|(r, a, m, h, p)| {
+                if r.get(&key)?.is_some() {
+                    return Ok(None);
+                }
+                r.insert(key.as_slice(), encoded.as_slice())?;
+                if !collect {
+                    return Ok(Some(None));
+                }
+                let mut existing = match m.get(minion.as_bytes())? {
+                    Some(id) => Self::get_asset_tx(a, &id)?,
+                    None => None,
+                };
+                if existing.is_none()
+                    && let Some(serial) = ret.data["serialnumber"].as_str()
+                    && let Some(id) = p.get(serial.as_bytes())?
+                {
+                    existing = Self::get_asset_tx(a, &id)?;
+                    p.remove(serial.as_bytes())?;
+                }
+                let (rec, entries) =
+                    inventory::apply_collect(existing, minion, &ret.data, &ret.jid, cfg, now_ms);
+                a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
+                m.insert(minion.as_bytes(), rec.id.as_str().as_bytes())?;
+                for e in &entries {
+                    Self::put_history(h, &rec.id, e)?;
+                }
+                Ok(Some(Some(rec.id)))
+            })
+            .map_err(tx_err)?;
+        let Some(asset) = touched else {
+            return Ok(false);
+        };
+        if let Some(id) = asset {
+            self.prune(&id)?;
+        }
+        self.db.flush().map_err(store_err)?;
+        Ok(true)
+    }
+
+    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError> {
+        let mut prefix = jid.as_str().as_bytes().to_vec();
+        prefix.push(b'/');
+        let mut out = Vec::new();
+        for item in self.returns.scan_prefix(prefix) {
+            let (_, v) = item.map_err(store_err)?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), MasterError> {
+        self.presence
+            .insert(minion.as_bytes(), &at_ms.to_be_bytes())
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    fn last_seen(&self, minion: &str) -> Result<Option<i64>, MasterError> {
+        Ok(self
+            .presence
+            .get(minion.as_bytes())
+            .map_err(store_err)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
+    }
+
+    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError> {
+        match self.assets.get(id.as_str().as_bytes()).map_err(store_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, MasterError> {
+        match self.asset_minion.get(minion.as_bytes()).map_err(store_err)? {
+            Some(id) => match self.assets.get(&id).map_err(store_err)? {
+                Some(v) => Ok(Some(decode(&v)?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn assets(&self) -> Result<Vec<AssetRecord>, MasterError> {
+        self.all_assets()
+    }
+
+    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, MasterError> {
+        let mut out = Vec::new();
+        for item in self.history.scan_prefix(id.as_str().as_bytes()) {
+            let (_, v) = item.map_err(store_err)?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn edit_asset(
+        &self,
+        id: &AssetId,
+        source: Source,
+        user: Option<String>,
+        now_ms: i64,
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, String>,
+    ) -> Result<AssetRecord, MasterError> {
+        let rec = (&self.assets, &self.history)
+            .transaction(|(a, h)| {
+                let mut rec = Self::get_asset_tx(a, id.as_str().as_bytes())?
+                    .ok_or_else(|| abort(MasterError::Refused(format!("no asset {id}"))))?;
+                let doc = edit(&rec).map_err(|e| abort(MasterError::Refused(e)))?;
+                if let Some(entry) = rec.change_to(doc, source, None, user.clone(), now_ms) {
+                    a.insert(id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
+                    Self::put_history(h, id, &entry)?;
+                }
+                Ok(rec)
+            })
+            .map_err(tx_err)?;
+        self.prune(id)?;
+        self.db.flush().map_err(store_err)?;
+        Ok(rec)
+    }
+
+    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, MasterError> {
+        let Some(id) = self.asset_minion.get(minion.as_bytes()).map_err(store_err)? else {
+            return Ok(false);
+        };
+        let Some(id) = std::str::from_utf8(&id).ok().and_then(AssetId::parse) else {
+            return Ok(false);
+        };
+        let before = self.asset(&id)?.map(|r| r.version);
+        let want = if online { "online" } else { "offline" };
+        let rec = self.edit_asset(&id, Source::Presence, None, now_ms, &|rec| {
+            let mut doc = rec.document.clone();
+            doc["presence"] = serde_json::json!(want);
+            Ok(doc)
+        })?;
+        Ok(before != Some(rec.version))
+    }
+
+    fn import(
+        &self,
+        rows: &[ImportRow],
+        user: &str,
+        now_ms: i64,
+    ) -> Result<(usize, usize), MasterError> {
+        let mut by_serial = std::collections::HashMap::new();
+        for rec in self.all_assets()? {
+            if let Some(s) = rec.serial() {
+                by_serial.entry(s).or_insert(rec.id);
+            }
+        }
+        let result = (&self.assets, &self.history, &self.planned_serial)
+            .transaction(|(a, h, p)| {
+                let (mut matched, mut created) = (0, 0);
+                for row in rows {
+                    let existing = match by_serial.get(&row.serial) {
+                        Some(id) => Self::get_asset_tx(a, id.as_str().as_bytes())?,
+                        None => None,
+                    };
+                    match existing {
+                        Some(mut rec) => {
+                            let mut doc = rec.document.clone();
+                            for (k, v) in &row.fields {
+                                doc["manual"][k] = serde_json::json!(v);
+                            }
+                            if let Some(e) =
+                                rec.change_to(doc, Source::Import, None, Some(user.to_owned()), now_ms)
+                            {
+                                a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
+                                Self::put_history(h, &rec.id, &e)?;
+                            }
+                            matched += 1;
+                        }
+                        None => {
+                            let doc = inventory::new_document(
+                                serde_json::json!({}),
+                                Status::Planned,
+                                row.fields.clone(),
+                            );
+                            let mut doc = doc;
+                            doc["presence"] = serde_json::json!("unknown");
+                            let (mut rec, mut first) =
+                                AssetRecord::create(None, doc, serde_json::json!({}), now_ms);
+                            rec.expected_serial = Some(row.serial.clone());
+                            first.source = Source::Import;
+                            first.user = Some(user.to_owned());
+                            a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
+                            Self::put_history(h, &rec.id, &first)?;
+                            p.insert(row.serial.as_bytes(), rec.id.as_str().as_bytes())?;
+                            created += 1;
+                        }
+                    }
+                }
+                Ok((matched, created))
+            })
+            .map_err(tx_err)?;
+        self.db.flush().map_err(store_err)?;
+        Ok(result)
+    }
+
+    fn changes_since(&self, since_ms: i64) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError> {
+        let mut out = Vec::new();
+        for rec in self.all_assets()? {
+            for h in self.history(&rec.id)? {
+                if h.at_ms >= since_ms {
+                    out.push((rec.clone(), h));
+                }
+            }
+        }
+        out.sort_by_key(|(_, h)| h.at_ms);
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), MasterError> {
+        self.db.flush().map_err(store_err)?;
+        Ok(())
+    }
+}

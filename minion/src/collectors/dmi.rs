@@ -1,0 +1,67 @@
+//! DMI/SMBIOS data from `/sys/class/dmi/id`: system, board and BIOS.
+//! Serial numbers and the UUID are readable by root only; unreadable fields
+//! are null.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::{CollectError, read_opt};
+
+/// Placeholder strings vendors leave in DMI fields.
+const PLACEHOLDERS: &[&str] = &[
+    "",
+    "None",
+    "Not Specified",
+    "Not Applicable",
+    "To Be Filled By O.E.M.",
+    "To be filled by O.E.M.",
+    "Default string",
+    "System Serial Number",
+    "0",
+    "0123456789",
+];
+
+/// Whether a DMI serial is a real one rather than a placeholder.
+pub fn is_real_serial(s: &str) -> bool {
+    !PLACEHOLDERS.contains(&s.trim())
+}
+
+/// Collects `dmi: {system: {manufacturer, product, version, serial, uuid},
+/// board: {vendor, product, serial}, bios: {vendor, version, date}}` and the
+/// flat `manufacturer`, `productname`, `serialnumber`, `uuid`.
+pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+    let dir = root.join("sys/class/dmi/id");
+    if !dir.is_dir() {
+        return Err(CollectError::Parse {
+            path: dir,
+            reason: "no DMI table on this machine".into(),
+        });
+    }
+    let get = |f: &str| -> Value {
+        read_opt(root, &format!("/sys/class/dmi/id/{f}"))
+            .map(|s| Value::String(s.trim().to_owned()))
+            .unwrap_or(Value::Null)
+    };
+    let system = json!({
+        "manufacturer": get("sys_vendor"),
+        "product": get("product_name"),
+        "version": get("product_version"),
+        "serial": get("product_serial"),
+        "uuid": get("product_uuid"),
+    });
+    let mut m = Map::new();
+    m.insert("manufacturer".into(), system["manufacturer"].clone());
+    m.insert("productname".into(), system["product"].clone());
+    m.insert("serialnumber".into(), system["serial"].clone());
+    m.insert("uuid".into(), system["uuid"].clone());
+    m.insert(
+        "dmi".into(),
+        json!({
+            "system": system,
+            "board": {"vendor": get("board_vendor"), "product": get("board_name"), "serial": get("board_serial")},
+            "bios": {"vendor": get("bios_vendor"), "version": get("bios_version"), "date": get("bios_date")},
+        }),
+    );
+    Ok(m)
+}

@@ -1,0 +1,76 @@
+//! Mounted file systems from `/proc/mounts`, with size and use in bytes.
+//! Pseudo file systems (proc, sysfs, cgroup, …) are left out.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::{CollectError, read};
+
+const PSEUDO: &[&str] = &[
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "pstore", "bpf",
+    "tracefs", "debugfs", "mqueue", "hugetlbfs", "configfs", "fusectl", "autofs", "binfmt_misc",
+    "rpc_pipefs", "nsfs", "efivarfs", "ramfs", "selinuxfs",
+];
+
+/// Undoes the octal escapes `/proc/mounts` uses for spaces and the like.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Collects `mounts: {mountpoint: {device, fs_type, size_bytes, used_bytes, available_bytes}}`.
+pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+    let text = read(root, "/proc/mounts")?;
+    let mut mounts = Map::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [device, mountpoint, fs_type, ..] = fields.as_slice() else {
+            continue;
+        };
+        if PSEUDO.contains(fs_type) {
+            continue;
+        }
+        let mountpoint = unescape(mountpoint);
+        let path = root.join(mountpoint.trim_start_matches('/'));
+        let mut entry = json!({"device": unescape(device), "fs_type": fs_type});
+        if let Ok(st) = nix::sys::statvfs::statvfs(&path) {
+            let frag = st.fragment_size() as u64;
+            let size = st.blocks() as u64 * frag;
+            let free = st.blocks_free() as u64 * frag;
+            let avail = st.blocks_available() as u64 * frag;
+            entry["size_bytes"] = json!(size);
+            entry["used_bytes"] = json!(size.saturating_sub(free));
+            entry["available_bytes"] = json!(avail);
+        }
+        mounts.insert(mountpoint, entry);
+    }
+    let mut m = Map::new();
+    m.insert("mounts".into(), Value::Object(mounts));
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_spaces() {
+        assert_eq!(unescape("/mnt/my\\040disk"), "/mnt/my disk");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}
