@@ -81,7 +81,11 @@ fn resolve(shared: &Shared, key: &str) -> Result<AssetRecord, MasterError> {
         Some(id) => shared.store.asset(&id)?,
         None => shared.store.asset_of_minion(key)?,
     };
-    found.ok_or_else(|| MasterError::Refused(format!("no asset {key:?} (neither an asset id nor a minion with an asset)")))
+    found.ok_or_else(|| {
+        MasterError::Refused(format!(
+            "no asset {key:?} (neither an asset id nor a minion with an asset)"
+        ))
+    })
 }
 
 fn history_view(h: &ChangeRecord) -> Value {
@@ -164,7 +168,9 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<Value, MasterError> 
         AssetRequest::History { key } => {
             let rec = resolve(shared, &key)?;
             let h = shared.store.history(&rec.id)?;
-            Ok(json!({"asset_id": rec.id, "minion": rec.minion, "history": h.iter().map(history_view).collect::<Vec<_>>()}))
+            Ok(
+                json!({"asset_id": rec.id, "minion": rec.minion, "history": h.iter().map(history_view).collect::<Vec<_>>()}),
+            )
         }
         AssetRequest::Diff { key, from, to } => {
             let rec = resolve(shared, &key)?;
@@ -185,19 +191,22 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<Value, MasterError> 
                 }
             }
             let rec = resolve(shared, &key)?;
-            let rec = shared.store.edit_asset(&rec.id, Source::Manual, Some(user), now_ms(), &|r| {
-                let mut doc = r.document.clone();
-                for (k, v) in &fields {
-                    if v.is_empty() {
-                        if let Some(m) = doc["manual"].as_object_mut() {
-                            m.remove(k);
+            let rec =
+                shared
+                    .store
+                    .edit_asset(&rec.id, Source::Manual, Some(user), now_ms(), &|r| {
+                        let mut doc = r.document.clone();
+                        for (k, v) in &fields {
+                            if v.is_empty() {
+                                if let Some(m) = doc["manual"].as_object_mut() {
+                                    m.remove(k);
+                                }
+                            } else {
+                                doc["manual"][k] = json!(v);
+                            }
                         }
-                    } else {
-                        doc["manual"][k] = json!(v);
-                    }
-                }
-                Ok(doc)
-            })?;
+                        Ok(doc)
+                    })?;
             Ok(record_view(&rec, &rec.document, rec.version))
         }
         AssetRequest::Status { key, status, user } => {
@@ -207,26 +216,30 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<Value, MasterError> 
                 ))
             })?;
             let rec = resolve(shared, &key)?;
-            let rec = shared.store.edit_asset(&rec.id, Source::Status, Some(user), now_ms(), &|r| {
-                let from = r.status();
-                if from == to {
-                    return Ok(r.document.clone());
-                }
-                if !cfg.allows(from.as_str(), to.as_str()) {
-                    return Err(format!(
-                        "status change {} -> {} is not allowed",
-                        from.as_str(),
-                        to.as_str()
-                    ));
-                }
-                let mut doc = r.document.clone();
-                doc["status"] = json!(to.as_str());
-                Ok(doc)
-            })?;
+            let rec =
+                shared
+                    .store
+                    .edit_asset(&rec.id, Source::Status, Some(user), now_ms(), &|r| {
+                        let from = r.status();
+                        if from == to {
+                            return Ok(r.document.clone());
+                        }
+                        if !cfg.allows(from.as_str(), to.as_str()) {
+                            return Err(format!(
+                                "status change {} -> {} is not allowed",
+                                from.as_str(),
+                                to.as_str()
+                            ));
+                        }
+                        let mut doc = r.document.clone();
+                        doc["status"] = json!(to.as_str());
+                        Ok(doc)
+                    })?;
             Ok(record_view(&rec, &rec.document, rec.version))
         }
         AssetRequest::Import { csv, user } => {
-            let rows = inventory::import::parse(&csv, &cfg.manual_fields).map_err(MasterError::Refused)?;
+            let rows =
+                inventory::import::parse(&csv, &cfg.manual_fields).map_err(MasterError::Refused)?;
             let (matched, created) = shared.store.import(&rows, &user, now_ms())?;
             Ok(json!({"rows": rows.len(), "matched": matched, "created": created}))
         }

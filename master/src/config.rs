@@ -77,18 +77,31 @@ pub struct InventoryConfig {
 
 impl Default for InventoryConfig {
     fn default() -> Self {
-        let t = |from: &str, to: &[&str]| (from.to_owned(), to.iter().map(|s| s.to_string()).collect());
+        let t =
+            |from: &str, to: &[&str]| (from.to_owned(), to.iter().map(|s| s.to_string()).collect());
         InventoryConfig {
             offline_after_secs: 300,
             history_keep: 0,
-            volatile: ["uptime_seconds", "mounts:*:used_bytes", "mounts:*:available_bytes"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            manual_fields: ["site", "rack", "rack_unit", "owner", "business_line", "notes", "asset_tag"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            volatile: [
+                "uptime_seconds",
+                "mounts:*:used_bytes",
+                "mounts:*:available_bytes",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            manual_fields: [
+                "site",
+                "rack",
+                "rack_unit",
+                "owner",
+                "business_line",
+                "notes",
+                "asset_tag",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             transitions: BTreeMap::from([
                 t("planned", &["active", "decommissioned"]),
                 t("active", &["maintenance", "decommissioned"]),
@@ -121,7 +134,9 @@ impl InventoryConfig {
         }
         for f in &self.manual_fields {
             if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("inventory.manual_fields: {f:?} is not a plain name"));
+                return Err(format!(
+                    "inventory.manual_fields: {f:?} is not a plain name"
+                ));
             }
         }
         Ok(())

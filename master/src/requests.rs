@@ -100,7 +100,9 @@ fn process(shared: &Shared, frame: &[u8], now_ms: i64) -> Result<(u64, ReplyBody
         RequestBody::Return(ret) => {
             on_return(shared, &id, ret, now_ms).map_err(|(k, m)| (req.id, k, m))?
         }
-        RequestBody::Push(ret) => on_push(shared, &id, ret, now_ms).map_err(|(k, m)| (req.id, k, m))?,
+        RequestBody::Push(ret) => {
+            on_push(shared, &id, ret, now_ms).map_err(|(k, m)| (req.id, k, m))?
+        }
         RequestBody::Heartbeat(hb) => {
             shared.tracker.set_running(id.as_str(), hb.running);
             shared.presence.seen(id.as_str(), now_ms);
@@ -160,7 +162,10 @@ fn on_push(
         ));
     }
     if ret.fun != "collect" {
-        return Err((ErrorKind::Malformed, format!("cannot push {:?}; only collect", ret.fun)));
+        return Err((
+            ErrorKind::Malformed,
+            format!("cannot push {:?}; only collect", ret.fun),
+        ));
     }
     let jid = ret.jid.clone();
     store_return(shared, id, &ret, now_ms)?;

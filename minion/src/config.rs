@@ -137,7 +137,10 @@ impl MinionConfig {
         }
         for name in cfg.collectors.keys() {
             if !crate::collectors::is_collector(name) {
-                let known: Vec<&str> = crate::collectors::COLLECTORS.iter().map(|(n, _)| *n).collect();
+                let known: Vec<&str> = crate::collectors::COLLECTORS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect();
                 return Err(format!(
                     "collectors.{name}: unknown collector (known: {})",
                     known.join(", ")

@@ -6,6 +6,7 @@
 //! The binaries are taken from the cargo target directory this test binary
 //! lives in: build them first with `cargo build --workspace --all-targets`.
 
+pub mod fixture;
 pub mod raw;
 
 use std::collections::BTreeMap;

@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use master::MasterConfig;
-use anyhow::Context;
 use master::assets::AssetRequest;
 use master::cli::asset::{self, ListFormat};
 use master::cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
@@ -236,13 +236,34 @@ fn run_asset(socket: &std::path::Path, command: AssetCommand) -> anyhow::Result<
         AssetCommand::Diff { id, from, to, out } => asset::diff(socket, id, from, to, out),
         AssetCommand::Set { id, fields } => {
             let fields = asset::parse_fields(&fields)?;
-            let v = asset::ask(socket, AssetRequest::Set { key: id, fields, user })?;
-            asset::show_value(&serde_json::json!({"manual": v["manual"]}), OutputFormat::Nested);
+            let v = asset::ask(
+                socket,
+                AssetRequest::Set {
+                    key: id,
+                    fields,
+                    user,
+                },
+            )?;
+            asset::show_value(
+                &serde_json::json!({"manual": v["manual"]}),
+                OutputFormat::Nested,
+            );
             Ok(0)
         }
         AssetCommand::Status { id, status } => {
-            let v = asset::ask(socket, AssetRequest::Status { key: id, status, user })?;
-            println!("{}: {}", v["asset_id"].as_str().unwrap_or_default(), v["status"].as_str().unwrap_or_default());
+            let v = asset::ask(
+                socket,
+                AssetRequest::Status {
+                    key: id,
+                    status,
+                    user,
+                },
+            )?;
+            println!(
+                "{}: {}",
+                v["asset_id"].as_str().unwrap_or_default(),
+                v["status"].as_str().unwrap_or_default()
+            );
             Ok(0)
         }
         AssetCommand::Import { file } => {

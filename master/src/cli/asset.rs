@@ -87,7 +87,11 @@ fn cell(v: &Value, pointer: &str) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
             .collect::<Vec<_>>()
             .join(" "),
         Some(other) => other.to_string(),
@@ -178,17 +182,32 @@ pub fn history(socket: &Path, key: String, out: OutputFormat) -> anyhow::Result<
         show_value(&v, out);
         return Ok(0);
     }
-    println!("asset {} (minion {})", cell(&v, "/asset_id"), cell(&v, "/minion"));
+    println!(
+        "asset {} (minion {})",
+        cell(&v, "/asset_id"),
+        cell(&v, "/minion")
+    );
     for h in v["history"].as_array().into_iter().flatten() {
         println!(
             "version {}  {}  {}{}{}",
             h["version"],
             format_ms(h["at_ms"].as_i64().unwrap_or(0)),
             cell(h, "/source"),
-            h["jid"].as_str().map(|j| format!("  jid {j}")).unwrap_or_default(),
-            h["user"].as_str().map(|u| format!("  by {u}")).unwrap_or_default(),
+            h["jid"]
+                .as_str()
+                .map(|j| format!("  jid {j}"))
+                .unwrap_or_default(),
+            h["user"]
+                .as_str()
+                .map(|u| format!("  by {u}"))
+                .unwrap_or_default(),
         );
-        print_changes(h["changes"].as_array().map(Vec::as_slice).unwrap_or_default());
+        print_changes(
+            h["changes"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        );
     }
     Ok(0)
 }
@@ -217,14 +236,30 @@ fn short(v: &Value) -> String {
 }
 
 /// `cmdb asset diff ID`.
-pub fn diff(socket: &Path, key: String, from: Option<u64>, to: Option<u64>, out: OutputFormat) -> anyhow::Result<u8> {
+pub fn diff(
+    socket: &Path,
+    key: String,
+    from: Option<u64>,
+    to: Option<u64>,
+    out: OutputFormat,
+) -> anyhow::Result<u8> {
     let v = ask(socket, AssetRequest::Diff { key, from, to })?;
     if out != OutputFormat::Nested {
         show_value(&v, out);
         return Ok(0);
     }
-    println!("asset {}: version {} -> {}", cell(&v, "/asset_id"), v["from"], v["to"]);
-    print_changes(v["changes"].as_array().map(Vec::as_slice).unwrap_or_default());
+    println!(
+        "asset {}: version {} -> {}",
+        cell(&v, "/asset_id"),
+        v["from"],
+        v["to"]
+    );
+    print_changes(
+        v["changes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    );
     Ok(0)
 }
 
@@ -235,7 +270,12 @@ pub fn changes(socket: &Path, since: &str, out: ListFormat) -> anyhow::Result<u8
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let v = ask(socket, AssetRequest::Changes { since_ms: now - secs * 1000 })?;
+    let v = ask(
+        socket,
+        AssetRequest::Changes {
+            since_ms: now - secs * 1000,
+        },
+    )?;
     let rows = v.as_array().cloned().unwrap_or_default();
     const COLS: &[(&str, &str)] = &[
         ("AT_MS", "/at_ms"),
@@ -308,6 +348,9 @@ mod tests {
         let rows = vec![serde_json::json!({"asset_id": "a1", "facts": {"host": "web,1"}})];
         let cols = &[("ASSET_ID", "/asset_id"), ("HOST", "/facts/host")];
         assert_eq!(table_text(&rows, cols), "ASSET_ID  HOST\na1        web,1\n");
-        assert_eq!(csv_text(&rows, cols).expect("csv"), "asset_id,host\na1,\"web,1\"\n");
+        assert_eq!(
+            csv_text(&rows, cols).expect("csv"),
+            "asset_id,host\na1,\"web,1\"\n"
+        );
     }
 }

@@ -35,7 +35,12 @@ pub fn diff(old: &Value, new: &Value) -> Vec<FieldChange> {
     out
 }
 
-fn walk(path: &mut Vec<String>, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+fn walk(
+    path: &mut Vec<String>,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    out: &mut Vec<FieldChange>,
+) {
     match (old, new) {
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -150,7 +155,16 @@ mod tests {
         let b = json!({"facts": {"os": "Debian", "disks": {"sdb": {"size": 2}}, "ips": [2, 1], "new": true}, "status": "maintenance"});
         let d = diff(&a, &b);
         let paths: Vec<String> = d.iter().map(FieldChange::path_text).collect();
-        assert_eq!(paths, ["facts:disks:sda", "facts:disks:sdb", "facts:ips", "facts:new", "status"]);
+        assert_eq!(
+            paths,
+            [
+                "facts:disks:sda",
+                "facts:disks:sdb",
+                "facts:ips",
+                "facts:new",
+                "status"
+            ]
+        );
         let mut back = b.clone();
         revert(&mut back, &d);
         assert_eq!(back, a);
@@ -163,9 +177,15 @@ mod tests {
     #[test]
     fn volatile_fields_are_split_off() {
         let f = json!({"uptime_seconds": 5, "mounts": {"/": {"size_bytes": 10, "used_bytes": 3}}});
-        let pats = vec!["uptime_seconds".to_string(), "mounts:*:used_bytes".to_string()];
+        let pats = vec![
+            "uptime_seconds".to_string(),
+            "mounts:*:used_bytes".to_string(),
+        ];
         let (stable, vol) = split_volatile(&f, &pats);
         assert_eq!(stable, json!({"mounts": {"/": {"size_bytes": 10}}}));
-        assert_eq!(vol, json!({"uptime_seconds": 5, "mounts": {"/": {"used_bytes": 3}}}));
+        assert_eq!(
+            vol,
+            json!({"uptime_seconds": 5, "mounts": {"/": {"used_bytes": 3}}})
+        );
     }
 }

@@ -46,14 +46,22 @@ pub fn parse(text: &str, allowed: &[String]) -> Result<Vec<ImportRow>, String> {
         let line = i + 2;
         let rec = rec.map_err(|e| format!("line {line}: {e}"))?;
         if rec.len() != headers.len() {
-            return Err(format!("line {line}: expected {} fields, found {}", headers.len(), rec.len()));
+            return Err(format!(
+                "line {line}: expected {} fields, found {}",
+                headers.len(),
+                rec.len()
+            ));
         }
         let serial = rec.get(serial_col).unwrap_or_default().to_owned();
         if !super::is_real_serial(&serial) {
-            return Err(format!("line {line}: missing or placeholder serial {serial:?}"));
+            return Err(format!(
+                "line {line}: missing or placeholder serial {serial:?}"
+            ));
         }
         if let Some(first) = seen.insert(serial.clone(), line) {
-            return Err(format!("line {line}: serial {serial:?} already on line {first}"));
+            return Err(format!(
+                "line {line}: serial {serial:?} already on line {first}"
+            ));
         }
         let fields = headers
             .iter()
@@ -61,7 +69,11 @@ pub fn parse(text: &str, allowed: &[String]) -> Result<Vec<ImportRow>, String> {
             .filter(|(h, v)| *h != "serial" && !v.is_empty())
             .map(|(h, v)| (h.clone(), v.to_owned()))
             .collect();
-        rows.push(ImportRow { line, serial, fields });
+        rows.push(ImportRow {
+            line,
+            serial,
+            fields,
+        });
     }
     Ok(rows)
 }
@@ -71,7 +83,10 @@ mod tests {
     use super::*;
 
     fn allowed() -> Vec<String> {
-        ["site", "rack", "owner"].iter().map(|s| s.to_string()).collect()
+        ["site", "rack", "owner"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]

@@ -34,8 +34,10 @@ impl AssetId {
 
     /// Parses an id.
     pub fn parse(s: &str) -> Option<AssetId> {
-        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| AssetId(s.to_owned()))
+        (s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| AssetId(s.to_owned()))
     }
 
     /// The id as text.
@@ -227,7 +229,12 @@ impl AssetRecord {
     }
 
     /// A new record and its creation history entry.
-    pub fn create(minion: Option<String>, document: Value, observed: Value, now_ms: i64) -> (AssetRecord, ChangeRecord) {
+    pub fn create(
+        minion: Option<String>,
+        document: Value,
+        observed: Value,
+        now_ms: i64,
+    ) -> (AssetRecord, ChangeRecord) {
         let rec = AssetRecord {
             id: AssetId::generate(),
             minion,
@@ -291,7 +298,10 @@ fn merge(into: &mut Value, from: &Value) {
 
 /// The document for a new asset.
 pub fn new_document(facts: Value, status: Status, manual: BTreeMap<String, String>) -> Value {
-    let manual: Map<String, Value> = manual.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let manual: Map<String, Value> = manual
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     json!({"facts": facts, "manual": manual, "status": status.as_str(), "presence": "online"})
 }
 
@@ -309,7 +319,8 @@ pub fn apply_collect(
     match existing {
         None => {
             let doc = new_document(stable, Status::Active, BTreeMap::new());
-            let (mut rec, created) = AssetRecord::create(Some(minion.to_owned()), doc, volatile, now_ms);
+            let (mut rec, created) =
+                AssetRecord::create(Some(minion.to_owned()), doc, volatile, now_ms);
             rec.last_collect_ms = Some(now_ms);
             (rec, vec![created])
         }

@@ -81,7 +81,8 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> Result<(usize, usize), MasterError>;
     /// Every change recorded at or after `since_ms`, oldest first.
-    fn changes_since(&self, since_ms: i64) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError>;
+    fn changes_since(&self, since_ms: i64)
+    -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError>;
     /// Every stored return of a job.
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError>;
     /// Records when a minion was last heard from (unix milliseconds).

@@ -81,8 +81,8 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path, inventory: InventoryConfig) -> Result<SledStore, MasterError> {
-        let db = sled::open(path)
-            .map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
+        let db =
+            sled::open(path).map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         Ok(SledStore {
             jobs: tree("jobs")?,
@@ -254,7 +254,11 @@ impl Store for SledStore {
     }
 
     fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, MasterError> {
-        match self.asset_minion.get(minion.as_bytes()).map_err(store_err)? {
+        match self
+            .asset_minion
+            .get(minion.as_bytes())
+            .map_err(store_err)?
+        {
             Some(id) => match self.assets.get(&id).map_err(store_err)? {
                 Some(v) => Ok(Some(decode(&v)?)),
                 None => Ok(None),
@@ -302,7 +306,11 @@ impl Store for SledStore {
     }
 
     fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, MasterError> {
-        let Some(id) = self.asset_minion.get(minion.as_bytes()).map_err(store_err)? else {
+        let Some(id) = self
+            .asset_minion
+            .get(minion.as_bytes())
+            .map_err(store_err)?
+        else {
             return Ok(false);
         };
         let Some(id) = std::str::from_utf8(&id).ok().and_then(AssetId::parse) else {
@@ -344,9 +352,13 @@ impl Store for SledStore {
                             for (k, v) in &row.fields {
                                 doc["manual"][k] = serde_json::json!(v);
                             }
-                            if let Some(e) =
-                                rec.change_to(doc, Source::Import, None, Some(user.to_owned()), now_ms)
-                            {
+                            if let Some(e) = rec.change_to(
+                                doc,
+                                Source::Import,
+                                None,
+                                Some(user.to_owned()),
+                                now_ms,
+                            ) {
                                 a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
                                 Self::put_history(h, &rec.id, &e)?;
                             }
@@ -379,7 +391,10 @@ impl Store for SledStore {
         Ok(result)
     }
 
-    fn changes_since(&self, since_ms: i64) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError> {
+    fn changes_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError> {
         let mut out = Vec::new();
         for rec in self.all_assets()? {
             for h in self.history(&rec.id)? {

@@ -70,7 +70,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         std::fs::create_dir_all(dir.path().join("proc")).expect("mkdir");
         let mut text = String::new();
-        for (p, phys, core) in [(0, 0, 0), (1, 0, 0), (2, 0, 1), (3, 0, 1), (4, 1, 0), (5, 1, 0), (6, 1, 1), (7, 1, 1)] {
+        for (p, phys, core) in [
+            (0, 0, 0),
+            (1, 0, 0),
+            (2, 0, 1),
+            (3, 0, 1),
+            (4, 1, 0),
+            (5, 1, 0),
+            (6, 1, 1),
+            (7, 1, 1),
+        ] {
             text.push_str(&format!(
                 "processor\t: {p}\nmodel name\t: Xeon\nflags\t\t: fpu sse2\nphysical id\t: {phys}\ncore id\t\t: {core}\n\n"
             ));

@@ -32,8 +32,8 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
         let sectors: u64 = read_opt(root, &format!("{base}/size"))
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        let rotational = read_opt(root, &format!("{base}/queue/rotational"))
-            .map(|s| s.trim() == "1");
+        let rotational =
+            read_opt(root, &format!("{base}/queue/rotational")).map(|s| s.trim() == "1");
         let devnum = read_opt(root, &format!("{base}/dev")).unwrap_or_default();
         let devnum = devnum.trim();
         let serial = read_opt(root, &format!("{base}/device/serial"))
@@ -87,7 +87,11 @@ mod tests {
         std::fs::write(base.join("device/vendor"), "ATA\n").expect("w");
         std::fs::write(base.join("dev"), "8:0\n").expect("w");
         std::fs::create_dir_all(dir.path().join("run/udev/data")).expect("mkdir");
-        std::fs::write(dir.path().join("run/udev/data/b8:0"), "E:ID_SERIAL_SHORT=S1234\n").expect("w");
+        std::fs::write(
+            dir.path().join("run/udev/data/b8:0"),
+            "E:ID_SERIAL_SHORT=S1234\n",
+        )
+        .expect("w");
         let m = collect(dir.path()).expect("collect");
         let d = &m["disks"]["sda"];
         assert_eq!(d["size_bytes"], 2048 * 512);

@@ -20,6 +20,9 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
         }
     }
     let mut m = Map::new();
-    m.insert("dns".into(), json!({"nameservers": servers, "search": search}));
+    m.insert(
+        "dns".into(),
+        json!({"nameservers": servers, "search": search}),
+    );
     Ok(m)
 }

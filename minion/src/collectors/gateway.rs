@@ -10,7 +10,8 @@ use super::{CollectError, read, read_opt};
 /// Collects `default_gateway: {ipv4, ipv4_interface, ipv6, ipv6_interface}`
 /// (null where there is none).
 pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let mut gw = json!({"ipv4": null, "ipv4_interface": null, "ipv6": null, "ipv6_interface": null});
+    let mut gw =
+        json!({"ipv4": null, "ipv4_interface": null, "ipv6": null, "ipv6_interface": null});
     let route = read(root, "/proc/net/route")?;
     for line in route.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();

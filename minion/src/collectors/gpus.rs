@@ -72,7 +72,10 @@ mod tests {
         let ids = "# c\n10de  NVIDIA Corporation\n\t1eb8  TU104GL [Tesla T4]\n\t\t10de 12a2  sub\n1af4  Red Hat\n";
         assert_eq!(
             pci_name(ids, "10de", "1eb8"),
-            (Some("NVIDIA Corporation".into()), Some("TU104GL [Tesla T4]".into()))
+            (
+                Some("NVIDIA Corporation".into()),
+                Some("TU104GL [Tesla T4]".into())
+            )
         );
     }
 }

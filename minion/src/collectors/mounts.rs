@@ -8,9 +8,28 @@ use serde_json::{Map, Value, json};
 use super::{CollectError, read};
 
 const PSEUDO: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "pstore", "bpf",
-    "tracefs", "debugfs", "mqueue", "hugetlbfs", "configfs", "fusectl", "autofs", "binfmt_misc",
-    "rpc_pipefs", "nsfs", "efivarfs", "ramfs", "selinuxfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "tracefs",
+    "debugfs",
+    "mqueue",
+    "hugetlbfs",
+    "configfs",
+    "fusectl",
+    "autofs",
+    "binfmt_misc",
+    "rpc_pipefs",
+    "nsfs",
+    "efivarfs",
+    "ramfs",
+    "selinuxfs",
 ];
 
 /// Undoes the octal escapes `/proc/mounts` uses for spaces and the like.
@@ -49,10 +68,10 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
         let path = root.join(mountpoint.trim_start_matches('/'));
         let mut entry = json!({"device": unescape(device), "fs_type": fs_type});
         if let Ok(st) = nix::sys::statvfs::statvfs(&path) {
-            let frag = st.fragment_size() as u64;
-            let size = st.blocks() as u64 * frag;
-            let free = st.blocks_free() as u64 * frag;
-            let avail = st.blocks_available() as u64 * frag;
+            let frag = st.fragment_size();
+            let size = st.blocks() * frag;
+            let free = st.blocks_free() * frag;
+            let avail = st.blocks_available() * frag;
             entry["size_bytes"] = json!(size);
             entry["used_bytes"] = json!(size.saturating_sub(free));
             entry["available_bytes"] = json!(avail);

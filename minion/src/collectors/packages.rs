@@ -22,10 +22,17 @@ pub fn dpkg_installed(status: &str) -> u64 {
 pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
     let mut m = Map::new();
     if let Some(status) = read_opt(root, "/var/lib/dpkg/status") {
-        m.insert("packages".into(), json!({"manager": "dpkg", "count": dpkg_installed(&status)}));
+        m.insert(
+            "packages".into(),
+            json!({"manager": "dpkg", "count": dpkg_installed(&status)}),
+        );
         return Ok(m);
     }
-    let rpmdb = ["var/lib/rpm/rpmdb.sqlite", "var/lib/rpm/Packages", "usr/lib/sysimage/rpm/rpmdb.sqlite"];
+    let rpmdb = [
+        "var/lib/rpm/rpmdb.sqlite",
+        "var/lib/rpm/Packages",
+        "usr/lib/sysimage/rpm/rpmdb.sqlite",
+    ];
     if root == Path::new("/") && rpmdb.iter().any(|p| root.join(p).exists()) {
         let out = std::process::Command::new("rpm")
             .args(["-qa", "--qf", "x\\n"])

@@ -34,7 +34,10 @@ async fn run_one(path: &Path, timeout: Duration) -> Result<Map<String, Value>, S
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            return Err(format!("timed out after {} s and was killed", timeout.as_secs()));
+            return Err(format!(
+                "timed out after {} s and was killed",
+                timeout.as_secs()
+            ));
         }
     };
     if !out.status.success() {
@@ -130,9 +133,29 @@ mod tests {
         assert_eq!(facts["rack_sensor"], 21);
         assert_eq!(facts["id"], "m1");
         let errors = facts["_errors"].as_object().expect("errors");
-        assert!(errors["plugin:b_garbage"].as_str().expect("s").contains("JSON"));
-        assert!(errors["plugin:c_crash"].as_str().expect("s").contains("boom"));
-        assert!(errors["plugin:d_hang"].as_str().expect("s").contains("timed out"));
-        assert!(errors["plugin:e_clash"].as_str().expect("s").contains("already set"));
+        assert!(
+            errors["plugin:b_garbage"]
+                .as_str()
+                .expect("s")
+                .contains("JSON")
+        );
+        assert!(
+            errors["plugin:c_crash"]
+                .as_str()
+                .expect("s")
+                .contains("boom")
+        );
+        assert!(
+            errors["plugin:d_hang"]
+                .as_str()
+                .expect("s")
+                .contains("timed out")
+        );
+        assert!(
+            errors["plugin:e_clash"]
+                .as_str()
+                .expect("s")
+                .contains("already set")
+        );
     }
 }

@@ -96,13 +96,22 @@ mod tests {
     fn kinds() {
         let d = fixture(&[("sys/class/dmi/id/sys_vendor", "VMware, Inc.\n")]);
         assert_eq!(collect(d.path()).expect("c")["virtual"], "vmware");
-        let d = fixture(&[("sys/class/dmi/id/sys_vendor", "Dell Inc.\n"), ("proc/cpuinfo", "flags : fpu\n")]);
+        let d = fixture(&[
+            ("sys/class/dmi/id/sys_vendor", "Dell Inc.\n"),
+            ("proc/cpuinfo", "flags : fpu\n"),
+        ]);
         assert_eq!(collect(d.path()).expect("c")["virtual"], "physical");
         let d = fixture(&[("proc/cpuinfo", "flags : fpu hypervisor\n")]);
         assert_eq!(collect(d.path()).expect("c")["virtual"], "virtual");
         let d = fixture(&[(".dockerenv", "")]);
         assert_eq!(collect(d.path()).expect("c")["virtual_subtype"], "docker");
-        let d = fixture(&[("sys/class/dmi/id/product_name", "Virtual Machine\n"), ("sys/class/dmi/id/sys_vendor", "Microsoft Corporation Virtual\n")]);
+        let d = fixture(&[
+            ("sys/class/dmi/id/product_name", "Virtual Machine\n"),
+            (
+                "sys/class/dmi/id/sys_vendor",
+                "Microsoft Corporation Virtual\n",
+            ),
+        ]);
         assert_eq!(collect(d.path()).expect("c")["virtual"], "hyper-v");
     }
 }

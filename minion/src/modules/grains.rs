@@ -7,7 +7,9 @@ use crate::collectors;
 
 /// `collect`: every collector's facts.
 pub async fn items(ctx: &CallContext) -> Outcome {
-    Outcome::ok(Value::Object(collectors::collect(&ctx.collect, &ctx.id).await))
+    Outcome::ok(Value::Object(
+        collectors::collect(&ctx.collect, &ctx.id).await,
+    ))
 }
 
 /// `grains.item KEY…`: the named top-level facts.

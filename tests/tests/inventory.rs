@@ -1,0 +1,438 @@
+//! The asset inventory through real processes: collectors over fixture
+//! roots, history and rebuilds, identity, duplicates, import, lifecycle,
+//! grain targeting, plugins, agent push and presence.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tests::fixture::HostRoot;
+use tests::{Cluster, ClusterOpts, text};
+
+fn json_out(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad json ({e}): {}", text(&out.stdout)))
+}
+
+fn plugin(dir: &Path, name: &str, body: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Starts an accepted minion `id` whose collectors read a fixture root.
+fn fixture_minion(
+    c: &mut Cluster,
+    id: &str,
+    hostname: &str,
+    serial: &str,
+    extra: &str,
+) -> (HostRoot, PathBuf) {
+    let root = HostRoot::new(c.dir.path().join(format!("{id}-root")), hostname, serial);
+    let plugins = c.dir.path().join(format!("{id}-plugins"));
+    std::fs::create_dir_all(&plugins).expect("mkdir");
+    let cfg = format!(
+        "root = \"{}\"\nplugins_dir = \"{}\"\nplugin_timeout = 1\n{extra}",
+        root.path.display(),
+        plugins.display()
+    );
+    c.start_minion_with(id, id, &cfg)
+        .wait_for("key pending acceptance");
+    let out = c.key(&["-a", id, "-y"]);
+    assert!(out.status.success());
+    c.minion(id).wait_for("minion ready");
+    (root, plugins)
+}
+
+fn collect(c: &Cluster, target: &str) -> Value {
+    let (v, stderr, code) = c.run_json(&[target, "collect"]);
+    assert_eq!(code, 0, "{stderr}");
+    v
+}
+
+fn last_jid(c: &Cluster) -> String {
+    let jobs = json_out(&c.cmdb(&["jobs", "list", "--limit", "1", "--out", "json"]));
+    jobs.as_object()
+        .expect("jobs")
+        .keys()
+        .next()
+        .expect("a job")
+        .clone()
+}
+
+#[test]
+fn collect_history_diff_rebuild_and_rename_keep_one_asset() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    let (root, plugins) = fixture_minion(&mut c, "web01", "web01", "CZ2901ABCD", "");
+    let temp = c.dir.path().join("temp");
+    std::fs::write(&temp, "21").expect("write");
+    plugin(
+        &plugins,
+        "rack_sensor",
+        &format!(
+            "echo \"{{\\\"inlet_temp_c\\\": $(cat {})}}\"",
+            temp.display()
+        ),
+    );
+
+    let first = collect(&c, "web01");
+    let jid1 = last_jid(&c);
+    let facts = &first["web01"];
+    for key in [
+        "os",
+        "os_family",
+        "osrelease",
+        "oscodename",
+        "kernelrelease",
+        "osarch",
+        "host",
+        "fqdn",
+        "domain",
+        "cpu",
+        "cpu_flags",
+        "mem_total_bytes",
+        "swap_total_bytes",
+        "disks",
+        "partitions",
+        "mounts",
+        "nics",
+        "default_gateway",
+        "dns",
+        "dmi",
+        "machine_id",
+        "virtual",
+        "uptime_seconds",
+        "boot_time",
+        "timezone",
+        "packages",
+        "gpus",
+    ] {
+        assert!(facts.get(key).is_some(), "missing {key}: {facts}");
+    }
+    assert_eq!(facts["dmi"]["system"]["serial"], "CZ2901ABCD");
+    assert_eq!(facts["disks"]["sda"]["serial"], "S6KLNA0W123456");
+    assert_eq!(facts["nics"]["eno1"]["speed_mbps"], 25000);
+    assert_eq!(facts["default_gateway"]["ipv4"], "10.0.0.1");
+    assert_eq!(facts["fqdn"], "web01.dc1.example.com");
+    assert_eq!(facts["inlet_temp_c"], 21);
+    assert_eq!(facts["gpus"]["0000:03:00.0"]["vendor_id"], "102b");
+    assert!(facts.get("_errors").is_none(), "{}", facts["_errors"]);
+
+    let shown = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    let asset_id = shown["asset_id"].as_str().expect("asset id").to_owned();
+    assert_eq!(shown["version"], 0);
+
+    // An unchanged collect (only a volatile value moves) stores no diff.
+    root.set_uptime(99_999);
+    collect(&c, "web01");
+    let hist = json_out(&c.cmdb(&["asset", "history", "web01", "--out", "json"]));
+    assert_eq!(hist["history"].as_array().expect("history").len(), 1);
+    let shown = json_out(&c.cmdb(&["asset", "show", &asset_id, "--out", "json"]));
+    assert_eq!(
+        shown["facts"]["uptime_seconds"], 99_999,
+        "volatile facts stay current"
+    );
+
+    // Rename the host and change a plugin fact: one diff with those paths.
+    root.set_hostname("web01-renamed");
+    std::fs::write(&temp, "27").expect("write");
+    collect(&c, "web01");
+    let hist = json_out(&c.cmdb(&["asset", "history", &asset_id, "--out", "json"]));
+    let entries = hist["history"].as_array().expect("history");
+    assert_eq!(entries.len(), 2);
+    let paths: Vec<&str> = entries[1]["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths, ["facts:fqdn", "facts:host", "facts:inlet_temp_c"]);
+    assert_eq!(entries[1]["changes"][1]["old"], "web01");
+    assert_eq!(entries[1]["changes"][1]["new"], "web01-renamed");
+    assert_eq!(
+        hist["asset_id"],
+        asset_id.as_str(),
+        "a rename is the same asset"
+    );
+    assert_eq!(
+        json_out(&c.cmdb(&["asset", "list", "--out", "json"]))
+            .as_array()
+            .expect("list")
+            .len(),
+        1
+    );
+
+    let diff = json_out(&c.cmdb(&["asset", "diff", &asset_id, "--out", "json"]));
+    assert_eq!(diff["from"], 0);
+    assert_eq!(diff["to"], 1);
+    assert_eq!(diff["changes"].as_array().expect("changes").len(), 3);
+
+    // Version 0 rebuilt equals what the first collect returned (less volatile values).
+    let v0 = json_out(&c.cmdb(&[
+        "asset",
+        "show",
+        &asset_id,
+        "--version",
+        "0",
+        "--out",
+        "json",
+    ]));
+    let job1 = json_out(&c.cmdb(&["jobs", "show", &jid1, "--out", "json"]));
+    let mut returned = job1[&jid1]["Result"]["web01"].clone();
+    returned
+        .as_object_mut()
+        .expect("facts")
+        .remove("uptime_seconds");
+    assert_eq!(v0["facts"], returned);
+
+    let changes = json_out(&c.cmdb(&["changes", "--since", "1h", "--out", "json"]));
+    assert!(
+        changes
+            .as_array()
+            .expect("changes")
+            .iter()
+            .any(|c| c["path"] == "facts:host")
+    );
+    let table = text(&c.cmdb(&["asset", "list"]).stdout);
+    assert!(table.starts_with("ASSET_ID"), "{table}");
+    assert!(
+        table.contains("web01-renamed") && table.contains("CZ2901ABCD"),
+        "{table}"
+    );
+}
+
+#[test]
+fn duplicate_serials_are_kept_and_shown() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    fixture_minion(&mut c, "vm01", "vm01", "VMware-42 1a 2b", "");
+    fixture_minion(&mut c, "vm02", "vm02", "VMware-42 1a 2b", "");
+    fixture_minion(&mut c, "db01", "db01", "CZ0000UNIQ", "");
+    collect(&c, "*");
+    assert_eq!(
+        json_out(&c.cmdb(&["asset", "list", "--out", "json"]))
+            .as_array()
+            .expect("list")
+            .len(),
+        3
+    );
+    let dups = json_out(&c.cmdb(&["asset", "dups", "--out", "json"]));
+    let group = dups["VMware-42 1a 2b"].as_array().expect("dup group");
+    let mut minions: Vec<&str> = group
+        .iter()
+        .map(|a| a["minion"].as_str().expect("minion"))
+        .collect();
+    minions.sort();
+    assert_eq!(minions, ["vm01", "vm02"]);
+    assert!(dups.get("CZ0000UNIQ").is_none());
+}
+
+#[test]
+fn csv_import_is_all_or_nothing_and_planned_assets_are_claimed() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    fixture_minion(&mut c, "web01", "web01", "SER-001", "");
+    collect(&c, "web01");
+    let bad = c.dir.path().join("bad.csv");
+    std::fs::write(&bad, "serial,site,rack\nSER-009,FRA1,R9\n,FRA1,R10\n").expect("write");
+    let out = c.cmdb(&["asset", "import", bad.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("line 3"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        json_out(&c.cmdb(&["asset", "list", "--out", "json"]))
+            .as_array()
+            .expect("list")
+            .len(),
+        1
+    );
+
+    let good = c.dir.path().join("good.csv");
+    std::fs::write(&good, "serial,site,rack,rack_unit,owner\nSER-001,FRA1,R12,U20,team-web\nSER-002,FRA1,R12,U22,team-db\n").expect("write");
+    let out = c.cmdb(&["asset", "import", good.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 matched existing assets, 1 new planned assets"),
+        "{}",
+        text(&out.stdout)
+    );
+    let web01 = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    assert_eq!(web01["manual"]["rack"], "R12");
+    let list = json_out(&c.cmdb(&["asset", "list", "--out", "json"]));
+    let planned = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["serial"] == "SER-002")
+        .expect("planned asset")
+        .clone();
+    assert_eq!(planned["status"], "planned");
+    assert_eq!(planned["minion"], Value::Null);
+
+    fixture_minion(&mut c, "db01", "db01", "SER-002", "");
+    collect(&c, "db01");
+    let db01 = json_out(&c.cmdb(&["asset", "show", "db01", "--out", "json"]));
+    assert_eq!(
+        db01["asset_id"], planned["asset_id"],
+        "the collect claimed the planned asset"
+    );
+    assert_eq!(db01["status"], "active");
+    assert_eq!(db01["manual"]["owner"], "team-db");
+    assert_eq!(
+        json_out(&c.cmdb(&["asset", "list", "--out", "json"]))
+            .as_array()
+            .expect("list")
+            .len(),
+        2
+    );
+    let csv = text(&c.cmdb(&["asset", "export", "--format", "csv"]).stdout);
+    assert!(csv.starts_with("asset_id,minion,status"), "{csv}");
+    assert_eq!(csv.lines().count(), 3);
+}
+
+#[test]
+fn status_transitions_are_checked_and_recorded_with_the_user() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    fixture_minion(&mut c, "web01", "web01", "SER-001", "");
+    collect(&c, "web01");
+    let out = c.cmdb(&["asset", "status", "web01", "maintenance"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = c.cmdb(&["asset", "status", "web01", "planned"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("maintenance -> planned is not allowed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = c.cmdb(&["asset", "status", "web01", "scrapped"]);
+    assert!(text(&out.stderr).contains("unknown status"));
+    let out = c.cmdb(&["asset", "set", "web01", "rack=R7", "owner=ops"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = c.cmdb(&["asset", "set", "web01", "colour=red"]);
+    assert!(text(&out.stderr).contains("not a manual field"));
+    let hist = json_out(&c.cmdb(&["asset", "history", "web01", "--out", "json"]));
+    let h = hist["history"].as_array().expect("history");
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[1]["source"], "status");
+    assert_eq!(h[1]["changes"][0]["path"], "status");
+    assert_eq!(h[1]["changes"][0]["old"], "active");
+    assert_eq!(h[1]["changes"][0]["new"], "maintenance");
+    assert!(h[1]["user"].as_str().is_some_and(|u| !u.is_empty()));
+    assert_eq!(h[2]["source"], "manual");
+    let shown = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    assert_eq!(shown["status"], "maintenance");
+    assert_eq!(shown["manual"], json!({"rack": "R7", "owner": "ops"}));
+}
+
+#[test]
+fn grain_targets_use_stored_facts() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    fixture_minion(&mut c, "deb01", "deb01", "S1", "");
+    let (rocky, _) = fixture_minion(&mut c, "rhel01", "rhel01", "S2", "");
+    rocky.set_os_release(
+        "NAME=\"Rocky Linux\"\nVERSION_ID=\"9.3\"\nID=rocky\nID_LIKE=\"rhel centos fedora\"\n",
+    );
+    collect(&c, "*");
+    let (v, _, code) = c.run_json(&["-G", "os:debian", "test.ping"]);
+    assert_eq!((v, code), (json!({"deb01": true}), 0));
+    let (v, _, _) = c.run_json(&["-G", "os_family:RedHat", "test.ping"]);
+    assert_eq!(v, json!({"rhel01": true}));
+    let (v, _, _) = c.run_json(&["-G", "disks:sda:kind:ssd", "test.ping"]);
+    assert_eq!(v, json!({"deb01": true, "rhel01": true}));
+    let (v, _, _) = c.run_json(&["-C", "G@os:Rocky or deb*", "test.ping"]);
+    assert_eq!(v, json!({"deb01": true, "rhel01": true}));
+    let (v, _, _) = c.run_json(&["-C", "G@os:Rocky and not rhel*", "test.ping"]);
+    assert_eq!(v, Value::Null);
+    let listed = json_out(&c.cmdb(&["asset", "list", "-G", "osrelease:9*", "--out", "json"]));
+    assert_eq!(listed.as_array().expect("list").len(), 1);
+}
+
+#[test]
+fn plugins_that_hang_crash_or_print_garbage_are_reported_not_fatal() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    let (_, plugins) = fixture_minion(&mut c, "web01", "web01", "S1", "");
+    plugin(&plugins, "good", "echo '{\"team\": \"web\"}'");
+    plugin(&plugins, "hang", "sleep 60");
+    plugin(&plugins, "crash", "echo oops >&2; exit 2");
+    plugin(&plugins, "garbage", "echo '<html>'");
+    let v = collect(&c, "web01");
+    let f = &v["web01"];
+    assert_eq!(f["team"], "web");
+    assert_eq!(f["os"], "Debian");
+    let errors = f["_errors"].as_object().expect("errors");
+    assert!(
+        errors["plugin:hang"]
+            .as_str()
+            .expect("e")
+            .contains("timed out")
+    );
+    assert!(errors["plugin:crash"].as_str().expect("e").contains("oops"));
+    assert!(
+        errors["plugin:garbage"]
+            .as_str()
+            .expect("e")
+            .contains("JSON")
+    );
+}
+
+#[test]
+fn agent_push_and_presence_are_stored_without_a_job() {
+    let mut c = Cluster::start(ClusterOpts {
+        master_extra: "[inventory]\noffline_after_secs = 2".into(),
+    });
+    fixture_minion(&mut c, "web01", "web01", "S1", "collect_interval = 1");
+    c.minion("web01").wait_for("return acknowledged");
+    let shown = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    assert_eq!(shown["facts"]["host"], "web01");
+    assert_eq!(shown["presence"], "online");
+    let jobs = json_out(&c.cmdb(&["jobs", "list", "--out", "json"]));
+    assert_eq!(jobs, json!({}), "pushes are not jobs");
+
+    c.minions.get_mut("web01").expect("web01").kill();
+    c.master().wait_for("presence changed");
+    let shown = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    assert_eq!(shown["presence"], "offline");
+    let hist = json_out(&c.cmdb(&["asset", "history", "web01", "--out", "json"]));
+    let last = hist["history"]
+        .as_array()
+        .expect("history")
+        .last()
+        .expect("entry")
+        .clone();
+    assert_eq!(last["source"], "presence");
+}
+
+#[test]
+fn collect_stdout_prints_facts_without_a_master() {
+    let c = Cluster::start(ClusterOpts::default());
+    let root = HostRoot::new(c.dir.path().join("root"), "lonely", "S9");
+    let cfg = c.minion_config(
+        "solo",
+        "solo",
+        &format!(
+            "root = \"{}\"\n[collectors]\ngpus = false",
+            root.path.display()
+        ),
+    );
+    let out = std::process::Command::new(tests::bin_dir().join("cmdb-minion"))
+        .arg("-c")
+        .arg(&cfg)
+        .args(["collect", "--stdout"])
+        .output()
+        .expect("run");
+    let facts = json_out(&out);
+    assert_eq!(facts["host"], "lonely");
+    assert_eq!(facts["id"], "solo");
+    assert!(
+        facts.get("gpus").is_none(),
+        "a disabled collector does not run"
+    );
+}
