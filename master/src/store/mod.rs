@@ -124,6 +124,47 @@ mod tests {
     }
 
     #[test]
+    fn retention_keeps_the_first_record_and_the_latest_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inv = InventoryConfig {
+            history_keep: 2,
+            ..InventoryConfig::default()
+        };
+        let s = SledStore::open(&dir.path().join("db"), inv).expect("open");
+        for n in 0..6 {
+            let mut r = ret(
+                &Jid::from_micros(1_700_000_000_000_000 + n).expect("jid"),
+                "a",
+            );
+            r.fun = "collect".into();
+            r.data = serde_json::json!({"host": format!("h{n}")});
+            assert!(s.put_return(&r, n).expect("put"));
+        }
+        let rec = s.asset_of_minion("a").expect("read").expect("asset");
+        assert_eq!(rec.version, 5);
+        let versions: Vec<u64> = s
+            .history(&rec.id)
+            .expect("history")
+            .iter()
+            .map(|h| h.version)
+            .collect();
+        assert_eq!(versions, vec![0, 4, 5]);
+        let history = s.history(&rec.id).expect("history");
+        assert_eq!(
+            crate::inventory::rebuild(&rec, &history, 3).expect("v3")["facts"]["host"],
+            "h3"
+        );
+        assert_eq!(
+            crate::inventory::rebuild(&rec, &history, 0).expect("v0")["facts"]["host"],
+            "h0"
+        );
+        assert!(
+            crate::inventory::rebuild(&rec, &history, 2).is_none(),
+            "pruned"
+        );
+    }
+
+    #[test]
     fn jobs_survive_reopen_newest_first() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("db");

@@ -8,25 +8,6 @@ use serde_json::{Map, Value, json};
 
 use super::{CollectError, read_opt};
 
-/// Placeholder strings vendors leave in DMI fields.
-const PLACEHOLDERS: &[&str] = &[
-    "",
-    "None",
-    "Not Specified",
-    "Not Applicable",
-    "To Be Filled By O.E.M.",
-    "To be filled by O.E.M.",
-    "Default string",
-    "System Serial Number",
-    "0",
-    "0123456789",
-];
-
-/// Whether a DMI serial is a real one rather than a placeholder.
-pub fn is_real_serial(s: &str) -> bool {
-    !PLACEHOLDERS.contains(&s.trim())
-}
-
 /// Collects `dmi: {system: {manufacturer, product, version, serial, uuid},
 /// board: {vendor, product, serial}, bios: {vendor, version, date}}` and the
 /// flat `manufacturer`, `productname`, `serialnumber`, `uuid`.
