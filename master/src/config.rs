@@ -52,6 +52,17 @@ pub struct MasterConfig {
     pub presence_secs: u64,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// Most keys waiting in `pending/`; auth requests from new ids beyond it
+    /// are refused and logged (default 1000).
+    pub max_pending: usize,
+    /// Most accepted minions; 0 for no limit (default 0).
+    pub max_minions: usize,
+    /// Auth requests one connection may make per second (burst of twice
+    /// that); more are refused (default 5).
+    pub auth_rate: f64,
+    /// Seconds between periodic session key rotations (default 86400); the
+    /// key also rotates whenever a key leaves `accepted/`.
+    pub session_rotate_secs: u64,
     /// Asset inventory settings (`[inventory]`).
     pub inventory: InventoryConfig,
 }
@@ -175,6 +186,10 @@ impl Default for MasterConfig {
             clock_skew_secs: 300,
             presence_secs: 30,
             log_format: LogFormat::Text,
+            max_pending: 1000,
+            max_minions: 0,
+            auth_rate: 5.0,
+            session_rotate_secs: 86_400,
             inventory: InventoryConfig::default(),
         }
     }
@@ -198,6 +213,12 @@ impl MasterConfig {
         let cfg: MasterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         if cfg.workers == 0 {
             return Err("workers must be at least 1".into());
+        }
+        if !(cfg.auth_rate.is_finite() && cfg.auth_rate > 0.0) {
+            return Err("auth_rate must be a positive number".into());
+        }
+        if cfg.session_rotate_secs == 0 {
+            return Err("session_rotate_secs must be at least 1".into());
         }
         if cfg.request_queue == 0 {
             return Err("request_queue must be at least 1".into());

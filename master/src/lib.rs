@@ -13,6 +13,7 @@ pub mod control;
 pub mod error;
 pub mod inventory;
 pub mod jobs;
+pub mod keyring;
 pub mod output;
 pub mod presence;
 pub mod requests;

@@ -15,6 +15,9 @@ use protocol::{
 use tracing::{debug, info, warn};
 
 use crate::jobs::ReturnOutcome;
+use crate::keyring::random;
+use protocol::seal::{SymmetricKey, seal_session_key};
+use std::sync::atomic::Ordering;
 use crate::server::Shared;
 
 /// Auth nonces seen recently, to refuse a replayed auth request.
@@ -42,15 +45,52 @@ fn error_reply(kind: ErrorKind, message: impl Into<String>) -> ReplyBody {
     }
 }
 
-/// Handles one request frame and returns the encoded reply envelope.
-pub fn handle(shared: &Shared, frame: &[u8], now_ms: i64) -> Vec<u8> {
-    let (re, body) = match process(shared, frame, now_ms) {
-        Ok((re, body)) => (re, body),
-        Err((re, kind, msg)) => (re, error_reply(kind, msg)),
+/// Auth attempts per connection, as token buckets.
+#[derive(Default)]
+pub struct AuthLimiter {
+    buckets: Mutex<HashMap<Vec<u8>, (f64, i64)>>,
+}
+
+impl AuthLimiter {
+    /// Takes a token for `peer`; false when it has none left.
+    fn allow(&self, peer: &[u8], now_ms: i64, rate: f64) -> bool {
+        let burst = rate * 2.0;
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() > 100_000 {
+            b.retain(|_, (_, last)| now_ms - *last < 10_000);
+        }
+        let (tokens, last) = b.entry(peer.to_vec()).or_insert((burst, now_ms));
+        *tokens = (*tokens + (now_ms - *last).max(0) as f64 / 1000.0 * rate).min(burst);
+        *last = now_ms;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Handles one request frame from connection `peer` and returns the
+/// encoded reply envelope: sealed under the channel key once the sender is
+/// known, in the clear for auth replies and refusals of unknown senders.
+pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Vec<u8> {
+    let (re, body, channel) = match process(shared, peer, frame, now_ms) {
+        Ok(ok) => ok,
+        Err(Refusal {
+            re,
+            kind,
+            message,
+            channel,
+        }) => (re, error_reply(kind, message), channel),
     };
     let is_auth = matches!(body, ReplyBody::Auth(_));
     let reply = Reply { re, body };
-    match Envelope::seal("master", &shared.master_key, &reply) {
+    let env = match &channel {
+        Some(ch) => Envelope::seal_private("master", &shared.master_key, ch, random(), &reply),
+        None => Envelope::seal("master", &shared.master_key, &reply),
+    };
+    match env {
         // Auth replies carry the master key so a minion can pin it.
         Ok(env) if is_auth => env.with_key(&shared.master_key.verifying_key()).to_bytes(),
         Ok(env) => env.to_bytes(),
@@ -61,47 +101,74 @@ pub fn handle(shared: &Shared, frame: &[u8], now_ms: i64) -> Vec<u8> {
     }
 }
 
-type Refusal = (u64, ErrorKind, String);
+struct Refusal {
+    re: u64,
+    kind: ErrorKind,
+    message: String,
+    channel: Option<SymmetricKey>,
+}
 
-fn process(shared: &Shared, frame: &[u8], now_ms: i64) -> Result<(u64, ReplyBody), Refusal> {
+fn refuse(re: u64, kind: ErrorKind, message: impl Into<String>) -> Refusal {
+    Refusal {
+        re,
+        kind,
+        message: message.into(),
+        channel: None,
+    }
+}
+
+type Processed = (u64, ReplyBody, Option<SymmetricKey>);
+
+fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Processed, Refusal> {
     let env = Envelope::from_bytes(frame, shared.cfg.max_frame_bytes).map_err(|e| {
         warn!(size = frame.len(), error = %e, "dropped undecodable request frame");
-        (0, ErrorKind::Malformed, e.to_string())
+        refuse(0, ErrorKind::Malformed, e.to_string())
     })?;
     if env.key.is_some() {
-        return auth(shared, &env, now_ms);
+        if !shared.auth_limiter.allow(peer, now_ms, shared.cfg.auth_rate) {
+            debug!("auth rate limit hit");
+            return Err(refuse(0, ErrorKind::RateLimited, "too many auth requests; slow down"));
+        }
+        let (re, body) = auth(shared, &env, now_ms)?;
+        return Ok((re, body, None));
     }
     let id = MinionId::new(env.signer.as_str()).map_err(|e| {
         warn!(error = %e, "refused request with invalid signer id");
-        (0, ErrorKind::Malformed, e.to_string())
+        refuse(0, ErrorKind::Malformed, e.to_string())
     })?;
     let key = accepted_key(shared, &id).ok_or_else(|| {
         warn!(minion_id = %id, "refused request from a minion without an accepted key");
-        (
-            0,
-            ErrorKind::NotAccepted,
-            format!("minion {id} is not accepted"),
-        )
+        refuse(0, ErrorKind::NotAccepted, format!("minion {id} is not accepted"))
     })?;
-    let req: Request = env.open(&key).map_err(|e| {
-        let kind = match e {
-            ProtocolError::BadSignature { .. } => ErrorKind::BadSignature,
-            _ => ErrorKind::Malformed,
-        };
-        warn!(minion_id = %id, error = %e, "refused request");
-        (0, kind, e.to_string())
-    })?;
+    let channel = shared.keyring.channel(&shared.master_key, id.as_str(), &key);
+    let with_channel = |re: u64, kind: ErrorKind, message: String| Refusal {
+        re,
+        kind,
+        message,
+        channel: channel.clone(),
+    };
+    let req: Request = env
+        .open_private(&key, channel.as_ref(), true)
+        .map_err(|e| {
+            warn!(minion_id = %id, error = %e, "refused request");
+            match e {
+                ProtocolError::BadSignature { .. } => {
+                    refuse(0, ErrorKind::BadSignature, e.to_string())
+                }
+                _ => with_channel(0, ErrorKind::Malformed, e.to_string()),
+            }
+        })?;
     let window = shared.cfg.clock_skew_secs as i64 * 1000;
     check_fresh(req.sent_at_ms, now_ms, window).map_err(|e| {
         warn!(minion_id = %id, error = %e, "refused stale request");
-        (req.id, ErrorKind::Replay, e.to_string())
+        with_channel(req.id, ErrorKind::Replay, e.to_string())
     })?;
     let body = match req.body {
         RequestBody::Return(ret) => {
-            on_return(shared, &id, ret, now_ms).map_err(|(k, m)| (req.id, k, m))?
+            on_return(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?
         }
         RequestBody::Push(ret) => {
-            on_push(shared, &id, ret, now_ms).map_err(|(k, m)| (req.id, k, m))?
+            on_push(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?
         }
         RequestBody::Heartbeat(hb) => {
             shared.tracker.set_running(id.as_str(), hb.running);
@@ -115,6 +182,7 @@ fn process(shared: &Shared, frame: &[u8], now_ms: i64) -> Result<(u64, ReplyBody
             ReplyBody::Heartbeat(HeartbeatReply {
                 boot_id: shared.boot_id,
                 pending,
+                session_epoch: shared.keyring.session().0,
             })
         }
         RequestBody::MissedJobs(_) => {
@@ -128,14 +196,14 @@ fn process(shared: &Shared, frame: &[u8], now_ms: i64) -> Result<(u64, ReplyBody
             ReplyBody::Jobs { jobs }
         }
         RequestBody::Auth(_) => {
-            return Err((
+            return Err(with_channel(
                 req.id,
                 ErrorKind::Malformed,
                 "auth request without a key".into(),
             ));
         }
     };
-    Ok((req.id, body))
+    Ok((req.id, body, channel))
 }
 
 fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {
@@ -208,7 +276,7 @@ fn on_return(
             Ok(None) => false,
             Err(e) => {
                 warn!(error = %e, "store read failed");
-                return Err((ErrorKind::Internal, "store unavailable".into()));
+                return Err((ErrorKind::Internal, "store unavailable".to_string()));
             }
         },
     };
@@ -232,58 +300,55 @@ fn on_return(
 fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody), Refusal> {
     let key = env
         .carried_key()
-        .map_err(|e| (0, ErrorKind::Malformed, e.to_string()))?;
+        .map_err(|e| refuse(0, ErrorKind::Malformed, e.to_string()))?;
     let req: Request = env.open(&key).map_err(|e| {
         warn!(signer = %env.signer.escape_debug(), error = %e, "refused auth request");
-        (0, ErrorKind::BadSignature, e.to_string())
+        refuse(0, ErrorKind::BadSignature, e.to_string())
     })?;
     let RequestBody::Auth(auth) = req.body else {
-        return Err((
+        return Err(refuse(
             req.id,
             ErrorKind::Malformed,
-            "a keyed envelope must hold an auth request".into(),
+            "a keyed envelope must hold an auth request",
         ));
     };
     if auth.minion.as_str() != env.signer {
         warn!(claimed = %auth.minion, "refused auth request whose id differs from its signer");
-        return Err((
+        return Err(refuse(
             req.id,
             ErrorKind::IdentityMismatch,
-            "auth id differs from signer".into(),
+            "auth id differs from signer",
         ));
     }
     let id = auth.minion;
     let window = shared.cfg.clock_skew_secs as i64 * 1000;
     check_fresh(req.sent_at_ms, now_ms, window)
-        .map_err(|e| (req.id, ErrorKind::Replay, e.to_string()))?;
+        .map_err(|e| refuse(req.id, ErrorKind::Replay, e.to_string()))?;
     if auth.nonce.len() < 16
         || !shared
             .nonces
             .insert(id.as_str(), &auth.nonce, now_ms, window)
     {
         warn!(minion_id = %id, "refused replayed auth request");
-        return Err((req.id, ErrorKind::Replay, "auth nonce seen before".into()));
+        return Err(refuse(req.id, ErrorKind::Replay, "auth nonce seen before"));
+    }
+    let known = !shared.pki.states_of(&id).is_empty();
+    let autosign = shared.cfg.autosigned(id.as_str());
+    if !known {
+        check_limits(shared, &id, autosign).map_err(|m| refuse(req.id, ErrorKind::LimitReached, m))?;
     }
     let decision = shared
         .pki
-        .authorize(
-            &id,
-            &key,
-            shared.cfg.autosigned(id.as_str()),
-            shared.cfg.autorejected(id.as_str()),
-        )
+        .authorize(&id, &key, autosign, shared.cfg.autorejected(id.as_str()))
         .map_err(|e| {
             warn!(minion_id = %id, error = %e, "pki store failed during auth");
-            (
-                req.id,
-                ErrorKind::Internal,
-                "pki store unavailable".to_string(),
-            )
+            refuse(req.id, ErrorKind::Internal, "pki store unavailable")
         })?;
     let status = match decision {
         AuthDecision::Accepted => AuthStatus::Accepted,
         AuthDecision::Pending { new } => {
             if new {
+                shared.pending_keys.fetch_add(1, Ordering::Relaxed);
                 info!(minion_id = %id, fingerprint = %keys::Fingerprint::of(&key), "new key pending acceptance");
             }
             AuthStatus::Pending
@@ -294,7 +359,13 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
             AuthStatus::Denied
         }
     };
+    let mut session = None;
     if status == AuthStatus::Accepted {
+        let (epoch, skey) = shared.keyring.session();
+        session = Some(
+            seal_session_key(&key, id.as_str(), random(), random(), epoch, &skey)
+                .map_err(|e| refuse(req.id, ErrorKind::Malformed, e.to_string()))?,
+        );
         shared.presence.seen(id.as_str(), now_ms);
         info!(minion_id = %id, "minion authenticated");
     }
@@ -304,6 +375,40 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
             nonce: auth.nonce,
             status,
             master_key: shared.master_key.verifying_key().to_bytes().to_vec(),
+            session,
         }),
     ))
+}
+
+/// Refuses a new id when the pending queue or the minion count is full.
+fn check_limits(shared: &Shared, id: &MinionId, autosign: bool) -> Result<(), String> {
+    let cfg = &shared.cfg;
+    if autosign && cfg.max_minions > 0 && shared.keyring.accepted_count() >= cfg.max_minions {
+        shared.limit_log.warn("max_minions", cfg.max_minions, id);
+        return Err(format!("the master serves at most {} minions", cfg.max_minions));
+    }
+    if !autosign && shared.pending_keys.load(Ordering::Relaxed) >= cfg.max_pending {
+        shared.limit_log.warn("max_pending", cfg.max_pending, id);
+        return Err(format!("too many keys are pending ({}); try later", cfg.max_pending));
+    }
+    Ok(())
+}
+
+/// Logs a refusal at most once a second, with how many were not logged.
+#[derive(Default)]
+pub struct LimitLog {
+    state: Mutex<(i64, u64)>,
+}
+
+impl LimitLog {
+    fn warn(&self, limit: &'static str, max: usize, id: &MinionId) {
+        let now = crate::server::now_ms();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if now - st.0 >= 1000 {
+            warn!(limit, max, minion_id = %id, suppressed = st.1, "refused a new minion: limit reached");
+            *st = (now, 0);
+        } else {
+            st.1 += 1;
+        }
+    }
 }

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use keys::{PkiStore, SigningKey};
+use protocol::seal::Sealed;
 use protocol::{Envelope, Jid, JidGenerator, Job, Publish, Target};
+
+use crate::keyring::random;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -22,6 +25,9 @@ use crate::{control, transport};
 
 /// The PUB topic every minion subscribes to.
 pub const BROADCAST_TOPIC: &[u8] = b"cmdb";
+
+/// Associated data bound into every sealed publish.
+pub const PUBLISH_AAD: &[u8] = b"cmdb-publish";
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
@@ -56,6 +62,14 @@ pub struct Shared {
     pub nonces: NonceCache,
     /// Presence.
     pub presence: crate::presence::Presence,
+    /// Session and channel keys.
+    pub keyring: crate::keyring::Keyring,
+    /// Auth rate limits per connection.
+    pub auth_limiter: crate::requests::AuthLimiter,
+    /// Keys in `pending/` (refreshed each second, counted up on new keys).
+    pub pending_keys: std::sync::atomic::AtomicUsize,
+    /// Rate-limited logging of limit refusals.
+    pub limit_log: crate::requests::LimitLog,
     jids: Mutex<JidGenerator>,
     publish: mpsc::Sender<Vec<Bytes>>,
 }
@@ -125,6 +139,8 @@ impl Shared {
         };
         let env = Envelope::seal("master", &self.master_key, &Publish::Job(job))?;
         let bytes = Bytes::from(env.to_bytes());
+        let (epoch, session) = self.keyring.session();
+        let sealed = Sealed::seal(&session, epoch, random(), PUBLISH_AAD, &bytes);
         self.store.put_job(&JobRecord {
             jid: jid.clone(),
             target: new.target,
@@ -143,7 +159,7 @@ impl Shared {
             watch,
         );
         if !expected.is_empty() {
-            let frames = vec![Bytes::from_static(BROADCAST_TOPIC), bytes];
+            let frames = vec![Bytes::from_static(BROADCAST_TOPIC), Bytes::from(sealed.to_bytes())];
             if self.publish.send(frames).await.is_err() {
                 warn!(jid = %jid, "publisher is gone; minions will fetch the job as missed");
             }
@@ -186,7 +202,13 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     let (queue_tx, queue_rx) = mpsc::channel(cfg.request_queue);
     let (reply_tx, reply_rx) = mpsc::channel(cfg.request_queue);
 
+    let listing = pki.list()?;
+    let keyring = crate::keyring::Keyring::new(now_us() as u64, listing.accepted.iter().cloned().collect());
     let shared = Arc::new(Shared {
+        keyring,
+        auth_limiter: crate::requests::AuthLimiter::default(),
+        pending_keys: std::sync::atomic::AtomicUsize::new(listing.pending.len()),
+        limit_log: crate::requests::LimitLog::default(),
         pki,
         store: store.clone(),
         tracker: JobTracker::new(),
@@ -265,7 +287,8 @@ async fn worker(
             }
         };
         let Some(inbound) = next else { break };
-        let reply = requests::handle(&shared, &inbound.payload, now_ms());
+        let peer = inbound.route.first().cloned().unwrap_or_default();
+        let reply = requests::handle(&shared, &peer, &inbound.payload, now_ms());
         let mut frames = inbound.route;
         frames.push(Bytes::from(reply));
         if replies.send(frames).await.is_err() {
@@ -276,10 +299,26 @@ async fn worker(
 
 async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut rotated_at = tokio::time::Instant::now();
+    let rotate_every = Duration::from_secs(shared.cfg.session_rotate_secs);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        match shared.pki.list() {
+            Ok(listing) => {
+                shared
+                    .pending_keys
+                    .store(listing.pending.len(), std::sync::atomic::Ordering::Relaxed);
+                let gone = shared.keyring.update_accepted(listing.accepted.into_iter().collect());
+                if !gone.is_empty() || rotated_at.elapsed() >= rotate_every {
+                    let epoch = shared.keyring.rotate(now_us() as u64);
+                    rotated_at = tokio::time::Instant::now();
+                    info!(epoch, removed = gone.len(), "session key rotated");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list keys"),
         }
         shared.tracker.prune();
         flush_presence(&shared);

@@ -37,6 +37,8 @@ pub struct MinionConfig {
     /// Longest random delay before reconnecting after the master went away,
     /// seconds (spreads a reconnect storm).
     pub random_reauth_delay: f64,
+    /// Longest random delay before fetching a rotated session key, seconds.
+    pub rotation_spread: f64,
     /// Seconds between heartbeats.
     pub heartbeat_interval: f64,
     /// Seconds to wait for the master's answer to one request.
@@ -87,6 +89,7 @@ impl Default for MinionConfig {
             acceptance_wait_time: 10.0,
             acceptance_wait_time_max: 60.0,
             random_reauth_delay: 10.0,
+            rotation_spread: 30.0,
             heartbeat_interval: 30.0,
             request_timeout: 10.0,
             job_max_age: 300,
@@ -132,8 +135,13 @@ impl MinionConfig {
                 return Err(format!("{name} must be a positive number of seconds"));
             }
         }
-        if !(cfg.random_reauth_delay.is_finite() && cfg.random_reauth_delay >= 0.0) {
-            return Err("random_reauth_delay must be zero or more seconds".into());
+        for (name, v) in [
+            ("random_reauth_delay", cfg.random_reauth_delay),
+            ("rotation_spread", cfg.rotation_spread),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} must be zero or more seconds"));
+            }
         }
         for name in cfg.collectors.keys() {
             if !crate::collectors::is_collector(name) {

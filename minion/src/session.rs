@@ -23,23 +23,50 @@ use crate::config::MinionConfig;
 use crate::error::MinionError;
 use crate::executor;
 use crate::identity::Identity;
-use crate::transport::{self, Link, now_ms};
+use crate::transport::{self, ChannelSlot, Link, now_ms};
+use protocol::seal::{Sealed, SymmetricKey, channel_key, open_session_key};
 
-/// Job ids already taken, bounded.
+/// Associated data bound into every sealed publish.
+pub const PUBLISH_AAD: &[u8] = b"cmdb-publish";
+
+/// Job ids already taken, bounded, and kept in a file so that a job
+/// replayed after a restart (within `job_max_age`) is still refused.
 pub struct SeenJids {
     set: HashSet<Jid>,
     order: VecDeque<Jid>,
     cap: usize,
+    file: Option<std::path::PathBuf>,
 }
 
 impl SeenJids {
-    /// An empty set remembering at most `cap` jids.
+    /// An empty set remembering at most `cap` jids, in memory only.
     pub fn new(cap: usize) -> Self {
         SeenJids {
             set: HashSet::new(),
             order: VecDeque::new(),
             cap,
+            file: None,
         }
+    }
+
+    /// Loads the jids in `file` younger than `max_age_ms`, rewrites the file
+    /// with just those, and appends new jids to it from then on.
+    pub fn load(file: std::path::PathBuf, cap: usize, now_ms: i64, max_age_ms: i64) -> Self {
+        let mut seen = SeenJids::new(cap);
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(jid) = Jid::parse(line.trim())
+                && jid.micros() / 1000 >= now_ms - max_age_ms
+            {
+                seen.insert(&jid);
+            }
+        }
+        let kept: String = seen.order.iter().map(|j| format!("{j}\n")).collect();
+        if let Err(e) = std::fs::write(&file, kept) {
+            warn!(error = %e, path = %file.display(), "cannot write the seen-jobs file");
+        }
+        seen.file = Some(file);
+        seen
     }
 
     /// Records `jid`; false when it was already there.
@@ -54,6 +81,17 @@ impl SeenJids {
         }
         self.set.insert(jid.clone());
         self.order.push_back(jid.clone());
+        if let Some(file) = &self.file {
+            use std::io::Write;
+            let appended = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(file)
+                .and_then(|mut f| writeln!(f, "{jid}"));
+            if let Err(e) = appended {
+                warn!(error = %e, "cannot record a seen job");
+            }
+        }
         true
     }
 
@@ -81,6 +119,12 @@ pub struct Minion {
     pub tasks: TaskTracker,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
+    /// The channel key shared with the master.
+    pub channel: ChannelSlot,
+    /// The publish session key and its epoch.
+    pub session: RwLock<Option<(u64, SymmetricKey)>>,
+    /// Asks the session to fetch a new session key.
+    pub rekey: tokio::sync::Notify,
     facts: tokio::sync::Mutex<Option<(tokio::time::Instant, serde_json::Value)>>,
 }
 
@@ -102,17 +146,26 @@ impl Minion {
     /// A minion ready to start.
     pub fn new(cfg: MinionConfig, ident: Identity) -> Result<Minion, MinionError> {
         let pinned = ident.pinned_master()?;
+        let seen = SeenJids::load(
+            cfg.state_dir.join("seen_jobs"),
+            100_000,
+            now_ms(),
+            (cfg.job_max_age as i64 + 60) * 1000,
+        );
         Ok(Minion {
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_jobs)),
             cfg,
             ident,
             master_key: Arc::new(RwLock::new(pinned)),
             link: RwLock::new(None),
-            seen: Mutex::new(SeenJids::new(100_000)),
+            seen: Mutex::new(seen),
             running: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             facts: tokio::sync::Mutex::new(None),
+            channel: Arc::new(RwLock::new(None)),
+            session: RwLock::new(None),
+            rekey: tokio::sync::Notify::new(),
         })
     }
 
@@ -220,6 +273,7 @@ async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
             m.ident.id.as_str(),
             m.ident.key.clone(),
             m.master_key.clone(),
+            m.channel.clone(),
             timeout,
             m.cfg.max_frame_bytes,
         )
@@ -229,32 +283,8 @@ async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
     let mut wait = m.cfg.acceptance_wait_time;
     let mut said_pending = false;
     loop {
-        let mut nonce = vec![0u8; 16];
-        let _ = getrandom::fill(&mut nonce);
-        let auth = AuthRequest {
-            minion: m.ident.id.clone(),
-            nonce: nonce.clone(),
-        };
-        let reply = link.request(RequestBody::Auth(auth), true).await?;
-        let ReplyBody::Auth(ans) = reply.body else {
-            return Err(MinionError::Unreachable("unexpected answer to auth".into()));
-        };
-        if ans.nonce != nonce || ans.master_key != reply.master_key.to_bytes() {
-            return Err(MinionError::Refused {
-                kind: ErrorKind::Replay,
-                message: "auth reply does not match the request".into(),
-            });
-        }
-        match ans.status {
+        match authenticate(m, &link).await? {
             AuthStatus::Accepted => {
-                if let Err(e) = m
-                    .ident
-                    .check_master(&reply.master_key, m.cfg.master_finger.as_deref())
-                {
-                    error!(error = %e, "refusing a master whose key is not the expected one");
-                    return Err(e);
-                }
-                *m.master_key.write().unwrap_or_else(|p| p.into_inner()) = Some(reply.master_key);
                 m.set_link(Some(link));
                 info!(minion_id = %m.ident.id, "authenticated with the master");
                 return Ok(sub);
@@ -278,6 +308,80 @@ async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
             return Err(MinionError::Unreachable("shutting down".into()));
         }
         wait = (wait * 2.0).min(m.cfg.acceptance_wait_time_max);
+    }
+}
+
+/// One auth exchange on `link`. When accepted, pins (or checks) the master
+/// key, derives the channel key and opens the session key.
+async fn authenticate(m: &Minion, link: &Link) -> Result<AuthStatus, MinionError> {
+    let mut nonce = vec![0u8; 16];
+    let _ = getrandom::fill(&mut nonce);
+    let auth = AuthRequest {
+        minion: m.ident.id.clone(),
+        nonce: nonce.clone(),
+    };
+    let reply = link.request(RequestBody::Auth(auth), true).await?;
+    let ReplyBody::Auth(ans) = reply.body else {
+        return Err(MinionError::Unreachable("unexpected answer to auth".into()));
+    };
+    if ans.nonce != nonce || ans.master_key != reply.master_key.to_bytes() {
+        return Err(MinionError::Refused {
+            kind: ErrorKind::Replay,
+            message: "auth reply does not match the request".into(),
+        });
+    }
+    if ans.status != AuthStatus::Accepted {
+        return Ok(ans.status);
+    }
+    if let Err(e) = m
+        .ident
+        .check_master(&reply.master_key, m.cfg.master_finger.as_deref())
+    {
+        error!(error = %e, "refusing a master whose key is not the expected one");
+        return Err(e);
+    }
+    *m.master_key.write().unwrap_or_else(|p| p.into_inner()) = Some(reply.master_key);
+    let channel = channel_key(&m.ident.key, &reply.master_key, m.ident.id.as_str())?;
+    *m.channel.write().unwrap_or_else(|p| p.into_inner()) = Some(channel);
+    let sealed = ans.session.ok_or_else(|| MinionError::Refused {
+        kind: ErrorKind::Malformed,
+        message: "accepted without a session key".into(),
+    })?;
+    let key = open_session_key(&m.ident.key, m.ident.id.as_str(), &sealed)?;
+    *m.session.write().unwrap_or_else(|p| p.into_inner()) = Some((sealed.epoch, key));
+    debug!(epoch = sealed.epoch, "holding the publish session key");
+    Ok(AuthStatus::Accepted)
+}
+
+/// The epoch of the session key held, 0 when none.
+fn epoch(m: &Minion) -> u64 {
+    m.session
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map_or(0, |(e, _)| *e)
+}
+
+/// Gets the new session key after a rotation, after a random part of
+/// `rotation_spread` so that the fleet does not ask at once.
+async fn rekey(m: &Arc<Minion>, link: &Link) -> bool {
+    if !sleep_or_cancel(m, secs(m.cfg.rotation_spread * jitter())).await {
+        return false;
+    }
+    match authenticate(m, link).await {
+        Ok(AuthStatus::Accepted) => {
+            info!(epoch = epoch(m), "picked up the new session key");
+            fetch_missed(m).await;
+            true
+        }
+        Ok(status) => {
+            warn!(?status, "no longer accepted by the master");
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "could not get the new session key");
+            false
+        }
     }
 }
 
@@ -313,8 +417,13 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                 warn!("lost the connection to the master; reconnecting");
                 return;
             }
+            _ = m.rekey.notified() => {
+                if !rekey(m, &link).await {
+                    return;
+                }
+            }
             r = transport::next_publish(&mut sub) => match r {
-                Ok(frame) => handle_publish(m, &frame).await,
+                Ok(frame) => handle_sealed_publish(m, &frame).await,
                 Err(e) => {
                     warn!(error = %e, "publish socket failed; reconnecting");
                     return;
@@ -328,6 +437,12 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                         return;
                     }
                     boot = Some(reply.boot_id);
+                    if reply.session_epoch > epoch(m) {
+                        debug!(epoch = reply.session_epoch, "the session key rotated");
+                        if !rekey(m, &link).await {
+                            return;
+                        }
+                    }
                     let unseen = {
                         let seen = m.seen.lock().unwrap_or_else(|p| p.into_inner());
                         reply.pending.iter().any(|j| !seen.contains(j))
@@ -353,7 +468,35 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
     }
 }
 
-/// Checks a published (or fetched) job and starts it when it is for us.
+/// Opens a publish sealed with the session key and handles the job in it.
+/// A publish under a newer epoch means the key rotated: get the new one.
+pub async fn handle_sealed_publish(m: &Arc<Minion>, frame: &[u8]) {
+    let sealed = match Sealed::from_bytes(frame, m.cfg.max_frame_bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "dropped an undecodable publish");
+            return;
+        }
+    };
+    let session = m.session.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some((epoch, key)) = session else {
+        return;
+    };
+    if sealed.key_id != epoch {
+        if sealed.key_id > epoch {
+            debug!(epoch = sealed.key_id, "publish under a newer session key");
+            m.rekey.notify_one();
+        }
+        return;
+    }
+    match sealed.open(&key, PUBLISH_AAD) {
+        Ok(inner) => handle_publish(m, &inner).await,
+        Err(e) => warn!(error = %e, "dropped a publish that does not open"),
+    }
+}
+
+/// Checks a signed job (opened from a publish, or fetched as missed) and
+/// starts it when it is for us.
 pub async fn handle_publish(m: &Arc<Minion>, frame: &[u8]) {
     match check_job(m, frame).await {
         Ok(Some(job)) => executor::spawn(m.clone(), job),

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use keys::{SigningKey, VerifyingKey};
+use protocol::seal::SymmetricKey;
 use protocol::{Envelope, ErrorKind, Reply, ReplyBody, Request, RequestBody};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,15 @@ pub struct VerifiedReply {
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<VerifiedReply>>>>;
 
+/// The channel key shared with the master, once known.
+pub type ChannelSlot = Arc<RwLock<Option<SymmetricKey>>>;
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
 /// One connection to the master's request socket.
 pub struct Link {
     sender: tokio::sync::Mutex<DealerSendHalf>,
@@ -53,6 +63,7 @@ pub struct Link {
     next_id: AtomicU64,
     signer: String,
     key: SigningKey,
+    channel: ChannelSlot,
     timeout: Duration,
 }
 
@@ -78,6 +89,7 @@ impl Link {
         signer: &str,
         key: SigningKey,
         master_key: Arc<RwLock<Option<VerifyingKey>>>,
+        channel: ChannelSlot,
         timeout: Duration,
         max_frame: usize,
     ) -> Result<Link, MinionError> {
@@ -99,6 +111,7 @@ impl Link {
         let (tx, mut rx) = sock.split();
         let waiters: Waiters = Arc::default();
         let w = waiters.clone();
+        let ch = channel.clone();
         let reader = tokio::spawn(async move {
             loop {
                 let msg = match rx.recv().await {
@@ -111,7 +124,7 @@ impl Link {
                 let Some(frame) = msg.into_vec().pop() else {
                     continue;
                 };
-                match verify_reply(&frame, &master_key, max_frame) {
+                match verify_reply(&frame, &master_key, &ch, max_frame) {
                     Ok((reply, mk)) => {
                         let waiter = w
                             .lock()
@@ -137,6 +150,7 @@ impl Link {
             next_id: AtomicU64::new(1),
             signer: signer.to_owned(),
             key,
+            channel,
             timeout,
         })
     }
@@ -154,10 +168,17 @@ impl Link {
             sent_at_ms: now_ms(),
             body,
         };
-        let mut env = Envelope::seal(&self.signer, &self.key, &req)?;
-        if with_key {
-            env = env.with_key(&self.key.verifying_key());
-        }
+        let env = if with_key {
+            Envelope::seal(&self.signer, &self.key, &req)?.with_key(&self.key.verifying_key())
+        } else {
+            let channel = self
+                .channel
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or_else(|| MinionError::Unreachable("no channel key yet".into()))?;
+            Envelope::seal_private(&self.signer, &self.key, &channel, random(), &req)?
+        };
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -194,6 +215,7 @@ impl Link {
 fn verify_reply(
     frame: &[u8],
     master_key: &RwLock<Option<VerifyingKey>>,
+    channel: &RwLock<Option<SymmetricKey>>,
     max_frame: usize,
 ) -> Result<(Reply, VerifyingKey), MinionError> {
     let env = Envelope::from_bytes(frame, max_frame)?;
@@ -202,7 +224,8 @@ fn verify_reply(
         Some(k) => k,
         None => env.carried_key()?,
     };
-    let reply: Reply = env.open(&key)?;
+    let channel = channel.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let reply: Reply = env.open_private(&key, channel.as_ref(), false)?;
     if pinned.is_none() && !matches!(reply.body, ReplyBody::Auth(_) | ReplyBody::Error { .. }) {
         return Err(MinionError::Refused {
             kind: ErrorKind::BadSignature,

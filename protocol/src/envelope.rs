@@ -12,12 +12,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::seal::{Sealed, SymmetricKey};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// The oldest protocol version this build accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// The oldest protocol version this build accepts: version 1 sent requests
+/// and publishes in the clear, so it is refused (no downgrade).
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// Default maximum size of one frame, in bytes.
 pub const MAX_FRAME_DEFAULT: usize = 4 * 1024 * 1024;
@@ -35,7 +37,10 @@ pub struct Envelope {
     /// master can check possession of a key it has not seen yet.
     #[serde(default, with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
-    /// The msgpack-encoded message.
+    /// Whether `payload` is a [`Sealed`] message under the channel key.
+    #[serde(default)]
+    pub sealed: bool,
+    /// The msgpack-encoded message (sealed or not).
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// ed25519 signature over version, signer and payload.
@@ -43,12 +48,13 @@ pub struct Envelope {
     pub signature: Vec<u8>,
 }
 
-fn signed_bytes(version: u16, signer: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(DOMAIN.len() + 2 + 8 + signer.len() + payload.len());
+fn signed_bytes(version: u16, signer: &str, sealed: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DOMAIN.len() + 3 + 8 + signer.len() + payload.len());
     out.extend_from_slice(DOMAIN);
     out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&(signer.len() as u64).to_be_bytes());
     out.extend_from_slice(signer.as_bytes());
+    out.push(u8::from(sealed));
     out.extend_from_slice(payload);
     out
 }
@@ -71,14 +77,54 @@ impl Envelope {
 
     /// Signs already-encoded payload bytes as `signer`.
     pub fn seal_bytes(signer: &str, key: &SigningKey, payload: Vec<u8>) -> Envelope {
-        let signature = key.sign(&signed_bytes(PROTOCOL_VERSION, signer, &payload));
+        Self::sign_payload(signer, key, false, payload)
+    }
+
+    fn sign_payload(signer: &str, key: &SigningKey, sealed: bool, payload: Vec<u8>) -> Envelope {
+        let signature = key.sign(&signed_bytes(PROTOCOL_VERSION, signer, sealed, &payload));
         Envelope {
             version: PROTOCOL_VERSION,
             signer: signer.to_owned(),
             key: None,
+            sealed,
             payload,
             signature: signature.to_bytes().to_vec(),
         }
+    }
+
+    /// Encodes `msg`, seals it under the channel key `channel` (binding the
+    /// signer id) and signs the sealed bytes as `signer`.
+    pub fn seal_private<M: Serialize>(
+        signer: &str,
+        key: &SigningKey,
+        channel: &SymmetricKey,
+        nonce: [u8; 24],
+        msg: &M,
+    ) -> Result<Envelope, ProtocolError> {
+        let plain = encode_message(msg)?;
+        let sealed = Sealed::seal(channel, 0, nonce, signer.as_bytes(), &plain);
+        Ok(Self::sign_payload(signer, key, true, sealed.to_bytes()))
+    }
+
+    /// Verifies the signature against `key`, opens a sealed payload with
+    /// `channel`, then decodes. A sealed payload without a channel key, or a
+    /// plain one when `require_sealed`, is refused.
+    pub fn open_private<M: DeserializeOwned>(
+        &self,
+        key: &VerifyingKey,
+        channel: Option<&SymmetricKey>,
+        require_sealed: bool,
+    ) -> Result<M, ProtocolError> {
+        self.verify(key)?;
+        let plain = match (self.sealed, channel) {
+            (true, Some(ch)) => {
+                Sealed::from_bytes(&self.payload, usize::MAX)?.open(ch, self.signer.as_bytes())?
+            }
+            (true, None) => return Err(ProtocolError::Decrypt),
+            (false, _) if require_sealed => return Err(ProtocolError::NotSealed),
+            (false, _) => self.payload.clone(),
+        };
+        rmp_serde::from_slice(&plain).map_err(|source| ProtocolError::MalformedPayload { source })
     }
 
     /// Attaches the signer's public key (auth requests only).
@@ -131,15 +177,18 @@ impl Envelope {
         let sig: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| bad())?;
         let sig = Signature::from_bytes(&sig);
         key.verify_strict(
-            &signed_bytes(self.version, &self.signer, &self.payload),
+            &signed_bytes(self.version, &self.signer, self.sealed, &self.payload),
             &sig,
         )
         .map_err(|_| bad())
     }
 
-    /// Verifies the signature against `key`, then decodes the payload.
+    /// Verifies the signature against `key`, then decodes a plain payload.
     pub fn open<M: DeserializeOwned>(&self, key: &VerifyingKey) -> Result<M, ProtocolError> {
         self.verify(key)?;
+        if self.sealed {
+            return Err(ProtocolError::Decrypt);
+        }
         rmp_serde::from_slice(&self.payload)
             .map_err(|source| ProtocolError::MalformedPayload { source })
     }
@@ -191,6 +240,47 @@ mod tests {
         assert!(matches!(
             Envelope::from_bytes(&frame, 10),
             Err(ProtocolError::FrameTooLarge { size: 11, max: 10 })
+        ));
+    }
+
+    #[test]
+    fn private_envelopes_hide_the_payload_and_need_the_channel_key() {
+        let k = key(1);
+        let ch = SymmetricKey([5; 32]);
+        let msg = Request {
+            id: 1,
+            sent_at_ms: 2,
+            body: RequestBody::MissedJobs(crate::message::MissedJobs {}),
+        };
+        let env = Envelope::seal_private("web01", &k, &ch, [0; 24], &msg).expect("seal");
+        let wire = env.to_bytes();
+        assert!(!wire.windows(11).any(|w| w == b"missed_jobs"));
+        let back = Envelope::from_bytes(&wire, MAX_FRAME_DEFAULT).expect("decode");
+        let opened: Request = back
+            .open_private(&k.verifying_key(), Some(&ch), true)
+            .expect("open");
+        assert_eq!(opened, msg);
+        assert!(back.open_private::<Request>(&k.verifying_key(), None, true).is_err());
+        let mut flipped = back.clone();
+        flipped.sealed = false;
+        assert!(matches!(
+            flipped.open_private::<Request>(&k.verifying_key(), Some(&ch), false),
+            Err(ProtocolError::BadSignature { .. })
+        ));
+        let plain = Envelope::seal("web01", &k, &msg).expect("plain");
+        assert!(matches!(
+            plain.open_private::<Request>(&k.verifying_key(), Some(&ch), true),
+            Err(ProtocolError::NotSealed)
+        ));
+    }
+
+    #[test]
+    fn older_version_is_refused() {
+        let mut env = Envelope::seal_bytes("m", &key(1), vec![]);
+        env.version = 1;
+        assert!(matches!(
+            Envelope::from_bytes(&env.to_bytes(), MAX_FRAME_DEFAULT),
+            Err(ProtocolError::UnsupportedVersion { got: 1, .. })
         ));
     }
 

@@ -75,6 +75,12 @@ pub enum ProtocolError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A payload that must be sealed came in the clear.
+    #[error("payload must be sealed")]
+    NotSealed,
+    /// Sealed data did not open with the key at hand.
+    #[error("sealed data does not open with the key at hand")]
+    Decrypt,
     /// A timestamp is outside the accepted window.
     #[error("timestamp {at_ms} is outside the accepted window around {now_ms} ({window_ms} ms)")]
     Stale {

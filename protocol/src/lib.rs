@@ -11,6 +11,7 @@ pub mod fnmatch;
 pub mod id;
 pub mod jid;
 pub mod message;
+pub mod seal;
 pub mod target;
 pub mod text;
 

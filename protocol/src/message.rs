@@ -139,6 +139,10 @@ pub enum ErrorKind {
     UnexpectedReturn,
     /// The master could not handle it now.
     Internal,
+    /// Too many requests from this peer; try later.
+    RateLimited,
+    /// A configured limit (pending keys, minions) is reached.
+    LimitReached,
 }
 
 /// Answer to an auth request.
@@ -152,6 +156,9 @@ pub struct AuthReply {
     /// The master's public key (32 bytes), always sent; the minion pins it.
     #[serde(with = "serde_bytes")]
     pub master_key: Vec<u8>,
+    /// The publish session key, sealed to this minion (accepted only).
+    #[serde(default)]
+    pub session: Option<crate::seal::SealedSessionKey>,
 }
 
 /// The master's decision on a key.
@@ -177,6 +184,10 @@ pub struct HeartbeatReply {
     /// Live jobs that expect this minion's return and have not got it.
     #[serde(default)]
     pub pending: Vec<Jid>,
+    /// Epoch of the current publish session key; a minion holding an older
+    /// one authenticates again to get it.
+    #[serde(default)]
+    pub session_epoch: u64,
 }
 
 /// A message on the publish socket.

@@ -107,6 +107,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         Just(ErrorKind::Replay),
         Just(ErrorKind::UnexpectedReturn),
         Just(ErrorKind::Internal),
+        Just(ErrorKind::RateLimited),
+        Just(ErrorKind::LimitReached),
     ];
     let body = prop_oneof![
         (
@@ -117,12 +119,19 @@ fn reply() -> impl Strategy<Value = Reply> {
             .prop_map(|(nonce, status, master_key)| ReplyBody::Auth(AuthReply {
                 nonce,
                 status,
-                master_key
+                master_key,
+                session: None,
             })),
         jid().prop_map(|jid| ReplyBody::Ack { jid }),
-        (any::<u64>(), prop::collection::vec(jid(), 0..3)).prop_map(|(boot_id, pending)| {
-            ReplyBody::Heartbeat(HeartbeatReply { boot_id, pending })
-        }),
+        (any::<u64>(), prop::collection::vec(jid(), 0..3), any::<u64>()).prop_map(
+            |(boot_id, pending, session_epoch)| {
+                ReplyBody::Heartbeat(HeartbeatReply {
+                    boot_id,
+                    pending,
+                    session_epoch,
+                })
+            }
+        ),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..3).prop_map(|jobs| {
             ReplyBody::Jobs {
                 jobs: jobs.into_iter().map(serde_bytes::ByteBuf::from).collect(),
@@ -169,9 +178,12 @@ where
     M: serde::Serialize + serde::de::DeserializeOwned,
 {
     let k = key();
-    let wire = Envelope::seal("web01", &k, msg).expect("seal").to_bytes();
+    let ch = protocol::seal::SymmetricKey([3; 32]);
+    let wire = Envelope::seal_private("web01", &k, &ch, [1; 24], msg)
+        .expect("seal")
+        .to_bytes();
     let env = Envelope::from_bytes(&wire, MAX_FRAME_DEFAULT).expect("envelope");
-    env.open(&k.verifying_key()).expect("open")
+    env.open_private(&k.verifying_key(), Some(&ch), true).expect("open")
 }
 
 proptest! {
@@ -196,10 +208,12 @@ proptest! {
         let _ = rmp_serde::from_slice::<Request>(&bytes);
         let _ = rmp_serde::from_slice::<Reply>(&bytes);
         let _ = rmp_serde::from_slice::<Publish>(&bytes);
+        let _ = protocol::seal::Sealed::from_bytes(&bytes, MAX_FRAME_DEFAULT);
         let env = Envelope {
-            version: 1,
+            version: 2,
             signer: "x".into(),
             key: None,
+            sealed: false,
             payload: bytes.clone(),
             signature: vec![0; 64],
         };

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use keys::{SigningKey, VerifyingKey};
-use protocol::{Envelope, Reply, Request, RequestBody};
+use protocol::seal::{Sealed, SymmetricKey, channel_key, open_session_key};
+use protocol::{AuthReply, AuthRequest, Envelope, MinionId, Reply, ReplyBody, Request, RequestBody};
 use tokio::runtime::Runtime;
 use zeromq::{DealerSocket, PubSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
@@ -50,8 +51,13 @@ impl RawDealer {
         self.rt.block_on(self.sock.send(msg)).expect("send");
     }
 
-    /// Waits (up to 10 s) for the next reply and decodes it with the master key.
-    pub fn recv_reply(&mut self, master: &VerifyingKey) -> Option<Reply> {
+    /// Waits (up to 10 s) for the next reply and decodes it with the master
+    /// key, opening a sealed reply with `channel`.
+    pub fn recv_sealed_reply(
+        &mut self,
+        master: &VerifyingKey,
+        channel: Option<&SymmetricKey>,
+    ) -> Option<Reply> {
         let msg = self
             .rt
             .block_on(async {
@@ -61,10 +67,17 @@ impl RawDealer {
             .ok()?;
         let frame = msg.into_vec().pop()?;
         let env = Envelope::from_bytes(&frame, usize::MAX).ok()?;
-        env.open(master).ok()
+        env.open_private(master, channel, false).ok()
     }
 
-    /// Signs `body` as `signer` with `key` and returns the master's reply.
+    /// Waits for a reply that is not sealed (auth replies, refusals of
+    /// unknown senders).
+    pub fn recv_reply(&mut self, master: &VerifyingKey) -> Option<Reply> {
+        self.recv_sealed_reply(master, None)
+    }
+
+    /// Signs and seals `body` as `signer` with `key` (the channel key agreed
+    /// with `master`) and returns the master's reply.
     pub fn request(
         &mut self,
         signer: &str,
@@ -72,20 +85,83 @@ impl RawDealer {
         body: RequestBody,
         master: &VerifyingKey,
     ) -> Reply {
-        let frame = signed_request(signer, key, body);
+        let frame = signed_request(signer, key, body, master);
         self.send_frames(vec![frame]);
-        self.recv_reply(master).expect("a reply from the master")
+        let ch = channel(key, master, signer);
+        self.recv_sealed_reply(master, ch.as_ref())
+            .expect("a reply from the master")
+    }
+
+    /// Authenticates as `id` with `key` and returns the master's answer.
+    pub fn auth(&mut self, id: &str, key: &SigningKey, master: &VerifyingKey) -> AuthReply {
+        let nonce: Vec<u8> = (0..16).map(|_| rand_byte()).collect();
+        let req = Request {
+            id: 7,
+            sent_at_ms: now_ms(),
+            body: RequestBody::Auth(AuthRequest {
+                minion: MinionId::new(id).expect("id"),
+                nonce,
+            }),
+        };
+        let env = Envelope::seal(id, key, &req)
+            .expect("seal")
+            .with_key(&key.verifying_key());
+        self.send_frames(vec![env.to_bytes()]);
+        match self.recv_reply(master).expect("auth reply").body {
+            ReplyBody::Auth(a) => a,
+            other => panic!("expected an auth reply, got {other:?}"),
+        }
     }
 }
 
-/// Encodes a signed request envelope.
-pub fn signed_request(signer: &str, key: &SigningKey, body: RequestBody) -> Vec<u8> {
+fn rand_byte() -> u8 {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    b[0]
+}
+
+/// The channel key between a minion key and the master.
+pub fn channel(key: &SigningKey, master: &VerifyingKey, id: &str) -> Option<SymmetricKey> {
+    channel_key(key, master, id).ok()
+}
+
+/// Encodes a request signed by `key` as `signer` and sealed with the
+/// channel key agreed with `master`.
+pub fn signed_request(
+    signer: &str,
+    key: &SigningKey,
+    body: RequestBody,
+    master: &VerifyingKey,
+) -> Vec<u8> {
+    let req = Request {
+        id: 1,
+        sent_at_ms: now_ms(),
+        body,
+    };
+    let ch = channel(key, master, signer).expect("channel key");
+    Envelope::seal_private(signer, key, &ch, [rand_byte(); 24], &req)
+        .expect("seal")
+        .to_bytes()
+}
+
+/// Encodes a request signed by `key` as `signer`, not sealed.
+pub fn plain_request(signer: &str, key: &SigningKey, body: RequestBody) -> Vec<u8> {
     let req = Request {
         id: 1,
         sent_at_ms: now_ms(),
         body,
     };
     Envelope::seal(signer, key, &req).expect("seal").to_bytes()
+}
+
+/// Authenticates as an accepted minion and opens the session key it is
+/// handed: what that minion could read.
+pub fn session_key(endpoint: &str, id: &str, key: &SigningKey, master: &VerifyingKey) -> (u64, SymmetricKey) {
+    let mut d = RawDealer::connect(endpoint);
+    let a = d.auth(id, key, master);
+    let sealed = a.session.expect("accepted with a session key");
+    let k = open_session_key(key, id, &sealed).expect("session key opens");
+    (sealed.epoch, k)
 }
 
 /// A stand-in publisher bound on 127.0.0.1.
@@ -105,9 +181,16 @@ impl RawPublisher {
         RawPublisher { rt, sock }
     }
 
-    /// Publishes an envelope on the broadcast topic.
-    pub fn publish(&mut self, envelope: &[u8]) {
-        let frames = vec![Bytes::from_static(b"cmdb"), Bytes::from(envelope.to_vec())];
+    /// Publishes a signed envelope sealed under a session key.
+    pub fn publish_sealed(&mut self, epoch: u64, key: &SymmetricKey, envelope: &[u8]) {
+        let nonce: [u8; 24] = std::array::from_fn(|_| rand_byte());
+        let sealed = Sealed::seal(key, epoch, nonce, b"cmdb-publish", envelope);
+        self.publish_raw(&sealed.to_bytes());
+    }
+
+    /// Publishes raw bytes on the broadcast topic.
+    pub fn publish_raw(&mut self, bytes: &[u8]) {
+        let frames = vec![Bytes::from_static(b"cmdb"), Bytes::from(bytes.to_vec())];
         let msg = ZmqMessage::try_from(frames).expect("frames");
         self.rt.block_on(self.sock.send(msg)).expect("publish");
     }

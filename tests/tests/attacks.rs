@@ -104,12 +104,17 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
     .expect("seal")
     .to_bytes();
 
+    let web01 = read_key(&c.minion_state("web01").join("minion.pem"));
+    let (epoch, session) = tests::raw::session_key(&c.ret_endpoint(), "web01", &web01, &master.verifying_key());
+    let wrong = protocol::seal::SymmetricKey([7; 32]);
     let deadline = Instant::now() + WAIT;
     while c.minion("web01").count("dropped a job already seen") == 0 {
         assert!(Instant::now() < deadline, "the legit job never ran");
-        publisher.publish(&forged);
-        publisher.publish(&stale);
-        publisher.publish(&legit);
+        publisher.publish_raw(b"not a sealed publish");
+        publisher.publish_sealed(epoch, &wrong, &legit);
+        publisher.publish_sealed(epoch, &session, &forged);
+        publisher.publish_sealed(epoch, &session, &stale);
+        publisher.publish_sealed(epoch, &session, &legit);
         // The SUB joins asynchronously and PUB drops before that; resend.
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -127,6 +132,8 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
     let log = c.minion("web01").logs();
     assert!(log.contains("bad signature"), "{log}");
     assert!(log.contains("outside the accepted window"), "{log}");
+    assert!(log.contains("does not open"), "{log}");
+    assert!(log.contains("undecodable publish"), "{log}");
 }
 
 #[test]
@@ -161,11 +168,12 @@ fn a_replayed_return_is_acknowledged_and_ignored() {
     let web02 = read_key(&c.minion_state("web02").join("minion.pem"));
     let mk = master_key(&c);
     let ret = |data: &str| return_body(&jid, "web02", json!(data));
-    let first = signed_request("web02", &web02, ret("first"));
+    let first = signed_request("web02", &web02, ret("first"), &mk);
+    let ch = tests::raw::channel(&web02, &mk, "web02");
     let mut d = RawDealer::connect(&c.ret_endpoint());
     for _ in 0..2 {
         d.send_frames(vec![first.clone()]);
-        let r = d.recv_reply(&mk).expect("reply");
+        let r = d.recv_sealed_reply(&mk, ch.as_ref()).expect("reply");
         assert_eq!(r.body, ReplyBody::Ack { jid: jid.clone() });
     }
     let r = d.request("web02", &web02, ret("second"), &mk);
@@ -240,7 +248,8 @@ fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
         tcp_garbage(port, &[0xab; 70_000]);
     }
     let web01 = read_key(&c.minion_state("web01").join("minion.pem"));
-    let good = signed_request("web01", &web01, RequestBody::MissedJobs(MissedJobs {}));
+    let good = signed_request("web01", &web01, RequestBody::MissedJobs(MissedJobs {}), &mk);
+    let ch = tests::raw::channel(&web01, &mk, "web01");
     let mut d = RawDealer::connect(&c.ret_endpoint());
     let mut future_version = Envelope::from_bytes(&good, usize::MAX).expect("decode");
     future_version.version = 99;
@@ -262,8 +271,16 @@ fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
         }
     }
     d.send_frames(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    // A request in the clear from an accepted minion is refused.
+    d.send_frames(vec![tests::raw::plain_request(
+        "web01",
+        &web01,
+        RequestBody::MissedJobs(MissedJobs {}),
+    )]);
+    let r = d.recv_sealed_reply(&mk, ch.as_ref()).expect("a refusal");
+    assert!(matches!(r.body, ReplyBody::Error { kind: ErrorKind::Malformed, ref message } if message.contains("sealed")), "{:?}", r.body);
     d.send_frames(vec![good]);
-    let r = d.recv_reply(&mk).expect("the master still answers");
+    let r = d.recv_sealed_reply(&mk, ch.as_ref()).expect("the master still answers");
     assert!(matches!(r.body, ReplyBody::Jobs { .. }), "{:?}", r.body);
 
     let (v, stderr, code) = c.run_json(&["*", "test.ping"]);

@@ -1,0 +1,112 @@
+//! The master's symmetric keys: the publish session key (with its epoch,
+//! rotated when a minion key leaves `accepted/` and on a period) and a cache
+//! of per-minion channel keys for the request socket.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, RwLock};
+
+use keys::{SigningKey, VerifyingKey};
+use protocol::seal::{SymmetricKey, channel_key};
+
+/// Random bytes from the system.
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+/// Keys shared by the workers.
+pub struct Keyring {
+    session: RwLock<(u64, SymmetricKey)>,
+    channels: Mutex<HashMap<String, (VerifyingKey, SymmetricKey)>>,
+    accepted: Mutex<BTreeSet<String>>,
+}
+
+impl Keyring {
+    /// A keyring with a fresh session key of epoch `epoch` (unix micros, so
+    /// epochs never repeat across restarts).
+    pub fn new(epoch: u64, accepted: BTreeSet<String>) -> Keyring {
+        Keyring {
+            session: RwLock::new((epoch, SymmetricKey(random()))),
+            channels: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(accepted),
+        }
+    }
+
+    /// The current session key and its epoch.
+    pub fn session(&self) -> (u64, SymmetricKey) {
+        self.session.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the session key; the new epoch is at least `now_epoch` and
+    /// always above the old one.
+    pub fn rotate(&self, now_epoch: u64) -> u64 {
+        let mut s = self.session.write().unwrap_or_else(|p| p.into_inner());
+        let epoch = now_epoch.max(s.0 + 1);
+        *s = (epoch, SymmetricKey(random()));
+        epoch
+    }
+
+    /// The channel key for `minion` holding `key`.
+    pub fn channel(
+        &self,
+        master: &SigningKey,
+        minion: &str,
+        key: &VerifyingKey,
+    ) -> Option<SymmetricKey> {
+        let mut cache = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, ch)) = cache.get(minion)
+            && k == key
+        {
+            return Some(ch.clone());
+        }
+        let ch = channel_key(master, key, minion).ok()?;
+        if cache.len() > 200_000 {
+            cache.clear();
+        }
+        cache.insert(minion.to_owned(), (*key, ch.clone()));
+        Some(ch)
+    }
+
+    /// How many minions are accepted (as of the last update).
+    pub fn accepted_count(&self) -> usize {
+        self.accepted.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Records the accepted set; says whether any id left it (then the
+    /// session key must rotate).
+    pub fn update_accepted(&self, now: BTreeSet<String>) -> Vec<String> {
+        let mut acc = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = acc.difference(&now).cloned().collect();
+        if !gone.is_empty() {
+            let mut cache = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            for g in &gone {
+                cache.remove(g);
+            }
+        }
+        *acc = now;
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_moves_the_epoch_forward_and_changes_the_key() {
+        let k = Keyring::new(100, BTreeSet::new());
+        let (e1, k1) = k.session();
+        let e2 = k.rotate(50);
+        let (_, k2) = k.session();
+        assert!(e2 > e1);
+        assert_ne!(k1, k2);
+    }
+
+    #[test]
+    fn removal_from_accepted_is_reported() {
+        let k = Keyring::new(1, ["a".to_string(), "b".to_string()].into());
+        assert!(k.update_accepted(["a".to_string(), "b".to_string(), "c".to_string()].into()).is_empty());
+        assert_eq!(k.update_accepted(["c".to_string()].into()), vec!["a", "b"]);
+    }
+}
