@@ -294,6 +294,24 @@ async fn run_job(
     .await
 }
 
+/// Refuses a control socket owned by anyone but root or the caller: a
+/// socket planted by another user could collect every command.
+pub fn check_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path)?.uid();
+    let me = nix::unistd::getuid().as_raw();
+    if owner != 0 && owner != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing control socket {} owned by uid {owner} (neither root nor uid {me})",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Sends one request to the master's control socket and calls `on_event`
 /// for each event line until the master closes the connection.
 pub fn request(
@@ -301,6 +319,7 @@ pub fn request(
     req: &ControlRequest,
     mut on_event: impl FnMut(ControlEvent) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    check_owner(path)?;
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');

@@ -20,6 +20,7 @@ pub struct Keyring {
     session: RwLock<(u64, SymmetricKey)>,
     channels: Mutex<HashMap<String, (VerifyingKey, SymmetricKey)>>,
     accepted: Mutex<BTreeSet<String>>,
+    holders: Mutex<BTreeSet<String>>,
 }
 
 impl Keyring {
@@ -30,12 +31,16 @@ impl Keyring {
             session: RwLock::new((epoch, SymmetricKey(random()))),
             channels: Mutex::new(HashMap::new()),
             accepted: Mutex::new(accepted),
+            holders: Mutex::new(BTreeSet::new()),
         }
     }
 
     /// The current session key and its epoch.
     pub fn session(&self) -> (u64, SymmetricKey) {
-        self.session.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.session
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replaces the session key; the new epoch is at least `now_epoch` and
@@ -44,6 +49,10 @@ impl Keyring {
         let mut s = self.session.write().unwrap_or_else(|p| p.into_inner());
         let epoch = now_epoch.max(s.0 + 1);
         *s = (epoch, SymmetricKey(random()));
+        self.holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         epoch
     }
 
@@ -70,22 +79,39 @@ impl Keyring {
 
     /// How many minions are accepted (as of the last update).
     pub fn accepted_count(&self) -> usize {
-        self.accepted.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
-    /// Records the accepted set; says whether any id left it (then the
-    /// session key must rotate).
+    /// Notes that `minion` was handed the current session key.
+    pub fn record_holder(&self, minion: &str) {
+        self.holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(minion.to_owned());
+    }
+
+    /// Records the accepted set. Returns the minions that hold the current
+    /// session key but are no longer accepted: when there are any, the
+    /// session key must rotate.
     pub fn update_accepted(&self, now: BTreeSet<String>) -> Vec<String> {
         let mut acc = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
-        let gone: Vec<String> = acc.difference(&now).cloned().collect();
-        if !gone.is_empty() {
+        let left: Vec<String> = acc.difference(&now).cloned().collect();
+        if !left.is_empty() {
             let mut cache = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-            for g in &gone {
+            for g in &left {
                 cache.remove(g);
             }
         }
         *acc = now;
-        gone
+        let holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+        holders
+            .iter()
+            .filter(|h| !acc.contains(*h))
+            .cloned()
+            .collect()
     }
 }
 
@@ -104,9 +130,16 @@ mod tests {
     }
 
     #[test]
-    fn removal_from_accepted_is_reported() {
-        let k = Keyring::new(1, ["a".to_string(), "b".to_string()].into());
-        assert!(k.update_accepted(["a".to_string(), "b".to_string(), "c".to_string()].into()).is_empty());
-        assert_eq!(k.update_accepted(["c".to_string()].into()), vec!["a", "b"]);
+    fn a_holder_leaving_accepted_is_reported_until_rotation() {
+        let k = Keyring::new(1, BTreeSet::new());
+        k.record_holder("a");
+        k.record_holder("b");
+        assert!(
+            k.update_accepted(["a".to_string(), "b".to_string()].into())
+                .is_empty()
+        );
+        assert_eq!(k.update_accepted(["a".to_string()].into()), vec!["b"]);
+        k.rotate(2);
+        assert!(k.update_accepted(["a".to_string()].into()).is_empty());
     }
 }

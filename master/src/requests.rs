@@ -16,9 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::jobs::ReturnOutcome;
 use crate::keyring::random;
+use crate::server::Shared;
 use protocol::seal::{SymmetricKey, seal_session_key};
 use std::sync::atomic::Ordering;
-use crate::server::Shared;
 
 /// Auth nonces seen recently, to refuse a replayed auth request.
 #[derive(Default)]
@@ -125,9 +125,16 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
         refuse(0, ErrorKind::Malformed, e.to_string())
     })?;
     if env.key.is_some() {
-        if !shared.auth_limiter.allow(peer, now_ms, shared.cfg.auth_rate) {
+        if !shared
+            .auth_limiter
+            .allow(peer, now_ms, shared.cfg.auth_rate)
+        {
             debug!("auth rate limit hit");
-            return Err(refuse(0, ErrorKind::RateLimited, "too many auth requests; slow down"));
+            return Err(refuse(
+                0,
+                ErrorKind::RateLimited,
+                "too many auth requests; slow down",
+            ));
         }
         let (re, body) = auth(shared, &env, now_ms)?;
         return Ok((re, body, None));
@@ -138,9 +145,15 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
     })?;
     let key = accepted_key(shared, &id).ok_or_else(|| {
         warn!(minion_id = %id, "refused request from a minion without an accepted key");
-        refuse(0, ErrorKind::NotAccepted, format!("minion {id} is not accepted"))
+        refuse(
+            0,
+            ErrorKind::NotAccepted,
+            format!("minion {id} is not accepted"),
+        )
     })?;
-    let channel = shared.keyring.channel(&shared.master_key, id.as_str(), &key);
+    let channel = shared
+        .keyring
+        .channel(&shared.master_key, id.as_str(), &key);
     let with_channel = |re: u64, kind: ErrorKind, message: String| Refusal {
         re,
         kind,
@@ -303,7 +316,11 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
         .map_err(|e| refuse(0, ErrorKind::Malformed, e.to_string()))?;
     let req: Request = env.open(&key).map_err(|e| {
         warn!(signer = %env.signer.escape_debug(), error = %e, "refused auth request");
-        refuse(0, ErrorKind::BadSignature, e.to_string())
+        let kind = match e {
+            ProtocolError::BadSignature { .. } => ErrorKind::BadSignature,
+            _ => ErrorKind::Malformed,
+        };
+        refuse(0, kind, e.to_string())
     })?;
     let RequestBody::Auth(auth) = req.body else {
         return Err(refuse(
@@ -335,7 +352,8 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
     let known = !shared.pki.states_of(&id).is_empty();
     let autosign = shared.cfg.autosigned(id.as_str());
     if !known {
-        check_limits(shared, &id, autosign).map_err(|m| refuse(req.id, ErrorKind::LimitReached, m))?;
+        check_limits(shared, &id, autosign)
+            .map_err(|m| refuse(req.id, ErrorKind::LimitReached, m))?;
     }
     let decision = shared
         .pki
@@ -366,6 +384,7 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
             seal_session_key(&key, id.as_str(), random(), random(), epoch, &skey)
                 .map_err(|e| refuse(req.id, ErrorKind::Malformed, e.to_string()))?,
         );
+        shared.keyring.record_holder(id.as_str());
         shared.presence.seen(id.as_str(), now_ms);
         info!(minion_id = %id, "minion authenticated");
     }
@@ -385,11 +404,17 @@ fn check_limits(shared: &Shared, id: &MinionId, autosign: bool) -> Result<(), St
     let cfg = &shared.cfg;
     if autosign && cfg.max_minions > 0 && shared.keyring.accepted_count() >= cfg.max_minions {
         shared.limit_log.warn("max_minions", cfg.max_minions, id);
-        return Err(format!("the master serves at most {} minions", cfg.max_minions));
+        return Err(format!(
+            "the master serves at most {} minions",
+            cfg.max_minions
+        ));
     }
     if !autosign && shared.pending_keys.load(Ordering::Relaxed) >= cfg.max_pending {
         shared.limit_log.warn("max_pending", cfg.max_pending, id);
-        return Err(format!("too many keys are pending ({}); try later", cfg.max_pending));
+        return Err(format!(
+            "too many keys are pending ({}); try later",
+            cfg.max_pending
+        ));
     }
     Ok(())
 }

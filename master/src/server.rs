@@ -159,7 +159,10 @@ impl Shared {
             watch,
         );
         if !expected.is_empty() {
-            let frames = vec![Bytes::from_static(BROADCAST_TOPIC), Bytes::from(sealed.to_bytes())];
+            let frames = vec![
+                Bytes::from_static(BROADCAST_TOPIC),
+                Bytes::from(sealed.to_bytes()),
+            ];
             if self.publish.send(frames).await.is_err() {
                 warn!(jid = %jid, "publisher is gone; minions will fetch the job as missed");
             }
@@ -203,7 +206,8 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     let (reply_tx, reply_rx) = mpsc::channel(cfg.request_queue);
 
     let listing = pki.list()?;
-    let keyring = crate::keyring::Keyring::new(now_us() as u64, listing.accepted.iter().cloned().collect());
+    let keyring =
+        crate::keyring::Keyring::new(now_us() as u64, listing.accepted.iter().cloned().collect());
     let shared = Arc::new(Shared {
         keyring,
         auth_limiter: crate::requests::AuthLimiter::default(),
@@ -311,7 +315,9 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 shared
                     .pending_keys
                     .store(listing.pending.len(), std::sync::atomic::Ordering::Relaxed);
-                let gone = shared.keyring.update_accepted(listing.accepted.into_iter().collect());
+                let gone = shared
+                    .keyring
+                    .update_accepted(listing.accepted.into_iter().collect());
                 if !gone.is_empty() || rotated_at.elapsed() >= rotate_every {
                     let epoch = shared.keyring.rotate(now_us() as u64);
                     rotated_at = tokio::time::Instant::now();

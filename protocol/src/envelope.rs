@@ -260,7 +260,10 @@ mod tests {
             .open_private(&k.verifying_key(), Some(&ch), true)
             .expect("open");
         assert_eq!(opened, msg);
-        assert!(back.open_private::<Request>(&k.verifying_key(), None, true).is_err());
+        assert!(
+            back.open_private::<Request>(&k.verifying_key(), None, true)
+                .is_err()
+        );
         let mut flipped = back.clone();
         flipped.sealed = false;
         assert!(matches!(

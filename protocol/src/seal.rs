@@ -52,10 +52,22 @@ fn decrypt_err() -> ProtocolError {
 
 impl Sealed {
     /// Seals `plaintext` under `key`, binding `aad`.
-    pub fn seal(key: &SymmetricKey, key_id: u64, nonce: [u8; 24], aad: &[u8], plaintext: &[u8]) -> Sealed {
+    pub fn seal(
+        key: &SymmetricKey,
+        key_id: u64,
+        nonce: [u8; 24],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Sealed {
         let cipher = XChaCha20Poly1305::new(&key.0.into());
         let ciphertext = cipher
-            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .unwrap_or_default();
         Sealed {
             key_id,
@@ -66,10 +78,20 @@ impl Sealed {
 
     /// Opens a sealed message under `key`, checking `aad`.
     pub fn open(&self, key: &SymmetricKey, aad: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-        let nonce: [u8; 24] = self.nonce.as_slice().try_into().map_err(|_| decrypt_err())?;
+        let nonce: [u8; 24] = self
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| decrypt_err())?;
         let cipher = XChaCha20Poly1305::new(&key.0.into());
         cipher
-            .decrypt(&XNonce::from(nonce), Payload { msg: &self.ciphertext, aad })
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: &self.ciphertext,
+                    aad,
+                },
+            )
             .map_err(|_| decrypt_err())
     }
 
@@ -139,7 +161,10 @@ pub fn seal_session_key(
 ) -> Result<SealedSessionKey, ProtocolError> {
     let eph_pub = MontgomeryPoint::mul_base_clamped(ephemeral_secret);
     let shared = dh(ephemeral_secret, recipient.to_montgomery())?;
-    let wrap = kdf(&shared, &[b"cmdb session", minion_id.as_bytes(), eph_pub.as_bytes()]);
+    let wrap = kdf(
+        &shared,
+        &[b"cmdb session", minion_id.as_bytes(), eph_pub.as_bytes()],
+    );
     let aad = epoch.to_be_bytes();
     Ok(SealedSessionKey {
         epoch,
@@ -154,10 +179,17 @@ pub fn open_session_key(
     minion_id: &str,
     sk: &SealedSessionKey,
 ) -> Result<SymmetricKey, ProtocolError> {
-    let eph: [u8; 32] = sk.ephemeral.as_slice().try_into().map_err(|_| decrypt_err())?;
+    let eph: [u8; 32] = sk
+        .ephemeral
+        .as_slice()
+        .try_into()
+        .map_err(|_| decrypt_err())?;
     let eph = MontgomeryPoint(eph);
     let shared = dh(me.to_scalar_bytes(), eph)?;
-    let wrap = kdf(&shared, &[b"cmdb session", minion_id.as_bytes(), eph.as_bytes()]);
+    let wrap = kdf(
+        &shared,
+        &[b"cmdb session", minion_id.as_bytes(), eph.as_bytes()],
+    );
     let key = sk.sealed.open(&wrap, &sk.epoch.to_be_bytes())?;
     let key: [u8; 32] = key.try_into().map_err(|_| decrypt_err())?;
     Ok(SymmetricKey(key))
@@ -201,9 +233,19 @@ mod tests {
         let minion = key(5);
         let other = key(6);
         let session = SymmetricKey([7; 32]);
-        let sk = seal_session_key(&minion.verifying_key(), "web01", [3; 32], [4; 24], 2, &session)
-            .expect("seal");
-        assert_eq!(open_session_key(&minion, "web01", &sk).expect("open"), session);
+        let sk = seal_session_key(
+            &minion.verifying_key(),
+            "web01",
+            [3; 32],
+            [4; 24],
+            2,
+            &session,
+        )
+        .expect("seal");
+        assert_eq!(
+            open_session_key(&minion, "web01", &sk).expect("open"),
+            session
+        );
         assert!(open_session_key(&other, "web01", &sk).is_err());
         assert!(open_session_key(&minion, "web02", &sk).is_err());
     }

@@ -123,15 +123,18 @@ fn reply() -> impl Strategy<Value = Reply> {
                 session: None,
             })),
         jid().prop_map(|jid| ReplyBody::Ack { jid }),
-        (any::<u64>(), prop::collection::vec(jid(), 0..3), any::<u64>()).prop_map(
-            |(boot_id, pending, session_epoch)| {
+        (
+            any::<u64>(),
+            prop::collection::vec(jid(), 0..3),
+            any::<u64>()
+        )
+            .prop_map(|(boot_id, pending, session_epoch)| {
                 ReplyBody::Heartbeat(HeartbeatReply {
                     boot_id,
                     pending,
                     session_epoch,
                 })
-            }
-        ),
+            }),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..3).prop_map(|jobs| {
             ReplyBody::Jobs {
                 jobs: jobs.into_iter().map(serde_bytes::ByteBuf::from).collect(),
@@ -183,7 +186,8 @@ where
         .expect("seal")
         .to_bytes();
     let env = Envelope::from_bytes(&wire, MAX_FRAME_DEFAULT).expect("envelope");
-    env.open_private(&k.verifying_key(), Some(&ch), true).expect("open")
+    env.open_private(&k.verifying_key(), Some(&ch), true)
+        .expect("open")
 }
 
 proptest! {

@@ -72,7 +72,10 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("CMDB_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stderr = child.stderr.take().expect("stderr");
         let log: Arc<(Mutex<LogState>, Condvar)> = Arc::default();
@@ -257,7 +260,8 @@ impl Cluster {
         let defaults = format!(
             "master = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\nstate_dir = \"{}\"\n\
              id = \"{id}\"\nacceptance_wait_time = 0.2\nacceptance_wait_time_max = 0.5\n\
-             random_reauth_delay = 0.2\nheartbeat_interval = 0.5\nrequest_timeout = 2\ncollect_interval = 0\n",
+             random_reauth_delay = 0.2\nheartbeat_interval = 0.5\nrequest_timeout = 2\ncollect_interval = 0\n\
+             rotation_spread = 0.2\n",
             self.publish_port,
             self.ret_port,
             self.dir.path().join(name).display(),

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use keys::{SigningKey, VerifyingKey};
 use protocol::seal::{Sealed, SymmetricKey, channel_key, open_session_key};
-use protocol::{AuthReply, AuthRequest, Envelope, MinionId, Reply, ReplyBody, Request, RequestBody};
+use protocol::{
+    AuthReply, AuthRequest, Envelope, MinionId, Reply, ReplyBody, Request, RequestBody,
+};
 use tokio::runtime::Runtime;
 use zeromq::{DealerSocket, PubSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
@@ -156,7 +158,12 @@ pub fn plain_request(signer: &str, key: &SigningKey, body: RequestBody) -> Vec<u
 
 /// Authenticates as an accepted minion and opens the session key it is
 /// handed: what that minion could read.
-pub fn session_key(endpoint: &str, id: &str, key: &SigningKey, master: &VerifyingKey) -> (u64, SymmetricKey) {
+pub fn session_key(
+    endpoint: &str,
+    id: &str,
+    key: &SigningKey,
+    master: &VerifyingKey,
+) -> (u64, SymmetricKey) {
     let mut d = RawDealer::connect(endpoint);
     let a = d.auth(id, key, master);
     let sealed = a.session.expect("accepted with a session key");
@@ -200,5 +207,64 @@ impl RawPublisher {
 pub fn tcp_garbage(port: u16, bytes: &[u8]) {
     if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
         let _ = s.write_all(bytes);
+    }
+}
+
+/// A plain ZeroMQ SUB on the master's PUB port that records every frame,
+/// as anyone who can reach the port could.
+pub struct Sniffer {
+    frames: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sniffer {
+    /// Connects to `port` on 127.0.0.1 and subscribes to everything.
+    pub fn start(port: u16) -> Sniffer {
+        let frames: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Default::default();
+        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
+        let (f, st) = (frames.clone(), stop.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = runtime();
+            rt.block_on(async move {
+                let mut sub = zeromq::SubSocket::new();
+                sub.connect(&format!("tcp://127.0.0.1:{port}"))
+                    .await
+                    .expect("connect");
+                sub.subscribe("").await.expect("subscribe");
+                let _ = ready_tx.send(());
+                while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(Ok(msg)) =
+                        tokio::time::timeout(Duration::from_millis(100), sub.recv()).await
+                    {
+                        let mut all = f.lock().expect("frames");
+                        for frame in msg.into_vec() {
+                            all.push(frame.to_vec());
+                        }
+                    }
+                }
+            });
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+        Sniffer {
+            frames,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every frame seen so far.
+    pub fn frames(&self) -> Vec<Vec<u8>> {
+        self.frames.lock().expect("frames").clone()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

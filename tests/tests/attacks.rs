@@ -105,7 +105,8 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
     .to_bytes();
 
     let web01 = read_key(&c.minion_state("web01").join("minion.pem"));
-    let (epoch, session) = tests::raw::session_key(&c.ret_endpoint(), "web01", &web01, &master.verifying_key());
+    let (epoch, session) =
+        tests::raw::session_key(&c.ret_endpoint(), "web01", &web01, &master.verifying_key());
     let wrong = protocol::seal::SymmetricKey([7; 32]);
     let deadline = Instant::now() + WAIT;
     while c.minion("web01").count("dropped a job already seen") == 0 {
@@ -278,9 +279,15 @@ fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
         RequestBody::MissedJobs(MissedJobs {}),
     )]);
     let r = d.recv_sealed_reply(&mk, ch.as_ref()).expect("a refusal");
-    assert!(matches!(r.body, ReplyBody::Error { kind: ErrorKind::Malformed, ref message } if message.contains("sealed")), "{:?}", r.body);
+    assert!(
+        matches!(r.body, ReplyBody::Error { kind: ErrorKind::Malformed, ref message } if message.contains("sealed")),
+        "{:?}",
+        r.body
+    );
     d.send_frames(vec![good]);
-    let r = d.recv_sealed_reply(&mk, ch.as_ref()).expect("the master still answers");
+    let r = d
+        .recv_sealed_reply(&mk, ch.as_ref())
+        .expect("the master still answers");
     assert!(matches!(r.body, ReplyBody::Jobs { .. }), "{:?}", r.body);
 
     let (v, stderr, code) = c.run_json(&["*", "test.ping"]);
