@@ -138,7 +138,7 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
 }
 
 #[test]
-fn a_minion_key_cannot_return_for_another_minion() {
+fn cve_2013_4439_2025_62349_a_minion_key_cannot_return_for_another_minion() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01", "web02"]);
     c.minions.get_mut("web02").expect("web02").kill();
@@ -161,7 +161,7 @@ fn a_minion_key_cannot_return_for_another_minion() {
 }
 
 #[test]
-fn a_replayed_return_is_acknowledged_and_ignored() {
+fn cve_2024_38823_a_replayed_return_is_acknowledged_and_ignored() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01", "web02"]);
     c.minions.get_mut("web02").expect("web02").kill();
@@ -193,7 +193,8 @@ fn a_replayed_return_is_acknowledged_and_ignored() {
 }
 
 #[test]
-fn unknown_keys_get_nothing_dispatched_and_auth_replays_are_refused() {
+fn cve_2020_11651_unknown_keys_get_nothing_dispatched_and_cve_2024_38823_auth_replays_are_refused()
+{
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01"]);
     let mk = master_key(&c);
