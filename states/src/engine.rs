@@ -1,0 +1,237 @@
+//! Applying a plan of states: requisites, test mode, results and timing.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::modules;
+use crate::order::Plan;
+use crate::sls::{ReqKind, State};
+
+/// Fetches `cmdb://` sources from the master.
+pub type Fetch<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
+
+/// What the state modules may use.
+pub struct Context<'a> {
+    /// Test mode: change nothing, say what would change.
+    pub test: bool,
+    /// Fetches `cmdb://path` files.
+    pub fetch: Fetch<'a>,
+    /// Where replaced files are backed up.
+    pub backup_dir: PathBuf,
+}
+
+/// The outcome of one state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateResult {
+    /// `Some(true)` succeeded, `Some(false)` failed, `None` would change (test mode).
+    pub result: Option<bool>,
+    /// What happened, in words.
+    pub comment: String,
+    /// What changed (or would change).
+    pub changes: Value,
+}
+
+impl StateResult {
+    /// Success with changes.
+    pub fn changed(comment: impl Into<String>, changes: Value) -> StateResult {
+        StateResult {
+            result: Some(true),
+            comment: comment.into(),
+            changes,
+        }
+    }
+
+    /// Success, nothing to do.
+    pub fn ok(comment: impl Into<String>) -> StateResult {
+        StateResult {
+            result: Some(true),
+            comment: comment.into(),
+            changes: json!({}),
+        }
+    }
+
+    /// Failure.
+    pub fn fail(comment: impl Into<String>) -> StateResult {
+        StateResult {
+            result: Some(false),
+            comment: comment.into(),
+            changes: json!({}),
+        }
+    }
+
+    /// Test mode: this would change.
+    pub fn would(comment: impl Into<String>, changes: Value) -> StateResult {
+        StateResult {
+            result: None,
+            comment: comment.into(),
+            changes,
+        }
+    }
+
+    fn has_changes(&self) -> bool {
+        self.changes.as_object().is_some_and(|m| !m.is_empty())
+    }
+}
+
+fn clock() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        now.subsec_micros()
+    )
+}
+
+/// Applies the plan; returns Salt's result map (`module_|-id_|-name_|-function`
+/// → `{result, comment, changes, duration, start_time, __id__, __sls__,
+/// __run_num__, name}`) and whether every state succeeded.
+pub fn apply(states: &[State], plan: &Plan, ctx: &Context<'_>) -> (Map<String, Value>, bool) {
+    let mut results: Vec<Option<StateResult>> = vec![None; states.len()];
+    let mut out = Map::new();
+    let mut all_ok = true;
+    for (run_num, &i) in plan.order.iter().enumerate() {
+        let s = &states[i];
+        let started = Instant::now();
+        let start_time = clock();
+        let deps = &plan.deps[i];
+        let of = |kind: ReqKind| -> Vec<usize> {
+            deps.iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, j)| *j)
+                .collect()
+        };
+        let failed = |js: &[usize]| -> Vec<String> {
+            js.iter()
+                .filter(|j| {
+                    results[**j]
+                        .as_ref()
+                        .is_some_and(|r| r.result == Some(false))
+                })
+                .map(|j| states[*j].key())
+                .collect()
+        };
+        let changed = |js: &[usize]| -> bool {
+            js.iter()
+                .any(|j| results[*j].as_ref().is_some_and(StateResult::has_changes))
+        };
+        let hard: Vec<usize> = of(ReqKind::Require)
+            .into_iter()
+            .chain(of(ReqKind::Watch))
+            .collect();
+        let (onfail, onchanges, watch) = (
+            of(ReqKind::Onfail),
+            of(ReqKind::Onchanges),
+            of(ReqKind::Watch),
+        );
+        let res = if !failed(&hard).is_empty() {
+            StateResult::fail(format!(
+                "One or more requisite failed: {}",
+                failed(&hard).join(", ")
+            ))
+        } else if !onfail.is_empty() && failed(&onfail).is_empty() {
+            StateResult::ok("State was not run because onfail req did not change")
+        } else if !onchanges.is_empty() && !changed(&onchanges) {
+            StateResult::ok("State was not run because none of the onchanges reqs changed")
+        } else {
+            let mut r = modules::call(s, ctx);
+            if r.result != Some(false) && changed(&watch) {
+                if let Some(w) = modules::watch(s, ctx) {
+                    r.comment = format!("{}; {}", r.comment, w.comment);
+                    if let (Value::Object(a), Value::Object(b)) = (&mut r.changes, w.changes) {
+                        a.extend(b);
+                    }
+                    if w.result == Some(false) {
+                        r.result = Some(false);
+                    } else if w.result.is_none() {
+                        r.result = None;
+                    }
+                }
+            }
+            r
+        };
+        if res.result == Some(false) {
+            all_ok = false;
+        }
+        out.insert(
+            s.key(),
+            json!({
+                "__id__": s.id,
+                "__sls__": s.sls,
+                "__run_num__": run_num,
+                "name": s.name,
+                "result": res.result,
+                "comment": res.comment,
+                "changes": res.changes,
+                "start_time": start_time,
+                "duration": (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            }),
+        );
+        results[i] = Some(res);
+    }
+    (out, all_ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::plan;
+    use crate::sls::compile;
+    use crate::sls::tests::loader;
+
+    fn run(
+        files: &[(&str, &str)],
+        test: bool,
+        dir: &std::path::Path,
+    ) -> (Map<String, Value>, bool) {
+        let l = loader(files);
+        let states = compile(&l, &["s".into()]).expect("compile");
+        let p = plan(&states).expect("plan");
+        let fetch = |_: &str| -> Result<Vec<u8>, String> { Err("no master".into()) };
+        let ctx = Context {
+            test,
+            fetch: &fetch,
+            backup_dir: dir.join("backup"),
+        };
+        apply(&states, &p, &ctx)
+    }
+
+    fn by_id<'a>(m: &'a Map<String, Value>, id: &str) -> &'a Value {
+        m.values().find(|v| v["__id__"] == id).expect("state")
+    }
+
+    #[test]
+    fn a_failing_requisite_skips_dependents_and_onfail_runs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let marker = dir.path().join("ran");
+        let sls = format!(
+            "broken:\n  cmd.run:\n    - name: exit 3\nafter:\n  cmd.run:\n    - name: touch {m}\n    - require:\n      - cmd: broken\nrescue:\n  cmd.run:\n    - name: echo rescued\n    - onfail:\n      - cmd: broken\nquiet:\n  cmd.run:\n    - name: echo never\n    - onchanges:\n      - cmd: after\n",
+            m = marker.display()
+        );
+        let (out, ok) = run(&[("s", &sls)], false, dir.path());
+        assert!(!ok);
+        assert_eq!(by_id(&out, "broken")["result"], false);
+        assert_eq!(by_id(&out, "after")["result"], false);
+        assert!(
+            by_id(&out, "after")["comment"]
+                .as_str()
+                .expect("c")
+                .contains("requisite failed")
+        );
+        assert!(!marker.exists());
+        assert_eq!(by_id(&out, "rescue")["result"], true);
+        assert_eq!(by_id(&out, "rescue")["changes"]["stdout"], "rescued");
+        assert!(
+            by_id(&out, "quiet")["comment"]
+                .as_str()
+                .expect("c")
+                .contains("onchanges")
+        );
+    }
+}

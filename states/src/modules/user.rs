@@ -1,0 +1,151 @@
+//! `user.present` and `group.present` through the shadow tools.
+
+use serde_json::{Map, Value, json};
+
+use super::{arg_list, arg_str, arg_text};
+use crate::engine::{Context, StateResult};
+use crate::sls::State;
+use crate::system;
+
+fn getent(db: &str, name: &str) -> Result<Option<Vec<String>>, String> {
+    let r = system::run(&["getent", db, name])?;
+    Ok(r.ok()
+        .then(|| r.stdout.split(':').map(str::to_owned).collect()))
+}
+
+fn exec(argv: &[&str]) -> Result<(), String> {
+    let r = system::run(argv)?;
+    if r.ok() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {}", argv[0], r.stderr))
+    }
+}
+
+/// `user.present`: the account exists with `uid`, `gid`, `home`, `shell` and
+/// exactly the supplementary `groups` when given.
+pub fn user_present(s: &State, ctx: &Context<'_>) -> StateResult {
+    let name = s.name.as_str();
+    let uid = arg_text(s, "uid");
+    let gid = arg_text(s, "gid");
+    let home = arg_str(s, "home");
+    let shell = arg_str(s, "shell");
+    let groups = arg_list(s, "groups");
+    let current = match getent("passwd", name) {
+        Ok(c) => c,
+        Err(e) => return StateResult::fail(e),
+    };
+    let Some(cur) = current else {
+        let changes = json!({name: "new user"});
+        if ctx.test {
+            return StateResult::would(format!("User {name} set to be added"), changes);
+        }
+        let mut argv: Vec<String> = vec!["useradd".into(), "-m".into()];
+        for (flag, v) in [("-u", &uid), ("-g", &gid)] {
+            if let Some(v) = v {
+                argv.extend([flag.to_string(), v.clone()]);
+            }
+        }
+        for (flag, v) in [("-d", home), ("-s", shell)] {
+            if let Some(v) = v {
+                argv.extend([flag.to_string(), v.to_owned()]);
+            }
+        }
+        if let Some(g) = &groups {
+            argv.extend(["-G".to_string(), g.join(",")]);
+        }
+        argv.push(name.to_owned());
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        return match exec(&refs) {
+            Ok(()) => StateResult::changed(format!("New user {name} created"), changes),
+            Err(e) => StateResult::fail(e),
+        };
+    };
+    let mut changes = Map::new();
+    let mut argv: Vec<String> = vec!["usermod".into()];
+    let fields = [
+        ("uid", 2, "-u", uid.clone()),
+        ("gid", 3, "-g", gid.clone()),
+        ("home", 5, "-d", home.map(str::to_owned)),
+        ("shell", 6, "-s", shell.map(str::to_owned)),
+    ];
+    for (key, idx, flag, want) in fields {
+        if let Some(w) = want
+            && cur.get(idx).map(String::as_str) != Some(w.as_str())
+        {
+            changes.insert(key.into(), json!(w));
+            argv.extend([flag.to_string(), w]);
+        }
+    }
+    if let Some(want) = &groups {
+        let have = system::run(&["id", "-nG", name])
+            .map(|r| r.stdout)
+            .unwrap_or_default();
+        let primary = system::run(&["id", "-gn", name])
+            .map(|r| r.stdout)
+            .unwrap_or_default();
+        let mut have: Vec<&str> = have.split_whitespace().filter(|g| *g != primary).collect();
+        let mut w: Vec<&str> = want.iter().map(String::as_str).collect();
+        have.sort_unstable();
+        w.sort_unstable();
+        if have != w {
+            changes.insert("groups".into(), json!(want));
+            argv.extend(["-G".to_string(), want.join(",")]);
+        }
+    }
+    if changes.is_empty() {
+        return StateResult::ok(format!("User {name} is present and up to date"));
+    }
+    if ctx.test {
+        return StateResult::would(
+            format!("User {name} set to be changed"),
+            Value::Object(changes),
+        );
+    }
+    argv.push(name.to_owned());
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    match exec(&refs) {
+        Ok(()) => StateResult::changed(format!("Updated user {name}"), Value::Object(changes)),
+        Err(e) => StateResult::fail(e),
+    }
+}
+
+/// `group.present`: the group exists (with `gid` when given).
+pub fn group_present(s: &State, ctx: &Context<'_>) -> StateResult {
+    let name = s.name.as_str();
+    let gid = arg_text(s, "gid");
+    let current = match getent("group", name) {
+        Ok(c) => c,
+        Err(e) => return StateResult::fail(e),
+    };
+    match current {
+        None => {
+            let changes = json!({"name": name, "gid": gid});
+            if ctx.test {
+                return StateResult::would(format!("Group {name} set to be added"), changes);
+            }
+            let mut argv = vec!["groupadd"];
+            if let Some(g) = &gid {
+                argv.extend(["-g", g.as_str()]);
+            }
+            argv.push(name);
+            match exec(&argv) {
+                Ok(()) => StateResult::changed(format!("New group {name} created"), changes),
+                Err(e) => StateResult::fail(e),
+            }
+        }
+        Some(cur) => match gid {
+            Some(g) if cur.get(2) != Some(&g) => {
+                let changes = json!({"gid": g});
+                if ctx.test {
+                    return StateResult::would(format!("Group {name} set to be changed"), changes);
+                }
+                match exec(&["groupmod", "-g", g.as_str(), name]) {
+                    Ok(()) => StateResult::changed(format!("Updated group {name}"), changes),
+                    Err(e) => StateResult::fail(e),
+                }
+            }
+            _ => StateResult::ok(format!("Group {name} is present and up to date")),
+        },
+    }
+}
