@@ -63,6 +63,8 @@ pub struct MasterConfig {
     /// Seconds between periodic session key rotations (default 86400); the
     /// key also rotates whenever a key leaves `accepted/`.
     pub session_rotate_secs: u64,
+    /// Largest file a minion may push with `cp.push`, bytes (default 1 GiB).
+    pub max_push_bytes: u64,
     /// Asset inventory settings (`[inventory]`).
     pub inventory: InventoryConfig,
 }
@@ -190,6 +192,7 @@ impl Default for MasterConfig {
             max_minions: 0,
             auth_rate: 5.0,
             session_rotate_secs: 86_400,
+            max_push_bytes: 1 << 30,
             inventory: InventoryConfig::default(),
         }
     }
@@ -242,6 +245,11 @@ impl MasterConfig {
         self.db_path
             .clone()
             .unwrap_or_else(|| self.state_dir.join("db"))
+    }
+
+    /// Where files pushed by minions are kept (`<state_dir>/minion_files`).
+    pub fn push_dir(&self) -> PathBuf {
+        self.state_dir.join("minion_files")
     }
 
     /// The control socket path.

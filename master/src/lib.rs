@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod fileserver;
 pub mod inventory;
 pub mod jobs;
 pub mod keyring;

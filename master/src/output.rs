@@ -82,6 +82,78 @@ pub fn nested(out: &mut String, v: &Value, indent: usize) {
     }
 }
 
+/// Salt's `highstate` outputter for one minion's state run.
+pub fn highstate(minion: &str, data: &Value) -> String {
+    let mut out = format!("{minion}:\n");
+    let Value::Object(states) = data else {
+        nested(&mut out, data, 4);
+        return out;
+    };
+    let mut rows: Vec<(&String, &Value)> = states.iter().collect();
+    rows.sort_by_key(|(_, v)| v["__run_num__"].as_u64().unwrap_or(u64::MAX));
+    let (mut ok, mut failed, mut changed, mut total_ms) = (0, 0, 0, 0.0);
+    for (key, v) in rows {
+        let parts: Vec<&str> = key.split("_|-").collect();
+        let fun = format!(
+            "{}.{}",
+            parts.first().unwrap_or(&""),
+            parts.last().unwrap_or(&"")
+        );
+        let result = match &v["result"] {
+            Value::Bool(true) => "True",
+            Value::Bool(false) => "False",
+            _ => "None",
+        };
+        match &v["result"] {
+            Value::Bool(false) => failed += 1,
+            _ => ok += 1,
+        }
+        let has_changes = v["changes"].as_object().is_some_and(|m| !m.is_empty());
+        if has_changes {
+            changed += 1;
+        }
+        let ms = v["duration"].as_f64().unwrap_or(0.0);
+        total_ms += ms;
+        let _ = writeln!(out, "----------");
+        let _ = writeln!(
+            out,
+            "          ID: {}",
+            v["__id__"].as_str().unwrap_or_default()
+        );
+        let _ = writeln!(out, "    Function: {fun}");
+        if v["name"] != v["__id__"] {
+            let _ = writeln!(
+                out,
+                "        Name: {}",
+                v["name"].as_str().unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out, "      Result: {result}");
+        let _ = writeln!(
+            out,
+            "     Comment: {}",
+            v["comment"].as_str().unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "     Started: {}",
+            v["start_time"].as_str().unwrap_or_default()
+        );
+        let _ = writeln!(out, "    Duration: {ms:.3} ms");
+        let _ = writeln!(out, "     Changes:");
+        if has_changes {
+            nested(&mut out, &v["changes"], 14);
+        }
+    }
+    let total = ok + failed;
+    let _ = writeln!(out, "\nSummary for {minion}\n------------");
+    let _ = writeln!(out, "Succeeded: {ok} (changed={changed})");
+    let _ = writeln!(out, "Failed:    {failed}");
+    let _ = writeln!(out, "------------\nTotal states run:     {total}");
+    let _ = writeln!(out, "Total run time: {total_ms:>8.3} ms");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +169,22 @@ mod tests {
             s,
             "web1:\n    True\nweb2:\n    ----------\n    ips:\n        - 10.0.0.1\n    os:\n        Debian\n"
         );
+    }
+
+    #[test]
+    fn highstate_prints_states_and_a_summary() {
+        let data = json!({
+            "file_|-motd_|-/etc/motd_|-managed": {"__id__": "motd", "__run_num__": 0, "name": "/etc/motd",
+                "result": true, "comment": "File /etc/motd updated", "changes": {"diff": "New file"},
+                "start_time": "10:00:00.000001", "duration": 1.5},
+            "cmd_|-boom_|-false_|-run": {"__id__": "boom", "__run_num__": 1, "name": "false",
+                "result": false, "comment": "Command \"false\" run", "changes": {},
+                "start_time": "10:00:00.000002", "duration": 2.0}
+        });
+        let s = highstate("web01", &data);
+        assert!(s.contains("          ID: motd\n    Function: file.managed\n        Name: /etc/motd\n      Result: True"), "{s}");
+        assert!(s.contains("Succeeded: 1 (changed=1)\nFailed:    1"), "{s}");
+        assert!(s.contains("Total states run:     2"), "{s}");
     }
 
     #[test]

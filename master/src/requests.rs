@@ -208,6 +208,46 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
             debug!(minion_id = %id, count = jobs.len(), "sent missed jobs");
             ReplyBody::Jobs { jobs }
         }
+        RequestBody::FileRead(r) => {
+            let served = crate::fileserver::resolve(&shared.cfg.file_roots, &r.path)
+                .and_then(|p| crate::fileserver::read_chunk(&p, r.offset, r.len));
+            match served {
+                Ok((data, size, sha256)) => ReplyBody::FileData {
+                    data: serde_bytes::ByteBuf::from(data),
+                    size,
+                    sha256: sha256.map(serde_bytes::ByteBuf::from),
+                },
+                Err(e) => {
+                    warn!(minion_id = %id, path = %r.path.escape_debug(), error = %e, "refused a file read");
+                    return Err(with_channel(req.id, file_error_kind(&e), e.to_string()));
+                }
+            }
+        }
+        RequestBody::FilePush(p) => {
+            let stored =
+                crate::fileserver::push_target(&shared.cfg.push_dir(), id.as_str(), &p.path)
+                    .and_then(|t| {
+                        crate::fileserver::write_chunk(
+                            &t,
+                            p.offset,
+                            &p.data,
+                            p.sha256.as_deref(),
+                            shared.cfg.max_push_bytes,
+                        )
+                    });
+            match stored {
+                Ok(size) => {
+                    if p.last {
+                        info!(minion_id = %id, path = %p.path.escape_debug(), size, "stored a pushed file");
+                    }
+                    ReplyBody::FileStored { size }
+                }
+                Err(e) => {
+                    warn!(minion_id = %id, path = %p.path.escape_debug(), error = %e, "refused a file push");
+                    return Err(with_channel(req.id, file_error_kind(&e), e.to_string()));
+                }
+            }
+        }
         RequestBody::Auth(_) => {
             return Err(with_channel(
                 req.id,
@@ -217,6 +257,14 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
         }
     };
     Ok((req.id, body, channel))
+}
+
+fn file_error_kind(e: &crate::fileserver::FileError) -> ErrorKind {
+    match e {
+        crate::fileserver::FileError::Refused(_) => ErrorKind::PathRefused,
+        crate::fileserver::FileError::NotFound(_) => ErrorKind::NotFound,
+        crate::fileserver::FileError::Io(_) => ErrorKind::Internal,
+    }
 }
 
 fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {

@@ -71,6 +71,7 @@ async fn run(m: Arc<Minion>, job: Job) {
     let ctx = CallContext {
         id: m.ident.id.to_string(),
         collect: m.cfg.collect_settings(),
+        minion: Some(m.clone()),
         timeout,
     };
     debug!("running job");

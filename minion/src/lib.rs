@@ -9,6 +9,7 @@ pub mod collectors;
 pub mod config;
 pub mod error;
 pub mod executor;
+pub mod files;
 pub mod identity;
 pub mod modules;
 pub mod session;

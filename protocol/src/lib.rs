@@ -20,7 +20,7 @@ pub use error::ProtocolError;
 pub use id::MinionId;
 pub use jid::{Jid, JidGenerator};
 pub use message::{
-    AuthReply, AuthRequest, AuthStatus, ErrorKind, Heartbeat, HeartbeatReply, Job, JobReturn,
-    MissedJobs, Publish, Reply, ReplyBody, Request, RequestBody,
+    AuthReply, AuthRequest, AuthStatus, ErrorKind, FilePush, FileRead, Heartbeat, HeartbeatReply,
+    Job, JobReturn, MissedJobs, Publish, Reply, ReplyBody, Request, RequestBody,
 };
 pub use target::{Matcher, Target};

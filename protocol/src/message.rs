@@ -40,6 +40,38 @@ pub enum RequestBody {
     /// Facts the minion collected on its own (agent mode); `fun` is
     /// `collect` and `jid` is one the minion made.
     Push(JobReturn),
+    /// Read part of a file from the master's file roots (`cmdb://path`).
+    FileRead(FileRead),
+    /// Store part of a file in this minion's own directory on the master.
+    FilePush(FilePush),
+}
+
+/// A chunk of a file served from the master's file roots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRead {
+    /// Path relative to the file roots, as in `cmdb://path`.
+    pub path: String,
+    /// Byte offset.
+    pub offset: u64,
+    /// Bytes wanted (the master may send fewer).
+    pub len: u32,
+}
+
+/// A chunk of a file a minion sends to the master (`cp.push`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePush {
+    /// Path relative to the minion's own directory on the master.
+    pub path: String,
+    /// Byte offset of this chunk (0 starts the file anew).
+    pub offset: u64,
+    /// The bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// Whether this is the last chunk.
+    pub last: bool,
+    /// SHA-256 of the whole file, with the last chunk.
+    #[serde(default, with = "serde_bytes")]
+    pub sha256: Option<Vec<u8>>,
 }
 
 /// An auth request. The envelope carries the public key and is signed by it.
@@ -112,6 +144,21 @@ pub enum ReplyBody {
         /// Each element is an encoded [`crate::Envelope`] holding a [`Publish`].
         jobs: Vec<serde_bytes::ByteBuf>,
     },
+    /// A file chunk.
+    FileData {
+        /// The bytes.
+        data: serde_bytes::ByteBuf,
+        /// The whole file's size.
+        size: u64,
+        /// SHA-256 of the whole file (with the chunk at offset 0).
+        #[serde(default)]
+        sha256: Option<serde_bytes::ByteBuf>,
+    },
+    /// A pushed file chunk was stored.
+    FileStored {
+        /// Bytes stored so far.
+        size: u64,
+    },
     /// The request was refused.
     Error {
         /// Why, as a kind.
@@ -143,6 +190,10 @@ pub enum ErrorKind {
     RateLimited,
     /// A configured limit (pending keys, minions) is reached.
     LimitReached,
+    /// A file path escapes its root or is not allowed.
+    PathRefused,
+    /// No such file.
+    NotFound,
 }
 
 /// Answer to an auth request.

@@ -84,6 +84,24 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|running| RequestBody::Heartbeat(Heartbeat { running })),
         Just(RequestBody::MissedJobs(MissedJobs {})),
         job_return().prop_map(RequestBody::Push),
+        (".{0,20}", any::<u64>(), any::<u32>()).prop_map(|(path, offset, len)| {
+            RequestBody::FileRead(protocol::FileRead { path, offset, len })
+        }),
+        (
+            ".{0,20}",
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 0..64),
+            any::<bool>()
+        )
+            .prop_map(|(path, offset, data, last)| RequestBody::FilePush(
+                protocol::FilePush {
+                    path,
+                    offset,
+                    data,
+                    last,
+                    sha256: None
+                }
+            )),
     ];
     (any::<u64>(), any::<i64>(), body).prop_map(|(id, sent_at_ms, body)| Request {
         id,
@@ -109,6 +127,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         Just(ErrorKind::Internal),
         Just(ErrorKind::RateLimited),
         Just(ErrorKind::LimitReached),
+        Just(ErrorKind::PathRefused),
+        Just(ErrorKind::NotFound),
     ];
     let body = prop_oneof![
         (
@@ -141,6 +161,14 @@ fn reply() -> impl Strategy<Value = Reply> {
             }
         }),
         (kind, ".{0,30}").prop_map(|(kind, message)| ReplyBody::Error { kind, message }),
+        (prop::collection::vec(any::<u8>(), 0..64), any::<u64>()).prop_map(|(data, size)| {
+            ReplyBody::FileData {
+                data: serde_bytes::ByteBuf::from(data),
+                size,
+                sha256: None,
+            }
+        }),
+        any::<u64>().prop_map(|size| ReplyBody::FileStored { size }),
     ];
     (any::<u64>(), body).prop_map(|(re, body)| Reply { re, body })
 }

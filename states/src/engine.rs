@@ -141,8 +141,11 @@ pub fn apply(states: &[State], plan: &Plan, ctx: &Context<'_>) -> (Map<String, V
             StateResult::ok("State was not run because none of the onchanges reqs changed")
         } else {
             let mut r = modules::call(s, ctx);
-            if r.result != Some(false) && changed(&watch) {
-                if let Some(w) = modules::watch(s, ctx) {
+            if r.result != Some(false)
+                && changed(&watch)
+                && let Some(w) = modules::watch(s, ctx)
+            {
+                {
                     r.comment = format!("{}; {}", r.comment, w.comment);
                     if let (Value::Object(a), Value::Object(b)) = (&mut r.changes, w.changes) {
                         a.extend(b);

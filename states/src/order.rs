@@ -88,10 +88,7 @@ fn describe_cycle(states: &[State], deps: &[Vec<(ReqKind, usize)>], indegree: &[
     };
     let mut path = vec![start];
     let mut cur = start;
-    loop {
-        let Some(&(_, next)) = deps[cur].iter().find(|(_, j)| indegree[*j] > 0) else {
-            break;
-        };
+    while let Some(&(_, next)) = deps[cur].iter().find(|(_, j)| indegree[*j] > 0) {
         if let Some(pos) = path.iter().position(|p| *p == next) {
             let cycle: Vec<String> = path[pos..]
                 .iter()

@@ -127,10 +127,10 @@ fn top_level_lines(text: &str) -> Vec<(String, usize)> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.starts_with([' ', '\t', '#', '-']) && !l.trim().is_empty())
-        .filter_map(|(i, l)| {
+        .map(|(i, l)| {
             let key = l.rsplit_once(':').map(|(k, _)| k).unwrap_or(l);
             let key = key.trim().trim_matches('"').trim_matches('\'');
-            Some((key.to_owned(), i + 1))
+            (key.to_owned(), i + 1)
         })
         .collect()
 }

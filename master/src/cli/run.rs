@@ -123,9 +123,14 @@ pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
                 bar.inc(1);
                 failed |= !ret.success;
                 if a.out == OutputFormat::Nested {
-                    let mut one = Map::new();
-                    one.insert(ret.minion.to_string(), ret.data.clone());
-                    bar.suspend(|| print!("{}", render(&one, OutputFormat::Nested)));
+                    let text = if a.fun.starts_with("state.") && a.fun != "state.show_sls" {
+                        crate::output::highstate(ret.minion.as_str(), &ret.data)
+                    } else {
+                        let mut one = Map::new();
+                        one.insert(ret.minion.to_string(), ret.data.clone());
+                        render(&one, OutputFormat::Nested)
+                    };
+                    bar.suspend(|| print!("{text}"));
                 }
                 results.insert(ret.minion.to_string(), ret.data);
             }

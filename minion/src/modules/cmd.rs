@@ -178,6 +178,7 @@ mod tests {
         CallContext {
             id: "t".into(),
             collect: crate::collectors::CollectSettings::all(std::path::Path::new("/")),
+            minion: None,
             timeout: Duration::from_secs(secs),
         }
     }

@@ -1,7 +1,9 @@
 //! Execution modules: the functions a job can call.
 
 pub mod cmd;
+pub mod cp;
 pub mod grains;
+pub mod state;
 pub mod sys;
 pub mod test;
 
@@ -11,12 +13,14 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// What a function call needs besides its arguments.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallContext {
     /// The minion id.
     pub id: String,
     /// What a collect reads and runs.
     pub collect: crate::collectors::CollectSettings,
+    /// The running minion, for functions that talk to the master.
+    pub minion: Option<std::sync::Arc<crate::session::Minion>>,
     /// How long the call may take.
     pub timeout: Duration,
 }
@@ -57,8 +61,13 @@ pub const FUNCTIONS: &[&str] = &[
     "cmd.run",
     "cmd.run_all",
     "collect",
+    "cp.get_file",
+    "cp.push",
     "grains.item",
     "grains.items",
+    "state.apply",
+    "state.highstate",
+    "state.show_sls",
     "sys.list_functions",
     "test.echo",
     "test.ping",
@@ -79,6 +88,11 @@ pub async fn call(
         "sys.list_functions" => sys::list_functions(),
         "collect" | "grains.items" => grains::items(ctx).await,
         "grains.item" => grains::item(args, ctx).await,
+        "cp.get_file" => cp::get_file(args, kwargs, ctx).await,
+        "cp.push" => cp::push(args, kwargs, ctx).await,
+        "state.apply" | "state.sls" => state::apply(args, kwargs, ctx).await,
+        "state.highstate" => state::highstate(kwargs, ctx).await,
+        "state.show_sls" => state::show_sls(args, ctx).await,
         other => Outcome::fail(format!("'{other}' is not available."), 254),
     }
 }

@@ -1,0 +1,160 @@
+//! `state.apply`, `state.highstate`, `state.show_sls`: the states crate fed
+//! with state files from the master's file roots.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use states::sls::Loader;
+
+use super::{CallContext, Outcome};
+use crate::files;
+use crate::session::Minion;
+
+/// Retcode Salt uses when a state fails.
+const STATE_FAILED: i32 = 2;
+
+struct MasterLoader {
+    minion: Arc<Minion>,
+    rt: tokio::runtime::Handle,
+}
+
+impl MasterLoader {
+    fn fetch(&self, path: &str) -> Result<Vec<u8>, String> {
+        self.rt.block_on(files::fetch(&self.minion, path))
+    }
+}
+
+impl Loader for MasterLoader {
+    fn load(&self, sls: &str) -> Result<String, String> {
+        if sls.is_empty() || sls.contains('/') || sls.split('.').any(str::is_empty) {
+            return Err(format!("{sls:?} is not a state file name"));
+        }
+        let base = sls.replace('.', "/");
+        let bytes = self
+            .fetch(&format!("{base}.sls"))
+            .or_else(|_| self.fetch(&format!("{base}/init.sls")))
+            .map_err(|_| format!("no state file {base}.sls or {base}/init.sls on the master"))?;
+        String::from_utf8(bytes).map_err(|_| format!("{base}.sls is not UTF-8"))
+    }
+}
+
+fn test_mode(kwargs: &BTreeMap<String, String>) -> bool {
+    kwargs
+        .get("test")
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1"))
+}
+
+fn sls_names(args: &[String]) -> Vec<String> {
+    args.iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn run_states(ctx: &CallContext, names: Option<Vec<String>>, test: bool) -> Outcome {
+    let Some(m) = ctx.minion.clone() else {
+        return Outcome::fail("not connected to the master", 1);
+    };
+    let grains = if names.is_none() {
+        Some(m.facts().await)
+    } else {
+        None
+    };
+    let backup_dir = m.cfg.state_dir.join("file_backup");
+    let rt = tokio::runtime::Handle::current();
+    let id = m.ident.id.to_string();
+    let joined =
+        tokio::task::spawn_blocking(move || -> Result<(Map<String, Value>, bool), String> {
+            let loader = MasterLoader { minion: m, rt };
+            let names = match names {
+                Some(n) => n,
+                None => {
+                    let top = loader
+                        .fetch("top.sls")
+                        .map_err(|e| format!("top.sls: {e}"))?;
+                    let top =
+                        String::from_utf8(top).map_err(|_| "top.sls is not UTF-8".to_string())?;
+                    states::top::states_for(&top, &id, grains.as_ref())
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            if names.is_empty() {
+                return Err("No states found for this minion".into());
+            }
+            let list = states::compile(&loader, &names).map_err(|e| e.to_string())?;
+            let plan = states::order::plan(&list).map_err(|e| e.to_string())?;
+            let fetch = |p: &str| loader.fetch(p);
+            let sctx = states::Context {
+                test,
+                fetch: &fetch,
+                backup_dir,
+            };
+            Ok(states::apply(&list, &plan, &sctx))
+        })
+        .await;
+    match joined {
+        Ok(Ok((results, ok))) => Outcome {
+            data: Value::Object(results),
+            success: ok,
+            retcode: if ok { 0 } else { STATE_FAILED },
+        },
+        Ok(Err(e)) => Outcome::fail(e, 1),
+        Err(e) => Outcome::fail(format!("state run failed: {e}"), 1),
+    }
+}
+
+/// `state.apply [sls,…] [test=true]`: without names, the highstate.
+pub async fn apply(
+    args: &[String],
+    kwargs: &BTreeMap<String, String>,
+    ctx: &CallContext,
+) -> Outcome {
+    let names = sls_names(args);
+    let names = (!names.is_empty()).then_some(names);
+    run_states(ctx, names, test_mode(kwargs)).await
+}
+
+/// `state.highstate [test=true]`: every state file `top.sls` gives this minion.
+pub async fn highstate(kwargs: &BTreeMap<String, String>, ctx: &CallContext) -> Outcome {
+    run_states(ctx, None, test_mode(kwargs)).await
+}
+
+/// `state.show_sls sls,…`: the compiled states, without running them.
+pub async fn show_sls(args: &[String], ctx: &CallContext) -> Outcome {
+    let Some(m) = ctx.minion.clone() else {
+        return Outcome::fail("not connected to the master", 1);
+    };
+    let names = sls_names(args);
+    if names.is_empty() {
+        return Outcome::fail("state.show_sls needs a state file name", 1);
+    }
+    let rt = tokio::runtime::Handle::current();
+    let joined = tokio::task::spawn_blocking(move || {
+        let loader = MasterLoader { minion: m, rt };
+        let list = states::compile(&loader, &names).map_err(|e| e.to_string())?;
+        states::order::plan(&list).map_err(|e| e.to_string())?;
+        let mut out = Map::new();
+        for s in list {
+            let reqs: Vec<Value> = s
+                .requisites
+                .iter()
+                .map(|r| json!({r.kind.as_str(): {r.module.clone().unwrap_or_default(): r.target}}))
+                .collect();
+            let entry = out
+                .entry(s.id.clone())
+                .or_insert_with(|| json!({"__sls__": s.sls}));
+            entry[s.module.clone()] =
+                json!([s.function, {"name": s.name}, {"args": s.args}, {"requisites": reqs}]);
+        }
+        Ok::<_, String>(out)
+    })
+    .await;
+    match joined {
+        Ok(Ok(out)) => Outcome::ok(Value::Object(out)),
+        Ok(Err(e)) => Outcome::fail(e, 1),
+        Err(e) => Outcome::fail(e.to_string(), 1),
+    }
+}
