@@ -1,0 +1,326 @@
+//! Many simulated minions in one process, each with its own key and its own
+//! SUB and DEALER connection, speaking the real protocol.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use keys::VerifyingKey;
+use minion::transport::{self, ChannelSlot, Link};
+use protocol::seal::{Sealed, SymmetricKey, channel_key, open_session_key};
+use protocol::{
+    AuthRequest, AuthStatus, Envelope, Heartbeat, Jid, JobReturn, MinionId, MissedJobs, Publish,
+    ReplyBody, RequestBody,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::facts::host_facts;
+
+/// Settings of a swarm.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// Master address.
+    pub master: String,
+    /// PUB port.
+    pub publish_port: u16,
+    /// Request port.
+    pub ret_port: u16,
+    /// Minions to simulate.
+    pub count: usize,
+    /// Id prefix; ids are `<prefix><n>` with five digits.
+    pub prefix: String,
+    /// Fraction of churning fields that change between collects.
+    pub churn: f64,
+    /// Seconds between heartbeats.
+    pub heartbeat_secs: f64,
+    /// New connections per second while starting.
+    pub connect_per_sec: f64,
+    /// Seconds to wait for one reply.
+    pub request_timeout: f64,
+    /// Longest random delay before reconnecting, seconds.
+    pub reconnect_jitter: f64,
+}
+
+/// Counters the swarm keeps.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Minions authenticated right now.
+    pub online: AtomicUsize,
+    /// Minions that were ever authenticated.
+    pub ever: AtomicUsize,
+    /// Minions waiting as pending.
+    pub pending: AtomicUsize,
+    /// Returns acknowledged.
+    pub returns: AtomicU64,
+    /// Sessions started again after a disconnect.
+    pub reconnects: AtomicU64,
+}
+
+fn jitter() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn now_ms() -> i64 {
+    transport::now_ms()
+}
+
+struct Sim {
+    n: usize,
+    id: MinionId,
+    key: keys::SigningKey,
+    master_key: Arc<RwLock<Option<VerifyingKey>>>,
+    channel: ChannelSlot,
+    cfg: Arc<SwarmConfig>,
+    stats: Arc<Stats>,
+    round: u64,
+    seen: VecDeque<Jid>,
+    ever_online: bool,
+}
+
+enum Authed {
+    Yes(u64, SymmetricKey),
+    Retry,
+}
+
+impl Sim {
+    async fn authenticate(&mut self, link: &Link) -> Authed {
+        let mut was_pending = false;
+        loop {
+            let mut nonce = vec![0u8; 16];
+            let _ = getrandom::fill(&mut nonce);
+            let req = RequestBody::Auth(AuthRequest {
+                minion: self.id.clone(),
+                nonce: nonce.clone(),
+            });
+            let Ok(reply) = link.request(req, true).await else {
+                if was_pending {
+                    self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+                }
+                return Authed::Retry;
+            };
+            let ReplyBody::Auth(ans) = reply.body else {
+                return Authed::Retry;
+            };
+            if ans.status == AuthStatus::Accepted {
+                if was_pending {
+                    self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+                }
+                *self.master_key.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(reply.master_key);
+                let Ok(ch) = channel_key(&self.key, &reply.master_key, self.id.as_str()) else {
+                    return Authed::Retry;
+                };
+                *self.channel.write().unwrap_or_else(|p| p.into_inner()) = Some(ch);
+                let Some(sealed) = ans.session else {
+                    return Authed::Retry;
+                };
+                return match open_session_key(&self.key, self.id.as_str(), &sealed) {
+                    Ok(k) => Authed::Yes(sealed.epoch, k),
+                    Err(_) => Authed::Retry,
+                };
+            }
+            if !was_pending {
+                self.stats.pending.fetch_add(1, Ordering::Relaxed);
+                was_pending = true;
+            }
+            tokio::time::sleep(Duration::from_secs_f64(1.0 + jitter())).await;
+        }
+    }
+
+    fn job_of(&mut self, inner: &[u8]) -> Option<protocol::Job> {
+        let env = Envelope::from_bytes(inner, protocol::MAX_FRAME_DEFAULT).ok()?;
+        let mk = (*self.master_key.read().unwrap_or_else(|p| p.into_inner()))?;
+        let Publish::Job(job) = env.open::<Publish>(&mk).ok()?;
+        let m = job.target.matcher().ok()?;
+        if !m.matches(self.id.as_str(), None) || self.seen.contains(&job.jid) {
+            return None;
+        }
+        if self.seen.len() >= 256 {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(job.jid.clone());
+        Some(job)
+    }
+
+    async fn run_job(&mut self, link: &Link, job: protocol::Job) {
+        let started = now_ms();
+        let (success, data) = match job.fun.as_str() {
+            "test.ping" => (true, serde_json::Value::Bool(true)),
+            "collect" | "grains.items" => {
+                self.round += 1;
+                (
+                    true,
+                    host_facts(self.id.as_str(), self.n, self.round, self.cfg.churn),
+                )
+            }
+            other => (
+                false,
+                serde_json::Value::String(format!("'{other}' is not simulated")),
+            ),
+        };
+        let ret = JobReturn {
+            jid: job.jid,
+            minion: self.id.clone(),
+            fun: job.fun,
+            success,
+            retcode: if success { 0 } else { 1 },
+            data,
+            started_ms: started,
+            ended_ms: now_ms(),
+        };
+        for attempt in 0..5 {
+            match link.request(RequestBody::Return(ret.clone()), false).await {
+                Ok(r) if matches!(r.body, ReplyBody::Ack { .. }) => {
+                    self.stats.returns.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await,
+            }
+        }
+    }
+
+    async fn session(&mut self, cancel: &CancellationToken) {
+        let timeout = Duration::from_secs_f64(self.cfg.request_timeout);
+        let req_ep = format!("tcp://{}:{}", self.cfg.master, self.cfg.ret_port);
+        let pub_ep = format!("tcp://{}:{}", self.cfg.master, self.cfg.publish_port);
+        let Ok(link) = Link::connect(
+            &req_ep,
+            self.id.as_str(),
+            self.key.clone(),
+            self.master_key.clone(),
+            self.channel.clone(),
+            timeout,
+            protocol::MAX_FRAME_DEFAULT,
+        )
+        .await
+        else {
+            return;
+        };
+        let Ok(mut sub) = transport::subscribe(&pub_ep, timeout).await else {
+            return;
+        };
+        let Authed::Yes(mut epoch, mut session) = self.authenticate(&link).await else {
+            return;
+        };
+        self.stats.online.fetch_add(1, Ordering::Relaxed);
+        let _online = OnlineGuard(self.stats.clone());
+        if !self.ever_online {
+            self.ever_online = true;
+            self.stats.ever.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(r) = link
+            .request(RequestBody::MissedJobs(MissedJobs {}), false)
+            .await
+            && let ReplyBody::Jobs { jobs } = r.body
+        {
+            for env in jobs {
+                if let Some(job) = self.job_of(&env) {
+                    self.run_job(&link, job).await;
+                }
+            }
+        }
+        let period = Duration::from_secs_f64(self.cfg.heartbeat_secs * (0.9 + 0.2 * jitter()));
+        let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut boot = None;
+        let mut misses = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = link.broken.cancelled() => return,
+                r = transport::next_publish(&mut sub) => {
+                    let Ok(frame) = r else { return };
+                    let Ok(sealed) = Sealed::from_bytes(&frame, protocol::MAX_FRAME_DEFAULT) else { continue };
+                    if sealed.key_id > epoch {
+                        match self.authenticate(&link).await {
+                            Authed::Yes(e, k) => { epoch = e; session = k; }
+                            Authed::Retry => return,
+                        }
+                    }
+                    let Ok(inner) = sealed.open(&session, b"cmdb-publish") else { continue };
+                    if let Some(job) = self.job_of(&inner) {
+                        self.run_job(&link, job).await;
+                    }
+                }
+                _ = hb.tick() => {
+                    match link.request(RequestBody::Heartbeat(Heartbeat { running: vec![] }), false).await {
+                        Ok(r) => {
+                            misses = 0;
+                            if let ReplyBody::Heartbeat(h) = r.body {
+                                if boot.is_some_and(|b| b != h.boot_id) {
+                                    return;
+                                }
+                                boot = Some(h.boot_id);
+                                if h.session_epoch > epoch {
+                                    match self.authenticate(&link).await {
+                                        Authed::Yes(e, k) => { epoch = e; session = k; }
+                                        Authed::Retry => return,
+                                    }
+                                }
+                            }
+                        }
+                        Err(_) => {
+                            misses += 1;
+                            if misses >= 2 {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct OnlineGuard(Arc<Stats>);
+
+impl Drop for OnlineGuard {
+    fn drop(&mut self) {
+        self.0.online.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the swarm until `cancel` is set.
+pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken) {
+    let cfg = Arc::new(cfg);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..cfg.count {
+        let at = started + Duration::from_secs_f64(n as f64 / cfg.connect_per_sec);
+        let (cfg, stats, cancel) = (cfg.clone(), stats.clone(), cancel.clone());
+        tasks.spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            let Ok(id) = MinionId::new(format!("{}{n:05}", cfg.prefix)) else {
+                return;
+            };
+            let Ok(key) = keys::generate() else { return };
+            let mut sim = Sim {
+                n,
+                id,
+                key,
+                master_key: Arc::new(RwLock::new(None)),
+                channel: Arc::new(RwLock::new(None)),
+                cfg: cfg.clone(),
+                stats: stats.clone(),
+                round: 0,
+                seen: VecDeque::new(),
+                ever_online: false,
+            };
+            while !cancel.is_cancelled() {
+                sim.session(&cancel).await;
+                if cancel.is_cancelled() {
+                    break;
+                }
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                let pause = cfg.reconnect_jitter * jitter() + 0.1;
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs_f64(pause)) => {}
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
