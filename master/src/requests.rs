@@ -71,10 +71,19 @@ impl AuthLimiter {
     }
 }
 
+/// An encoded reply, and whether it acknowledges something stored (then the
+/// store must be flushed before it is sent).
+pub struct Handled {
+    /// The reply envelope.
+    pub reply: Vec<u8>,
+    /// Whether it acknowledges a stored return.
+    pub durable: bool,
+}
+
 /// Handles one request frame from connection `peer` and returns the
 /// encoded reply envelope: sealed under the channel key once the sender is
 /// known, in the clear for auth replies and refusals of unknown senders.
-pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Vec<u8> {
+pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Handled {
     let (re, body, channel) = match process(shared, peer, frame, now_ms) {
         Ok(ok) => ok,
         Err(Refusal {
@@ -85,12 +94,13 @@ pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Vec<u8
         }) => (re, error_reply(kind, message), channel),
     };
     let is_auth = matches!(body, ReplyBody::Auth(_));
+    let durable = matches!(body, ReplyBody::Ack { .. });
     let reply = Reply { re, body };
     let env = match &channel {
         Some(ch) => Envelope::seal_private("master", &shared.master_key, ch, random(), &reply),
         None => Envelope::seal("master", &shared.master_key, &reply),
     };
-    match env {
+    let reply = match env {
         // Auth replies carry the master key so a minion can pin it.
         Ok(env) if is_auth => env.with_key(&shared.master_key.verifying_key()).to_bytes(),
         Ok(env) => env.to_bytes(),
@@ -98,7 +108,8 @@ pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Vec<u8
             warn!(error = %e, "could not encode reply");
             Vec::new()
         }
-    }
+    };
+    Handled { reply, durable }
 }
 
 struct Refusal {

@@ -240,15 +240,19 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         cancel.clone(),
     ));
     let queue: transport::SharedQueue = Arc::new(tokio::sync::Mutex::new(queue_rx));
+    let (durable_tx, durable_rx) = mpsc::channel(shared.cfg.request_queue);
+    tasks.spawn(flusher(shared.clone(), durable_rx, reply_tx.clone()));
     for _ in 0..shared.cfg.workers {
         tasks.spawn(worker(
             shared.clone(),
             queue.clone(),
             reply_tx.clone(),
+            durable_tx.clone(),
             cancel.clone(),
         ));
     }
     drop(reply_tx);
+    drop(durable_tx);
     tasks.spawn(control::serve(
         control_listener,
         shared.clone(),
@@ -276,10 +280,49 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     Ok(())
 }
 
+/// Group commit: replies that acknowledge stored returns wait here until
+/// one flush of the store covers all of them, then go out.
+async fn flusher(
+    shared: Arc<Shared>,
+    mut durable: mpsc::Receiver<Vec<Bytes>>,
+    replies: mpsc::Sender<Vec<Bytes>>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = durable.recv().await {
+        batch.push(first);
+        while batch.len() < 8192 {
+            match durable.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let store = shared.store.clone();
+        let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+        match flushed {
+            Ok(Ok(())) => {
+                for frames in batch.drain(..) {
+                    if replies.send(frames).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, "store flush failed; returns stay unacknowledged and will be retried");
+                batch.clear();
+            }
+            Err(e) => {
+                error!(error = %e, "store flush task failed");
+                batch.clear();
+            }
+        }
+    }
+}
+
 async fn worker(
     shared: Arc<Shared>,
     queue: transport::SharedQueue,
     replies: mpsc::Sender<Vec<Bytes>>,
+    durable: mpsc::Sender<Vec<Bytes>>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -292,10 +335,11 @@ async fn worker(
         };
         let Some(inbound) = next else { break };
         let peer = inbound.route.first().cloned().unwrap_or_default();
-        let reply = requests::handle(&shared, &peer, &inbound.payload, now_ms());
+        let handled = requests::handle(&shared, &peer, &inbound.payload, now_ms());
         let mut frames = inbound.route;
-        frames.push(Bytes::from(reply));
-        if replies.send(frames).await.is_err() {
+        frames.push(Bytes::from(handled.reply));
+        let out = if handled.durable { &durable } else { &replies };
+        if out.send(frames).await.is_err() {
             break;
         }
     }

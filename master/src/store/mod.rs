@@ -48,8 +48,9 @@ pub trait Store: Send + Sync {
     /// Stores a return unless one from that minion for that job is already
     /// stored; says whether it was new. A successful collect also updates
     /// the minion's asset (snapshot and change history) in the same
-    /// transaction. A new return is on disk when this returns, so an
-    /// acknowledged return survives a crash.
+    /// transaction. The return is on disk after the next [`Store::flush`];
+    /// the master flushes before it acknowledges, batching many returns
+    /// into one flush.
     fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<bool, MasterError>;
     /// An asset by id.
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError>;

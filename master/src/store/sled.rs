@@ -215,7 +215,6 @@ impl Store for SledStore {
         if let Some(id) = asset {
             self.prune(&id)?;
         }
-        self.db.flush().map_err(store_err)?;
         Ok(true)
     }
 
