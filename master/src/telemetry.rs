@@ -38,3 +38,19 @@ pub async fn shutdown_signal() {
         }
     }
 }
+
+/// Raises the soft open-file limit to the hard limit: the master holds two
+/// connections per minion. Returns the limit now in force.
+pub fn raise_nofile_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 0,
+    }
+}

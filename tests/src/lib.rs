@@ -111,7 +111,12 @@ impl Proc {
 
     /// Waits until at least `n` log lines contain `pat`.
     pub fn wait_for_n(&self, pat: &str, n: usize) {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for_n_within(pat, n, WAIT);
+    }
+
+    /// Waits up to `limit` until at least `n` log lines contain `pat`.
+    pub fn wait_for_n_within(&self, pat: &str, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
         let (m, c) = &*self.log;
         let mut st = m.lock().expect("log");
         loop {
@@ -139,6 +144,12 @@ impl Proc {
     /// Waits until a log line contains `pat`.
     pub fn wait_for(&self, pat: &str) {
         self.wait_for_n(pat, 1);
+    }
+
+    /// The captured lines that contain `pat`.
+    pub fn lines_with(&self, pat: &str) -> Vec<String> {
+        let (m, _) = &*self.log;
+        m.lock().expect("log").lines.iter().filter(|l| l.contains(pat)).cloned().collect()
     }
 
     /// The captured log.

@@ -35,6 +35,8 @@ fn main() -> std::process::ExitCode {
 fn start(cli: Cli) -> anyhow::Result<()> {
     let cfg = MasterConfig::load(&cli.config)?;
     telemetry::init(cli.log_format.unwrap_or(cfg.log_format));
+    let nofile = telemetry::raise_nofile_limit();
+    tracing::info!(nofile, "open file limit");
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(master::run(cfg, telemetry::shutdown_signal()))?;
     Ok(())
