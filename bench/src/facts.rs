@@ -36,13 +36,21 @@ pub fn host_facts(id: &str, n: usize, round: u64, churn: f64) -> Value {
                    "used_bytes": 21_474_836_480u64 + round * 4096, "available_bytes": 85_899_345_920u64}),
         );
     }
+    let mut services = Map::new();
+    for (i, svc) in ["sshd", "chronyd", "rsyslog", "cron", "nginx", "node_exporter", "filebeat", "containerd", "kubelet", "auditd",
+        "systemd-journald", "systemd-logind", "systemd-networkd", "systemd-resolved", "dbus", "polkit", "lldpd", "snmpd", "ipmievd", "smartd"]
+        .iter()
+        .enumerate()
+    {
+        services.insert((*svc).into(), json!({"state": "running", "enabled": true, "unit": format!("{svc}.service"), "pid": 1000 + i}));
+    }
     let changed = ((CHURN_FIELDS as f64) * churn).round() as u64;
     let mut custom = Map::new();
     for f in 0..CHURN_FIELDS as u64 {
         let generation = if f < changed { round } else { 0 };
         custom.insert(format!("f{f:02}"), json!(format!("value-{f}-{generation}")));
     }
-    json!({
+    let mut facts = json!({
         "id": id, "host": id, "fqdn": format!("{id}.dc1.example.com"), "domain": "dc1.example.com",
         "os": "Debian", "osfullname": "Debian GNU/Linux", "os_family": "Debian", "osrelease": "12", "oscodename": "bookworm",
         "kernel": "Linux", "kernelrelease": "6.1.0-18-amd64", "kernelversion": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1", "osarch": "x86_64",
@@ -59,9 +67,11 @@ pub fn host_facts(id: &str, n: usize, round: u64, churn: f64) -> Value {
                 "board": {"vendor": "Dell Inc.", "product": "0PYXKY", "serial": format!(".B{n:06}.")},
                 "bios": {"vendor": "Dell Inc.", "version": "1.10.2", "date": "07/20/2023"}},
         "virtual": "physical", "virtual_subtype": null, "uptime_seconds": 86_400 + round * 3600, "boot_time": 1_700_000_000,
-        "timezone": "Europe/Berlin", "packages": {"manager": "dpkg", "count": 812}, "gpus": {}, "num_gpus": 0,
-        "custom": custom,
-    })
+        "timezone": "Europe/Berlin", "packages": {"manager": "dpkg", "count": 812}, "gpus": {}, "num_gpus": 0
+    });
+    facts["services"] = Value::Object(services);
+    facts["custom"] = Value::Object(custom);
+    facts
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ struct SizeReport {
     collects: Vec<(f64, usize, usize, f64)>,
     peak_rss_mib: f64,
     sled_mib: f64,
+    history_mib: f64,
     full_mib: f64,
     idle_cpu_pct: f64,
     storm_secs: f64,
@@ -161,6 +162,18 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     }
     r.peak_rss_mib = status_kib(pid, "VmHWM") as f64 / 1024.0;
     r.sled_mib = dir_bytes(&c.master_state().join("db")) as f64 / 1048576.0;
+    let sample = ["swarm-00000".to_string(), format!("swarm-{:05}", n / 2), format!("swarm-{:05}", n - 1)];
+    let mut hist_bytes = 0usize;
+    for m in &sample {
+        let out = c.cmdb(&["asset", "history", m, "--out", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for h in v["history"].as_array().into_iter().flatten() {
+            if h["version"].as_u64().unwrap_or(0) > 0 {
+                hist_bytes += serde_json::to_vec(h).map_or(0, |b| b.len());
+            }
+        }
+    }
+    r.history_mib = hist_bytes as f64 / sample.len() as f64 * n as f64 / 1048576.0;
     let one = bench::facts::host_facts("swarm-00000", 0, 1, 0.01);
     let one = serde_json::to_vec(&one)?.len() as f64;
     r.full_mib = one * n as f64 * cli.collects as f64 / 1048576.0;
@@ -240,8 +253,8 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
     let _ = writeln!(o, "Machine: {}. Master, swarm and CLI share it; all traffic is on 127.0.0.1.\n", machine());
     let _ = writeln!(o, "Each size runs a fresh master and one `cmdb-swarm` process (one key, one SUB and one DEALER connection per simulated minion, ~{:.1} KB collect payloads with 1 % of the churning fields changing per collect, heartbeats every 30 s).\n",
         serde_json::to_vec(&bench::facts::host_facts("swarm-00000", 0, 1, 0.01)).map_or(0, |v| v.len()) as f64 / 1000.0);
-    let _ = writeln!(o, "| minions | all authenticated (autosign) | all authenticated after `cmdb-key -A -y` | ping median | ping p99 | ping returned/expected (worst) | first collect wall | collect returns/s | master CPU s per collect | master peak RSS | sled after {} collects | {} full snapshots | master idle CPU | reconnect storm: all back | ping after storm |", cli.collects, cli.collects);
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| minions | all authenticated (autosign) | all authenticated after `cmdb-key -A -y` | ping median | ping p99 | ping returned/expected (worst) | first collect wall | collect returns/s | master CPU s per collect | master peak RSS | sled on disk after {} collects | change history after the first record | {} full snapshots | master idle CPU | reconnect storm: all back | ping after storm |", cli.collects, cli.collects);
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in sizes {
         let mut p: Vec<f64> = r.pings.iter().map(|x| x.0).collect();
         p.sort_by(|a, b| a.total_cmp(b));
@@ -250,9 +263,10 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
         let cpu: f64 = r.collects.iter().map(|x| x.3).sum::<f64>() / r.collects.len().max(1) as f64;
         let _ = writeln!(
             o,
-            "| {} | {:.1} s | {:.1} s | {:.3} s | {:.3} s | {}/{} | {:.2} s | {:.0} | {:.2} | {:.0} MiB | {:.1} MiB | {:.1} MiB | {:.1} % | {:.1} s | {}/{} |",
+            "| {} | {:.1} s | {:.1} s | {:.3} s | {:.3} s | {}/{} | {:.2} s | {:.0} | {:.2} | {:.0} MiB | {:.1} MiB | {:.2} MiB (1/{:.0}) | {:.1} MiB | {:.1} % | {:.1} s | {}/{} |",
             r.n, r.auth_autosign, r.auth_accept, percentile(&p, 0.5), percentile(&p, 0.99), worst.0, worst.1,
-            c0.0, c0.1 as f64 / c0.0.max(1e-9), cpu, r.peak_rss_mib, r.sled_mib, r.full_mib, r.idle_cpu_pct, r.storm_secs,
+            c0.0, c0.1 as f64 / c0.0.max(1e-9), cpu, r.peak_rss_mib, r.sled_mib, r.history_mib,
+            r.full_mib / r.history_mib.max(1e-9), r.full_mib, r.idle_cpu_pct, r.storm_secs,
             r.storm_ping.0, r.storm_ping.1
         );
     }

@@ -60,6 +60,11 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
     k
 }
 
+/// Key of the asset id in a collect return kept in the job cache.
+const ASSET_REF: &str = "__cmdb_asset__";
+/// Key of the asset version in a collect return kept in the job cache.
+const VERSION_REF: &str = "__cmdb_version__";
+
 /// Whether a return carries facts for the inventory.
 fn is_collect(ret: &JobReturn) -> bool {
     ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
@@ -184,8 +189,8 @@ impl Store for SledStore {
                 if r.get(&key)?.is_some() {
                     return Ok(None);
                 }
-                r.insert(key.as_slice(), encoded.as_slice())?;
                 if !collect {
+                    r.insert(key.as_slice(), encoded.as_slice())?;
                     return Ok(Some(None));
                 }
                 let mut existing = match m.get(minion.as_bytes())? {
@@ -201,6 +206,11 @@ impl Store for SledStore {
                 }
                 let (rec, entries) =
                     inventory::apply_collect(existing, minion, &ret.data, &ret.jid, cfg, now_ms);
+                // The job cache keeps a reference to the asset version, not a
+                // second copy of the facts; `returns` rebuilds them.
+                let mut stub = ret.clone();
+                stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
+                r.insert(key.as_slice(), encode(&stub).map_err(abort)?)?;
                 a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
                 m.insert(minion.as_bytes(), rec.id.as_str().as_bytes())?;
                 for e in &entries {
@@ -224,7 +234,21 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.returns.scan_prefix(prefix) {
             let (_, v) = item.map_err(store_err)?;
-            out.push(decode(&v)?);
+            let mut ret: JobReturn = decode(&v)?;
+            if let (Some(id), Some(version)) = (
+                ret.data[ASSET_REF].as_str().and_then(AssetId::parse),
+                ret.data[VERSION_REF].as_u64(),
+            ) && let Some(rec) = self.asset(&id)?
+            {
+                let history = self.history(&id)?;
+                ret.data = match inventory::rebuild(&rec, &history, version) {
+                    Some(doc) => doc["facts"].clone(),
+                    None => serde_json::json!(format!(
+                        "facts of asset {id} version {version} (pruned from the history)"
+                    )),
+                };
+            }
+            out.push(ret);
         }
         Ok(out)
     }
