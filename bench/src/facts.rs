@@ -37,10 +37,30 @@ pub fn host_facts(id: &str, n: usize, round: u64, churn: f64) -> Value {
         );
     }
     let mut services = Map::new();
-    for (i, svc) in ["sshd", "chronyd", "rsyslog", "cron", "nginx", "node_exporter", "filebeat", "containerd", "kubelet", "auditd",
-        "systemd-journald", "systemd-logind", "systemd-networkd", "systemd-resolved", "dbus", "polkit", "lldpd", "snmpd", "ipmievd", "smartd"]
-        .iter()
-        .enumerate()
+    for (i, svc) in [
+        "sshd",
+        "chronyd",
+        "rsyslog",
+        "cron",
+        "nginx",
+        "node_exporter",
+        "filebeat",
+        "containerd",
+        "kubelet",
+        "auditd",
+        "systemd-journald",
+        "systemd-logind",
+        "systemd-networkd",
+        "systemd-resolved",
+        "dbus",
+        "polkit",
+        "lldpd",
+        "snmpd",
+        "ipmievd",
+        "smartd",
+    ]
+    .iter()
+    .enumerate()
     {
         services.insert((*svc).into(), json!({"state": "running", "enabled": true, "unit": format!("{svc}.service"), "pid": 1000 + i}));
     }

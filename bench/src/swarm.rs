@@ -223,7 +223,8 @@ impl Sim {
             }
         }
         let period = Duration::from_secs_f64(self.cfg.heartbeat_secs * (0.9 + 0.2 * jitter()));
-        let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let first = Duration::from_secs_f64((1.0 + 2.0 * jitter()).min(self.cfg.heartbeat_secs));
+        let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
         let mut boot = None;
         let mut misses = 0;
         loop {
@@ -253,6 +254,16 @@ impl Sim {
                                     return;
                                 }
                                 boot = Some(h.boot_id);
+                                if !h.pending.is_empty()
+                                    && let Ok(r) = link.request(RequestBody::MissedJobs(MissedJobs {}), false).await
+                                    && let ReplyBody::Jobs { jobs } = r.body
+                                {
+                                    for env in jobs {
+                                        if let Some(job) = self.job_of(&env) {
+                                            self.run_job(&link, job).await;
+                                        }
+                                    }
+                                }
                                 if h.session_epoch > epoch {
                                     match self.authenticate(&link).await {
                                         Authed::Yes(e, k) => { epoch = e; session = k; }

@@ -15,9 +15,25 @@ pub fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+/// What identifies one version of a key file: inode, size, modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyFileStamp(u64, u64, std::time::SystemTime);
+
+impl KeyFileStamp {
+    fn of(meta: &std::fs::Metadata) -> KeyFileStamp {
+        use std::os::unix::fs::MetadataExt;
+        KeyFileStamp(
+            meta.ino(),
+            meta.len(),
+            meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+        )
+    }
+}
+
 /// Keys shared by the workers.
 pub struct Keyring {
     session: RwLock<(u64, SymmetricKey)>,
+    accepted_keys: Mutex<HashMap<String, (KeyFileStamp, VerifyingKey)>>,
     channels: Mutex<HashMap<String, (VerifyingKey, SymmetricKey)>>,
     accepted: Mutex<BTreeSet<String>>,
     holders: Mutex<BTreeSet<String>>,
@@ -29,6 +45,7 @@ impl Keyring {
     pub fn new(epoch: u64, accepted: BTreeSet<String>) -> Keyring {
         Keyring {
             session: RwLock::new((epoch, SymmetricKey(random()))),
+            accepted_keys: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
             accepted: Mutex::new(accepted),
             holders: Mutex::new(BTreeSet::new()),
@@ -54,6 +71,42 @@ impl Keyring {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         epoch
+    }
+
+    /// The accepted key of `minion` from its file in `accepted/`, parsed once
+    /// and read again only when the file's modification time or size
+    /// changes. `None` when there is no accepted key.
+    pub fn accepted_key(
+        &self,
+        pki: &keys::PkiStore,
+        minion: &protocol::MinionId,
+    ) -> Result<Option<VerifyingKey>, keys::KeyError> {
+        let path = pki.path(keys::KeyState::Accepted, minion);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            self.accepted_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(minion.as_str());
+            return Ok(None);
+        };
+        let stamp = KeyFileStamp::of(&meta);
+        if let Some((s, k)) = self
+            .accepted_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(minion.as_str())
+            && *s == stamp
+        {
+            return Ok(Some(*k));
+        }
+        let Some(key) = pki.get(keys::KeyState::Accepted, minion)? else {
+            return Ok(None);
+        };
+        self.accepted_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(minion.to_string(), (stamp, key));
+        Ok(Some(key))
     }
 
     /// The channel key for `minion` holding `key`.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use keys::{AuthDecision, KeyState, VerifyingKey};
+use keys::{AuthDecision, VerifyingKey};
 use protocol::message::check_fresh;
 use protocol::{
     AuthReply, AuthStatus, Envelope, ErrorKind, HeartbeatReply, JobReturn, MinionId, ProtocolError,
@@ -279,7 +279,7 @@ fn file_error_kind(e: &crate::fileserver::FileError) -> ErrorKind {
 }
 
 fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {
-    match shared.pki.get(KeyState::Accepted, id) {
+    match shared.keyring.accepted_key(&shared.pki, id) {
         Ok(k) => k,
         Err(e) => {
             warn!(minion_id = %id, error = %e, "unreadable accepted key");

@@ -407,7 +407,10 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
     fetch_missed(m).await;
     info!(minion_id = %m.ident.id, "minion ready");
     let period = secs(m.cfg.heartbeat_interval);
-    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // The first heartbeat comes soon: publishes sent while the SUB socket was
+    // still joining are dropped, and its reply names the jobs that were.
+    let first = secs((1.0 + jitter()).min(m.cfg.heartbeat_interval));
+    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
     let mut boot: Option<u64> = None;
     let mut misses = 0;
     loop {

@@ -149,7 +149,13 @@ impl Proc {
     /// The captured lines that contain `pat`.
     pub fn lines_with(&self, pat: &str) -> Vec<String> {
         let (m, _) = &*self.log;
-        m.lock().expect("log").lines.iter().filter(|l| l.contains(pat)).cloned().collect()
+        m.lock()
+            .expect("log")
+            .lines
+            .iter()
+            .filter(|l| l.contains(pat))
+            .cloned()
+            .collect()
     }
 
     /// The captured log.

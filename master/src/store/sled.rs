@@ -174,10 +174,16 @@ impl Store for SledStore {
 
     fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<bool, MasterError> {
         let key = return_key(&ret.jid, ret.minion.as_str());
-        let encoded = encode(ret)?;
         let minion = ret.minion.as_str();
         let collect = is_collect(ret);
         let cfg = &self.inventory;
+        if !collect {
+            let swapped = self
+                .returns
+                .compare_and_swap(key, None as Option<&[u8]>, Some(encode(ret)?))
+                .map_err(store_err)?;
+            return Ok(swapped.is_ok());
+        }
         let touched = (
             &self.returns,
             &self.assets,
@@ -188,10 +194,6 @@ impl Store for SledStore {
             .transaction(|(r, a, m, h, p)| {
                 if r.get(&key)?.is_some() {
                     return Ok(None);
-                }
-                if !collect {
-                    r.insert(key.as_slice(), encoded.as_slice())?;
-                    return Ok(Some(None));
                 }
                 let mut existing = match m.get(minion.as_bytes())? {
                     Some(id) => Self::get_asset_tx(a, &id)?,
@@ -216,15 +218,13 @@ impl Store for SledStore {
                 for e in &entries {
                     Self::put_history(h, &rec.id, e)?;
                 }
-                Ok(Some(Some(rec.id)))
+                Ok(Some(rec.id))
             })
             .map_err(tx_err)?;
-        let Some(asset) = touched else {
+        let Some(id) = touched else {
             return Ok(false);
         };
-        if let Some(id) = asset {
-            self.prune(&id)?;
-        }
+        self.prune(&id)?;
         Ok(true)
     }
 
