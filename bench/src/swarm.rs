@@ -67,7 +67,15 @@ fn now_ms() -> i64 {
     transport::now_ms()
 }
 
+/// Jobs already verified in this process, by signature: every simulated
+/// minion receives the same bytes, so the signature check and the target
+/// compilation are done once per process instead of once per minion.
+type JobCache = Arc<
+    std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<(protocol::Job, protocol::Matcher)>>>,
+>;
+
 struct Sim {
+    jobs: JobCache,
     n: usize,
     id: MinionId,
     key: keys::SigningKey,
@@ -132,12 +140,32 @@ impl Sim {
 
     fn job_of(&mut self, inner: &[u8]) -> Option<protocol::Job> {
         let env = Envelope::from_bytes(inner, protocol::MAX_FRAME_DEFAULT).ok()?;
-        let mk = (*self.master_key.read().unwrap_or_else(|p| p.into_inner()))?;
-        let Publish::Job(job) = env.open::<Publish>(&mk).ok()?;
-        let m = job.target.matcher().ok()?;
+        let cached = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&env.signature)
+            .cloned();
+        let entry = match cached {
+            Some(e) => e,
+            None => {
+                let mk = (*self.master_key.read().unwrap_or_else(|p| p.into_inner()))?;
+                let Publish::Job(job) = env.open::<Publish>(&mk).ok()?;
+                let m = job.target.matcher().ok()?;
+                let e = Arc::new((job, m));
+                let mut cache = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() > 1024 {
+                    cache.clear();
+                }
+                cache.insert(env.signature.clone(), e.clone());
+                e
+            }
+        };
+        let (job, m) = (&entry.0, &entry.1);
         if !m.matches(self.id.as_str(), None) || self.seen.contains(&job.jid) {
             return None;
         }
+        let job = job.clone();
         if self.seen.len() >= 256 {
             self.seen.pop_front();
         }
@@ -296,11 +324,12 @@ impl Drop for OnlineGuard {
 /// Runs the swarm until `cancel` is set.
 pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken) {
     let cfg = Arc::new(cfg);
+    let jobs: JobCache = Arc::default();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..cfg.count {
         let at = started + Duration::from_secs_f64(n as f64 / cfg.connect_per_sec);
-        let (cfg, stats, cancel) = (cfg.clone(), stats.clone(), cancel.clone());
+        let (cfg, stats, cancel, jobs) = (cfg.clone(), stats.clone(), cancel.clone(), jobs.clone());
         tasks.spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let Ok(id) = MinionId::new(format!("{}{n:05}", cfg.prefix)) else {
@@ -308,6 +337,7 @@ pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken)
             };
             let Ok(key) = keys::generate() else { return };
             let mut sim = Sim {
+                jobs,
                 n,
                 id,
                 key,
