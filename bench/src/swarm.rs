@@ -253,6 +253,8 @@ impl Sim {
         let period = Duration::from_secs_f64(self.cfg.heartbeat_secs * (0.9 + 0.2 * jitter()));
         let first = Duration::from_secs_f64((1.0 + 2.0 * jitter()).min(self.cfg.heartbeat_secs));
         let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
+        let session_start = Instant::now();
+        let early = Duration::from_secs_f64((4.0 + 2.0 * jitter()).min(self.cfg.heartbeat_secs));
         let mut boot = None;
         let mut misses = 0;
         loop {
@@ -274,6 +276,9 @@ impl Sim {
                     }
                 }
                 _ = hb.tick() => {
+                    if session_start.elapsed() < Duration::from_secs(30) {
+                        hb.reset_after(early);
+                    }
                     match link.request(RequestBody::Heartbeat(Heartbeat { running: vec![] }), false).await {
                         Ok(r) => {
                             misses = 0;

@@ -411,6 +411,11 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
     // still joining are dropped, and its reply names the jobs that were.
     let first = secs((1.0 + jitter()).min(m.cfg.heartbeat_interval));
     let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
+    // For the first half minute of a session, heartbeats come at least every
+    // five seconds: during a reconnect storm publishes are the likeliest to
+    // be dropped, and each heartbeat reply names the jobs that were.
+    let session_start = tokio::time::Instant::now();
+    let early = secs(5.0).min(period);
     let mut boot: Option<u64> = None;
     let mut misses = 0;
     loop {
@@ -432,7 +437,11 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                     return;
                 }
             },
-            _ = hb.tick() => match m.heartbeat().await {
+            _ = hb.tick() => {
+                if session_start.elapsed() < secs(30.0) {
+                    hb.reset_after(early);
+                }
+                match m.heartbeat().await {
                 Ok(reply) => {
                     misses = 0;
                     if boot.is_some_and(|b| b != reply.boot_id) {
@@ -466,7 +475,7 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                         return;
                     }
                 }
-            },
+            }},
         }
     }
 }

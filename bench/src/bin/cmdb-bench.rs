@@ -298,7 +298,7 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
     );
     let _ = writeln!(
         o,
-        "| minions | all authenticated (autosign) | all authenticated after `cmdb-key -A -y` | ping median | ping p99 | ping returned/expected (worst) | first collect wall | collect returns/s | master CPU s per collect | master peak RSS | sled on disk after {} collects | change history after the first record | {} full snapshots | master idle CPU | reconnect storm: all back | ping after storm |",
+        "| minions | all authenticated (autosign) | all authenticated after `cmdb-key -A -y` | ping median | ping p99 | ping returned/expected (worst) | first collect wall | collect median | collect returns/s (median) | master CPU s per collect | master peak RSS | sled on disk after {} collects | change history after the first record | {} full snapshots | master idle CPU | reconnect storm: all back | ping after storm |",
         cli.collects, cli.collects
     );
     let _ = writeln!(
@@ -315,10 +315,13 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
             .min_by_key(|(g, _)| *g)
             .unwrap_or((0, 0));
         let c0 = r.collects.first().copied().unwrap_or((0.0, 0, 0, 0.0));
+        let mut cw: Vec<f64> = r.collects.iter().map(|x| x.0).collect();
+        cw.sort_by(|a, b| a.total_cmp(b));
+        let cmed = percentile(&cw, 0.5);
         let cpu: f64 = r.collects.iter().map(|x| x.3).sum::<f64>() / r.collects.len().max(1) as f64;
         let _ = writeln!(
             o,
-            "| {} | {:.1} s | {:.1} s | {:.3} s | {:.3} s | {}/{} | {:.2} s | {:.0} | {:.2} | {:.0} MiB | {:.1} MiB | {:.2} MiB (1/{:.0}) | {:.1} MiB | {:.1} % | {:.1} s | {}/{} |",
+            "| {} | {:.1} s | {:.1} s | {:.3} s | {:.3} s | {}/{} | {:.2} s | {:.2} s | {:.0} | {:.2} | {:.0} MiB | {:.1} MiB | {:.2} MiB (1/{:.0}) | {:.1} MiB | {:.1} % | {:.1} s | {}/{} |",
             r.n,
             r.auth_autosign,
             r.auth_accept,
@@ -327,7 +330,8 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
             worst.0,
             worst.1,
             c0.0,
-            c0.1 as f64 / c0.0.max(1e-9),
+            cmed,
+            r.n as f64 / cmed.max(1e-9),
             cpu,
             r.peak_rss_mib,
             r.sled_mib,
