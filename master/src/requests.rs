@@ -78,20 +78,22 @@ pub struct Handled {
     pub reply: Vec<u8>,
     /// Whether it acknowledges a stored return.
     pub durable: bool,
+    /// The job return it acknowledges, for watchers once it is on disk.
+    pub stored: Option<JobReturn>,
 }
 
 /// Handles one request frame from connection `peer` and returns the
 /// encoded reply envelope: sealed under the channel key once the sender is
 /// known, in the clear for auth replies and refusals of unknown senders.
 pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Handled {
-    let (re, body, channel) = match process(shared, peer, frame, now_ms) {
+    let (re, body, channel, stored) = match process(shared, peer, frame, now_ms) {
         Ok(ok) => ok,
         Err(Refusal {
             re,
             kind,
             message,
             channel,
-        }) => (re, error_reply(kind, message), channel),
+        }) => (re, error_reply(kind, message), channel, None),
     };
     let is_auth = matches!(body, ReplyBody::Auth(_));
     let durable = matches!(body, ReplyBody::Ack { .. });
@@ -109,7 +111,11 @@ pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Handle
             Vec::new()
         }
     };
-    Handled { reply, durable }
+    Handled {
+        reply,
+        durable,
+        stored,
+    }
 }
 
 struct Refusal {
@@ -128,7 +134,7 @@ fn refuse(re: u64, kind: ErrorKind, message: impl Into<String>) -> Refusal {
     }
 }
 
-type Processed = (u64, ReplyBody, Option<SymmetricKey>);
+type Processed = (u64, ReplyBody, Option<SymmetricKey>, Option<JobReturn>);
 
 fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Processed, Refusal> {
     let env = Envelope::from_bytes(frame, shared.cfg.max_frame_bytes).map_err(|e| {
@@ -148,7 +154,7 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
             ));
         }
         let (re, body) = auth(shared, &env, now_ms)?;
-        return Ok((re, body, None));
+        return Ok((re, body, None, None));
     }
     let id = MinionId::new(env.signer.as_str()).map_err(|e| {
         warn!(error = %e, "refused request with invalid signer id");
@@ -187,9 +193,13 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
         warn!(minion_id = %id, error = %e, "refused stale request");
         with_channel(req.id, ErrorKind::Replay, e.to_string())
     })?;
+    let mut stored = None;
     let body = match req.body {
         RequestBody::Return(ret) => {
-            on_return(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?
+            let (body, ret) =
+                on_return(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?;
+            stored = Some(ret);
+            body
         }
         RequestBody::Push(ret) => {
             on_push(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?
@@ -267,7 +277,7 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
             ));
         }
     };
-    Ok((req.id, body, channel))
+    Ok((req.id, body, channel, stored))
 }
 
 fn file_error_kind(e: &crate::fileserver::FileError) -> ErrorKind {
@@ -333,7 +343,7 @@ fn on_return(
     id: &MinionId,
     ret: JobReturn,
     now_ms: i64,
-) -> Result<ReplyBody, (ErrorKind, String)> {
+) -> Result<(ReplyBody, JobReturn), (ErrorKind, String)> {
     if ret.minion != *id {
         warn!(minion_id = %id, claimed = %ret.minion, "refused return claiming another minion's id");
         return Err((
@@ -360,13 +370,19 @@ fn on_return(
         ));
     }
     let jid = ret.jid.clone();
-    // The tracker is told either way: after a master restart a return may be
-    // known to the store and still new to a live job's watchers.
     store_return(shared, id, &ret, now_ms)?;
-    if shared.tracker.on_return(&ret) == ReturnOutcome::New {
-        debug!(minion_id = %id, jid = %jid, "return delivered to watchers");
+    // Watchers (a waiting `cmdb run`) hear of the return only after the
+    // store is flushed, with the acknowledgement: see `notify_stored`.
+    Ok((ReplyBody::Ack { jid }, ret))
+}
+
+/// Tells a live job's watchers about a return that is now on disk. The
+/// tracker is told even for a duplicate: after a master restart a return may
+/// be known to the store and still new to a live job's watchers.
+pub fn notify_stored(shared: &Shared, ret: &JobReturn) {
+    if shared.tracker.on_return(ret) == ReturnOutcome::New {
+        debug!(minion_id = %ret.minion, jid = %ret.jid, "return delivered to watchers");
     }
-    Ok(ReplyBody::Ack { jid })
 }
 
 fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody), Refusal> {

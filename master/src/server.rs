@@ -280,11 +280,14 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     Ok(())
 }
 
+/// A reply that acknowledges a stored return, and that return.
+type Durable = (Vec<Bytes>, Option<protocol::JobReturn>);
+
 /// Group commit: replies that acknowledge stored returns wait here until
 /// one flush of the store covers all of them, then go out.
 async fn flusher(
     shared: Arc<Shared>,
-    mut durable: mpsc::Receiver<Vec<Bytes>>,
+    mut durable: mpsc::Receiver<Durable>,
     replies: mpsc::Sender<Vec<Bytes>>,
 ) {
     let mut batch = Vec::new();
@@ -300,7 +303,10 @@ async fn flusher(
         let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
         match flushed {
             Ok(Ok(())) => {
-                for frames in batch.drain(..) {
+                for (frames, stored) in batch.drain(..) {
+                    if let Some(ret) = stored {
+                        requests::notify_stored(&shared, &ret);
+                    }
                     if replies.send(frames).await.is_err() {
                         return;
                     }
@@ -322,7 +328,7 @@ async fn worker(
     shared: Arc<Shared>,
     queue: transport::SharedQueue,
     replies: mpsc::Sender<Vec<Bytes>>,
-    durable: mpsc::Sender<Vec<Bytes>>,
+    durable: mpsc::Sender<Durable>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -338,8 +344,12 @@ async fn worker(
         let handled = requests::handle(&shared, &peer, &inbound.payload, now_ms());
         let mut frames = inbound.route;
         frames.push(Bytes::from(handled.reply));
-        let out = if handled.durable { &durable } else { &replies };
-        if out.send(frames).await.is_err() {
+        let sent = if handled.durable {
+            durable.send((frames, handled.stored)).await.is_ok()
+        } else {
+            replies.send(frames).await.is_ok()
+        };
+        if !sent {
             break;
         }
     }
