@@ -13,6 +13,8 @@ pub enum OutputFormat {
     Json,
     /// YAML.
     Yaml,
+    /// One line per minion: id and its return (objects as compact JSON).
+    Table,
 }
 
 /// Renders `{minion: return}` in `format`.
@@ -20,6 +22,23 @@ pub fn render(results: &serde_json::Map<String, Value>, format: OutputFormat) ->
     match format {
         OutputFormat::Json => serde_json::to_string_pretty(results).unwrap_or_default() + "\n",
         OutputFormat::Yaml => serde_saphyr::to_string(results).unwrap_or_default(),
+        OutputFormat::Table => {
+            let width = results
+                .keys()
+                .map(|k| k.chars().count())
+                .chain([6])
+                .max()
+                .unwrap_or(6);
+            let mut out = format!("{:<width$}  RETURN\n", "MINION");
+            for (minion, ret) in results {
+                let text = match scalar(ret) {
+                    Some(s) => s.replace('\n', "\\n"),
+                    None => ret.to_string(),
+                };
+                let _ = writeln!(out, "{minion:<width$}  {text}");
+            }
+            out
+        }
         OutputFormat::Nested => {
             let mut out = String::new();
             for (minion, ret) in results {
@@ -185,6 +204,18 @@ mod tests {
         assert!(s.contains("          ID: motd\n    Function: file.managed\n        Name: /etc/motd\n      Result: True"), "{s}");
         assert!(s.contains("Succeeded: 1 (changed=1)\nFailed:    1"), "{s}");
         assert!(s.contains("Total states run:     2"), "{s}");
+    }
+
+    #[test]
+    fn table_is_one_line_per_minion() {
+        let mut m = serde_json::Map::new();
+        m.insert("web01".into(), json!(true));
+        m.insert("db".into(), json!({"a": 1}));
+        m.insert("x".into(), json!("two\nlines"));
+        assert_eq!(
+            render(&m, OutputFormat::Table),
+            "MINION  RETURN\ndb      {\"a\":1}\nweb01   True\nx       two\\nlines\n"
+        );
     }
 
     #[test]
