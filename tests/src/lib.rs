@@ -382,6 +382,11 @@ impl Cluster {
         }
     }
 
+    /// The master's public key.
+    pub fn master_key(&self) -> keys::VerifyingKey {
+        keys::read_public(&self.master_pub()).expect("master key")
+    }
+
     /// Path to the master's public key.
     pub fn master_pub(&self) -> PathBuf {
         self.master_state().join("pki/master.pub")

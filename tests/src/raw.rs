@@ -268,3 +268,53 @@ impl Drop for Sniffer {
         }
     }
 }
+
+/// A jid for the current time.
+pub fn now_jid() -> protocol::Jid {
+    let us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    protocol::Jid::from_micros(us).expect("jid")
+}
+
+/// A `cmd.run` job for every minion, issued at `issued_at_ms`.
+pub fn cmd_job(cmd: &str, issued_at_ms: i64) -> protocol::Publish {
+    protocol::Publish::Job(protocol::Job {
+        jid: now_jid(),
+        target: protocol::Target::Glob("*".into()),
+        fun: "cmd.run".into(),
+        args: vec![cmd.into()],
+        kwargs: std::collections::BTreeMap::new(),
+        timeout_secs: 10,
+        issued_at_ms,
+        user: "test".into(),
+    })
+}
+
+/// A successful return of `fun` from `minion`.
+pub fn job_return(
+    jid: &protocol::Jid,
+    minion: &str,
+    data: serde_json::Value,
+    fun: &str,
+) -> protocol::JobReturn {
+    protocol::JobReturn {
+        jid: jid.clone(),
+        minion: MinionId::new(minion).expect("id"),
+        fun: fun.into(),
+        success: true,
+        retcode: 0,
+        data,
+        started_ms: now_ms(),
+        ended_ms: now_ms(),
+    }
+}
+
+/// The kind of a refusal, if the reply is one.
+pub fn refused_kind(body: &ReplyBody) -> Option<protocol::ErrorKind> {
+    match body {
+        ReplyBody::Error { kind, .. } => Some(*kind),
+        _ => None,
+    }
+}

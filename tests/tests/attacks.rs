@@ -1,60 +1,20 @@
 //! Forged, replayed, impersonating and malformed input against real
 //! processes: each must be refused and leave the master serving.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use protocol::{
-    AuthRequest, Envelope, ErrorKind, Heartbeat, Jid, Job, JobReturn, MinionId, MissedJobs,
-    Publish, ReplyBody, Request, RequestBody, Target,
+    AuthRequest, Envelope, ErrorKind, Heartbeat, Jid, MinionId, MissedJobs, ReplyBody, Request,
+    RequestBody,
 };
 use serde_json::json;
-use tests::raw::{RawDealer, RawPublisher, now_ms, signed_request, tcp_garbage};
+use tests::raw::{
+    RawDealer, RawPublisher, cmd_job, job_return, now_ms, refused_kind, signed_request, tcp_garbage,
+};
 use tests::{Cluster, ClusterOpts, WAIT, free_port, read_key, text};
 
-fn now_jid() -> Jid {
-    let us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as i64;
-    Jid::from_micros(us).expect("jid")
-}
-
-fn job(cmd: &str, issued_at_ms: i64) -> Publish {
-    Publish::Job(Job {
-        jid: now_jid(),
-        target: Target::Glob("*".into()),
-        fun: "cmd.run".into(),
-        args: vec![cmd.into()],
-        kwargs: BTreeMap::new(),
-        timeout_secs: 10,
-        issued_at_ms,
-        user: "test".into(),
-    })
-}
-
-fn refused_kind(body: &ReplyBody) -> Option<ErrorKind> {
-    match body {
-        ReplyBody::Error { kind, .. } => Some(*kind),
-        _ => None,
-    }
-}
-
 fn return_body(jid: &Jid, minion: &str, data: serde_json::Value) -> RequestBody {
-    RequestBody::Return(JobReturn {
-        jid: jid.clone(),
-        minion: MinionId::new(minion).expect("id"),
-        fun: "test.ping".into(),
-        success: true,
-        retcode: 0,
-        data,
-        started_ms: now_ms(),
-        ended_ms: now_ms(),
-    })
-}
-
-fn master_key(c: &Cluster) -> keys::VerifyingKey {
-    keys::read_public(&c.master_pub()).expect("master key")
+    RequestBody::Return(job_return(jid, minion, data, "test.ping"))
 }
 
 fn async_jid(c: &Cluster, args: &[&str]) -> Jid {
@@ -82,14 +42,14 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
     let forged = Envelope::seal(
         "master",
         &attacker,
-        &job(&format!("touch {}/forged", dir.display()), now_ms()),
+        &cmd_job(&format!("touch {}/forged", dir.display()), now_ms()),
     )
     .expect("seal")
     .to_bytes();
     let stale = Envelope::seal(
         "master",
         &master,
-        &job(
+        &cmd_job(
             &format!("touch {}/stale", dir.display()),
             now_ms() - 3_600_000,
         ),
@@ -99,7 +59,7 @@ fn job_signed_by_another_key_or_stale_or_seen_is_not_executed() {
     let legit = Envelope::seal(
         "master",
         &master,
-        &job(&format!("echo ran >> {}/legit", dir.display()), now_ms()),
+        &cmd_job(&format!("echo ran >> {}/legit", dir.display()), now_ms()),
     )
     .expect("seal")
     .to_bytes();
@@ -146,7 +106,7 @@ fn cve_2013_4439_2025_62349_a_minion_key_cannot_return_for_another_minion() {
     c.minion("web01").wait_for("return acknowledged");
 
     let web01 = read_key(&c.minion_state("web01").join("minion.pem"));
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let forged_ret = |data: &str| return_body(&jid, "web02", json!(data));
     let mut d = RawDealer::connect(&c.ret_endpoint());
     let r = d.request("web01", &web01, forged_ret("claims web02"), &mk);
@@ -167,7 +127,7 @@ fn cve_2024_38823_a_replayed_return_is_acknowledged_and_ignored() {
     c.minions.get_mut("web02").expect("web02").kill();
     let jid = async_jid(&c, &["-L", "web01,web02", "test.ping"]);
     let web02 = read_key(&c.minion_state("web02").join("minion.pem"));
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let ret = |data: &str| return_body(&jid, "web02", json!(data));
     let first = signed_request("web02", &web02, ret("first"), &mk);
     let ch = tests::raw::channel(&web02, &mk, "web02");
@@ -197,7 +157,7 @@ fn cve_2020_11651_unknown_keys_get_nothing_dispatched_and_cve_2024_38823_auth_re
 {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01"]);
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let ghost = keys::generate().expect("key");
     let mut d = RawDealer::connect(&c.ret_endpoint());
     for body in [
@@ -243,7 +203,7 @@ fn cve_2020_11651_unknown_keys_get_nothing_dispatched_and_cve_2024_38823_auth_re
 fn garbage_truncated_and_oversized_frames_leave_the_master_serving() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01"]);
-    let mk = master_key(&c);
+    let mk = c.master_key();
     for port in [c.ret_port, c.publish_port] {
         tcp_garbage(port, b"GET / HTTP/1.1\r\n\r\n");
         tcp_garbage(port, &[0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f]);

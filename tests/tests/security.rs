@@ -3,62 +3,36 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use protocol::seal::Sealed;
-use protocol::{
-    Envelope, ErrorKind, Jid, Job, JobReturn, MinionId, Publish, ReplyBody, RequestBody, Target,
-};
+use protocol::{Envelope, ErrorKind, MinionId, ReplyBody, RequestBody};
 use serde_json::json;
 use tests::fixture::HostRoot;
-use tests::raw::{RawDealer, RawPublisher, Sniffer, now_ms, session_key};
+use tests::raw::{
+    RawDealer, RawPublisher, Sniffer, cmd_job, job_return, now_jid, now_ms, refused_kind,
+    session_key,
+};
 use tests::{Cluster, ClusterOpts, WAIT, free_port, read_key, text};
-
-fn master_key(c: &Cluster) -> keys::VerifyingKey {
-    keys::read_public(&c.master_pub()).expect("master key")
-}
-
-fn refused_kind(body: &ReplyBody) -> Option<ErrorKind> {
-    match body {
-        ReplyBody::Error { kind, .. } => Some(*kind),
-        _ => None,
-    }
-}
-
-fn now_jid() -> Jid {
-    let us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as i64;
-    Jid::from_micros(us).expect("jid")
-}
-
-fn ret(jid: &Jid, minion: &str, data: serde_json::Value, fun: &str) -> JobReturn {
-    JobReturn {
-        jid: jid.clone(),
-        minion: MinionId::new(minion).expect("id"),
-        fun: fun.into(),
-        success: true,
-        retcode: 0,
-        data,
-        started_ms: now_ms(),
-        ended_ms: now_ms(),
-    }
-}
 
 #[test]
 fn cve_2020_11651_unauthenticated_requests_of_every_kind_dispatch_nothing() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01"]);
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let ghost = keys::generate().expect("key");
     let mut d = RawDealer::connect(&c.ret_endpoint());
     let jid = now_jid();
     let bodies = [
         RequestBody::Heartbeat(protocol::Heartbeat { running: vec![] }),
         RequestBody::MissedJobs(protocol::MissedJobs {}),
-        RequestBody::Return(ret(&jid, "ghost", json!("x"), "test.ping")),
-        RequestBody::Push(ret(&jid, "ghost", json!({"host": "ghost"}), "collect")),
+        RequestBody::Return(job_return(&jid, "ghost", json!("x"), "test.ping")),
+        RequestBody::Push(job_return(
+            &jid,
+            "ghost",
+            json!({"host": "ghost"}),
+            "collect",
+        )),
     ];
     for body in bodies.clone() {
         let r = d.request("ghost", &ghost, body, &mk);
@@ -105,7 +79,7 @@ fn cve_2020_11652_2017_14695_2024_38824_path_tricks_in_ids_are_refused() {
         master_extra: "autosign = [\"*\"]".into(),
     });
     c.start_accepted(&[]);
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let key = keys::generate().expect("key");
     let mut d = RawDealer::connect(&c.ret_endpoint());
     let long = "a".repeat(300);
@@ -164,10 +138,10 @@ fn cve_2020_11652_2017_14695_2024_38824_path_tricks_in_ids_are_refused() {
 fn cve_2013_4439_2025_62349_a_minion_cannot_push_facts_as_another() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01", "web02"]);
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let web01 = read_key(&c.minion_state("web01").join("minion.pem"));
     let mut d = RawDealer::connect(&c.ret_endpoint());
-    let push = RequestBody::Push(ret(
+    let push = RequestBody::Push(job_return(
         &now_jid(),
         "web02",
         json!({"host": "forged"}),
@@ -177,19 +151,6 @@ fn cve_2013_4439_2025_62349_a_minion_cannot_push_facts_as_another() {
     assert_eq!(refused_kind(&r.body), Some(ErrorKind::IdentityMismatch));
     let out = c.cmdb(&["asset", "show", "web02"]);
     assert!(!out.status.success(), "no asset was made for web02");
-}
-
-fn job(cmd: &str) -> Publish {
-    Publish::Job(Job {
-        jid: now_jid(),
-        target: Target::Glob("*".into()),
-        fun: "cmd.run".into(),
-        args: vec![cmd.into()],
-        kwargs: BTreeMap::new(),
-        timeout_secs: 10,
-        issued_at_ms: now_ms(),
-        user: "test".into(),
-    })
 }
 
 #[test]
@@ -208,7 +169,7 @@ fn cve_2024_38823_a_job_replayed_after_a_minion_restart_does_not_run_again() {
     let legit = Envelope::seal(
         "master",
         &master,
-        &job(&format!("echo x >> {}", out.display())),
+        &cmd_job(&format!("echo x >> {}", out.display()), now_ms()),
     )
     .expect("seal")
     .to_bytes();
@@ -303,7 +264,7 @@ fn a_sniffer_on_the_pub_port_sees_no_command_text() {
 fn a_deleted_minion_reads_nothing_published_after_rotation() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01", "web02"]);
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let web02 = read_key(&c.minion_state("web02").join("minion.pem"));
     let (old_epoch, old_key) = session_key(&c.ret_endpoint(), "web02", &web02, &mk);
     let sniffer = Sniffer::start(c.publish_port);
@@ -355,7 +316,7 @@ fn a_flood_of_ten_thousand_fake_auth_requests_leaves_accepted_minions_served() {
         master_extra: "max_pending = 100".into(),
     });
     c.start_accepted(&["web01"]);
-    let mk = master_key(&c);
+    let mk = c.master_key();
     let endpoint = c.ret_endpoint();
     let flood = std::thread::spawn(move || {
         let started = Instant::now();

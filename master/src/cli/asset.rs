@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::assets::AssetRequest;
-use crate::control::{self, ControlEvent, ControlRequest};
+use crate::control::{ControlEvent, ControlRequest};
 use crate::output::{OutputFormat, render};
 
 /// How listings print.
@@ -26,16 +26,9 @@ pub enum ListFormat {
 
 /// Sends an inventory request and returns the master's answer.
 pub fn ask(socket: &Path, req: AssetRequest) -> anyhow::Result<Value> {
-    let mut answer = None;
-    control::request(socket, &ControlRequest::Asset(req), |ev| {
-        answer = Some(ev);
-        Ok(())
-    })
-    .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
-    match answer {
-        Some(ControlEvent::Value { value }) => Ok(value),
-        Some(ControlEvent::Error { message }) => bail!("{message}"),
-        _ => bail!("the master sent no answer"),
+    match super::run::ask(socket, &ControlRequest::Asset(req))? {
+        ControlEvent::Value { value } => Ok(value),
+        _ => bail!("unexpected answer from the master"),
     }
 }
 

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::control::{self, ControlEvent, ControlRequest};
 use crate::output::{OutputFormat, render};
+use crate::store::JobRecord;
 
 /// How the target expression is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,86 +162,70 @@ pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
     Ok(if failed || !missing.is_empty() { 1 } else { 0 })
 }
 
-/// `cmdb jobs list`.
-pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
-    let mut rows = Map::new();
-    let mut error = None;
-    control::request(socket, &ControlRequest::JobsList { limit }, |ev| {
-        match ev {
-            ControlEvent::Jobs { jobs } => {
-                for j in jobs {
-                    rows.insert(
-                        j.jid.to_string(),
-                        serde_json::json!({
-                            "Function": j.fun,
-                            "Arguments": j.args,
-                            "Target": j.target.describe(),
-                            "User": j.user,
-                            "StartTime": j.started_ms,
-                            "Minions": j.expected,
-                        }),
-                    );
-                }
-            }
-            ControlEvent::Error { message } => error = Some(message),
-            _ => {}
-        }
+/// Sends a request that has one answer, turning an error answer into an error.
+pub fn ask(socket: &Path, req: &ControlRequest) -> anyhow::Result<ControlEvent> {
+    let mut answer = None;
+    control::request(socket, req, |ev| {
+        answer = Some(ev);
         Ok(())
     })
     .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
-    if let Some(e) = error {
-        bail!("{e}");
+    match answer {
+        Some(ControlEvent::Error { message }) => bail!("{message}"),
+        Some(ev) => Ok(ev),
+        None => bail!("the master sent no answer"),
     }
+}
+
+/// The fields `jobs list` and `jobs show` print for a job.
+fn job_view(job: &JobRecord) -> Map<String, Value> {
+    let v = serde_json::json!({
+        "Function": job.fun,
+        "Arguments": job.args,
+        "Target": job.target.describe(),
+        "User": job.user,
+        "StartTime": job.started_ms,
+        "Minions": job.expected,
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// `cmdb jobs list`.
+pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
+    let ControlEvent::Jobs { jobs } = ask(socket, &ControlRequest::JobsList { limit })? else {
+        bail!("unexpected answer from the master");
+    };
+    let rows: Map<String, Value> = jobs
+        .iter()
+        .map(|j| (j.jid.to_string(), Value::Object(job_view(j))))
+        .collect();
     print!("{}", render(&rows, out));
     Ok(0)
 }
 
 /// `cmdb jobs show JID`.
 pub fn jobs_show(socket: &Path, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
-    let mut result = None;
-    let mut error = None;
     let req = ControlRequest::JobsShow {
         jid: jid.to_owned(),
     };
-    control::request(socket, &req, |ev| {
-        match ev {
-            ControlEvent::Job { job, returns } => result = Some((job, returns)),
-            ControlEvent::Error { message } => error = Some(message),
-            _ => {}
-        }
-        Ok(())
-    })
-    .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
-    if let Some(e) = error {
-        bail!("{e}");
-    }
-    let Some((job, returns)) = result else {
-        bail!("the master sent no answer");
+    let ControlEvent::Job { job, returns } = ask(socket, &req)? else {
+        bail!("unexpected answer from the master");
     };
-    let mut m = Map::new();
-    let mut rets = Map::new();
-    for r in &returns {
-        rets.insert(r.minion.to_string(), r.data.clone());
-    }
+    let rets: Map<String, Value> = returns
+        .iter()
+        .map(|r| (r.minion.to_string(), r.data.clone()))
+        .collect();
     let missing: Vec<Value> = job
         .expected
         .iter()
         .filter(|e| !rets.contains_key(*e))
         .map(|e| Value::String(e.clone()))
         .collect();
-    m.insert(
-        job.jid.to_string(),
-        serde_json::json!({
-            "Function": job.fun,
-            "Arguments": job.args,
-            "Target": job.target.describe(),
-            "User": job.user,
-            "StartTime": job.started_ms,
-            "Minions": job.expected,
-            "Missing": missing,
-            "Result": rets,
-        }),
-    );
+    let mut view = job_view(&job);
+    view.insert("Missing".into(), Value::Array(missing));
+    view.insert("Result".into(), Value::Object(rets));
+    let mut m = Map::new();
+    m.insert(job.jid.to_string(), Value::Object(view));
     print!("{}", render(&m, out));
     Ok(0)
 }
