@@ -227,7 +227,8 @@ impl Sim {
         else {
             return;
         };
-        let Ok(mut sub) = transport::subscribe(&pub_ep, timeout).await else {
+        let Ok(mut sub) = transport::subscribe(&pub_ep, timeout, protocol::MAX_FRAME_DEFAULT).await
+        else {
             return;
         };
         let Authed::Yes(mut epoch, mut session) = self.authenticate(&link).await else {

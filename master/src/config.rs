@@ -65,6 +65,16 @@ pub struct MasterConfig {
     pub session_rotate_secs: u64,
     /// Largest file a minion may push with `cp.push`, bytes (default 1 GiB).
     pub max_push_bytes: u64,
+    /// Most connections each ZeroMQ socket holds at once, handshakes
+    /// included; 0 derives it from the open-file limit (default 0).
+    pub max_connections: usize,
+    /// Most connections per socket that have not authenticated yet; newer
+    /// ones beyond it are closed at once (default 1000).
+    pub max_unauthenticated: usize,
+    /// Seconds a connection may stay without authenticating before it is
+    /// closed; the ZMTP handshake itself must finish within this too
+    /// (default 10).
+    pub auth_grace_secs: u64,
     /// Asset inventory settings (`[inventory]`).
     pub inventory: InventoryConfig,
 }
@@ -193,6 +203,9 @@ impl Default for MasterConfig {
             auth_rate: 5.0,
             session_rotate_secs: 86_400,
             max_push_bytes: 1 << 30,
+            max_connections: 0,
+            max_unauthenticated: 1000,
+            auth_grace_secs: 10,
             inventory: InventoryConfig::default(),
         }
     }
@@ -222,6 +235,12 @@ impl MasterConfig {
         }
         if cfg.session_rotate_secs == 0 {
             return Err("session_rotate_secs must be at least 1".into());
+        }
+        if cfg.auth_grace_secs == 0 {
+            return Err("auth_grace_secs must be at least 1".into());
+        }
+        if cfg.max_unauthenticated == 0 {
+            return Err("max_unauthenticated must be at least 1".into());
         }
         if cfg.request_queue == 0 {
             return Err("request_queue must be at least 1".into());

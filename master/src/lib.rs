@@ -21,6 +21,7 @@ pub mod requests;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod transport;
 
 pub use config::MasterConfig;

@@ -80,20 +80,32 @@ pub struct Handled {
     pub durable: bool,
     /// The job return it acknowledges, for watchers once it is on disk.
     pub stored: Option<JobReturn>,
+    /// Whether the request proved its sender: it verified against an
+    /// accepted key, or it was an auth request whose key is now accepted or
+    /// pending. The connection it came on then counts as authenticated.
+    pub trusted: bool,
 }
 
 /// Handles one request frame from connection `peer` and returns the
 /// encoded reply envelope: sealed under the channel key once the sender is
 /// known, in the clear for auth replies and refusals of unknown senders.
 pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Handled {
-    let (re, body, channel, stored) = match process(shared, peer, frame, now_ms) {
-        Ok(ok) => ok,
+    let (re, body, channel, stored, trusted) = match process(shared, peer, frame, now_ms) {
+        Ok((re, body, channel, stored)) => {
+            let trusted = match &body {
+                ReplyBody::Auth(a) => {
+                    matches!(a.status, AuthStatus::Accepted | AuthStatus::Pending)
+                }
+                _ => true,
+            };
+            (re, body, channel, stored, trusted)
+        }
         Err(Refusal {
             re,
             kind,
             message,
             channel,
-        }) => (re, error_reply(kind, message), channel, None),
+        }) => (re, error_reply(kind, message), channel, None, false),
     };
     let is_auth = matches!(body, ReplyBody::Auth(_));
     let durable = matches!(body, ReplyBody::Ack { .. });
@@ -115,6 +127,7 @@ pub fn handle(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Handle
         reply,
         durable,
         stored,
+        trusted,
     }
 }
 
@@ -495,20 +508,21 @@ fn check_limits(shared: &Shared, id: &MinionId, autosign: bool) -> Result<(), St
 }
 
 /// Logs a refusal at most once a second, with how many were not logged.
-#[derive(Default)]
-pub struct LimitLog {
-    state: Mutex<(i64, u64)>,
+pub struct LimitLog(crate::throttle::LogThrottle);
+
+impl Default for LimitLog {
+    fn default() -> Self {
+        LimitLog(crate::throttle::LogThrottle::new(
+            std::time::Duration::from_secs(1),
+            1,
+        ))
+    }
 }
 
 impl LimitLog {
     fn warn(&self, limit: &'static str, max: usize, id: &MinionId) {
-        let now = crate::server::now_ms();
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if now - st.0 >= 1000 {
-            warn!(limit, max, minion_id = %id, suppressed = st.1, "refused a new minion: limit reached");
-            *st = (now, 0);
-        } else {
-            st.1 += 1;
+        if let Some(suppressed) = self.0.allow(std::time::Instant::now()) {
+            warn!(limit, max, minion_id = %id, suppressed, "refused a new minion: limit reached");
         }
     }
 }

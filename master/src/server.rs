@@ -21,6 +21,7 @@ use crate::error::MasterError;
 use crate::jobs::JobTracker;
 use crate::requests::{self, NonceCache};
 use crate::store::{JobRecord, SledStore, Store};
+use crate::transport::gate::{Gate, Port};
 use crate::{control, transport};
 
 /// The PUB topic every minion subscribes to.
@@ -70,6 +71,8 @@ pub struct Shared {
     pub pending_keys: std::sync::atomic::AtomicUsize,
     /// Rate-limited logging of limit refusals.
     pub limit_log: crate::requests::LimitLog,
+    /// Connections and whether they authenticated.
+    pub gate: Arc<Gate>,
     jids: Mutex<JidGenerator>,
     publish: mpsc::Sender<Vec<Bytes>>,
 }
@@ -196,8 +199,25 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     )?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.db_path(), cfg.inventory.clone())?);
 
-    let pub_sock: zeromq::PubSocket = transport::bind(&cfg.interface, cfg.publish_port).await?;
-    let router: zeromq::RouterSocket = transport::bind(&cfg.interface, cfg.ret_port).await?;
+    let conn_limit = transport::connection_limit(&cfg, crate::telemetry::raise_nofile_limit());
+    let (pub_sock, pub_watch): (zeromq::PubSocket, _) = transport::bind(
+        &cfg.interface,
+        cfg.publish_port,
+        transport::publish_options(&cfg, conn_limit),
+        Port::Publish,
+    )
+    .await?;
+    let (router, req_watch): (zeromq::RouterSocket, _) = transport::bind(
+        &cfg.interface,
+        cfg.ret_port,
+        transport::request_options(&cfg, conn_limit),
+        Port::Request,
+    )
+    .await?;
+    let gate = Arc::new(Gate::new(
+        Duration::from_secs(cfg.auth_grace_secs),
+        cfg.max_unauthenticated,
+    ));
     let control_listener = control::bind(&cfg.control_socket())?;
 
     let cancel = CancellationToken::new();
@@ -213,6 +233,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         auth_limiter: crate::requests::AuthLimiter::default(),
         pending_keys: std::sync::atomic::AtomicUsize::new(listing.pending.len()),
         limit_log: crate::requests::LimitLog::default(),
+        gate: gate.clone(),
         pki,
         store: store.clone(),
         tracker: JobTracker::new(),
@@ -232,6 +253,11 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     });
 
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(transport::gate::run(
+        gate,
+        vec![pub_watch, req_watch],
+        cancel.clone(),
+    ));
     tasks.spawn(transport::publish_loop(pub_sock, pub_rx, cancel.clone()));
     tasks.spawn(transport::request_loop(
         router,
@@ -264,6 +290,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         publish_port = shared.cfg.publish_port,
         ret_port = shared.cfg.ret_port,
         interface = %shared.cfg.interface,
+        max_connections = conn_limit,
         control = %shared.cfg.control_socket().display(),
         "master ready"
     );
@@ -342,6 +369,9 @@ async fn worker(
         let Some(inbound) = next else { break };
         let peer = inbound.route.first().cloned().unwrap_or_default();
         let handled = requests::handle(&shared, &peer, &inbound.payload, now_ms());
+        if handled.trusted {
+            shared.gate.trust(&peer);
+        }
         let mut frames = inbound.route;
         frames.push(Bytes::from(handled.reply));
         let sent = if handled.durable {

@@ -279,7 +279,7 @@ async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
         )
         .await?,
     );
-    let sub = transport::subscribe(&pub_ep, timeout).await?;
+    let sub = transport::subscribe(&pub_ep, timeout, m.cfg.max_frame_bytes).await?;
     let mut wait = m.cfg.acceptance_wait_time;
     let mut said_pending = false;
     loop {

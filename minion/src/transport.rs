@@ -74,9 +74,18 @@ impl Drop for Link {
     }
 }
 
-fn connect_options(timeout: Duration) -> SocketOptions {
+/// Bytes a message may carry beyond its largest frame (routing frames).
+const ROUTING_SLACK: usize = 1024;
+
+/// Socket options for a connection to the master: the connect timeout, and
+/// frames larger than `max_frame` refused on their header, before anything
+/// is allocated for them, so a hostile master (or a peer in its place)
+/// cannot make the minion reserve memory it announces.
+fn connect_options(timeout: Duration, max_frame: usize) -> SocketOptions {
     let mut o = SocketOptions::default();
-    o.connect_timeout(timeout);
+    o.connect_timeout(timeout)
+        .max_frame_size(max_frame)
+        .max_message_size(max_frame.saturating_add(ROUTING_SLACK));
     o
 }
 
@@ -93,7 +102,7 @@ impl Link {
         timeout: Duration,
         max_frame: usize,
     ) -> Result<Link, MinionError> {
-        let mut sock = DealerSocket::with_options(connect_options(timeout));
+        let mut sock = DealerSocket::with_options(connect_options(timeout, max_frame));
         let mut events = sock.monitor();
         sock.connect(endpoint)
             .await
@@ -236,8 +245,12 @@ fn verify_reply(
 }
 
 /// Connects a SUB socket to the master's publish port and subscribes.
-pub async fn subscribe(endpoint: &str, timeout: Duration) -> Result<SubSocket, MinionError> {
-    let mut sock = SubSocket::with_options(connect_options(timeout));
+pub async fn subscribe(
+    endpoint: &str,
+    timeout: Duration,
+    max_frame: usize,
+) -> Result<SubSocket, MinionError> {
+    let mut sock = SubSocket::with_options(connect_options(timeout, max_frame));
     sock.connect(endpoint)
         .await
         .map_err(|e| MinionError::Unreachable(format!("{endpoint}: {e}")))?;

@@ -14,10 +14,65 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zeromq::{PubSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
+use crate::config::MasterConfig;
 use crate::error::MasterError;
+
+pub mod gate;
 
 /// Listen backlog for both sockets.
 pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Largest frame a subscriber may send on the publish socket. Subscribers
+/// only send subscriptions (the topic is a few bytes), so anything larger is
+/// refused on its header.
+pub const PUBLISH_PEER_MAX_FRAME: usize = 1024;
+
+/// Bytes a request may carry beyond its envelope (routing frames).
+const ROUTING_SLACK: usize = 1024;
+
+/// File descriptors kept back from the connection limit for the store, the
+/// API and logs.
+const RESERVED_FDS: usize = 512;
+
+/// Events the socket monitors can hold; more than the connections a socket
+/// admits, so the gate misses none in a reconnect storm.
+const MONITOR_CAPACITY: usize = 65_536;
+
+/// The most connections each socket holds: `max_connections`, or else half
+/// the open-file limit (each minion holds one connection per socket) less a
+/// reserve.
+pub fn connection_limit(cfg: &MasterConfig, nofile: u64) -> usize {
+    if cfg.max_connections > 0 {
+        return cfg.max_connections;
+    }
+    let nofile = usize::try_from(nofile).unwrap_or(usize::MAX);
+    (nofile.saturating_sub(RESERVED_FDS) / 2).max(64)
+}
+
+fn common_options(cfg: &MasterConfig, max_connections: usize) -> zeromq::SocketOptions {
+    let mut o = zeromq::SocketOptions::default();
+    o.handshake_timeout(std::time::Duration::from_secs(cfg.auth_grace_secs))
+        .max_connections(max_connections)
+        .monitor_capacity(MONITOR_CAPACITY);
+    o
+}
+
+/// Options of the request socket: frames up to `max_frame_bytes`, refused
+/// on their header beyond it.
+pub fn request_options(cfg: &MasterConfig, max_connections: usize) -> zeromq::SocketOptions {
+    let mut o = common_options(cfg, max_connections);
+    o.max_frame_size(cfg.max_frame_bytes)
+        .max_message_size(cfg.max_frame_bytes.saturating_add(ROUTING_SLACK));
+    o
+}
+
+/// Options of the publish socket: subscribers may send small frames only.
+pub fn publish_options(cfg: &MasterConfig, max_connections: usize) -> zeromq::SocketOptions {
+    let mut o = common_options(cfg, max_connections);
+    o.max_frame_size(PUBLISH_PEER_MAX_FRAME)
+        .max_message_size(PUBLISH_PEER_MAX_FRAME);
+    o
+}
 
 /// A frame received on the request socket, with what is needed to answer it.
 pub struct Inbound {
@@ -56,17 +111,30 @@ fn host_port(interface: &str, port: u16) -> String {
     }
 }
 
-/// Makes a socket of type `S` bound on `interface:port` with the large backlog.
-pub async fn bind<S: Socket>(interface: &str, port: u16) -> Result<S, MasterError> {
+/// Makes a socket of type `S` with `options`, bound on `interface:port`
+/// with the large backlog, and its monitor for the gate (taken before the
+/// bind so no connection is missed).
+pub async fn bind<S: Socket>(
+    interface: &str,
+    port: u16,
+    options: zeromq::SocketOptions,
+    which: gate::Port,
+) -> Result<(S, gate::Watched), MasterError> {
+    use futures_util::StreamExt;
     let addr = host_port(interface, port);
-    let mut sock = S::new();
+    let mut sock = S::with_options(options);
+    let watched = gate::Watched {
+        port: which,
+        events: sock.monitor().boxed(),
+        backend: sock.backend(),
+    };
     sock.bind_listener(listener(&addr)?)
         .await
         .map_err(|e| MasterError::Bind {
             addr,
             reason: e.to_string(),
         })?;
-    Ok(sock)
+    Ok((sock, watched))
 }
 
 /// Sends every frame set from `rx` on the PUB socket until cancelled.
