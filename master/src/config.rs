@@ -69,7 +69,7 @@ pub struct MasterConfig {
     /// included; 0 derives it from the open-file limit (default 0).
     pub max_connections: usize,
     /// Most connections per socket that have not authenticated yet; newer
-    /// ones beyond it are closed at once (default 1000).
+    /// ones beyond it are closed at once (default 4096).
     pub max_unauthenticated: usize,
     /// Seconds a connection may stay without authenticating before it is
     /// closed; the ZMTP handshake itself must finish within this too
@@ -204,7 +204,7 @@ impl Default for MasterConfig {
             session_rotate_secs: 86_400,
             max_push_bytes: 1 << 30,
             max_connections: 0,
-            max_unauthenticated: 1000,
+            max_unauthenticated: 4096,
             auth_grace_secs: 10,
             inventory: InventoryConfig::default(),
         }

@@ -125,6 +125,10 @@ impl Link {
             loop {
                 let msg = match rx.recv().await {
                     Ok(m) => m,
+                    Err(zeromq::ZmqError::Codec(e)) => {
+                        warn!(error = %e, "dropped the connection to the master: it sent a frame that was refused");
+                        break;
+                    }
                     Err(e) => {
                         debug!(error = %e, "request socket closed");
                         break;

@@ -8,6 +8,7 @@
 
 pub mod fixture;
 pub mod raw;
+pub mod zmtp;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -186,6 +187,11 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Whether the process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -263,6 +269,11 @@ impl Cluster {
         let p = Proc::spawn("master", cmd);
         p.wait_for("master ready");
         self.master = Some(p);
+    }
+
+    /// The master process, mutably.
+    pub fn master_mut(&mut self) -> &mut Proc {
+        self.master.as_mut().expect("master running")
     }
 
     /// The master process.

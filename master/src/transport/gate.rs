@@ -56,6 +56,9 @@ struct Table {
     untrusted: HashMap<Port, usize>,
     /// Trusted request connections per remote address.
     trusted_addrs: HashMap<IpAddr, usize>,
+    /// Untrusted publish connections per remote address, promoted when a
+    /// request connection from there is trusted.
+    waiting_publish: HashMap<IpAddr, Vec<Bytes>>,
 }
 
 impl Table {
@@ -78,8 +81,22 @@ impl Table {
         } else {
             let n = self.untrusted_mut(port);
             *n = n.saturating_sub(1);
+            if port == Port::Publish
+                && let Some(addr) = conn.addr
+            {
+                self.forget_waiting(addr, peer);
+            }
         }
         Some(conn)
+    }
+
+    fn forget_waiting(&mut self, addr: IpAddr, peer: &[u8]) {
+        if let Some(list) = self.waiting_publish.get_mut(&addr) {
+            list.retain(|p| p.as_ref() != peer);
+            if list.is_empty() {
+                self.waiting_publish.remove(&addr);
+            }
+        }
     }
 
     fn mark_trusted(&mut self, port: Port, peer: &[u8]) {
@@ -93,10 +110,15 @@ impl Table {
         let addr = conn.addr;
         let n = self.untrusted_mut(port);
         *n = n.saturating_sub(1);
-        if port == Port::Request
-            && let Some(addr) = addr
-        {
-            *self.trusted_addrs.entry(addr).or_default() += 1;
+        let Some(addr) = addr else { return };
+        match port {
+            Port::Request => {
+                *self.trusted_addrs.entry(addr).or_default() += 1;
+                for sub in self.waiting_publish.remove(&addr).unwrap_or_default() {
+                    self.mark_trusted(Port::Publish, &sub);
+                }
+            }
+            Port::Publish => self.forget_waiting(addr, peer),
         }
     }
 }
@@ -152,6 +174,14 @@ impl Gate {
         }
         if !trusted {
             *t.untrusted_mut(port) += 1;
+            if port == Port::Publish
+                && let Some(addr) = addr
+            {
+                t.waiting_publish
+                    .entry(addr)
+                    .or_default()
+                    .push(Bytes::copy_from_slice(peer));
+            }
         }
         t.conns.insert(
             (port, Bytes::copy_from_slice(peer)),
@@ -180,23 +210,9 @@ impl Gate {
     }
 
     /// Removes and returns the connections still untrusted after the grace
-    /// period; publish connections whose address has become trusted are
-    /// trusted instead.
+    /// period.
     pub fn expire(&self, now: Instant) -> Vec<(Port, Bytes)> {
         let mut t = self.table();
-        let promote: Vec<Bytes> = t
-            .conns
-            .iter()
-            .filter(|((port, _), c)| {
-                *port == Port::Publish
-                    && !c.trusted
-                    && c.addr.is_some_and(|a| t.trusted_addrs.contains_key(&a))
-            })
-            .map(|((_, peer), _)| peer.clone())
-            .collect();
-        for peer in promote {
-            t.mark_trusted(Port::Publish, &peer);
-        }
         let expired: Vec<(Port, Bytes)> = t
             .conns
             .iter()

@@ -27,6 +27,9 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// refused on its header.
 pub const PUBLISH_PEER_MAX_FRAME: usize = 1024;
 
+/// Most subscriptions one subscriber holds (minions make one).
+pub const PUBLISH_PEER_MAX_SUBSCRIPTIONS: usize = 16;
+
 /// Bytes a request may carry beyond its envelope (routing frames).
 const ROUTING_SLACK: usize = 1024;
 
@@ -70,7 +73,8 @@ pub fn request_options(cfg: &MasterConfig, max_connections: usize) -> zeromq::So
 pub fn publish_options(cfg: &MasterConfig, max_connections: usize) -> zeromq::SocketOptions {
     let mut o = common_options(cfg, max_connections);
     o.max_frame_size(PUBLISH_PEER_MAX_FRAME)
-        .max_message_size(PUBLISH_PEER_MAX_FRAME);
+        .max_message_size(PUBLISH_PEER_MAX_FRAME)
+        .max_subscriptions(PUBLISH_PEER_MAX_SUBSCRIPTIONS);
     o
 }
 

@@ -15,6 +15,11 @@ pub(crate) struct QueueInner<S, K: Clone> {
     ready_queue: BinaryHeap<ReadyEvent<K>>,
     queued: HashSet<K>,
     streams: HashMap<K, Pin<Box<S>>>,
+    // cmdb patch: the key whose stream is out for polling, and whether it was
+    // removed meanwhile; the poller then drops the stream instead of putting
+    // it back, so a disconnect racing with a poll is not lost.
+    polling: Option<K>,
+    removed_while_polling: bool,
     waker: Option<Waker>,
     /// Callback invoked when a stream ends (peer disconnected).
     /// Wrapped in Arc so it can be cloned and called outside the lock.
@@ -23,6 +28,11 @@ pub(crate) struct QueueInner<S, K: Clone> {
 
 impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     pub fn insert(&mut self, k: K, s: S) {
+        if self.polling.as_ref() == Some(&k) {
+            // A new connection under the key of the stream being polled:
+            // the old one must not come back over it (cmdb patch).
+            self.removed_while_polling = true;
+        }
         self.streams.insert(k.clone(), Box::pin(s));
         self.push_ready(k);
         if let Some(w) = &self.waker {
@@ -31,8 +41,29 @@ impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     }
 
     pub fn remove(&mut self, k: &K) {
-        self.streams.remove(k);
+        if self.streams.remove(k).is_none() && self.polling.as_ref() == Some(k) {
+            // The stream is out for polling right now (cmdb patch).
+            self.removed_while_polling = true;
+        }
         self.queued.remove(k);
+    }
+
+    /// cmdb patch: puts a polled stream back unless it was removed meanwhile.
+    fn put_back(&mut self, k: K, s: Pin<Box<S>>) -> bool {
+        self.polling = None;
+        if std::mem::take(&mut self.removed_while_polling) {
+            return false;
+        }
+        self.streams.insert(k, s);
+        true
+    }
+
+    /// cmdb patch: takes a stream out for polling.
+    fn take_for_poll(&mut self, k: &K) -> Option<Pin<Box<S>>> {
+        let s = self.streams.remove(k)?;
+        self.polling = Some(k.clone());
+        self.removed_while_polling = false;
+        Some(s)
     }
 
     /// Clear all streams and the ready queue.
@@ -140,7 +171,7 @@ where
                     }
                 };
                 inner.queued.remove(&event.key);
-                match inner.streams.remove(&event.key) {
+                match inner.take_for_poll(&event.key) {
                     Some(stream) => (event, stream),
                     None => continue,
                 }
@@ -157,8 +188,9 @@ where
                     let key = event.key.clone();
                     let item = Some((key.clone(), res));
                     let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
-                    inner.push_ready(key);
+                    if inner.put_back(event.key, io_stream) {
+                        inner.push_ready(key);
+                    }
                     return Poll::Ready(item);
                 }
                 Poll::Ready(None) => {
@@ -166,7 +198,9 @@ where
                     // Clone the callback Arc so we can call it outside the lock
                     // (to avoid deadlock if callback accesses inner)
                     let callback = {
-                        let inner = fair_queue.inner.lock();
+                        let mut inner = fair_queue.inner.lock();
+                        inner.polling = None;
+                        inner.removed_while_polling = false;
                         inner.on_disconnect.clone()
                     };
                     // Call callback outside the lock
@@ -178,7 +212,7 @@ where
                 }
                 Poll::Pending => {
                     let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
+                    inner.put_back(event.key, io_stream);
                     continue;
                 }
             }
@@ -210,6 +244,8 @@ impl<S, K: Clone> FairQueue<S, K> {
                 ready_queue: BinaryHeap::new(),
                 queued: HashSet::new(),
                 streams: HashMap::new(),
+                polling: None,
+                removed_while_polling: false,
                 waker: None,
                 on_disconnect: None,
             })),

@@ -378,6 +378,7 @@ pub struct SocketOptions {
     pub(crate) max_connections: Option<usize>,
     pub(crate) connections: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) monitor_capacity: usize,
+    pub(crate) max_subscriptions: Option<usize>,
 }
 
 impl Default for SocketOptions {
@@ -394,6 +395,7 @@ impl Default for SocketOptions {
             max_connections: None,
             connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             monitor_capacity: 1024,
+            max_subscriptions: None,
         }
     }
 }
@@ -503,6 +505,14 @@ impl SocketOptions {
     /// that do not fit are dropped. Default 1,024.
     pub fn monitor_capacity(&mut self, events: usize) -> &mut Self {
         self.monitor_capacity = events.max(1);
+        self
+    }
+
+    /// cmdb patch: the most subscriptions one subscriber of a PUB socket may
+    /// hold; a subscriber asking for more is disconnected and reported as
+    /// [`SocketEvent::PeerError`]. Unset: no limit.
+    pub fn max_subscriptions(&mut self, subscriptions: usize) -> &mut Self {
+        self.max_subscriptions = Some(subscriptions);
         self
     }
 

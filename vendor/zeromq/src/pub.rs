@@ -162,8 +162,26 @@ impl PubSocketBackend {
         match data.first() {
             Some(1) => {
                 // Subscribe
+                let mut over_limit = false;
                 if let Some(mut entry) = self.subscribers.get_sync(peer_id) {
-                    entry.subscriptions.push(Vec::from(&data[1..]));
+                    // cmdb patch: a subscriber may hold `max_subscriptions`;
+                    // one asking for more is dropped rather than grow the list.
+                    let max = self.socket_options.max_subscriptions.unwrap_or(usize::MAX);
+                    if entry.subscriptions.len() >= max {
+                        over_limit = true;
+                    } else {
+                        entry.subscriptions.push(Vec::from(&data[1..]));
+                    }
+                }
+                if over_limit {
+                    crate::report_event(
+                        self,
+                        SocketEvent::PeerError(
+                            peer_id.clone(),
+                            crate::ZmqError::Other("too many subscriptions"),
+                        ),
+                    );
+                    self.peer_disconnected(peer_id);
                 }
             }
             Some(0) => {
