@@ -166,16 +166,7 @@ impl InventoryConfig {
     }
 }
 
-/// How daemons print their logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use daemon::LogFormat;
 
 impl Default for MasterConfig {
     fn default() -> Self {
@@ -214,19 +205,12 @@ impl Default for MasterConfig {
 impl MasterConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<MasterConfig, MasterError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MasterError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|reason| MasterError::Config {
-            path: path.to_owned(),
-            reason,
-        })
+        Ok(daemon::load_config(path, Self::parse)?)
     }
 
     /// Parses and checks config text.
     pub fn parse(text: &str) -> Result<MasterConfig, String> {
-        let cfg: MasterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let cfg: MasterConfig = daemon::parse_toml(text)?;
         if cfg.workers == 0 {
             return Err("workers must be at least 1".into());
         }

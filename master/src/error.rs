@@ -16,14 +16,9 @@ pub enum MasterError {
         #[source]
         source: std::io::Error,
     },
-    /// The config file is wrong.
-    #[error("{path}: {reason}")]
-    Config {
-        /// The config file.
-        path: PathBuf,
-        /// What is wrong, naming the key.
-        reason: String,
-    },
+    /// The config file is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] daemon::ConfigError),
     /// A socket could not be bound.
     #[error("cannot bind {addr}: {reason}")]
     Bind {

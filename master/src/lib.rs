@@ -20,7 +20,6 @@ pub mod presence;
 pub mod requests;
 pub mod server;
 pub mod store;
-pub mod telemetry;
 pub mod throttle;
 pub mod transport;
 

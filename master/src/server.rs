@@ -199,7 +199,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     )?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.db_path(), cfg.inventory.clone())?);
 
-    let conn_limit = transport::connection_limit(&cfg, crate::telemetry::raise_nofile_limit());
+    let conn_limit = transport::connection_limit(&cfg, daemon::raise_nofile_limit());
     let (pub_sock, pub_watch): (zeromq::PubSocket, _) = transport::bind(
         &cfg.interface,
         cfg.publish_port,

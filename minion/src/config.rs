@@ -66,16 +66,7 @@ pub struct MinionConfig {
     pub log_format: LogFormat,
 }
 
-/// How the daemon prints its logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use daemon::LogFormat;
 
 impl Default for MinionConfig {
     fn default() -> Self {
@@ -108,19 +99,12 @@ impl Default for MinionConfig {
 impl MinionConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<MinionConfig, MinionError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MinionError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|reason| MinionError::Config {
-            path: path.to_owned(),
-            reason,
-        })
+        Ok(daemon::load_config(path, Self::parse)?)
     }
 
     /// Parses and checks config text.
     pub fn parse(text: &str) -> Result<MinionConfig, String> {
-        let cfg: MinionConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let cfg: MinionConfig = daemon::parse_toml(text)?;
         if let Some(id) = &cfg.id {
             protocol::MinionId::new(id.as_str()).map_err(|e| format!("id: {e}"))?;
         }

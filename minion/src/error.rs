@@ -16,14 +16,9 @@ pub enum MinionError {
         #[source]
         source: std::io::Error,
     },
-    /// The config file is wrong.
-    #[error("{path}: {reason}")]
-    Config {
-        /// The config file.
-        path: PathBuf,
-        /// What is wrong, naming the key.
-        reason: String,
-    },
+    /// The config file is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] daemon::ConfigError),
     /// A key problem.
     #[error(transparent)]
     Key(#[from] keys::KeyError),

@@ -13,7 +13,6 @@ pub mod files;
 pub mod identity;
 pub mod modules;
 pub mod session;
-pub mod telemetry;
 pub mod transport;
 
 use std::future::Future;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use master::MasterConfig;
 use master::config::{DEFAULT_CONFIG, LogFormat};
-use master::{MasterConfig, telemetry};
 
 // glibc's allocator spends much of a busy master's time in malloc/free
 // under contention between workers; mimalloc does not.
@@ -39,10 +39,10 @@ fn main() -> std::process::ExitCode {
 
 fn start(cli: Cli) -> anyhow::Result<()> {
     let cfg = MasterConfig::load(&cli.config)?;
-    telemetry::init(cli.log_format.unwrap_or(cfg.log_format));
-    let nofile = telemetry::raise_nofile_limit();
+    daemon::init_logs(cli.log_format.unwrap_or(cfg.log_format));
+    let nofile = daemon::raise_nofile_limit();
     tracing::info!(nofile, "open file limit");
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    rt.block_on(master::run(cfg, telemetry::shutdown_signal()))?;
+    rt.block_on(master::run(cfg, daemon::shutdown_signal()))?;
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use minion::MinionConfig;
 use minion::config::{DEFAULT_CONFIG, LogFormat};
-use minion::{MinionConfig, telemetry};
 
 /// The cmdb minion agent.
 #[derive(Parser)]
@@ -49,9 +49,9 @@ fn start(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            telemetry::init(cli.log_format.unwrap_or(cfg.log_format));
+            daemon::init_logs(cli.log_format.unwrap_or(cfg.log_format));
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            rt.block_on(minion::run(cfg, telemetry::shutdown_signal()))?;
+            rt.block_on(minion::run(cfg, daemon::shutdown_signal()))?;
             Ok(())
         }
     }
