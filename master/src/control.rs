@@ -2,23 +2,23 @@
 //! master: a unix socket (mode 0600, in the state directory) carrying one
 //! JSON request line per connection and answered by JSON event lines.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use protocol::{Jid, JobReturn, Target};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::error::MasterError;
-use crate::server::{NewJob, Shared};
+use crate::server::Shared;
+use crate::service::ServiceError;
+use crate::service::jobs::{JobEvent, NewJob};
 use crate::store::JobRecord;
 
 /// Longest request line accepted on the control socket.
@@ -56,7 +56,7 @@ pub enum ControlRequest {
         jid: String,
     },
     /// An inventory request.
-    Asset(crate::assets::AssetRequest),
+    Asset(crate::service::inventory::AssetRequest),
 }
 
 /// What the master answers, one per line.
@@ -196,42 +196,38 @@ async fn connection(
             run_job(&mut w, &shared, new, timeout_secs, wait, cancel).await
         }
         ControlRequest::JobsList { limit } => {
-            let ev = match shared.store.recent_jobs(limit) {
+            let ev = match shared.jobs.list(limit) {
                 Ok(jobs) => ControlEvent::Jobs { jobs },
-                Err(e) => ControlEvent::Error {
-                    message: e.to_string(),
-                },
+                Err(e) => error_event(e),
             };
             send(&mut w, &ev).await
         }
         ControlRequest::Asset(req) => {
-            let ev = match crate::assets::handle(&shared, req) {
+            let ev = match crate::service::inventory::handle(&shared, req).and_then(|answer| {
+                serde_json::to_value(answer).map_err(|e| ServiceError::Internal(e.to_string()))
+            }) {
                 Ok(value) => ControlEvent::Value { value },
-                Err(e) => ControlEvent::Error {
-                    message: e.to_string(),
-                },
+                Err(e) => error_event(e),
             };
             send(&mut w, &ev).await
         }
         ControlRequest::JobsShow { jid } => {
-            let ev = match show(&shared, &jid) {
-                Ok(ev) => ev,
-                Err(message) => ControlEvent::Error { message },
+            let ev = match shared.jobs.show(&jid) {
+                Ok(view) => ControlEvent::Job {
+                    job: view.job,
+                    returns: view.returns,
+                },
+                Err(e) => error_event(e),
             };
             send(&mut w, &ev).await
         }
     }
 }
 
-fn show(shared: &Shared, jid: &str) -> Result<ControlEvent, String> {
-    let jid = Jid::parse(jid).map_err(|e| e.to_string())?;
-    let job = shared
-        .store
-        .job(&jid)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no job {jid}"))?;
-    let returns = shared.store.returns(&jid).map_err(|e| e.to_string())?;
-    Ok(ControlEvent::Job { job, returns })
+fn error_event(e: ServiceError) -> ControlEvent {
+    ControlEvent::Error {
+        message: e.to_string(),
+    }
 }
 
 async fn run_job(
@@ -242,56 +238,30 @@ async fn run_job(
     wait: bool,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let published = match shared.publish(new, wait).await {
+    let published = match shared.jobs.publish(new, wait).await {
         Ok(p) => p,
-        Err(e) => {
-            let message = e.to_string();
-            return send(w, &ControlEvent::Error { message }).await;
-        }
+        Err(e) => return send(w, &error_event(e)).await,
     };
-    let jid = published.jid.clone();
     send(
         w,
         &ControlEvent::Started {
-            jid: jid.clone(),
+            jid: published.jid.clone(),
             expected: published.expected.iter().cloned().collect(),
         },
     )
     .await?;
-    let Some(mut returns) = published.returns else {
+    if !wait {
         return Ok(());
-    };
-    let mut missing: BTreeSet<String> = published.expected;
-    let wait_for = Duration::from_secs(timeout_secs.max(1));
-    let hard_stop = Instant::now() + Duration::from_secs(shared.cfg.job_timeout.max(timeout_secs));
-    let fresh = Duration::from_secs(shared.cfg.presence_secs);
-    let mut deadline = Instant::now() + wait_for;
-    while !missing.is_empty() {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = returns.recv() => {
-                let Some(ret) = r else { break };
-                missing.remove(ret.minion.as_str());
-                send(w, &ControlEvent::Return { ret }).await?;
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                let still_running = missing
-                    .iter()
-                    .any(|m| shared.tracker.is_running(m, &jid, fresh));
-                if !still_running || Instant::now() >= hard_stop {
-                    break;
-                }
-                deadline = Instant::now() + wait_for;
-            }
-        }
     }
-    send(
-        w,
-        &ControlEvent::Done {
-            missing: missing.into_iter().collect(),
-        },
-    )
-    .await
+    let mut events = shared.jobs.follow(published, timeout_secs, cancel);
+    while let Some(ev) = events.recv().await {
+        let ev = match ev {
+            JobEvent::Return(ret) => ControlEvent::Return { ret },
+            JobEvent::Done { missing } => ControlEvent::Done { missing },
+        };
+        send(w, &ev).await?;
+    }
+    Ok(())
 }
 
 /// Refuses a control socket owned by anyone but root or the caller: a

@@ -6,7 +6,6 @@
 //! answers; the control socket lets `cmdb` publish jobs and read the job
 //! cache.
 
-pub mod assets;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -19,6 +18,7 @@ pub mod output;
 pub mod presence;
 pub mod requests;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod transport;

@@ -218,10 +218,11 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
             on_push(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?
         }
         RequestBody::Heartbeat(hb) => {
-            shared.tracker.set_running(id.as_str(), hb.running);
+            shared.jobs.tracker().set_running(id.as_str(), hb.running);
             shared.presence.seen(id.as_str(), now_ms);
             let pending = shared
-                .tracker
+                .jobs
+                .tracker()
                 .missed_by(id.as_str())
                 .into_iter()
                 .map(|(jid, _)| jid)
@@ -234,7 +235,8 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
         }
         RequestBody::MissedJobs(_) => {
             let jobs: Vec<_> = shared
-                .tracker
+                .jobs
+                .tracker()
                 .missed_by(id.as_str())
                 .into_iter()
                 .map(|(_, env)| serde_bytes::ByteBuf::from(env.to_vec()))
@@ -364,7 +366,7 @@ fn on_return(
             format!("return signed by {id} claims to be from {}", ret.minion),
         ));
     }
-    let expected = match shared.tracker.expects(&ret.jid, id.as_str()) {
+    let expected = match shared.jobs.tracker().expects(&ret.jid, id.as_str()) {
         Some(e) => e,
         None => match shared.store.job(&ret.jid) {
             Ok(Some(job)) => job.expected.iter().any(|m| m == id.as_str()),
@@ -393,7 +395,7 @@ fn on_return(
 /// tracker is told even for a duplicate: after a master restart a return may
 /// be known to the store and still new to a live job's watchers.
 pub fn notify_stored(shared: &Shared, ret: &JobReturn) {
-    if shared.tracker.on_return(ret) == ReturnOutcome::New {
+    if shared.jobs.tracker().on_return(ret) == ReturnOutcome::New {
         debug!(minion_id = %ret.minion, jid = %ret.jid, "return delivered to watchers");
     }
 }

@@ -1,26 +1,22 @@
 //! The master daemon: wires the sockets, the worker pool, the job table, the
 //! store and the control socket together, and shuts them down in order.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use keys::{PkiStore, SigningKey};
-use protocol::seal::Sealed;
-use protocol::{Envelope, Jid, JidGenerator, Job, Publish, Target};
 
-use crate::keyring::random;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::MasterConfig;
 use crate::error::MasterError;
-use crate::jobs::JobTracker;
 use crate::requests::{self, NonceCache};
-use crate::store::{JobRecord, SledStore, Store};
+use crate::service::jobs::JobsService;
+use crate::store::{SledStore, Store};
 use crate::transport::gate::{Gate, Port};
 use crate::{control, transport};
 
@@ -38,7 +34,8 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn now_us() -> i64 {
+/// Unix time in microseconds.
+pub fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -53,8 +50,8 @@ pub struct Shared {
     pub pki: PkiStore,
     /// Storage.
     pub store: Arc<dyn Store>,
-    /// Live jobs.
-    pub tracker: JobTracker,
+    /// Jobs: publishing, the live table, following returns.
+    pub jobs: JobsService,
     /// The master's signing key.
     pub master_key: SigningKey,
     /// Random id of this master process.
@@ -64,7 +61,7 @@ pub struct Shared {
     /// Presence.
     pub presence: crate::presence::Presence,
     /// Session and channel keys.
-    pub keyring: crate::keyring::Keyring,
+    pub keyring: Arc<crate::keyring::Keyring>,
     /// Auth rate limits per connection.
     pub auth_limiter: crate::requests::AuthLimiter,
     /// Keys in `pending/` (refreshed each second, counted up on new keys).
@@ -73,110 +70,6 @@ pub struct Shared {
     pub limit_log: crate::requests::LimitLog,
     /// Connections and whether they authenticated.
     pub gate: Arc<Gate>,
-    jids: Mutex<JidGenerator>,
-    publish: mpsc::Sender<Vec<Bytes>>,
-}
-
-/// A job the control socket asks to publish.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    /// Target.
-    pub target: Target,
-    /// Function.
-    pub fun: String,
-    /// Positional arguments.
-    pub args: Vec<String>,
-    /// Keyword arguments.
-    pub kwargs: BTreeMap<String, String>,
-    /// Who asks.
-    pub user: String,
-}
-
-/// A job that was published.
-pub struct Published {
-    /// Its id.
-    pub jid: Jid,
-    /// Minions expected to return.
-    pub expected: BTreeSet<String>,
-    /// Returns as they arrive, when watched.
-    pub returns: Option<mpsc::Receiver<protocol::JobReturn>>,
-}
-
-impl Shared {
-    /// The accepted minions a target selects.
-    pub fn expected_for(&self, target: &Target) -> Result<BTreeSet<String>, MasterError> {
-        let matcher = target.matcher()?;
-        let listing = self.pki.list()?;
-        let mut out = BTreeSet::new();
-        for id in listing.accepted {
-            let facts = if matcher.uses_grains() {
-                self.store.asset_of_minion(&id)?.map(|a| a.full_facts())
-            } else {
-                None
-            };
-            if matcher.matches(&id, facts.as_ref()) {
-                out.insert(id);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Signs, records and publishes a job.
-    pub async fn publish(&self, new: NewJob, watch: bool) -> Result<Published, MasterError> {
-        let expected = self.expected_for(&new.target)?;
-        let jid = self
-            .jids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next(now_us());
-        let issued = now_ms();
-        let job = Job {
-            jid: jid.clone(),
-            target: new.target.clone(),
-            fun: new.fun.clone(),
-            args: new.args.clone(),
-            kwargs: new.kwargs.clone(),
-            timeout_secs: self.cfg.job_timeout,
-            issued_at_ms: issued,
-            user: new.user.clone(),
-        };
-        let env = Envelope::seal("master", &self.master_key, &Publish::Job(job))?;
-        let bytes = Bytes::from(env.to_bytes());
-        let (epoch, session) = self.keyring.session();
-        let sealed = Sealed::seal(&session, epoch, random(), PUBLISH_AAD, &bytes);
-        self.store.put_job(&JobRecord {
-            jid: jid.clone(),
-            target: new.target,
-            fun: new.fun.clone(),
-            args: new.args,
-            kwargs: new.kwargs,
-            expected: expected.iter().cloned().collect(),
-            user: new.user,
-            started_ms: issued,
-        })?;
-        let returns = self.tracker.register(
-            jid.clone(),
-            bytes.clone(),
-            expected.clone(),
-            Duration::from_secs(self.cfg.job_live_secs.max(self.cfg.job_timeout)),
-            watch,
-        );
-        if !expected.is_empty() {
-            let frames = vec![
-                Bytes::from_static(BROADCAST_TOPIC),
-                Bytes::from(sealed.to_bytes()),
-            ];
-            if self.publish.send(frames).await.is_err() {
-                warn!(jid = %jid, "publisher is gone; minions will fetch the job as missed");
-            }
-        }
-        info!(jid = %jid, fun = %new.fun, expected = expected.len(), "published job");
-        Ok(Published {
-            jid,
-            expected,
-            returns,
-        })
-    }
 }
 
 fn random_u64() -> u64 {
@@ -226,8 +119,18 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     let (reply_tx, reply_rx) = mpsc::channel(cfg.request_queue);
 
     let listing = pki.list()?;
-    let keyring =
-        crate::keyring::Keyring::new(now_us() as u64, listing.accepted.iter().cloned().collect());
+    let keyring = Arc::new(crate::keyring::Keyring::new(
+        now_us() as u64,
+        listing.accepted.iter().cloned().collect(),
+    ));
+    let jobs = JobsService::new(
+        &cfg,
+        store.clone(),
+        pki.clone(),
+        master_key.clone(),
+        keyring.clone(),
+        pub_tx,
+    );
     let shared = Arc::new(Shared {
         keyring,
         auth_limiter: crate::requests::AuthLimiter::default(),
@@ -236,7 +139,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         gate: gate.clone(),
         pki,
         store: store.clone(),
-        tracker: JobTracker::new(),
+        jobs,
         boot_id: random_u64(),
         nonces: NonceCache::default(),
         presence: crate::presence::Presence::new(
@@ -246,8 +149,6 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
                 .into_iter()
                 .filter_map(|a| Some((a.minion.clone()?, a.document["presence"] == "online"))),
         ),
-        jids: Mutex::new(JidGenerator::new()),
-        publish: pub_tx,
         master_key,
         cfg,
     });
@@ -410,7 +311,7 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
             }
             Err(e) => warn!(error = %e, "cannot list keys"),
         }
-        shared.tracker.prune();
+        shared.jobs.tracker().prune();
         flush_presence(&shared);
         let offline_after = shared.cfg.inventory.offline_after_secs as i64 * 1000;
         for (minion, online) in shared.presence.flips(now_ms(), offline_after) {

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use master::MasterConfig;
-use master::assets::AssetRequest;
 use master::cli::asset::{self, ListFormat};
 use master::cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
 use master::config::DEFAULT_CONFIG;
 use master::output::OutputFormat;
+use master::service::inventory::AssetRequest;
 
 /// Operate a cmdb master: run jobs, read the job cache.
 #[derive(Parser)]

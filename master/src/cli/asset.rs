@@ -9,9 +9,9 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::assets::AssetRequest;
 use crate::control::{ControlEvent, ControlRequest};
 use crate::output::{OutputFormat, render};
+use crate::service::inventory::AssetRequest;
 
 /// How listings print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,0 +1,448 @@
+//! The inventory service: listing, showing (at any version), history,
+//! diffs, manual fields, status, CSV import, duplicate serials and
+//! fleet-wide changes, with typed answers and [`ServiceError`]s.
+
+use std::collections::BTreeMap;
+
+use protocol::Jid;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::ServiceError;
+use crate::error::MasterError;
+use crate::inventory::document::diff;
+use crate::inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
+use crate::server::{Shared, now_ms};
+
+/// An inventory request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "asset_op", rename_all = "snake_case")]
+pub enum AssetRequest {
+    /// Every asset, optionally only those whose facts match a grain expression.
+    List {
+        /// `key:value` grain expression.
+        grain: Option<String>,
+    },
+    /// One asset, at its latest or an earlier version.
+    Show {
+        /// Asset id or minion id.
+        key: String,
+        /// Version to rebuild.
+        version: Option<u64>,
+    },
+    /// One asset's change history.
+    History {
+        /// Asset id or minion id.
+        key: String,
+    },
+    /// Field differences between two versions (default: the last change).
+    Diff {
+        /// Asset id or minion id.
+        key: String,
+        /// From this version.
+        from: Option<u64>,
+        /// To this version.
+        to: Option<u64>,
+    },
+    /// Set manual fields.
+    Set {
+        /// Asset id or minion id.
+        key: String,
+        /// Field values; an empty value removes the field.
+        fields: BTreeMap<String, String>,
+        /// Who.
+        user: String,
+    },
+    /// Change the operator status.
+    Status {
+        /// Asset id or minion id.
+        key: String,
+        /// New status.
+        status: String,
+        /// Who.
+        user: String,
+    },
+    /// Import a CSV purchase list.
+    Import {
+        /// The file's text.
+        csv: String,
+        /// Who.
+        user: String,
+    },
+    /// Assets sharing a system serial number.
+    Dups,
+    /// Every change since a time.
+    Changes {
+        /// Unix milliseconds.
+        since_ms: i64,
+    },
+}
+
+fn resolve(shared: &Shared, key: &str) -> Result<AssetRecord, ServiceError> {
+    let found = match AssetId::parse(key) {
+        Some(id) => shared.store.asset(&id)?,
+        None => shared.store.asset_of_minion(key)?,
+    };
+    found.ok_or_else(|| {
+        ServiceError::NotFound(format!(
+            "no asset {key:?} (neither an asset id nor a minion with an asset)"
+        ))
+    })
+}
+
+/// One field change: its path (keys joined by `:`), old and new values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeView {
+    /// The field's path.
+    pub path: String,
+    /// The value before (null when added).
+    pub old: Option<Value>,
+    /// The value after (null when removed).
+    pub new: Option<Value>,
+}
+
+/// One entry of an asset's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The version it produced.
+    pub version: u64,
+    /// When, unix milliseconds.
+    pub at_ms: i64,
+    /// What caused it.
+    pub source: Source,
+    /// The job whose return caused it.
+    pub jid: Option<Jid>,
+    /// The operator who made it.
+    pub user: Option<String>,
+    /// The field changes.
+    pub changes: Vec<ChangeView>,
+}
+
+/// An asset's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryView {
+    /// The asset.
+    pub asset_id: AssetId,
+    /// Its minion, if any.
+    pub minion: Option<String>,
+    /// Oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The field differences between two versions of an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffView {
+    /// The asset.
+    pub asset_id: AssetId,
+    /// From this version.
+    pub from: u64,
+    /// To this version.
+    pub to: u64,
+    /// What differs.
+    pub changes: Vec<ChangeView>,
+}
+
+/// An asset as shown to operators, at one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetView {
+    /// Its id.
+    pub asset_id: AssetId,
+    /// Its minion, if any.
+    pub minion: Option<String>,
+    /// The version shown.
+    pub version: u64,
+    /// The latest version.
+    pub latest_version: u64,
+    /// Operator status.
+    pub status: Value,
+    /// `online` or `offline`.
+    pub presence: Value,
+    /// System serial number.
+    pub serial: Option<String>,
+    /// Created, unix milliseconds.
+    pub created_ms: i64,
+    /// Last collect, unix milliseconds.
+    pub last_collect_ms: Option<i64>,
+    /// Manual fields.
+    pub manual: Value,
+    /// Collected facts (volatile ones current at the latest version).
+    pub facts: Value,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    /// Rows read.
+    pub rows: usize,
+    /// Rows matched to existing assets.
+    pub matched: usize,
+    /// Assets created.
+    pub created: usize,
+}
+
+/// One line of the fleet-wide change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeFeedEntry {
+    /// When, unix milliseconds.
+    pub at_ms: i64,
+    /// The asset.
+    pub asset_id: AssetId,
+    /// Its minion, if any.
+    pub minion: Option<String>,
+    /// The version the change produced.
+    pub version: u64,
+    /// What caused it.
+    pub source: Source,
+    /// The job, if any.
+    pub jid: Option<Jid>,
+    /// The operator, if any.
+    pub user: Option<String>,
+    /// The field's path (empty for a creation).
+    pub path: String,
+    /// Before.
+    pub old: Option<Value>,
+    /// After (`"created"` for a creation).
+    pub new: Option<Value>,
+}
+
+/// An answer of the inventory service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AssetAnswer {
+    /// One asset.
+    Asset(Box<AssetView>),
+    /// Several assets.
+    Assets(Vec<AssetView>),
+    /// A history.
+    History(HistoryView),
+    /// A diff.
+    Diff(DiffView),
+    /// An import's result.
+    Import(ImportSummary),
+    /// Assets sharing a serial, by serial.
+    Dups(BTreeMap<String, Vec<Value>>),
+    /// The change feed.
+    Changes(Vec<ChangeFeedEntry>),
+}
+
+fn history_view(h: &ChangeRecord) -> HistoryEntry {
+    HistoryEntry {
+        version: h.version,
+        at_ms: h.at_ms,
+        source: h.source,
+        jid: h.jid.clone(),
+        user: h.user.clone(),
+        changes: h.changes.iter().map(change_view).collect(),
+    }
+}
+
+fn change_view(c: &FieldChange) -> ChangeView {
+    ChangeView {
+        path: c.path_text(),
+        old: c.old.clone(),
+        new: c.new.clone(),
+    }
+}
+
+fn record_view(rec: &AssetRecord, document: &Value, version: u64) -> AssetView {
+    let mut facts = document["facts"].clone();
+    if version == rec.version
+        && let (Value::Object(f), Value::Object(o)) = (&mut facts, rec.full_facts())
+    {
+        *f = o;
+    }
+    AssetView {
+        asset_id: rec.id.clone(),
+        minion: rec.minion.clone(),
+        version,
+        latest_version: rec.version,
+        status: document["status"].clone(),
+        presence: document["presence"].clone(),
+        serial: rec.serial(),
+        created_ms: rec.created_ms,
+        last_collect_ms: rec.last_collect_ms,
+        manual: document["manual"].clone(),
+        facts,
+    }
+}
+
+fn rebuild(shared: &Shared, rec: &AssetRecord, version: u64) -> Result<Value, ServiceError> {
+    let history = shared.store.history(&rec.id)?;
+    inventory::rebuild(rec, &history, version).ok_or_else(|| {
+        ServiceError::NotFound(format!(
+            "asset {} has no version {version} (latest {}, or it was pruned)",
+            rec.id, rec.version
+        ))
+    })
+}
+
+/// Answers an inventory request.
+pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, ServiceError> {
+    let cfg = &shared.cfg.inventory;
+    match req {
+        AssetRequest::List { grain } => {
+            let matcher = match grain {
+                Some(g) => Some(
+                    protocol::Target::Grain(g)
+                        .matcher()
+                        .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let mut out = Vec::new();
+            for rec in shared.store.assets()? {
+                if let Some(m) = &matcher
+                    && !m.matches("", Some(&rec.full_facts()))
+                {
+                    continue;
+                }
+                out.push(record_view(&rec, &rec.document, rec.version));
+            }
+            Ok(AssetAnswer::Assets(out))
+        }
+        AssetRequest::Show { key, version } => {
+            let rec = resolve(shared, &key)?;
+            let v = version.unwrap_or(rec.version);
+            let doc = if v == rec.version {
+                rec.document.clone()
+            } else {
+                rebuild(shared, &rec, v)?
+            };
+            Ok(AssetAnswer::Asset(Box::new(record_view(&rec, &doc, v))))
+        }
+        AssetRequest::History { key } => {
+            let rec = resolve(shared, &key)?;
+            let h = shared.store.history(&rec.id)?;
+            Ok(AssetAnswer::History(HistoryView {
+                asset_id: rec.id.clone(),
+                minion: rec.minion.clone(),
+                history: h.iter().map(history_view).collect(),
+            }))
+        }
+        AssetRequest::Diff { key, from, to } => {
+            let rec = resolve(shared, &key)?;
+            let to = to.unwrap_or(rec.version);
+            let from = from.unwrap_or(to.saturating_sub(1));
+            let a = rebuild(shared, &rec, from)?;
+            let b = rebuild(shared, &rec, to)?;
+            Ok(AssetAnswer::Diff(DiffView {
+                asset_id: rec.id,
+                from,
+                to,
+                changes: diff(&a, &b).iter().map(change_view).collect(),
+            }))
+        }
+        AssetRequest::Set { key, fields, user } => {
+            for k in fields.keys() {
+                if !cfg.manual_fields.contains(k) {
+                    return Err(ServiceError::Unprocessable(format!(
+                        "{k:?} is not a manual field (allowed: {})",
+                        cfg.manual_fields.join(", ")
+                    )));
+                }
+            }
+            let rec = resolve(shared, &key)?;
+            let rec =
+                shared
+                    .store
+                    .edit_asset(&rec.id, Source::Manual, Some(user), now_ms(), &|r| {
+                        let mut doc = r.document.clone();
+                        for (k, v) in &fields {
+                            if v.is_empty() {
+                                if let Some(m) = doc["manual"].as_object_mut() {
+                                    m.remove(k);
+                                }
+                            } else {
+                                doc["manual"][k] = json!(v);
+                            }
+                        }
+                        Ok(doc)
+                    })?;
+            Ok(AssetAnswer::Asset(Box::new(record_view(
+                &rec,
+                &rec.document,
+                rec.version,
+            ))))
+        }
+        AssetRequest::Status { key, status, user } => {
+            let to = Status::parse(&status).ok_or_else(|| {
+                ServiceError::Unprocessable(format!(
+                    "unknown status {status:?} (planned, active, maintenance, decommissioned)"
+                ))
+            })?;
+            let rec = resolve(shared, &key)?;
+            let rec = shared
+                .store
+                .edit_asset(&rec.id, Source::Status, Some(user), now_ms(), &|r| {
+                    let from = r.status();
+                    if from == to {
+                        return Ok(r.document.clone());
+                    }
+                    if !cfg.allows(from.as_str(), to.as_str()) {
+                        return Err(format!(
+                            "status change {} -> {} is not allowed",
+                            from.as_str(),
+                            to.as_str()
+                        ));
+                    }
+                    let mut doc = r.document.clone();
+                    doc["status"] = json!(to.as_str());
+                    Ok(doc)
+                })
+                .map_err(|e| match e {
+                    MasterError::Refused(m) => ServiceError::Conflict(m),
+                    other => other.into(),
+                })?;
+            Ok(AssetAnswer::Asset(Box::new(record_view(
+                &rec,
+                &rec.document,
+                rec.version,
+            ))))
+        }
+        AssetRequest::Import { csv, user } => {
+            let rows = inventory::import::parse(&csv, &cfg.manual_fields)
+                .map_err(ServiceError::Unprocessable)?;
+            let (matched, created) = shared.store.import(&rows, &user, now_ms())?;
+            Ok(AssetAnswer::Import(ImportSummary {
+                rows: rows.len(),
+                matched,
+                created,
+            }))
+        }
+        AssetRequest::Dups => {
+            let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for rec in shared.store.assets()? {
+                if let Some(serial) = rec.serial() {
+                    groups.entry(serial).or_default().push(rec.summary());
+                }
+            }
+            groups.retain(|_, v| v.len() > 1);
+            Ok(AssetAnswer::Dups(groups))
+        }
+        AssetRequest::Changes { since_ms } => {
+            let mut out = Vec::new();
+            for (rec, h) in shared.store.changes_since(since_ms)? {
+                let entry =
+                    |path: String, old: Option<Value>, new: Option<Value>| ChangeFeedEntry {
+                        at_ms: h.at_ms,
+                        asset_id: rec.id.clone(),
+                        minion: rec.minion.clone(),
+                        version: h.version,
+                        source: h.source,
+                        jid: h.jid.clone(),
+                        user: h.user.clone(),
+                        path,
+                        old,
+                        new,
+                    };
+                for c in &h.changes {
+                    out.push(entry(c.path_text(), c.old.clone(), c.new.clone()));
+                }
+                if h.source == Source::Created || (h.changes.is_empty() && h.snapshot.is_some()) {
+                    out.push(entry(String::new(), None, Some(json!("created"))));
+                }
+            }
+            Ok(AssetAnswer::Changes(out))
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The jobs service: computes who a target expects, signs, seals, records
+//! and publishes jobs, keeps the live job table, and follows a job's returns
+//! until every expected minion answered or the wait is over.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use keys::{PkiStore, SigningKey};
+use protocol::seal::Sealed;
+use protocol::{Envelope, Jid, JidGenerator, Job, JobReturn, Publish, Target};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::ServiceError;
+use crate::config::MasterConfig;
+use crate::jobs::JobTracker;
+use crate::keyring::{Keyring, random};
+use crate::server::{BROADCAST_TOPIC, PUBLISH_AAD, now_ms, now_us};
+use crate::store::{JobRecord, Store};
+
+/// A job to publish.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Target.
+    pub target: Target,
+    /// Function.
+    pub fun: String,
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// Keyword arguments.
+    pub kwargs: BTreeMap<String, String>,
+    /// Who asks.
+    pub user: String,
+}
+
+/// A job that was published.
+pub struct Published {
+    /// Its id.
+    pub jid: Jid,
+    /// Minions expected to return.
+    pub expected: BTreeSet<String>,
+    /// Returns as they arrive, when watched.
+    pub returns: Option<mpsc::Receiver<JobReturn>>,
+}
+
+/// What following a job yields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JobEvent {
+    /// A minion returned (stored on disk before this is sent).
+    Return(JobReturn),
+    /// The wait is over.
+    Done {
+        /// Expected minions that did not return.
+        missing: Vec<String>,
+    },
+}
+
+/// A stored job and its returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job.
+    pub job: JobRecord,
+    /// Its stored returns.
+    pub returns: Vec<JobReturn>,
+}
+
+/// The settings the service needs.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    job_timeout: u64,
+    job_live_secs: u64,
+    presence_secs: u64,
+}
+
+/// Publishing and following jobs.
+pub struct JobsService {
+    timing: Timing,
+    store: Arc<dyn Store>,
+    pki: PkiStore,
+    master_key: SigningKey,
+    keyring: Arc<Keyring>,
+    tracker: Arc<JobTracker>,
+    jids: Mutex<JidGenerator>,
+    publish: mpsc::Sender<Vec<Bytes>>,
+}
+
+impl JobsService {
+    /// A service publishing on `publish` (frames for the PUB socket).
+    pub fn new(
+        cfg: &MasterConfig,
+        store: Arc<dyn Store>,
+        pki: PkiStore,
+        master_key: SigningKey,
+        keyring: Arc<Keyring>,
+        publish: mpsc::Sender<Vec<Bytes>>,
+    ) -> JobsService {
+        JobsService {
+            timing: Timing {
+                job_timeout: cfg.job_timeout,
+                job_live_secs: cfg.job_live_secs,
+                presence_secs: cfg.presence_secs,
+            },
+            store,
+            pki,
+            master_key,
+            keyring,
+            tracker: Arc::new(JobTracker::new()),
+            jids: Mutex::new(JidGenerator::new()),
+            publish,
+        }
+    }
+
+    /// The live job table.
+    pub fn tracker(&self) -> &JobTracker {
+        &self.tracker
+    }
+
+    /// The accepted minions a target selects.
+    pub fn expected_for(&self, target: &Target) -> Result<BTreeSet<String>, ServiceError> {
+        let matcher = target
+            .matcher()
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let listing = self
+            .pki
+            .list()
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let mut out = BTreeSet::new();
+        for id in listing.accepted {
+            let facts = if matcher.uses_grains() {
+                self.store.asset_of_minion(&id)?.map(|a| a.full_facts())
+            } else {
+                None
+            };
+            if matcher.matches(&id, facts.as_ref()) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Signs, records and publishes a job; with `watch`, its returns are
+    /// handed over as they are stored.
+    pub async fn publish(&self, new: NewJob, watch: bool) -> Result<Published, ServiceError> {
+        let expected = self.expected_for(&new.target)?;
+        let jid = self
+            .jids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(now_us());
+        let issued = now_ms();
+        let job = Job {
+            jid: jid.clone(),
+            target: new.target.clone(),
+            fun: new.fun.clone(),
+            args: new.args.clone(),
+            kwargs: new.kwargs.clone(),
+            timeout_secs: self.timing.job_timeout,
+            issued_at_ms: issued,
+            user: new.user.clone(),
+        };
+        let env = Envelope::seal("master", &self.master_key, &Publish::Job(job))
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let bytes = Bytes::from(env.to_bytes());
+        let (epoch, session) = self.keyring.session();
+        let sealed = Sealed::seal(&session, epoch, random(), PUBLISH_AAD, &bytes);
+        self.store.put_job(&JobRecord {
+            jid: jid.clone(),
+            target: new.target,
+            fun: new.fun.clone(),
+            args: new.args,
+            kwargs: new.kwargs,
+            expected: expected.iter().cloned().collect(),
+            user: new.user,
+            started_ms: issued,
+        })?;
+        let returns = self.tracker.register(
+            jid.clone(),
+            bytes,
+            expected.clone(),
+            Duration::from_secs(self.timing.job_live_secs.max(self.timing.job_timeout)),
+            watch,
+        );
+        if !expected.is_empty() {
+            let frames = vec![
+                Bytes::from_static(BROADCAST_TOPIC),
+                Bytes::from(sealed.to_bytes()),
+            ];
+            if self.publish.send(frames).await.is_err() {
+                warn!(jid = %jid, "publisher is gone; minions will fetch the job as missed");
+            }
+        }
+        info!(jid = %jid, fun = %new.fun, expected = expected.len(), "published job");
+        Ok(Published {
+            jid,
+            expected,
+            returns,
+        })
+    }
+
+    /// Follows a watched job: every return, then [`JobEvent::Done`] once
+    /// all expected minions returned, or none returned for `timeout_secs`
+    /// and none reports the job as still running (never past the job
+    /// timeout), or `cancel` fires. The events stop when the receiver is
+    /// dropped.
+    pub fn follow(
+        &self,
+        published: Published,
+        timeout_secs: u64,
+        cancel: CancellationToken,
+    ) -> mpsc::Receiver<JobEvent> {
+        let (tx, rx) = mpsc::channel(1024);
+        let tracker = self.tracker.clone();
+        let timing = self.timing;
+        tokio::spawn(async move {
+            let Published {
+                jid,
+                expected,
+                returns,
+            } = published;
+            let mut missing = expected;
+            if let Some(mut returns) = returns {
+                let wait_for = Duration::from_secs(timeout_secs.max(1));
+                let hard_stop =
+                    Instant::now() + Duration::from_secs(timing.job_timeout.max(timeout_secs));
+                let fresh = Duration::from_secs(timing.presence_secs);
+                let mut deadline = Instant::now() + wait_for;
+                while !missing.is_empty() {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tx.closed() => return,
+                        r = returns.recv() => {
+                            let Some(ret) = r else { break };
+                            missing.remove(ret.minion.as_str());
+                            if tx.send(JobEvent::Return(ret)).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(deadline) => {
+                            let still_running = missing
+                                .iter()
+                                .any(|m| tracker.is_running(m, &jid, fresh));
+                            if !still_running || Instant::now() >= hard_stop {
+                                break;
+                            }
+                            deadline = Instant::now() + wait_for;
+                        }
+                    }
+                }
+            }
+            let _ = tx
+                .send(JobEvent::Done {
+                    missing: missing.into_iter().collect(),
+                })
+                .await;
+        });
+        rx
+    }
+
+    /// The newest jobs, at most `limit`.
+    pub fn list(&self, limit: usize) -> Result<Vec<JobRecord>, ServiceError> {
+        Ok(self.store.recent_jobs(limit)?)
+    }
+
+    /// One job and its stored returns.
+    pub fn show(&self, jid: &str) -> Result<JobView, ServiceError> {
+        let jid = Jid::parse(jid).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let job = self
+            .store
+            .job(&jid)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no job {jid}")))?;
+        let returns = self.store.returns(&jid)?;
+        Ok(JobView { job, returns })
+    }
+}
