@@ -21,14 +21,15 @@ pub struct MasterConfig {
     pub publish_port: u16,
     /// Request (ROUTER) port for auth, returns and heartbeats (default 4506).
     pub ret_port: u16,
-    /// State directory: `pki/`, `db/` and `control.sock` live here by default.
+    /// State directory: `pki/`, `db/` and `api.sock` live here by default.
     pub state_dir: PathBuf,
     /// Key directory (default `<state_dir>/pki`).
     pub pki_dir: Option<PathBuf>,
     /// sled database directory (default `<state_dir>/db`).
     pub db_path: Option<PathBuf>,
-    /// Control socket for `cmdb` (default `<state_dir>/control.sock`).
-    pub control_socket: Option<PathBuf>,
+    /// Unix socket of the HTTP API (mode 0600; whoever can open it is the
+    /// local administrator), used by `cmdb` (default `<state_dir>/api.sock`).
+    pub api_socket: Option<PathBuf>,
     /// Minion id globs accepted without an operator.
     pub autosign: Vec<String>,
     /// Minion id globs rejected without an operator.
@@ -177,7 +178,7 @@ impl Default for MasterConfig {
             state_dir: "/var/lib/cmdb/master".into(),
             pki_dir: None,
             db_path: None,
-            control_socket: None,
+            api_socket: None,
             autosign: Vec::new(),
             autoreject: Vec::new(),
             file_roots: vec!["/srv/cmdb".into()],
@@ -255,11 +256,11 @@ impl MasterConfig {
         self.state_dir.join("minion_files")
     }
 
-    /// The control socket path.
-    pub fn control_socket(&self) -> PathBuf {
-        self.control_socket
+    /// The API's unix socket path.
+    pub fn api_socket(&self) -> PathBuf {
+        self.api_socket
             .clone()
-            .unwrap_or_else(|| self.state_dir.join("control.sock"))
+            .unwrap_or_else(|| self.state_dir.join("api.sock"))
     }
 
     /// Whether `id` is on the autosign list.

@@ -28,7 +28,7 @@ struct LiveJob {
     watchers: Vec<mpsc::Sender<JobReturn>>,
 }
 
-/// The live-job table, shared by workers and control connections.
+/// The live-job table, shared by the workers and the API.
 #[derive(Default)]
 pub struct JobTracker {
     live: Mutex<HashMap<Jid, LiveJob>>,
@@ -72,6 +72,16 @@ impl JobTracker {
             },
         );
         rx
+    }
+
+    /// Adds a watcher to the live job `jid`: it receives every return
+    /// stored from now on. `None` when the job is not live.
+    pub fn watch(&self, jid: &Jid) -> Option<mpsc::Receiver<JobReturn>> {
+        let mut live = self.live();
+        let job = live.get_mut(jid)?;
+        let (tx, rx) = mpsc::channel(job.expected.len().clamp(16, 65_536));
+        job.watchers.push(tx);
+        Some(rx)
     }
 
     /// Whether `minion` is expected by the live job `jid`.

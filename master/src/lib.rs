@@ -3,12 +3,13 @@
 //!
 //! [`run`] serves a PUB socket for jobs and a ROUTER request socket for auth,
 //! returns and heartbeats; a worker pool verifies, decodes, stores and
-//! answers; the control socket lets `cmdb` publish jobs and read the job
+//! answers; the HTTP API (on a unix socket) lets `cmdb` publish jobs, read the job
 //! cache.
 
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
-pub mod control;
 pub mod error;
 pub mod fileserver;
 pub mod inventory;

@@ -1,5 +1,5 @@
 //! The master daemon: wires the sockets, the worker pool, the job table, the
-//! store and the control socket together, and shuts them down in order.
+//! store and the API together, and shuts them down in order.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use crate::error::MasterError;
 use crate::requests::{self, NonceCache};
 use crate::service::jobs::JobsService;
 use crate::store::{SledStore, Store};
+use crate::transport;
 use crate::transport::gate::{Gate, Port};
-use crate::{control, transport};
 
 /// The PUB topic every minion subscribes to.
 pub const BROADCAST_TOPIC: &[u8] = b"cmdb";
@@ -42,7 +42,7 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// State shared by the workers and the control socket.
+/// State shared by the workers and the API.
 pub struct Shared {
     /// Settings.
     pub cfg: MasterConfig,
@@ -111,7 +111,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         Duration::from_secs(cfg.auth_grace_secs),
         cfg.max_unauthenticated,
     ));
-    let control_listener = control::bind(&cfg.control_socket())?;
+    let api_listener = crate::api::bind_unix(&cfg.api_socket())?;
 
     let cancel = CancellationToken::new();
     let (pub_tx, pub_rx) = mpsc::channel(1024);
@@ -180,10 +180,12 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     drop(reply_tx);
     drop(durable_tx);
-    tasks.spawn(control::serve(
-        control_listener,
-        shared.clone(),
-        cancel.clone(),
+    tasks.spawn(crate::api::serve_unix(
+        api_listener,
+        crate::api::ApiState {
+            shared: shared.clone(),
+            cancel: cancel.clone(),
+        },
     ));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
 
@@ -192,7 +194,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         ret_port = shared.cfg.ret_port,
         interface = %shared.cfg.interface,
         max_connections = conn_limit,
-        control = %shared.cfg.control_socket().display(),
+        api_socket = %shared.cfg.api_socket().display(),
         "master ready"
     );
     shutdown.await;
@@ -203,7 +205,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     if let Err(e) = store.flush() {
         error!(error = %e, "could not flush the store on shutdown");
     }
-    let _ = std::fs::remove_file(shared.cfg.control_socket());
+    let _ = std::fs::remove_file(shared.cfg.api_socket());
     info!("master stopped");
     Ok(())
 }

@@ -379,9 +379,9 @@ fn the_minion_refuses_a_private_key_others_can_read() {
 }
 
 #[test]
-fn cmdb_refuses_a_control_socket_owned_by_another_user() {
+fn cmdb_refuses_an_api_socket_owned_by_another_user() {
     let c = Cluster::start(ClusterOpts::default());
-    let sock = c.master_state().join("control.sock");
+    let sock = c.master_state().join("api.sock");
     let mode = std::fs::metadata(&sock)
         .expect("socket")
         .permissions()
@@ -392,7 +392,7 @@ fn cmdb_refuses_a_control_socket_owned_by_another_user() {
     let out = c.cmdb(&["jobs", "list"]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("refusing control socket"),
+        text(&out.stderr).contains("refusing API socket"),
         "{}",
         text(&out.stderr)
     );

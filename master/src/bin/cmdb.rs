@@ -1,5 +1,5 @@
-//! `cmdb`: the operator CLI; talks to the running master over its control
-//! socket.
+//! `cmdb`: the operator CLI; a client of the running master's HTTP API on
+//! its unix socket.
 //!
 //! Exit codes: 0 when every expected minion returned success; 1 when one
 //! failed or did not return, nothing matched, or on an error.
@@ -19,7 +19,7 @@ use master::service::inventory::AssetRequest;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Master config file (for the control socket's path).
+    /// Master config file (for the API socket's path).
     #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
     #[command(subcommand)]
@@ -180,7 +180,7 @@ enum JobsCommand {
 
 fn start(cli: Cli) -> anyhow::Result<u8> {
     let cfg = MasterConfig::load(&cli.config)?;
-    let socket = cfg.control_socket();
+    let socket = cfg.api_socket();
     match cli.command {
         Command::Run {
             regex,

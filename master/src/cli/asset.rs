@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::control::{ControlEvent, ControlRequest};
+use crate::client::Client;
 use crate::output::{OutputFormat, render};
 use crate::service::inventory::AssetRequest;
 
@@ -26,10 +26,10 @@ pub enum ListFormat {
 
 /// Sends an inventory request and returns the master's answer.
 pub fn ask(socket: &Path, req: AssetRequest) -> anyhow::Result<Value> {
-    match super::run::ask(socket, &ControlRequest::Asset(req))? {
-        ControlEvent::Value { value } => Ok(value),
-        _ => bail!("unexpected answer from the master"),
-    }
+    let answer = Client::new(socket)
+        .and_then(|c| c.asset(req))
+        .with_context(|| super::run::unreachable(socket))?;
+    answer.map_err(|message| anyhow::anyhow!("{message}"))
 }
 
 const LIST_COLUMNS: &[(&str, &str)] = &[

@@ -13,8 +13,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use protocol::Target;
 use serde_json::{Map, Value};
 
-use crate::control::{self, ControlEvent, ControlRequest};
+use crate::api::jobs::{JobRequest, TargetType};
+use crate::client::{Answer, Client};
 use crate::output::{OutputFormat, render};
+use crate::service::jobs::JobView;
 use crate::store::JobRecord;
 
 /// How the target expression is to be read.
@@ -71,31 +73,41 @@ pub fn split_args(raw: &[String]) -> (Vec<String>, BTreeMap<String, String>) {
     (args, kwargs)
 }
 
+impl TargetKind {
+    /// The API's name for this kind.
+    pub fn target_type(self) -> TargetType {
+        match self {
+            TargetKind::Glob => TargetType::Glob,
+            TargetKind::Regex => TargetType::Pcre,
+            TargetKind::List => TargetType::List,
+            TargetKind::Grain => TargetType::Grain,
+            TargetKind::Compound => TargetType::Compound,
+        }
+    }
+}
+
 /// Builds the target, checking it before anything is published.
 pub fn target(kind: TargetKind, expr: &str) -> anyhow::Result<Target> {
-    let t = match kind {
-        TargetKind::Glob => Target::Glob(expr.to_owned()),
-        TargetKind::Regex => Target::Regex(expr.to_owned()),
-        TargetKind::List => Target::list_from(expr),
-        TargetKind::Grain => Target::Grain(expr.to_owned()),
-        TargetKind::Compound => Target::Compound(expr.to_owned()),
-    };
+    let t = kind.target_type().target(expr);
     t.matcher()?;
     Ok(t)
 }
 
+/// The context of an error reaching the master.
+pub fn unreachable(socket: &Path) -> String {
+    format!("cannot talk to the master at {}", socket.display())
+}
+
 /// Runs a job through the master at `socket`; returns the exit code.
 pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
-    let target = target(a.kind, &a.target)?;
+    target(a.kind, &a.target)?;
     let (args, kwargs) = split_args(&a.args);
-    let req = ControlRequest::Run {
-        target,
+    let req = JobRequest {
+        target: a.target.clone(),
+        target_type: a.kind.target_type(),
         fun: a.fun.clone(),
         args,
         kwargs,
-        timeout_secs: a.timeout,
-        wait: !a.asynchronous,
-        user: super::current_user(),
     };
     let mut results = Map::new();
     let mut expected = 0usize;
@@ -104,44 +116,46 @@ pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
     let mut error = None;
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     let show_progress = std::io::stderr().is_terminal();
-    control::request(socket, &req, |ev| {
-        match ev {
-            ControlEvent::Started { jid, expected: e } => {
-                if a.asynchronous {
-                    println!("Executed command with job ID: {jid}");
+    let client = Client::new(socket).with_context(|| unreachable(socket))?;
+    client
+        .run(&req, a.timeout, !a.asynchronous, |ev| {
+            match ev {
+                Answer::Started { jid, expected: e } => {
+                    if a.asynchronous {
+                        println!("Executed command with job ID: {jid}");
+                    }
+                    expected = e.len();
+                    if show_progress && !a.asynchronous {
+                        bar.set_length(expected as u64);
+                        bar.set_style(
+                            ProgressStyle::with_template("{pos}/{len} returned {elapsed}")
+                                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        );
+                        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                    }
                 }
-                expected = e.len();
-                if show_progress && !a.asynchronous {
-                    bar.set_length(expected as u64);
-                    bar.set_style(
-                        ProgressStyle::with_template("{pos}/{len} returned {elapsed}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    );
-                    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                Answer::Return { ret } => {
+                    bar.inc(1);
+                    failed |= !ret.success;
+                    if a.out == OutputFormat::Nested {
+                        let text = if a.fun.starts_with("state.") && a.fun != "state.show_sls" {
+                            crate::output::highstate(ret.minion.as_str(), &ret.data)
+                        } else {
+                            let mut one = Map::new();
+                            one.insert(ret.minion.to_string(), ret.data.clone());
+                            render(&one, OutputFormat::Nested)
+                        };
+                        bar.suspend(|| print!("{text}"));
+                    }
+                    results.insert(ret.minion.to_string(), ret.data);
                 }
+                Answer::Done { missing: m } => missing = m,
+                Answer::Error { message } => error = Some(message),
+                Answer::Value(_) => {}
             }
-            ControlEvent::Return { ret } => {
-                bar.inc(1);
-                failed |= !ret.success;
-                if a.out == OutputFormat::Nested {
-                    let text = if a.fun.starts_with("state.") && a.fun != "state.show_sls" {
-                        crate::output::highstate(ret.minion.as_str(), &ret.data)
-                    } else {
-                        let mut one = Map::new();
-                        one.insert(ret.minion.to_string(), ret.data.clone());
-                        render(&one, OutputFormat::Nested)
-                    };
-                    bar.suspend(|| print!("{text}"));
-                }
-                results.insert(ret.minion.to_string(), ret.data);
-            }
-            ControlEvent::Done { missing: m } => missing = m,
-            ControlEvent::Error { message } => error = Some(message),
-            _ => {}
-        }
-        Ok(())
-    })
-    .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
+            Ok(())
+        })
+        .with_context(|| unreachable(socket))?;
     bar.finish_and_clear();
     if let Some(e) = error {
         bail!("{e}");
@@ -162,19 +176,14 @@ pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
     Ok(if failed || !missing.is_empty() { 1 } else { 0 })
 }
 
-/// Sends a request that has one answer, turning an error answer into an error.
-pub fn ask(socket: &Path, req: &ControlRequest) -> anyhow::Result<ControlEvent> {
-    let mut answer = None;
-    control::request(socket, req, |ev| {
-        answer = Some(ev);
-        Ok(())
-    })
-    .with_context(|| format!("cannot talk to the master at {}", socket.display()))?;
-    match answer {
-        Some(ControlEvent::Error { message }) => bail!("{message}"),
-        Some(ev) => Ok(ev),
-        None => bail!("the master sent no answer"),
-    }
+/// One API call with one JSON answer; a refusal becomes an error.
+fn ask<T: serde::de::DeserializeOwned>(socket: &Path, uri: &str) -> anyhow::Result<T> {
+    let client = Client::new(socket).with_context(|| unreachable(socket))?;
+    let none: Option<&()> = None;
+    let answer = client
+        .call(hyper::Method::GET, uri, none)
+        .with_context(|| unreachable(socket))?;
+    answer.map_err(|message| anyhow::anyhow!("{message}"))
 }
 
 /// The fields `jobs list` and `jobs show` print for a job.
@@ -192,9 +201,7 @@ fn job_view(job: &JobRecord) -> Map<String, Value> {
 
 /// `cmdb jobs list`.
 pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
-    let ControlEvent::Jobs { jobs } = ask(socket, &ControlRequest::JobsList { limit })? else {
-        bail!("unexpected answer from the master");
-    };
+    let jobs: Vec<JobRecord> = ask(socket, &format!("/v1/jobs?limit={limit}"))?;
     let rows: Map<String, Value> = jobs
         .iter()
         .map(|j| (j.jid.to_string(), Value::Object(job_view(j))))
@@ -205,12 +212,8 @@ pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Resu
 
 /// `cmdb jobs show JID`.
 pub fn jobs_show(socket: &Path, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
-    let req = ControlRequest::JobsShow {
-        jid: jid.to_owned(),
-    };
-    let ControlEvent::Job { job, returns } = ask(socket, &req)? else {
-        bail!("unexpected answer from the master");
-    };
+    let JobView { job, returns } =
+        ask(socket, &format!("/v1/jobs/{}", crate::client::segment(jid)))?;
     let rets: Map<String, Value> = returns
         .iter()
         .map(|r| (r.minion.to_string(), r.data.clone()))

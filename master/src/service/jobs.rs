@@ -213,16 +213,58 @@ impl JobsService {
         timeout_secs: u64,
         cancel: CancellationToken,
     ) -> mpsc::Receiver<JobEvent> {
+        self.spawn_follow(
+            published.jid,
+            published.expected,
+            published.returns,
+            Vec::new(),
+            timeout_secs,
+            cancel,
+        )
+    }
+
+    /// Follows a job published earlier: its stored returns first, then
+    /// those still arriving, as [`JobsService::follow`] does.
+    pub fn subscribe(
+        &self,
+        jid: &str,
+        timeout_secs: u64,
+        cancel: CancellationToken,
+    ) -> Result<mpsc::Receiver<JobEvent>, ServiceError> {
+        let jid = Jid::parse(jid).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let job = self
+            .store
+            .job(&jid)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no job {jid}")))?;
+        // Watch first, then read what is stored: a return stored in between
+        // comes both ways and is passed on once.
+        let live = self.tracker.watch(&jid);
+        let stored = self.store.returns(&jid)?;
+        let expected: BTreeSet<String> = job.expected.into_iter().collect();
+        Ok(self.spawn_follow(jid, expected, live, stored, timeout_secs, cancel))
+    }
+
+    fn spawn_follow(
+        &self,
+        jid: Jid,
+        expected: BTreeSet<String>,
+        returns: Option<mpsc::Receiver<JobReturn>>,
+        stored: Vec<JobReturn>,
+        timeout_secs: u64,
+        cancel: CancellationToken,
+    ) -> mpsc::Receiver<JobEvent> {
         let (tx, rx) = mpsc::channel(1024);
         let tracker = self.tracker.clone();
         let timing = self.timing;
         tokio::spawn(async move {
-            let Published {
-                jid,
-                expected,
-                returns,
-            } = published;
             let mut missing = expected;
+            for ret in stored {
+                if missing.remove(ret.minion.as_str())
+                    && tx.send(JobEvent::Return(ret)).await.is_err()
+                {
+                    return;
+                }
+            }
             if let Some(mut returns) = returns {
                 let wait_for = Duration::from_secs(timeout_secs.max(1));
                 let hard_stop =
@@ -235,8 +277,9 @@ impl JobsService {
                         _ = tx.closed() => return,
                         r = returns.recv() => {
                             let Some(ret) = r else { break };
-                            missing.remove(ret.minion.as_str());
-                            if tx.send(JobEvent::Return(ret)).await.is_err() {
+                            if missing.remove(ret.minion.as_str())
+                                && tx.send(JobEvent::Return(ret)).await.is_err()
+                            {
                                 return;
                             }
                         }

@@ -1,10 +1,11 @@
 //! The master's typed services, each owning its noun: [`jobs`] (publish,
 //! the live job table, waiting for returns) and [`inventory`] (assets, their
-//! history and changes). Adapters (the control socket, later HTTP) turn
+//! history and changes) and [`keys`]. Adapters (the HTTP API in `api`) turn
 //! requests into calls and [`ServiceError`] into their own error shape.
 
 pub mod inventory;
 pub mod jobs;
+pub mod keys;
 
 use thiserror::Error;
 

@@ -1,0 +1,184 @@
+//! `/v1/jobs`: publish, the job cache, and each job's returns as
+//! server-sent events.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use futures_util::Stream;
+use protocol::{Jid, Target};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller};
+use crate::service::ServiceError;
+use crate::service::jobs::{JobEvent, JobView, NewJob};
+use crate::store::JobRecord;
+
+/// How `target` is read, as Salt's `tgt_type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetType {
+    /// fnmatch glob on the minion id.
+    #[default]
+    Glob,
+    /// Regular expression anchored at the start of the id.
+    Pcre,
+    /// Comma-separated ids.
+    List,
+    /// `key:sub:value` on stored facts.
+    Grain,
+    /// `G@ E@ L@ P@` words and globs with `and`, `or`, `not`.
+    Compound,
+}
+
+impl TargetType {
+    /// The target `expr` means under this type.
+    pub fn target(self, expr: &str) -> Target {
+        match self {
+            TargetType::Glob => Target::Glob(expr.to_owned()),
+            TargetType::Pcre => Target::Regex(expr.to_owned()),
+            TargetType::List => Target::list_from(expr),
+            TargetType::Grain => Target::Grain(expr.to_owned()),
+            TargetType::Compound => Target::Compound(expr.to_owned()),
+        }
+    }
+}
+
+/// `POST /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Target expression.
+    pub target: String,
+    /// How to read it (default `glob`).
+    #[serde(default)]
+    pub target_type: TargetType,
+    /// Function.
+    pub fun: String,
+    /// Positional arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Keyword arguments.
+    #[serde(default)]
+    pub kwargs: BTreeMap<String, String>,
+}
+
+/// The answer to `POST /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobCreated {
+    /// The job id.
+    pub jid: Jid,
+    /// Minions expected to return.
+    pub expected: Vec<String>,
+}
+
+/// `GET /v1/jobs` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// At most this many, newest first (default 50).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/jobs/{jid}/returns` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnsQuery {
+    /// Seconds to wait for the next return before asking who still runs
+    /// the job (default 5).
+    pub timeout: Option<u64>,
+}
+
+/// The `done` event of a returns stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Done {
+    /// Expected minions that did not return.
+    pub missing: Vec<String>,
+}
+
+async fn create(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<JobRequest>,
+) -> Result<(StatusCode, Json<JobCreated>), ApiError> {
+    let target = req.target_type.target(&req.target);
+    target
+        .matcher()
+        .map_err(|e| ServiceError::Invalid(format!("target: {e}")))?;
+    if req.fun.is_empty() {
+        return Err(ServiceError::Unprocessable("fun must not be empty".into()).into());
+    }
+    let published = st
+        .shared
+        .jobs
+        .publish(
+            NewJob {
+                target,
+                fun: req.fun,
+                args: req.args,
+                kwargs: req.kwargs,
+                user: caller.user,
+            },
+            false,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(JobCreated {
+            jid: published.jid,
+            expected: published.expected.into_iter().collect(),
+        }),
+    ))
+}
+
+async fn list(
+    State(st): State<ApiState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<JobRecord>>, ApiError> {
+    Ok(Json(st.shared.jobs.list(q.limit.unwrap_or(50))?))
+}
+
+async fn show(
+    State(st): State<ApiState>,
+    Path(jid): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(st.shared.jobs.show(&jid)?))
+}
+
+fn sse_event(ev: JobEvent) -> Event {
+    let (name, data) = match ev {
+        JobEvent::Return(ret) => ("ret", serde_json::to_string(&ret)),
+        JobEvent::Done { missing } => ("done", serde_json::to_string(&Done { missing })),
+    };
+    Event::default()
+        .event(name)
+        .data(data.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+}
+
+async fn returns(
+    State(st): State<ApiState>,
+    Path(jid): Path<String>,
+    ApiQuery(q): ApiQuery<ReturnsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let rx = st
+        .shared
+        .jobs
+        .subscribe(&jid, q.timeout.unwrap_or(5), st.cancel.clone())?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        Some((Ok(sse_event(ev)), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The job routes.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/jobs", get(list).post(create))
+        .route("/v1/jobs/{jid}", get(show))
+        .route("/v1/jobs/{jid}/returns", get(returns))
+}

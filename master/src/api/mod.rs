@@ -1,0 +1,239 @@
+//! The HTTP API (JSON under `/v1`), served on the local unix socket
+//! `api_socket`. Handlers are thin: they extract the request, call a
+//! service and map its [`ServiceError`] to an RFC 9457 problem document.
+
+pub mod assets;
+pub mod jobs;
+pub mod keys;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::MasterError;
+use crate::server::Shared;
+use crate::service::ServiceError;
+
+/// Largest request body accepted (a CSV import is the largest).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The master's services.
+    pub shared: Arc<Shared>,
+    /// Fires on shutdown; open event streams end.
+    pub cancel: CancellationToken,
+}
+
+/// Who makes a request, as established by the listener.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user name recorded with every write.
+    pub user: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// A URI naming the problem type (`about:blank`: the status says it).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What exactly is wrong.
+    pub detail: String,
+}
+
+/// A service error on its way out as `application/problem+json`.
+#[derive(Debug)]
+pub struct ApiError(pub ServiceError);
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.0.to_string(),
+        };
+        let mut resp = (status, Json(problem)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}
+
+/// A JSON body whose rejections (syntax, unknown fields, wrong types, a
+/// missing content type) are problem documents.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => {
+                let detail = rej.body_text();
+                Err(ApiError(match rej.status() {
+                    StatusCode::UNPROCESSABLE_ENTITY => ServiceError::Unprocessable(detail),
+                    _ => ServiceError::Invalid(detail),
+                }))
+            }
+        }
+    }
+}
+
+/// Query parameters whose rejections (unknown parameters, wrong types) are
+/// problem documents.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|e| ApiError(ServiceError::Invalid(format!("query: {e}"))))
+    }
+}
+
+/// The peer of a unix socket connection: its uid from the kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct UnixPeer {
+    /// The peer's uid, when the kernel told it.
+    pub uid: Option<u32>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, UnixListener>> for UnixPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        UnixPeer {
+            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
+        }
+    }
+}
+
+fn user_name(uid: Option<u32>) -> String {
+    uid.and_then(|u| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
+            .ok()
+            .flatten()
+    })
+    .map(|u| u.name)
+    .or_else(|| uid.map(|u| format!("uid:{u}")))
+    .unwrap_or_else(|| "local".into())
+}
+
+/// Whoever can open the unix socket is the local administrator; writes are
+/// recorded with the name of the peer's uid.
+async fn unix_caller(
+    ConnectInfo(peer): ConnectInfo<UnixPeer>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    req.extensions_mut().insert(Caller {
+        user: user_name(peer.uid),
+    });
+    next.run(req).await
+}
+
+/// Liveness.
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError(ServiceError::NotFound(format!(
+        "no route {} {}",
+        req.method(),
+        req.uri().path()
+    )))
+}
+
+/// Every route, for both listeners.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .merge(jobs::routes())
+        .merge(assets::routes())
+        .merge(keys::routes())
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Binds the unix socket with mode 0600, replacing a stale socket file but
+/// refusing to start when another master answers on it.
+pub fn bind_unix(path: &Path) -> Result<UnixListener, MasterError> {
+    let io = |source| MasterError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(MasterError::Bind {
+                addr: path.display().to_string(),
+                reason: "another master is running on this socket".into(),
+            });
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Serves the API on the unix socket until cancelled.
+pub async fn serve_unix(listener: UnixListener, state: ApiState) {
+    let cancel = state.cancel.clone();
+    let app = router(state).layer(axum::middleware::from_fn(unix_caller));
+    info!("API listening on the unix socket");
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<UnixPeer>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await;
+    if let Err(e) = served {
+        warn!(error = %e, "API unix socket failed");
+    }
+}

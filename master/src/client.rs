@@ -1,0 +1,363 @@
+//! The CLI's side of the API: HTTP/1.1 over the master's unix socket. Each
+//! operator operation becomes one or two API calls; answers come back as
+//! [`Answer`]s, problem documents as [`Answer::Error`] with their detail.
+
+use std::io;
+use std::path::Path;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use protocol::{Jid, JobReturn};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::jobs::{Done, JobCreated, JobRequest};
+use crate::service::inventory::AssetRequest;
+
+/// What the master answered.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A job was published.
+    Started {
+        /// Its id.
+        jid: Jid,
+        /// The minions expected to return.
+        expected: Vec<String>,
+    },
+    /// A minion returned.
+    Return {
+        /// The return.
+        ret: JobReturn,
+    },
+    /// The wait is over.
+    Done {
+        /// Expected minions that did not return.
+        missing: Vec<String>,
+    },
+    /// A JSON answer.
+    Value(serde_json::Value),
+    /// The request was refused or failed: the problem's detail.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Refuses a socket owned by anyone but root or the caller: a socket
+/// planted by another user could collect every command.
+pub fn check_owner(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path)?.uid();
+    let me = nix::unistd::getuid().as_raw();
+    if owner != 0 && owner != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing API socket {} owned by uid {owner} (neither root nor uid {me})",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A client of the API on one unix socket.
+pub struct Client<'a> {
+    socket: &'a Path,
+    rt: tokio::runtime::Runtime,
+}
+
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+impl<'a> Client<'a> {
+    /// A client of the master listening on `socket`.
+    pub fn new(socket: &'a Path) -> io::Result<Client<'a>> {
+        check_owner(socket)?;
+        Ok(Client {
+            socket,
+            rt: runtime()?,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+    ) -> io::Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(self.socket).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(hyper::header::HOST, "localhost");
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(io::Error::other)?;
+        sender.send_request(req).await.map_err(io::Error::other)
+    }
+
+    async fn call_async(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+    ) -> io::Result<Result<Bytes, String>> {
+        let resp = self.send(method, uri, body).await?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
+        if status.is_success() {
+            Ok(Ok(bytes))
+        } else {
+            Ok(Err(problem_detail(status, &bytes)))
+        }
+    }
+
+    /// One request with one JSON answer, or the problem's detail.
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&impl Serialize>,
+    ) -> io::Result<Result<T, String>> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(io::Error::other)?;
+        let got = self.rt.block_on(self.call_async(method, uri, body))?;
+        Ok(match got {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("bad answer from the master: {e}")),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Publishes a job and, when `wait`, follows its returns; each answer
+    /// goes to `on_answer` as it arrives.
+    pub fn run(
+        &self,
+        job: &JobRequest,
+        timeout_secs: u64,
+        wait: bool,
+        mut on_answer: impl FnMut(Answer) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let created: JobCreated = match self.call(Method::POST, "/v1/jobs", Some(job))? {
+            Ok(c) => c,
+            Err(message) => return on_answer(Answer::Error { message }),
+        };
+        let jid = created.jid.clone();
+        let nobody = created.expected.is_empty();
+        on_answer(Answer::Started {
+            jid: created.jid,
+            expected: created.expected,
+        })?;
+        if !wait || nobody {
+            return Ok(());
+        }
+        let uri = format!("/v1/jobs/{jid}/returns?timeout={timeout_secs}");
+        self.rt.block_on(async {
+            let resp = self.send(Method::GET, &uri, None).await?;
+            let status = resp.status();
+            let mut body = resp.into_body();
+            if !status.is_success() {
+                let bytes = body.collect().await.map_err(io::Error::other)?.to_bytes();
+                return on_answer(Answer::Error {
+                    message: problem_detail(status, &bytes),
+                });
+            }
+            let mut events = SseParser::default();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(io::Error::other)?;
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                for (name, data) in events.push(data) {
+                    match name.as_str() {
+                        "ret" => {
+                            let ret: JobReturn =
+                                serde_json::from_str(&data).map_err(io::Error::other)?;
+                            on_answer(Answer::Return { ret })?;
+                        }
+                        "done" => {
+                            let done: Done =
+                                serde_json::from_str(&data).map_err(io::Error::other)?;
+                            return on_answer(Answer::Done {
+                                missing: done.missing,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the master closed the stream of returns early",
+            ))
+        })
+    }
+}
+
+impl Client<'_> {
+    /// An inventory operation, as the matching API call.
+    pub fn asset(&self, req: AssetRequest) -> io::Result<Result<serde_json::Value, String>> {
+        let none: Option<&()> = None;
+        let q = |pairs: &[(&str, Option<String>)]| {
+            let pairs: Vec<(&str, String)> = pairs
+                .iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+                .collect();
+            match serde_urlencoded::to_string(&pairs) {
+                Ok(s) if !s.is_empty() => format!("?{s}"),
+                _ => String::new(),
+            }
+        };
+        match req {
+            AssetRequest::List { grain } => self.call(
+                Method::GET,
+                &format!("/v1/assets{}", q(&[("grain", grain)])),
+                none,
+            ),
+            AssetRequest::Show { key, version } => self.call(
+                Method::GET,
+                &format!(
+                    "/v1/assets/{}{}",
+                    segment(&key),
+                    q(&[("version", version.map(|v| v.to_string()))])
+                ),
+                none,
+            ),
+            AssetRequest::History { key } => self.call(
+                Method::GET,
+                &format!("/v1/assets/{}/history", segment(&key)),
+                none,
+            ),
+            AssetRequest::Diff { key, from, to } => self.call(
+                Method::GET,
+                &format!(
+                    "/v1/assets/{}/diff{}",
+                    segment(&key),
+                    q(&[
+                        ("from", from.map(|v| v.to_string())),
+                        ("to", to.map(|v| v.to_string()))
+                    ])
+                ),
+                none,
+            ),
+            AssetRequest::Set { key, fields, .. } => self.call(
+                Method::PATCH,
+                &format!("/v1/assets/{}", segment(&key)),
+                Some(&serde_json::json!({ "manual": fields })),
+            ),
+            AssetRequest::Status { key, status, .. } => self.call(
+                Method::PATCH,
+                &format!("/v1/assets/{}", segment(&key)),
+                Some(&serde_json::json!({ "status": status })),
+            ),
+            AssetRequest::Import { csv, .. } => self.call(
+                Method::POST,
+                "/v1/assets/import",
+                Some(&serde_json::json!({ "csv": csv })),
+            ),
+            AssetRequest::Dups => self.call(Method::GET, "/v1/assets/dups", none),
+            AssetRequest::Changes { since_ms } => self.call(
+                Method::GET,
+                &format!("/v1/changes?since_ms={since_ms}"),
+                none,
+            ),
+        }
+    }
+}
+
+/// Percent-encodes one path segment (everything but unreserved characters).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn problem_detail(status: StatusCode, body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(body)))
+}
+
+/// Splits a `text/event-stream` body into (event, data) pairs.
+#[derive(Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events they completed.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&block);
+            let mut name = String::from("message");
+            let mut data: Vec<&str> = Vec::new();
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim_start().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            if !data.is_empty() {
+                out.push((name, data.join("\n")));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(segment("web 01?#%/"), "web%2001%3F%23%25%2F");
+        assert_eq!(segment("db-1.example_x~"), "db-1.example_x~");
+    }
+
+    #[test]
+    fn sse_events_split_across_reads() {
+        let mut p = SseParser::default();
+        assert!(p.push(b"event: ret\nda").is_empty());
+        let got = p.push(b"ta: {\"a\":1}\n\n:keep-alive\n\nevent: done\ndata: x\n\n");
+        assert_eq!(
+            got,
+            vec![
+                ("ret".to_owned(), "{\"a\":1}".to_owned()),
+                ("done".to_owned(), "x".to_owned())
+            ]
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! The keys service: minion keys by state with their fingerprints, and
+//! accepting, rejecting and deleting them with Salt's rules.
+
+use keys::{Fingerprint, KeyState, PkiStore};
+use protocol::MinionId;
+use serde::{Deserialize, Serialize};
+
+use super::ServiceError;
+
+/// One key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    /// The minion id.
+    pub id: String,
+    /// `accepted`, `pending`, `rejected` or `denied`.
+    pub state: String,
+    /// SHA-256 of the public key, colon-separated hex.
+    pub fingerprint: Option<String>,
+}
+
+/// Which other states an accept or reject may take a key from.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Widen {
+    /// Accept a rejected key too.
+    #[serde(default)]
+    pub include_rejected: bool,
+    /// Accept a denied key too (never over an accepted one).
+    #[serde(default)]
+    pub include_denied: bool,
+    /// Reject an accepted key too.
+    #[serde(default)]
+    pub include_accepted: bool,
+}
+
+fn state_name(s: KeyState) -> String {
+    s.dir().trim_end_matches('/').to_owned()
+}
+
+fn parse_id(id: &str) -> Result<MinionId, ServiceError> {
+    MinionId::new(id).map_err(|e| ServiceError::Invalid(format!("minion id: {e}")))
+}
+
+fn unavailable(e: keys::KeyError) -> ServiceError {
+    ServiceError::Unavailable(format!("key store: {e}"))
+}
+
+/// Every key, by state then id.
+pub fn list(pki: &PkiStore) -> Result<Vec<KeyView>, ServiceError> {
+    let listing = pki.list().map_err(unavailable)?;
+    let mut out = Vec::new();
+    for state in KeyState::ALL {
+        for id in listing.ids(state) {
+            let fingerprint = MinionId::new(id.as_str())
+                .ok()
+                .and_then(|m| pki.get(state, &m).ok().flatten())
+                .map(|k| Fingerprint::of(&k).to_string());
+            out.push(KeyView {
+                id: id.clone(),
+                state: state_name(state),
+                fingerprint,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn view(pki: &PkiStore, id: &MinionId, state: KeyState) -> KeyView {
+    KeyView {
+        id: id.to_string(),
+        state: state_name(state),
+        fingerprint: pki
+            .get(state, id)
+            .ok()
+            .flatten()
+            .map(|k| Fingerprint::of(&k).to_string()),
+    }
+}
+
+/// Accepts the pending key of `id` (or its rejected or denied one, when
+/// widened). An accepted key is never replaced.
+pub fn accept(pki: &PkiStore, id: &str, widen: Widen) -> Result<KeyView, ServiceError> {
+    let id = parse_id(id)?;
+    let states = pki.states_of(&id);
+    if states.contains(&KeyState::Accepted) {
+        return Err(ServiceError::Conflict(format!(
+            "{id} already has an accepted key; delete it first to accept another"
+        )));
+    }
+    let from = [
+        (KeyState::Pending, true),
+        (KeyState::Rejected, widen.include_rejected),
+        (KeyState::Denied, widen.include_denied),
+    ]
+    .into_iter()
+    .find(|(s, allowed)| *allowed && states.contains(s))
+    .map(|(s, _)| s)
+    .ok_or_else(|| ServiceError::NotFound(format!("no key of {id} to accept")))?;
+    pki.move_key(&id, from, KeyState::Accepted)
+        .map_err(unavailable)?;
+    Ok(view(pki, &id, KeyState::Accepted))
+}
+
+/// Rejects the pending key of `id` (or its accepted one, when widened).
+pub fn reject(pki: &PkiStore, id: &str, widen: Widen) -> Result<KeyView, ServiceError> {
+    let id = parse_id(id)?;
+    let states = pki.states_of(&id);
+    let from = [
+        (KeyState::Pending, true),
+        (KeyState::Accepted, widen.include_accepted),
+    ]
+    .into_iter()
+    .find(|(s, allowed)| *allowed && states.contains(s))
+    .map(|(s, _)| s)
+    .ok_or_else(|| ServiceError::NotFound(format!("no key of {id} to reject")))?;
+    if states.contains(&KeyState::Rejected) {
+        pki.delete(&id, KeyState::Rejected).map_err(unavailable)?;
+    }
+    pki.move_key(&id, from, KeyState::Rejected)
+        .map_err(unavailable)?;
+    Ok(view(pki, &id, KeyState::Rejected))
+}
+
+/// Deletes every key of `id`; returns what was deleted.
+pub fn delete(pki: &PkiStore, id: &str) -> Result<Vec<KeyView>, ServiceError> {
+    let id = parse_id(id)?;
+    let states = pki.states_of(&id);
+    if states.is_empty() {
+        return Err(ServiceError::NotFound(format!("no key of {id}")));
+    }
+    let mut out = Vec::new();
+    for s in states {
+        out.push(view(pki, &id, s));
+        pki.delete(&id, s).map_err(unavailable)?;
+    }
+    Ok(out)
+}
