@@ -19,6 +19,7 @@ free_port() {
 }
 pub_port=$(free_port)
 ret_port=$(free_port)
+api_port=$(free_port)
 
 cat >"$scratch/master.toml" <<CFG
 interface    = "127.0.0.1"
@@ -26,6 +27,9 @@ publish_port = $pub_port
 ret_port     = $ret_port
 state_dir    = "$scratch/master"
 file_roots   = ["$scratch/srv"]
+
+[api]
+listen       = "127.0.0.1:$api_port"
 CFG
 cat >"$scratch/minion.toml" <<CFG
 master       = "127.0.0.1"

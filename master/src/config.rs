@@ -78,6 +78,32 @@ pub struct MasterConfig {
     pub auth_grace_secs: u64,
     /// Asset inventory settings (`[inventory]`).
     pub inventory: InventoryConfig,
+    /// The API's TCP listener (`[api]`).
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the API's TCP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address and port of the TLS listener (default `127.0.0.1:4507`);
+    /// an empty string turns it off.
+    pub listen: String,
+    /// PEM certificate chain; unset: a self-signed one is made under
+    /// `pki/` at first start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:4507".into(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 /// `[inventory]`: how assets are kept.
@@ -199,6 +225,7 @@ impl Default for MasterConfig {
             max_unauthenticated: 4096,
             auth_grace_secs: 10,
             inventory: InventoryConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }

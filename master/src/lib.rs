@@ -6,6 +6,7 @@
 //! answers; the HTTP API (on a unix socket) lets `cmdb` publish jobs, read the job
 //! cache.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -52,6 +52,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Jobs: publishing, the live table, following returns.
     pub jobs: JobsService,
+    /// Users and tokens of the API.
+    pub users: crate::service::users::UsersService,
     /// The master's signing key.
     pub master_key: SigningKey,
     /// Random id of this master process.
@@ -112,6 +114,11 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         cfg.max_unauthenticated,
     ));
     let api_listener = crate::api::bind_unix(&cfg.api_socket())?;
+    let api_tls = if cfg.api.listen.is_empty() {
+        None
+    } else {
+        Some(crate::api::tls::bind(&cfg).await?)
+    };
 
     let cancel = CancellationToken::new();
     let (pub_tx, pub_rx) = mpsc::channel(1024);
@@ -140,6 +147,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         pki,
         store: store.clone(),
         jobs,
+        users: crate::service::users::UsersService::new(store.clone()),
         boot_id: random_u64(),
         nonces: NonceCache::default(),
         presence: crate::presence::Presence::new(
@@ -180,13 +188,18 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     drop(reply_tx);
     drop(durable_tx);
-    tasks.spawn(crate::api::serve_unix(
-        api_listener,
-        crate::api::ApiState {
-            shared: shared.clone(),
-            cancel: cancel.clone(),
-        },
-    ));
+    let api_state = crate::api::ApiState {
+        shared: shared.clone(),
+        cancel: cancel.clone(),
+    };
+    if let Some((listener, acceptor)) = api_tls {
+        tasks.spawn(crate::api::tls::serve(
+            listener,
+            acceptor,
+            api_state.clone(),
+        ));
+    }
+    tasks.spawn(crate::api::serve_unix(api_listener, api_state));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
 
     info!(

@@ -223,6 +223,8 @@ pub struct Cluster {
     pub publish_port: u16,
     /// The request port.
     pub ret_port: u16,
+    /// The API's TLS port.
+    pub api_port: u16,
     bins: PathBuf,
 }
 
@@ -230,11 +232,16 @@ impl Cluster {
     /// Starts a master and waits until it is ready.
     pub fn start(opts: ClusterOpts) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (publish_port, ret_port) = (free_port(), free_port());
+        let (publish_port, ret_port, api_port) = (free_port(), free_port(), free_port());
         let state = dir.path().join("master");
+        let api = if opts.master_extra.contains("[api]") {
+            String::new()
+        } else {
+            format!("[api]\nlisten = \"127.0.0.1:{api_port}\"\n")
+        };
         let cfg = format!(
             "interface = \"127.0.0.1\"\npublish_port = {publish_port}\nret_port = {ret_port}\n\
-             state_dir = \"{}\"\nfile_roots = [\"{}\"]\npresence_secs = 5\n{}\n",
+             state_dir = \"{}\"\nfile_roots = [\"{}\"]\npresence_secs = 5\n{}\n{api}",
             state.display(),
             dir.path().join("srv").display(),
             opts.master_extra
@@ -246,6 +253,7 @@ impl Cluster {
             minions: BTreeMap::new(),
             publish_port,
             ret_port,
+            api_port,
             bins: bin_dir(),
         };
         c.start_master();

@@ -8,6 +8,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller};
+use crate::access::Role;
 use crate::service::ServiceError;
 use crate::service::inventory::{AssetAnswer, AssetRequest, handle};
 
@@ -117,6 +118,7 @@ async fn patch(
     Path(key): Path<String>,
     ApiJson(p): ApiJson<AssetPatch>,
 ) -> Result<Json<AssetAnswer>, ApiError> {
+    caller.require(Role::Operator, "change assets")?;
     if p.manual.is_empty() && p.status.is_none() {
         return Err(
             ServiceError::Unprocessable("nothing to change: give manual or status".into()).into(),
@@ -129,7 +131,7 @@ async fn patch(
             AssetRequest::Set {
                 key: key.clone(),
                 fields: p.manual,
-                user: caller.user.clone(),
+                user: caller.user.name.clone(),
             },
         )?);
     }
@@ -139,7 +141,7 @@ async fn patch(
             AssetRequest::Status {
                 key,
                 status,
-                user: caller.user,
+                user: caller.user.name,
             },
         )?);
     }
@@ -152,11 +154,12 @@ async fn import(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<ImportRequest>,
 ) -> Result<Json<AssetAnswer>, ApiError> {
+    caller.require(Role::Operator, "import assets")?;
     answer(
         &st,
         AssetRequest::Import {
             csv: req.csv,
-            user: caller.user,
+            user: caller.user.name,
         },
     )
 }

@@ -14,6 +14,7 @@ use protocol::{Jid, Target};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller};
+use crate::access::Role;
 use crate::service::ServiceError;
 use crate::service::jobs::{JobEvent, JobView, NewJob};
 use crate::store::JobRecord;
@@ -105,6 +106,7 @@ async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<JobRequest>,
 ) -> Result<(StatusCode, Json<JobCreated>), ApiError> {
+    caller.require(Role::Operator, "run jobs")?;
     let target = req.target_type.target(&req.target);
     target
         .matcher()
@@ -121,11 +123,17 @@ async fn create(
                 fun: req.fun,
                 args: req.args,
                 kwargs: req.kwargs,
-                user: caller.user,
+                user: caller.user.name.clone(),
             },
             false,
+            Some(&caller.user),
         )
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if let ServiceError::Forbidden(why) = e {
+                tracing::warn!(user = %caller.user.name, reason = %why, "refused a job: forbidden");
+            }
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(JobCreated {

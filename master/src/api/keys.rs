@@ -2,35 +2,46 @@
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 
-use super::{ApiError, ApiQuery, ApiState};
+use super::{ApiError, ApiQuery, ApiState, Caller};
+use crate::access::Role;
 use crate::service::keys::{self, KeyView, Widen};
 
-async fn list(State(st): State<ApiState>) -> Result<Json<Vec<KeyView>>, ApiError> {
+async fn list(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    caller.require(Role::Admin, "manage keys")?;
     Ok(Json(keys::list(&st.shared.pki)?))
 }
 
 async fn accept(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiQuery(w): ApiQuery<Widen>,
 ) -> Result<Json<KeyView>, ApiError> {
+    caller.require(Role::Admin, "manage keys")?;
     Ok(Json(keys::accept(&st.shared.pki, &id, w)?))
 }
 
 async fn reject(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiQuery(w): ApiQuery<Widen>,
 ) -> Result<Json<KeyView>, ApiError> {
+    caller.require(Role::Admin, "manage keys")?;
     Ok(Json(keys::reject(&st.shared.pki, &id, w)?))
 }
 
 async fn delete(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
+    caller.require(Role::Admin, "manage keys")?;
     Ok(Json(keys::delete(&st.shared.pki, &id)?))
 }
 

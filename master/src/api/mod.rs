@@ -5,6 +5,8 @@
 pub mod assets;
 pub mod jobs;
 pub mod keys;
+pub mod tls;
+pub mod users;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -24,6 +26,7 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::access::{Role, User};
 use crate::error::MasterError;
 use crate::server::Shared;
 use crate::service::ServiceError;
@@ -43,8 +46,38 @@ pub struct ApiState {
 /// Who makes a request, as established by the listener.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The user name recorded with every write.
-    pub user: String,
+    /// The user; its name is recorded with every write.
+    pub user: User,
+}
+
+impl Caller {
+    /// The local administrator on the unix socket, named after its uid.
+    pub fn local(name: String) -> Caller {
+        Caller {
+            user: User {
+                name,
+                role: Role::Admin,
+                targets: Vec::new(),
+                functions: Vec::new(),
+                created_ms: 0,
+            },
+        }
+    }
+
+    /// Refuses (403, logged with who and what) unless the caller has at
+    /// least `role`.
+    pub fn require(&self, role: Role, what: &str) -> Result<(), ApiError> {
+        if self.user.role >= role {
+            return Ok(());
+        }
+        warn!(user = %self.user.name, role = self.user.role.as_str(), needed = role.as_str(), what, "refused a request: forbidden");
+        Err(ApiError(ServiceError::Forbidden(format!(
+            "user {} ({}) may not {what}; it needs the {} role",
+            self.user.name,
+            self.user.role.as_str(),
+            role.as_str()
+        ))))
+    }
 }
 
 /// An RFC 9457 problem document.
@@ -167,9 +200,8 @@ async fn unix_caller(
     mut req: Request,
     next: Next,
 ) -> Response {
-    req.extensions_mut().insert(Caller {
-        user: user_name(peer.uid),
-    });
+    req.extensions_mut()
+        .insert(Caller::local(user_name(peer.uid)));
     next.run(req).await
 }
 
@@ -193,6 +225,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(jobs::routes())
         .merge(assets::routes())
         .merge(keys::routes())
+        .merge(users::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

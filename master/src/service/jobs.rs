@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ServiceError;
+use crate::access::User;
 use crate::config::MasterConfig;
 use crate::jobs::JobTracker;
 use crate::keyring::{Keyring, random};
@@ -144,9 +145,37 @@ impl JobsService {
     }
 
     /// Signs, records and publishes a job; with `watch`, its returns are
-    /// handed over as they are stored.
-    pub async fn publish(&self, new: NewJob, watch: bool) -> Result<Published, ServiceError> {
+    /// handed over as they are stored. With `acl`, a job whose function or
+    /// any expected minion the user may not use is refused whole, before
+    /// anything is published.
+    pub async fn publish(
+        &self,
+        new: NewJob,
+        watch: bool,
+        acl: Option<&User>,
+    ) -> Result<Published, ServiceError> {
         let expected = self.expected_for(&new.target)?;
+        if let Some(user) = acl {
+            if !user.may_run(&new.fun) {
+                return Err(ServiceError::Forbidden(format!(
+                    "user {} may not run {}",
+                    user.name, new.fun
+                )));
+            }
+            let outside: Vec<&str> = expected
+                .iter()
+                .filter(|m| !user.may_target(m))
+                .map(String::as_str)
+                .take(10)
+                .collect();
+            if !outside.is_empty() {
+                return Err(ServiceError::Forbidden(format!(
+                    "user {} may not target {}; nothing was published",
+                    user.name,
+                    outside.join(", ")
+                )));
+            }
+        }
         let jid = self
             .jids
             .lock()

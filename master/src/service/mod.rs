@@ -6,6 +6,7 @@
 pub mod inventory;
 pub mod jobs;
 pub mod keys;
+pub mod users;
 
 use thiserror::Error;
 

@@ -9,6 +9,8 @@ pub use self::sled::SledStore;
 
 use std::collections::BTreeMap;
 
+use crate::access::{Token, User};
+
 use protocol::{Jid, JobReturn, Target};
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +94,22 @@ pub trait Store: Send + Sync {
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, MasterError>;
     /// Writes everything to disk.
     fn flush(&self) -> Result<(), MasterError>;
+    /// Creates or replaces a user (on disk when this returns).
+    fn put_user(&self, user: &User) -> Result<(), MasterError>;
+    /// A user by name.
+    fn user(&self, name: &str) -> Result<Option<User>, MasterError>;
+    /// Every user, by name.
+    fn users(&self) -> Result<Vec<User>, MasterError>;
+    /// Removes a user and its tokens; says whether it existed.
+    fn remove_user(&self, name: &str) -> Result<bool, MasterError>;
+    /// Creates or replaces a token (on disk when this returns).
+    fn put_token(&self, token: &Token) -> Result<(), MasterError>;
+    /// A token by id.
+    fn token(&self, id: &str) -> Result<Option<Token>, MasterError>;
+    /// Every token.
+    fn tokens(&self) -> Result<Vec<Token>, MasterError>;
+    /// Removes a token; says whether it existed.
+    fn remove_token(&self, id: &str) -> Result<bool, MasterError>;
 }
 
 #[cfg(test)]

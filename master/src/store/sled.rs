@@ -8,6 +8,7 @@
 //! - `history`: asset id ‖ version (big-endian u64) → [`ChangeRecord`]
 //! - `planned_serial`: serial → asset id of an imported asset no minion has claimed
 
+use crate::access::{Token, User};
 use std::path::Path;
 
 use protocol::{Jid, JobReturn};
@@ -80,6 +81,8 @@ pub struct SledStore {
     asset_minion: sled::Tree,
     history: sled::Tree,
     planned_serial: sled::Tree,
+    users: sled::Tree,
+    tokens: sled::Tree,
     inventory: InventoryConfig,
 }
 
@@ -97,6 +100,8 @@ impl SledStore {
             asset_minion: tree("asset_minion")?,
             history: tree("history")?,
             planned_serial: tree("planned_serial")?,
+            users: tree("users")?,
+            tokens: tree("tokens")?,
             inventory,
             db,
         })
@@ -433,5 +438,77 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), MasterError> {
         self.db.flush().map_err(store_err)?;
         Ok(())
+    }
+
+    fn put_user(&self, user: &User) -> Result<(), MasterError> {
+        self.users
+            .insert(user.name.as_bytes(), encode(user)?)
+            .map_err(store_err)?;
+        self.users.flush().map_err(store_err)?;
+        Ok(())
+    }
+
+    fn user(&self, name: &str) -> Result<Option<User>, MasterError> {
+        match self.users.get(name.as_bytes()).map_err(store_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn users(&self) -> Result<Vec<User>, MasterError> {
+        self.users
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(store_err)?))
+            .collect()
+    }
+
+    fn remove_user(&self, name: &str) -> Result<bool, MasterError> {
+        let existed = self
+            .users
+            .remove(name.as_bytes())
+            .map_err(store_err)?
+            .is_some();
+        for t in self.tokens()? {
+            if t.user == name {
+                self.tokens.remove(t.id.as_bytes()).map_err(store_err)?;
+            }
+        }
+        self.users.flush().map_err(store_err)?;
+        self.tokens.flush().map_err(store_err)?;
+        Ok(existed)
+    }
+
+    fn put_token(&self, token: &Token) -> Result<(), MasterError> {
+        self.tokens
+            .insert(token.id.as_bytes(), encode(token)?)
+            .map_err(store_err)?;
+        self.tokens.flush().map_err(store_err)?;
+        Ok(())
+    }
+
+    fn token(&self, id: &str) -> Result<Option<Token>, MasterError> {
+        match self.tokens.get(id.as_bytes()).map_err(store_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn tokens(&self) -> Result<Vec<Token>, MasterError> {
+        self.tokens
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(store_err)?))
+            .collect()
+    }
+
+    fn remove_token(&self, id: &str) -> Result<bool, MasterError> {
+        let existed = self
+            .tokens
+            .remove(id.as_bytes())
+            .map_err(store_err)?
+            .is_some();
+        self.tokens.flush().map_err(store_err)?;
+        Ok(existed)
     }
 }

@@ -1,0 +1,188 @@
+//! The users service: users with roles and ACLs, bearer tokens (shown
+//! once, stored as hashes, with expiry, last use and revocation), and
+//! authenticating a bearer token.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::ServiceError;
+use crate::access::{self, Role, Token, User};
+use crate::server::now_ms;
+use crate::store::Store;
+
+/// A user to create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The name.
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// For operators: globs of minion ids they may target.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// For operators: globs of functions they may run.
+    #[serde(default)]
+    pub functions: Vec<String>,
+}
+
+/// A token to create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// The user it authenticates.
+    pub user: String,
+    /// Seconds until it expires (none: never).
+    pub expires_secs: Option<u64>,
+}
+
+/// A token as listed: never its secret or hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Its id (give it to `revoke`).
+    pub id: String,
+    /// The user it authenticates.
+    pub user: String,
+    /// Created, unix milliseconds.
+    pub created_ms: i64,
+    /// Expires, unix milliseconds.
+    pub expires_ms: Option<i64>,
+    /// Last used, unix milliseconds.
+    pub last_used_ms: Option<i64>,
+}
+
+/// A token just created: the only time its text is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// How it is listed.
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The token, for `Authorization: Bearer`.
+    pub token: String,
+}
+
+fn view(t: &Token) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        user: t.user.clone(),
+        created_ms: t.created_ms,
+        expires_ms: t.expires_ms,
+        last_used_ms: t.last_used_ms,
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], ServiceError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b)
+        .map_err(|e| ServiceError::Unavailable(format!("no randomness: {e}")))?;
+    Ok(b)
+}
+
+/// Users and tokens.
+pub struct UsersService {
+    store: Arc<dyn Store>,
+}
+
+impl UsersService {
+    /// The service over `store`.
+    pub fn new(store: Arc<dyn Store>) -> UsersService {
+        UsersService { store }
+    }
+
+    /// Creates a user; an existing name is a conflict.
+    pub fn add(&self, new: NewUser) -> Result<User, ServiceError> {
+        access::check_user_name(&new.name).map_err(ServiceError::Unprocessable)?;
+        for g in new.targets.iter().chain(&new.functions) {
+            protocol::fnmatch::compile(g, false)
+                .map_err(|e| ServiceError::Unprocessable(format!("pattern {g:?}: {e}")))?;
+        }
+        if self.store.user(&new.name)?.is_some() {
+            return Err(ServiceError::Conflict(format!("user {} exists", new.name)));
+        }
+        let user = User {
+            name: new.name,
+            role: new.role,
+            targets: new.targets,
+            functions: new.functions,
+            created_ms: now_ms(),
+        };
+        self.store.put_user(&user)?;
+        Ok(user)
+    }
+
+    /// Every user.
+    pub fn list(&self) -> Result<Vec<User>, ServiceError> {
+        Ok(self.store.users()?)
+    }
+
+    /// Removes a user and its tokens.
+    pub fn remove(&self, name: &str) -> Result<(), ServiceError> {
+        if !self.store.remove_user(name)? {
+            return Err(ServiceError::NotFound(format!("no user {name}")));
+        }
+        Ok(())
+    }
+
+    /// Creates a token for an existing user.
+    pub fn create_token(&self, new: NewToken) -> Result<CreatedToken, ServiceError> {
+        if self.store.user(&new.user)?.is_none() {
+            return Err(ServiceError::NotFound(format!("no user {}", new.user)));
+        }
+        let (text, id, secret) = access::token_text(&random()?, &random()?);
+        let now = now_ms();
+        let token = Token {
+            id,
+            user: new.user,
+            hash: access::hash_secret(&secret),
+            created_ms: now,
+            expires_ms: new.expires_secs.map(|s| {
+                now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
+            }),
+            last_used_ms: None,
+        };
+        self.store.put_token(&token)?;
+        Ok(CreatedToken {
+            view: view(&token),
+            token: text,
+        })
+    }
+
+    /// Every token (without secrets).
+    pub fn tokens(&self) -> Result<Vec<TokenView>, ServiceError> {
+        Ok(self.store.tokens()?.iter().map(view).collect())
+    }
+
+    /// Revokes a token.
+    pub fn revoke(&self, id: &str) -> Result<(), ServiceError> {
+        if !self.store.remove_token(id)? {
+            return Err(ServiceError::NotFound(format!("no token {id}")));
+        }
+        Ok(())
+    }
+
+    /// The user a bearer token authenticates, or why not.
+    pub fn authenticate(&self, bearer: &str) -> Result<User, ServiceError> {
+        let unknown = || ServiceError::Unauthenticated("unknown or malformed token".into());
+        let (id, secret) = access::parse_token(bearer).ok_or_else(unknown)?;
+        let mut token = self.store.token(id)?.ok_or_else(unknown)?;
+        if !access::same(&token.hash, &access::hash_secret(secret)) {
+            return Err(unknown());
+        }
+        let now = now_ms();
+        if token.expires_ms.is_some_and(|e| e <= now) {
+            return Err(ServiceError::Unauthenticated(format!(
+                "token {id} has expired"
+            )));
+        }
+        let user = self.store.user(&token.user)?.ok_or_else(|| {
+            ServiceError::Unauthenticated(format!("the user of token {id} is gone"))
+        })?;
+        // Last use is written at most once a minute per token.
+        if token.last_used_ms.is_none_or(|t| now - t >= 60_000) {
+            token.last_used_ms = Some(now);
+            self.store.put_token(&token)?;
+        }
+        Ok(user)
+    }
+}
