@@ -1,9 +1,11 @@
-//! The CLI's side of the API: HTTP/1.1 over the master's unix socket. Each
-//! operator operation becomes one or two API calls; answers come back as
-//! [`Answer`]s, problem documents as [`Answer::Error`] with their detail.
+//! The CLI's side of the API: HTTP/1.1 over the master's unix socket, or
+//! HTTPS with a bearer token to a remote master whose certificate is pinned
+//! on first use. Each operator operation becomes one or two API calls;
+//! answers come back as [`Answer`]s, problem documents as
+//! [`Answer::Error`] with their detail.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -64,9 +66,77 @@ pub fn check_owner(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A client of the API on one unix socket.
+/// Where the master's API is.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// The local unix socket (the caller is the local administrator).
+    Unix(PathBuf),
+    /// A remote master over HTTPS.
+    Https {
+        /// `host:port`.
+        authority: String,
+        /// The host, for TLS.
+        host: String,
+        /// Bearer token.
+        token: Option<String>,
+        /// The file of pinned certificate fingerprints.
+        known: PathBuf,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "{}", p.display()),
+            Endpoint::Https { authority, .. } => write!(f, "https://{authority}"),
+        }
+    }
+}
+
+impl Endpoint {
+    /// An HTTPS endpoint from a URL `https://host[:port]` (default port
+    /// 4507); certificates are pinned in `known`.
+    pub fn https(url: &str, token: Option<String>, known: PathBuf) -> Result<Endpoint, String> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("{url}: the URL must start with https://"))?;
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!("{url}: give https://host[:port] only"));
+        }
+        let (host, authority) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') && h.contains(':') => {
+                return Err(format!("{url}: put an IPv6 address in brackets ({h}:{p})"));
+            }
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_owned(), authority.to_owned()),
+            _ => (authority.to_owned(), format!("{authority}:4507")),
+        };
+        Ok(Endpoint::Https {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            authority,
+            token,
+            known,
+        })
+    }
+}
+
+/// Where `cmdb` pins certificates: `$XDG_CONFIG_HOME/cmdb/known_masters`,
+/// else `~/.config/cmdb/known_masters`.
+pub fn known_masters_file() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("cmdb").join("known_masters")
+}
+
+/// A client of the API.
 pub struct Client<'a> {
-    socket: &'a Path,
+    endpoint: &'a Endpoint,
+    tls: Option<tokio_rustls::TlsConnector>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -77,11 +147,20 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
 }
 
 impl<'a> Client<'a> {
-    /// A client of the master listening on `socket`.
-    pub fn new(socket: &'a Path) -> io::Result<Client<'a>> {
-        check_owner(socket)?;
+    /// A client of the master at `endpoint`.
+    pub fn new(endpoint: &'a Endpoint) -> io::Result<Client<'a>> {
+        let tls = match endpoint {
+            Endpoint::Unix(socket) => {
+                check_owner(socket)?;
+                None
+            }
+            Endpoint::Https {
+                authority, known, ..
+            } => Some(crate::pinning::connector(authority, known)?),
+        };
         Ok(Client {
-            socket,
+            endpoint,
+            tls,
             rt: runtime()?,
         })
     }
@@ -92,15 +171,44 @@ impl<'a> Client<'a> {
         uri: &str,
         body: Option<Vec<u8>>,
     ) -> io::Result<Response<Incoming>> {
-        let stream = tokio::net::UnixStream::connect(self.socket).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(io::Error::other)?;
-        tokio::spawn(conn);
+        let (mut sender, host, token) = match self.endpoint {
+            Endpoint::Https {
+                authority,
+                host,
+                token,
+                ..
+            } => {
+                let tls = self
+                    .tls
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("no TLS configuration"))?;
+                let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}"))
+                })?;
+                let stream = tls.connect(name, tcp).await?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(io::Error::other)?;
+                tokio::spawn(conn);
+                (sender, authority.clone(), token.clone())
+            }
+            Endpoint::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(io::Error::other)?;
+                tokio::spawn(conn);
+                (sender, "localhost".to_owned(), None)
+            }
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header(hyper::header::HOST, "localhost");
+            .header(hyper::header::HOST, host);
+        if let Some(t) = token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
@@ -148,6 +256,23 @@ impl<'a> Client<'a> {
                 .map_err(|e| format!("bad answer from the master: {e}")),
             Err(e) => Err(e),
         })
+    }
+
+    /// One request whose success has no body (`204 No Content`).
+    pub fn call_no_content(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&impl Serialize>,
+    ) -> io::Result<Result<(), String>> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(io::Error::other)?;
+        Ok(self
+            .rt
+            .block_on(self.call_async(method, uri, body))?
+            .map(|_| ()))
     }
 
     /// Publishes a job and, when `wait`, follows its returns; each answer

@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod keyring;
 pub mod output;
+pub mod pinning;
 pub mod presence;
 pub mod requests;
 pub mod server;

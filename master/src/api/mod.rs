@@ -141,6 +141,10 @@ where
                 let detail = rej.body_text();
                 Err(ApiError(match rej.status() {
                     StatusCode::UNPROCESSABLE_ENTITY => ServiceError::Unprocessable(detail),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        ServiceError::UnsupportedMediaType(detail)
+                    }
+                    StatusCode::PAYLOAD_TOO_LARGE => ServiceError::TooLarge(detail),
                     _ => ServiceError::Invalid(detail),
                 }))
             }

@@ -1,5 +1,5 @@
 //! `cmdb`: the operator CLI; a client of the running master's HTTP API on
-//! its unix socket.
+//! its unix socket, or with `--url`/`--token` over HTTPS.
 //!
 //! Exit codes: 0 when every expected minion returned success; 1 when one
 //! failed or did not return, nothing matched, or on an error.
@@ -9,8 +9,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use master::MasterConfig;
+use master::access::Role;
 use master::cli::asset::{self, ListFormat};
 use master::cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
+use master::cli::user;
+use master::client::{Endpoint, known_masters_file};
 use master::config::DEFAULT_CONFIG;
 use master::output::OutputFormat;
 use master::service::inventory::AssetRequest;
@@ -22,6 +25,13 @@ struct Cli {
     /// Master config file (for the API socket's path).
     #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
+    /// A remote master's API, https://host[:port] (default port 4507); its
+    /// certificate is pinned on first use.
+    #[arg(long, env = "CMDB_URL", global = true)]
+    url: Option<String>,
+    /// Bearer token for --url.
+    #[arg(long, env = "CMDB_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +72,16 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Users of the API (admins only).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Bearer tokens of the API (admins only).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// The asset inventory.
     Asset {
@@ -158,6 +178,58 @@ enum AssetCommand {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add {
+        /// The name.
+        name: String,
+        /// What the user may do.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Operators: globs of minion ids they may target, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+        /// Operators: globs of functions they may run, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        functions: Vec<String>,
+    },
+    /// Every user.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+    },
+    /// Remove a user and its tokens.
+    Remove {
+        /// The name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a bearer token for a user; printed once, alone on the last line.
+    Create {
+        /// The user.
+        user: String,
+        /// Lifetime: 90d, 12h, 30m, 45s (default: never expires).
+        #[arg(long, value_parser = master::cli::user::parse_duration)]
+        expires: Option<u64>,
+    },
+    /// Every token (never the secrets).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum JobsCommand {
     /// The newest jobs.
     List {
@@ -179,8 +251,11 @@ enum JobsCommand {
 }
 
 fn start(cli: Cli) -> anyhow::Result<u8> {
-    let cfg = MasterConfig::load(&cli.config)?;
-    let socket = cfg.api_socket();
+    let socket = match &cli.url {
+        Some(url) => Endpoint::https(url, cli.token.clone(), known_masters_file())
+            .map_err(anyhow::Error::msg)?,
+        None => Endpoint::Unix(MasterConfig::load(&cli.config)?.api_socket()),
+    };
     match cli.command {
         Command::Run {
             regex,
@@ -216,6 +291,24 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Changes { since, out } => asset::changes(&socket, &since, out),
         Command::Asset { command } => run_asset(&socket, command),
+        Command::User { command } => match command {
+            UserCommand::Add {
+                name,
+                role,
+                targets,
+                functions,
+            } => user::add(&socket, name, role, targets, functions),
+            UserCommand::List { out } => user::list(&socket, out),
+            UserCommand::Remove { name } => user::remove(&socket, &name),
+        },
+        Command::Token { command } => match command {
+            TokenCommand::Create {
+                user: name,
+                expires,
+            } => user::create(&socket, name, expires),
+            TokenCommand::List { out } => user::tokens(&socket, out),
+            TokenCommand::Revoke { id } => user::revoke(&socket, &id),
+        },
         Command::Jobs { command } => match command {
             JobsCommand::List { limit, out } => jobs_list(&socket, limit, out),
             JobsCommand::Show { jid, out } => jobs_show(&socket, &jid, out),
@@ -223,7 +316,7 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn run_asset(socket: &std::path::Path, command: AssetCommand) -> anyhow::Result<u8> {
+fn run_asset(socket: &master::client::Endpoint, command: AssetCommand) -> anyhow::Result<u8> {
     let user = master::cli::current_user();
     match command {
         AssetCommand::List { grain, out } => asset::list(socket, grain, out),

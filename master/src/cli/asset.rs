@@ -4,12 +4,11 @@
 //! status change not allowed, a bad import row) or cannot be reached.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{Client, Endpoint};
 use crate::output::{OutputFormat, render};
 use crate::service::inventory::AssetRequest;
 
@@ -25,7 +24,7 @@ pub enum ListFormat {
 }
 
 /// Sends an inventory request and returns the master's answer.
-pub fn ask(socket: &Path, req: AssetRequest) -> anyhow::Result<Value> {
+pub fn ask(socket: &Endpoint, req: AssetRequest) -> anyhow::Result<Value> {
     let answer = Client::new(socket)
         .and_then(|c| c.asset(req))
         .with_context(|| super::run::unreachable(socket))?;
@@ -134,7 +133,7 @@ fn table_text(rows: &[Value], columns: &[(&str, &str)]) -> String {
 }
 
 /// `cmdb asset list`.
-pub fn list(socket: &Path, grain: Option<String>, out: ListFormat) -> anyhow::Result<u8> {
+pub fn list(socket: &Endpoint, grain: Option<String>, out: ListFormat) -> anyhow::Result<u8> {
     let v = ask(socket, AssetRequest::List { grain })?;
     let rows = v.as_array().cloned().unwrap_or_default();
     match out {
@@ -146,7 +145,7 @@ pub fn list(socket: &Path, grain: Option<String>, out: ListFormat) -> anyhow::Re
 }
 
 /// `cmdb asset export --format csv|json`.
-pub fn export(socket: &Path, format: ListFormat) -> anyhow::Result<u8> {
+pub fn export(socket: &Endpoint, format: ListFormat) -> anyhow::Result<u8> {
     let v = ask(socket, AssetRequest::List { grain: None })?;
     let rows = v.as_array().cloned().unwrap_or_default();
     match format {
@@ -169,7 +168,7 @@ pub fn show_value(v: &Value, out: OutputFormat) {
 }
 
 /// `cmdb asset history ID`.
-pub fn history(socket: &Path, key: String, out: OutputFormat) -> anyhow::Result<u8> {
+pub fn history(socket: &Endpoint, key: String, out: OutputFormat) -> anyhow::Result<u8> {
     let v = ask(socket, AssetRequest::History { key })?;
     if out != OutputFormat::Nested {
         show_value(&v, out);
@@ -230,7 +229,7 @@ fn short(v: &Value) -> String {
 
 /// `cmdb asset diff ID`.
 pub fn diff(
-    socket: &Path,
+    socket: &Endpoint,
     key: String,
     from: Option<u64>,
     to: Option<u64>,
@@ -257,7 +256,7 @@ pub fn diff(
 }
 
 /// `cmdb changes --since WINDOW`.
-pub fn changes(socket: &Path, since: &str, out: ListFormat) -> anyhow::Result<u8> {
+pub fn changes(socket: &Endpoint, since: &str, out: ListFormat) -> anyhow::Result<u8> {
     let secs = parse_window(since)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -3,6 +3,7 @@
 pub mod asset;
 pub mod key;
 pub mod run;
+pub mod user;
 
 /// The name of the user running the command, for job records.
 pub fn current_user() -> String {

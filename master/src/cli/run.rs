@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::Path;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,7 +13,7 @@ use protocol::Target;
 use serde_json::{Map, Value};
 
 use crate::api::jobs::{JobRequest, TargetType};
-use crate::client::{Answer, Client};
+use crate::client::{Answer, Client, Endpoint};
 use crate::output::{OutputFormat, render};
 use crate::service::jobs::JobView;
 use crate::store::JobRecord;
@@ -94,12 +93,12 @@ pub fn target(kind: TargetKind, expr: &str) -> anyhow::Result<Target> {
 }
 
 /// The context of an error reaching the master.
-pub fn unreachable(socket: &Path) -> String {
-    format!("cannot talk to the master at {}", socket.display())
+pub fn unreachable(socket: &Endpoint) -> String {
+    format!("cannot talk to the master at {socket}")
 }
 
 /// Runs a job through the master at `socket`; returns the exit code.
-pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
+pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     target(a.kind, &a.target)?;
     let (args, kwargs) = split_args(&a.args);
     let req = JobRequest {
@@ -177,7 +176,7 @@ pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
 }
 
 /// One API call with one JSON answer; a refusal becomes an error.
-fn ask<T: serde::de::DeserializeOwned>(socket: &Path, uri: &str) -> anyhow::Result<T> {
+fn ask<T: serde::de::DeserializeOwned>(socket: &Endpoint, uri: &str) -> anyhow::Result<T> {
     let client = Client::new(socket).with_context(|| unreachable(socket))?;
     let none: Option<&()> = None;
     let answer = client
@@ -200,7 +199,7 @@ fn job_view(job: &JobRecord) -> Map<String, Value> {
 }
 
 /// `cmdb jobs list`.
-pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
+pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
     let jobs: Vec<JobRecord> = ask(socket, &format!("/v1/jobs?limit={limit}"))?;
     let rows: Map<String, Value> = jobs
         .iter()
@@ -211,7 +210,7 @@ pub fn jobs_list(socket: &Path, limit: usize, out: OutputFormat) -> anyhow::Resu
 }
 
 /// `cmdb jobs show JID`.
-pub fn jobs_show(socket: &Path, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
+pub fn jobs_show(socket: &Endpoint, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
     let JobView { job, returns } =
         ask(socket, &format!("/v1/jobs/{}", crate::client::segment(jid)))?;
     let rets: Map<String, Value> = returns

@@ -38,6 +38,12 @@ pub enum ServiceError {
     /// A precondition such as `If-Match` failed (412).
     #[error("{0}")]
     PreconditionFailed(String),
+    /// The request body is larger than accepted (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request body is not of a type the route takes (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A resource the service needs is unavailable; retry later (503).
     #[error("{0}")]
     Unavailable(String),
@@ -56,6 +62,8 @@ impl ServiceError {
             ServiceError::NotFound(_) => 404,
             ServiceError::Conflict(_) => 409,
             ServiceError::PreconditionFailed(_) => 412,
+            ServiceError::TooLarge(_) => 413,
+            ServiceError::UnsupportedMediaType(_) => 415,
             ServiceError::Unprocessable(_) => 422,
             ServiceError::Internal(_) => 500,
             ServiceError::Unavailable(_) => 503,

@@ -1,0 +1,170 @@
+//! `cmdb user …` and `cmdb token …`: who may use the API.
+//!
+//! Exit codes: 0 on success, 1 when the master refuses (an existing user,
+//! no such user or token, not an admin) or cannot be reached.
+
+use anyhow::Context;
+use hyper::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::access::{Role, User};
+use crate::client::{Client, Endpoint, segment};
+use crate::output::{OutputFormat, render};
+use crate::service::users::{CreatedToken, NewToken, NewUser, TokenView};
+
+fn call<T: DeserializeOwned>(
+    socket: &Endpoint,
+    method: Method,
+    uri: &str,
+    body: Option<&impl Serialize>,
+) -> anyhow::Result<T> {
+    let client = Client::new(socket).with_context(|| super::run::unreachable(socket))?;
+    client
+        .call(method, uri, body)
+        .with_context(|| super::run::unreachable(socket))?
+        .map_err(|m| anyhow::anyhow!("{m}"))
+}
+
+fn call_empty(socket: &Endpoint, method: Method, uri: &str) -> anyhow::Result<()> {
+    let client = Client::new(socket).with_context(|| super::run::unreachable(socket))?;
+    let none: Option<&()> = None;
+    client
+        .call_no_content(method, uri, none)
+        .with_context(|| super::run::unreachable(socket))?
+        .map_err(|m| anyhow::anyhow!("{m}"))
+}
+
+fn print_json(v: &impl Serialize, out: OutputFormat) -> anyhow::Result<()> {
+    let value = serde_json::to_value(v)?;
+    let map = match value {
+        serde_json::Value::Object(m) => m,
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("result".into(), other);
+            m
+        }
+    };
+    print!("{}", render(&map, out));
+    Ok(())
+}
+
+/// `cmdb user add`.
+pub fn add(
+    socket: &Endpoint,
+    name: String,
+    role: Role,
+    targets: Vec<String>,
+    functions: Vec<String>,
+) -> anyhow::Result<u8> {
+    let new = NewUser {
+        name,
+        role,
+        targets,
+        functions,
+    };
+    let user: User = call(socket, Method::POST, "/v1/users", Some(&new))?;
+    println!("added user {} ({})", user.name, user.role.as_str());
+    Ok(0)
+}
+
+/// `cmdb user list`.
+pub fn list(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
+    let none: Option<&()> = None;
+    let users: Vec<User> = call(socket, Method::GET, "/v1/users", none)?;
+    let map: serde_json::Map<String, serde_json::Value> = users
+        .into_iter()
+        .map(|u| {
+            let name = u.name.clone();
+            (name, serde_json::to_value(u).unwrap_or_default())
+        })
+        .collect();
+    print_json(&map, out)?;
+    Ok(0)
+}
+
+/// `cmdb user remove`.
+pub fn remove(socket: &Endpoint, name: &str) -> anyhow::Result<u8> {
+    call_empty(
+        socket,
+        Method::DELETE,
+        &format!("/v1/users/{}", segment(name)),
+    )?;
+    println!("removed user {name} and its tokens");
+    Ok(0)
+}
+
+/// `cmdb token create`: the token alone on the last line.
+pub fn create(socket: &Endpoint, user: String, expires_secs: Option<u64>) -> anyhow::Result<u8> {
+    let new = NewToken { user, expires_secs };
+    let created: CreatedToken = call(socket, Method::POST, "/v1/tokens", Some(&new))?;
+    let expires = match created.view.expires_ms {
+        Some(ms) => format!("expires {}", crate::cli::asset::format_ms(ms)),
+        None => "never expires".to_owned(),
+    };
+    eprintln!(
+        "token {} for {} ({expires}); it is shown only now:",
+        created.view.id, created.view.user
+    );
+    println!("{}", created.token);
+    Ok(0)
+}
+
+/// `cmdb token list`.
+pub fn tokens(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
+    let none: Option<&()> = None;
+    let tokens: Vec<TokenView> = call(socket, Method::GET, "/v1/tokens", none)?;
+    let map: serde_json::Map<String, serde_json::Value> = tokens
+        .into_iter()
+        .map(|t| {
+            let id = t.id.clone();
+            (id, serde_json::to_value(t).unwrap_or_default())
+        })
+        .collect();
+    print_json(&map, out)?;
+    Ok(0)
+}
+
+/// `cmdb token revoke`.
+pub fn revoke(socket: &Endpoint, id: &str) -> anyhow::Result<u8> {
+    call_empty(
+        socket,
+        Method::DELETE,
+        &format!("/v1/tokens/{}", segment(id)),
+    )?;
+    println!("revoked token {id}");
+    Ok(0)
+}
+
+/// Parses `90d`, `12h`, `30m`, `45s` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let (num, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number with d, h, m or s"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (d, h, m or s)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?}: too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("15"), Ok(15));
+        assert!(parse_duration("3w").is_err() && parse_duration("d").is_err());
+    }
+}

@@ -1,0 +1,385 @@
+//! The HTTP API against a real master: over the unix socket as the local
+//! administrator, and over TLS with bearer tokens, roles and operator ACLs;
+//! the CLI pinning the master's certificate; bad requests answered with
+//! problem documents.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+use tests::{Cluster, ClusterOpts, WAIT, text};
+
+/// `cmdb` against the master's TLS listener with `token`, with its own
+/// config dir for pinned certificates.
+fn remote(c: &Cluster, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(tests::bin_dir().join("cmdb"));
+    cmd.args(["--url", &format!("https://127.0.0.1:{}", c.api_port)])
+        .args(args)
+        .env("XDG_CONFIG_HOME", c.dir.path().join("client-config"))
+        .env_remove("CMDB_TOKEN")
+        .env_remove("CMDB_URL")
+        .stdin(Stdio::null());
+    if let Some(t) = token {
+        cmd.env("CMDB_TOKEN", t);
+    }
+    cmd.output().expect("run cmdb")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn refused(out: &Output, words: &str) {
+    assert!(
+        !out.status.success(),
+        "expected a refusal: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains(words),
+        "stderr lacks {words:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+fn token_for(c: &Cluster, user: &str, extra: &[&str]) -> String {
+    let mut args = vec!["token", "create", user];
+    args.extend_from_slice(extra);
+    let out = ok(&c.cmdb(&args));
+    out.lines().last().expect("token line").trim().to_owned()
+}
+
+/// A request with curl over the unix socket: (status, content type, body).
+fn curl(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    json: bool,
+) -> (u16, String, Value) {
+    let sock = c.master_state().join("api.sock");
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code} %{content_type}",
+        "--unix-socket",
+    ])
+    .arg(&sock)
+    .args(["-X", method]);
+    if let Some(b) = body {
+        cmd.args(["--data-binary", b]);
+        if json {
+            cmd.args(["-H", "content-type: application/json"]);
+        }
+    }
+    cmd.arg(format!("http://cmdb{path}"));
+    let out = cmd.output().expect("curl");
+    let all = text(&out.stdout);
+    let (body, tail) = all.rsplit_once('\n').expect("status line");
+    let (status, ctype) = tail.split_once(' ').unwrap_or((tail, ""));
+    (
+        status.parse().expect("status"),
+        ctype.to_owned(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn roles_and_operator_acls_over_tls_with_tokens() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_accepted(&["web01", "db01"]);
+    ok(&c.cmdb(&[
+        "user",
+        "add",
+        "ops",
+        "--role",
+        "operator",
+        "--targets",
+        "web*",
+        "--functions",
+        "test.*",
+    ]));
+    ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
+    refused(
+        &c.cmdb(&["user", "add", "ops", "--role", "admin"]),
+        "exists",
+    );
+    let ops = token_for(&c, "ops", &["--expires", "90d"]);
+    let viewer = token_for(&c, "viewer", &[]);
+
+    // The operator runs what its ACL allows; the returns stream back.
+    let out = ok(&remote(
+        &c,
+        Some(&ops),
+        &["run", "web*", "test.ping", "--out", "json"],
+    ));
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v, serde_json::json!({"web01": true}));
+    // A target that reaches outside its globs is refused whole.
+    let before = ok(&c.cmdb(&["jobs", "list", "--out", "json"]));
+    refused(
+        &remote(&c, Some(&ops), &["run", "*", "test.ping"]),
+        "may not target db01",
+    );
+    refused(
+        &remote(&c, Some(&ops), &["run", "web01", "cmd.run", "id"]),
+        "may not run cmd.run",
+    );
+    assert_eq!(
+        ok(&c.cmdb(&["jobs", "list", "--out", "json"])),
+        before,
+        "nothing published"
+    );
+    c.master().wait_for("refused a job: forbidden");
+
+    // A reader reads but does not run or administer.
+    ok(&remote(&c, Some(&viewer), &["jobs", "list"]));
+    ok(&remote(&c, Some(&viewer), &["asset", "list"]));
+    refused(
+        &remote(&c, Some(&viewer), &["run", "web01", "test.ping"]),
+        "needs the operator role",
+    );
+    refused(
+        &remote(&c, Some(&viewer), &["user", "list"]),
+        "needs the admin role",
+    );
+    refused(
+        &remote(&c, Some(&ops), &["token", "list"]),
+        "needs the admin role",
+    );
+    c.master().wait_for("refused a request: forbidden");
+
+    // Writes record the user.
+    let out = ok(&c.cmdb(&["user", "list", "--out", "json"]));
+    let users: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(users["ops"]["role"], "operator");
+    assert_eq!(users["viewer"]["role"], "reader");
+    let jobs: Value =
+        serde_json::from_str(&ok(&c.cmdb(&["jobs", "list", "--out", "json"]))).expect("json");
+    assert!(
+        jobs.as_object()
+            .expect("jobs")
+            .values()
+            .any(|j| j["User"] == "ops"),
+        "{jobs}"
+    );
+}
+
+#[test]
+fn missing_forged_revoked_and_expired_tokens_are_refused() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_accepted(&["web01"]);
+    ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
+    let token = token_for(&c, "viewer", &[]);
+    ok(&remote(&c, Some(&token), &["jobs", "list"]));
+
+    refused(&remote(&c, None, &["jobs", "list"]), "no credentials");
+    let forged = format!("{}0", &token[..token.len() - 1]);
+    refused(
+        &remote(&c, Some(&forged), &["jobs", "list"]),
+        "unknown or malformed token",
+    );
+    refused(
+        &remote(&c, Some("not-a-token"), &["jobs", "list"]),
+        "unknown or malformed token",
+    );
+    c.master().wait_for("refused a request: unauthenticated");
+
+    // Listed without its secret, then revoked.
+    let listed = ok(&c.cmdb(&["token", "list", "--out", "json"]));
+    assert!(!listed.contains(&token[token.len() - 20..]), "{listed}");
+    let id = token.split('_').nth(1).expect("id");
+    assert!(listed.contains(id), "{listed}");
+    ok(&c.cmdb(&["token", "revoke", id]));
+    refused(
+        &remote(&c, Some(&token), &["jobs", "list"]),
+        "unknown or malformed token",
+    );
+    refused(&c.cmdb(&["token", "revoke", id]), "no token");
+
+    // An expiring token works until its time, then is refused.
+    let short = token_for(&c, "viewer", &["--expires", "2s"]);
+    ok(&remote(&c, Some(&short), &["jobs", "list"]));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = remote(&c, Some(&short), &["jobs", "list"]);
+        if !out.status.success() {
+            refused(&out, "has expired");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the token never expired");
+    }
+    // Removing a user removes its tokens.
+    let again = token_for(&c, "viewer", &[]);
+    ok(&c.cmdb(&["user", "remove", "viewer"]));
+    refused(
+        &remote(&c, Some(&again), &["jobs", "list"]),
+        "unknown or malformed token",
+    );
+}
+
+#[test]
+fn the_cli_pins_the_certificate_and_refuses_a_changed_one() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
+    let token = token_for(&c, "viewer", &[]);
+    let first = remote(&c, Some(&token), &["jobs", "list"]);
+    ok(&first);
+    assert!(
+        text(&first.stderr).contains("pinned the certificate"),
+        "{}",
+        text(&first.stderr)
+    );
+    let fp = |c: &Cluster| {
+        c.master()
+            .lines_with("API listening with TLS")
+            .last()
+            .and_then(|l| l.split("fingerprint=").nth(1).map(|f| f.trim().to_owned()))
+            .expect("fingerprint logged")
+    };
+    let old = fp(&c);
+    // The second use checks the pin silently.
+    let second = remote(&c, Some(&token), &["jobs", "list"]);
+    ok(&second);
+    assert!(
+        !text(&second.stderr).contains("pinned"),
+        "{}",
+        text(&second.stderr)
+    );
+
+    // A new certificate: the CLI refuses it and names both fingerprints.
+    c.master_mut().terminate();
+    std::fs::remove_file(c.master_state().join("pki/api.crt")).expect("rm crt");
+    std::fs::remove_file(c.master_state().join("pki/api.key")).expect("rm key");
+    c.start_master();
+    let new = fp(&c);
+    assert_ne!(old, new);
+    let out = remote(&c, Some(&token), &["jobs", "list"]);
+    refused(&out, &old);
+    refused(&out, &new);
+}
+
+/// Method, path, body, whether it is JSON, the status and words of the detail.
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, bool, u16, &'a str);
+
+#[test]
+fn bad_requests_get_problem_documents_and_change_nothing() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_accepted(&["web01"]);
+    ok(&c.cmdb(&["run", "*", "collect", "--out", "json"]));
+    let (status, ctype, v) = curl(&c, "GET", "/v1/health", None, false);
+    assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{ctype}");
+    let cases: &[Case] = &[
+        (
+            "POST",
+            "/v1/jobs",
+            Some(r#"{"target":"*","fun":"test.ping","bogus":1}"#),
+            true,
+            422,
+            "bogus",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(r#"{"target":"*","fun":"#),
+            true,
+            400,
+            "",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(r#"{"target":"*","fun":"test.ping"}"#),
+            false,
+            415,
+            "",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(r#"{"target":"(","target_type":"pcre","fun":"test.ping"}"#),
+            true,
+            400,
+            "target",
+        ),
+        ("GET", "/v1/jobs?limit=5&bogus=1", None, false, 400, "bogus"),
+        ("GET", "/v1/jobs/not-a-jid", None, false, 400, ""),
+        (
+            "GET",
+            "/v1/jobs/20200101000000000000",
+            None,
+            false,
+            404,
+            "no job",
+        ),
+        ("GET", "/v1/assets/nope", None, false, 404, "no asset"),
+        (
+            "PATCH",
+            "/v1/assets/web01",
+            Some(r#"{"manual":{"colour":"red"}}"#),
+            true,
+            422,
+            "not a manual field",
+        ),
+        (
+            "PATCH",
+            "/v1/assets/web01",
+            Some(r#"{"status":"decommissioned"}"#),
+            true,
+            200,
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/assets/web01",
+            Some(r#"{"status":"active"}"#),
+            true,
+            409,
+            "not allowed",
+        ),
+        (
+            "POST",
+            "/v1/keys/..%2Fetc/accept",
+            None,
+            false,
+            400,
+            "minion id",
+        ),
+        ("DELETE", "/v1/keys/ghost", None, false, 404, "no key"),
+        (
+            "POST",
+            "/v1/keys/web01/accept",
+            None,
+            false,
+            409,
+            "already has an accepted key",
+        ),
+        ("GET", "/v1/nothing", None, false, 404, "no route"),
+    ];
+    for (method, path, body, json, want, words) in cases {
+        let (status, ctype, v) = curl(&c, method, path, *body, *json);
+        assert_eq!(status, *want, "{method} {path}: {v}");
+        if *want >= 400 {
+            assert_eq!(ctype, "application/problem+json", "{method} {path}");
+            assert_eq!(v["status"], *want, "{method} {path}: {v}");
+            let detail = v["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains(words), "{method} {path}: {detail}");
+        }
+    }
+    // Nothing but the status change was stored.
+    let (_, _, h) = curl(&c, "GET", "/v1/assets/web01/history", None, false);
+    let changes: Vec<&Value> = h["history"].as_array().expect("history").iter().collect();
+    assert_eq!(changes.last().expect("last")["source"], "status", "{h}");
+    let (_, _, jobs) = curl(&c, "GET", "/v1/jobs", None, false);
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
+}
