@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum Role {
     /// Read the inventory, changes, reports and jobs.
     Reader,
@@ -30,7 +31,7 @@ impl Role {
 }
 
 /// A user of the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     /// The name, recorded with every write.
     pub name: String,

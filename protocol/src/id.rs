@@ -14,6 +14,7 @@ pub const MAX_ID_LEN: usize = 255;
 /// Rules: not empty, at most 255 bytes, no `/`, `\`, `..`, NUL or control
 /// characters, and not `.`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
 #[serde(transparent)]
 pub struct MinionId(String);
 

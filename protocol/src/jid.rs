@@ -11,6 +11,7 @@ const FORMAT: &str = "%Y%m%d%H%M%S%6f";
 
 /// A job id: the UTC time the job was created, to the microsecond.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
 #[serde(transparent)]
 pub struct Jid(String);
 

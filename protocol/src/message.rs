@@ -86,6 +86,7 @@ pub struct AuthRequest {
 
 /// A job result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobReturn {
     /// The job.
     pub jid: Jid,

@@ -19,6 +19,7 @@ use crate::fnmatch;
 
 /// A target expression as the operator wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// fnmatch glob on the id.

@@ -3,18 +3,22 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller};
+use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, doc};
 use crate::access::Role;
 use crate::service::ServiceError;
 use crate::service::inventory::{AssetAnswer, AssetRequest, handle};
+use crate::service::inventory::{AssetView, ChangeFeedEntry, DiffView, HistoryView, ImportSummary};
 
 /// `GET /v1/assets` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only assets whose facts match this grain expression (`key:value`).
     pub grain: Option<String>,
@@ -23,6 +27,8 @@ pub struct ListQuery {
 /// `GET /v1/assets/{ref}` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ShowQuery {
     /// Rebuild this version instead of the latest.
     pub version: Option<u64>,
@@ -31,6 +37,8 @@ pub struct ShowQuery {
 /// `GET /v1/assets/{ref}/diff` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiffQuery {
     /// From this version (default: the one before `to`).
     pub from: Option<u64>,
@@ -41,6 +49,8 @@ pub struct DiffQuery {
 /// `GET /v1/changes` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// Changes at or after this time, unix milliseconds (default 0).
     pub since_ms: Option<i64>,
@@ -49,6 +59,7 @@ pub struct ChangesQuery {
 /// `PATCH /v1/assets/{ref}`: manual fields and a status transition.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct AssetPatch {
     /// Manual fields to set; an empty value removes the field.
     #[serde(default)]
@@ -60,6 +71,7 @@ pub struct AssetPatch {
 /// `POST /v1/assets/import`: a CSV purchase list.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct ImportRequest {
     /// The file's text.
     pub csv: String,
@@ -69,6 +81,7 @@ fn answer(st: &ApiState, req: AssetRequest) -> Result<Json<AssetAnswer>, ApiErro
     Ok(Json(handle(&st.shared, req)?))
 }
 
+#[utoipa::path(get, path = "/v1/assets", tag = "assets", params(ListQuery), responses((status = 200, description = "every asset", body = Vec<AssetView>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -76,6 +89,7 @@ async fn list(
     answer(&st, AssetRequest::List { grain: q.grain })
 }
 
+#[utoipa::path(get, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), ShowQuery), responses((status = 200, description = "the asset", body = AssetView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
 async fn show(
     State(st): State<ApiState>,
     Path(key): Path<String>,
@@ -90,6 +104,7 @@ async fn show(
     )
 }
 
+#[utoipa::path(get, path = "/v1/assets/{key}/history", tag = "assets", params(("key" = String, Path, description = "asset id or minion id")), responses((status = 200, description = "its change records", body = HistoryView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
 async fn history(
     State(st): State<ApiState>,
     Path(key): Path<String>,
@@ -97,6 +112,7 @@ async fn history(
     answer(&st, AssetRequest::History { key })
 }
 
+#[utoipa::path(get, path = "/v1/assets/{key}/diff", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), DiffQuery), responses((status = 200, description = "field differences", body = DiffView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
 async fn diff(
     State(st): State<ApiState>,
     Path(key): Path<String>,
@@ -112,6 +128,7 @@ async fn diff(
     )
 }
 
+#[utoipa::path(patch, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id")), request_body = AssetPatch, responses((status = 200, description = "the changed asset", body = AssetView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::BadBody, doc::Failed))]
 async fn patch(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -149,6 +166,7 @@ async fn patch(
         .ok_or_else(|| ApiError(ServiceError::Internal("no change made".into())))
 }
 
+#[utoipa::path(post, path = "/v1/assets/import", tag = "assets", request_body = ImportRequest, responses((status = 200, description = "what the import did", body = ImportSummary), doc::BadRequest, doc::Refused, doc::BadBody, doc::Failed))]
 async fn import(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -164,10 +182,12 @@ async fn import(
     )
 }
 
+#[utoipa::path(get, path = "/v1/assets/dups", tag = "assets", responses((status = 200, description = "assets sharing a serial, by serial", body = std::collections::BTreeMap<String, Vec<serde_json::Value>>), doc::Refused, doc::Failed))]
 async fn dups(State(st): State<ApiState>) -> Result<Json<AssetAnswer>, ApiError> {
     answer(&st, AssetRequest::Dups)
 }
 
+#[utoipa::path(get, path = "/v1/changes", tag = "assets", params(ChangesQuery), responses((status = 200, description = "every field change since the time", body = Vec<ChangeFeedEntry>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn changes(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ChangesQuery>,
@@ -181,13 +201,13 @@ async fn changes(
 }
 
 /// The inventory routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/assets", get(list))
-        .route("/v1/assets/import", post(import))
-        .route("/v1/assets/dups", get(dups))
-        .route("/v1/assets/{key}", get(show).patch(patch))
-        .route("/v1/assets/{key}/history", get(history))
-        .route("/v1/assets/{key}/diff", get(diff))
-        .route("/v1/changes", get(changes))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(import))
+        .routes(routes!(dups))
+        .routes(routes!(show, patch))
+        .routes(routes!(history))
+        .routes(routes!(diff))
+        .routes(routes!(changes))
 }

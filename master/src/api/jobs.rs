@@ -7,13 +7,14 @@ use std::convert::Infallible;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use futures_util::Stream;
 use protocol::{Jid, Target};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller};
+use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, doc};
 use crate::access::Role;
 use crate::service::ServiceError;
 use crate::service::jobs::{JobEvent, JobView, NewJob};
@@ -22,6 +23,7 @@ use crate::store::JobRecord;
 /// How `target` is read, as Salt's `tgt_type`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum TargetType {
     /// fnmatch glob on the minion id.
     #[default]
@@ -52,6 +54,7 @@ impl TargetType {
 /// `POST /v1/jobs`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct JobRequest {
     /// Target expression.
     pub target: String,
@@ -69,7 +72,7 @@ pub struct JobRequest {
 }
 
 /// The answer to `POST /v1/jobs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobCreated {
     /// The job id.
     pub jid: Jid,
@@ -80,6 +83,8 @@ pub struct JobCreated {
 /// `GET /v1/jobs` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many, newest first (default 50).
     pub limit: Option<usize>,
@@ -88,6 +93,8 @@ pub struct ListQuery {
 /// `GET /v1/jobs/{jid}/returns` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReturnsQuery {
     /// Seconds to wait for the next return before asking who still runs
     /// the job (default 5).
@@ -95,12 +102,13 @@ pub struct ReturnsQuery {
 }
 
 /// The `done` event of a returns stream.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Done {
     /// Expected minions that did not return.
     pub missing: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobRequest, responses((status = 201, description = "published", body = JobCreated), doc::BadRequest, doc::Refused, doc::BadBody, doc::Failed))]
 async fn create(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -143,6 +151,7 @@ async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "the newest jobs", body = Vec<JobRecord>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -150,11 +159,24 @@ async fn list(
     Ok(Json(st.shared.jobs.list(q.limit.unwrap_or(50))?))
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{jid}", tag = "jobs", params(("jid" = String, Path, description = "job id")), responses((status = 200, description = "the job and its returns", body = JobView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
 async fn show(
     State(st): State<ApiState>,
     Path(jid): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(st.shared.jobs.show(&jid)?))
+}
+
+/// One server-sent event of `GET /v1/jobs/{jid}/returns`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the wire format; the stream is built by axum
+struct ReturnsEvent {
+    /// `ret` for a return, `done` once the job is complete or timed out.
+    #[schema(pattern = "^(ret|done)$")]
+    event: String,
+    /// JSON: a `JobReturn` for `ret`, `{"missing": [minion ids]}` for `done`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 fn sse_event(ev: JobEvent) -> Event {
@@ -167,6 +189,7 @@ fn sse_event(ev: JobEvent) -> Event {
         .data(data.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{jid}/returns", tag = "jobs", params(("jid" = String, Path, description = "job id"), ReturnsQuery), responses((status = 200, description = "server-sent events: `ret` (a JobReturn) for each return, then `done` ({missing})", content_type = "text/event-stream", body = ReturnsEvent), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
 async fn returns(
     State(st): State<ApiState>,
     Path(jid): Path<String>,
@@ -184,9 +207,9 @@ async fn returns(
 }
 
 /// The job routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/jobs", get(list).post(create))
-        .route("/v1/jobs/{jid}", get(show))
-        .route("/v1/jobs/{jid}/returns", get(returns))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(returns))
 }

@@ -1,13 +1,15 @@
 //! `/v1/keys`: minion keys with fingerprints; accept, reject, delete.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{ApiError, ApiQuery, ApiState, Caller};
+use super::{ApiError, ApiQuery, ApiState, Caller, doc};
 use crate::access::Role;
 use crate::service::keys::{self, KeyView, Widen};
 
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, description = "every key", body = Vec<KeyView>), doc::Refused, doc::Failed, doc::Unavailable))]
 async fn list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -16,6 +18,7 @@ async fn list(
     Ok(Json(keys::list(&st.shared.pki)?))
 }
 
+#[utoipa::path(post, path = "/v1/keys/{id}/accept", tag = "keys", params(("id" = String, Path, description = "minion id"), Widen), responses((status = 200, description = "the accepted key", body = KeyView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed, doc::Unavailable))]
 async fn accept(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -26,6 +29,7 @@ async fn accept(
     Ok(Json(keys::accept(&st.shared.pki, &id, w)?))
 }
 
+#[utoipa::path(post, path = "/v1/keys/{id}/reject", tag = "keys", params(("id" = String, Path, description = "minion id"), Widen), responses((status = 200, description = "the rejected key", body = KeyView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed, doc::Unavailable))]
 async fn reject(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -36,6 +40,7 @@ async fn reject(
     Ok(Json(keys::reject(&st.shared.pki, &id, w)?))
 }
 
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "minion id")), responses((status = 200, description = "the deleted keys", body = Vec<KeyView>), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed, doc::Unavailable))]
 async fn delete(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -46,10 +51,10 @@ async fn delete(
 }
 
 /// The key routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/keys", get(list))
-        .route("/v1/keys/{id}", axum::routing::delete(delete))
-        .route("/v1/keys/{id}/accept", post(accept))
-        .route("/v1/keys/{id}/reject", post(reject))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(delete))
+        .routes(routes!(accept))
+        .routes(routes!(reject))
 }

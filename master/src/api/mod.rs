@@ -3,6 +3,7 @@
 //! service and map its [`ServiceError`] to an RFC 9457 problem document.
 
 pub mod assets;
+pub mod doc;
 pub mod jobs;
 pub mod keys;
 pub mod tls;
@@ -48,6 +49,8 @@ pub struct ApiState {
 pub struct Caller {
     /// The user; its name is recorded with every write.
     pub user: User,
+    /// The token the request came with, if any.
+    pub token_id: Option<String>,
 }
 
 impl Caller {
@@ -61,6 +64,7 @@ impl Caller {
                 functions: Vec::new(),
                 created_ms: 0,
             },
+            token_id: None,
         }
     }
 
@@ -81,7 +85,7 @@ impl Caller {
 }
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type (`about:blank`: the status says it).
     #[serde(rename = "type")]
@@ -209,9 +213,56 @@ async fn unix_caller(
     next.run(req).await
 }
 
-/// Liveness.
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// The answer of `GET /v1/health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness; needs no credentials.
+#[utoipa::path(get, path = "/v1/health", tag = "health", security(()), responses((status = 200, description = "the master is up", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Bearer tokens (`cmdb token create`) on the TLS listener.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document's frame; the paths come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "cmdb", description = "The cmdb master's API: jobs, the asset inventory, keys and users."),
+    modifiers(&BearerAuth),
+    components(schemas(Problem)),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3.1 document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+fn routes() -> utoipa_axum::router::OpenApiRouter<ApiState> {
+    use utoipa::OpenApi;
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(health))
+        .merge(jobs::routes())
+        .merge(assets::routes())
+        .merge(keys::routes())
+        .merge(users::routes())
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -224,12 +275,16 @@ async fn not_found(req: Request) -> ApiError {
 
 /// Every route, for both listeners.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .merge(jobs::routes())
-        .merge(assets::routes())
-        .merge(keys::routes())
-        .merge(users::routes())
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -147,7 +147,7 @@ fn unauthenticated(why: String, peer: Option<SocketAddr>, path: &str) -> Respons
 
 /// Establishes the caller from `Authorization: Bearer <token>`.
 async fn bearer_caller(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
-    if req.uri().path() == "/v1/health" {
+    if matches!(req.uri().path(), "/v1/health" | "/v1/openapi.json") {
         return next.run(req).await;
     }
     let peer = req.extensions().get::<SocketAddr>().copied();
@@ -168,7 +168,8 @@ async fn bearer_caller(State(st): State<ApiState>, mut req: Request, next: Next)
     };
     match st.shared.users.authenticate(token.trim()) {
         Ok(user) => {
-            req.extensions_mut().insert(Caller { user });
+            let token_id = crate::access::parse_token(token.trim()).map(|(id, _)| id.to_owned());
+            req.extensions_mut().insert(Caller { user, token_id });
             next.run(req).await
         }
         Err(ServiceError::Unauthenticated(why)) => unauthenticated(why, peer, &path),

@@ -2,13 +2,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{ApiError, ApiJson, ApiState, Caller};
+use super::{ApiError, ApiJson, ApiState, Caller, Problem, doc};
 use crate::access::{Role, User};
+use crate::service::ServiceError;
 use crate::service::users::{CreatedToken, NewToken, NewUser, TokenView};
 
+#[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, description = "every user", body = Vec<User>), doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -17,6 +20,7 @@ async fn list(
     Ok(Json(st.shared.users.list()?))
 }
 
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "the new user", body = User), doc::BadRequest, doc::Refused, doc::Conflict, doc::BadBody, doc::Failed))]
 async fn add(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -28,17 +32,25 @@ async fn add(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(delete, path = "/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "user name")), responses((status = 204, description = "removed with its tokens"), (status = 409, description = "a user cannot remove itself", body = Problem, content_type = "application/problem+json"), doc::Refused, doc::NotFound, doc::Failed))]
 async fn remove(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin, "manage users")?;
+    if name == caller.user.name {
+        return Err(ServiceError::Conflict(format!(
+            "user {name} cannot remove itself; another admin can"
+        ))
+        .into());
+    }
     st.shared.users.remove(&name)?;
     tracing::info!(by = %caller.user.name, user = %name, "user removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/v1/tokens", tag = "users", responses((status = 200, description = "every token, without secrets", body = Vec<TokenView>), doc::Refused, doc::Failed))]
 async fn tokens(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -47,6 +59,7 @@ async fn tokens(
     Ok(Json(st.shared.users.tokens()?))
 }
 
+#[utoipa::path(post, path = "/v1/tokens", tag = "users", request_body = NewToken, responses((status = 201, description = "the token, shown this once", body = CreatedToken), doc::BadRequest, doc::Refused, doc::NotFound, doc::BadBody, doc::Failed, doc::Unavailable))]
 async fn create_token(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -58,22 +71,29 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "users", params(("id" = String, Path, description = "token id")), responses((status = 204, description = "revoked"), (status = 409, description = "the token authenticates this request", body = Problem, content_type = "application/problem+json"), doc::Refused, doc::NotFound, doc::Failed))]
 async fn revoke(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin, "manage tokens")?;
+    if caller.token_id.as_deref() == Some(id.as_str()) {
+        return Err(ServiceError::Conflict(format!(
+            "token {id} authenticates this request; revoke it from another session"
+        ))
+        .into());
+    }
     st.shared.users.revoke(&id)?;
     tracing::info!(by = %caller.user.name, token = %id, "token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The user and token routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/users", get(list).post(add))
-        .route("/v1/users/{name}", delete(remove))
-        .route("/v1/tokens", get(tokens).post(create_token))
-        .route("/v1/tokens/{id}", delete(revoke))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(remove))
+        .routes(routes!(tokens, create_token))
+        .routes(routes!(revoke))
 }

@@ -22,6 +22,7 @@ use crate::config::InventoryConfig;
 /// An asset id: 16 lowercase hex digits, fixed at the asset's creation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[derive(utoipa::ToSchema)]
 pub struct AssetId(String);
 
 impl AssetId {
@@ -105,6 +106,7 @@ impl Status {
 /// What caused a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum Source {
     /// The asset was created (the record holds the full first document).
     Created,

@@ -91,7 +91,7 @@ fn resolve(shared: &Shared, key: &str) -> Result<AssetRecord, ServiceError> {
 }
 
 /// One field change: its path (keys joined by `:`), old and new values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeView {
     /// The field's path.
     pub path: String,
@@ -102,7 +102,7 @@ pub struct ChangeView {
 }
 
 /// One entry of an asset's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// The version it produced.
     pub version: u64,
@@ -119,7 +119,7 @@ pub struct HistoryEntry {
 }
 
 /// An asset's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryView {
     /// The asset.
     pub asset_id: AssetId,
@@ -130,7 +130,7 @@ pub struct HistoryView {
 }
 
 /// The field differences between two versions of an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DiffView {
     /// The asset.
     pub asset_id: AssetId,
@@ -143,7 +143,7 @@ pub struct DiffView {
 }
 
 /// An asset as shown to operators, at one version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssetView {
     /// Its id.
     pub asset_id: AssetId,
@@ -170,7 +170,7 @@ pub struct AssetView {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportSummary {
     /// Rows read.
     pub rows: usize,
@@ -181,7 +181,7 @@ pub struct ImportSummary {
 }
 
 /// One line of the fleet-wide change feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeFeedEntry {
     /// When, unix milliseconds.
     pub at_ms: i64,

@@ -62,7 +62,7 @@ pub enum JobEvent {
 }
 
 /// A stored job and its returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     /// The job.
     pub job: JobRecord,

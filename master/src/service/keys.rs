@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::ServiceError;
 
 /// One key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyView {
     /// The minion id.
     pub id: String,
@@ -21,6 +21,8 @@ pub struct KeyView {
 /// Which other states an accept or reject may take a key from.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Widen {
     /// Accept a rejected key too.
     #[serde(default)]

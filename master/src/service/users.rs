@@ -14,6 +14,7 @@ use crate::store::Store;
 /// A user to create.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct NewUser {
     /// The name.
     pub name: String,
@@ -30,6 +31,7 @@ pub struct NewUser {
 /// A token to create.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct NewToken {
     /// The user it authenticates.
     pub user: String,
@@ -38,7 +40,7 @@ pub struct NewToken {
 }
 
 /// A token as listed: never its secret or hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// Its id (give it to `revoke`).
     pub id: String,
@@ -53,7 +55,7 @@ pub struct TokenView {
 }
 
 /// A token just created: the only time its text is shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// How it is listed.
     #[serde(flatten)]

@@ -19,7 +19,7 @@ use crate::inventory::import::ImportRow;
 use crate::inventory::{AssetId, AssetRecord, ChangeRecord, Source};
 
 /// A job as the master recorded it when publishing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRecord {
     /// The job id.
     pub jid: Jid,
