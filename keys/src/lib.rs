@@ -5,6 +5,8 @@
 pub mod error;
 pub mod file;
 pub mod fingerprint;
+pub mod httpsig;
+pub mod openssh;
 pub mod pki;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

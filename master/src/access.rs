@@ -46,6 +46,10 @@ pub struct User {
     /// function).
     #[serde(default)]
     pub functions: Vec<String>,
+    /// The OpenSSH ed25519 public key (`ssh-ed25519 AAAA…`) that signs the
+    /// user's requests, if any.
+    #[serde(default)]
+    pub pubkey: Option<String>,
     /// Created, unix milliseconds.
     pub created_ms: i64,
 }
@@ -161,6 +165,7 @@ mod tests {
             role: Role::Operator,
             targets: vec!["web*".into()],
             functions: vec!["test.*".into(), "cmd.run".into()],
+            pubkey: None,
             created_ms: 0,
         };
         assert!(op.may_run("test.ping") && op.may_run("cmd.run") && !op.may_run("state.apply"));

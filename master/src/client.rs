@@ -66,6 +66,32 @@ pub fn check_owner(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// How requests to a remote master authenticate.
+#[derive(Clone)]
+pub enum Credentials {
+    /// None (only `/v1/health` answers).
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// Every request signed (RFC 9421) with the user's ed25519 key.
+    Signed {
+        /// The user name (the signature's `keyid`).
+        user: String,
+        /// The user's private key.
+        key: keys::SigningKey,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Bearer(_) => f.write_str("Bearer(…)"),
+            Credentials::Signed { user, .. } => write!(f, "Signed({user})"),
+        }
+    }
+}
+
 /// Where the master's API is.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
@@ -77,8 +103,8 @@ pub enum Endpoint {
         authority: String,
         /// The host, for TLS.
         host: String,
-        /// Bearer token.
-        token: Option<String>,
+        /// How requests authenticate.
+        auth: Credentials,
         /// The file of pinned certificate fingerprints.
         known: PathBuf,
     },
@@ -96,7 +122,7 @@ impl std::fmt::Display for Endpoint {
 impl Endpoint {
     /// An HTTPS endpoint from a URL `https://host[:port]` (default port
     /// 4507); certificates are pinned in `known`.
-    pub fn https(url: &str, token: Option<String>, known: PathBuf) -> Result<Endpoint, String> {
+    pub fn https(url: &str, auth: Credentials, known: PathBuf) -> Result<Endpoint, String> {
         let rest = url
             .strip_prefix("https://")
             .ok_or_else(|| format!("{url}: the URL must start with https://"))?;
@@ -117,10 +143,33 @@ impl Endpoint {
                 .trim_end_matches(']')
                 .to_owned(),
             authority,
-            token,
+            auth,
             known,
         })
     }
+}
+
+/// Signs one request as `user` (RFC 9421; a fresh nonce, created now).
+fn sign(
+    key: &keys::SigningKey,
+    user: &str,
+    method: &str,
+    target_uri: &str,
+    body: &[u8],
+) -> io::Result<keys::httpsig::Signed> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let params = keys::httpsig::Params {
+        keyid: user.to_owned(),
+        created,
+        nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+        expires: None,
+    };
+    keys::httpsig::sign(key, &params, method, target_uri, body).map_err(io::Error::other)
 }
 
 /// Where `cmdb` pins certificates: `$XDG_CONFIG_HOME/cmdb/known_masters`,
@@ -171,11 +220,11 @@ impl<'a> Client<'a> {
         uri: &str,
         body: Option<Vec<u8>>,
     ) -> io::Result<Response<Incoming>> {
-        let (mut sender, host, token) = match self.endpoint {
+        let (mut sender, host, auth) = match self.endpoint {
             Endpoint::Https {
                 authority,
                 host,
-                token,
+                auth,
                 ..
             } => {
                 let tls = self
@@ -191,7 +240,7 @@ impl<'a> Client<'a> {
                     .await
                     .map_err(io::Error::other)?;
                 tokio::spawn(conn);
-                (sender, authority.clone(), token.clone())
+                (sender, authority.clone(), auth.clone())
             }
             Endpoint::Unix(socket) => {
                 let stream = tokio::net::UnixStream::connect(socket).await?;
@@ -199,21 +248,40 @@ impl<'a> Client<'a> {
                     .await
                     .map_err(io::Error::other)?;
                 tokio::spawn(conn);
-                (sender, "localhost".to_owned(), None)
+                (sender, "localhost".to_owned(), Credentials::None)
             }
         };
+        let has_body = body.is_some();
+        let body = body.unwrap_or_default();
+        let method_name = method.as_str().to_owned();
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header(hyper::header::HOST, host);
-        if let Some(t) = token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+            .header(hyper::header::HOST, host.as_str());
+        match &auth {
+            Credentials::None => {}
+            Credentials::Bearer(t) => {
+                req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            Credentials::Signed { user, key } => {
+                let signed = sign(
+                    key,
+                    user,
+                    &method_name,
+                    &format!("https://{host}{uri}"),
+                    &body,
+                )?;
+                req = req
+                    .header("content-digest", signed.content_digest)
+                    .header("signature-input", signed.signature_input)
+                    .header("signature", signed.signature);
+            }
         }
-        if body.is_some() {
+        if has_body {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(io::Error::other)?;
         sender.send_request(req).await.map_err(io::Error::other)
     }

@@ -191,6 +191,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     let api_state = crate::api::ApiState {
         shared: shared.clone(),
         cancel: cancel.clone(),
+        nonces: Default::default(),
     };
     if let Some((listener, acceptor)) = api_tls {
         tasks.spawn(crate::api::tls::serve(

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod doc;
 pub mod jobs;
 pub mod keys;
+pub mod signed;
 pub mod tls;
 pub mod users;
 
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub shared: Arc<Shared>,
     /// Fires on shutdown; open event streams end.
     pub cancel: CancellationToken,
+    /// Nonces of signed requests seen within the clock window.
+    pub nonces: Arc<signed::NonceCache>,
 }
 
 /// Who makes a request, as established by the listener.
@@ -62,6 +65,7 @@ impl Caller {
                 role: Role::Admin,
                 targets: Vec::new(),
                 functions: Vec::new(),
+                pubkey: None,
                 created_ms: 0,
             },
             token_id: None,

@@ -1,6 +1,6 @@
 //! The API's TCP listener: TLS (rustls) with the operator's certificate or
-//! a self-signed one made at first start, and bearer-token authentication
-//! on every request but `/v1/health`.
+//! a self-signed one made at first start, and authentication of every
+//! request but `/v1/health` by signature or bearer token.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use super::{ApiError, ApiState, Caller, router};
+use super::{ApiError, ApiState, Caller, router, signed};
 use crate::config::MasterConfig;
 use crate::error::MasterError;
 use crate::service::ServiceError;
@@ -138,23 +138,42 @@ pub async fn bind(cfg: &MasterConfig) -> Result<(TcpListener, TlsAcceptor), Mast
 fn unauthenticated(why: String, peer: Option<SocketAddr>, path: &str) -> Response {
     warn!(peer = ?peer, path, reason = %why, "refused a request: unauthenticated");
     let mut resp = ApiError(ServiceError::Unauthenticated(why)).into_response();
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),
+    );
+    headers.insert(
+        "accept-signature",
+        header::HeaderValue::from_static(
+            "sig1=(\"@method\" \"@target-uri\" \"content-digest\");alg=\"ed25519\"",
+        ),
     );
     resp
 }
 
-/// Establishes the caller from `Authorization: Bearer <token>`.
-async fn bearer_caller(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
+/// Establishes the caller from a signature (`Signature-Input`) or from
+/// `Authorization: Bearer <token>`.
+async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
     if matches!(req.uri().path(), "/v1/health" | "/v1/openapi.json") {
         return next.run(req).await;
     }
     let peer = req.extensions().get::<SocketAddr>().copied();
     let path = req.uri().path().to_owned();
+    if req.headers().contains_key("signature-input") {
+        return match signed::authenticate(&st.shared, &st.nonces, req).await {
+            Ok((caller, mut req)) => {
+                req.extensions_mut().insert(caller);
+                next.run(req).await
+            }
+            Err(ServiceError::Unauthenticated(why)) => unauthenticated(why, peer, &path),
+            Err(other) => ApiError(other).into_response(),
+        };
+    }
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return unauthenticated(
-            "no credentials: send Authorization: Bearer <token>".into(),
+            "no credentials: sign the request (Signature-Input) or send Authorization: Bearer <token>"
+                .into(),
             peer,
             &path,
         );
@@ -181,7 +200,7 @@ async fn bearer_caller(State(st): State<ApiState>, mut req: Request, next: Next)
 pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: ApiState) {
     let cancel = state.cancel.clone();
     let app =
-        router(state.clone()).layer(axum::middleware::from_fn_with_state(state, bearer_caller));
+        router(state.clone()).layer(axum::middleware::from_fn_with_state(state, authenticate));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {

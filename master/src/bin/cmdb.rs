@@ -13,7 +13,7 @@ use master::access::Role;
 use master::cli::asset::{self, ListFormat};
 use master::cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
 use master::cli::user;
-use master::client::{Endpoint, known_masters_file};
+use master::client::{Credentials, Endpoint, known_masters_file};
 use master::config::DEFAULT_CONFIG;
 use master::output::OutputFormat;
 use master::service::inventory::AssetRequest;
@@ -30,8 +30,20 @@ struct Cli {
     #[arg(long, env = "CMDB_URL", global = true)]
     url: Option<String>,
     /// Bearer token for --url.
-    #[arg(long, env = "CMDB_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CMDB_TOKEN",
+        global = true,
+        hide_env_values = true,
+        conflicts_with = "key"
+    )]
     token: Option<String>,
+    /// OpenSSH ed25519 private key that signs every request to --url.
+    #[arg(long, env = "CMDB_KEY", global = true)]
+    key: Option<PathBuf>,
+    /// The user whose key --key is (default: the login name).
+    #[arg(long, env = "CMDB_USER", global = true)]
+    user: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,6 +204,10 @@ enum UserCommand {
         /// Operators: globs of functions they may run, comma-separated.
         #[arg(long, value_delimiter = ',')]
         functions: Vec<String>,
+        /// The user's OpenSSH ed25519 public key, to sign requests with
+        /// (`cmdb --key`): a file, or the `ssh-ed25519 AAAA…` line itself.
+        #[arg(long)]
+        pubkey: Option<String>,
     },
     /// Every user.
     List {
@@ -252,8 +268,17 @@ enum JobsCommand {
 
 fn start(cli: Cli) -> anyhow::Result<u8> {
     let socket = match &cli.url {
-        Some(url) => Endpoint::https(url, cli.token.clone(), known_masters_file())
-            .map_err(anyhow::Error::msg)?,
+        Some(url) => {
+            let auth = match (&cli.token, &cli.key) {
+                (Some(t), _) => Credentials::Bearer(t.clone()),
+                (None, Some(path)) => Credentials::Signed {
+                    user: cli.user.clone().unwrap_or_else(master::cli::current_user),
+                    key: keys::openssh::read_private(path)?,
+                },
+                (None, None) => Credentials::None,
+            };
+            Endpoint::https(url, auth, known_masters_file()).map_err(anyhow::Error::msg)?
+        }
         None => Endpoint::Unix(MasterConfig::load(&cli.config)?.api_socket()),
     };
     match cli.command {
@@ -297,7 +322,8 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                 role,
                 targets,
                 functions,
-            } => user::add(&socket, name, role, targets, functions),
+                pubkey,
+            } => user::add(&socket, name, role, targets, functions, pubkey),
             UserCommand::List { out } => user::list(&socket, out),
             UserCommand::Remove { name } => user::remove(&socket, &name),
         },

@@ -56,12 +56,24 @@ pub fn add(
     role: Role,
     targets: Vec<String>,
     functions: Vec<String>,
+    pubkey: Option<String>,
 ) -> anyhow::Result<u8> {
+    let pubkey = match pubkey {
+        Some(p) if p.trim_start().starts_with("ssh-") => Some(p),
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("--pubkey {path}: {e}"))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
     let new = NewUser {
         name,
         role,
         targets,
         functions,
+        pubkey,
     };
     let user: User = call(socket, Method::POST, "/v1/users", Some(&new))?;
     println!("added user {} ({})", user.name, user.role.as_str());

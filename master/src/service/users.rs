@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use keys::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
@@ -26,6 +27,10 @@ pub struct NewUser {
     /// For operators: globs of functions they may run.
     #[serde(default)]
     pub functions: Vec<String>,
+    /// An OpenSSH `ssh-ed25519 AAAA…` line; the user signs requests with
+    /// its private key.
+    #[serde(default)]
+    pub pubkey: Option<String>,
 }
 
 /// A token to create.
@@ -99,6 +104,13 @@ impl UsersService {
             protocol::fnmatch::compile(g, false)
                 .map_err(|e| ServiceError::Unprocessable(format!("pattern {g:?}: {e}")))?;
         }
+        let pubkey = match &new.pubkey {
+            Some(line) => Some(keys::openssh::public_to_line(
+                &keys::openssh::public_from_line(line)
+                    .map_err(|e| ServiceError::Unprocessable(format!("pubkey: {e}")))?,
+            )),
+            None => None,
+        };
         if self.store.user(&new.name)?.is_some() {
             return Err(ServiceError::Conflict(format!("user {} exists", new.name)));
         }
@@ -107,6 +119,7 @@ impl UsersService {
             role: new.role,
             targets: new.targets,
             functions: new.functions,
+            pubkey,
             created_ms: now_ms(),
         };
         self.store.put_user(&user)?;
@@ -161,6 +174,22 @@ impl UsersService {
             return Err(ServiceError::NotFound(format!("no token {id}")));
         }
         Ok(())
+    }
+
+    /// The user named by a signature's `keyid` and its public key, or why
+    /// the signature cannot be checked.
+    pub fn signing_key(&self, keyid: &str) -> Result<(User, VerifyingKey), ServiceError> {
+        let user = self.store.user(keyid)?.ok_or_else(|| {
+            ServiceError::Unauthenticated(format!("unknown keyid {keyid:?}: no such user"))
+        })?;
+        let line = user.pubkey.as_deref().ok_or_else(|| {
+            ServiceError::Unauthenticated(format!(
+                "user {keyid} has no public key (cmdb user add --pubkey)"
+            ))
+        })?;
+        let key = keys::openssh::public_from_line(line)
+            .map_err(|e| ServiceError::Unavailable(format!("stored key of {keyid}: {e}")))?;
+        Ok((user, key))
     }
 
     /// The user a bearer token authenticates, or why not.

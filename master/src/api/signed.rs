@@ -1,0 +1,170 @@
+//! Signed requests on the TLS listener (RFC 9421 with ed25519, see
+//! [`keys::httpsig`]): the body's digest, the signature by the key of the
+//! user named in `keyid`, `created` within `clock_skew_secs`, and a nonce
+//! not seen in that window.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, header};
+use keys::httpsig;
+use sha2::{Digest, Sha256};
+
+use super::{Caller, MAX_BODY_BYTES};
+use crate::server::Shared;
+use crate::service::ServiceError;
+
+/// Nonces seen recently, per user, each kept until the signature that
+/// carried it could no longer be accepted.
+#[derive(Default)]
+pub struct NonceCache {
+    inner: Mutex<Nonces>,
+}
+
+#[derive(Default)]
+struct Nonces {
+    /// SHA-256 (first 16 bytes) of `keyid NUL nonce` -> unix seconds it may be forgotten.
+    seen: HashMap<[u8; 16], i64>,
+    /// Size at which expired entries are next swept out.
+    sweep_at: usize,
+}
+
+impl NonceCache {
+    /// Records a nonce; false when it was already seen and is still
+    /// remembered (a replay).
+    pub fn first_use(&self, keyid: &str, nonce: &str, forget_at: i64, now: i64) -> bool {
+        let mut h = Sha256::new();
+        h.update(keyid.as_bytes());
+        h.update([0]);
+        h.update(nonce.as_bytes());
+        let digest = h.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        let mut n = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if n.seen.len() >= n.sweep_at {
+            n.seen.retain(|_, until| *until >= now);
+            n.sweep_at = (n.seen.len() * 2).max(4096);
+        }
+        match n.seen.get(&key) {
+            Some(until) if *until >= now => false,
+            _ => {
+                n.seen.insert(key, forget_at);
+                true
+            }
+        }
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ServiceError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next().ok_or_else(|| {
+        ServiceError::Unauthenticated(format!("a signed request needs the {name} header"))
+    })?;
+    if values.next().is_some() {
+        return Err(ServiceError::Unauthenticated(format!(
+            "{name} is given more than once"
+        )));
+    }
+    first
+        .to_str()
+        .map_err(|_| ServiceError::Unauthenticated(format!("{name} is not ASCII")))
+}
+
+fn unauth(e: httpsig::SigError) -> ServiceError {
+    ServiceError::Unauthenticated(e.to_string())
+}
+
+/// Authenticates a request carrying `Signature-Input`: reads the body
+/// (within the body limit), checks the digest, the time window, the
+/// signature and the nonce; gives back the caller and the request with its
+/// body restored.
+pub async fn authenticate(
+    shared: &Shared,
+    nonces: &NonceCache,
+    req: Request,
+) -> Result<(Caller, Request), ServiceError> {
+    let (parts, body) = req.into_parts();
+    let input = header_text(&parts.headers, "signature-input")?;
+    let signature = header_text(&parts.headers, "signature")?;
+    let claim = httpsig::parse(input, signature).map_err(unauth)?;
+
+    let skew = i64::try_from(shared.cfg.clock_skew_secs).unwrap_or(i64::MAX);
+    let now = crate::server::now_ms() / 1000;
+    let created = claim.params.created;
+    if created < now.saturating_sub(skew) || created > now.saturating_add(skew) {
+        return Err(ServiceError::Unauthenticated(format!(
+            "the signature was created at {created}, {}s from the master's clock ({now}); \
+             clock_skew_secs allows {skew}s",
+            (now - created).abs()
+        )));
+    }
+    if claim.params.expires.is_some_and(|e| e < now) {
+        return Err(ServiceError::Unauthenticated(
+            "the signature has expired".into(),
+        ));
+    }
+
+    let (user, key) = shared.users.signing_key(&claim.params.keyid)?;
+    let digest = header_text(&parts.headers, "content-digest")?;
+    let host = header_text(&parts.headers, header::HOST.as_str())?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let target_uri = format!("https://{host}{path}");
+    claim
+        .verify(&key, parts.method.as_str(), &target_uri, digest)
+        .map_err(unauth)?;
+
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| ServiceError::TooLarge(format!("body: {e}")))?;
+    httpsig::check_digest(digest, &bytes).map_err(unauth)?;
+
+    if !nonces.first_use(
+        &user.name,
+        &claim.params.nonce,
+        created.saturating_add(skew),
+        now,
+    ) {
+        return Err(ServiceError::Unauthenticated(format!(
+            "nonce {:?} was already used by {} (a replayed request)",
+            claim.params.nonce, user.name
+        )));
+    }
+    let caller = Caller {
+        user,
+        token_id: None,
+    };
+    Ok((caller, Request::from_parts(parts, Body::from(bytes))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nonce_is_refused_while_remembered_and_forgotten_after() {
+        let c = NonceCache::default();
+        assert!(c.first_use("alice", "n1", 100, 10));
+        assert!(!c.first_use("alice", "n1", 100, 50));
+        assert!(c.first_use("bob", "n1", 100, 50), "nonces are per user");
+        assert!(
+            c.first_use("alice", "n1", 300, 101),
+            "forgotten after its window"
+        );
+    }
+
+    #[test]
+    fn expired_nonces_are_swept_as_the_cache_grows() {
+        let c = NonceCache::default();
+        for i in 0..10_000 {
+            assert!(c.first_use("alice", &i.to_string(), i, i));
+        }
+        let len = c.inner.lock().map(|n| n.seen.len()).unwrap_or(0);
+        assert!(len < 10_000, "{len}");
+    }
+}

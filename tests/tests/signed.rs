@@ -1,0 +1,250 @@
+//! Signed requests (RFC 9421, ed25519) on the master's TLS listener: `cmdb
+//! --key` with an OpenSSH key made by ssh-keygen, and hand-made requests
+//! for every way a signature can fail, each a 401 problem document that
+//! says why and changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use keys::SigningKey;
+use keys::httpsig::{Params, sign};
+use serde_json::Value;
+use tests::{Cluster, ClusterOpts, text};
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// An OpenSSH ed25519 key pair made by ssh-keygen: (private key file, the
+/// key for signing by hand).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, SigningKey) {
+    let path = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = keys::openssh::read_private(&path).expect("read key");
+    (path, key)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("random");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A request over TLS with curl: (status, body).
+fn curl(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sk", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    for (k, v) in headers {
+        cmd.args(["-H", &format!("{k}: {v}")]);
+    }
+    if !body.is_empty() {
+        cmd.args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    cmd.arg(format!("https://127.0.0.1:{}{path}", c.api_port));
+    let out = cmd.output().expect("curl");
+    let all = text(&out.stdout);
+    let (body, status) = all.rsplit_once('\n').expect("status line");
+    (
+        status.trim().parse().expect("status"),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// The three signature headers for a request.
+fn signed(
+    c: &Cluster,
+    key: &SigningKey,
+    params: &Params,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Vec<(String, String)> {
+    let uri = format!("https://127.0.0.1:{}{path}", c.api_port);
+    let s = sign(key, params, method, &uri, body.as_bytes()).expect("sign");
+    vec![
+        ("content-digest".into(), s.content_digest),
+        ("signature-input".into(), s.signature_input),
+        ("signature".into(), s.signature),
+    ]
+}
+
+fn params(keyid: &str) -> Params {
+    Params {
+        keyid: keyid.into(),
+        created: now(),
+        nonce: nonce(),
+        expires: None,
+    }
+}
+
+fn refused(answer: (u16, Value), words: &str) {
+    let (status, v) = answer;
+    assert_eq!(status, 401, "{v}");
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(words), "detail lacks {words:?}: {detail}");
+}
+
+#[test]
+fn signed_requests_pass_and_every_signature_failure_is_refused() {
+    let c = Cluster::start(ClusterOpts::default());
+    let (alice_file, alice) = keygen(c.dir.path(), "alice");
+    let (_, carol) = keygen(c.dir.path(), "carol");
+    let pubfile = format!("{}.pub", alice_file.display());
+    ok(&c.cmdb(&[
+        "user", "add", "alice", "--role", "reader", "--pubkey", &pubfile,
+    ]));
+    let carol_line = keys::openssh::public_to_line(&carol.verifying_key());
+    ok(&c.cmdb(&[
+        "user",
+        "add",
+        "carol",
+        "--role",
+        "admin",
+        "--pubkey",
+        &carol_line,
+    ]));
+    ok(&c.cmdb(&["user", "add", "bob", "--role", "reader"]));
+
+    // The CLI signs every request with --key.
+    let out = Command::new(tests::bin_dir().join("cmdb"))
+        .args(["--url", &format!("https://127.0.0.1:{}", c.api_port)])
+        .args(["--key"])
+        .arg(&alice_file)
+        .args(["--user", "alice", "jobs", "list", "--out", "json"])
+        .env("XDG_CONFIG_HOME", c.dir.path().join("client-config"))
+        .env_remove("CMDB_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cmdb");
+    ok(&out);
+
+    // A good signature, then the same request replayed.
+    let p = params("alice");
+    let h = signed(&c, &alice, &p, "GET", "/v1/jobs", "");
+    assert_eq!(curl(&c, "GET", "/v1/jobs", &h, "").0, 200);
+    refused(curl(&c, "GET", "/v1/jobs", &h, ""), "already used");
+
+    // Outside the clock window, either way.
+    for created in [now() - 1000, now() + 1000] {
+        let p = Params {
+            created,
+            ..params("alice")
+        };
+        let h = signed(&c, &alice, &p, "GET", "/v1/jobs", "");
+        refused(curl(&c, "GET", "/v1/jobs", &h, ""), "clock_skew_secs");
+    }
+
+    // Unknown keyid; a user without a key; another user's key.
+    let h = signed(&c, &alice, &params("mallory"), "GET", "/v1/jobs", "");
+    refused(curl(&c, "GET", "/v1/jobs", &h, ""), "unknown keyid");
+    let h = signed(&c, &alice, &params("bob"), "GET", "/v1/jobs", "");
+    refused(curl(&c, "GET", "/v1/jobs", &h, ""), "has no public key");
+    let h = signed(&c, &alice, &params("carol"), "GET", "/v1/jobs", "");
+    refused(curl(&c, "GET", "/v1/jobs", &h, ""), "does not verify");
+
+    // Signed for one path, sent to another; signed as GET, sent as DELETE.
+    let h = signed(&c, &carol, &params("carol"), "GET", "/v1/jobs", "");
+    refused(curl(&c, "GET", "/v1/users", &h, ""), "does not verify");
+    let h = signed(&c, &carol, &params("carol"), "GET", "/v1/users/bob", "");
+    refused(
+        curl(&c, "DELETE", "/v1/users/bob", &h, ""),
+        "does not verify",
+    );
+
+    // A body changed after signing.
+    let body = r#"{"name":"eve","role":"admin"}"#;
+    let h = signed(&c, &carol, &params("carol"), "POST", "/v1/users", body);
+    let changed = r#"{"name":"eve2","role":"admin"}"#;
+    refused(
+        curl(&c, "POST", "/v1/users", &h, changed),
+        "does not match the body",
+    );
+    // A digest header swapped for the changed body's: the signature breaks.
+    let mut swapped = h.clone();
+    swapped[0].1 = keys::httpsig::content_digest(changed.as_bytes());
+    refused(
+        curl(&c, "POST", "/v1/users", &swapped, changed),
+        "does not verify",
+    );
+
+    // Malformed and incomplete headers.
+    let mut bad = signed(&c, &carol, &params("carol"), "GET", "/v1/jobs", "");
+    bad[1].1 = "sig1=(\"@method\");created=1;keyid=\"carol\";nonce=\"x\"".into();
+    refused(curl(&c, "GET", "/v1/jobs", &bad, ""), "must cover exactly");
+    let mut bad = signed(&c, &carol, &params("carol"), "GET", "/v1/jobs", "");
+    bad[2].1 = "sig1=:AAAA:".into();
+    refused(curl(&c, "GET", "/v1/jobs", &bad, ""), "64");
+    let mut bad = signed(&c, &carol, &params("carol"), "GET", "/v1/jobs", "");
+    bad.remove(0);
+    refused(
+        curl(&c, "GET", "/v1/jobs", &bad, ""),
+        "content-digest header",
+    );
+
+    // None of it wrote anything; the one good write goes through.
+    let users = ok(&c.cmdb(&["user", "list", "--out", "json"]));
+    assert!(!users.contains("eve"), "{users}");
+    assert!(users.contains("bob"), "{users}");
+    let h = signed(&c, &carol, &params("carol"), "POST", "/v1/users", body);
+    assert_eq!(curl(&c, "POST", "/v1/users", &h, body).0, 201);
+    // Every refusal was logged with its reason.
+    let logged = c
+        .master()
+        .lines_with("refused a request: unauthenticated")
+        .len();
+    assert!(logged >= 12, "{logged} refusals logged");
+}
+
+#[test]
+fn a_pubkey_that_is_not_ed25519_is_refused_when_adding_the_user() {
+    let c = Cluster::start(ClusterOpts::default());
+    let out = c.cmdb(&[
+        "user",
+        "add",
+        "rsa",
+        "--role",
+        "reader",
+        "--pubkey",
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDFake rsa@desk",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("pubkey"),
+        "{}",
+        text(&out.stderr)
+    );
+    let users = ok(&c.cmdb(&["user", "list", "--out", "json"]));
+    assert!(!users.contains("rsa"), "{users}");
+}
