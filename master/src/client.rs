@@ -78,7 +78,7 @@ pub enum Credentials {
         /// The user name (the signature's `keyid`).
         user: String,
         /// The user's private key.
-        key: keys::SigningKey,
+        key: Box<keys::SigningKey>,
     },
 }
 

@@ -273,7 +273,7 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                 (Some(t), _) => Credentials::Bearer(t.clone()),
                 (None, Some(path)) => Credentials::Signed {
                     user: cli.user.clone().unwrap_or_else(master::cli::current_user),
-                    key: keys::openssh::read_private(path)?,
+                    key: Box::new(keys::openssh::read_private(path)?),
                 },
                 (None, None) => Credentials::None,
             };
