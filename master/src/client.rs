@@ -366,15 +366,55 @@ impl<'a> Client<'a> {
             return Ok(());
         }
         let uri = format!("/v1/jobs/{jid}/returns?timeout={timeout_secs}");
+        let mut done = false;
+        let mut problem = None;
+        self.follow(
+            &uri,
+            |name, data| match name {
+                "ret" => {
+                    let ret: JobReturn = serde_json::from_str(data).map_err(io::Error::other)?;
+                    on_answer(Answer::Return { ret })?;
+                    Ok(true)
+                }
+                "done" => {
+                    let d: Done = serde_json::from_str(data).map_err(io::Error::other)?;
+                    done = true;
+                    on_answer(Answer::Done { missing: d.missing })?;
+                    Ok(false)
+                }
+                _ => Ok(true),
+            },
+            &mut problem,
+        )?;
+        if let Some(message) = problem {
+            return on_answer(Answer::Error { message });
+        }
+        if !done {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the master closed the stream of returns early",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Follows a server-sent event stream: each event's name and data go to
+    /// `on_event` until it answers false or the master ends the stream. A
+    /// refusal of the request lands in `problem`.
+    pub fn follow(
+        &self,
+        uri: &str,
+        mut on_event: impl FnMut(&str, &str) -> io::Result<bool>,
+        problem: &mut Option<String>,
+    ) -> io::Result<()> {
         self.rt.block_on(async {
-            let resp = self.send(Method::GET, &uri, None).await?;
+            let resp = self.send(Method::GET, uri, None).await?;
             let status = resp.status();
             let mut body = resp.into_body();
             if !status.is_success() {
                 let bytes = body.collect().await.map_err(io::Error::other)?.to_bytes();
-                return on_answer(Answer::Error {
-                    message: problem_detail(status, &bytes),
-                });
+                *problem = Some(problem_detail(status, &bytes));
+                return Ok(());
             }
             let mut events = SseParser::default();
             while let Some(frame) = body.frame().await {
@@ -383,27 +423,12 @@ impl<'a> Client<'a> {
                     continue;
                 };
                 for (name, data) in events.push(data) {
-                    match name.as_str() {
-                        "ret" => {
-                            let ret: JobReturn =
-                                serde_json::from_str(&data).map_err(io::Error::other)?;
-                            on_answer(Answer::Return { ret })?;
-                        }
-                        "done" => {
-                            let done: Done =
-                                serde_json::from_str(&data).map_err(io::Error::other)?;
-                            return on_answer(Answer::Done {
-                                missing: done.missing,
-                            });
-                        }
-                        _ => {}
+                    if !on_event(&name, &data)? {
+                        return Ok(());
                     }
                 }
             }
-            Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the master closed the stream of returns early",
-            ))
+            Ok(())
         })
     }
 }
@@ -454,15 +479,15 @@ impl Client<'_> {
                 ),
                 none,
             ),
-            AssetRequest::Set { key, fields, .. } => self.call(
+            AssetRequest::Patch {
+                key,
+                manual,
+                status,
+                ..
+            } => self.call(
                 Method::PATCH,
                 &format!("/v1/assets/{}", segment(&key)),
-                Some(&serde_json::json!({ "manual": fields })),
-            ),
-            AssetRequest::Status { key, status, .. } => self.call(
-                Method::PATCH,
-                &format!("/v1/assets/{}", segment(&key)),
-                Some(&serde_json::json!({ "status": status })),
+                Some(&serde_json::json!({ "manual": manual, "status": status })),
             ),
             AssetRequest::Import { csv, .. } => self.call(
                 Method::POST,

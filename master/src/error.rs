@@ -37,6 +37,9 @@ pub enum MasterError {
     /// allowed, a bad import row, …).
     #[error("{0}")]
     Refused(String),
+    /// A write named a version that is no longer current.
+    #[error("{0}")]
+    Precondition(String),
     /// A protocol rule was broken.
     #[error(transparent)]
     Protocol(#[from] protocol::ProtocolError),

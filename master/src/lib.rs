@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod fileserver;
 pub mod inventory;
 pub mod jobs;

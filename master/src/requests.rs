@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::jobs::ReturnOutcome;
 use crate::keyring::random;
 use crate::server::Shared;
+use crate::store::Stored;
 use protocol::seal::{SymmetricKey, seal_session_key};
 use std::sync::atomic::Ordering;
 
@@ -78,8 +79,9 @@ pub struct Handled {
     pub reply: Vec<u8>,
     /// Whether it acknowledges a stored return.
     pub durable: bool,
-    /// The job return it acknowledges, for watchers once it is on disk.
-    pub stored: Option<JobReturn>,
+    /// The job return it acknowledges and what storing it did, for
+    /// watchers and events once it is on disk.
+    pub stored: Option<(JobReturn, Stored)>,
     /// Whether the request proved its sender: it verified against an
     /// accepted key, or it was an auth request whose key is now accepted or
     /// pending. The connection it came on then counts as authenticated.
@@ -147,7 +149,12 @@ fn refuse(re: u64, kind: ErrorKind, message: impl Into<String>) -> Refusal {
     }
 }
 
-type Processed = (u64, ReplyBody, Option<SymmetricKey>, Option<JobReturn>);
+type Processed = (
+    u64,
+    ReplyBody,
+    Option<SymmetricKey>,
+    Option<(JobReturn, Stored)>,
+);
 
 fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Processed, Refusal> {
     let env = Envelope::from_bytes(frame, shared.cfg.max_frame_bytes).map_err(|e| {
@@ -209,13 +216,16 @@ fn process(shared: &Shared, peer: &[u8], frame: &[u8], now_ms: i64) -> Result<Pr
     let mut stored = None;
     let body = match req.body {
         RequestBody::Return(ret) => {
-            let (body, ret) =
+            let (body, ret, outcome) =
                 on_return(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?;
-            stored = Some(ret);
+            stored = Some((ret, outcome));
             body
         }
         RequestBody::Push(ret) => {
-            on_push(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?
+            let (body, ret, outcome) =
+                on_push(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?;
+            stored = Some((ret, outcome));
+            body
         }
         RequestBody::Heartbeat(hb) => {
             shared.jobs.tracker().set_running(id.as_str(), hb.running);
@@ -318,7 +328,7 @@ fn on_push(
     id: &MinionId,
     ret: JobReturn,
     now_ms: i64,
-) -> Result<ReplyBody, (ErrorKind, String)> {
+) -> Result<(ReplyBody, JobReturn, Stored), (ErrorKind, String)> {
     if ret.minion != *id {
         warn!(minion_id = %id, claimed = %ret.minion, "refused pushed facts claiming another minion's id");
         return Err((
@@ -333,8 +343,8 @@ fn on_push(
         ));
     }
     let jid = ret.jid.clone();
-    store_return(shared, id, &ret, now_ms)?;
-    Ok(ReplyBody::Ack { jid })
+    let outcome = store_return(shared, id, &ret, now_ms)?;
+    Ok((ReplyBody::Ack { jid }, ret, outcome))
 }
 
 fn store_return(
@@ -342,15 +352,15 @@ fn store_return(
     id: &MinionId,
     ret: &JobReturn,
     now_ms: i64,
-) -> Result<bool, (ErrorKind, String)> {
-    let new = shared.store.put_return(ret, now_ms).map_err(|e| {
+) -> Result<Stored, (ErrorKind, String)> {
+    let outcome = shared.store.put_return(ret, now_ms).map_err(|e| {
         warn!(error = %e, "could not store return");
         (ErrorKind::Internal, "store unavailable".to_string())
     })?;
-    if !new {
+    if !outcome.is_new() {
         info!(minion_id = %id, jid = %ret.jid, "ignored duplicate return");
     }
-    Ok(new)
+    Ok(outcome)
 }
 
 fn on_return(
@@ -358,7 +368,7 @@ fn on_return(
     id: &MinionId,
     ret: JobReturn,
     now_ms: i64,
-) -> Result<(ReplyBody, JobReturn), (ErrorKind, String)> {
+) -> Result<(ReplyBody, JobReturn, Stored), (ErrorKind, String)> {
     if ret.minion != *id {
         warn!(minion_id = %id, claimed = %ret.minion, "refused return claiming another minion's id");
         return Err((
@@ -385,18 +395,41 @@ fn on_return(
         ));
     }
     let jid = ret.jid.clone();
-    store_return(shared, id, &ret, now_ms)?;
+    let outcome = store_return(shared, id, &ret, now_ms)?;
     // Watchers (a waiting `cmdb run`) hear of the return only after the
     // store is flushed, with the acknowledgement: see `notify_stored`.
-    Ok((ReplyBody::Ack { jid }, ret))
+    Ok((ReplyBody::Ack { jid }, ret, outcome))
 }
 
-/// Tells a live job's watchers about a return that is now on disk. The
-/// tracker is told even for a duplicate: after a master restart a return may
-/// be known to the store and still new to a live job's watchers.
-pub fn notify_stored(shared: &Shared, ret: &JobReturn) {
-    if shared.jobs.tracker().on_return(ret) == ReturnOutcome::New {
+/// Tells a live job's watchers and the event bus about a return that is
+/// now on disk. The tracker is told even for a duplicate: after a master
+/// restart a return may be known to the store and still new to a live
+/// job's watchers.
+pub fn notify_stored(shared: &Shared, ret: &JobReturn, outcome: &Stored) {
+    let live_new = shared.jobs.tracker().on_return(ret) == ReturnOutcome::New;
+    if live_new {
         debug!(minion_id = %ret.minion, jid = %ret.jid, "return delivered to watchers");
+    }
+    if live_new || outcome.is_new() {
+        shared
+            .events
+            .emit(|| format!("cmdb/job/{}/ret/{}", ret.jid, ret.minion), ret);
+    }
+    if let Stored::Asset {
+        id,
+        version,
+        changed: true,
+    } = outcome
+    {
+        let ev = crate::events::AssetEvent {
+            asset_id: id.as_str(),
+            version: *version,
+            source: "collect",
+            by: ret.jid.as_str(),
+        };
+        shared
+            .events
+            .emit(|| format!("cmdb/asset/{}/changed", id.as_str()), &ev);
     }
 }
 
@@ -478,6 +511,17 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
         shared.presence.seen(id.as_str(), now_ms);
         info!(minion_id = %id, "minion authenticated");
     }
+    let ev = crate::events::AuthEvent {
+        id: id.as_str(),
+        result: match status {
+            AuthStatus::Accepted => "accepted",
+            AuthStatus::Pending => "pending",
+            AuthStatus::Rejected => "rejected",
+            _ => "denied",
+        },
+        fingerprint: keys::Fingerprint::of(&key).to_string(),
+    };
+    shared.events.emit(|| "cmdb/auth".into(), &ev);
     Ok((
         req.id,
         ReplyBody::Auth(AuthReply {

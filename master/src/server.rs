@@ -72,6 +72,8 @@ pub struct Shared {
     pub limit_log: crate::requests::LimitLog,
     /// Connections and whether they authenticated.
     pub gate: Arc<Gate>,
+    /// What happens, for listeners of `GET /v1/events`.
+    pub events: Arc<crate::events::EventBus>,
 }
 
 fn random_u64() -> u64 {
@@ -130,6 +132,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         now_us() as u64,
         listing.accepted.iter().cloned().collect(),
     ));
+    let events = Arc::new(crate::events::EventBus::default());
     let jobs = JobsService::new(
         &cfg,
         store.clone(),
@@ -137,8 +140,10 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         master_key.clone(),
         keyring.clone(),
         pub_tx,
+        events.clone(),
     );
     let shared = Arc::new(Shared {
+        events,
         keyring,
         auth_limiter: crate::requests::AuthLimiter::default(),
         pending_keys: std::sync::atomic::AtomicUsize::new(listing.pending.len()),
@@ -225,7 +230,10 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
 }
 
 /// A reply that acknowledges a stored return, and that return.
-type Durable = (Vec<Bytes>, Option<protocol::JobReturn>);
+type Durable = (
+    Vec<Bytes>,
+    Option<(protocol::JobReturn, crate::store::Stored)>,
+);
 
 /// Group commit: replies that acknowledge stored returns wait here until
 /// one flush of the store covers all of them, then go out.
@@ -248,8 +256,8 @@ async fn flusher(
         match flushed {
             Ok(Ok(())) => {
                 for (frames, stored) in batch.drain(..) {
-                    if let Some(ret) = stored {
-                        requests::notify_stored(&shared, &ret);
+                    if let Some((ret, outcome)) = stored {
+                        requests::notify_stored(&shared, &ret, &outcome);
                     }
                     if replies.send(frames).await.is_err() {
                         return;
@@ -332,7 +340,16 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
         let offline_after = shared.cfg.inventory.offline_after_secs as i64 * 1000;
         for (minion, online) in shared.presence.flips(now_ms(), offline_after) {
             match shared.store.set_presence(&minion, online, now_ms()) {
-                Ok(true) => info!(minion_id = %minion, online, "presence changed"),
+                Ok(true) => {
+                    info!(minion_id = %minion, online, "presence changed");
+                    let ev = crate::events::PresenceEvent {
+                        id: &minion,
+                        presence: if online { "online" } else { "offline" },
+                    };
+                    shared
+                        .events
+                        .emit(|| format!("cmdb/presence/{minion}"), &ev);
+                }
                 Ok(false) => {}
                 Err(e) => warn!(minion_id = %minion, error = %e, "could not record presence"),
             }

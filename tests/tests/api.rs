@@ -383,3 +383,115 @@ fn bad_requests_get_problem_documents_and_change_nothing() {
     let (_, _, jobs) = curl(&c, "GET", "/v1/jobs", None, false);
     assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
 }
+
+/// A request over the unix socket with extra headers: (status, response
+/// headers in lower case, body).
+fn curl_with(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&str>,
+) -> (u16, String, Value) {
+    let sock = c.master_state().join("api.sock");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-m", "20", "-D", "-", "-o", "-", "--unix-socket"])
+        .arg(&sock)
+        .args(["-X", method]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "content-type: application/json", "--data-binary", b]);
+    }
+    cmd.arg(format!("http://cmdb{path}"));
+    let all = text(&cmd.output().expect("curl").stdout);
+    let (head, body) = all.split_once("\r\n\r\n").expect("headers");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (
+        status,
+        head.to_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+fn etag_of(headers: &str) -> String {
+    headers
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an ETag")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn events_follow_jobs_returns_auth_keys_and_asset_changes() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_accepted(&["web01"]);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "exec '{}' -c '{}' events --out json 1>&2",
+        tests::bin_dir().join("cmdb").display(),
+        c.master_config().display()
+    ));
+    let events = tests::Proc::spawn("events", cmd);
+
+    // The stream is live once it reports a job published after it started.
+    let deadline = Instant::now() + WAIT;
+    while events.count("/new\"") == 0 {
+        assert!(Instant::now() < deadline, "no job event: {}", events.logs());
+        ok(&c.cmdb(&["run", "web01", "test.ping"]));
+    }
+    ok(&c.cmdb(&["run", "web01", "collect", "--out", "json"]));
+    events.wait_for("/ret/web01\"");
+
+    // A new minion's auth and its acceptance through the API.
+    c.start_minion("db01");
+    events.wait_for("\"result\":\"pending\"");
+    let (status, _, _) = curl_with(&c, "POST", "/v1/keys/db01/accept", &[], None);
+    assert_eq!(status, 200);
+    events.wait_for("\"act\":\"accept\"");
+    events.wait_for("\"result\":\"accepted\"");
+
+    // If-Match: a write naming the version read goes through; a second
+    // write naming the same, now stale, version is refused and changes
+    // nothing.
+    let (status, head, _) = curl_with(&c, "GET", "/v1/assets/web01", &[], None);
+    assert_eq!(status, 200);
+    let tag = etag_of(&head);
+    let patch = r#"{"manual":{"rack":"R1"}}"#;
+    let if_match = format!("if-match: {tag}");
+    let (status, head, v) = curl_with(&c, "PATCH", "/v1/assets/web01", &[&if_match], Some(patch));
+    assert_eq!(status, 200, "{v}");
+    assert_ne!(etag_of(&head), tag);
+    events.wait_for("\"source\":\"manual\"");
+    let changed = events.lines_with("\"source\":\"manual\"");
+    let ev: Value = serde_json::from_str(&changed[0]).expect("event json");
+    let asset_id = ev["data"]["asset_id"].as_str().expect("asset id");
+    assert_eq!(ev["tag"], format!("cmdb/asset/{asset_id}/changed"));
+    assert_eq!(ev["data"]["by"], "root");
+    let stale = r#"{"manual":{"rack":"R2"}}"#;
+    let (status, _, v) = curl_with(&c, "PATCH", "/v1/assets/web01", &[&if_match], Some(stale));
+    assert_eq!(status, 412, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("changed since it was read"),
+        "{v}"
+    );
+    let (_, _, v) = curl_with(&c, "GET", "/v1/assets/web01", &[], None);
+    assert_eq!(v["manual"]["rack"], "R1");
+    let (status, _, _) = curl_with(
+        &c,
+        "PATCH",
+        "/v1/assets/web01",
+        &["if-match: 12x"],
+        Some(stale),
+    );
+    assert_eq!(status, 400);
+}

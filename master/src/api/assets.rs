@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -89,19 +91,20 @@ async fn list(
     answer(&st, AssetRequest::List { grain: q.grain })
 }
 
-#[utoipa::path(get, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), ShowQuery), responses((status = 200, description = "the asset", body = AssetView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
+#[utoipa::path(get, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), ShowQuery), responses((status = 200, description = "the asset", body = AssetView, headers(("ETag" = String, description = "its latest version, for If-Match"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
 async fn show(
     State(st): State<ApiState>,
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<ShowQuery>,
-) -> Result<Json<AssetAnswer>, ApiError> {
-    answer(
-        &st,
+) -> Result<Response, ApiError> {
+    let answer = handle(
+        &st.shared,
         AssetRequest::Show {
             key,
             version: q.version,
         },
-    )
+    )?;
+    Ok(with_etag(answer))
 }
 
 #[utoipa::path(get, path = "/v1/assets/{key}/history", tag = "assets", params(("key" = String, Path, description = "asset id or minion id")), responses((status = 200, description = "its change records", body = HistoryView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
@@ -128,42 +131,78 @@ async fn diff(
     )
 }
 
-#[utoipa::path(patch, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id")), request_body = AssetPatch, responses((status = 200, description = "the changed asset", body = AssetView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::BadBody, doc::Failed))]
+/// `"<version>"`: an asset's ETag.
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// The version an `If-Match` header names (`None` for `*` or no header).
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError(ServiceError::Invalid("If-Match is not ASCII".into())))?
+        .trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|t| t.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError(ServiceError::Invalid(format!(
+                "If-Match {text:?}: give one ETag as GET answered it, e.g. \"12\""
+            )))
+        })
+}
+
+fn with_etag(answer: AssetAnswer) -> Response {
+    let tag = match &answer {
+        AssetAnswer::Asset(a) => Some(etag(a.latest_version)),
+        _ => None,
+    };
+    let mut resp = Json(answer).into_response();
+    if let Some(tag) = tag {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    resp
+}
+
+#[utoipa::path(patch, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), ("If-Match" = Option<String>, Header, description = "the ETag a GET answered; a newer version refuses the change (412)")), request_body = AssetPatch, responses((status = 200, description = "the changed asset", body = AssetView, headers(("ETag" = String, description = "its new version"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Precondition, doc::BadBody, doc::Failed))]
 async fn patch(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
+    headers: HeaderMap,
     ApiJson(p): ApiJson<AssetPatch>,
-) -> Result<Json<AssetAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Role::Operator, "change assets")?;
-    if p.manual.is_empty() && p.status.is_none() {
-        return Err(
-            ServiceError::Unprocessable("nothing to change: give manual or status".into()).into(),
+    let answer = handle(
+        &st.shared,
+        AssetRequest::Patch {
+            key,
+            manual: p.manual,
+            status: p.status,
+            if_match: if_match(&headers)?,
+            user: caller.user.name.clone(),
+        },
+    )?;
+    if let AssetAnswer::Asset(a) = &answer {
+        let ev = crate::events::AssetEvent {
+            asset_id: a.asset_id.as_str(),
+            version: a.latest_version,
+            source: "manual",
+            by: &caller.user.name,
+        };
+        st.shared.events.emit(
+            || format!("cmdb/asset/{}/changed", a.asset_id.as_str()),
+            &ev,
         );
     }
-    let mut last = None;
-    if !p.manual.is_empty() {
-        last = Some(handle(
-            &st.shared,
-            AssetRequest::Set {
-                key: key.clone(),
-                fields: p.manual,
-                user: caller.user.name.clone(),
-            },
-        )?);
-    }
-    if let Some(status) = p.status {
-        last = Some(handle(
-            &st.shared,
-            AssetRequest::Status {
-                key,
-                status,
-                user: caller.user.name,
-            },
-        )?);
-    }
-    last.map(Json)
-        .ok_or_else(|| ApiError(ServiceError::Internal("no change made".into())))
+    Ok(with_etag(answer))
 }
 
 #[utoipa::path(post, path = "/v1/assets/import", tag = "assets", request_body = ImportRequest, responses((status = 200, description = "what the import did", body = ImportSummary), doc::BadRequest, doc::Refused, doc::BadBody, doc::Failed))]

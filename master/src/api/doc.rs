@@ -61,6 +61,10 @@ problem_set!(
     Conflict: (409, "conflicts with the current state")
 );
 problem_set!(
+    /// `If-Match` names a version that is no longer current.
+    Precondition: (412, "the asset changed since it was read")
+);
+problem_set!(
     /// A store the request needs is unavailable.
     Unavailable: (503, "a store is unavailable")
 );

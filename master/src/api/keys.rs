@@ -26,7 +26,9 @@ async fn accept(
     ApiQuery(w): ApiQuery<Widen>,
 ) -> Result<Json<KeyView>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
-    Ok(Json(keys::accept(&st.shared.pki, &id, w)?))
+    let view = keys::accept(&st.shared.pki, &id, w)?;
+    key_event(&st, &id, "accept", &caller);
+    Ok(Json(view))
 }
 
 #[utoipa::path(post, path = "/v1/keys/{id}/reject", tag = "keys", params(("id" = String, Path, description = "minion id"), Widen), responses((status = 200, description = "the rejected key", body = KeyView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed, doc::Unavailable))]
@@ -37,7 +39,9 @@ async fn reject(
     ApiQuery(w): ApiQuery<Widen>,
 ) -> Result<Json<KeyView>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
-    Ok(Json(keys::reject(&st.shared.pki, &id, w)?))
+    let view = keys::reject(&st.shared.pki, &id, w)?;
+    key_event(&st, &id, "reject", &caller);
+    Ok(Json(view))
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "minion id")), responses((status = 200, description = "the deleted keys", body = Vec<KeyView>), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed, doc::Unavailable))]
@@ -47,7 +51,18 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
-    Ok(Json(keys::delete(&st.shared.pki, &id)?))
+    let views = keys::delete(&st.shared.pki, &id)?;
+    key_event(&st, &id, "delete", &caller);
+    Ok(Json(views))
+}
+
+fn key_event(st: &ApiState, id: &str, act: &str, caller: &Caller) {
+    let ev = crate::events::KeyEvent {
+        id,
+        act,
+        user: &caller.user.name,
+    };
+    st.shared.events.emit(|| "cmdb/key".into(), &ev);
 }
 
 /// The key routes.

@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod doc;
+pub mod events;
 pub mod jobs;
 pub mod keys;
 pub mod signed;
@@ -264,6 +265,7 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<ApiState> {
     utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(utoipa_axum::routes!(health))
         .merge(jobs::routes())
+        .merge(events::routes())
         .merge(assets::routes())
         .merge(keys::routes())
         .merge(users::routes())

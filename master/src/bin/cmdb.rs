@@ -100,6 +100,16 @@ enum Command {
         #[command(subcommand)]
         command: AssetCommand,
     },
+    /// Follow the master's events (jobs, returns, auth, keys, presence,
+    /// asset changes) until it stops; Ctrl-C to end.
+    Events {
+        /// Only tags matching this glob, e.g. 'cmdb/job/*' or 'cmdb/presence/*'.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        out: master::cli::events::EventFormat,
+    },
     /// Every field that changed across the fleet in a time window.
     Changes {
         /// How far back: 90s, 30m, 24h, 7d.
@@ -314,6 +324,7 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                 },
             )
         }
+        Command::Events { tag, out } => master::cli::events::follow(&socket, tag.as_deref(), out),
         Command::Changes { since, out } => asset::changes(&socket, &since, out),
         Command::Asset { command } => run_asset(&socket, command),
         Command::User { command } => match command {
@@ -357,9 +368,11 @@ fn run_asset(socket: &master::client::Endpoint, command: AssetCommand) -> anyhow
             let fields = asset::parse_fields(&fields)?;
             let v = asset::ask(
                 socket,
-                AssetRequest::Set {
+                AssetRequest::Patch {
                     key: id,
-                    fields,
+                    manual: fields,
+                    status: None,
+                    if_match: None,
                     user,
                 },
             )?;
@@ -372,9 +385,11 @@ fn run_asset(socket: &master::client::Endpoint, command: AssetCommand) -> anyhow
         AssetCommand::Status { id, status } => {
             let v = asset::ask(
                 socket,
-                AssetRequest::Status {
+                AssetRequest::Patch {
                     key: id,
-                    status,
+                    manual: Default::default(),
+                    status: Some(status),
+                    if_match: None,
                     user,
                 },
             )?;

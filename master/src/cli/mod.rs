@@ -1,6 +1,7 @@
 //! The operator commands behind the `cmdb` and `cmdb-key` binaries.
 
 pub mod asset;
+pub mod events;
 pub mod key;
 pub mod run;
 pub mod user;

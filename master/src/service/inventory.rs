@@ -44,21 +44,18 @@ pub enum AssetRequest {
         /// To this version.
         to: Option<u64>,
     },
-    /// Set manual fields.
-    Set {
+    /// Set manual fields and/or change the operator status, in one
+    /// versioned change.
+    Patch {
         /// Asset id or minion id.
         key: String,
         /// Field values; an empty value removes the field.
-        fields: BTreeMap<String, String>,
-        /// Who.
-        user: String,
-    },
-    /// Change the operator status.
-    Status {
-        /// Asset id or minion id.
-        key: String,
+        manual: BTreeMap<String, String>,
         /// New status.
-        status: String,
+        status: Option<String>,
+        /// The version the caller read (`If-Match`); a newer one refuses
+        /// the change (412).
+        if_match: Option<u64>,
         /// Who.
         user: String,
     },
@@ -332,8 +329,19 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                 changes: diff(&a, &b).iter().map(change_view).collect(),
             }))
         }
-        AssetRequest::Set { key, fields, user } => {
-            for k in fields.keys() {
+        AssetRequest::Patch {
+            key,
+            manual,
+            status,
+            if_match,
+            user,
+        } => {
+            if manual.is_empty() && status.is_none() {
+                return Err(ServiceError::Unprocessable(
+                    "nothing to change: give manual fields or a status".into(),
+                ));
+            }
+            for k in manual.keys() {
                 if !cfg.manual_fields.contains(k) {
                     return Err(ServiceError::Unprocessable(format!(
                         "{k:?} is not a manual field (allowed: {})",
@@ -341,52 +349,53 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                     )));
                 }
             }
+            let to = match &status {
+                Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                    ServiceError::Unprocessable(format!(
+                        "unknown status {s:?} (planned, active, maintenance, decommissioned)"
+                    ))
+                })?),
+                None => None,
+            };
             let rec = resolve(shared, &key)?;
-            let rec =
-                shared
-                    .store
-                    .edit_asset(&rec.id, Source::Manual, Some(user), now_ms(), &|r| {
-                        let mut doc = r.document.clone();
-                        for (k, v) in &fields {
-                            if v.is_empty() {
-                                if let Some(m) = doc["manual"].as_object_mut() {
-                                    m.remove(k);
-                                }
-                            } else {
-                                doc["manual"][k] = json!(v);
-                            }
-                        }
-                        Ok(doc)
-                    })?;
-            Ok(AssetAnswer::Asset(Box::new(record_view(
-                &rec,
-                &rec.document,
-                rec.version,
-            ))))
-        }
-        AssetRequest::Status { key, status, user } => {
-            let to = Status::parse(&status).ok_or_else(|| {
-                ServiceError::Unprocessable(format!(
-                    "unknown status {status:?} (planned, active, maintenance, decommissioned)"
-                ))
-            })?;
-            let rec = resolve(shared, &key)?;
+            let source = if manual.is_empty() {
+                Source::Status
+            } else {
+                Source::Manual
+            };
             let rec = shared
                 .store
-                .edit_asset(&rec.id, Source::Status, Some(user), now_ms(), &|r| {
-                    let from = r.status();
-                    if from == to {
-                        return Ok(r.document.clone());
-                    }
-                    if !cfg.allows(from.as_str(), to.as_str()) {
-                        return Err(format!(
-                            "status change {} -> {} is not allowed",
-                            from.as_str(),
-                            to.as_str()
-                        ));
+                .edit_asset(&rec.id, source, Some(user), now_ms(), &|r| {
+                    if let Some(v) = if_match
+                        && v != r.version
+                    {
+                        return Err(MasterError::Precondition(format!(
+                            "asset {} is at version {}, not {v}: it changed since it was read; \
+                             read it again and reapply the change",
+                            r.id, r.version
+                        )));
                     }
                     let mut doc = r.document.clone();
-                    doc["status"] = json!(to.as_str());
+                    for (k, v) in &manual {
+                        if v.is_empty() {
+                            if let Some(m) = doc["manual"].as_object_mut() {
+                                m.remove(k);
+                            }
+                        } else {
+                            doc["manual"][k] = json!(v);
+                        }
+                    }
+                    if let Some(to) = to {
+                        let from = r.status();
+                        if from != to && !cfg.allows(from.as_str(), to.as_str()) {
+                            return Err(MasterError::Refused(format!(
+                                "status change {} -> {} is not allowed",
+                                from.as_str(),
+                                to.as_str()
+                            )));
+                        }
+                        doc["status"] = json!(to.as_str());
+                    }
                     Ok(doc)
                 })
                 .map_err(|e| match e {

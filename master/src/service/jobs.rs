@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::ServiceError;
 use crate::access::User;
 use crate::config::MasterConfig;
+use crate::events::EventBus;
 use crate::jobs::JobTracker;
 use crate::keyring::{Keyring, random};
 use crate::server::{BROADCAST_TOPIC, PUBLISH_AAD, now_ms, now_us};
@@ -88,6 +89,7 @@ pub struct JobsService {
     tracker: Arc<JobTracker>,
     jids: Mutex<JidGenerator>,
     publish: mpsc::Sender<Vec<Bytes>>,
+    events: Arc<EventBus>,
 }
 
 impl JobsService {
@@ -99,6 +101,7 @@ impl JobsService {
         master_key: SigningKey,
         keyring: Arc<Keyring>,
         publish: mpsc::Sender<Vec<Bytes>>,
+        events: Arc<EventBus>,
     ) -> JobsService {
         JobsService {
             timing: Timing {
@@ -113,6 +116,7 @@ impl JobsService {
             tracker: Arc::new(JobTracker::new()),
             jids: Mutex::new(JidGenerator::new()),
             publish,
+            events,
         }
     }
 
@@ -197,7 +201,7 @@ impl JobsService {
         let bytes = Bytes::from(env.to_bytes());
         let (epoch, session) = self.keyring.session();
         let sealed = Sealed::seal(&session, epoch, random(), PUBLISH_AAD, &bytes);
-        self.store.put_job(&JobRecord {
+        let record = JobRecord {
             jid: jid.clone(),
             target: new.target,
             fun: new.fun.clone(),
@@ -206,7 +210,8 @@ impl JobsService {
             expected: expected.iter().cloned().collect(),
             user: new.user,
             started_ms: issued,
-        })?;
+        };
+        self.store.put_job(&record)?;
         let returns = self.tracker.register(
             jid.clone(),
             bytes,
@@ -224,6 +229,7 @@ impl JobsService {
             }
         }
         info!(jid = %jid, fun = %new.fun, expected = expected.len(), "published job");
+        self.events.emit(|| format!("cmdb/job/{jid}/new"), &record);
         Ok(Published {
             jid,
             expected,

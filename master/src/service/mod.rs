@@ -76,6 +76,7 @@ impl From<MasterError> for ServiceError {
         match e {
             MasterError::Protocol(p) => ServiceError::Invalid(p.to_string()),
             MasterError::Refused(m) => ServiceError::Unprocessable(m),
+            MasterError::Precondition(m) => ServiceError::PreconditionFailed(m),
             other => ServiceError::Internal(other.to_string()),
         }
     }

@@ -39,6 +39,31 @@ pub struct JobRecord {
     pub started_ms: i64,
 }
 
+/// What storing a return did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// That minion's return for that job was already stored.
+    Duplicate,
+    /// Stored (not a collect).
+    Return,
+    /// A collect, stored with the minion's asset, now at `version`.
+    Asset {
+        /// The asset.
+        id: AssetId,
+        /// Its version after the collect.
+        version: u64,
+        /// Whether the collect changed its document.
+        changed: bool,
+    },
+}
+
+impl Stored {
+    /// Whether the return was new.
+    pub fn is_new(&self) -> bool {
+        !matches!(self, Stored::Duplicate)
+    }
+}
+
 /// Storage used by the master.
 pub trait Store: Send + Sync {
     /// Records a new job (on disk when this returns).
@@ -48,12 +73,12 @@ pub trait Store: Send + Sync {
     /// The newest jobs first, at most `limit`.
     fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, MasterError>;
     /// Stores a return unless one from that minion for that job is already
-    /// stored; says whether it was new. A successful collect also updates
+    /// stored; says what it did. A successful collect also updates
     /// the minion's asset (snapshot and change history) in the same
     /// transaction. The return is on disk after the next [`Store::flush`];
     /// the master flushes before it acknowledges, batching many returns
     /// into one flush.
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<bool, MasterError>;
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, MasterError>;
     /// An asset by id.
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError>;
     /// The asset a minion reports.
@@ -70,7 +95,7 @@ pub trait Store: Send + Sync {
         source: Source,
         user: Option<String>,
         now_ms: i64,
-        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, String>,
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, MasterError>,
     ) -> Result<AssetRecord, MasterError>;
     /// Marks a minion's asset online or offline; says whether it changed.
     fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, MasterError>;
@@ -136,9 +161,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let s = SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open");
         let jid = Jid::from_micros(1_700_000_000_000_000).expect("jid");
-        assert!(s.put_return(&ret(&jid, "a"), 0).expect("put"));
-        assert!(!s.put_return(&ret(&jid, "a"), 0).expect("put"));
-        assert!(s.put_return(&ret(&jid, "b"), 0).expect("put"));
+        assert!(s.put_return(&ret(&jid, "a"), 0).expect("put").is_new());
+        assert!(!s.put_return(&ret(&jid, "a"), 0).expect("put").is_new());
+        assert!(s.put_return(&ret(&jid, "b"), 0).expect("put").is_new());
         assert_eq!(s.returns(&jid).expect("list").len(), 2);
     }
 
@@ -157,7 +182,7 @@ mod tests {
             );
             r.fun = "collect".into();
             r.data = serde_json::json!({"host": format!("h{n}")});
-            assert!(s.put_return(&r, n).expect("put"));
+            assert!(s.put_return(&r, n).expect("put").is_new());
         }
         let rec = s.asset_of_minion("a").expect("read").expect("asset");
         assert_eq!(rec.version, 5);

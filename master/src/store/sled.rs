@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::{JobRecord, Store};
+use super::{JobRecord, Store, Stored};
 use crate::config::InventoryConfig;
 use crate::error::MasterError;
 use crate::inventory::import::ImportRow;
@@ -177,7 +177,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<bool, MasterError> {
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, MasterError> {
         let key = return_key(&ret.jid, ret.minion.as_str());
         let minion = ret.minion.as_str();
         let collect = is_collect(ret);
@@ -187,7 +187,11 @@ impl Store for SledStore {
                 .returns
                 .compare_and_swap(key, None as Option<&[u8]>, Some(encode(ret)?))
                 .map_err(store_err)?;
-            return Ok(swapped.is_ok());
+            return Ok(if swapped.is_ok() {
+                Stored::Return
+            } else {
+                Stored::Duplicate
+            });
         }
         let touched = (
             &self.returns,
@@ -223,14 +227,19 @@ impl Store for SledStore {
                 for e in &entries {
                     Self::put_history(h, &rec.id, e)?;
                 }
-                Ok(Some(rec.id))
+                let changed = !entries.is_empty();
+                Ok(Some((rec.id, rec.version, changed)))
             })
             .map_err(tx_err)?;
-        let Some(id) = touched else {
-            return Ok(false);
+        let Some((id, version, changed)) = touched else {
+            return Ok(Stored::Duplicate);
         };
         self.prune(&id)?;
-        Ok(true)
+        Ok(Stored::Asset {
+            id,
+            version,
+            changed,
+        })
     }
 
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError> {
@@ -314,13 +323,13 @@ impl Store for SledStore {
         source: Source,
         user: Option<String>,
         now_ms: i64,
-        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, String>,
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, MasterError>,
     ) -> Result<AssetRecord, MasterError> {
         let rec = (&self.assets, &self.history)
             .transaction(|(a, h)| {
                 let mut rec = Self::get_asset_tx(a, id.as_str().as_bytes())?
                     .ok_or_else(|| abort(MasterError::Refused(format!("no asset {id}"))))?;
-                let doc = edit(&rec).map_err(|e| abort(MasterError::Refused(e)))?;
+                let doc = edit(&rec).map_err(abort)?;
                 if let Some(entry) = rec.change_to(doc, source, None, user.clone(), now_ms) {
                     a.insert(id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
                     Self::put_history(h, id, &entry)?;
