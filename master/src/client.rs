@@ -448,10 +448,14 @@ impl Client<'_> {
             }
         };
         match req {
-            AssetRequest::List { grain } => self.call(
-                Method::GET,
-                &format!("/v1/assets{}", q(&[("grain", grain)])),
-                none,
+            AssetRequest::List {
+                grain,
+                cursor,
+                limit,
+            } => self.all_pages(
+                "/v1/assets",
+                &[("grain", grain), ("limit", Some(limit.to_string()))],
+                cursor,
             ),
             AssetRequest::Show { key, version } => self.call(
                 Method::GET,
@@ -495,11 +499,50 @@ impl Client<'_> {
                 Some(&serde_json::json!({ "csv": csv })),
             ),
             AssetRequest::Dups => self.call(Method::GET, "/v1/assets/dups", none),
-            AssetRequest::Changes { since_ms } => self.call(
-                Method::GET,
-                &format!("/v1/changes?since_ms={since_ms}"),
-                none,
+            AssetRequest::Changes {
+                since_ms,
+                cursor,
+                limit,
+            } => self.all_pages(
+                "/v1/changes",
+                &[
+                    ("since_ms", Some(since_ms.to_string())),
+                    ("limit", Some(limit.to_string())),
+                ],
+                cursor,
             ),
+        }
+    }
+
+    /// Every item of a paged list from `cursor` on, following `next`: one
+    /// JSON array.
+    pub fn all_pages(
+        &self,
+        path: &str,
+        params: &[(&str, Option<String>)],
+        mut cursor: Option<String>,
+    ) -> io::Result<Result<serde_json::Value, String>> {
+        let none: Option<&()> = None;
+        let mut items = Vec::new();
+        loop {
+            let mut pairs: Vec<(&str, String)> = params
+                .iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+                .collect();
+            if let Some(c) = &cursor {
+                pairs.push(("cursor", c.clone()));
+            }
+            let query = serde_urlencoded::to_string(&pairs).map_err(io::Error::other)?;
+            let page: crate::service::Page<serde_json::Value> =
+                match self.call(Method::GET, &format!("{path}?{query}"), none)? {
+                    Ok(p) => p,
+                    Err(problem) => return Ok(Err(problem)),
+                };
+            items.extend(page.items);
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(Ok(serde_json::Value::Array(items))),
+            }
         }
     }
 }

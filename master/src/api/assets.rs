@@ -12,9 +12,9 @@ use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, doc};
 use crate::access::Role;
-use crate::service::ServiceError;
 use crate::service::inventory::{AssetAnswer, AssetRequest, handle};
 use crate::service::inventory::{AssetView, ChangeFeedEntry, DiffView, HistoryView, ImportSummary};
+use crate::service::{Page, ServiceError, page_limit};
 
 /// `GET /v1/assets` parameters.
 #[derive(Debug, Deserialize)]
@@ -24,6 +24,10 @@ use crate::service::inventory::{AssetView, ChangeFeedEntry, DiffView, HistoryVie
 pub struct ListQuery {
     /// Only assets whose facts match this grain expression (`key:value`).
     pub grain: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// `GET /v1/assets/{ref}` parameters.
@@ -56,6 +60,10 @@ pub struct DiffQuery {
 pub struct ChangesQuery {
     /// Changes at or after this time, unix milliseconds (default 0).
     pub since_ms: Option<i64>,
+    /// At most this many (1 to 1000, default 1000).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// `PATCH /v1/assets/{ref}`: manual fields and a status transition.
@@ -83,12 +91,19 @@ fn answer(st: &ApiState, req: AssetRequest) -> Result<Json<AssetAnswer>, ApiErro
     Ok(Json(handle(&st.shared, req)?))
 }
 
-#[utoipa::path(get, path = "/v1/assets", tag = "assets", params(ListQuery), responses((status = 200, description = "every asset", body = Vec<AssetView>), doc::BadRequest, doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/assets", tag = "assets", params(ListQuery), responses((status = 200, description = "assets by asset id", body = Page<AssetView>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<AssetAnswer>, ApiError> {
-    answer(&st, AssetRequest::List { grain: q.grain })
+    answer(
+        &st,
+        AssetRequest::List {
+            grain: q.grain,
+            cursor: q.cursor,
+            limit: page_limit(q.limit, 100)?,
+        },
+    )
 }
 
 #[utoipa::path(get, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), ShowQuery), responses((status = 200, description = "the asset", body = AssetView, headers(("ETag" = String, description = "its latest version, for If-Match"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
@@ -226,7 +241,7 @@ async fn dups(State(st): State<ApiState>) -> Result<Json<AssetAnswer>, ApiError>
     answer(&st, AssetRequest::Dups)
 }
 
-#[utoipa::path(get, path = "/v1/changes", tag = "assets", params(ChangesQuery), responses((status = 200, description = "every field change since the time", body = Vec<ChangeFeedEntry>), doc::BadRequest, doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/changes", tag = "assets", params(ChangesQuery), responses((status = 200, description = "field changes since the time, oldest first", body = Page<ChangeFeedEntry>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn changes(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ChangesQuery>,
@@ -235,6 +250,8 @@ async fn changes(
         &st,
         AssetRequest::Changes {
             since_ms: q.since_ms.unwrap_or(0),
+            cursor: q.cursor,
+            limit: page_limit(q.limit, 1000)?,
         },
     )
 }

@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, doc};
+use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, PageQuery, doc};
 use crate::access::Role;
-use crate::service::ServiceError;
 use crate::service::jobs::{JobEvent, JobView, NewJob};
+use crate::service::{Page, ServiceError, page_limit};
 use crate::store::JobRecord;
 
 /// How `target` is read, as Salt's `tgt_type`.
@@ -81,15 +81,6 @@ pub struct JobCreated {
 }
 
 /// `GET /v1/jobs` parameters.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// At most this many, newest first (default 50).
-    pub limit: Option<usize>,
-}
-
 /// `GET /v1/jobs/{jid}/returns` parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,12 +142,13 @@ async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "the newest jobs", body = Vec<JobRecord>), doc::BadRequest, doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(PageQuery), responses((status = 200, description = "the job cache, newest first (50 a page unless `limit` says otherwise)", body = Page<JobRecord>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<JobRecord>>, ApiError> {
-    Ok(Json(st.shared.jobs.list(q.limit.unwrap_or(50))?))
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<JobRecord>>, ApiError> {
+    let limit = page_limit(q.limit, 50)?;
+    Ok(Json(st.shared.jobs.list(q.cursor.as_deref(), limit)?))
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{jid}", tag = "jobs", params(("jid" = String, Path, description = "job id")), responses((status = 200, description = "the job and its returns", body = JobView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]

@@ -5,17 +5,23 @@ use axum::{Extension, Json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiError, ApiQuery, ApiState, Caller, doc};
+use super::{ApiError, ApiQuery, ApiState, Caller, PageQuery, doc};
 use crate::access::Role;
 use crate::service::keys::{self, KeyView, Widen};
+use crate::service::{Page, page_limit};
 
-#[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, description = "every key", body = Vec<KeyView>), doc::Refused, doc::Failed, doc::Unavailable))]
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(PageQuery), responses((status = 200, description = "keys by minion id and state", body = Page<KeyView>), doc::BadRequest, doc::Refused, doc::Failed, doc::Unavailable))]
 async fn list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Vec<KeyView>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<KeyView>>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
-    Ok(Json(keys::list(&st.shared.pki)?))
+    let limit = page_limit(q.limit, 1000)?;
+    let key = |k: &KeyView| format!("{}/{}", k.id, k.state);
+    let mut all = keys::list(&st.shared.pki)?;
+    all.sort_by_key(key);
+    Ok(Json(Page::of(all, key, q.cursor.as_deref(), limit, false)))
 }
 
 #[utoipa::path(post, path = "/v1/keys/{id}/accept", tag = "keys", params(("id" = String, Path, description = "minion id"), Widen), responses((status = 200, description = "the accepted key", body = KeyView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed, doc::Unavailable))]

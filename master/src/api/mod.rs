@@ -218,6 +218,18 @@ async fn unix_caller(
     next.run(req).await
 }
 
+/// `limit` and `cursor` of a list.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// At most this many (1 to 1000).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// The answer of `GET /v1/health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {

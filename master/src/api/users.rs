@@ -6,18 +6,27 @@ use axum::{Extension, Json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiError, ApiJson, ApiState, Caller, Problem, doc};
+use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, PageQuery, Problem, doc};
 use crate::access::{Role, User};
-use crate::service::ServiceError;
 use crate::service::users::{CreatedToken, NewToken, NewUser, TokenView};
+use crate::service::{Page, ServiceError, page_limit};
 
-#[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, description = "every user", body = Vec<User>), doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/users", tag = "users", params(PageQuery), responses((status = 200, description = "users by name", body = Page<User>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Vec<User>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<User>>, ApiError> {
     caller.require(Role::Admin, "manage users")?;
-    Ok(Json(st.shared.users.list()?))
+    let limit = page_limit(q.limit, 100)?;
+    let users = st.shared.users.list()?;
+    Ok(Json(Page::of(
+        users,
+        |u| u.name.clone(),
+        q.cursor.as_deref(),
+        limit,
+        false,
+    )))
 }
 
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "the new user", body = User), doc::BadRequest, doc::Refused, doc::Conflict, doc::BadBody, doc::Failed))]
@@ -50,13 +59,23 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/tokens", tag = "users", responses((status = 200, description = "every token, without secrets", body = Vec<TokenView>), doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/tokens", tag = "users", params(PageQuery), responses((status = 200, description = "tokens by id, without secrets", body = Page<TokenView>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn tokens(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Vec<TokenView>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<TokenView>>, ApiError> {
     caller.require(Role::Admin, "manage tokens")?;
-    Ok(Json(st.shared.users.tokens()?))
+    let limit = page_limit(q.limit, 100)?;
+    let mut tokens = st.shared.users.tokens()?;
+    tokens.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(Page::of(
+        tokens,
+        |t| t.id.clone(),
+        q.cursor.as_deref(),
+        limit,
+        false,
+    )))
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "users", request_body = NewToken, responses((status = 201, description = "the token, shown this once", body = CreatedToken), doc::BadRequest, doc::Refused, doc::NotFound, doc::BadBody, doc::Failed, doc::Unavailable))]

@@ -134,7 +134,14 @@ fn table_text(rows: &[Value], columns: &[(&str, &str)]) -> String {
 
 /// `cmdb asset list`.
 pub fn list(socket: &Endpoint, grain: Option<String>, out: ListFormat) -> anyhow::Result<u8> {
-    let v = ask(socket, AssetRequest::List { grain })?;
+    let v = ask(
+        socket,
+        AssetRequest::List {
+            grain,
+            cursor: None,
+            limit: crate::service::MAX_PAGE,
+        },
+    )?;
     let rows = v.as_array().cloned().unwrap_or_default();
     match out {
         ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -146,7 +153,14 @@ pub fn list(socket: &Endpoint, grain: Option<String>, out: ListFormat) -> anyhow
 
 /// `cmdb asset export --format csv|json`.
 pub fn export(socket: &Endpoint, format: ListFormat) -> anyhow::Result<u8> {
-    let v = ask(socket, AssetRequest::List { grain: None })?;
+    let v = ask(
+        socket,
+        AssetRequest::List {
+            grain: None,
+            cursor: None,
+            limit: crate::service::MAX_PAGE,
+        },
+    )?;
     let rows = v.as_array().cloned().unwrap_or_default();
     match format {
         ListFormat::Csv => print!("{}", csv_text(&rows, EXPORT_COLUMNS)?),
@@ -266,6 +280,8 @@ pub fn changes(socket: &Endpoint, since: &str, out: ListFormat) -> anyhow::Resul
         socket,
         AssetRequest::Changes {
             since_ms: now - secs * 1000,
+            cursor: None,
+            limit: crate::service::MAX_PAGE,
         },
     )?;
     let rows = v.as_array().cloned().unwrap_or_default();

@@ -177,12 +177,7 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
 
 /// One API call with one JSON answer; a refusal becomes an error.
 fn ask<T: serde::de::DeserializeOwned>(socket: &Endpoint, uri: &str) -> anyhow::Result<T> {
-    let client = Client::new(socket).with_context(|| unreachable(socket))?;
-    let none: Option<&()> = None;
-    let answer = client
-        .call(hyper::Method::GET, uri, none)
-        .with_context(|| unreachable(socket))?;
-    answer.map_err(|message| anyhow::anyhow!("{message}"))
+    super::call(socket, hyper::Method::GET, uri, None::<&()>)
 }
 
 /// The fields `jobs list` and `jobs show` print for a job.
@@ -200,7 +195,21 @@ fn job_view(job: &JobRecord) -> Map<String, Value> {
 
 /// `cmdb jobs list`.
 pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
-    let jobs: Vec<JobRecord> = ask(socket, &format!("/v1/jobs?limit={limit}"))?;
+    let mut jobs: Vec<JobRecord> = Vec::new();
+    let mut cursor: Option<String> = None;
+    while jobs.len() < limit {
+        let want = (limit - jobs.len()).min(crate::service::MAX_PAGE);
+        let uri = match &cursor {
+            Some(c) => format!("/v1/jobs?limit={want}&cursor={}", crate::client::segment(c)),
+            None => format!("/v1/jobs?limit={want}"),
+        };
+        let page: crate::service::Page<JobRecord> = ask(socket, &uri)?;
+        jobs.extend(page.items);
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
     let rows: Map<String, Value> = jobs
         .iter()
         .map(|j| (j.jid.to_string(), Value::Object(job_view(j))))

@@ -3,37 +3,14 @@
 //! Exit codes: 0 on success, 1 when the master refuses (an existing user,
 //! no such user or token, not an admin) or cannot be reached.
 
-use anyhow::Context;
 use hyper::Method;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::{all, call, call_empty};
 use crate::access::{Role, User};
-use crate::client::{Client, Endpoint, segment};
+use crate::client::{Endpoint, segment};
 use crate::output::{OutputFormat, render};
 use crate::service::users::{CreatedToken, NewToken, NewUser, TokenView};
-
-fn call<T: DeserializeOwned>(
-    socket: &Endpoint,
-    method: Method,
-    uri: &str,
-    body: Option<&impl Serialize>,
-) -> anyhow::Result<T> {
-    let client = Client::new(socket).with_context(|| super::run::unreachable(socket))?;
-    client
-        .call(method, uri, body)
-        .with_context(|| super::run::unreachable(socket))?
-        .map_err(|m| anyhow::anyhow!("{m}"))
-}
-
-fn call_empty(socket: &Endpoint, method: Method, uri: &str) -> anyhow::Result<()> {
-    let client = Client::new(socket).with_context(|| super::run::unreachable(socket))?;
-    let none: Option<&()> = None;
-    client
-        .call_no_content(method, uri, none)
-        .with_context(|| super::run::unreachable(socket))?
-        .map_err(|m| anyhow::anyhow!("{m}"))
-}
 
 fn print_json(v: &impl Serialize, out: OutputFormat) -> anyhow::Result<()> {
     let value = serde_json::to_value(v)?;
@@ -82,8 +59,7 @@ pub fn add(
 
 /// `cmdb user list`.
 pub fn list(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
-    let none: Option<&()> = None;
-    let users: Vec<User> = call(socket, Method::GET, "/v1/users", none)?;
+    let users: Vec<User> = all(socket, "/v1/users", &[("limit", Some("1000".into()))])?;
     let map: serde_json::Map<String, serde_json::Value> = users
         .into_iter()
         .map(|u| {
@@ -124,8 +100,7 @@ pub fn create(socket: &Endpoint, user: String, expires_secs: Option<u64>) -> any
 
 /// `cmdb token list`.
 pub fn tokens(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
-    let none: Option<&()> = None;
-    let tokens: Vec<TokenView> = call(socket, Method::GET, "/v1/tokens", none)?;
+    let tokens: Vec<TokenView> = all(socket, "/v1/tokens", &[("limit", Some("1000".into()))])?;
     let map: serde_json::Map<String, serde_json::Value> = tokens
         .into_iter()
         .map(|t| {

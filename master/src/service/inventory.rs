@@ -8,7 +8,7 @@ use protocol::Jid;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::ServiceError;
+use super::{Page, ServiceError};
 use crate::error::MasterError;
 use crate::inventory::document::diff;
 use crate::inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
@@ -22,6 +22,10 @@ pub enum AssetRequest {
     List {
         /// `key:value` grain expression.
         grain: Option<String>,
+        /// After this cursor (a page's `next`).
+        cursor: Option<String>,
+        /// At most this many.
+        limit: usize,
     },
     /// One asset, at its latest or an earlier version.
     Show {
@@ -72,6 +76,10 @@ pub enum AssetRequest {
     Changes {
         /// Unix milliseconds.
         since_ms: i64,
+        /// After this cursor (a page's `next`).
+        cursor: Option<String>,
+        /// At most this many.
+        limit: usize,
     },
 }
 
@@ -209,7 +217,7 @@ pub enum AssetAnswer {
     /// One asset.
     Asset(Box<AssetView>),
     /// Several assets.
-    Assets(Vec<AssetView>),
+    Assets(Page<AssetView>),
     /// A history.
     History(HistoryView),
     /// A diff.
@@ -219,7 +227,7 @@ pub enum AssetAnswer {
     /// Assets sharing a serial, by serial.
     Dups(BTreeMap<String, Vec<Value>>),
     /// The change feed.
-    Changes(Vec<ChangeFeedEntry>),
+    Changes(Page<ChangeFeedEntry>),
 }
 
 fn history_view(h: &ChangeRecord) -> HistoryEntry {
@@ -277,7 +285,11 @@ fn rebuild(shared: &Shared, rec: &AssetRecord, version: u64) -> Result<Value, Se
 pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, ServiceError> {
     let cfg = &shared.cfg.inventory;
     match req {
-        AssetRequest::List { grain } => {
+        AssetRequest::List {
+            grain,
+            cursor,
+            limit,
+        } => {
             let matcher = match grain {
                 Some(g) => Some(
                     protocol::Target::Grain(g)
@@ -286,16 +298,33 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                 ),
                 None => None,
             };
-            let mut out = Vec::new();
-            for rec in shared.store.assets()? {
+            let after = match &cursor {
+                Some(c) => Some(AssetId::parse(c).ok_or_else(|| {
+                    ServiceError::Invalid(format!("cursor {c:?} is not one this API gave"))
+                })?),
+                None => None,
+            };
+            let mut items = Vec::new();
+            let mut more = false;
+            shared.store.scan_assets(after.as_ref(), &mut |rec| {
                 if let Some(m) = &matcher
                     && !m.matches("", Some(&rec.full_facts()))
                 {
-                    continue;
+                    return true;
                 }
-                out.push(record_view(&rec, &rec.document, rec.version));
-            }
-            Ok(AssetAnswer::Assets(out))
+                if items.len() == limit {
+                    more = true;
+                    return false;
+                }
+                items.push(record_view(&rec, &rec.document, rec.version));
+                true
+            })?;
+            let next = if more {
+                items.last().map(|a: &AssetView| a.asset_id.to_string())
+            } else {
+                None
+            };
+            Ok(AssetAnswer::Assets(Page { items, next }))
         }
         AssetRequest::Show { key, version } => {
             let rec = resolve(shared, &key)?;
@@ -428,7 +457,11 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             groups.retain(|_, v| v.len() > 1);
             Ok(AssetAnswer::Dups(groups))
         }
-        AssetRequest::Changes { since_ms } => {
+        AssetRequest::Changes {
+            since_ms,
+            cursor,
+            limit,
+        } => {
             let mut out = Vec::new();
             for (rec, h) in shared.store.changes_since(since_ms)? {
                 let entry =
@@ -451,7 +484,30 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                     out.push(entry(String::new(), None, Some(json!("created"))));
                 }
             }
-            Ok(AssetAnswer::Changes(out))
+            // Feed order: time, then asset and version, then the order of
+            // the changes within a record.
+            let key = |(i, e): &(usize, ChangeFeedEntry)| {
+                format!("{:016x}/{}/{:016x}/{i:08x}", e.at_ms, e.asset_id, e.version)
+            };
+            let mut keyed: Vec<(usize, ChangeFeedEntry)> = Vec::new();
+            let mut last = None;
+            let mut n = 0;
+            for e in out {
+                let record = (e.at_ms, e.asset_id.clone(), e.version);
+                n = if last.as_ref() == Some(&record) {
+                    n + 1
+                } else {
+                    0
+                };
+                last = Some(record);
+                keyed.push((n, e));
+            }
+            keyed.sort_by_key(key);
+            let page = Page::of(keyed, key, cursor.as_deref(), limit, false);
+            Ok(AssetAnswer::Changes(Page {
+                items: page.items.into_iter().map(|(_, e)| e).collect(),
+                next: page.next,
+            }))
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ServiceError;
+use super::{Page, ServiceError};
 use crate::access::User;
 use crate::config::MasterConfig;
 use crate::events::EventBus;
@@ -339,9 +339,27 @@ impl JobsService {
         rx
     }
 
-    /// The newest jobs, at most `limit`.
-    pub fn list(&self, limit: usize) -> Result<Vec<JobRecord>, ServiceError> {
-        Ok(self.store.recent_jobs(limit)?)
+    /// A page of the job cache, newest first, older than the job `cursor`
+    /// names.
+    pub fn list(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<JobRecord>, ServiceError> {
+        let before = match cursor {
+            Some(c) => Some(Jid::parse(c).map_err(|_| {
+                ServiceError::Invalid(format!("cursor {c:?} is not one this API gave"))
+            })?),
+            None => None,
+        };
+        let mut jobs = self.store.jobs_before(before.as_ref(), limit + 1)?;
+        let next = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.jid.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items: jobs, next })
     }
 
     /// One job and its stored returns.

@@ -8,9 +8,67 @@ pub mod jobs;
 pub mod keys;
 pub mod users;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::error::MasterError;
+
+/// The most items one page holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// One page of a list: `next` is the cursor of the following page, absent
+/// on the last one. Cursors are opaque; give them back as `cursor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    /// The items, in the list's order.
+    pub items: Vec<T>,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Checks a page size: 1 to [`MAX_PAGE`], `default` when absent.
+pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ServiceError> {
+    match limit.unwrap_or(default) {
+        0 => Err(ServiceError::Invalid("limit must be at least 1".into())),
+        n if n > MAX_PAGE => Err(ServiceError::Invalid(format!(
+            "limit {n} is over the maximum of {MAX_PAGE}; follow `next` for more"
+        ))),
+        n => Ok(n),
+    }
+}
+
+impl<T> Page<T> {
+    /// The page of at most `limit` items that follows `cursor` in `items`,
+    /// which are sorted by `key` (ascending, or descending when
+    /// `descending`). Keys must be unique.
+    pub fn of(
+        items: impl IntoIterator<Item = T>,
+        key: impl Fn(&T) -> String,
+        cursor: Option<&str>,
+        limit: usize,
+        descending: bool,
+    ) -> Page<T> {
+        let after = |k: &str| match cursor {
+            None => true,
+            Some(c) if descending => k < c,
+            Some(c) => k > c,
+        };
+        let mut page: Vec<T> = Vec::new();
+        let mut more = false;
+        for item in items {
+            if !after(&key(&item)) {
+                continue;
+            }
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push(item);
+        }
+        let next = if more { page.last().map(&key) } else { None };
+        Page { items: page, next }
+    }
+}
 
 /// Why a service call failed; each kind maps onto one HTTP status.
 #[derive(Debug, Error)]
@@ -103,5 +161,34 @@ mod tests {
         }
         let store = ServiceError::from(MasterError::Store("disk full".into()));
         assert_eq!(store.status(), 500);
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_each_other_without_gaps_or_overlap() {
+        let items: Vec<u32> = (0..7).collect();
+        let key = |i: &u32| format!("{i:04}");
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let p = Page::of(items.clone(), key, cursor.as_deref(), 3, false);
+            seen.extend(p.items);
+            match p.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+        let desc: Vec<u32> = (0..5).rev().collect();
+        let p = Page::of(desc.clone(), key, None, 2, true);
+        assert_eq!(p.items, vec![4, 3]);
+        let p = Page::of(desc, key, p.next.as_deref(), 10, true);
+        assert_eq!((p.items, p.next), (vec![2, 1, 0], None));
+        assert!(page_limit(Some(0), 5).is_err() && page_limit(Some(1001), 5).is_err());
+        assert_eq!(page_limit(None, 5).ok(), Some(5));
     }
 }

@@ -70,8 +70,6 @@ pub trait Store: Send + Sync {
     fn put_job(&self, job: &JobRecord) -> Result<(), MasterError>;
     /// A job by id.
     fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError>;
-    /// The newest jobs first, at most `limit`.
-    fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, MasterError>;
     /// Stores a return unless one from that minion for that job is already
     /// stored; says what it did. A successful collect also updates
     /// the minion's asset (snapshot and change history) in the same
@@ -85,6 +83,20 @@ pub trait Store: Send + Sync {
     fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, MasterError>;
     /// Every asset.
     fn assets(&self) -> Result<Vec<AssetRecord>, MasterError>;
+    /// Assets in id order after `after` (from the first when none), each
+    /// handed to `visit` until it answers false.
+    fn scan_assets(
+        &self,
+        after: Option<&AssetId>,
+        visit: &mut dyn FnMut(AssetRecord) -> bool,
+    ) -> Result<(), MasterError>;
+    /// Jobs newest first, older than `before` (from the newest when none),
+    /// at most `limit`.
+    fn jobs_before(
+        &self,
+        before: Option<&Jid>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, MasterError>;
     /// An asset's history, oldest first.
     fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, MasterError>;
     /// Changes an asset's document with `edit` (which may refuse), recording
@@ -231,8 +243,10 @@ mod tests {
             s.flush().expect("flush");
         }
         let s = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
-        let jobs = s.recent_jobs(2).expect("recent");
+        let jobs = s.jobs_before(None, 2).expect("recent");
         assert_eq!(jobs.len(), 2);
         assert!(jobs[0].jid > jobs[1].jid);
+        let older = s.jobs_before(Some(&jobs[1].jid), 10).expect("older");
+        assert!(!older.is_empty() && older.iter().all(|j| j.jid < jobs[1].jid));
     }
 }

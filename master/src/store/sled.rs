@@ -168,15 +168,6 @@ impl Store for SledStore {
         }
     }
 
-    fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, MasterError> {
-        let mut out = Vec::new();
-        for item in self.jobs.iter().rev().take(limit) {
-            let (_, v) = item.map_err(store_err)?;
-            out.push(decode(&v)?);
-        }
-        Ok(out)
-    }
-
     fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, MasterError> {
         let key = return_key(&ret.jid, ret.minion.as_str());
         let minion = ret.minion.as_str();
@@ -306,6 +297,42 @@ impl Store for SledStore {
 
     fn assets(&self) -> Result<Vec<AssetRecord>, MasterError> {
         self.all_assets()
+    }
+
+    fn scan_assets(
+        &self,
+        after: Option<&AssetId>,
+        visit: &mut dyn FnMut(AssetRecord) -> bool,
+    ) -> Result<(), MasterError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(id) => Bound::Excluded(id.as_str().as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        for item in self.assets.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (_, v) = item.map_err(store_err)?;
+            if !visit(decode(&v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn jobs_before(
+        &self,
+        before: Option<&Jid>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, MasterError> {
+        let end = match before {
+            Some(jid) => jid.as_str().as_bytes().to_vec(),
+            None => vec![0xff],
+        };
+        let mut out = Vec::new();
+        for item in self.jobs.range(..end).rev().take(limit) {
+            let (_, v) = item.map_err(store_err)?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
     }
 
     fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, MasterError> {
