@@ -17,6 +17,7 @@ pub mod fileserver;
 pub mod inventory;
 pub mod jobs;
 pub mod keyring;
+pub mod metrics;
 pub mod output;
 pub mod pinning;
 pub mod presence;

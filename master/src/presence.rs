@@ -43,6 +43,19 @@ impl Presence {
         st.dirty.insert(minion.to_owned(), at_ms);
     }
 
+    /// How many minions are online and offline, as of the last
+    /// [`Presence::flips`]; one heard from since counts as online.
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        let heard = st
+            .last
+            .keys()
+            .filter(|m| !st.online.contains_key(*m))
+            .count();
+        let online = st.online.values().filter(|o| **o).count() + heard;
+        (online, st.online.len() + heard - online)
+    }
+
     /// Last-seen times not yet written to the store.
     pub fn take_dirty(&self) -> HashMap<String, i64> {
         std::mem::take(&mut self.lock().dirty)

@@ -410,6 +410,9 @@ pub fn notify_stored(shared: &Shared, ret: &JobReturn, outcome: &Stored) {
     if live_new {
         debug!(minion_id = %ret.minion, jid = %ret.jid, "return delivered to watchers");
     }
+    if outcome.is_new() {
+        shared.metrics.returns_stored.inc();
+    }
     if live_new || outcome.is_new() {
         shared
             .events

@@ -74,6 +74,8 @@ pub struct Shared {
     pub gate: Arc<Gate>,
     /// What happens, for listeners of `GET /v1/events`.
     pub events: Arc<crate::events::EventBus>,
+    /// Figures for `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 fn random_u64() -> u64 {
@@ -144,6 +146,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     );
     let shared = Arc::new(Shared {
         events,
+        metrics: Default::default(),
         keyring,
         auth_limiter: crate::requests::AuthLimiter::default(),
         pending_keys: std::sync::atomic::AtomicUsize::new(listing.pending.len()),

@@ -550,6 +550,25 @@ fn lists_are_paged_with_limit_cursor_and_next() {
             "{uri}: {v}"
         );
     }
+    // The figures for Prometheus.
+    let metrics = Command::new("curl")
+        .args(["-s", "-m", "20", "--unix-socket"])
+        .arg(c.master_state().join("api.sock"))
+        .arg("http://cmdb/metrics")
+        .output()
+        .expect("curl");
+    let metrics = text(&metrics.stdout);
+    for line in [
+        "cmdb_jobs_published_total 4",
+        "cmdb_returns_stored_total 12",
+        "cmdb_minions{state=\"accepted\"} 3",
+        "cmdb_minions_presence{presence=\"online\"} 3",
+        "cmdb_api_requests_total{route=\"/v1/jobs\",method=\"POST\",status=\"201\"} 4",
+        "cmdb_api_requests_total{route=\"/v1/assets\",method=\"GET\",status=\"400\"} 3",
+        "cmdb_store_size_bytes ",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
     // The CLI follows the pages.
     let listed = ok(&c.cmdb(&["asset", "list", "--out", "json"]));
     let listed: Value = serde_json::from_str(&listed).expect("json");

@@ -133,6 +133,7 @@ async fn create(
                 tracing::warn!(user = %caller.user.name, reason = %why, "refused a job: forbidden");
             }
         })?;
+    st.shared.metrics.jobs_published.inc();
     Ok((
         StatusCode::CREATED,
         Json(JobCreated {

@@ -243,6 +243,48 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// The master's figures in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, description = "Prometheus text: minions by key state and presence, jobs published, returns stored, store size, API requests by route and status", body = String, content_type = "text/plain; version=0.0.4"), doc::Refused, doc::Failed))]
+async fn metrics(axum::extract::State(st): axum::extract::State<ApiState>) -> Response {
+    let shared = st.shared.clone();
+    let text = tokio::task::spawn_blocking(move || shared.metrics.render(&shared))
+        .await
+        .unwrap_or_else(|e| format!("# metrics failed: {e}\n"));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Counts each request by route pattern, method and status.
+async fn count_requests(
+    axum::extract::State(st): axum::extract::State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    st.shared
+        .metrics
+        .api_requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
 /// Bearer tokens (`cmdb token create`) on the TLS listener.
 struct BearerAuth;
 
@@ -276,6 +318,7 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<ApiState> {
     use utoipa::OpenApi;
     utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(utoipa_axum::routes!(health))
+        .routes(utoipa_axum::routes!(metrics))
         .merge(jobs::routes())
         .merge(events::routes())
         .merge(assets::routes())
@@ -283,7 +326,19 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<ApiState> {
         .merge(users::routes())
 }
 
-async fn not_found(req: Request) -> ApiError {
+async fn not_found(
+    axum::extract::State(st): axum::extract::State<ApiState>,
+    req: Request,
+) -> ApiError {
+    st.shared
+        .metrics
+        .api_requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route: "unmatched".into(),
+            method: req.method().as_str().to_owned(),
+            status: 404,
+        })
+        .inc();
     ApiError(ServiceError::NotFound(format!(
         "no route {} {}",
         req.method(),
@@ -303,6 +358,10 @@ pub fn router(state: ApiState) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -81,6 +81,8 @@ pub trait Store: Send + Sync {
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError>;
     /// The asset a minion reports.
     fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, MasterError>;
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> Result<u64, MasterError>;
     /// Every asset.
     fn assets(&self) -> Result<Vec<AssetRecord>, MasterError>;
     /// Assets in id order after `after` (from the first when none), each

@@ -299,6 +299,10 @@ impl Store for SledStore {
         self.all_assets()
     }
 
+    fn size_on_disk(&self) -> Result<u64, MasterError> {
+        self.db.size_on_disk().map_err(store_err)
+    }
+
     fn scan_assets(
         &self,
         after: Option<&AssetId>,
