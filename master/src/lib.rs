@@ -1,15 +1,14 @@
-//! The cmdb master: the daemon behind `cmdb-master`, the operator CLI `cmdb`
-//! and the key tool `cmdb-key`.
+//! The cmdb master: the daemon behind `cmdb-master`. The operator CLI
+//! `cmdb` and the key tool `cmdb-key` are clients of its API (the `cli`
+//! crate).
 //!
 //! [`run`] serves a PUB socket for jobs and a ROUTER request socket for auth,
 //! returns and heartbeats; a worker pool verifies, decodes, stores and
-//! answers; the HTTP API (on a unix socket) lets `cmdb` publish jobs, read the job
-//! cache.
+//! answers; the HTTP API (a unix socket and TLS) serves jobs, the inventory, keys,
+//! users, events and metrics.
 
 pub mod access;
 pub mod api;
-pub mod cli;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -18,8 +17,6 @@ pub mod inventory;
 pub mod jobs;
 pub mod keyring;
 pub mod metrics;
-pub mod output;
-pub mod pinning;
 pub mod presence;
 pub mod requests;
 pub mod server;

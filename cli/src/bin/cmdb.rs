@@ -8,14 +8,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use cli::asset::{self, ListFormat};
+use cli::client::{Credentials, Endpoint, known_masters_file};
+use cli::output::OutputFormat;
+use cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
+use cli::user;
 use master::MasterConfig;
 use master::access::Role;
-use master::cli::asset::{self, ListFormat};
-use master::cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
-use master::cli::user;
-use master::client::{Credentials, Endpoint, known_masters_file};
 use master::config::DEFAULT_CONFIG;
-use master::output::OutputFormat;
 use master::service::inventory::AssetRequest;
 
 /// Operate a cmdb master: run jobs, read the job cache.
@@ -108,7 +108,7 @@ enum Command {
         tag: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
-        out: master::cli::events::EventFormat,
+        out: cli::events::EventFormat,
     },
     /// Every field that changed across the fleet in a time window.
     Changes {
@@ -239,7 +239,7 @@ enum TokenCommand {
         /// The user.
         user: String,
         /// Lifetime: 90d, 12h, 30m, 45s (default: never expires).
-        #[arg(long, value_parser = master::cli::user::parse_duration)]
+        #[arg(long, value_parser = cli::user::parse_duration)]
         expires: Option<u64>,
     },
     /// Every token (never the secrets).
@@ -282,7 +282,7 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
             let auth = match (&cli.token, &cli.key) {
                 (Some(t), _) => Credentials::Bearer(t.clone()),
                 (None, Some(path)) => Credentials::Signed {
-                    user: cli.user.clone().unwrap_or_else(master::cli::current_user),
+                    user: cli.user.clone().unwrap_or_else(cli::current_user),
                     key: Box::new(keys::openssh::read_private(path)?),
                 },
                 (None, None) => Credentials::None,
@@ -324,7 +324,7 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                 },
             )
         }
-        Command::Events { tag, out } => master::cli::events::follow(&socket, tag.as_deref(), out),
+        Command::Events { tag, out } => cli::events::follow(&socket, tag.as_deref(), out),
         Command::Changes { since, out } => asset::changes(&socket, &since, out),
         Command::Asset { command } => run_asset(&socket, command),
         Command::User { command } => match command {
@@ -353,8 +353,8 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn run_asset(socket: &master::client::Endpoint, command: AssetCommand) -> anyhow::Result<u8> {
-    let user = master::cli::current_user();
+fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::Result<u8> {
+    let user = cli::current_user();
     match command {
         AssetCommand::List { grain, out } => asset::list(socket, grain, out),
         AssetCommand::Show { id, version, out } => {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::client::{Client, Endpoint};
 use crate::output::{OutputFormat, render};
-use crate::service::inventory::AssetRequest;
+use master::service::inventory::AssetRequest;
 
 /// How listings print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,7 +27,7 @@ pub enum ListFormat {
 pub fn ask(socket: &Endpoint, req: AssetRequest) -> anyhow::Result<Value> {
     let answer = Client::new(socket)
         .and_then(|c| c.asset(req))
-        .with_context(|| super::run::unreachable(socket))?;
+        .with_context(|| crate::run::unreachable(socket))?;
     answer.map_err(|message| anyhow::anyhow!("{message}"))
 }
 
@@ -139,7 +139,7 @@ pub fn list(socket: &Endpoint, grain: Option<String>, out: ListFormat) -> anyhow
         AssetRequest::List {
             grain,
             cursor: None,
-            limit: crate::service::MAX_PAGE,
+            limit: master::service::MAX_PAGE,
         },
     )?;
     let rows = v.as_array().cloned().unwrap_or_default();
@@ -158,7 +158,7 @@ pub fn export(socket: &Endpoint, format: ListFormat) -> anyhow::Result<u8> {
         AssetRequest::List {
             grain: None,
             cursor: None,
-            limit: crate::service::MAX_PAGE,
+            limit: master::service::MAX_PAGE,
         },
     )?;
     let rows = v.as_array().cloned().unwrap_or_default();
@@ -281,7 +281,7 @@ pub fn changes(socket: &Endpoint, since: &str, out: ListFormat) -> anyhow::Resul
         AssetRequest::Changes {
             since_ms: now - secs * 1000,
             cursor: None,
-            limit: crate::service::MAX_PAGE,
+            limit: master::service::MAX_PAGE,
         },
     )?;
     let rows = v.as_array().cloned().unwrap_or_default();

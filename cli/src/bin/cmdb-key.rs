@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgGroup, Parser};
+use cli::key::{KeyAction, KeyOptions, list_states, run};
 use keys::PkiStore;
 use master::MasterConfig;
-use master::cli::key::{KeyAction, KeyOptions, list_states, run};
 use master::config::DEFAULT_CONFIG;
 
 /// Manage minion keys on the master.

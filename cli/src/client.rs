@@ -16,8 +16,8 @@ use protocol::{Jid, JobReturn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::jobs::{Done, JobCreated, JobRequest};
-use crate::service::inventory::AssetRequest;
+use master::api::jobs::{Done, JobCreated, JobRequest};
+use master::service::inventory::AssetRequest;
 
 /// What the master answered.
 #[derive(Debug, Clone)]
@@ -533,7 +533,7 @@ impl Client<'_> {
                 pairs.push(("cursor", c.clone()));
             }
             let query = serde_urlencoded::to_string(&pairs).map_err(io::Error::other)?;
-            let page: crate::service::Page<serde_json::Value> =
+            let page: master::service::Page<serde_json::Value> =
                 match self.call(Method::GET, &format!("{path}?{query}"), none)? {
                     Ok(p) => p,
                     Err(problem) => return Ok(Err(problem)),

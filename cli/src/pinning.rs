@@ -11,7 +11,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::api::tls::fingerprint;
+use master::api::tls::fingerprint;
 
 /// The fingerprint pinned for `authority` in `known`, if any.
 pub fn pinned(known: &Path, authority: &str) -> Option<String> {

@@ -1,8 +1,14 @@
-//! The operator commands behind the `cmdb` and `cmdb-key` binaries.
+//! `cmdb` and `cmdb-key`: clients of the master's HTTP API (the unix
+//! socket by default, HTTPS with a pinned certificate and a token or a
+//! signing key for a remote master). `cmdb-key` also works on the pki
+//! directory itself while the master is stopped.
 
 pub mod asset;
+pub mod client;
 pub mod events;
 pub mod key;
+pub mod output;
+pub mod pinning;
 pub mod run;
 pub mod user;
 

@@ -12,11 +12,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use protocol::Target;
 use serde_json::{Map, Value};
 
-use crate::api::jobs::{JobRequest, TargetType};
 use crate::client::{Answer, Client, Endpoint};
 use crate::output::{OutputFormat, render};
-use crate::service::jobs::JobView;
-use crate::store::JobRecord;
+use master::api::jobs::{JobRequest, TargetType};
+use master::service::jobs::JobView;
+use master::store::JobRecord;
 
 /// How the target expression is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +177,7 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
 
 /// One API call with one JSON answer; a refusal becomes an error.
 fn ask<T: serde::de::DeserializeOwned>(socket: &Endpoint, uri: &str) -> anyhow::Result<T> {
-    super::call(socket, hyper::Method::GET, uri, None::<&()>)
+    crate::call(socket, hyper::Method::GET, uri, None::<&()>)
 }
 
 /// The fields `jobs list` and `jobs show` print for a job.
@@ -198,12 +198,12 @@ pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::
     let mut jobs: Vec<JobRecord> = Vec::new();
     let mut cursor: Option<String> = None;
     while jobs.len() < limit {
-        let want = (limit - jobs.len()).min(crate::service::MAX_PAGE);
+        let want = (limit - jobs.len()).min(master::service::MAX_PAGE);
         let uri = match &cursor {
             Some(c) => format!("/v1/jobs?limit={want}&cursor={}", crate::client::segment(c)),
             None => format!("/v1/jobs?limit={want}"),
         };
-        let page: crate::service::Page<JobRecord> = ask(socket, &uri)?;
+        let page: master::service::Page<JobRecord> = ask(socket, &uri)?;
         jobs.extend(page.items);
         match page.next {
             Some(n) => cursor = Some(n),

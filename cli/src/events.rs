@@ -21,7 +21,7 @@ pub enum EventFormat {
 
 /// Prints events whose tag matches `tag` until the master ends the stream.
 pub fn follow(socket: &Endpoint, tag: Option<&str>, out: EventFormat) -> anyhow::Result<u8> {
-    let client = Client::new(socket).with_context(|| super::run::unreachable(socket))?;
+    let client = Client::new(socket).with_context(|| crate::run::unreachable(socket))?;
     let uri = match tag {
         Some(t) => format!("/v1/events?tag={}", segment(t)),
         None => "/v1/events".to_owned(),
@@ -46,7 +46,7 @@ pub fn follow(socket: &Endpoint, tag: Option<&str>, out: EventFormat) -> anyhow:
             },
             &mut problem,
         )
-        .with_context(|| super::run::unreachable(socket))?;
+        .with_context(|| crate::run::unreachable(socket))?;
     if let Some(message) = problem {
         anyhow::bail!("{message}");
     }

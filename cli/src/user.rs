@@ -6,11 +6,11 @@
 use hyper::Method;
 use serde::Serialize;
 
-use super::{all, call, call_empty};
-use crate::access::{Role, User};
 use crate::client::{Endpoint, segment};
 use crate::output::{OutputFormat, render};
-use crate::service::users::{CreatedToken, NewToken, NewUser, TokenView};
+use crate::{all, call, call_empty};
+use master::access::{Role, User};
+use master::service::users::{CreatedToken, NewToken, NewUser, TokenView};
 
 fn print_json(v: &impl Serialize, out: OutputFormat) -> anyhow::Result<()> {
     let value = serde_json::to_value(v)?;
@@ -87,7 +87,7 @@ pub fn create(socket: &Endpoint, user: String, expires_secs: Option<u64>) -> any
     let new = NewToken { user, expires_secs };
     let created: CreatedToken = call(socket, Method::POST, "/v1/tokens", Some(&new))?;
     let expires = match created.view.expires_ms {
-        Some(ms) => format!("expires {}", crate::cli::asset::format_ms(ms)),
+        Some(ms) => format!("expires {}", crate::asset::format_ms(ms)),
         None => "never expires".to_owned(),
     };
     eprintln!(
