@@ -1,15 +1,112 @@
-//! `cmdb-key`: key management on the master's pki directory, with
-//! `salt-key`'s flags. It works on the files directly, so it works whether or
-//! not the master runs; the master reads the files on every request.
+//! `cmdb-key`: key management with `salt-key`'s flags. While the master
+//! runs it goes through the master's API (so each change is logged, shows
+//! on the event bus and is recorded with its user); while the master is
+//! stopped it works on the pki directory itself.
 //!
 //! Exit codes: 0 on success (including "no keys matched"), 1 on an error.
 
 use std::io::{BufRead, Write};
 
+use std::collections::BTreeSet;
+use std::path::Path;
+
 use anyhow::Context;
-use keys::{Fingerprint, KeyListing, KeyState, PkiStore};
+use hyper::Method;
+use keys::{KeyListing, KeyState, PkiStore};
+use master::service::keys::{self as key_service, KeyView};
 use protocol::MinionId;
 use protocol::fnmatch::fnmatch;
+
+use crate::client::{Endpoint, segment};
+
+/// Where `cmdb-key` works.
+pub enum KeyBackend<'a> {
+    /// The running master's API.
+    Api(&'a Endpoint),
+    /// The pki directory (the master is stopped).
+    Files(&'a PkiStore),
+}
+
+fn state_of(name: &str) -> Option<KeyState> {
+    KeyState::ALL
+        .into_iter()
+        .find(|s| s.dir().trim_end_matches('/') == name)
+}
+
+impl KeyBackend<'_> {
+    fn records(&self) -> anyhow::Result<Vec<KeyView>> {
+        match self {
+            KeyBackend::Api(api) => crate::all(api, "/v1/keys", &[("limit", Some("1000".into()))]),
+            KeyBackend::Files(pki) => Ok(key_service::list(pki)?),
+        }
+    }
+
+    fn listing(records: &[KeyView]) -> KeyListing {
+        let mut listing = KeyListing::default();
+        for r in records {
+            let list = match state_of(&r.state) {
+                Some(KeyState::Accepted) => &mut listing.accepted,
+                Some(KeyState::Pending) => &mut listing.pending,
+                Some(KeyState::Rejected) => &mut listing.rejected,
+                Some(KeyState::Denied) => &mut listing.denied,
+                None => continue,
+            };
+            list.push(r.id.clone());
+        }
+        listing
+    }
+
+    fn accept(&self, id: &MinionId, from: KeyState) -> anyhow::Result<()> {
+        match self {
+            KeyBackend::Api(api) => {
+                let uri = format!(
+                    "/v1/keys/{}/accept?include_rejected={}&include_denied={}",
+                    segment(id.as_str()),
+                    from == KeyState::Rejected,
+                    from == KeyState::Denied
+                );
+                let _: KeyView = crate::call(api, Method::POST, &uri, None::<&()>)?;
+            }
+            KeyBackend::Files(pki) => pki.move_key(id, from, KeyState::Accepted)?,
+        }
+        Ok(())
+    }
+
+    fn reject(&self, id: &MinionId, from: KeyState) -> anyhow::Result<()> {
+        match self {
+            KeyBackend::Api(api) => {
+                let uri = format!(
+                    "/v1/keys/{}/reject?include_accepted={}",
+                    segment(id.as_str()),
+                    from == KeyState::Accepted
+                );
+                let _: KeyView = crate::call(api, Method::POST, &uri, None::<&()>)?;
+            }
+            KeyBackend::Files(pki) => pki.move_key(id, from, KeyState::Rejected)?,
+        }
+        Ok(())
+    }
+
+    /// Deletes the key of `id` in `state`; through the API every key of
+    /// `id` goes at once, so later states of a deleted id are skipped.
+    fn delete(
+        &self,
+        id: &MinionId,
+        state: KeyState,
+        done: &mut BTreeSet<String>,
+    ) -> anyhow::Result<()> {
+        match self {
+            KeyBackend::Api(api) => {
+                if done.insert(id.to_string()) {
+                    let uri = format!("/v1/keys/{}", segment(id.as_str()));
+                    let _: Vec<KeyView> = crate::call(api, Method::DELETE, &uri, None::<&()>)?;
+                }
+            }
+            KeyBackend::Files(pki) => pki.delete(id, state)?,
+        }
+        Ok(())
+    }
+}
 
 /// What `cmdb-key` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +200,15 @@ fn confirm(what: &str, keys: &[(KeyState, String)], default_yes: bool, opts: Key
     }
 }
 
-/// Runs one `cmdb-key` action on the pki directory.
-pub fn run(pki: &PkiStore, action: KeyAction, opts: KeyOptions) -> anyhow::Result<()> {
-    let listing = pki.list().context("listing keys")?;
+/// Runs one `cmdb-key` action; `pki_dir` holds the master's own key.
+pub fn run(
+    backend: &KeyBackend,
+    pki_dir: &Path,
+    action: KeyAction,
+    opts: KeyOptions,
+) -> anyhow::Result<()> {
+    let records = backend.records().context("listing keys")?;
+    let listing = KeyBackend::listing(&records);
     match action {
         KeyAction::List(states) => print_listing(&listing, &states, opts.json),
         KeyAction::Accept(glob) => {
@@ -123,8 +226,7 @@ pub fn run(pki: &PkiStore, action: KeyAction, opts: KeyOptions) -> anyhow::Resul
             }
             if confirm("accepted", &keys, true, opts) {
                 for (s, id) in keys {
-                    let mid = MinionId::new(id.as_str())?;
-                    pki.move_key(&mid, s, KeyState::Accepted)?;
+                    backend.accept(&MinionId::new(id.as_str())?, s)?;
                     println!("Key for minion {id} accepted.");
                 }
             }
@@ -142,8 +244,7 @@ pub fn run(pki: &PkiStore, action: KeyAction, opts: KeyOptions) -> anyhow::Resul
             }
             if confirm("rejected", &keys, false, opts) {
                 for (s, id) in keys {
-                    let mid = MinionId::new(id.as_str())?;
-                    pki.move_key(&mid, s, KeyState::Rejected)?;
+                    backend.reject(&MinionId::new(id.as_str())?, s)?;
                     println!("Key for minion {id} rejected.");
                 }
             }
@@ -156,16 +257,16 @@ pub fn run(pki: &PkiStore, action: KeyAction, opts: KeyOptions) -> anyhow::Resul
                 return Ok(());
             }
             if confirm("deleted", &keys, false, opts) {
+                let mut done = BTreeSet::new();
                 for (s, id) in keys {
-                    let mid = MinionId::new(id.as_str())?;
-                    pki.delete(&mid, s)?;
+                    backend.delete(&MinionId::new(id.as_str())?, s, &mut done)?;
                     println!("Key for minion {id} deleted.");
                 }
             }
             Ok(())
         }
-        KeyAction::Print(glob) => print_keys(pki, &listing, &glob, false, opts.json),
-        KeyAction::Finger(glob) => print_keys(pki, &listing, &glob, true, opts.json),
+        KeyAction::Print(glob) => print_keys(&records, pki_dir, &glob, false, opts.json),
+        KeyAction::Finger(glob) => print_keys(&records, pki_dir, &glob, true, opts.json),
     }
 }
 
@@ -188,37 +289,32 @@ fn print_listing(listing: &KeyListing, states: &[KeyState], json: bool) -> anyho
 }
 
 fn print_keys(
-    pki: &PkiStore,
-    listing: &KeyListing,
+    records: &[KeyView],
+    pki_dir: &Path,
     glob: &str,
     finger: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let show = |key: &keys::VerifyingKey| {
-        if finger {
-            Fingerprint::of(key).to_string()
-        } else {
-            keys::file::public_to_text(key).trim_end().to_owned()
-        }
-    };
     let mut obj = serde_json::Map::new();
-    let master = keys::read_public(&pki.root().join("master.pub"));
+    let master = keys::read_public(&pki_dir.join("master.pub"));
     if let (true, Ok(master)) = (finger, master) {
+        let fp = keys::Fingerprint::of(&master).to_string();
         if json {
-            obj.insert(
-                "local".into(),
-                serde_json::json!({"master.pub": show(&master)}),
-            );
+            obj.insert("local".into(), serde_json::json!({"master.pub": fp}));
         } else {
-            println!("Local Keys:\nmaster.pub:  {}", show(&master));
+            println!("Local Keys:\nmaster.pub:  {fp}");
         }
     }
     for s in KeyState::ALL {
         let mut rows = serde_json::Map::new();
-        for id in listing.ids(s).iter().filter(|id| fnmatch(id, glob)) {
-            let mid = MinionId::new(id.as_str())?;
-            if let Some(key) = pki.get(s, &mid)? {
-                rows.insert(id.clone(), serde_json::Value::String(show(&key)));
+        let name = s.dir().trim_end_matches('/');
+        for r in records
+            .iter()
+            .filter(|r| r.state == name && fnmatch(&r.id, glob))
+        {
+            let shown = if finger { &r.fingerprint } else { &r.public };
+            if let Some(v) = shown {
+                rows.insert(r.id.clone(), serde_json::Value::String(v.clone()));
             }
         }
         if rows.is_empty() {

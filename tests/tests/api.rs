@@ -449,11 +449,12 @@ fn events_follow_jobs_returns_auth_keys_and_asset_changes() {
     ok(&c.cmdb(&["run", "web01", "collect", "--out", "json"]));
     events.wait_for("/ret/web01\"");
 
-    // A new minion's auth and its acceptance through the API.
+    // A new minion's auth, and its acceptance by cmdb-key, which goes
+    // through the running master's API.
     c.start_minion("db01");
     events.wait_for("\"result\":\"pending\"");
-    let (status, _, _) = curl_with(&c, "POST", "/v1/keys/db01/accept", &[], None);
-    assert_eq!(status, 200);
+    let out = c.key(&["-a", "db01", "-y"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     events.wait_for("\"act\":\"accept\"");
     events.wait_for("\"result\":\"accepted\"");
 

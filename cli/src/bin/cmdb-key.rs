@@ -1,4 +1,6 @@
-//! `cmdb-key`: manage minion keys on the master (flags as `salt-key`).
+//! `cmdb-key`: manage minion keys on the master (flags as `salt-key`):
+//! through the master's API while it runs, on the pki directory while it
+//! is stopped.
 //!
 //! Exit codes: 0 on success, 1 on an error.
 
@@ -6,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgGroup, Parser};
-use cli::key::{KeyAction, KeyOptions, list_states, run};
+use cli::client::Endpoint;
+use cli::key::{KeyAction, KeyBackend, KeyOptions, list_states, run};
 use keys::PkiStore;
 use master::MasterConfig;
 use master::config::DEFAULT_CONFIG;
@@ -105,8 +108,6 @@ fn action(cli: &Cli) -> anyhow::Result<KeyAction> {
 
 fn start(cli: Cli) -> anyhow::Result<()> {
     let cfg = MasterConfig::load(&cli.config)?;
-    let pki = PkiStore::open(cfg.pki_dir())
-        .with_context(|| format!("opening {}", cfg.pki_dir().display()))?;
     let opts = KeyOptions {
         yes: cli.yes,
         include_rejected: cli.include_rejected,
@@ -114,7 +115,16 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         include_accepted: cli.include_accepted,
         json: cli.out == "json",
     };
-    run(&pki, action(&cli)?, opts)
+    let action = action(&cli)?;
+    // Through the running master's API; on the files while it is stopped.
+    let socket = cfg.api_socket();
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        let api = Endpoint::Unix(socket);
+        return run(&KeyBackend::Api(&api), &cfg.pki_dir(), action, opts);
+    }
+    let pki = PkiStore::open(cfg.pki_dir())
+        .with_context(|| format!("opening {}", cfg.pki_dir().display()))?;
+    run(&KeyBackend::Files(&pki), &cfg.pki_dir(), action, opts)
 }
 
 fn main() -> std::process::ExitCode {

@@ -16,6 +16,22 @@ pub struct KeyView {
     pub state: String,
     /// SHA-256 of the public key, colon-separated hex.
     pub fingerprint: Option<String>,
+    /// The public key (base64, as `cmdb-key -p` prints it).
+    pub public: Option<String>,
+}
+
+fn key_view(pki: &PkiStore, id: &str, state: KeyState) -> KeyView {
+    let key = MinionId::new(id)
+        .ok()
+        .and_then(|m| pki.get(state, &m).ok().flatten());
+    KeyView {
+        id: id.to_owned(),
+        state: state_name(state),
+        fingerprint: key.as_ref().map(|k| Fingerprint::of(k).to_string()),
+        public: key
+            .as_ref()
+            .map(|k| keys::file::public_to_text(k).trim_end().to_owned()),
+    }
 }
 
 /// Which other states an accept or reject may take a key from.
@@ -53,30 +69,14 @@ pub fn list(pki: &PkiStore) -> Result<Vec<KeyView>, ServiceError> {
     let mut out = Vec::new();
     for state in KeyState::ALL {
         for id in listing.ids(state) {
-            let fingerprint = MinionId::new(id.as_str())
-                .ok()
-                .and_then(|m| pki.get(state, &m).ok().flatten())
-                .map(|k| Fingerprint::of(&k).to_string());
-            out.push(KeyView {
-                id: id.clone(),
-                state: state_name(state),
-                fingerprint,
-            });
+            out.push(key_view(pki, id, state));
         }
     }
     Ok(out)
 }
 
 fn view(pki: &PkiStore, id: &MinionId, state: KeyState) -> KeyView {
-    KeyView {
-        id: id.to_string(),
-        state: state_name(state),
-        fingerprint: pki
-            .get(state, id)
-            .ok()
-            .flatten()
-            .map(|k| Fingerprint::of(&k).to_string()),
-    }
+    key_view(pki, id.as_str(), state)
 }
 
 /// Accepts the pending key of `id` (or its rejected or denied one, when
