@@ -8,11 +8,12 @@
 use std::io::{BufRead, Write};
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hyper::Method;
 use keys::{KeyListing, KeyState, PkiStore};
+use master::config::DEFAULT_CONFIG;
 use master::service::keys::{self as key_service, KeyView};
 use protocol::MinionId;
 use protocol::fnmatch::fnmatch;
@@ -106,6 +107,69 @@ impl KeyBackend<'_> {
         }
         Ok(())
     }
+}
+
+/// Manage minion keys on the master.
+#[derive(clap::Parser)]
+#[command(name = "cmdb-key", version, about, group(clap::ArgGroup::new("action").args([
+    "list_all", "list", "accept", "accept_all", "reject", "reject_all",
+    "delete", "delete_all", "print", "print_all", "finger", "finger_all",
+])))]
+pub struct KeyCli {
+    /// Master config file.
+    #[arg(short, long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// List every key by state.
+    #[arg(short = 'L', long = "list-all")]
+    pub list_all: bool,
+    /// List keys in one state: pre, acc, rej, den or all.
+    #[arg(short = 'l', long = "list", value_name = "STATE")]
+    pub list: Option<String>,
+    /// Accept pending keys matching GLOB.
+    #[arg(short = 'a', long = "accept", value_name = "GLOB")]
+    pub accept: Option<String>,
+    /// Accept every pending key.
+    #[arg(short = 'A', long = "accept-all")]
+    pub accept_all: bool,
+    /// Reject pending keys matching GLOB.
+    #[arg(short = 'r', long = "reject", value_name = "GLOB")]
+    pub reject: Option<String>,
+    /// Reject every pending key.
+    #[arg(short = 'R', long = "reject-all")]
+    pub reject_all: bool,
+    /// Delete keys matching GLOB, in any state.
+    #[arg(short = 'd', long = "delete", value_name = "GLOB")]
+    pub delete: Option<String>,
+    /// Delete every key.
+    #[arg(short = 'D', long = "delete-all")]
+    pub delete_all: bool,
+    /// Print keys matching GLOB.
+    #[arg(short = 'p', long = "print", value_name = "GLOB")]
+    pub print: Option<String>,
+    /// Print every key.
+    #[arg(short = 'P', long = "print-all")]
+    pub print_all: bool,
+    /// Print fingerprints of keys matching GLOB.
+    #[arg(short = 'f', long = "finger", value_name = "GLOB")]
+    pub finger: Option<String>,
+    /// Print every fingerprint, the master's included.
+    #[arg(short = 'F', long = "finger-all")]
+    pub finger_all: bool,
+    /// Answer yes to every prompt.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// With accept: accept rejected keys too.
+    #[arg(long)]
+    pub include_rejected: bool,
+    /// With accept: accept denied keys too.
+    #[arg(long)]
+    pub include_denied: bool,
+    /// With reject: reject accepted keys too.
+    #[arg(long)]
+    pub include_accepted: bool,
+    /// Output format: text (default) or json.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub out: String,
 }
 
 /// What `cmdb-key` was asked to do.

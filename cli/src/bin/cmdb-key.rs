@@ -4,80 +4,14 @@
 //!
 //! Exit codes: 0 on success, 1 on an error.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use clap::{ArgGroup, Parser};
+use clap::Parser;
 use cli::client::Endpoint;
-use cli::key::{KeyAction, KeyBackend, KeyOptions, list_states, run};
+use cli::key::{KeyAction, KeyBackend, KeyCli, KeyOptions, list_states, run};
 use keys::PkiStore;
 use master::MasterConfig;
-use master::config::DEFAULT_CONFIG;
 
-/// Manage minion keys on the master.
-#[derive(Parser)]
-#[command(version, about, group(ArgGroup::new("action").args([
-    "list_all", "list", "accept", "accept_all", "reject", "reject_all",
-    "delete", "delete_all", "print", "print_all", "finger", "finger_all",
-])))]
-struct Cli {
-    /// Master config file.
-    #[arg(short, long, default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// List every key by state.
-    #[arg(short = 'L', long = "list-all")]
-    list_all: bool,
-    /// List keys in one state: pre, acc, rej, den or all.
-    #[arg(short = 'l', long = "list", value_name = "STATE")]
-    list: Option<String>,
-    /// Accept pending keys matching GLOB.
-    #[arg(short = 'a', long = "accept", value_name = "GLOB")]
-    accept: Option<String>,
-    /// Accept every pending key.
-    #[arg(short = 'A', long = "accept-all")]
-    accept_all: bool,
-    /// Reject pending keys matching GLOB.
-    #[arg(short = 'r', long = "reject", value_name = "GLOB")]
-    reject: Option<String>,
-    /// Reject every pending key.
-    #[arg(short = 'R', long = "reject-all")]
-    reject_all: bool,
-    /// Delete keys matching GLOB, in any state.
-    #[arg(short = 'd', long = "delete", value_name = "GLOB")]
-    delete: Option<String>,
-    /// Delete every key.
-    #[arg(short = 'D', long = "delete-all")]
-    delete_all: bool,
-    /// Print keys matching GLOB.
-    #[arg(short = 'p', long = "print", value_name = "GLOB")]
-    print: Option<String>,
-    /// Print every key.
-    #[arg(short = 'P', long = "print-all")]
-    print_all: bool,
-    /// Print fingerprints of keys matching GLOB.
-    #[arg(short = 'f', long = "finger", value_name = "GLOB")]
-    finger: Option<String>,
-    /// Print every fingerprint, the master's included.
-    #[arg(short = 'F', long = "finger-all")]
-    finger_all: bool,
-    /// Answer yes to every prompt.
-    #[arg(short = 'y', long = "yes")]
-    yes: bool,
-    /// With accept: accept rejected keys too.
-    #[arg(long)]
-    include_rejected: bool,
-    /// With accept: accept denied keys too.
-    #[arg(long)]
-    include_denied: bool,
-    /// With reject: reject accepted keys too.
-    #[arg(long)]
-    include_accepted: bool,
-    /// Output format: text (default) or json.
-    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    out: String,
-}
-
-fn action(cli: &Cli) -> anyhow::Result<KeyAction> {
+fn action(cli: &KeyCli) -> anyhow::Result<KeyAction> {
     let all = || "*".to_string();
     Ok(if let Some(s) = &cli.list {
         KeyAction::List(list_states(s)?)
@@ -106,7 +40,7 @@ fn action(cli: &Cli) -> anyhow::Result<KeyAction> {
     })
 }
 
-fn start(cli: Cli) -> anyhow::Result<()> {
+fn start(cli: KeyCli) -> anyhow::Result<()> {
     let cfg = MasterConfig::load(&cli.config)?;
     let opts = KeyOptions {
         yes: cli.yes,
@@ -128,7 +62,7 @@ fn start(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    match start(Cli::parse()) {
+    match start(KeyCli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cmdb-key: {e:#}");

@@ -18,9 +18,10 @@ use master::access::Role;
 use master::config::DEFAULT_CONFIG;
 use master::service::inventory::AssetRequest;
 
-/// Operate a cmdb master: run jobs, read the job cache.
+/// Operate a cmdb master: run jobs, read the inventory and the job cache,
+/// follow events, manage API users and tokens.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "cmdb", version, about)]
 struct Cli {
     /// Master config file (for the API socket's path).
     #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
@@ -99,6 +100,21 @@ enum Command {
     Asset {
         #[command(subcommand)]
         command: AssetCommand,
+    },
+    /// Print shell completions to standard output
+    /// (`cmdb completions bash > /etc/bash_completion.d/cmdb`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+        /// The program to complete.
+        #[arg(long, value_enum, default_value = "cmdb")]
+        program: Program,
+    },
+    /// Write the man pages of cmdb, each of its commands and cmdb-key into
+    /// DIR (cmdb.1, cmdb-run.1, …, cmdb-key.1).
+    Manpages {
+        /// The directory (made if missing).
+        dir: PathBuf,
     },
     /// Follow the master's events (jobs, returns, auth, keys, presence,
     /// asset changes) until it stops; Ctrl-C to end.
@@ -199,6 +215,52 @@ enum AssetCommand {
     },
 }
 
+/// A program of this package.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Program {
+    /// The operator CLI.
+    Cmdb,
+    /// The key tool.
+    CmdbKey,
+}
+
+fn completions(shell: clap_complete::Shell, program: Program) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let (mut cmd, name) = match program {
+        Program::Cmdb => (Cli::command(), "cmdb"),
+        Program::CmdbKey => (cli::key::KeyCli::command(), "cmdb-key"),
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
+fn manpages(dir: &std::path::Path) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for cmd in [Cli::command(), cli::key::KeyCli::command()] {
+        clap_mangen::generate_to(cmd, dir)
+            .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    }
+    let mut written: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".1"))
+        .collect();
+    written.sort();
+    println!(
+        "wrote {} man pages into {}: {}",
+        written.len(),
+        dir.display(),
+        written.join(" ")
+    );
+    Ok(0)
+}
+
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a user.
@@ -289,6 +351,14 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
             };
             Endpoint::https(url, auth, known_masters_file()).map_err(anyhow::Error::msg)?
         }
+        // Completions and man pages need no master.
+        None if matches!(
+            cli.command,
+            Command::Completions { .. } | Command::Manpages { .. }
+        ) =>
+        {
+            Endpoint::Unix(PathBuf::new())
+        }
         None => Endpoint::Unix(MasterConfig::load(&cli.config)?.api_socket()),
     };
     match cli.command {
@@ -324,6 +394,8 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                 },
             )
         }
+        Command::Completions { shell, program } => completions(shell, program),
+        Command::Manpages { dir } => manpages(&dir),
         Command::Events { tag, out } => cli::events::follow(&socket, tag.as_deref(), out),
         Command::Changes { since, out } => asset::changes(&socket, &since, out),
         Command::Asset { command } => run_asset(&socket, command),
