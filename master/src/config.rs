@@ -46,6 +46,10 @@ pub struct MasterConfig {
     pub job_timeout: u64,
     /// Seconds a job stays live for minions that missed it (default 600).
     pub job_live_secs: u64,
+    /// Hours the job cache keeps a job and its returns, as Salt's
+    /// `keep_jobs` (default 24; 0 keeps them forever). Asset history is
+    /// kept apart and is not affected.
+    pub keep_jobs: u64,
     /// Seconds of clock difference tolerated on signed requests (default 300).
     pub clock_skew_secs: u64,
     /// Seconds a minion's heartbeat counts as fresh when a gather wait
@@ -213,6 +217,7 @@ impl Default for MasterConfig {
             max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
             job_timeout: 600,
             job_live_secs: 600,
+            keep_jobs: 24,
             clock_skew_secs: 300,
             presence_secs: 30,
             log_format: LogFormat::Text,

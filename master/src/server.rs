@@ -317,10 +317,30 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut rotated_at = tokio::time::Instant::now();
     let rotate_every = Duration::from_secs(shared.cfg.session_rotate_secs);
+    let mut swept_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        if shared.cfg.keep_jobs > 0
+            && swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            swept_at = Some(tokio::time::Instant::now());
+            let keep_ms =
+                i64::try_from(shared.cfg.keep_jobs.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+            let store = shared.store.clone();
+            let cutoff = now_ms().saturating_sub(keep_ms);
+            match tokio::task::spawn_blocking(move || store.expire_jobs(cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => info!(
+                    jobs = n,
+                    keep_jobs_hours = shared.cfg.keep_jobs,
+                    "expired old jobs and their returns"
+                ),
+                Ok(Err(e)) => warn!(error = %e, "could not expire old jobs"),
+                Err(e) => warn!(error = %e, "job janitor failed"),
+            }
         }
         match shared.pki.list() {
             Ok(listing) => {

@@ -3,7 +3,7 @@
 //! [`Store`] is the interface the rest of the master uses; [`SledStore`] keeps
 //! it in a sled database. Records are msgpack with named fields.
 
-mod sled;
+pub mod sled;
 
 pub use self::sled::SledStore;
 
@@ -92,6 +92,9 @@ pub trait Store: Send + Sync {
         after: Option<&AssetId>,
         visit: &mut dyn FnMut(AssetRecord) -> bool,
     ) -> Result<(), MasterError>;
+    /// Removes jobs started before `before_ms` and their returns; says how
+    /// many jobs went.
+    fn expire_jobs(&self, before_ms: i64) -> Result<usize, MasterError>;
     /// Jobs newest first, older than `before` (from the newest when none),
     /// at most `limit`.
     fn jobs_before(
@@ -220,6 +223,97 @@ mod tests {
             crate::inventory::rebuild(&rec, &history, 2).is_none(),
             "pruned"
         );
+    }
+
+    #[test]
+    fn documents_rebuilt_from_checkpoints_and_changes_match_every_collect() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        let collects = 2 * sled::CHECKPOINT_EVERY + 3;
+        let facts =
+            |n: u64| serde_json::json!({"host": "h", "n": n, "ram": n / 3, "serialnumber": "S1"});
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            for n in 0..collects {
+                let mut r = ret(
+                    &Jid::from_micros(1_700_000_000_000_000 + n as i64).expect("jid"),
+                    "a",
+                );
+                r.fun = "collect".into();
+                r.data = facts(n);
+                s.put_return(&r, n as i64).expect("put");
+                if n == 20 {
+                    let rec = s.asset_of_minion("a").expect("read").expect("asset");
+                    s.edit_asset(&rec.id, Source::Manual, Some("ops".into()), 5, &|r| {
+                        let mut d = r.document.clone();
+                        d["manual"]["rack"] = serde_json::json!("R1");
+                        Ok(d)
+                    })
+                    .expect("edit");
+                }
+                let rec = s.asset_of_minion("a").expect("read").expect("asset");
+                assert_eq!(rec.facts()["n"], n, "after collect {n}");
+            }
+            s.flush().expect("flush");
+        }
+        let s = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
+        let rec = s.asset_of_minion("a").expect("read").expect("asset");
+        assert_eq!(rec.facts()["n"], collects - 1);
+        assert_eq!(rec.document["manual"]["rack"], "R1");
+        assert_eq!(s.assets().expect("all"), vec![rec.clone()]);
+        let history = s.history(&rec.id).expect("history");
+        for v in 0..=rec.version {
+            assert!(
+                crate::inventory::rebuild(&rec, &history, v).is_some(),
+                "v{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn expired_jobs_go_with_their_returns_and_newer_ones_stay() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open");
+        let jids: Vec<Jid> = (1..=3)
+            .map(|n| Jid::from_micros(1_700_000_000_000_000 + n).expect("jid"))
+            .collect();
+        for (n, jid) in jids.iter().enumerate() {
+            s.put_job(&JobRecord {
+                jid: jid.clone(),
+                target: Target::Glob("*".into()),
+                fun: "test.ping".into(),
+                args: Vec::new(),
+                kwargs: BTreeMap::new(),
+                expected: vec!["a".into(), "b".into()],
+                user: "root".into(),
+                started_ms: n as i64 * 1000,
+            })
+            .expect("job");
+            s.put_return(&ret(jid, "a"), 0).expect("ret a");
+            s.put_return(&ret(jid, "b"), 0).expect("ret b");
+        }
+        assert_eq!(s.expire_jobs(2000).expect("expire"), 2);
+        assert!(s.job(&jids[0]).expect("read").is_none());
+        assert!(s.returns(&jids[1]).expect("read").is_empty());
+        assert_eq!(s.returns(&jids[2]).expect("read").len(), 2);
+        assert_eq!(s.jobs_before(None, 10).expect("list").len(), 1);
+        assert_eq!(s.expire_jobs(2000).expect("again"), 0);
+    }
+
+    #[test]
+    fn a_database_made_without_compression_still_opens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        {
+            let db = ::sled::Config::new()
+                .path(&path)
+                .use_compression(false)
+                .open()
+                .expect("plain db");
+            db.open_tree("jobs").expect("tree");
+            db.flush().expect("flush");
+        }
+        SledStore::open(&path, InventoryConfig::default()).expect("reopen plain");
     }
 
     #[test]

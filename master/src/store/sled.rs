@@ -3,7 +3,13 @@
 //! - `jobs`: jid → [`JobRecord`]
 //! - `returns`: `jid/minion` → return
 //! - `presence`: minion → last seen (unix ms, big-endian)
-//! - `assets`: asset id → [`AssetRecord`]
+//! - `assets`: asset id → [`AssetRecord`] as of a checkpoint version
+//! - `asset_heads`: asset id → what changed since the checkpoint apart from
+//!   the document (version, volatile facts, last collect); the document
+//!   at the head's version is the checkpoint's with the change records
+//!   after it applied. A collect writes the head and its change record, not
+//!   the whole document; every [`CHECKPOINT_EVERY`] versions the document
+//!   is written whole again.
 //! - `asset_minion`: minion → asset id
 //! - `history`: asset id ‖ version (big-endian u64) → [`ChangeRecord`]
 //! - `planned_serial`: serial → asset id of an imported asset no minion has claimed
@@ -71,6 +77,74 @@ fn is_collect(ret: &JobReturn) -> bool {
     ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
 }
 
+/// Versions between two writes of an asset's whole document.
+pub const CHECKPOINT_EVERY: u64 = 16;
+
+/// What a collect rewrites of an asset: everything but the document.
+#[derive(Debug, Serialize, Deserialize)]
+struct Head {
+    version: u64,
+    minion: Option<String>,
+    expected_serial: Option<String>,
+    last_collect_ms: Option<i64>,
+    observed: serde_json::Value,
+}
+
+impl Head {
+    fn of(rec: &AssetRecord) -> Head {
+        Head {
+            version: rec.version,
+            minion: rec.minion.clone(),
+            expected_serial: rec.expected_serial.clone(),
+            last_collect_ms: rec.last_collect_ms,
+            observed: rec.observed.clone(),
+        }
+    }
+}
+
+/// An asset as read: the record at its latest version, and the version its
+/// stored document (the checkpoint) is at.
+struct Loaded {
+    rec: AssetRecord,
+    base: u64,
+}
+
+/// The latest record from a checkpoint, its head and the change records
+/// after the checkpoint (`change(v)` reads version `v`).
+fn assemble<E>(
+    base: AssetRecord,
+    head: Option<Head>,
+    mut change: impl FnMut(&AssetId, u64) -> Result<Option<ChangeRecord>, E>,
+    missing: impl Fn(String) -> E,
+) -> Result<Loaded, E> {
+    let base_version = base.version;
+    let Some(h) = head.filter(|h| h.version >= base_version) else {
+        return Ok(Loaded {
+            rec: base,
+            base: base_version,
+        });
+    };
+    let mut rec = base;
+    for v in base_version + 1..=h.version {
+        let c = change(&rec.id, v)?.ok_or_else(|| {
+            missing(format!(
+                "asset {}: change record {v} after checkpoint {base_version} is missing",
+                rec.id
+            ))
+        })?;
+        inventory::document::apply(&mut rec.document, &c.changes);
+    }
+    rec.version = h.version;
+    rec.minion = h.minion;
+    rec.expected_serial = h.expected_serial;
+    rec.last_collect_ms = h.last_collect_ms;
+    rec.observed = h.observed;
+    Ok(Loaded {
+        rec,
+        base: base_version,
+    })
+}
+
 /// [`Store`] on a sled database.
 pub struct SledStore {
     db: sled::Db,
@@ -78,6 +152,7 @@ pub struct SledStore {
     returns: sled::Tree,
     presence: sled::Tree,
     assets: sled::Tree,
+    heads: sled::Tree,
     asset_minion: sled::Tree,
     history: sled::Tree,
     planned_serial: sled::Tree,
@@ -89,14 +164,26 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path, inventory: InventoryConfig) -> Result<SledStore, MasterError> {
-        let db =
-            sled::open(path).map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
+        // New databases compress their pages (zstd); one made without keeps
+        // its setting, which sled fixes at creation.
+        let compressed = match std::fs::read(path.join("conf")) {
+            Ok(conf) => String::from_utf8_lossy(&conf)
+                .lines()
+                .any(|l| l.trim() == "use_compression: true"),
+            Err(_) => true,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .use_compression(compressed)
+            .open()
+            .map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         Ok(SledStore {
             jobs: tree("jobs")?,
             returns: tree("returns")?,
             presence: tree("presence")?,
             assets: tree("assets")?,
+            heads: tree("asset_heads")?,
             asset_minion: tree("asset_minion")?,
             history: tree("history")?,
             planned_serial: tree("planned_serial")?,
@@ -112,11 +199,80 @@ impl SledStore {
         Ok(())
     }
 
-    fn get_asset_tx(a: &TransactionalTree, id: &[u8]) -> TxResult<Option<AssetRecord>> {
-        match a.get(id)? {
-            Some(v) => Ok(Some(decode(&v).map_err(abort)?)),
-            None => Ok(None),
+    /// Versions an asset may go past its checkpoint: fewer than the
+    /// change records retention keeps, so replaying never needs a pruned
+    /// one.
+    fn checkpoint_every(&self) -> u64 {
+        match self.inventory.history_keep {
+            0 => CHECKPOINT_EVERY,
+            keep => CHECKPOINT_EVERY.min(keep as u64),
         }
+    }
+
+    fn get_asset_tx(
+        a: &TransactionalTree,
+        hd: &TransactionalTree,
+        h: &TransactionalTree,
+        id: &[u8],
+    ) -> TxResult<Option<Loaded>> {
+        let Some(v) = a.get(id)? else {
+            return Ok(None);
+        };
+        let base: AssetRecord = decode(&v).map_err(abort)?;
+        let head: Option<Head> = match hd.get(id)? {
+            Some(v) => Some(decode(&v).map_err(abort)?),
+            None => None,
+        };
+        let change = |id: &AssetId, v: u64| -> TxResult<Option<ChangeRecord>> {
+            match h.get(history_key(id, v))? {
+                Some(b) => Ok(Some(decode(&b).map_err(abort)?)),
+                None => Ok(None),
+            }
+        };
+        assemble(base, head, change, |m| abort(MasterError::Store(m))).map(Some)
+    }
+
+    /// Writes an asset read at checkpoint `base` (none for a new one): its
+    /// head alone while it is close to the checkpoint, else the whole
+    /// record as the new checkpoint.
+    fn put_asset_tx(
+        a: &TransactionalTree,
+        hd: &TransactionalTree,
+        rec: &AssetRecord,
+        base: Option<u64>,
+        every: u64,
+    ) -> TxResult<()> {
+        let id = rec.id.as_str().as_bytes();
+        match base {
+            Some(b) if rec.version >= b && rec.version - b < every => {
+                hd.insert(id, encode(&Head::of(rec)).map_err(abort)?)?;
+            }
+            _ => {
+                a.insert(id, encode(rec).map_err(abort)?)?;
+                hd.remove(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest record of the asset whose checkpoint is `base`.
+    fn load(&self, base: &[u8]) -> Result<AssetRecord, MasterError> {
+        let base: AssetRecord = decode(base)?;
+        let head: Option<Head> = match self
+            .heads
+            .get(base.id.as_str().as_bytes())
+            .map_err(store_err)?
+        {
+            Some(v) => Some(decode(&v)?),
+            None => None,
+        };
+        let change = |id: &AssetId, v: u64| -> Result<Option<ChangeRecord>, MasterError> {
+            match self.history.get(history_key(id, v)).map_err(store_err)? {
+                Some(b) => Ok(Some(decode(&b)?)),
+                None => Ok(None),
+            }
+        };
+        Ok(assemble(base, head, change, MasterError::Store)?.rec)
     }
 
     /// Drops the oldest change records of an asset beyond `history_keep`,
@@ -146,7 +302,7 @@ impl SledStore {
         let mut out = Vec::new();
         for item in self.assets.iter() {
             let (_, v) = item.map_err(store_err)?;
-            out.push(decode(&v)?);
+            out.push(self.load(&v)?);
         }
         Ok(out)
     }
@@ -184,36 +340,45 @@ impl Store for SledStore {
                 Stored::Duplicate
             });
         }
+        let every = self.checkpoint_every();
         let touched = (
             &self.returns,
             &self.assets,
+            &self.heads,
             &self.asset_minion,
             &self.history,
             &self.planned_serial,
         )
-            .transaction(|(r, a, m, h, p)| {
+            .transaction(|(r, a, hd, m, h, p)| {
                 if r.get(&key)?.is_some() {
                     return Ok(None);
                 }
                 let mut existing = match m.get(minion.as_bytes())? {
-                    Some(id) => Self::get_asset_tx(a, &id)?,
+                    Some(id) => Self::get_asset_tx(a, hd, h, &id)?,
                     None => None,
                 };
                 if existing.is_none()
                     && let Some(serial) = ret.data["serialnumber"].as_str()
                     && let Some(id) = p.get(serial.as_bytes())?
                 {
-                    existing = Self::get_asset_tx(a, &id)?;
+                    existing = Self::get_asset_tx(a, hd, h, &id)?;
                     p.remove(serial.as_bytes())?;
                 }
-                let (rec, entries) =
-                    inventory::apply_collect(existing, minion, &ret.data, &ret.jid, cfg, now_ms);
+                let base = existing.as_ref().map(|l| l.base);
+                let (rec, entries) = inventory::apply_collect(
+                    existing.map(|l| l.rec),
+                    minion,
+                    &ret.data,
+                    &ret.jid,
+                    cfg,
+                    now_ms,
+                );
                 // The job cache keeps a reference to the asset version, not a
                 // second copy of the facts; `returns` rebuilds them.
                 let mut stub = ret.clone();
                 stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
                 r.insert(key.as_slice(), encode(&stub).map_err(abort)?)?;
-                a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
+                Self::put_asset_tx(a, hd, &rec, base, every)?;
                 m.insert(minion.as_bytes(), rec.id.as_str().as_bytes())?;
                 for e in &entries {
                     Self::put_history(h, &rec.id, e)?;
@@ -276,7 +441,7 @@ impl Store for SledStore {
 
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError> {
         match self.assets.get(id.as_str().as_bytes()).map_err(store_err)? {
-            Some(v) => Ok(Some(decode(&v)?)),
+            Some(v) => Ok(Some(self.load(&v)?)),
             None => Ok(None),
         }
     }
@@ -288,7 +453,7 @@ impl Store for SledStore {
             .map_err(store_err)?
         {
             Some(id) => match self.assets.get(&id).map_err(store_err)? {
-                Some(v) => Ok(Some(decode(&v)?)),
+                Some(v) => Ok(Some(self.load(&v)?)),
                 None => Ok(None),
             },
             None => Ok(None),
@@ -315,11 +480,32 @@ impl Store for SledStore {
         };
         for item in self.assets.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
             let (_, v) = item.map_err(store_err)?;
-            if !visit(decode(&v)?) {
+            if !visit(self.load(&v)?) {
                 break;
             }
         }
         Ok(())
+    }
+
+    fn expire_jobs(&self, before_ms: i64) -> Result<usize, MasterError> {
+        let mut gone = 0;
+        for item in self.jobs.iter() {
+            let (k, v) = item.map_err(store_err)?;
+            let job: JobRecord = decode(&v)?;
+            if job.started_ms >= before_ms {
+                break;
+            }
+            let mut prefix = k.to_vec();
+            prefix.push(b'/');
+            let mut batch = sled::Batch::default();
+            for key in self.returns.scan_prefix(&prefix).keys() {
+                batch.remove(key.map_err(store_err)?);
+            }
+            self.returns.apply_batch(batch).map_err(store_err)?;
+            self.jobs.remove(&k).map_err(store_err)?;
+            gone += 1;
+        }
+        Ok(gone)
     }
 
     fn jobs_before(
@@ -356,13 +542,15 @@ impl Store for SledStore {
         now_ms: i64,
         edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, MasterError>,
     ) -> Result<AssetRecord, MasterError> {
-        let rec = (&self.assets, &self.history)
-            .transaction(|(a, h)| {
-                let mut rec = Self::get_asset_tx(a, id.as_str().as_bytes())?
-                    .ok_or_else(|| abort(MasterError::Refused(format!("no asset {id}"))))?;
+        let every = self.checkpoint_every();
+        let rec = (&self.assets, &self.heads, &self.history)
+            .transaction(|(a, hd, h)| {
+                let Loaded { mut rec, base } =
+                    Self::get_asset_tx(a, hd, h, id.as_str().as_bytes())?
+                        .ok_or_else(|| abort(MasterError::Refused(format!("no asset {id}"))))?;
                 let doc = edit(&rec).map_err(abort)?;
                 if let Some(entry) = rec.change_to(doc, source, None, user.clone(), now_ms) {
-                    a.insert(id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
+                    Self::put_asset_tx(a, hd, &rec, Some(base), every)?;
                     Self::put_history(h, id, &entry)?;
                 }
                 Ok(rec)
@@ -406,16 +594,22 @@ impl Store for SledStore {
                 by_serial.entry(s).or_insert(rec.id);
             }
         }
-        let result = (&self.assets, &self.history, &self.planned_serial)
-            .transaction(|(a, h, p)| {
+        let every = self.checkpoint_every();
+        let result = (
+            &self.assets,
+            &self.heads,
+            &self.history,
+            &self.planned_serial,
+        )
+            .transaction(|(a, hd, h, p)| {
                 let (mut matched, mut created) = (0, 0);
                 for row in rows {
                     let existing = match by_serial.get(&row.serial) {
-                        Some(id) => Self::get_asset_tx(a, id.as_str().as_bytes())?,
+                        Some(id) => Self::get_asset_tx(a, hd, h, id.as_str().as_bytes())?,
                         None => None,
                     };
                     match existing {
-                        Some(mut rec) => {
+                        Some(Loaded { mut rec, base }) => {
                             let mut doc = rec.document.clone();
                             for (k, v) in &row.fields {
                                 doc["manual"][k] = serde_json::json!(v);
@@ -427,7 +621,7 @@ impl Store for SledStore {
                                 Some(user.to_owned()),
                                 now_ms,
                             ) {
-                                a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
+                                Self::put_asset_tx(a, hd, &rec, Some(base), every)?;
                                 Self::put_history(h, &rec.id, &e)?;
                             }
                             matched += 1;

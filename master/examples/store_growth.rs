@@ -1,0 +1,104 @@
+//! Disk use of the store over repeated collects, without a network: N
+//! simulated hosts (the swarm's ~8 KB facts, `--churn` of their churning
+//! fields changing per collect) stored as collect returns, flushed after
+//! each collect like the master does.
+//!
+//! ```sh
+//! cargo run --release -p master --example store_growth -- 1000 30 0.01
+//! ```
+//! Arguments: assets (1000), collects (30), churn (0.01). Prints the
+//! store's size after each collect and its growth against one fleet
+//! snapshot (the JSON of every host's facts once).
+
+#[path = "../../bench/src/facts.rs"]
+#[allow(dead_code, missing_docs)]
+mod facts;
+
+use std::path::Path;
+
+use master::config::InventoryConfig;
+use master::store::SledStore;
+use master::store::Store;
+use protocol::{JidGenerator, JobReturn, MinionId};
+
+fn dir_bytes(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: f64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (assets, collects, churn) = (arg(0, 1000.0) as usize, arg(1, 30.0) as u64, arg(2, 0.01));
+    let dir = tempfile::tempdir()?;
+    let store = SledStore::open(&dir.path().join("db"), InventoryConfig::default())?;
+    let mut jids = JidGenerator::new();
+    let ids: Vec<MinionId> = (0..assets)
+        .map(|n| MinionId::new(format!("host{n:05}")))
+        .collect::<Result<_, _>>()?;
+    let mut snapshot = 0u64;
+    let mut first = 0u64;
+    println!("collect  store MiB  growth MiB  growth/snapshot");
+    for round in 0..collects {
+        let now = 1_800_000_000_000 + round as i64 * 3_600_000;
+        let jid = jids.next(now * 1000);
+        let mut bytes = 0u64;
+        for (n, id) in ids.iter().enumerate() {
+            let data = facts::host_facts(id.as_str(), n, round, churn);
+            bytes += serde_json::to_vec(&data)?.len() as u64;
+            let ret = JobReturn {
+                jid: jid.clone(),
+                minion: id.clone(),
+                fun: "collect".into(),
+                success: true,
+                retcode: 0,
+                data,
+                started_ms: now,
+                ended_ms: now,
+            };
+            store.put_return(&ret, now)?;
+        }
+        store.flush()?;
+        snapshot = bytes;
+        let size = dir_bytes(dir.path());
+        let growth = size.saturating_sub(first);
+        if round == 0 {
+            first = size;
+        }
+        println!(
+            "{:>7}  {:>9.1}  {:>10.2}  {:>15.2}",
+            round + 1,
+            mib(size),
+            if round == 0 {
+                0.0
+            } else {
+                mib(growth) / round as f64
+            },
+            if round == 0 {
+                0.0
+            } else {
+                growth as f64 / round as f64 / snapshot as f64
+            },
+        );
+    }
+    println!(
+        "one fleet snapshot: {:.1} MiB; store: {:.1} MiB = {:.2} snapshots",
+        mib(snapshot),
+        mib(dir_bytes(dir.path())),
+        dir_bytes(dir.path()) as f64 / snapshot as f64
+    );
+    Ok(())
+}
