@@ -74,6 +74,28 @@ impl JobTracker {
         rx
     }
 
+    /// Puts back a job that was live when the master stopped: `returned`
+    /// already answered, and it stays live for `live_for` more.
+    pub fn restore(
+        &self,
+        jid: Jid,
+        envelope: Bytes,
+        expected: BTreeSet<String>,
+        returned: BTreeSet<String>,
+        live_for: Duration,
+    ) {
+        self.live().insert(
+            jid,
+            LiveJob {
+                envelope,
+                expected,
+                returned,
+                live_until: Instant::now() + live_for,
+                watchers: Vec::new(),
+            },
+        );
+    }
+
     /// Adds a watcher to the live job `jid`: it receives every return
     /// stored from now on. `None` when the job is not live.
     pub fn watch(&self, jid: &Jid) -> Option<mpsc::Receiver<JobReturn>> {

@@ -144,6 +144,11 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         pub_tx,
         events.clone(),
     );
+    match jobs.restore() {
+        Ok(0) => {}
+        Ok(n) => info!(jobs = n, "restored live jobs for minions that missed them"),
+        Err(e) => warn!(error = %e, "could not restore live jobs"),
+    }
     let shared = Arc::new(Shared {
         events,
         metrics: Default::default(),

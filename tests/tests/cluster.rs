@@ -342,3 +342,33 @@ fn a_job_still_running_at_the_timeout_is_waited_for() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v, json!({"web01": "done"}));
 }
+
+#[test]
+fn a_job_published_before_a_master_crash_reaches_a_minion_that_missed_it() {
+    let mut c = cluster();
+    c.start_accepted(&["web01", "web02"]);
+    // web02 is away when the job is published; the master then dies.
+    c.minions.get_mut("web02").expect("web02").terminate();
+    let out = c.cmdb(&["run", "*", "test.echo", "late", "--async"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jid = text(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a jid")
+        .to_owned();
+    c.minion("web01").wait_for("return acknowledged");
+    c.master.as_mut().expect("master").kill();
+    c.start_master();
+    c.master().wait_for("restored live jobs");
+    // web02 comes back and is handed the job it missed.
+    c.start_minion("web02");
+    c.minion("web02").wait_for(&format!(
+        "job{{jid={jid} fun=test.echo}}: return acknowledged"
+    ));
+    let out = c.cmdb(&["jobs", "show", &jid, "--out", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        shown[&jid]["Result"],
+        json!({"web01": "late", "web02": "late"})
+    );
+}

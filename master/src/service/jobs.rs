@@ -120,6 +120,39 @@ impl JobsService {
         }
     }
 
+    /// Puts the jobs still live when the master stopped back into the live
+    /// table, so minions that missed them get them when they reconnect.
+    /// Returns how many.
+    pub fn restore(&self) -> Result<usize, ServiceError> {
+        let live_ms = i64::try_from(
+            self.timing
+                .job_live_secs
+                .max(self.timing.job_timeout)
+                .saturating_mul(1000),
+        )
+        .unwrap_or(i64::MAX);
+        let now = now_ms();
+        let mut restored = 0;
+        for (job, envelope) in self.store.live_jobs(now.saturating_sub(live_ms))? {
+            let returned: BTreeSet<String> =
+                self.store.returned_minions(&job.jid)?.into_iter().collect();
+            let expected: BTreeSet<String> = job.expected.iter().cloned().collect();
+            if expected.is_subset(&returned) {
+                continue;
+            }
+            let left = u64::try_from(job.started_ms.saturating_add(live_ms) - now).unwrap_or(0);
+            self.tracker.restore(
+                job.jid,
+                Bytes::from(envelope),
+                expected,
+                returned,
+                Duration::from_millis(left),
+            );
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     /// The live job table.
     pub fn tracker(&self) -> &JobTracker {
         &self.tracker
@@ -211,7 +244,7 @@ impl JobsService {
             user: new.user,
             started_ms: issued,
         };
-        self.store.put_job(&record)?;
+        self.store.put_live_job(&record, &bytes)?;
         let returns = self.tracker.register(
             jid.clone(),
             bytes,

@@ -68,6 +68,13 @@ impl Stored {
 pub trait Store: Send + Sync {
     /// Records a new job (on disk when this returns).
     fn put_job(&self, job: &JobRecord) -> Result<(), MasterError>;
+    /// Records a new job with its signed envelope, both on disk when this
+    /// returns, so a restarted master can hand the job to minions that
+    /// missed it.
+    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), MasterError>;
+    /// Jobs started at or after `since_ms` with their signed envelopes,
+    /// oldest first.
+    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, MasterError>;
     /// A job by id.
     fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError>;
     /// Stores a return unless one from that minion for that job is already
@@ -130,6 +137,9 @@ pub trait Store: Send + Sync {
     -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError>;
     /// Every stored return of a job.
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError>;
+    /// The minions whose return for `jid` is stored (read from the keys
+    /// alone).
+    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, MasterError>;
     /// Records when a minion was last heard from (unix milliseconds).
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), MasterError>;
     /// When a minion was last heard from.

@@ -2,6 +2,8 @@
 //!
 //! - `jobs`: jid → [`JobRecord`]
 //! - `returns`: `jid/minion` → return
+//! - `envelopes`: jid → the job's signed envelope (for minions that missed
+//!   it, also after a restart)
 //! - `presence`: minion → last seen (unix ms, big-endian)
 //! - `assets`: asset id → [`AssetRecord`] as of a checkpoint version
 //! - `asset_heads`: asset id → what changed since the checkpoint apart from
@@ -150,6 +152,7 @@ pub struct SledStore {
     db: sled::Db,
     jobs: sled::Tree,
     returns: sled::Tree,
+    envelopes: sled::Tree,
     presence: sled::Tree,
     assets: sled::Tree,
     heads: sled::Tree,
@@ -181,6 +184,7 @@ impl SledStore {
         Ok(SledStore {
             jobs: tree("jobs")?,
             returns: tree("returns")?,
+            envelopes: tree("envelopes")?,
             presence: tree("presence")?,
             assets: tree("assets")?,
             heads: tree("asset_heads")?,
@@ -317,6 +321,36 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), MasterError> {
+        let key = job.jid.as_str().as_bytes();
+        let record = encode(job)?;
+        (&self.jobs, &self.envelopes)
+            .transaction(|(j, e)| {
+                j.insert(key, record.as_slice())?;
+                e.insert(key, envelope)?;
+                Ok(())
+            })
+            .map_err(|e: TransactionError<MasterError>| tx_err(e))?;
+        self.db.flush().map_err(store_err)?;
+        Ok(())
+    }
+
+    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, MasterError> {
+        let mut out = Vec::new();
+        for item in self.jobs.iter().rev() {
+            let (k, v) = item.map_err(store_err)?;
+            let job: JobRecord = decode(&v)?;
+            if job.started_ms < since_ms {
+                break;
+            }
+            if let Some(env) = self.envelopes.get(&k).map_err(store_err)? {
+                out.push((job, env.to_vec()));
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError> {
         match self.jobs.get(jid.as_str().as_bytes()).map_err(store_err)? {
             Some(v) => Ok(Some(decode(&v)?)),
@@ -396,6 +430,17 @@ impl Store for SledStore {
             version,
             changed,
         })
+    }
+
+    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, MasterError> {
+        let mut prefix = jid.as_str().as_bytes().to_vec();
+        prefix.push(b'/');
+        let mut out = Vec::new();
+        for key in self.returns.scan_prefix(&prefix).keys() {
+            let key = key.map_err(store_err)?;
+            out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        }
+        Ok(out)
     }
 
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError> {
@@ -502,6 +547,7 @@ impl Store for SledStore {
                 batch.remove(key.map_err(store_err)?);
             }
             self.returns.apply_batch(batch).map_err(store_err)?;
+            self.envelopes.remove(&k).map_err(store_err)?;
             self.jobs.remove(&k).map_err(store_err)?;
             gone += 1;
         }
