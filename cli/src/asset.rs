@@ -270,8 +270,14 @@ pub fn diff(
 }
 
 /// `cmdb changes --since WINDOW`.
-pub fn changes(socket: &Endpoint, since: &str, out: ListFormat) -> anyhow::Result<u8> {
+pub fn changes(
+    socket: &Endpoint,
+    since: &str,
+    until: Option<&str>,
+    out: ListFormat,
+) -> anyhow::Result<u8> {
     let secs = parse_window(since)?;
+    let until_secs = until.map(parse_window).transpose()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -280,6 +286,7 @@ pub fn changes(socket: &Endpoint, since: &str, out: ListFormat) -> anyhow::Resul
         socket,
         AssetRequest::Changes {
             since_ms: now - secs * 1000,
+            until_ms: until_secs.map(|u| now - u * 1000),
             cursor: None,
             limit: master::service::MAX_PAGE,
         },

@@ -501,12 +501,14 @@ impl Client<'_> {
             AssetRequest::Dups => self.call(Method::GET, "/v1/assets/dups", none),
             AssetRequest::Changes {
                 since_ms,
+                until_ms,
                 cursor,
                 limit,
             } => self.all_pages(
                 "/v1/changes",
                 &[
                     ("since_ms", Some(since_ms.to_string())),
+                    ("until_ms", until_ms.map(|u| u.to_string())),
                     ("limit", Some(limit.to_string())),
                 ],
                 cursor,

@@ -131,6 +131,9 @@ enum Command {
         /// How far back: 90s, 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         since: String,
+        /// Only changes older than this (same units); default: up to now.
+        #[arg(long)]
+        until: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         out: ListFormat,
@@ -397,7 +400,9 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions { shell, program } => completions(shell, program),
         Command::Manpages { dir } => manpages(&dir),
         Command::Events { tag, out } => cli::events::follow(&socket, tag.as_deref(), out),
-        Command::Changes { since, out } => asset::changes(&socket, &since, out),
+        Command::Changes { since, until, out } => {
+            asset::changes(&socket, &since, until.as_deref(), out)
+        }
         Command::Asset { command } => run_asset(&socket, command),
         Command::User { command } => match command {
             UserCommand::Add {

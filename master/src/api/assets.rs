@@ -60,6 +60,8 @@ pub struct DiffQuery {
 pub struct ChangesQuery {
     /// Changes at or after this time, unix milliseconds (default 0).
     pub since_ms: Option<i64>,
+    /// Changes before this time, unix milliseconds (default: up to now).
+    pub until_ms: Option<i64>,
     /// At most this many (1 to 1000, default 1000).
     pub limit: Option<usize>,
     /// The `next` of the previous page.
@@ -250,6 +252,7 @@ async fn changes(
         &st,
         AssetRequest::Changes {
             since_ms: q.since_ms.unwrap_or(0),
+            until_ms: q.until_ms,
             cursor: q.cursor,
             limit: page_limit(q.limit, 1000)?,
         },

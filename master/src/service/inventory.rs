@@ -74,8 +74,10 @@ pub enum AssetRequest {
     Dups,
     /// Every change since a time.
     Changes {
-        /// Unix milliseconds.
+        /// From this time, unix milliseconds.
         since_ms: i64,
+        /// Before this time (none: up to now).
+        until_ms: Option<i64>,
         /// After this cursor (a page's `next`).
         cursor: Option<String>,
         /// At most this many.
@@ -459,11 +461,12 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
         }
         AssetRequest::Changes {
             since_ms,
+            until_ms,
             cursor,
             limit,
         } => {
             let mut out = Vec::new();
-            for (rec, h) in shared.store.changes_since(since_ms)? {
+            for (rec, h) in shared.store.changes_between(since_ms, until_ms)? {
                 let entry =
                     |path: String, old: Option<Value>, new: Option<Value>| ChangeFeedEntry {
                         at_ms: h.at_ms,

@@ -132,9 +132,13 @@ pub trait Store: Send + Sync {
         user: &str,
         now_ms: i64,
     ) -> Result<(usize, usize), MasterError>;
-    /// Every change recorded at or after `since_ms`, oldest first.
-    fn changes_since(&self, since_ms: i64)
-    -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError>;
+    /// Every change recorded at or after `since_ms` and before `until_ms`
+    /// (none: up to now), oldest first; reads only that window.
+    fn changes_between(
+        &self,
+        since_ms: i64,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError>;
     /// Every stored return of a job.
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError>;
     /// The minions whose return for `jid` is stored (read from the keys
@@ -308,6 +312,57 @@ mod tests {
         assert_eq!(s.returns(&jids[2]).expect("read").len(), 2);
         assert_eq!(s.jobs_before(None, 10).expect("list").len(), 1);
         assert_eq!(s.expire_jobs(2000).expect("again"), 0);
+    }
+
+    #[test]
+    fn changes_are_read_by_time_window_and_old_databases_get_indexed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        let window = |s: &SledStore| -> Vec<i64> {
+            s.changes_between(15, Some(35))
+                .expect("changes")
+                .iter()
+                .map(|(_, h)| h.at_ms)
+                .collect()
+        };
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            for (n, at) in [10i64, 20, 30, 40].into_iter().enumerate() {
+                for minion in ["a", "b"] {
+                    let mut r = ret(
+                        &Jid::from_micros(1_700_000_000_000_000 + n as i64).expect("jid"),
+                        minion,
+                    );
+                    r.fun = "collect".into();
+                    r.data = serde_json::json!({"n": n});
+                    s.put_return(&r, at).expect("put");
+                }
+            }
+            s.flush().expect("flush");
+            assert_eq!(window(&s), vec![20, 20, 30, 30]);
+            assert_eq!(s.changes_between(0, None).expect("all").len(), 8);
+        }
+        {
+            // A database from before the index: drop the index entries.
+            let db = ::sled::Config::new()
+                .path(&path)
+                .use_compression(true)
+                .open()
+                .expect("raw");
+            let h = db.open_tree("history").expect("tree");
+            let keys: Vec<_> = h
+                .scan_prefix(b"~t")
+                .keys()
+                .map(|k| k.expect("key"))
+                .collect();
+            assert_eq!(keys.len(), 8);
+            for k in keys {
+                h.remove(k).expect("rm");
+            }
+            db.flush().expect("flush");
+        }
+        let s = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
+        assert_eq!(window(&s), vec![20, 20, 30, 30]);
     }
 
     #[test]

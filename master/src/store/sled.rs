@@ -13,7 +13,9 @@
 //!   the whole document; every [`CHECKPOINT_EVERY`] versions the document
 //!   is written whole again.
 //! - `asset_minion`: minion → asset id
-//! - `history`: asset id ‖ version (big-endian u64) → [`ChangeRecord`]
+//! - `history`: asset id ‖ version (big-endian u64) → [`ChangeRecord`], and
+//!   the time index `~t` ‖ time (big-endian u64 ms) ‖ asset id ‖ version → ()
+//!   written with each record (`~` sorts after every asset id)
 //! - `planned_serial`: serial → asset id of an imported asset no minion has claimed
 
 use crate::access::{Token, User};
@@ -61,6 +63,30 @@ fn return_key(jid: &Jid, minion: &str) -> Vec<u8> {
     k.push(b'/');
     k.extend_from_slice(minion.as_bytes());
     k
+}
+
+/// Prefix of the time index in the `history` tree.
+const TIME_INDEX: &[u8] = b"~t";
+
+fn time_prefix(at_ms: i64) -> Vec<u8> {
+    let mut k = TIME_INDEX.to_vec();
+    k.extend_from_slice(&u64::try_from(at_ms).unwrap_or(0).to_be_bytes());
+    k
+}
+
+fn time_key(at_ms: i64, id: &AssetId, version: u64) -> Vec<u8> {
+    let mut k = time_prefix(at_ms);
+    k.extend_from_slice(id.as_str().as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The asset id and version a time index key points at.
+fn from_time_key(k: &[u8]) -> Option<(AssetId, u64)> {
+    let rest = k.get(TIME_INDEX.len() + 8..)?;
+    let (id, version) = rest.split_at_checked(rest.len().checked_sub(8)?)?;
+    let id = AssetId::parse(std::str::from_utf8(id).ok()?)?;
+    Some((id, u64::from_be_bytes(version.try_into().ok()?)))
 }
 
 fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
@@ -181,7 +207,7 @@ impl SledStore {
             .open()
             .map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
-        Ok(SledStore {
+        let store = SledStore {
             jobs: tree("jobs")?,
             returns: tree("returns")?,
             envelopes: tree("envelopes")?,
@@ -195,11 +221,44 @@ impl SledStore {
             tokens: tree("tokens")?,
             inventory,
             db,
-        })
+        };
+        store.index_history()?;
+        Ok(store)
     }
 
     fn put_history(h: &TransactionalTree, id: &AssetId, rec: &ChangeRecord) -> TxResult<()> {
         h.insert(history_key(id, rec.version), encode(rec).map_err(abort)?)?;
+        h.insert(time_key(rec.at_ms, id, rec.version), &[][..])?;
+        Ok(())
+    }
+
+    /// Builds the time index of a database written before it existed.
+    fn index_history(&self) -> Result<(), MasterError> {
+        if self.history.scan_prefix(TIME_INDEX).next().is_some() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut n = 0usize;
+        for item in self.history.iter() {
+            let (k, v) = item.map_err(store_err)?;
+            if k.starts_with(TIME_INDEX) || k.len() < 8 {
+                continue;
+            }
+            let rec: ChangeRecord = decode(&v)?;
+            let Some(id) = std::str::from_utf8(&k[..k.len() - 8])
+                .ok()
+                .and_then(AssetId::parse)
+            else {
+                continue;
+            };
+            batch.insert(time_key(rec.at_ms, &id, rec.version), &[][..]);
+            n += 1;
+        }
+        if n > 0 {
+            self.history.apply_batch(batch).map_err(store_err)?;
+            self.db.flush().map_err(store_err)?;
+            tracing::info!(records = n, "indexed asset history by time");
+        }
         Ok(())
     }
 
@@ -297,7 +356,12 @@ impl SledStore {
             return Ok(());
         }
         for k in keys.iter().skip(1).take(changes - keep) {
-            self.history.remove(k).map_err(store_err)?;
+            if let Some(v) = self.history.remove(k).map_err(store_err)? {
+                let rec: ChangeRecord = decode(&v)?;
+                self.history
+                    .remove(time_key(rec.at_ms, id, rec.version))
+                    .map_err(store_err)?;
+            }
         }
         Ok(())
     }
@@ -699,19 +763,48 @@ impl Store for SledStore {
         Ok(result)
     }
 
-    fn changes_since(
+    fn changes_between(
         &self,
         since_ms: i64,
+        until_ms: Option<i64>,
     ) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError> {
-        let mut out = Vec::new();
-        for rec in self.all_assets()? {
-            for h in self.history(&rec.id)? {
-                if h.at_ms >= since_ms {
-                    out.push((rec.clone(), h));
-                }
+        let start = time_prefix(since_ms);
+        let end = match until_ms {
+            Some(u) => time_prefix(u),
+            None => {
+                let mut e = TIME_INDEX.to_vec();
+                e.push(0xff);
+                e
             }
+        };
+        let mut assets: std::collections::HashMap<AssetId, AssetRecord> =
+            std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for key in self.history.range(start..end).keys() {
+            let key = key.map_err(store_err)?;
+            let Some((id, version)) = from_time_key(&key) else {
+                continue;
+            };
+            let Some(v) = self
+                .history
+                .get(history_key(&id, version))
+                .map_err(store_err)?
+            else {
+                continue;
+            };
+            let change: ChangeRecord = decode(&v)?;
+            let rec = match assets.get(&id) {
+                Some(r) => r.clone(),
+                None => match self.asset(&id)? {
+                    Some(r) => {
+                        assets.insert(id.clone(), r.clone());
+                        r
+                    }
+                    None => continue,
+                },
+            };
+            out.push((rec, change));
         }
-        out.sort_by_key(|(_, h)| h.at_ms);
         Ok(out)
     }
 
