@@ -108,8 +108,17 @@ async fn run(m: Arc<Minion>, job: Job) {
 }
 
 /// Sends a return (or, with `push`, self-collected facts) until the master
-/// acknowledges it, with capped backoff.
+/// acknowledges it, with capped backoff. Until then it is kept in the
+/// outbox, so a minion stopped before the acknowledgement delivers it when
+/// it starts again.
 pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
+    let entry = crate::outbox::Entry {
+        ret: ret.clone(),
+        push,
+    };
+    if !m.outbox.keep(&entry) {
+        return;
+    }
     let mut wait = 0.5f64;
     loop {
         let result = match m.link() {
@@ -126,6 +135,7 @@ pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
         match result {
             Ok(ReplyBody::Ack { jid }) if jid == ret.jid => {
                 info!(success = ret.success, "return acknowledged");
+                m.outbox.done(&ret.jid);
                 return;
             }
             Ok(other) => warn!(reply = ?other, "unexpected answer to a return"),
@@ -133,6 +143,7 @@ pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
                 if !matches!(kind, ErrorKind::Internal | ErrorKind::NotAccepted) =>
             {
                 warn!(?kind, message = %message, "the master refused the return; dropping it");
+                m.outbox.done(&ret.jid);
                 return;
             }
             Err(e) => debug!(error = %e, "return not delivered yet"),
@@ -140,7 +151,8 @@ pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
         let d = Duration::from_secs_f64(wait * (0.5 + jitter()));
         tokio::select! {
             _ = m.cancel.cancelled() => {
-                warn!("shutting down with an undelivered return");
+                warn!(jid = %ret.jid, "shutting down with an undelivered return; it stays in the outbox");
+                m.outbox.release(&ret.jid);
                 return;
             }
             _ = tokio::time::sleep(d) => {}

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod files;
 pub mod identity;
 pub mod modules;
+pub mod outbox;
 pub mod session;
 pub mod transport;
 

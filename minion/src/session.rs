@@ -126,6 +126,8 @@ pub struct Minion {
     /// Asks the session to fetch a new session key.
     pub rekey: tokio::sync::Notify,
     facts: tokio::sync::Mutex<Option<(tokio::time::Instant, serde_json::Value)>>,
+    /// Returns not yet acknowledged, kept on disk.
+    pub outbox: crate::outbox::Outbox,
 }
 
 /// How long collected facts serve grain matching before they are collected anew.
@@ -152,6 +154,7 @@ impl Minion {
             now_ms(),
             (cfg.job_max_age as i64 + 60) * 1000,
         );
+        let outbox = crate::outbox::Outbox::new(&cfg.state_dir);
         Ok(Minion {
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_jobs)),
             cfg,
@@ -163,6 +166,7 @@ impl Minion {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             facts: tokio::sync::Mutex::new(None),
+            outbox,
             channel: Arc::new(RwLock::new(None)),
             session: RwLock::new(None),
             rekey: tokio::sync::Notify::new(),
@@ -406,6 +410,12 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
     let Some(link) = m.link() else { return };
     fetch_missed(m).await;
     info!(minion_id = %m.ident.id, "minion ready");
+    for entry in m.outbox.pending() {
+        info!(jid = %entry.ret.jid, "delivering a return kept in the outbox");
+        let mm = m.clone();
+        m.tasks
+            .spawn(async move { crate::executor::deliver(&mm, entry.ret, entry.push).await });
+    }
     let period = secs(m.cfg.heartbeat_interval);
     // The first heartbeat comes soon: publishes sent while the SUB socket was
     // still joining are dropped, and its reply names the jobs that were.

@@ -372,3 +372,47 @@ fn a_job_published_before_a_master_crash_reaches_a_minion_that_missed_it() {
         json!({"web01": "late", "web02": "late"})
     );
 }
+
+#[test]
+fn a_return_not_acknowledged_before_the_minion_stops_is_delivered_after_it_starts() {
+    let mut c = cluster();
+    c.start_accepted(&["web01"]);
+    let started = c.dir.path().join("job-started");
+    let cmd = format!("touch '{}'; sleep 1; echo done", started.display());
+    let out = c.cmdb(&["run", "web01", "cmd.run", &cmd, "--async"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jid = text(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a jid")
+        .to_owned();
+    // The job runs; the master goes away before it ends, then the minion
+    // stops with the return unacknowledged.
+    let deadline = std::time::Instant::now() + tests::WAIT;
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        // The job's first act is the file; a file's appearance has no event
+        // to wait on in std, so it is polled.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    c.master.as_mut().expect("master").kill();
+    let minion = c.minions.get_mut("web01").expect("web01");
+    minion.terminate();
+    assert!(
+        minion.count("it stays in the outbox") == 1,
+        "{}",
+        minion.logs()
+    );
+    // Both come back; the minion delivers the kept return.
+    c.start_master();
+    c.start_minion("web01");
+    c.minion("web01")
+        .wait_for("delivering a return kept in the outbox");
+    c.minion("web01").wait_for("return acknowledged");
+    let out = c.cmdb(&["jobs", "show", &jid, "--out", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown[&jid]["Result"], json!({"web01": "done"}));
+}
