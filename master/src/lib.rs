@@ -13,7 +13,6 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod fileserver;
-pub mod inventory;
 pub mod jobs;
 pub mod keyring;
 pub mod metrics;
@@ -25,6 +24,7 @@ pub mod store;
 pub mod throttle;
 pub mod transport;
 
+pub use ::inventory;
 pub use config::MasterConfig;
 pub use error::MasterError;
 pub use server::run;

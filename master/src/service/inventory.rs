@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use super::{Page, ServiceError};
 use crate::error::MasterError;
-use crate::inventory::document::diff;
-use crate::inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
 use crate::server::{Shared, now_ms};
+use inventory::document::diff;
+use inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
 
 /// An inventory request.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use protocol::{Jid, JobReturn, Target};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MasterError;
-use crate::inventory::import::ImportRow;
-use crate::inventory::{AssetId, AssetRecord, ChangeRecord, Source};
+use inventory::import::ImportRow;
+use inventory::{AssetId, AssetRecord, ChangeRecord, Source};
 
 /// A job as the master recorded it when publishing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -226,17 +226,14 @@ mod tests {
         assert_eq!(versions, vec![0, 4, 5]);
         let history = s.history(&rec.id).expect("history");
         assert_eq!(
-            crate::inventory::rebuild(&rec, &history, 3).expect("v3")["facts"]["host"],
+            inventory::rebuild(&rec, &history, 3).expect("v3")["facts"]["host"],
             "h3"
         );
         assert_eq!(
-            crate::inventory::rebuild(&rec, &history, 0).expect("v0")["facts"]["host"],
+            inventory::rebuild(&rec, &history, 0).expect("v0")["facts"]["host"],
             "h0"
         );
-        assert!(
-            crate::inventory::rebuild(&rec, &history, 2).is_none(),
-            "pruned"
-        );
+        assert!(inventory::rebuild(&rec, &history, 2).is_none(), "pruned");
     }
 
     #[test]
@@ -277,10 +274,7 @@ mod tests {
         assert_eq!(s.assets().expect("all"), vec![rec.clone()]);
         let history = s.history(&rec.id).expect("history");
         for v in 0..=rec.version {
-            assert!(
-                crate::inventory::rebuild(&rec, &history, v).is_some(),
-                "v{v}"
-            );
+            assert!(inventory::rebuild(&rec, &history, v).is_some(), "v{v}");
         }
     }
 

@@ -29,8 +29,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::{JobRecord, Store, Stored};
 use crate::config::InventoryConfig;
 use crate::error::MasterError;
-use crate::inventory::import::ImportRow;
-use crate::inventory::{self, AssetId, AssetRecord, ChangeRecord, Source, Status};
+use inventory::import::ImportRow;
+use inventory::{self, AssetId, AssetRecord, ChangeRecord, Source, Status};
 
 fn store_err(e: impl std::fmt::Display) -> MasterError {
     MasterError::Store(e.to_string())

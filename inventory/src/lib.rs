@@ -5,6 +5,7 @@
 //! The functions here are pure: they take records and the time and return
 //! new records; the store writes them in one transaction.
 
+pub mod config;
 pub mod document;
 pub mod import;
 
@@ -17,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 pub use document::FieldChange;
 
-use crate::config::InventoryConfig;
+pub use config::InventoryConfig;
 
 /// An asset id: 16 lowercase hex digits, fixed at the asset's creation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
