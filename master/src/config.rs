@@ -97,6 +97,10 @@ pub struct ApiConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Host names signed requests may name in `@target-uri` besides the
+    /// listen address, `localhost`, `127.0.0.1`, `::1` and this host's name
+    /// (a signature made for another master is refused).
+    pub hostnames: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -105,6 +109,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:4507".into(),
             tls_cert: None,
             tls_key: None,
+            hostnames: Vec::new(),
         }
     }
 }

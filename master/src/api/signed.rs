@@ -17,10 +17,20 @@ use crate::server::Shared;
 use crate::service::ServiceError;
 
 /// Nonces seen recently, per user, each kept until the signature that
-/// carried it could no longer be accepted.
-#[derive(Default)]
+/// carried it could no longer be accepted. Nonces are kept in memory, so
+/// signatures made before the master started are refused.
 pub struct NonceCache {
     inner: Mutex<Nonces>,
+    started_s: i64,
+}
+
+impl Default for NonceCache {
+    fn default() -> Self {
+        NonceCache {
+            inner: Mutex::default(),
+            started_s: crate::server::now_ms() / 1000,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -76,10 +86,33 @@ fn unauth(e: httpsig::SigError) -> ServiceError {
     ServiceError::Unauthenticated(e.to_string())
 }
 
-/// Authenticates a request carrying `Signature-Input`: reads the body
-/// (within the body limit), checks the digest, the time window, the
-/// signature and the nonce; gives back the caller and the request with its
-/// body restored.
+/// Whether `host` (a `Host` header) names this master: the listen
+/// address, `localhost`, the loopback addresses, this host's name or one of
+/// `[api] hostnames`.
+fn is_this_master(shared: &Shared, host: &str) -> bool {
+    static HOSTNAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let listen = shared.cfg.api.listen.rsplit_once(':').map(|(h, _)| h);
+    let own = HOSTNAME.get_or_init(|| hostname::get().ok().and_then(|h| h.into_string().ok()));
+    ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .chain(listen.map(|l| l.trim_start_matches('[').trim_end_matches(']')))
+        .chain(own.as_deref())
+        .chain(shared.cfg.api.hostnames.iter().map(String::as_str))
+        .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Authenticates a request carrying `Signature-Input`: checks the
+/// signature by the key of the user named in `keyid` over the method, the
+/// URI (which must name this master) and the digest; then the time window,
+/// the body against the digest (read within the body limit) and the nonce.
+/// Gives back the caller and the request with its body restored. An
+/// unknown user, a user without a key and a wrong key get the same answer
+/// (the log says which).
 pub async fn authenticate(
     shared: &Shared,
     nonces: &NonceCache,
@@ -89,35 +122,59 @@ pub async fn authenticate(
     let input = header_text(&parts.headers, "signature-input")?;
     let signature = header_text(&parts.headers, "signature")?;
     let claim = httpsig::parse(input, signature).map_err(unauth)?;
-
-    let skew = i64::try_from(shared.cfg.clock_skew_secs).unwrap_or(i64::MAX);
-    let now = crate::server::now_ms() / 1000;
-    let created = claim.params.created;
-    if created < now.saturating_sub(skew) || created > now.saturating_add(skew) {
-        return Err(ServiceError::Unauthenticated(format!(
-            "the signature was created at {created}, {}s from the master's clock ({now}); \
-             clock_skew_secs allows {skew}s",
-            (now - created).abs()
-        )));
-    }
-    if claim.params.expires.is_some_and(|e| e < now) {
-        return Err(ServiceError::Unauthenticated(
-            "the signature has expired".into(),
-        ));
-    }
-
-    let (user, key) = shared.users.signing_key(&claim.params.keyid)?;
+    let keyid = claim.params.keyid.clone();
     let digest = header_text(&parts.headers, "content-digest")?;
     let host = header_text(&parts.headers, header::HOST.as_str())?;
+    if !is_this_master(shared, host) {
+        return Err(ServiceError::Unauthenticated(format!(
+            "the request was signed for {host:?}, which is not this master \
+             (its names: [api] hostnames)"
+        )));
+    }
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
     let target_uri = format!("https://{host}{path}");
-    claim
-        .verify(&key, parts.method.as_str(), &target_uri, digest)
-        .map_err(unauth)?;
+    let verified = shared.users.signing_key(&keyid).and_then(|(user, key)| {
+        claim
+            .verify(&key, parts.method.as_str(), &target_uri, digest)
+            .map(|()| user)
+            .map_err(unauth)
+    });
+    let user = match verified {
+        Ok(user) => user,
+        Err(ServiceError::Unauthenticated(why)) => {
+            tracing::warn!(keyid = %keyid, reason = %why, "refused a signed request");
+            return Err(ServiceError::Unauthenticated(format!(
+                "the signature does not verify for keyid {keyid:?} \
+                 (an unknown user, a user without a key, or another key)"
+            )));
+        }
+        Err(other) => return Err(other),
+    };
+
+    let skew = i64::try_from(shared.cfg.clock_skew_secs).unwrap_or(i64::MAX);
+    let now = crate::server::now_ms() / 1000;
+    let created = claim.params.created;
+    if created < now.saturating_sub(skew) || created > now.saturating_add(skew) {
+        return Err(ServiceError::Unauthenticated(format!(
+            "the signature was created {}s away from the master's clock; \
+             clock_skew_secs allows {skew}s",
+            (now - created).abs()
+        )));
+    }
+    if created < nonces.started_s {
+        return Err(ServiceError::Unauthenticated(
+            "the signature was made before this master started; sign the request again".into(),
+        ));
+    }
+    if claim.params.expires.is_some_and(|e| e < now) {
+        return Err(ServiceError::Unauthenticated(
+            "the signature has expired".into(),
+        ));
+    }
 
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
