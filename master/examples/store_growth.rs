@@ -17,9 +17,9 @@ mod facts;
 use std::path::Path;
 
 use master::config::InventoryConfig;
-use master::store::SledStore;
-use master::store::Store;
 use protocol::{JidGenerator, JobReturn, MinionId};
+use store::SledStore;
+use store::Store;
 
 fn dir_bytes(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;

@@ -30,16 +30,9 @@ pub enum MasterError {
     /// A key operation failed.
     #[error(transparent)]
     Key(#[from] keys::KeyError),
-    /// The store failed.
-    #[error("store: {0}")]
-    Store(String),
-    /// An operator request was refused (no such asset, a transition not
-    /// allowed, a bad import row, …).
-    #[error("{0}")]
-    Refused(String),
-    /// A write named a version that is no longer current.
-    #[error("{0}")]
-    Precondition(String),
+    /// The store failed or refused an edit.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// A protocol rule was broken.
     #[error(transparent)]
     Protocol(#[from] protocol::ProtocolError),

@@ -7,7 +7,6 @@
 //! answers; the HTTP API (a unix socket and TLS) serves jobs, the inventory, keys,
 //! users, events and metrics.
 
-pub mod access;
 pub mod api;
 pub mod config;
 pub mod error;
@@ -20,11 +19,12 @@ pub mod presence;
 pub mod requests;
 pub mod server;
 pub mod service;
-pub mod store;
 pub mod throttle;
 pub mod transport;
 
 pub use ::inventory;
+pub use ::store;
+pub use ::store::access;
 pub use config::MasterConfig;
 pub use error::MasterError;
 pub use server::run;

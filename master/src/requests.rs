@@ -17,9 +17,9 @@ use tracing::{debug, info, warn};
 use crate::jobs::ReturnOutcome;
 use crate::keyring::random;
 use crate::server::Shared;
-use crate::store::Stored;
 use protocol::seal::{SymmetricKey, seal_session_key};
 use std::sync::atomic::Ordering;
+use store::Stored;
 
 /// Auth nonces seen recently, to refuse a replayed auth request.
 #[derive(Default)]

@@ -16,9 +16,9 @@ use crate::config::MasterConfig;
 use crate::error::MasterError;
 use crate::requests::{self, NonceCache};
 use crate::service::jobs::JobsService;
-use crate::store::{SledStore, Store};
 use crate::transport;
 use crate::transport::gate::{Gate, Port};
+use store::{SledStore, Store};
 
 /// The PUB topic every minion subscribes to.
 pub const BROADCAST_TOPIC: &[u8] = b"cmdb";
@@ -238,10 +238,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
 }
 
 /// A reply that acknowledges a stored return, and that return.
-type Durable = (
-    Vec<Bytes>,
-    Option<(protocol::JobReturn, crate::store::Stored)>,
-);
+type Durable = (Vec<Bytes>, Option<(protocol::JobReturn, store::Stored)>);
 
 /// Group commit: replies that acknowledge stored returns wait here until
 /// one flush of the store covers all of them, then go out.

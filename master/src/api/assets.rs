@@ -11,10 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, doc};
-use crate::access::Role;
 use crate::service::inventory::{AssetAnswer, AssetRequest, handle};
 use crate::service::inventory::{AssetView, ChangeFeedEntry, DiffView, HistoryView, ImportSummary};
 use crate::service::{Page, ServiceError, page_limit};
+use store::access::Role;
 
 /// `GET /v1/assets` parameters.
 #[derive(Debug, Deserialize)]

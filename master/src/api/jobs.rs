@@ -15,10 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, PageQuery, doc};
-use crate::access::Role;
 use crate::service::jobs::{JobEvent, JobView, NewJob};
 use crate::service::{Page, ServiceError, page_limit};
-use crate::store::JobRecord;
+use store::JobRecord;
+use store::access::Role;
 
 /// How `target` is read, as Salt's `tgt_type`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,9 +6,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiQuery, ApiState, Caller, PageQuery, doc};
-use crate::access::Role;
 use crate::service::keys::{self, KeyView, Widen};
 use crate::service::{Page, page_limit};
+use store::access::Role;
 
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", params(PageQuery), responses((status = 200, description = "keys by minion id and state", body = Page<KeyView>), doc::BadRequest, doc::Refused, doc::Failed, doc::Unavailable))]
 async fn list(

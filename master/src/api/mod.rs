@@ -29,10 +29,10 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::access::{Role, User};
 use crate::error::MasterError;
 use crate::server::Shared;
 use crate::service::ServiceError;
+use store::access::{Role, User};
 
 /// Largest request body accepted (a CSV import is the largest).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;

@@ -187,7 +187,7 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
     };
     match st.shared.users.authenticate(token.trim()) {
         Ok(user) => {
-            let token_id = crate::access::parse_token(token.trim()).map(|(id, _)| id.to_owned());
+            let token_id = store::access::parse_token(token.trim()).map(|(id, _)| id.to_owned());
             req.extensions_mut().insert(Caller { user, token_id });
             next.run(req).await
         }

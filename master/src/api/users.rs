@@ -7,9 +7,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, PageQuery, Problem, doc};
-use crate::access::{Role, User};
 use crate::service::users::{CreatedToken, NewToken, NewUser, TokenView};
 use crate::service::{Page, ServiceError, page_limit};
+use store::access::{Role, User};
 
 #[utoipa::path(get, path = "/v1/users", tag = "users", params(PageQuery), responses((status = 200, description = "users by name", body = Page<User>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Page, ServiceError};
-use crate::error::MasterError;
 use crate::server::{Shared, now_ms};
 use inventory::document::diff;
 use inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
@@ -400,7 +399,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                     if let Some(v) = if_match
                         && v != r.version
                     {
-                        return Err(MasterError::Precondition(format!(
+                        return Err(store::StoreError::Precondition(format!(
                             "asset {} is at version {}, not {v}: it changed since it was read; \
                              read it again and reapply the change",
                             r.id, r.version
@@ -419,7 +418,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                     if let Some(to) = to {
                         let from = r.status();
                         if from != to && !cfg.allows(from.as_str(), to.as_str()) {
-                            return Err(MasterError::Refused(format!(
+                            return Err(store::StoreError::Refused(format!(
                                 "status change {} -> {} is not allowed",
                                 from.as_str(),
                                 to.as_str()
@@ -430,7 +429,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                     Ok(doc)
                 })
                 .map_err(|e| match e {
-                    MasterError::Refused(m) => ServiceError::Conflict(m),
+                    store::StoreError::Refused(m) => ServiceError::Conflict(m),
                     other => other.into(),
                 })?;
             Ok(AssetAnswer::Asset(Box::new(record_view(

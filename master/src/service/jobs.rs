@@ -17,13 +17,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Page, ServiceError};
-use crate::access::User;
 use crate::config::MasterConfig;
 use crate::events::EventBus;
 use crate::jobs::JobTracker;
 use crate::keyring::{Keyring, random};
 use crate::server::{BROADCAST_TOPIC, PUBLISH_AAD, now_ms, now_us};
-use crate::store::{JobRecord, Store};
+use store::access::User;
+use store::{JobRecord, Store};
 
 /// A job to publish.
 #[derive(Debug, Clone)]

@@ -129,12 +129,20 @@ impl ServiceError {
     }
 }
 
+impl From<store::StoreError> for ServiceError {
+    fn from(e: store::StoreError) -> Self {
+        MasterError::Store(e).into()
+    }
+}
+
 impl From<MasterError> for ServiceError {
     fn from(e: MasterError) -> Self {
         match e {
             MasterError::Protocol(p) => ServiceError::Invalid(p.to_string()),
-            MasterError::Refused(m) => ServiceError::Unprocessable(m),
-            MasterError::Precondition(m) => ServiceError::PreconditionFailed(m),
+            MasterError::Store(store::StoreError::Refused(m)) => ServiceError::Unprocessable(m),
+            MasterError::Store(store::StoreError::Precondition(m)) => {
+                ServiceError::PreconditionFailed(m)
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }
@@ -159,7 +167,9 @@ mod tests {
         for (e, status) in cases {
             assert_eq!(e.status(), status, "{e:?}");
         }
-        let store = ServiceError::from(MasterError::Store("disk full".into()));
+        let store = ServiceError::from(MasterError::Store(store::StoreError::Engine(
+            "disk full".into(),
+        )));
         assert_eq!(store.status(), 500);
     }
 }

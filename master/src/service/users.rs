@@ -8,9 +8,9 @@ use keys::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
-use crate::access::{self, Role, Token, User};
 use crate::server::now_ms;
-use crate::store::Store;
+use store::Store;
+use store::access::{self, Role, Token, User};
 
 /// A user to create.
 #[derive(Debug, Clone, Serialize, Deserialize)]

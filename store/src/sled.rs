@@ -27,30 +27,30 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{JobRecord, Store, Stored};
-use crate::config::InventoryConfig;
-use crate::error::MasterError;
+use crate::StoreError;
+use inventory::InventoryConfig;
 use inventory::import::ImportRow;
 use inventory::{self, AssetId, AssetRecord, ChangeRecord, Source, Status};
 
-fn store_err(e: impl std::fmt::Display) -> MasterError {
-    MasterError::Store(e.to_string())
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, MasterError> {
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(v).map_err(store_err)
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, MasterError> {
+fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(b).map_err(store_err)
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<MasterError>>;
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-fn abort(e: MasterError) -> ConflictableTransactionError<MasterError> {
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-fn tx_err(e: TransactionError<MasterError>) -> MasterError {
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => store_err(e),
@@ -192,7 +192,7 @@ pub struct SledStore {
 
 impl SledStore {
     /// Opens (or creates) the database at `path`.
-    pub fn open(path: &Path, inventory: InventoryConfig) -> Result<SledStore, MasterError> {
+    pub fn open(path: &Path, inventory: InventoryConfig) -> Result<SledStore, StoreError> {
         // New databases compress their pages (zstd); one made without keeps
         // its setting, which sled fixes at creation.
         let compressed = match std::fs::read(path.join("conf")) {
@@ -205,7 +205,10 @@ impl SledStore {
             .path(path)
             .use_compression(compressed)
             .open()
-            .map_err(|e| MasterError::Store(format!("{}: {e}", path.display())))?;
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         let store = SledStore {
             jobs: tree("jobs")?,
@@ -233,7 +236,7 @@ impl SledStore {
     }
 
     /// Builds the time index of a database written before it existed.
-    fn index_history(&self) -> Result<(), MasterError> {
+    fn index_history(&self) -> Result<(), StoreError> {
         if self.history.scan_prefix(TIME_INDEX).next().is_some() {
             return Ok(());
         }
@@ -292,7 +295,7 @@ impl SledStore {
                 None => Ok(None),
             }
         };
-        assemble(base, head, change, |m| abort(MasterError::Store(m))).map(Some)
+        assemble(base, head, change, |m| abort(StoreError::Engine(m))).map(Some)
     }
 
     /// Writes an asset read at checkpoint `base` (none for a new one): its
@@ -319,7 +322,7 @@ impl SledStore {
     }
 
     /// The latest record of the asset whose checkpoint is `base`.
-    fn load(&self, base: &[u8]) -> Result<AssetRecord, MasterError> {
+    fn load(&self, base: &[u8]) -> Result<AssetRecord, StoreError> {
         let base: AssetRecord = decode(base)?;
         let head: Option<Head> = match self
             .heads
@@ -329,18 +332,18 @@ impl SledStore {
             Some(v) => Some(decode(&v)?),
             None => None,
         };
-        let change = |id: &AssetId, v: u64| -> Result<Option<ChangeRecord>, MasterError> {
+        let change = |id: &AssetId, v: u64| -> Result<Option<ChangeRecord>, StoreError> {
             match self.history.get(history_key(id, v)).map_err(store_err)? {
                 Some(b) => Ok(Some(decode(&b)?)),
                 None => Ok(None),
             }
         };
-        Ok(assemble(base, head, change, MasterError::Store)?.rec)
+        Ok(assemble(base, head, change, StoreError::Engine)?.rec)
     }
 
     /// Drops the oldest change records of an asset beyond `history_keep`,
     /// never the first record or the latest change.
-    fn prune(&self, id: &AssetId) -> Result<(), MasterError> {
+    fn prune(&self, id: &AssetId) -> Result<(), StoreError> {
         let keep = self.inventory.history_keep;
         if keep == 0 {
             return Ok(());
@@ -366,7 +369,7 @@ impl SledStore {
         Ok(())
     }
 
-    fn all_assets(&self) -> Result<Vec<AssetRecord>, MasterError> {
+    fn all_assets(&self) -> Result<Vec<AssetRecord>, StoreError> {
         let mut out = Vec::new();
         for item in self.assets.iter() {
             let (_, v) = item.map_err(store_err)?;
@@ -377,7 +380,7 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn put_job(&self, job: &JobRecord) -> Result<(), MasterError> {
+    fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.jobs
             .insert(job.jid.as_str().as_bytes(), encode(job)?)
             .map_err(store_err)?;
@@ -385,7 +388,7 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), MasterError> {
+    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError> {
         let key = job.jid.as_str().as_bytes();
         let record = encode(job)?;
         (&self.jobs, &self.envelopes)
@@ -394,12 +397,12 @@ impl Store for SledStore {
                 e.insert(key, envelope)?;
                 Ok(())
             })
-            .map_err(|e: TransactionError<MasterError>| tx_err(e))?;
+            .map_err(|e: TransactionError<StoreError>| tx_err(e))?;
         self.db.flush().map_err(store_err)?;
         Ok(())
     }
 
-    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, MasterError> {
+    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.jobs.iter().rev() {
             let (k, v) = item.map_err(store_err)?;
@@ -415,14 +418,14 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError> {
+    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, StoreError> {
         match self.jobs.get(jid.as_str().as_bytes()).map_err(store_err)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, MasterError> {
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
         let key = return_key(&ret.jid, ret.minion.as_str());
         let minion = ret.minion.as_str();
         let collect = is_collect(ret);
@@ -496,7 +499,7 @@ impl Store for SledStore {
         })
     }
 
-    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, MasterError> {
+    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError> {
         let mut prefix = jid.as_str().as_bytes().to_vec();
         prefix.push(b'/');
         let mut out = Vec::new();
@@ -507,7 +510,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError> {
+    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, StoreError> {
         let mut prefix = jid.as_str().as_bytes().to_vec();
         prefix.push(b'/');
         let mut out = Vec::new();
@@ -532,14 +535,14 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), MasterError> {
+    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
         self.presence
             .insert(minion.as_bytes(), &at_ms.to_be_bytes())
             .map_err(store_err)?;
         Ok(())
     }
 
-    fn last_seen(&self, minion: &str) -> Result<Option<i64>, MasterError> {
+    fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .presence
             .get(minion.as_bytes())
@@ -548,14 +551,14 @@ impl Store for SledStore {
             .map(i64::from_be_bytes))
     }
 
-    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError> {
+    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError> {
         match self.assets.get(id.as_str().as_bytes()).map_err(store_err)? {
             Some(v) => Ok(Some(self.load(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, MasterError> {
+    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, StoreError> {
         match self
             .asset_minion
             .get(minion.as_bytes())
@@ -569,11 +572,11 @@ impl Store for SledStore {
         }
     }
 
-    fn assets(&self) -> Result<Vec<AssetRecord>, MasterError> {
+    fn assets(&self) -> Result<Vec<AssetRecord>, StoreError> {
         self.all_assets()
     }
 
-    fn size_on_disk(&self) -> Result<u64, MasterError> {
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(store_err)
     }
 
@@ -581,7 +584,7 @@ impl Store for SledStore {
         &self,
         after: Option<&AssetId>,
         visit: &mut dyn FnMut(AssetRecord) -> bool,
-    ) -> Result<(), MasterError> {
+    ) -> Result<(), StoreError> {
         use std::ops::Bound;
         let start = match after {
             Some(id) => Bound::Excluded(id.as_str().as_bytes().to_vec()),
@@ -596,7 +599,7 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn expire_jobs(&self, before_ms: i64) -> Result<usize, MasterError> {
+    fn expire_jobs(&self, before_ms: i64) -> Result<usize, StoreError> {
         let mut gone = 0;
         for item in self.jobs.iter() {
             let (k, v) = item.map_err(store_err)?;
@@ -622,7 +625,7 @@ impl Store for SledStore {
         &self,
         before: Option<&Jid>,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, MasterError> {
+    ) -> Result<Vec<JobRecord>, StoreError> {
         let end = match before {
             Some(jid) => jid.as_str().as_bytes().to_vec(),
             None => vec![0xff],
@@ -635,7 +638,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, MasterError> {
+    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, StoreError> {
         let mut out = Vec::new();
         for item in self.history.scan_prefix(id.as_str().as_bytes()) {
             let (_, v) = item.map_err(store_err)?;
@@ -650,14 +653,14 @@ impl Store for SledStore {
         source: Source,
         user: Option<String>,
         now_ms: i64,
-        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, MasterError>,
-    ) -> Result<AssetRecord, MasterError> {
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
+    ) -> Result<AssetRecord, StoreError> {
         let every = self.checkpoint_every();
         let rec = (&self.assets, &self.heads, &self.history)
             .transaction(|(a, hd, h)| {
                 let Loaded { mut rec, base } =
                     Self::get_asset_tx(a, hd, h, id.as_str().as_bytes())?
-                        .ok_or_else(|| abort(MasterError::Refused(format!("no asset {id}"))))?;
+                        .ok_or_else(|| abort(StoreError::Refused(format!("no asset {id}"))))?;
                 let doc = edit(&rec).map_err(abort)?;
                 if let Some(entry) = rec.change_to(doc, source, None, user.clone(), now_ms) {
                     Self::put_asset_tx(a, hd, &rec, Some(base), every)?;
@@ -671,7 +674,7 @@ impl Store for SledStore {
         Ok(rec)
     }
 
-    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, MasterError> {
+    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, StoreError> {
         let Some(id) = self
             .asset_minion
             .get(minion.as_bytes())
@@ -697,7 +700,7 @@ impl Store for SledStore {
         rows: &[ImportRow],
         user: &str,
         now_ms: i64,
-    ) -> Result<(usize, usize), MasterError> {
+    ) -> Result<(usize, usize), StoreError> {
         let mut by_serial = std::collections::HashMap::new();
         for rec in self.all_assets()? {
             if let Some(s) = rec.serial() {
@@ -767,7 +770,7 @@ impl Store for SledStore {
         &self,
         since_ms: i64,
         until_ms: Option<i64>,
-    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError> {
+    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError> {
         let start = time_prefix(since_ms);
         let end = match until_ms {
             Some(u) => time_prefix(u),
@@ -808,12 +811,12 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn flush(&self) -> Result<(), MasterError> {
+    fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(store_err)?;
         Ok(())
     }
 
-    fn put_user(&self, user: &User) -> Result<(), MasterError> {
+    fn put_user(&self, user: &User) -> Result<(), StoreError> {
         self.users
             .insert(user.name.as_bytes(), encode(user)?)
             .map_err(store_err)?;
@@ -821,14 +824,14 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn user(&self, name: &str) -> Result<Option<User>, MasterError> {
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
         match self.users.get(name.as_bytes()).map_err(store_err)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn users(&self) -> Result<Vec<User>, MasterError> {
+    fn users(&self) -> Result<Vec<User>, StoreError> {
         self.users
             .iter()
             .values()
@@ -836,7 +839,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn remove_user(&self, name: &str) -> Result<bool, MasterError> {
+    fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
         let existed = self
             .users
             .remove(name.as_bytes())
@@ -852,7 +855,7 @@ impl Store for SledStore {
         Ok(existed)
     }
 
-    fn put_token(&self, token: &Token) -> Result<(), MasterError> {
+    fn put_token(&self, token: &Token) -> Result<(), StoreError> {
         self.tokens
             .insert(token.id.as_bytes(), encode(token)?)
             .map_err(store_err)?;
@@ -860,14 +863,14 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn token(&self, id: &str) -> Result<Option<Token>, MasterError> {
+    fn token(&self, id: &str) -> Result<Option<Token>, StoreError> {
         match self.tokens.get(id.as_bytes()).map_err(store_err)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn tokens(&self) -> Result<Vec<Token>, MasterError> {
+    fn tokens(&self) -> Result<Vec<Token>, StoreError> {
         self.tokens
             .iter()
             .values()
@@ -875,7 +878,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn remove_token(&self, id: &str) -> Result<bool, MasterError> {
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
         let existed = self
             .tokens
             .remove(id.as_bytes())

@@ -1,9 +1,37 @@
-//! The master's storage: jobs, returns, presence and the asset inventory.
+//! The master's storage: jobs, returns, presence, the asset inventory,
+//! users and tokens. It only persists records: the asset model is the
+//! `inventory` crate's.
 //!
-//! [`Store`] is the interface the rest of the master uses; [`SledStore`] keeps
-//! it in a sled database. Records are msgpack with named fields.
+//! [`Store`] is the interface the master uses; [`SledStore`] keeps it in a
+//! sled database. Records are msgpack with named fields. Nothing above this
+//! crate names an engine.
 
+pub mod access;
 pub mod sled;
+
+use thiserror::Error;
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("{path}: {reason}")]
+    Open {
+        /// The database's path.
+        path: String,
+        /// What the engine said.
+        reason: String,
+    },
+    /// The engine failed (I/O, a transaction, a corrupt record).
+    #[error("store: {0}")]
+    Engine(String),
+    /// An edit refused the change (a transition not allowed, no such asset).
+    #[error("{0}")]
+    Refused(String),
+    /// An edit named a version that is no longer current.
+    #[error("{0}")]
+    Precondition(String),
+}
 
 pub use self::sled::SledStore;
 
@@ -14,7 +42,6 @@ use crate::access::{Token, User};
 use protocol::{Jid, JobReturn, Target};
 use serde::{Deserialize, Serialize};
 
-use crate::error::MasterError;
 use inventory::import::ImportRow;
 use inventory::{AssetId, AssetRecord, ChangeRecord, Source};
 
@@ -67,50 +94,47 @@ impl Stored {
 /// Storage used by the master.
 pub trait Store: Send + Sync {
     /// Records a new job (on disk when this returns).
-    fn put_job(&self, job: &JobRecord) -> Result<(), MasterError>;
+    fn put_job(&self, job: &JobRecord) -> Result<(), StoreError>;
     /// Records a new job with its signed envelope, both on disk when this
     /// returns, so a restarted master can hand the job to minions that
     /// missed it.
-    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), MasterError>;
+    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError>;
     /// Jobs started at or after `since_ms` with their signed envelopes,
     /// oldest first.
-    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, MasterError>;
+    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError>;
     /// A job by id.
-    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, MasterError>;
+    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, StoreError>;
     /// Stores a return unless one from that minion for that job is already
     /// stored; says what it did. A successful collect also updates
     /// the minion's asset (snapshot and change history) in the same
     /// transaction. The return is on disk after the next [`Store::flush`];
     /// the master flushes before it acknowledges, batching many returns
     /// into one flush.
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, MasterError>;
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError>;
     /// An asset by id.
-    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, MasterError>;
+    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError>;
     /// The asset a minion reports.
-    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, MasterError>;
+    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, StoreError>;
     /// Bytes the store takes on disk.
-    fn size_on_disk(&self) -> Result<u64, MasterError>;
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// Every asset.
-    fn assets(&self) -> Result<Vec<AssetRecord>, MasterError>;
+    fn assets(&self) -> Result<Vec<AssetRecord>, StoreError>;
     /// Assets in id order after `after` (from the first when none), each
     /// handed to `visit` until it answers false.
     fn scan_assets(
         &self,
         after: Option<&AssetId>,
         visit: &mut dyn FnMut(AssetRecord) -> bool,
-    ) -> Result<(), MasterError>;
+    ) -> Result<(), StoreError>;
     /// Removes jobs started before `before_ms` and their returns; says how
     /// many jobs went.
-    fn expire_jobs(&self, before_ms: i64) -> Result<usize, MasterError>;
+    fn expire_jobs(&self, before_ms: i64) -> Result<usize, StoreError>;
     /// Jobs newest first, older than `before` (from the newest when none),
     /// at most `limit`.
-    fn jobs_before(
-        &self,
-        before: Option<&Jid>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, MasterError>;
+    fn jobs_before(&self, before: Option<&Jid>, limit: usize)
+    -> Result<Vec<JobRecord>, StoreError>;
     /// An asset's history, oldest first.
-    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, MasterError>;
+    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, StoreError>;
     /// Changes an asset's document with `edit` (which may refuse), recording
     /// the change with its source and user; returns the updated record.
     fn edit_asset(
@@ -119,10 +143,10 @@ pub trait Store: Send + Sync {
         source: Source,
         user: Option<String>,
         now_ms: i64,
-        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, MasterError>,
-    ) -> Result<AssetRecord, MasterError>;
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
+    ) -> Result<AssetRecord, StoreError>;
     /// Marks a minion's asset online or offline; says whether it changed.
-    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, MasterError>;
+    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, StoreError>;
     /// Applies a checked CSV import in one transaction: rows whose serial
     /// matches an asset set its manual fields, the others become planned
     /// assets. Returns (matched, created).
@@ -131,47 +155,47 @@ pub trait Store: Send + Sync {
         rows: &[ImportRow],
         user: &str,
         now_ms: i64,
-    ) -> Result<(usize, usize), MasterError>;
+    ) -> Result<(usize, usize), StoreError>;
     /// Every change recorded at or after `since_ms` and before `until_ms`
     /// (none: up to now), oldest first; reads only that window.
     fn changes_between(
         &self,
         since_ms: i64,
         until_ms: Option<i64>,
-    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, MasterError>;
+    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError>;
     /// Every stored return of a job.
-    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, MasterError>;
+    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, StoreError>;
     /// The minions whose return for `jid` is stored (read from the keys
     /// alone).
-    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, MasterError>;
+    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError>;
     /// Records when a minion was last heard from (unix milliseconds).
-    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), MasterError>;
+    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError>;
     /// When a minion was last heard from.
-    fn last_seen(&self, minion: &str) -> Result<Option<i64>, MasterError>;
+    fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError>;
     /// Writes everything to disk.
-    fn flush(&self) -> Result<(), MasterError>;
+    fn flush(&self) -> Result<(), StoreError>;
     /// Creates or replaces a user (on disk when this returns).
-    fn put_user(&self, user: &User) -> Result<(), MasterError>;
+    fn put_user(&self, user: &User) -> Result<(), StoreError>;
     /// A user by name.
-    fn user(&self, name: &str) -> Result<Option<User>, MasterError>;
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
     /// Every user, by name.
-    fn users(&self) -> Result<Vec<User>, MasterError>;
+    fn users(&self) -> Result<Vec<User>, StoreError>;
     /// Removes a user and its tokens; says whether it existed.
-    fn remove_user(&self, name: &str) -> Result<bool, MasterError>;
+    fn remove_user(&self, name: &str) -> Result<bool, StoreError>;
     /// Creates or replaces a token (on disk when this returns).
-    fn put_token(&self, token: &Token) -> Result<(), MasterError>;
+    fn put_token(&self, token: &Token) -> Result<(), StoreError>;
     /// A token by id.
-    fn token(&self, id: &str) -> Result<Option<Token>, MasterError>;
+    fn token(&self, id: &str) -> Result<Option<Token>, StoreError>;
     /// Every token.
-    fn tokens(&self) -> Result<Vec<Token>, MasterError>;
+    fn tokens(&self) -> Result<Vec<Token>, StoreError>;
     /// Removes a token; says whether it existed.
-    fn remove_token(&self, id: &str) -> Result<bool, MasterError>;
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::InventoryConfig;
+    use inventory::InventoryConfig;
     use protocol::MinionId;
 
     fn ret(jid: &Jid, m: &str) -> JobReturn {
