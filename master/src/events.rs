@@ -30,6 +30,22 @@ pub struct BusEvent {
     pub data: serde_json::Value,
 }
 
+/// A return stored (`cmdb/job/<jid>/ret/<id>`): what it was, not its data
+/// (`GET /v1/jobs/{jid}` has that), so a slow listener holds little.
+#[derive(Debug, Serialize)]
+pub struct ReturnEvent<'a> {
+    /// The job.
+    pub jid: &'a str,
+    /// The minion.
+    pub id: &'a str,
+    /// The function.
+    pub fun: &'a str,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Its return code.
+    pub retcode: i32,
+}
+
 /// A minion authenticating (`cmdb/auth`).
 #[derive(Debug, Serialize)]
 pub struct AuthEvent<'a> {

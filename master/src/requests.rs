@@ -414,9 +414,16 @@ pub fn notify_stored(shared: &Shared, ret: &JobReturn, outcome: &Stored) {
         shared.metrics.returns_stored.inc();
     }
     if live_new || outcome.is_new() {
+        let ev = crate::events::ReturnEvent {
+            jid: ret.jid.as_str(),
+            id: ret.minion.as_str(),
+            fun: &ret.fun,
+            success: ret.success,
+            retcode: ret.retcode,
+        };
         shared
             .events
-            .emit(|| format!("cmdb/job/{}/ret/{}", ret.jid, ret.minion), ret);
+            .emit(|| format!("cmdb/job/{}/ret/{}", ret.jid, ret.minion), &ev);
     }
     if let Stored::Asset {
         id,

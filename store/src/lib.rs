@@ -384,6 +384,54 @@ mod tests {
     }
 
     #[test]
+    fn lowering_history_keep_never_prunes_records_the_asset_still_needs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            for n in 0..(sled::CHECKPOINT_EVERY + 10) {
+                let mut r = ret(
+                    &Jid::from_micros(1_700_000_000_000_000 + n as i64).expect("jid"),
+                    "a",
+                );
+                r.fun = "collect".into();
+                r.data = serde_json::json!({"n": n});
+                s.put_return(&r, n as i64).expect("put");
+            }
+            s.flush().expect("flush");
+        }
+        let inv = InventoryConfig {
+            history_keep: 3,
+            ..InventoryConfig::default()
+        };
+        let s = SledStore::open(&path, inv).expect("reopen");
+        let rec = s.asset_of_minion("a").expect("read").expect("asset");
+        // A no-op edit prunes; the asset must still read.
+        s.edit_asset(&rec.id, Source::Manual, None, 99, &|r| {
+            Ok(r.document.clone())
+        })
+        .expect("edit");
+        let again = s
+            .asset_of_minion("a")
+            .expect("read after prune")
+            .expect("asset");
+        assert_eq!(again.facts()["n"], sled::CHECKPOINT_EVERY + 9);
+    }
+
+    #[test]
+    fn pushed_returns_expire_by_their_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open");
+        let old = Jid::from_micros(1_000_000_000_000).expect("jid");
+        let new = Jid::from_micros(1_700_000_000_000_000).expect("jid");
+        s.put_return(&ret(&old, "a"), 0).expect("old");
+        s.put_return(&ret(&new, "a"), 0).expect("new");
+        s.expire_jobs(1_600_000_000_000).expect("expire");
+        assert!(s.returned_minions(&old).expect("old").is_empty());
+        assert_eq!(s.returned_minions(&new).expect("new"), vec!["a".to_owned()]);
+    }
+
+    #[test]
     fn a_database_made_without_compression_still_opens() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("db");

@@ -322,7 +322,33 @@ impl SledStore {
     }
 
     /// The latest record of the asset whose checkpoint is `base`.
+    /// The latest record of the asset whose checkpoint is `base`. The
+    /// checkpoint, head and change records are read apart; a collect that
+    /// moves the checkpoint in between is met by reading again.
     fn load(&self, base: &[u8]) -> Result<AssetRecord, StoreError> {
+        let mut base = base.to_vec();
+        let mut tries = 0;
+        loop {
+            match self.load_once(&base) {
+                Ok(rec) => return Ok(rec),
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    let id: AssetRecord = decode(&base)?;
+                    match self
+                        .assets
+                        .get(id.id.as_str().as_bytes())
+                        .map_err(store_err)?
+                    {
+                        Some(v) => base = v.to_vec(),
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn load_once(&self, base: &[u8]) -> Result<AssetRecord, StoreError> {
         let base: AssetRecord = decode(base)?;
         let head: Option<Head> = match self
             .heads
@@ -342,12 +368,17 @@ impl SledStore {
     }
 
     /// Drops the oldest change records of an asset beyond `history_keep`,
-    /// never the first record or the latest change.
+    /// never the first record, the latest change, or one after the asset's
+    /// checkpoint (reading the asset replays those).
     fn prune(&self, id: &AssetId) -> Result<(), StoreError> {
         let keep = self.inventory.history_keep;
         if keep == 0 {
             return Ok(());
         }
+        let Some(base) = self.assets.get(id.as_str().as_bytes()).map_err(store_err)? else {
+            return Ok(());
+        };
+        let checkpoint = decode::<AssetRecord>(&base)?.version;
         let keys: Vec<sled::IVec> = self
             .history
             .scan_prefix(id.as_str().as_bytes())
@@ -358,7 +389,19 @@ impl SledStore {
         if changes <= keep {
             return Ok(());
         }
-        for k in keys.iter().skip(1).take(changes - keep) {
+        let after_checkpoint = |k: &sled::IVec| {
+            k.len() >= 8
+                && k[k.len() - 8..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .is_ok_and(|v| v > checkpoint)
+        };
+        for k in keys
+            .iter()
+            .skip(1)
+            .take(changes - keep)
+            .filter(|k| !after_checkpoint(k))
+        {
             if let Some(v) = self.history.remove(k).map_err(store_err)? {
                 let rec: ChangeRecord = decode(&v)?;
                 self.history
@@ -600,6 +643,21 @@ impl Store for SledStore {
     }
 
     fn expire_jobs(&self, before_ms: i64) -> Result<usize, StoreError> {
+        // Returns without a job record (agent pushes) go by their jid's time.
+        if let Some(cutoff) = Jid::from_micros(before_ms.saturating_mul(1000)) {
+            let mut batch = sled::Batch::default();
+            let mut n = 0usize;
+            for key in self.returns.range(..cutoff.as_str().as_bytes()).keys() {
+                batch.remove(key.map_err(store_err)?);
+                n += 1;
+                if n % 10_000 == 0 {
+                    self.returns
+                        .apply_batch(std::mem::take(&mut batch))
+                        .map_err(store_err)?;
+                }
+            }
+            self.returns.apply_batch(batch).map_err(store_err)?;
+        }
         let mut gone = 0;
         for item in self.jobs.iter() {
             let (k, v) = item.map_err(store_err)?;

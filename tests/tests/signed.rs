@@ -203,6 +203,17 @@ fn signed_requests_pass_and_every_signature_failure_is_refused() {
         ),
     ];
     refused(curl(&c, "GET", "/v1/jobs", &h, ""), "not this master");
+    // Another master on this host (another port) is another master.
+    let port = c.api_port.wrapping_add(1);
+    let other = format!("https://127.0.0.1:{port}/v1/jobs");
+    let s = sign(&carol, &params("carol"), "GET", &other, b"").expect("sign");
+    let h = vec![
+        ("content-digest".to_owned(), s.content_digest),
+        ("signature-input".to_owned(), s.signature_input),
+        ("signature".to_owned(), s.signature),
+        ("host".to_owned(), format!("127.0.0.1:{port}")),
+    ];
+    refused(curl(&c, "GET", "/v1/jobs", &h, ""), "not this master");
 
     // Signed for one path, sent to another; signed as GET, sent as DELETE.
     let h = signed(&c, &carol, &params("carol"), "GET", "/v1/jobs", "");

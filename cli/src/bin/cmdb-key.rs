@@ -52,9 +52,21 @@ fn start(cli: KeyCli) -> anyhow::Result<()> {
     let action = action(&cli)?;
     // Through the running master's API; on the files while it is stopped.
     let socket = cfg.api_socket();
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-        let api = Endpoint::Unix(socket);
-        return run(&KeyBackend::Api(&api), &cfg.pki_dir(), action, opts);
+    match std::os::unix::net::UnixStream::connect(&socket) {
+        Ok(_) => {
+            let api = Endpoint::Unix(socket);
+            return run(&KeyBackend::Api(&api), &cfg.pki_dir(), action, opts);
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) => {}
+        Err(e) => anyhow::bail!(
+            "{}: {e}; the master seems to run but its API cannot be reached, \
+             so the keys are left alone",
+            socket.display()
+        ),
     }
     let pki = PkiStore::open(cfg.pki_dir())
         .with_context(|| format!("opening {}", cfg.pki_dir().display()))?;

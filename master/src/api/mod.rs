@@ -260,6 +260,25 @@ async fn metrics(axum::extract::State(st): axum::extract::State<ApiState>) -> Re
         .into_response()
 }
 
+/// A method as a metric label: the standard ones, else `other`.
+fn method_label(m: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    if known.contains(m) {
+        m.as_str().to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
 /// Counts each request by route pattern, method and status.
 async fn count_requests(
     axum::extract::State(st): axum::extract::State<ApiState>,
@@ -271,7 +290,7 @@ async fn count_requests(
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     st.shared
         .metrics
@@ -335,7 +354,7 @@ async fn not_found(
         .api_requests
         .get_or_create(&crate::metrics::RequestLabels {
             route: "unmatched".into(),
-            method: req.method().as_str().to_owned(),
+            method: method_label(req.method()),
             status: 404,
         })
         .inc();

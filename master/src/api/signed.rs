@@ -4,6 +4,7 @@
 //! not seen in that window.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use axum::body::Body;
@@ -86,23 +87,44 @@ fn unauth(e: httpsig::SigError) -> ServiceError {
     ServiceError::Unauthenticated(e.to_string())
 }
 
-/// Whether `host` (a `Host` header) names this master: the listen
-/// address, `localhost`, the loopback addresses, this host's name or one of
-/// `[api] hostnames`.
-fn is_this_master(shared: &Shared, host: &str) -> bool {
+/// Whether `host` (a `Host` header) names this master: one of `[api]
+/// hostnames` (any port), or, on the listen port, the listen address, this
+/// host's name, or a loopback name when the peer itself is on loopback. A
+/// request signed for another master (another port on this host, or
+/// `localhost` seen from elsewhere) is not taken.
+fn is_this_master(shared: &Shared, host: &str, peer: Option<SocketAddr>) -> bool {
     static HOSTNAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let name = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
-        _ => host,
+    let (name, port) = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => (h, Some(p)),
+        _ => (host, None),
     };
     let name = name.trim_start_matches('[').trim_end_matches(']');
-    let listen = shared.cfg.api.listen.rsplit_once(':').map(|(h, _)| h);
+    if shared
+        .cfg
+        .api
+        .hostnames
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+    {
+        return true;
+    }
+    let (listen_host, listen_port) = match shared.cfg.api.listen.rsplit_once(':') {
+        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']'), Some(p)),
+        None => (shared.cfg.api.listen.as_str(), None),
+    };
+    if port.unwrap_or("443") != listen_port.unwrap_or("4507") {
+        return false;
+    }
     let own = HOSTNAME.get_or_init(|| hostname::get().ok().and_then(|h| h.into_string().ok()));
-    ["localhost", "127.0.0.1", "::1"]
+    let loopback_peer = peer.is_some_and(|p| p.ip().is_loopback());
+    let loopback = ["localhost", "127.0.0.1", "::1"]
         .into_iter()
-        .chain(listen.map(|l| l.trim_start_matches('[').trim_end_matches(']')))
+        .any(|n| n.eq_ignore_ascii_case(name));
+    if loopback {
+        return loopback_peer;
+    }
+    std::iter::once(listen_host)
         .chain(own.as_deref())
-        .chain(shared.cfg.api.hostnames.iter().map(String::as_str))
         .any(|n| n.eq_ignore_ascii_case(name))
 }
 
@@ -116,6 +138,7 @@ fn is_this_master(shared: &Shared, host: &str) -> bool {
 pub async fn authenticate(
     shared: &Shared,
     nonces: &NonceCache,
+    peer: Option<SocketAddr>,
     req: Request,
 ) -> Result<(Caller, Request), ServiceError> {
     let (parts, body) = req.into_parts();
@@ -125,7 +148,7 @@ pub async fn authenticate(
     let keyid = claim.params.keyid.clone();
     let digest = header_text(&parts.headers, "content-digest")?;
     let host = header_text(&parts.headers, header::HOST.as_str())?;
-    if !is_this_master(shared, host) {
+    if !is_this_master(shared, host, peer) {
         return Err(ServiceError::Unauthenticated(format!(
             "the request was signed for {host:?}, which is not this master \
              (its names: [api] hostnames)"

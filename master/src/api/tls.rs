@@ -161,7 +161,7 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
     let peer = req.extensions().get::<SocketAddr>().copied();
     let path = req.uri().path().to_owned();
     if req.headers().contains_key("signature-input") {
-        return match signed::authenticate(&st.shared, &st.nonces, req).await {
+        return match signed::authenticate(&st.shared, &st.nonces, peer, req).await {
             Ok((caller, mut req)) => {
                 req.extensions_mut().insert(caller);
                 next.run(req).await
