@@ -156,12 +156,16 @@ pub trait Store: Send + Sync {
         user: &str,
         now_ms: i64,
     ) -> Result<(usize, usize), StoreError>;
-    /// Every change recorded at or after `since_ms` and before `until_ms`
-    /// (none: up to now), oldest first; reads only that window.
+    /// Change records at or after `since_ms` and before `until_ms` (none:
+    /// up to now), oldest first (by time, asset id, version), starting at
+    /// the record `from` names (time, asset, version; included) when given,
+    /// at most `max`; reads only that window.
     fn changes_between(
         &self,
         since_ms: i64,
         until_ms: Option<i64>,
+        from: Option<(i64, &AssetId, u64)>,
+        max: usize,
     ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError>;
     /// Every stored return of a job.
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, StoreError>;
@@ -337,7 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("db");
         let window = |s: &SledStore| -> Vec<i64> {
-            s.changes_between(15, Some(35))
+            s.changes_between(15, Some(35), None, usize::MAX)
                 .expect("changes")
                 .iter()
                 .map(|(_, h)| h.at_ms)
@@ -358,7 +362,12 @@ mod tests {
             }
             s.flush().expect("flush");
             assert_eq!(window(&s), vec![20, 20, 30, 30]);
-            assert_eq!(s.changes_between(0, None).expect("all").len(), 8);
+            assert_eq!(
+                s.changes_between(0, None, None, usize::MAX)
+                    .expect("all")
+                    .len(),
+                8
+            );
         }
         {
             // A database from before the index: drop the index entries.

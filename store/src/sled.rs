@@ -828,8 +828,13 @@ impl Store for SledStore {
         &self,
         since_ms: i64,
         until_ms: Option<i64>,
+        from: Option<(i64, &AssetId, u64)>,
+        max: usize,
     ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError> {
-        let start = time_prefix(since_ms);
+        let start = match from {
+            Some((at, id, version)) if at >= since_ms => time_key(at, id, version),
+            _ => time_prefix(since_ms),
+        };
         let end = match until_ms {
             Some(u) => time_prefix(u),
             None => {
@@ -842,6 +847,9 @@ impl Store for SledStore {
             std::collections::HashMap::new();
         let mut out = Vec::new();
         for key in self.history.range(start..end).keys() {
+            if out.len() >= max {
+                break;
+            }
             let key = key.map_err(store_err)?;
             let Some((id, version)) = from_time_key(&key) else {
                 continue;

@@ -536,7 +536,14 @@ fn lists_are_paged_with_limit_cursor_and_next() {
         "newest first: {jids:?}"
     );
     assert_eq!(follow("/v1/keys").len(), 3);
-    assert!(!follow("/v1/changes").is_empty());
+    let paged = follow("/v1/changes");
+    let (_, _, whole) = curl(&c, "GET", "/v1/changes?limit=1000", None, false);
+    assert!(!paged.is_empty());
+    assert_eq!(
+        Some(&paged),
+        whole["items"].as_array(),
+        "pages differ from one page"
+    );
 
     for (uri, words) in [
         ("/v1/assets?limit=0", "at least 1"),

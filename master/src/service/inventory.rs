@@ -464,8 +464,37 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             cursor,
             limit,
         } => {
-            let mut out = Vec::new();
-            for (rec, h) in shared.store.changes_between(since_ms, until_ms)? {
+            // Cursor: the last entry given, as time/asset/version/index.
+            let bad = || ServiceError::Invalid("cursor is not one this API gave".into());
+            let from = match &cursor {
+                Some(c) => {
+                    let parts: Vec<&str> = c.split('/').collect();
+                    let hex = |p: &str, n: usize| -> Result<u64, ServiceError> {
+                        if p.len() != n {
+                            return Err(bad());
+                        }
+                        u64::from_str_radix(p, 16).map_err(|_| bad())
+                    };
+                    let [at, asset, version, index] = parts.as_slice() else {
+                        return Err(bad());
+                    };
+                    Some((
+                        i64::try_from(hex(at, 16)?).map_err(|_| bad())?,
+                        AssetId::parse(asset).ok_or_else(bad)?,
+                        hex(version, 16)?,
+                        hex(index, 8)?,
+                    ))
+                }
+                None => None,
+            };
+            let records = shared.store.changes_between(
+                since_ms,
+                until_ms,
+                from.as_ref().map(|(at, id, v, _)| (*at, id, *v)),
+                limit + 2,
+            )?;
+            let mut items: Vec<(u64, ChangeFeedEntry)> = Vec::new();
+            for (rec, h) in records {
                 let entry =
                     |path: String, old: Option<Value>, new: Option<Value>| ChangeFeedEntry {
                         at_ms: h.at_ms,
@@ -479,36 +508,39 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                         old,
                         new,
                     };
-                for c in &h.changes {
-                    out.push(entry(c.path_text(), c.old.clone(), c.new.clone()));
-                }
+                let mut entries: Vec<ChangeFeedEntry> = h
+                    .changes
+                    .iter()
+                    .map(|c| entry(c.path_text(), c.old.clone(), c.new.clone()))
+                    .collect();
                 if h.source == Source::Created || (h.changes.is_empty() && h.snapshot.is_some()) {
-                    out.push(entry(String::new(), None, Some(json!("created"))));
+                    entries.push(entry(String::new(), None, Some(json!("created"))));
                 }
-            }
-            // Feed order: time, then asset and version, then the order of
-            // the changes within a record.
-            let key = |(i, e): &(usize, ChangeFeedEntry)| {
-                format!("{:016x}/{}/{:016x}/{i:08x}", e.at_ms, e.asset_id, e.version)
-            };
-            let mut keyed: Vec<(usize, ChangeFeedEntry)> = Vec::new();
-            let mut last = None;
-            let mut n = 0;
-            for e in out {
-                let record = (e.at_ms, e.asset_id.clone(), e.version);
-                n = if last.as_ref() == Some(&record) {
-                    n + 1
-                } else {
-                    0
+                let skip = match &from {
+                    Some((at, id, v, i)) if *at == h.at_ms && *id == rec.id && *v == h.version => {
+                        i + 1
+                    }
+                    _ => 0,
                 };
-                last = Some(record);
-                keyed.push((n, e));
+                items.extend(
+                    entries
+                        .into_iter()
+                        .enumerate()
+                        .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                        .map(|(i, e)| (i as u64, e)),
+                );
             }
-            keyed.sort_by_key(key);
-            let page = Page::of(keyed, key, cursor.as_deref(), limit, false);
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|(i, e)| {
+                    format!("{:016x}/{}/{:016x}/{i:08x}", e.at_ms, e.asset_id, e.version)
+                })
+            } else {
+                None
+            };
             Ok(AssetAnswer::Changes(Page {
-                items: page.items.into_iter().map(|(_, e)| e).collect(),
-                next: page.next,
+                items: items.into_iter().map(|(_, e)| e).collect(),
+                next,
             }))
         }
     }
