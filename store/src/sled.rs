@@ -650,7 +650,7 @@ impl Store for SledStore {
             for key in self.returns.range(..cutoff.as_str().as_bytes()).keys() {
                 batch.remove(key.map_err(store_err)?);
                 n += 1;
-                if n % 10_000 == 0 {
+                if n.is_multiple_of(10_000) {
                     self.returns
                         .apply_batch(std::mem::take(&mut batch))
                         .map_err(store_err)?;
