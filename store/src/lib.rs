@@ -7,7 +7,19 @@
 //! crate names an engine.
 
 pub mod access;
+pub mod memory;
 pub mod sled;
+
+/// Key of the asset id in a collect return kept in the job cache (the
+/// facts are the asset's at that version, not a second copy).
+pub(crate) const ASSET_REF: &str = "__cmdb_asset__";
+/// Key of the asset version in a collect return kept in the job cache.
+pub(crate) const VERSION_REF: &str = "__cmdb_version__";
+
+/// Whether a return carries facts for the inventory.
+pub(crate) fn is_collect(ret: &protocol::JobReturn) -> bool {
+    ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
+}
 
 use thiserror::Error;
 
@@ -215,10 +227,27 @@ mod tests {
         }
     }
 
+    /// Every engine, fresh: sled in a temp dir and the in-memory reference.
+    fn engines(inv: InventoryConfig) -> Vec<(tempfile::TempDir, Box<dyn Store>)> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sled = SledStore::open(&dir.path().join("db"), inv.clone()).expect("open");
+        vec![
+            (dir, Box::new(sled) as Box<dyn Store>),
+            (
+                tempfile::tempdir().expect("tmp"),
+                Box::new(memory::MemoryStore::new(inv)),
+            ),
+        ]
+    }
+
     #[test]
     fn returns_are_deduplicated_by_jid_and_minion() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open");
+        for (_dir, s) in engines(InventoryConfig::default()) {
+            dedup(s.as_ref());
+        }
+    }
+
+    fn dedup(s: &dyn Store) {
         let jid = Jid::from_micros(1_700_000_000_000_000).expect("jid");
         assert!(s.put_return(&ret(&jid, "a"), 0).expect("put").is_new());
         assert!(!s.put_return(&ret(&jid, "a"), 0).expect("put").is_new());
@@ -308,8 +337,12 @@ mod tests {
 
     #[test]
     fn expired_jobs_go_with_their_returns_and_newer_ones_stay() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open");
+        for (_dir, s) in engines(InventoryConfig::default()) {
+            expiry(s.as_ref());
+        }
+    }
+
+    fn expiry(s: &dyn Store) {
         let jids: Vec<Jid> = (1..=3)
             .map(|n| Jid::from_micros(1_700_000_000_000_000 + n).expect("jid"))
             .collect();
@@ -429,8 +462,12 @@ mod tests {
 
     #[test]
     fn pushed_returns_expire_by_their_time() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open");
+        for (_dir, s) in engines(InventoryConfig::default()) {
+            push_expiry(s.as_ref());
+        }
+    }
+
+    fn push_expiry(s: &dyn Store) {
         let old = Jid::from_micros(1_000_000_000_000).expect("jid");
         let new = Jid::from_micros(1_700_000_000_000_000).expect("jid");
         s.put_return(&ret(&old, "a"), 0).expect("old");

@@ -95,15 +95,7 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
     k
 }
 
-/// Key of the asset id in a collect return kept in the job cache.
-const ASSET_REF: &str = "__cmdb_asset__";
-/// Key of the asset version in a collect return kept in the job cache.
-const VERSION_REF: &str = "__cmdb_version__";
-
-/// Whether a return carries facts for the inventory.
-fn is_collect(ret: &JobReturn) -> bool {
-    ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
-}
+use crate::{ASSET_REF, VERSION_REF, is_collect};
 
 /// Versions between two writes of an asset's whole document.
 pub const CHECKPOINT_EVERY: u64 = 16;
