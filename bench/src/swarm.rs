@@ -10,8 +10,8 @@ use keys::VerifyingKey;
 use minion::transport::{self, ChannelSlot, Link};
 use protocol::seal::{Sealed, SymmetricKey, channel_key, open_session_key};
 use protocol::{
-    AuthRequest, AuthStatus, Envelope, Heartbeat, Jid, JobReturn, MinionId, MissedJobs, Publish,
-    ReplyBody, RequestBody,
+    AuthRequest, AuthStatus, Envelope, ErrorKind, Heartbeat, Jid, JobReturn, MinionId, MissedJobs,
+    Publish, ReplyBody, RequestBody,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -86,6 +86,9 @@ struct Sim {
     round: u64,
     seen: VecDeque<Jid>,
     ever_online: bool,
+    /// Returns the master has not acknowledged; sent again in the next
+    /// session, as a real minion's outbox does.
+    undelivered: Vec<JobReturn>,
 }
 
 enum Authed {
@@ -199,14 +202,40 @@ impl Sim {
             started_ms: started,
             ended_ms: now_ms(),
         };
-        for attempt in 0..5 {
+        self.deliver(link, ret).await;
+    }
+
+    /// Sends a return until the master acknowledges it or refuses it for
+    /// good, with capped backoff, like the real minion; when the session
+    /// ends first, it is kept for the next one.
+    async fn deliver(&mut self, link: &Link, ret: JobReturn) {
+        let mut wait = 0.2f64;
+        loop {
             match link.request(RequestBody::Return(ret.clone()), false).await {
                 Ok(r) if matches!(r.body, ReplyBody::Ack { .. }) => {
                     self.stats.returns.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                _ => tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await,
+                Ok(_) => return,
+                Err(minion::error::MinionError::Refused { kind, .. })
+                    if !matches!(kind, ErrorKind::Internal | ErrorKind::NotAccepted) =>
+                {
+                    return;
+                }
+                Err(_) if link.broken.is_cancelled() => {
+                    self.undelivered.push(ret);
+                    return;
+                }
+                Err(_) => {}
             }
+            tokio::select! {
+                _ = link.broken.cancelled() => {
+                    self.undelivered.push(ret);
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_secs_f64(wait * (0.5 + jitter()))) => {}
+            }
+            wait = (wait * 2.0).min(10.0);
         }
     }
 
@@ -239,6 +268,9 @@ impl Sim {
         if !self.ever_online {
             self.ever_online = true;
             self.stats.ever.fetch_add(1, Ordering::Relaxed);
+        }
+        for ret in std::mem::take(&mut self.undelivered) {
+            self.deliver(&link, ret).await;
         }
         if let Ok(r) = link
             .request(RequestBody::MissedJobs(MissedJobs {}), false)
@@ -354,6 +386,7 @@ pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken)
                 round: 0,
                 seen: VecDeque::new(),
                 ever_online: false,
+                undelivered: Vec::new(),
             };
             while !cancel.is_cancelled() {
                 sim.session(&cancel).await;
