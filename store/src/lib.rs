@@ -478,6 +478,32 @@ mod tests {
     }
 
     #[test]
+    fn a_database_that_cannot_be_opened_is_an_error_naming_its_path() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            s.flush().expect("flush");
+        }
+        // A damaged config file: sled must not start a new database over it.
+        std::fs::write(path.join("conf"), b"segment_size: banana\n").expect("damage");
+        let err = SledStore::open(&path, InventoryConfig::default())
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        // A file where the directory should be.
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").expect("file");
+        let err = SledStore::open(&file, InventoryConfig::default())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    #[test]
     fn a_database_made_without_compression_still_opens() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("db");
