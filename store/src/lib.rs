@@ -16,6 +16,34 @@ pub(crate) const ASSET_REF: &str = "__cmdb_asset__";
 /// Key of the asset version in a collect return kept in the job cache.
 pub(crate) const VERSION_REF: &str = "__cmdb_version__";
 
+/// A collect return as kept in the job cache (a reference to the asset
+/// version) with its facts rebuilt from the asset's history.
+pub(crate) fn rebuilt_return(
+    mut ret: protocol::JobReturn,
+    asset: impl FnOnce(
+        &inventory::AssetId,
+    ) -> Result<
+        Option<(inventory::AssetRecord, Vec<inventory::ChangeRecord>)>,
+        StoreError,
+    >,
+) -> Result<protocol::JobReturn, StoreError> {
+    if let (Some(id), Some(version)) = (
+        ret.data[ASSET_REF]
+            .as_str()
+            .and_then(inventory::AssetId::parse),
+        ret.data[VERSION_REF].as_u64(),
+    ) && let Some((rec, history)) = asset(&id)?
+    {
+        ret.data = match inventory::rebuild(&rec, &history, version) {
+            Some(doc) => doc["facts"].clone(),
+            None => serde_json::json!(format!(
+                "facts of asset {id} version {version} (pruned from the history)"
+            )),
+        };
+    }
+    Ok(ret)
+}
+
 /// Whether a return carries facts for the inventory.
 pub(crate) fn is_collect(ret: &protocol::JobReturn) -> bool {
     ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
@@ -157,8 +185,20 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
     ) -> Result<AssetRecord, StoreError>;
-    /// Marks a minion's asset online or offline; says whether it changed.
-    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, StoreError>;
+    /// Marks a minion's asset online or offline (a versioned change); says
+    /// whether it changed.
+    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, StoreError> {
+        let Some(rec) = self.asset_of_minion(minion)? else {
+            return Ok(false);
+        };
+        let want = if online { "online" } else { "offline" };
+        let edited = self.edit_asset(&rec.id, Source::Presence, None, now_ms, &|r| {
+            let mut doc = r.document.clone();
+            doc["presence"] = serde_json::json!(want);
+            Ok(doc)
+        })?;
+        Ok(edited.version != rec.version)
+    }
     /// Applies a checked CSV import in one transaction: rows whose serial
     /// matches an asset set its manual fields, the others become planned
     /// assets. Returns (matched, created).

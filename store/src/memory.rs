@@ -254,20 +254,6 @@ impl Store for MemoryStore {
         Ok(rec)
     }
 
-    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, StoreError> {
-        let Some(id) = self.data().asset_minion.get(minion).cloned() else {
-            return Ok(false);
-        };
-        let before = self.asset(&id)?.map(|r| r.version);
-        let want = if online { "online" } else { "offline" };
-        let rec = self.edit_asset(&id, Source::Presence, None, now_ms, &|rec| {
-            let mut doc = rec.document.clone();
-            doc["presence"] = serde_json::json!(want);
-            Ok(doc)
-        })?;
-        Ok(before != Some(rec.version))
-    }
-
     fn import(
         &self,
         rows: &[ImportRow],
@@ -357,19 +343,9 @@ impl Store for MemoryStore {
             if j != jid {
                 break;
             }
-            let mut ret = ret.clone();
-            if let (Some(id), Some(version)) = (
-                ret.data[ASSET_REF].as_str().and_then(AssetId::parse),
-                ret.data[VERSION_REF].as_u64(),
-            ) && let Some(rec) = d.assets.get(&id)
-            {
-                ret.data = match inventory::rebuild(rec, &d.history_of(&id), version) {
-                    Some(doc) => doc["facts"].clone(),
-                    None => serde_json::json!(format!(
-                        "facts of asset {id} version {version} (pruned from the history)"
-                    )),
-                };
-            }
+            let ret = crate::rebuilt_return(ret.clone(), |id| {
+                Ok(d.assets.get(id).map(|rec| (rec.clone(), d.history_of(id))))
+            })?;
             out.push(ret);
         }
         Ok(out)

@@ -551,20 +551,12 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.returns.scan_prefix(prefix) {
             let (_, v) = item.map_err(store_err)?;
-            let mut ret: JobReturn = decode(&v)?;
-            if let (Some(id), Some(version)) = (
-                ret.data[ASSET_REF].as_str().and_then(AssetId::parse),
-                ret.data[VERSION_REF].as_u64(),
-            ) && let Some(rec) = self.asset(&id)?
-            {
-                let history = self.history(&id)?;
-                ret.data = match inventory::rebuild(&rec, &history, version) {
-                    Some(doc) => doc["facts"].clone(),
-                    None => serde_json::json!(format!(
-                        "facts of asset {id} version {version} (pruned from the history)"
-                    )),
-                };
-            }
+            let ret = crate::rebuilt_return(decode(&v)?, |id| {
+                Ok(match self.asset(id)? {
+                    Some(rec) => Some((rec, self.history(id)?)),
+                    None => None,
+                })
+            })?;
             out.push(ret);
         }
         Ok(out)
@@ -722,27 +714,6 @@ impl Store for SledStore {
         self.prune(id)?;
         self.db.flush().map_err(store_err)?;
         Ok(rec)
-    }
-
-    fn set_presence(&self, minion: &str, online: bool, now_ms: i64) -> Result<bool, StoreError> {
-        let Some(id) = self
-            .asset_minion
-            .get(minion.as_bytes())
-            .map_err(store_err)?
-        else {
-            return Ok(false);
-        };
-        let Some(id) = std::str::from_utf8(&id).ok().and_then(AssetId::parse) else {
-            return Ok(false);
-        };
-        let before = self.asset(&id)?.map(|r| r.version);
-        let want = if online { "online" } else { "offline" };
-        let rec = self.edit_asset(&id, Source::Presence, None, now_ms, &|rec| {
-            let mut doc = rec.document.clone();
-            doc["presence"] = serde_json::json!(want);
-            Ok(doc)
-        })?;
-        Ok(before != Some(rec.version))
     }
 
     fn import(

@@ -436,6 +436,33 @@ impl Drop for Cluster {
     }
 }
 
+/// The jid that `cmdb run … --async` printed.
+pub fn jid_of(out: &Output) -> String {
+    text(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no jid in: {}", text(&out.stdout)))
+        .to_owned()
+}
+
+/// A swarm of `count` simulated minions against the cluster's master, with
+/// quick heartbeats and reconnects; its ready line is
+/// `"event":"all_online"`.
+pub fn swarm(c: &Cluster, count: usize) -> Proc {
+    let mut cmd = Command::new(bin_dir().join("cmdb-swarm"));
+    cmd.arg("-c").arg(c.master_config()).args([
+        "--count",
+        &count.to_string(),
+        "--heartbeat",
+        "1",
+        "--reconnect-jitter",
+        "1",
+        "--request-timeout",
+        "5",
+    ]);
+    Proc::spawn("swarm", cmd)
+}
+
 /// Bytes as text, lossily.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -351,11 +351,7 @@ fn a_job_published_before_a_master_crash_reaches_a_minion_that_missed_it() {
     c.minions.get_mut("web02").expect("web02").terminate();
     let out = c.cmdb(&["run", "*", "test.echo", "late", "--async"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let jid = text(&out.stdout)
-        .split_whitespace()
-        .find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()))
-        .expect("a jid")
-        .to_owned();
+    let jid = tests::jid_of(&out);
     c.minion("web01").wait_for("return acknowledged");
     c.master.as_mut().expect("master").kill();
     c.start_master();
@@ -381,11 +377,7 @@ fn a_return_not_acknowledged_before_the_minion_stops_is_delivered_after_it_start
     let cmd = format!("touch '{}'; sleep 1; echo done", started.display());
     let out = c.cmdb(&["run", "web01", "cmd.run", &cmd, "--async"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let jid = text(&out.stdout)
-        .split_whitespace()
-        .find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()))
-        .expect("a jid")
-        .to_owned();
+    let jid = tests::jid_of(&out);
     // The job runs; the master goes away before it ends, then the minion
     // stops with the return unacknowledged.
     let deadline = std::time::Instant::now() + tests::WAIT;

@@ -3,25 +3,14 @@
 
 use std::process::Command;
 
-use tests::{Cluster, ClusterOpts, Proc, bin_dir};
+use tests::{Cluster, ClusterOpts};
 
 #[test]
 fn two_hundred_simulated_minions_ping_collect_and_survive_a_master_restart() {
     let mut c = Cluster::start(ClusterOpts {
         master_extra: "autosign = [\"*\"]".into(),
     });
-    let mut cmd = Command::new(bin_dir().join("cmdb-swarm"));
-    cmd.arg("-c").arg(c.master_config()).args([
-        "--count",
-        "200",
-        "--heartbeat",
-        "1",
-        "--reconnect-jitter",
-        "1",
-        "--request-timeout",
-        "5",
-    ]);
-    let swarm = Proc::spawn("swarm", cmd);
+    let swarm = tests::swarm(&c, 200);
     swarm.wait_for("\"event\":\"all_online\"");
     let (v, stderr, code) = c.run_json(&["*", "test.ping", "-t", "20"]);
     assert_eq!(code, 0, "{stderr}");
@@ -39,15 +28,6 @@ fn two_hundred_simulated_minions_ping_collect_and_survive_a_master_restart() {
     let (v, stderr, code) = c.run_json(&["*", "test.ping", "-t", "20"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v.as_object().expect("returns").len(), 200);
-}
-
-/// The jid `cmdb run … --async` printed.
-fn jid_of(out: &std::process::Output) -> String {
-    tests::text(&out.stdout)
-        .split_whitespace()
-        .find(|w| w.len() == 20 && w.bytes().all(|b| b.is_ascii_digit()))
-        .expect("a jid")
-        .to_owned()
 }
 
 /// Follows a job's returns over the API until it is done; the minions that
@@ -82,18 +62,7 @@ fn a_fleet_collect_completes_across_master_kills_at_random_moments() {
     let mut c = Cluster::start(ClusterOpts {
         master_extra: "autosign = [\"*\"]".into(),
     });
-    let mut cmd = Command::new(bin_dir().join("cmdb-swarm"));
-    cmd.arg("-c").arg(c.master_config()).args([
-        "--count",
-        "500",
-        "--heartbeat",
-        "1",
-        "--reconnect-jitter",
-        "1",
-        "--request-timeout",
-        "5",
-    ]);
-    let swarm = Proc::spawn("swarm", cmd);
+    let swarm = tests::swarm(&c, 500);
     swarm.wait_for("\"event\":\"all_online\"");
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).expect("random");
@@ -101,7 +70,7 @@ fn a_fleet_collect_completes_across_master_kills_at_random_moments() {
     for round in 1..=5 {
         let out = c.cmdb(&["run", "*", "collect", "--async"]);
         assert!(out.status.success(), "{}", tests::text(&out.stderr));
-        let jid = jid_of(&out);
+        let jid = tests::jid_of(&out);
         // The fault: SIGKILL at a random moment of the collect (0-400 ms
         // after the publish).
         rng ^= rng << 13;
