@@ -325,15 +325,28 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if shared.cfg.keep_jobs > 0
-            && swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
+        if swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             swept_at = Some(tokio::time::Instant::now());
-            let keep_ms =
-                i64::try_from(shared.cfg.keep_jobs.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+            let keep_ms = match shared.cfg.keep_jobs {
+                0 => i64::MAX,
+                h => i64::try_from(h.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
+            };
             let store = shared.store.clone();
             let cutoff = now_ms().saturating_sub(keep_ms);
-            match tokio::task::spawn_blocking(move || store.expire_jobs(cutoff)).await {
+            let live_ms = i64::try_from(
+                shared
+                    .cfg
+                    .job_live_secs
+                    .max(shared.cfg.job_timeout)
+                    .saturating_mul(1000),
+            )
+            .unwrap_or(i64::MAX);
+            let live_cutoff = now_ms().saturating_sub(live_ms);
+            let expired = tokio::task::spawn_blocking(move || {
+                store.drop_envelopes(live_cutoff)?;
+                store.expire_jobs(cutoff)
+            });
+            match expired.await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => info!(
                     jobs = n,

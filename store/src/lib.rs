@@ -139,6 +139,9 @@ pub trait Store: Send + Sync {
     /// returns, so a restarted master can hand the job to minions that
     /// missed it.
     fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError>;
+    /// Forgets the envelopes of jobs whose jid is older than `before_ms`
+    /// (past their live time; the job records stay until they expire).
+    fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError>;
     /// Jobs started at or after `since_ms` with their signed envelopes,
     /// oldest first.
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError>;
@@ -407,6 +410,7 @@ mod tests {
         assert_eq!(s.returns(&jids[2]).expect("read").len(), 2);
         assert_eq!(s.jobs_before(None, 10).expect("list").len(), 1);
         assert_eq!(s.expire_jobs(2000).expect("again"), 0);
+        assert_eq!(s.drop_envelopes(i64::MAX / 1000).expect("envelopes"), 0);
     }
 
     #[test]

@@ -91,6 +91,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let Some(cutoff) = Jid::from_micros(before_ms.saturating_mul(1000)) else {
+            return Ok(0);
+        };
+        let mut d = self.data();
+        let before = d.envelopes.len();
+        d.envelopes.retain(|jid, _| *jid >= cutoff);
+        Ok(before - d.envelopes.len())
+    }
+
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
         let d = self.data();
         Ok(d.jobs

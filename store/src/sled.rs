@@ -437,6 +437,20 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let Some(cutoff) = Jid::from_micros(before_ms.saturating_mul(1000)) else {
+            return Ok(0);
+        };
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in self.envelopes.range(..cutoff.as_str().as_bytes()).keys() {
+            batch.remove(key.map_err(store_err)?);
+            n += 1;
+        }
+        self.envelopes.apply_batch(batch).map_err(store_err)?;
+        Ok(n)
+    }
+
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.jobs.iter().rev() {

@@ -109,6 +109,8 @@ fn apply(s: &dyn Store, ops: &[Op]) {
             }
             Op::Expire { back } => {
                 let before = at(n.saturating_sub(*back as usize));
+                s.drop_envelopes(at(n.saturating_sub(*back as usize / 2)))
+                    .expect("envelopes");
                 s.expire_jobs(before).expect("expire");
             }
         }
