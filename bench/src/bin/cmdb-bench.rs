@@ -32,6 +32,23 @@ struct Cli {
     /// Seconds to sample the master's idle use.
     #[arg(long, default_value_t = 30)]
     master_idle: u64,
+    /// Sequential `GET /v1/assets?limit=100` per transport (unix socket,
+    /// TLS with a bearer token), after a few untimed warm-up requests.
+    #[arg(long, default_value_t = 300)]
+    api_requests: usize,
+    /// Seconds to sustain signed requests.
+    #[arg(long, default_value_t = 10.0)]
+    signed_secs: f64,
+    /// Concurrent keep-alive TLS connections sending signed requests.
+    #[arg(long, default_value_t = 16)]
+    signed_conns: usize,
+    /// Passes over the floor's returns; the fastest counts.
+    #[arg(long, default_value_t = 3)]
+    floor_reps: usize,
+    /// Only measure the floor for each size, print it and exit (to put a
+    /// figure from another build, measured the same day, against a floor).
+    #[arg(long)]
+    floor_only: bool,
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -51,6 +68,58 @@ fn cpu_secs(pid: u32) -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (t(11) + t(12)) / ticks_per_sec()
+}
+
+/// CPU seconds the whole machine has been busy (`/proc/stat`).
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy / ticks_per_sec()
+}
+
+/// CPU seconds this process and its waited-for children (the `cmdb` runs)
+/// have used.
+fn own_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12) + t(13) + t(14)) / ticks_per_sec()
+}
+
+/// How busy the machine is with processes outside the benchmark: machine
+/// CPU time minus the master's, the swarm's and this process's (with its
+/// `cmdb` children).
+struct OtherLoad {
+    wall: Instant,
+    busy: f64,
+    ours: f64,
+}
+
+impl OtherLoad {
+    fn start(pids: &[u32]) -> OtherLoad {
+        OtherLoad {
+            wall: Instant::now(),
+            busy: machine_busy_secs(),
+            ours: own_cpu_secs() + pids.iter().map(|&p| cpu_secs(p)).sum::<f64>(),
+        }
+    }
+
+    /// Average cores used by other processes since `start`.
+    fn cores(&self, pids: &[u32]) -> f64 {
+        let ours = own_cpu_secs() + pids.iter().map(|&p| cpu_secs(p)).sum::<f64>() - self.ours;
+        let other = machine_busy_secs() - self.busy - ours;
+        (other / self.wall.elapsed().as_secs_f64().max(1e-9)).max(0.0)
+    }
 }
 
 /// A `/proc/<pid>/status` value in KiB (`VmRSS`, `VmHWM`).
@@ -145,6 +214,290 @@ struct SizeReport {
     idle_cpu_pct: f64,
     storm_secs: f64,
     storm_ping: (usize, usize),
+    floor_ping: f64,
+    floor_collect: f64,
+    api: ApiReport,
+    other_cores: f64,
+}
+
+/// What the API phase measured.
+#[derive(Default)]
+struct ApiReport {
+    /// Items on the first page (sanity: 100 once there are 100 assets).
+    first_page: usize,
+    /// Bytes of the first page's body.
+    page_bytes: usize,
+    /// Milliseconds per `GET /v1/assets?limit=100` on the unix socket.
+    unix_ms: Vec<f64>,
+    /// The same on TLS with a bearer token.
+    bearer_ms: Vec<f64>,
+    /// Listing every asset page by page on the unix socket: seconds, pages,
+    /// assets.
+    walk: (f64, usize, usize),
+    /// Signed `GET /v1/jobs?limit=1` with the last collect as the newest job.
+    signed: SignedReport,
+    /// The same once the newest job is a one-minion ping.
+    signed_small: SignedReport,
+}
+
+/// A sustained signed load on one route.
+#[derive(Default)]
+struct SignedReport {
+    /// Requests answered 200.
+    ok: u64,
+    /// Requests that failed (status or transport).
+    err: u64,
+    /// Seconds the load ran.
+    secs: f64,
+    /// Milliseconds per request (every one), sorted.
+    ms: Vec<f64>,
+    /// Bytes of one answer's body.
+    bytes: usize,
+    /// The first failure, if any.
+    first_error: Option<String>,
+}
+
+impl SignedReport {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// `conns` keep-alive TLS connections sending `GET uri`, each request
+/// signed afresh, for `secs` seconds; every connection is open (and has
+/// sent one request) before the clock starts.
+async fn signed_load(
+    connector: &tokio_rustls::TlsConnector,
+    port: u16,
+    auth: &bench::api::Auth,
+    uri: &'static str,
+    conns: usize,
+    secs: f64,
+) -> anyhow::Result<SignedReport> {
+    let mut r = SignedReport::default();
+    let mut open = Vec::new();
+    for _ in 0..conns {
+        let mut conn = bench::api::Conn::tls(connector, port, auth.clone()).await?;
+        r.bytes = conn.get_ok(uri).await?.len();
+        open.push(conn);
+    }
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut conn in open {
+        tasks.spawn(async move {
+            let (mut ok, mut err, mut ms, mut first) = (0u64, 0u64, Vec::new(), None);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match conn.get(uri).await {
+                    Ok((status, _)) if status == hyper::StatusCode::OK => ok += 1,
+                    Ok((status, body)) => {
+                        err += 1;
+                        first.get_or_insert_with(|| {
+                            format!("{status}: {}", String::from_utf8_lossy(&body))
+                        });
+                    }
+                    Err(e) => {
+                        err += 1;
+                        first.get_or_insert_with(|| e.to_string());
+                        break;
+                    }
+                }
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            (ok, err, ms, first)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (ok, err, ms, first) = done?;
+        r.ok += ok;
+        r.err += err;
+        r.ms.extend(ms);
+        if r.first_error.is_none() {
+            r.first_error = first;
+        }
+    }
+    r.secs = start.elapsed().as_secs_f64();
+    r.ms.sort_by(|a, b| a.total_cmp(b));
+    eprintln!(
+        "api: {} signed GET {uri} in {:.1} s ({:.0}/s, {} bytes each), {} errors{}",
+        r.ok,
+        r.secs,
+        r.rate(),
+        r.bytes,
+        r.err,
+        r.first_error
+            .as_deref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    );
+    Ok(r)
+}
+
+fn floors(n: usize, reps: usize) -> anyhow::Result<(f64, f64)> {
+    use bench::floor::{Kind, measure};
+    let ping = measure(n, Kind::Ping, reps)?;
+    let collect = measure(n, Kind::Collect, reps)?;
+    eprintln!("floor {n}: ping {ping:.3} s, collect {collect:.3} s");
+    Ok((ping, collect))
+}
+
+/// The TLS fingerprint the master logged last.
+fn master_fingerprint(c: &Cluster) -> anyhow::Result<String> {
+    let line = c
+        .master()
+        .lines_with("API listening with TLS")
+        .pop()
+        .context("the master did not log its TLS listener")?;
+    let fp = line
+        .split("fingerprint=")
+        .nth(1)
+        .and_then(|r| {
+            r.split(|ch: char| !(ch.is_ascii_hexdigit() || ch == ':'))
+                .next()
+        })
+        .context("no fingerprint in the TLS log line")?;
+    Ok(fp.to_owned())
+}
+
+fn cmdb_ok(c: &Cluster, args: &[&str]) -> anyhow::Result<String> {
+    let out = c.cmdb(args);
+    if !out.status.success() {
+        bail!(
+            "cmdb {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn timed_gets(conn: &mut bench::api::Conn, uri: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+    for _ in 0..5 {
+        conn.get_ok(uri).await?;
+    }
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        conn.get_ok(uri).await?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(ms)
+}
+
+fn api_phase(c: &Cluster, cli: &Cli) -> anyhow::Result<ApiReport> {
+    use bench::api::{Auth, Conn, pinned_connector};
+    let mut r = ApiReport::default();
+    cmdb_ok(c, &["user", "add", "bench-reader", "--role", "reader"])?;
+    let token = cmdb_ok(c, &["token", "create", "bench-reader"])?
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .context("no token printed")?
+        .trim()
+        .to_owned();
+    let key = keys::generate()?;
+    let key2 = key.clone();
+    let line = keys::openssh::public_to_line(&key.verifying_key());
+    cmdb_ok(
+        c,
+        &[
+            "user",
+            "add",
+            "bench-signer",
+            "--role",
+            "reader",
+            "--pubkey",
+            &line,
+        ],
+    )?;
+    let connector = pinned_connector(&master_fingerprint(c)?)?;
+    let socket = c.master_state().join("api.sock");
+    let port = c.api_port;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let uri = "/v1/assets?limit=100";
+        let mut unix = Conn::unix(&socket).await?;
+        let body = unix.get_ok(uri).await?;
+        r.page_bytes = body.len();
+        let first: serde_json::Value = serde_json::from_slice(&body)?;
+        r.first_page = first["items"].as_array().map_or(0, Vec::len);
+        r.unix_ms = timed_gets(&mut unix, uri, cli.api_requests).await?;
+        let mut tls = Conn::tls(&connector, port, Auth::Bearer(token)).await?;
+        r.bearer_ms = timed_gets(&mut tls, uri, cli.api_requests).await?;
+        let t = Instant::now();
+        let mut next: Option<String> = None;
+        loop {
+            let page_uri = match &next {
+                Some(cur) => format!("{uri}&cursor={cur}"),
+                None => uri.to_owned(),
+            };
+            let page: serde_json::Value = serde_json::from_slice(&unix.get_ok(&page_uri).await?)?;
+            r.walk.1 += 1;
+            r.walk.2 += page["items"].as_array().map_or(0, Vec::len);
+            match page["next"].as_str() {
+                Some(cur) => next = Some(cur.to_owned()),
+                None => break,
+            }
+        }
+        r.walk.0 = t.elapsed().as_secs_f64();
+        eprintln!(
+            "api: first page {} items {} bytes; unix p50 {:.2} ms p99 {:.2} ms; bearer p50 {:.2} ms p99 {:.2} ms; {} pages ({} assets) in {:.2} s",
+            r.first_page,
+            r.page_bytes,
+            percentile(&r.unix_ms, 0.5),
+            percentile(&r.unix_ms, 0.99),
+            percentile(&r.bearer_ms, 0.5),
+            percentile(&r.bearer_ms, 0.99),
+            r.walk.1,
+            r.walk.2,
+            r.walk.0
+        );
+
+        let auth = Auth::Signed {
+            user: "bench-signer".into(),
+            key: std::sync::Arc::new(key),
+        };
+        let uri = "/v1/jobs?limit=1";
+        r.signed = signed_load(&connector, port, &auth, uri, cli.signed_conns, cli.signed_secs)
+            .await?;
+        anyhow::Ok(())
+    })?;
+    // The newest job's record carries its expected minions; make it a
+    // one-minion job and load the same route again.
+    cmdb_ok(
+        c,
+        &[
+            "run",
+            "swarm-00000",
+            "test.ping",
+            "-t",
+            "30",
+            "--out",
+            "json",
+        ],
+    )?;
+    rt.block_on(async {
+        let auth = Auth::Signed {
+            user: "bench-signer".into(),
+            key: std::sync::Arc::new(key2),
+        };
+        let uri = "/v1/jobs?limit=1";
+        r.signed_small = signed_load(
+            &connector,
+            port,
+            &auth,
+            uri,
+            cli.signed_conns,
+            cli.signed_secs,
+        )
+        .await?;
+        anyhow::Ok(())
+    })?;
+    Ok(r)
 }
 
 fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
@@ -153,6 +506,8 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
         ..SizeReport::default()
     };
     let long = Duration::from_secs(600);
+    eprintln!("== {n} minions: floor");
+    (r.floor_ping, r.floor_collect) = floors(n, cli.floor_reps)?;
     eprintln!("== {n} minions: autosign");
     let mut c = Cluster::start(ClusterOpts {
         master_extra: format!(
@@ -165,6 +520,8 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     // Minions heartbeat every few seconds for their first half minute; measure
     // the steady state after that.
     std::thread::sleep(Duration::from_secs(35));
+    let ours = [c.master().pid(), s.pid()];
+    let other = OtherLoad::start(&ours);
     for i in 0..cli.pings {
         let p = run_cmdb(&c, &["run", "*", "test.ping", "-t", "30"])?;
         eprintln!("ping {i}: {:.3} s {}/{}", p.0, p.1, p.2);
@@ -202,6 +559,13 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     let cpu0 = cpu_secs(pid);
     std::thread::sleep(Duration::from_secs(cli.master_idle));
     r.idle_cpu_pct = (cpu_secs(pid) - cpu0) / cli.master_idle as f64 * 100.0;
+    eprintln!("== {n} minions: API");
+    r.api = api_phase(&c, cli)?;
+    r.other_cores = other.cores(&ours);
+    eprintln!(
+        "other processes used {:.2} cores on average during pings, collects and API",
+        r.other_cores
+    );
     eprintln!("== {n} minions: reconnect storm");
     c.master.as_mut().context("master")?.terminate();
     let t0 = Instant::now();
@@ -256,6 +620,33 @@ fn real_minion(secs: u64) -> anyhow::Result<(f64, f64)> {
     Ok((status_kib(pid, "VmRSS") as f64 / 1024.0, cpu))
 }
 
+/// The commit measured, and whether the work tree had changes.
+fn source() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!(
+                "commit `{head}`{}",
+                if dirty {
+                    " with uncommitted changes"
+                } else {
+                    ""
+                }
+            )
+        }
+        None => "not a git work tree".into(),
+    }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -275,6 +666,14 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} memory")
 }
 
+fn ms(v: &[f64], p: f64) -> String {
+    format!("{:.2} ms", percentile(v, p))
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
 fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
     let mut o = String::new();
     let date = Command::new("date")
@@ -282,14 +681,17 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let _ = writeln!(o, "# Benchmarks\n");
     let _ = writeln!(
         o,
-        "Generated by `bash bench/run.sh` (release build) on {date}.\n"
+        "Generated on {date} by (release build):\n\n```sh\nbash bench/run.sh {}\n```\n",
+        args.join(" ")
     );
+    let _ = writeln!(o, "Source: {}.\n", source());
     let _ = writeln!(
         o,
-        "Machine: {}. Master, swarm and CLI share it; all traffic is on 127.0.0.1.\n",
+        "Machine: {}. Master, swarm, CLI and API client share it; all traffic is on 127.0.0.1.\n",
         machine()
     );
     let _ = writeln!(
@@ -301,12 +703,17 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
     );
     let _ = writeln!(
         o,
-        "| minions | all authenticated (autosign) | all authenticated after `cmdb-key -A -y` | ping median | ping p99 | ping returned/expected (worst) | first collect wall | collect median | collect returns/s (median) | master CPU s per collect | master peak RSS | sled on disk after {} collects | change history after the first record | {} full snapshots | master idle CPU | reconnect storm: all back | ping after storm |",
+        "Machines vary 2-4x from day to day, so the job figures are also given as a ratio to a **floor** measured in the same run, just before each size's master starts: one core decoding, verifying (ed25519), opening (XChaCha20-Poly1305) and decoding (msgpack) the same number of return envelopes as the job brings in, built exactly as a swarm minion builds them (`bench/src/floor.rs`; fastest of {} passes). \"ping median / floor\" and \"collect median / floor\" say how many times that unavoidable work the whole job took; they are the figures to compare across machines.\n",
+        cli.floor_reps
+    );
+    let _ = writeln!(
+        o,
+        "| minions | all authenticated (autosign) | all authenticated after `cmdb-key -A -y` | ping median | ping p99 | ping returned/expected (worst) | floor: ping returns | ping median / floor | first collect wall | collect median | floor: collect returns | collect median / floor | collect returns/s (median) | master CPU s per collect | master peak RSS | sled on disk after {} collects | change history after the first record | {} full snapshots | master idle CPU | reconnect storm: all back | ping after storm |",
         cli.collects, cli.collects
     );
     let _ = writeln!(
         o,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in sizes {
         let mut p: Vec<f64> = r.pings.iter().map(|x| x.0).collect();
@@ -321,19 +728,24 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
         let mut cw: Vec<f64> = r.collects.iter().map(|x| x.0).collect();
         cw.sort_by(|a, b| a.total_cmp(b));
         let cmed = percentile(&cw, 0.5);
+        let pmed = percentile(&p, 0.5);
         let cpu: f64 = r.collects.iter().map(|x| x.3).sum::<f64>() / r.collects.len().max(1) as f64;
         let _ = writeln!(
             o,
-            "| {} | {:.1} s | {:.1} s | {:.3} s | {:.3} s | {}/{} | {:.2} s | {:.2} s | {:.0} | {:.2} | {:.0} MiB | {:.1} MiB | {:.2} MiB (1/{:.0}) | {:.1} MiB | {:.1} % | {:.1} s | {}/{} |",
+            "| {} | {:.1} s | {:.1} s | {:.3} s | {:.3} s | {}/{} | {:.3} s | {:.1} | {:.2} s | {:.2} s | {:.3} s | {:.1} | {:.0} | {:.2} | {:.0} MiB | {:.1} MiB | {:.2} MiB (1/{:.0}) | {:.1} MiB | {:.1} % | {:.1} s | {}/{} |",
             r.n,
             r.auth_autosign,
             r.auth_accept,
-            percentile(&p, 0.5),
+            pmed,
             percentile(&p, 0.99),
             worst.0,
             worst.1,
+            r.floor_ping,
+            pmed / r.floor_ping.max(1e-9),
             c0.0,
             cmed,
+            r.floor_collect,
+            cmed / r.floor_collect.max(1e-9),
             r.n as f64 / cmed.max(1e-9),
             cpu,
             r.peak_rss_mib,
@@ -347,7 +759,115 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
             r.storm_ping.1
         );
     }
-    let _ = writeln!(o, "\nCollect wall times per run (seconds):\n");
+
+    let _ = writeln!(
+        o,
+        "\nOther processes on the machine (outside master, swarm, this driver and its `cmdb` runs) used on average, from the first ping to the end of the API phase: {}. Anything well above 0 means the figures of that size were taken on a shared, busier machine.",
+        sizes
+            .iter()
+            .map(|r| format!("{:.2} cores at {} minions", r.other_cores, r.n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let _ = writeln!(o, "\n## The HTTP API\n");
+    let _ = writeln!(
+        o,
+        "After the collects (every swarm minion has an asset) and the idle sample, with the swarm connected: {} sequential `GET /v1/assets?limit=100` on one keep-alive connection on the unix socket `api.sock`, then as many on one keep-alive TLS connection with a reader's bearer token (5 untimed warm-up requests each); then every asset page by page (`cursor`) on the unix socket. The client pins the master's self-signed certificate by the fingerprint it logs; latencies are whole requests (send to last body byte) as the client sees them.\n",
+        cli.api_requests
+    );
+    let _ = writeln!(
+        o,
+        "| minions (assets) | first page: items, size | p50, unix | p99, unix | p50, TLS + bearer | p99, TLS + bearer | p99 (TLS) ÷ floor per return | every page, unix |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for r in sizes {
+        let a = &r.api;
+        let per_return_ms = r.floor_ping / r.n.max(1) as f64 * 1000.0;
+        let _ = writeln!(
+            o,
+            "| {} | {}, {:.0} KiB | {} | {} | {} | {} | {:.0} | {:.2} s ({} pages, {} assets) |",
+            r.n,
+            a.first_page,
+            a.page_bytes as f64 / 1024.0,
+            ms(&a.unix_ms, 0.5),
+            ms(&a.unix_ms, 0.99),
+            ms(&a.bearer_ms, 0.5),
+            ms(&a.bearer_ms, 0.99),
+            percentile(&a.bearer_ms, 0.99) / per_return_ms.max(1e-12),
+            a.walk.0,
+            a.walk.1,
+            a.walk.2,
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nSigned requests: {} keep-alive TLS connections sending `GET /v1/jobs?limit=1` for {} s each time, every request signed afresh (RFC 9421: new nonce, `created` now, ed25519) by a reader; the client signs in the same process, on the same machine. First with the last `collect` (expected: every minion) as the newest job, as the issue asks; then again after a `test.ping` of one minion, so that the answer no longer carries the list of every expected minion.\n",
+        cli.signed_conns, cli.signed_secs
+    );
+    let _ = writeln!(
+        o,
+        "| minions | newest job | answer size | signed requests/s | errors | p50 | p99 | requests/s ÷ floor returns/s |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for r in sizes {
+        for (label, sr) in [
+            (format!("collect of {}", r.n), &r.api.signed),
+            ("ping of 1".to_owned(), &r.api.signed_small),
+        ] {
+            let _ = writeln!(
+                o,
+                "| {} | {label} | {:.1} KiB | {:.0} | {} | {} | {} | {:.3} |",
+                r.n,
+                sr.bytes as f64 / 1024.0,
+                sr.rate(),
+                sr.err,
+                ms(&sr.ms, 0.5),
+                ms(&sr.ms, 0.99),
+                sr.rate() * r.floor_ping / r.n.max(1) as f64,
+            );
+        }
+    }
+    for r in sizes {
+        for sr in [&r.api.signed, &r.api.signed_small] {
+            if let Some(e) = &sr.first_error {
+                let _ = writeln!(o, "\nFirst signed-request error at {} minions: {e}", r.n);
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\n\"floor per return\" is the ping floor divided by the minions: one core's cost to verify and decode one signed, sealed envelope, about one ed25519 verification; the latency ratio says how many of those one request took. \"requests/s ÷ floor returns/s\" is the signed request rate over the rate at which one core verifies return envelopes (minions / ping floor): the share of one core that rate would need if a request cost no more than one verified return.\n"
+    );
+    let _ = writeln!(o, "Goals (issue), at the largest size of 9,000 or more:\n");
+    match sizes.iter().filter(|r| r.n >= 9000).max_by_key(|r| r.n) {
+        Some(r) => {
+            let a = &r.api;
+            let p99 = percentile(&a.unix_ms, 0.99).max(percentile(&a.bearer_ms, 0.99));
+            let _ = writeln!(
+                o,
+                "- `GET /v1/assets?limit=100` p99 ≤ 20 ms at 9,000 assets: {} ({:.2} ms, the worse of unix and TLS at {} assets).",
+                met(p99 <= 20.0),
+                p99,
+                r.n
+            );
+            let _ = writeln!(
+                o,
+                "- ≥ 2,000 signed requests/s sustained with no error: {} ({:.0}/s and {} errors with the {}-minion collect as the newest job; {:.0}/s and {} errors with a one-minion job).",
+                met(a.signed.rate() >= 2000.0 && a.signed.err == 0),
+                a.signed.rate(),
+                a.signed.err,
+                r.n,
+                a.signed_small.rate(),
+                a.signed_small.err
+            );
+        }
+        None => {
+            let _ = writeln!(o, "- no size of 9,000 or more in this run.");
+        }
+    }
+
+    let _ = writeln!(o, "\n## Per run\n\nCollect wall times per run (seconds):\n");
     for r in sizes {
         let w: Vec<String> = r
             .collects
@@ -372,7 +892,7 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
     );
     let _ = writeln!(
         o,
-        "Ping and collect times are whole `cmdb run … --out json` invocations (CLI start, publish, every return, output), measured from 35 s after every minion is online (new sessions heartbeat every few seconds for their first 30 s). \"Sled\" is the master's database directory on disk (job cache, returns, assets and history); \"full snapshots\" is the JSON size of one payload times minions times collects.\n"
+        "Ping and collect times are whole `cmdb run … --out json` invocations: CLI start, `POST /v1/jobs` on the unix socket, then the job's returns followed as server-sent events (`GET /v1/jobs/{{jid}}/returns`) until every minion returned, then the output. They are measured from 35 s after every minion is online (new sessions heartbeat every few seconds for their first 30 s). \"Sled\" is the master's database directory on disk (job cache, returns, assets and history); \"full snapshots\" is the JSON size of one payload times minions times collects.\n"
     );
     let _ = writeln!(
         o,
@@ -383,6 +903,15 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.floor_only {
+        println!("| minions | floor: ping returns | floor: collect returns |");
+        println!("|---|---|---|");
+        for &n in &cli.sizes {
+            let (p, c) = floors(n, cli.floor_reps)?;
+            println!("| {n} | {p:.3} s | {c:.3} s |");
+        }
+        return Ok(());
+    }
     let mut sizes = Vec::new();
     for &n in &cli.sizes {
         sizes.push(measure(n, &cli)?);

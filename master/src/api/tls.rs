@@ -215,6 +215,11 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: ApiState
                 }
             },
         };
+        // Answers are small writes; without this, Nagle's algorithm holds
+        // one in four or five of them for the peer's delayed ACK (~40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(peer = %peer, error = %e, "could not set TCP_NODELAY");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         let cancel = cancel.clone();
