@@ -33,11 +33,24 @@ fn record(known: &Path, authority: &str, fp: &str) -> std::io::Result<()> {
     writeln!(f, "{authority} {fp}")
 }
 
-/// Checks the master's certificate against the pin for its address.
+/// What a certificate is checked against.
+#[derive(Debug)]
+enum Pin {
+    /// The pin recorded for `authority` in `known` (recorded on first use).
+    Known {
+        /// `host:port`.
+        authority: String,
+        /// The file of pins.
+        known: PathBuf,
+    },
+    /// Exactly this fingerprint.
+    Exact(String),
+}
+
+/// Checks the master's certificate against its pin.
 #[derive(Debug)]
 pub struct PinVerifier {
-    authority: String,
-    known: PathBuf,
+    pin: Pin,
     provider: Arc<CryptoProvider>,
 }
 
@@ -51,22 +64,30 @@ impl ServerCertVerifier for PinVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let fp = fingerprint(end_entity);
-        match pinned(&self.known, &self.authority) {
+        let (authority, known) = match &self.pin {
+            Pin::Exact(want) if *want == fp => return Ok(ServerCertVerified::assertion()),
+            Pin::Exact(want) => {
+                return Err(rustls::Error::General(format!(
+                    "certificate {fp} is not the pinned {want}"
+                )));
+            }
+            Pin::Known { authority, known } => (authority, known),
+        };
+        match pinned(known, authority) {
             Some(p) if p == fp => Ok(ServerCertVerified::assertion()),
             Some(p) => Err(rustls::Error::General(format!(
-                "the certificate of {} changed: pinned {p}, presented {fp}; if the master's \
-                 certificate was replaced on purpose, remove its line from {}",
-                self.authority,
-                self.known.display()
+                "the certificate of {authority} changed: pinned {p}, presented {fp}; if the \
+                 master's certificate was replaced on purpose, remove its line from {}",
+                known.display()
             ))),
             None => {
-                record(&self.known, &self.authority, &fp).map_err(|e| {
+                record(known, authority, &fp).map_err(|e| {
                     rustls::Error::General(format!(
                         "cannot record the pin in {}: {e}",
-                        self.known.display()
+                        known.display()
                     ))
                 })?;
-                eprintln!("cmdb: pinned the certificate of {} ({fp})", self.authority);
+                eprintln!("cmdb: pinned the certificate of {authority} ({fp})");
                 Ok(ServerCertVerified::assertion())
             }
         }
@@ -109,10 +130,22 @@ impl ServerCertVerifier for PinVerifier {
 
 /// A TLS connector that pins the certificate of `authority` in `known`.
 pub fn connector(authority: &str, known: &Path) -> std::io::Result<tokio_rustls::TlsConnector> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinVerifier {
+    with_pin(Pin::Known {
         authority: authority.to_owned(),
         known: known.to_owned(),
+    })
+}
+
+/// A TLS connector that accepts only the certificate with `fingerprint`
+/// (as the master logs it).
+pub fn exact_connector(fingerprint: &str) -> std::io::Result<tokio_rustls::TlsConnector> {
+    with_pin(Pin::Exact(fingerprint.to_owned()))
+}
+
+fn with_pin(pin: Pin) -> std::io::Result<tokio_rustls::TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinVerifier {
+        pin,
         provider: provider.clone(),
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)

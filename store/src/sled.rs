@@ -182,6 +182,43 @@ pub struct SledStore {
     inventory: InventoryConfig,
 }
 
+/// How long `open` waits for a database whose previous holder is still
+/// shutting down: sled releases its file lock from background threads a
+/// moment after the last handle is dropped.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_db(path: &Path, compressed: bool) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .use_compression(compressed)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(e) => {
+                let locked = matches!(&e, sled::Error::Io(io)
+                    if io.to_string().starts_with("could not acquire lock"));
+                if locked && started.elapsed() < LOCK_WAIT {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                    continue;
+                }
+                let reason = if locked {
+                    format!("the database is in use by another process ({e})")
+                } else {
+                    e.to_string()
+                };
+                return Err(StoreError::Open {
+                    path: path.display().to_string(),
+                    reason,
+                });
+            }
+        }
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path, inventory: InventoryConfig) -> Result<SledStore, StoreError> {
@@ -193,14 +230,7 @@ impl SledStore {
                 .any(|l| l.trim() == "use_compression: true"),
             Err(_) => true,
         };
-        let db = sled::Config::new()
-            .path(path)
-            .use_compression(compressed)
-            .open()
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        let db = open_db(path, compressed)?;
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         let store = SledStore {
             jobs: tree("jobs")?,
