@@ -8,6 +8,8 @@
 //! version is rebuilt from the current document and the diffs after it.
 
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
 use serde_json::{Map, Value};
 
 /// One changed field.
@@ -35,26 +37,60 @@ pub fn diff(old: &Value, new: &Value) -> Vec<FieldChange> {
     out
 }
 
-fn walk(
-    path: &mut Vec<String>,
-    old: Option<&Value>,
-    new: Option<&Value>,
+/// Sets the top-level field `key` of `doc` (made an object if it is not)
+/// to `value` and appends the differences, as `diff` would list them.
+pub fn replace_field(doc: &mut Value, key: &str, value: Value, out: &mut Vec<FieldChange>) {
+    if !doc.is_object() {
+        *doc = Value::Object(Map::new());
+    }
+    let Value::Object(map) = doc else {
+        return;
+    };
+    let old = map.insert(key.to_owned(), value);
+    walk(&mut vec![key], old.as_ref(), map.get(key), out);
+}
+
+fn walk<'a>(
+    path: &mut Vec<&'a str>,
+    old: Option<&'a Value>,
+    new: Option<&'a Value>,
     out: &mut Vec<FieldChange>,
 ) {
     match (old, new) {
+        // Most of a document is unchanged between collects: comparing first
+        // is cheaper than walking keys.
+        (a, b) if a == b => {}
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                path.push(k.clone());
-                walk(path, a.get(k), b.get(k), out);
+            // Both maps iterate in key order: merge them.
+            let (mut ia, mut ib) = (a.iter().peekable(), b.iter().peekable());
+            loop {
+                let order = match (ia.peek(), ib.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+                };
+                let (k, va, vb) = match order {
+                    Ordering::Less => match ia.next() {
+                        Some((k, va)) => (k, Some(va), None),
+                        None => break,
+                    },
+                    Ordering::Greater => match ib.next() {
+                        Some((k, vb)) => (k, None, Some(vb)),
+                        None => break,
+                    },
+                    Ordering::Equal => match (ia.next(), ib.next()) {
+                        (Some((k, va)), Some((_, vb))) => (k, Some(va), Some(vb)),
+                        _ => break,
+                    },
+                };
+                path.push(k);
+                walk(path, va, vb, out);
                 path.pop();
             }
         }
-        (a, b) if a == b => {}
         (a, b) => out.push(FieldChange {
-            path: path.clone(),
+            path: path.iter().map(|k| (*k).to_owned()).collect(),
             old: a.cloned(),
             new: b.cloned(),
         }),
@@ -107,38 +143,43 @@ pub fn revert(doc: &mut Value, changes: &[FieldChange]) {
     }
 }
 
-/// Whether `path` matches a pattern of keys joined by `:`, where a `*` key
-/// matches any one key.
-pub fn path_matches(path: &[String], pattern: &str) -> bool {
-    let parts: Vec<&str> = pattern.split(':').collect();
-    parts.len() == path.len() && parts.iter().zip(path).all(|(p, k)| *p == "*" || p == k)
-}
-
 /// Splits facts into the versioned part and the volatile part (values that
 /// change on every collect, such as uptime or disk use), by path patterns
-/// relative to the facts.
-pub fn split_volatile(facts: &Value, patterns: &[String]) -> (Value, Value) {
-    let mut stable = facts.clone();
+/// relative to the facts (`:` between keys, `*` for any key).
+pub fn split_volatile(facts: Value, patterns: &[String]) -> (Value, Value) {
+    let mut stable = facts;
     let mut volatile = Value::Object(Map::new());
-    let mut found = Vec::new();
-    collect_paths(&mut Vec::new(), facts, &mut |path, v| {
-        if patterns.iter().any(|p| path_matches(path, p)) {
-            found.push((path.to_vec(), v.clone()));
-        }
-    });
-    for (path, v) in found {
-        set_path(&mut stable, &path, None);
-        set_path(&mut volatile, &path, Some(v));
+    let mut path = Vec::new();
+    for p in patterns {
+        let parts: Vec<&str> = p.split(':').collect();
+        take_matching(&mut stable, &parts, &mut path, &mut volatile);
     }
     (stable, volatile)
 }
 
-fn collect_paths(path: &mut Vec<String>, v: &Value, f: &mut dyn FnMut(&[String], &Value)) {
-    f(path, v);
-    if let Value::Object(map) = v {
-        for (k, child) in map {
-            path.push(k.clone());
-            collect_paths(path, child, f);
+/// Moves the values under `v` whose path matches `parts` into `out` (at
+/// the same path), following only the keys the pattern names.
+fn take_matching(v: &mut Value, parts: &[&str], path: &mut Vec<String>, out: &mut Value) {
+    let (Some((first, rest)), Value::Object(map)) = (parts.split_first(), v) else {
+        return;
+    };
+    let keys: Vec<String> = if *first == "*" {
+        map.keys().cloned().collect()
+    } else if map.contains_key(*first) {
+        vec![(*first).to_owned()]
+    } else {
+        Vec::new()
+    };
+    for k in keys {
+        if rest.is_empty() {
+            if let Some(taken) = map.remove(&k) {
+                path.push(k);
+                set_path(out, path, Some(taken));
+                path.pop();
+            }
+        } else if let Some(child) = map.get_mut(&k) {
+            path.push(k);
+            take_matching(child, rest, path, out);
             path.pop();
         }
     }
@@ -181,7 +222,7 @@ mod tests {
             "uptime_seconds".to_string(),
             "mounts:*:used_bytes".to_string(),
         ];
-        let (stable, vol) = split_volatile(&f, &pats);
+        let (stable, vol) = split_volatile(f.clone(), &pats);
         assert_eq!(stable, json!({"mounts": {"/": {"size_bytes": 10}}}));
         assert_eq!(
             vol,

@@ -318,7 +318,7 @@ pub fn apply_collect(
     cfg: &InventoryConfig,
     now_ms: i64,
 ) -> (AssetRecord, Vec<ChangeRecord>) {
-    let (stable, volatile) = document::split_volatile(facts, &cfg.volatile);
+    let (stable, volatile) = document::split_volatile(facts.clone(), &cfg.volatile);
     match existing {
         None => {
             let doc = new_document(stable, Status::Active, BTreeMap::new());
@@ -328,20 +328,35 @@ pub fn apply_collect(
             (rec, vec![created])
         }
         Some(mut rec) => {
-            let mut doc = rec.document.clone();
-            doc["facts"] = stable;
-            doc["presence"] = json!("online");
-            let claimed = rec.minion.is_none();
-            if claimed {
+            // Only the facts, the presence and (on a claim) the status
+            // change: edit the document in place and diff those fields.
+            let mut changes = Vec::new();
+            let doc = &mut rec.document;
+            document::replace_field(doc, "facts", stable, &mut changes);
+            document::replace_field(doc, "presence", json!("online"), &mut changes);
+            if rec.minion.is_none() {
                 rec.minion = Some(minion.to_owned());
                 if rec.status() == Status::Planned {
-                    doc["status"] = json!(Status::Active.as_str());
+                    let active = json!(Status::Active.as_str());
+                    document::replace_field(&mut rec.document, "status", active, &mut changes);
                 }
             }
             rec.observed = volatile;
             rec.last_collect_ms = Some(now_ms);
-            let entry = rec.change_to(doc, Source::Collect, Some(jid.clone()), None, now_ms);
-            (rec, entry.into_iter().collect())
+            if changes.is_empty() {
+                return (rec, Vec::new());
+            }
+            rec.version += 1;
+            let entry = ChangeRecord {
+                version: rec.version,
+                at_ms: now_ms,
+                source: Source::Collect,
+                jid: Some(jid.clone()),
+                user: None,
+                changes,
+                snapshot: None,
+            };
+            (rec, vec![entry])
         }
     }
 }

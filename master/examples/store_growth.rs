@@ -8,7 +8,8 @@
 //! ```
 //! Arguments: assets (1000), collects (30), churn (0.01). Prints the
 //! store's size after each collect and its growth against one fleet
-//! snapshot (the JSON of every host's facts once).
+//! snapshot (the JSON of every host's facts once), and the seconds spent
+//! storing each collect (one thread).
 
 #[path = "../../bench/src/facts.rs"]
 #[allow(dead_code, missing_docs)]
@@ -51,11 +52,12 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let mut snapshot = 0u64;
     let mut first = 0u64;
-    println!("collect  store MiB  growth MiB  growth/snapshot");
+    println!("collect  store MiB  growth MiB  growth/snapshot  store s");
     for round in 0..collects {
         let now = 1_800_000_000_000 + round as i64 * 3_600_000;
         let jid = jids.next(now * 1000);
         let mut bytes = 0u64;
+        let mut secs = 0.0;
         for (n, id) in ids.iter().enumerate() {
             let data = facts::host_facts(id.as_str(), n, round, churn);
             bytes += serde_json::to_vec(&data)?.len() as u64;
@@ -69,9 +71,13 @@ fn main() -> anyhow::Result<()> {
                 started_ms: now,
                 ended_ms: now,
             };
+            let t = std::time::Instant::now();
             store.put_return(&ret, now)?;
+            secs += t.elapsed().as_secs_f64();
         }
+        let t = std::time::Instant::now();
         store.flush()?;
+        secs += t.elapsed().as_secs_f64();
         snapshot = bytes;
         let size = dir_bytes(dir.path());
         let growth = size.saturating_sub(first);
@@ -79,7 +85,7 @@ fn main() -> anyhow::Result<()> {
             first = size;
         }
         println!(
-            "{:>7}  {:>9.1}  {:>10.2}  {:>15.2}",
+            "{:>7}  {:>9.1}  {:>10.2}  {:>15.2}  {:>7.3}",
             round + 1,
             mib(size),
             if round == 0 {
@@ -92,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 growth as f64 / round as f64 / snapshot as f64
             },
+            secs,
         );
     }
     println!(
