@@ -289,28 +289,50 @@ async fn worker(
     cancel: CancellationToken,
 ) {
     loop {
-        let next = {
+        // One request, and whatever else is already queued (up to a batch):
+        // their signatures are checked together.
+        let batch = {
             let mut q = queue.lock().await;
-            tokio::select! {
+            let first = tokio::select! {
                 _ = cancel.cancelled() => None,
                 m = q.recv() => m,
+            };
+            let mut batch: Vec<transport::Inbound> = first.into_iter().collect();
+            while !batch.is_empty() && batch.len() < requests::BATCH {
+                match q.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
             }
+            batch
         };
-        let Some(inbound) = next else { break };
-        let peer = inbound.route.first().cloned().unwrap_or_default();
-        let handled = requests::handle(&shared, &peer, &inbound.payload, now_ms());
-        if handled.trusted {
-            shared.gate.trust(&peer);
-        }
-        let mut frames = inbound.route;
-        frames.push(Bytes::from(handled.reply));
-        let sent = if handled.durable {
-            durable.send((frames, handled.stored)).await.is_ok()
-        } else {
-            replies.send(frames).await.is_ok()
-        };
-        if !sent {
+        if batch.is_empty() {
             break;
+        }
+        let peers: Vec<Bytes> = batch
+            .iter()
+            .map(|m| m.route.first().cloned().unwrap_or_default())
+            .collect();
+        let frames: Vec<(&[u8], &[u8])> = peers
+            .iter()
+            .zip(&batch)
+            .map(|(peer, m)| (peer.as_ref(), m.payload.as_ref()))
+            .collect();
+        let handled = requests::handle_batch(&shared, &frames, now_ms());
+        for ((inbound, peer), handled) in batch.into_iter().zip(&peers).zip(handled) {
+            if handled.trusted {
+                shared.gate.trust(peer);
+            }
+            let mut frames = inbound.route;
+            frames.push(Bytes::from(handled.reply));
+            let sent = if handled.durable {
+                durable.send((frames, handled.stored)).await.is_ok()
+            } else {
+                replies.send(frames).await.is_ok()
+            };
+            if !sent {
+                return;
+            }
         }
     }
 }
