@@ -121,6 +121,48 @@ fn cve_2013_4439_2025_62349_a_minion_key_cannot_return_for_another_minion() {
 }
 
 #[test]
+fn a_forged_request_among_many_sent_at_once_is_refused_and_the_rest_answered() {
+    // The master checks the signatures of queued requests together; a bad
+    // one in the batch must still be found and refused alone.
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_accepted(&["web01"]);
+    let web01 = read_key(&c.minion_state("web01").join("minion.pem"));
+    let mk = c.master_key();
+    let ch = tests::raw::channel(&web01, &mk, "web01");
+    let heartbeat = || {
+        RequestBody::Heartbeat(Heartbeat {
+            running: Vec::new(),
+        })
+    };
+    let mut d = RawDealer::connect(&c.ret_endpoint());
+    let (sent, forged_at) = (40, 17);
+    for i in 0..sent {
+        let mut frame = signed_request("web01", &web01, heartbeat(), &mk);
+        if i == forged_at {
+            let mut env = Envelope::from_bytes(&frame, usize::MAX).expect("envelope");
+            env.signature[40] ^= 0x01;
+            frame = env.to_bytes();
+        }
+        d.send_frames(vec![frame]);
+    }
+    let (mut answered, mut refused) = (0, 0);
+    for _ in 0..sent {
+        let r = d
+            .recv_sealed_reply(&mk, ch.as_ref())
+            .expect("a reply for every request");
+        match r.body {
+            ReplyBody::Heartbeat(_) => answered += 1,
+            other => {
+                assert_eq!(refused_kind(&other), Some(ErrorKind::BadSignature));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((answered, refused), (sent - 1, 1));
+    c.master().wait_for("bad signature");
+}
+
+#[test]
 fn cve_2024_38823_a_replayed_return_is_acknowledged_and_ignored() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01", "web02"]);
