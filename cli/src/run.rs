@@ -16,7 +16,7 @@ use crate::client::{Answer, Client, Endpoint};
 use crate::output::{OutputFormat, render};
 use master::api::jobs::{JobRequest, TargetType};
 use master::service::jobs::JobView;
-use master::store::JobRecord;
+use master::store::{JobRecord, JobSummary};
 
 /// How the target expression is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,9 +193,22 @@ fn job_view(job: &JobRecord) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
+/// The fields `jobs list` prints for a job: those of `jobs show` with how
+/// many minions were expected instead of their names.
+fn summary_view(job: &JobSummary) -> Value {
+    serde_json::json!({
+        "Function": job.fun,
+        "Arguments": job.args,
+        "Target": job.target.describe(),
+        "User": job.user,
+        "StartTime": job.started_ms,
+        "Expected": job.expected_count,
+    })
+}
+
 /// `cmdb jobs list`.
 pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::Result<u8> {
-    let mut jobs: Vec<JobRecord> = Vec::new();
+    let mut jobs: Vec<JobSummary> = Vec::new();
     let mut cursor: Option<String> = None;
     while jobs.len() < limit {
         let want = (limit - jobs.len()).min(master::service::MAX_PAGE);
@@ -203,7 +216,7 @@ pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::
             Some(c) => format!("/v1/jobs?limit={want}&cursor={}", crate::client::segment(c)),
             None => format!("/v1/jobs?limit={want}"),
         };
-        let page: master::service::Page<JobRecord> = ask(socket, &uri)?;
+        let page: master::service::Page<JobSummary> = ask(socket, &uri)?;
         jobs.extend(page.items);
         match page.next {
             Some(n) => cursor = Some(n),
@@ -212,7 +225,7 @@ pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::
     }
     let rows: Map<String, Value> = jobs
         .iter()
-        .map(|j| (j.jid.to_string(), Value::Object(job_view(j))))
+        .map(|j| (j.jid.to_string(), summary_view(j)))
         .collect();
     print!("{}", render(&rows, out));
     Ok(0)

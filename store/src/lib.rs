@@ -106,6 +106,66 @@ pub struct JobRecord {
     pub started_ms: i64,
 }
 
+/// A job as the job list shows it: the record without the names of the
+/// minions expected (a fleet-wide job expects thousands), only how many.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobSummary {
+    /// The job id.
+    pub jid: Jid,
+    /// The target as given.
+    pub target: Target,
+    /// The function.
+    pub fun: String,
+    /// Positional arguments.
+    pub args: Vec<String>,
+    /// Keyword arguments.
+    pub kwargs: BTreeMap<String, String>,
+    /// How many minions are expected to return.
+    #[serde(alias = "expected", deserialize_with = "count_items")]
+    pub expected_count: usize,
+    /// Who asked.
+    pub user: String,
+    /// When it was published, unix milliseconds.
+    pub started_ms: i64,
+}
+
+impl From<&JobRecord> for JobSummary {
+    fn from(j: &JobRecord) -> JobSummary {
+        JobSummary {
+            jid: j.jid.clone(),
+            target: j.target.clone(),
+            fun: j.fun.clone(),
+            args: j.args.clone(),
+            kwargs: j.kwargs.clone(),
+            expected_count: j.expected.len(),
+            user: j.user.clone(),
+            started_ms: j.started_ms,
+        }
+    }
+}
+
+/// Reads a stored list of names as its length, without keeping them.
+fn count_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<usize, E> {
+            usize::try_from(n).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(Count)
+}
+
 /// What storing a return did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -174,8 +234,11 @@ pub trait Store: Send + Sync {
     fn expire_jobs(&self, before_ms: i64) -> Result<usize, StoreError>;
     /// Jobs newest first, older than `before` (from the newest when none),
     /// at most `limit`.
-    fn jobs_before(&self, before: Option<&Jid>, limit: usize)
-    -> Result<Vec<JobRecord>, StoreError>;
+    fn jobs_before(
+        &self,
+        before: Option<&Jid>,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, StoreError>;
     /// An asset's history, oldest first.
     fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, StoreError>;
     /// Changes an asset's document with `edit` (which may refuse), recording
@@ -408,7 +471,12 @@ mod tests {
         assert!(s.job(&jids[0]).expect("read").is_none());
         assert!(s.returns(&jids[1]).expect("read").is_empty());
         assert_eq!(s.returns(&jids[2]).expect("read").len(), 2);
-        assert_eq!(s.jobs_before(None, 10).expect("list").len(), 1);
+        let listed = s.jobs_before(None, 10).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].expected_count, 2,
+            "the list counts the expected minions"
+        );
         assert_eq!(s.expire_jobs(2000).expect("again"), 0);
         assert_eq!(s.drop_envelopes(i64::MAX / 1000).expect("envelopes"), 0);
     }

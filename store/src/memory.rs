@@ -9,7 +9,7 @@ use inventory::{self, AssetId, AssetRecord, ChangeRecord, InventoryConfig, Sourc
 use protocol::{Jid, JobReturn};
 
 use crate::access::{Token, User};
-use crate::{ASSET_REF, JobRecord, Store, StoreError, Stored, VERSION_REF, is_collect};
+use crate::{ASSET_REF, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, is_collect};
 
 #[derive(Default)]
 struct Data {
@@ -225,7 +225,7 @@ impl Store for MemoryStore {
         &self,
         before: Option<&Jid>,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    ) -> Result<Vec<JobSummary>, StoreError> {
         Ok(self
             .data()
             .jobs
@@ -233,7 +233,7 @@ impl Store for MemoryStore {
             .rev()
             .filter(|j| before.is_none_or(|b| j.jid < *b))
             .take(limit)
-            .cloned()
+            .map(JobSummary::from)
             .collect())
     }
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::{JobRecord, Store, Stored};
+use super::{JobRecord, JobSummary, Store, Stored};
 use crate::StoreError;
 use inventory::InventoryConfig;
 use inventory::import::ImportRow;
@@ -711,7 +711,7 @@ impl Store for SledStore {
         &self,
         before: Option<&Jid>,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    ) -> Result<Vec<JobSummary>, StoreError> {
         let end = match before {
             Some(jid) => jid.as_str().as_bytes().to_vec(),
             None => vec![0xff],

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, PageQuery, doc};
 use crate::service::jobs::{JobEvent, JobView, NewJob};
 use crate::service::{Page, ServiceError, page_limit};
-use store::JobRecord;
+use store::JobSummary;
 use store::access::Role;
 
 /// How `target` is read, as Salt's `tgt_type`.
@@ -143,11 +143,11 @@ async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(PageQuery), responses((status = 200, description = "the job cache, newest first (50 a page unless `limit` says otherwise)", body = Page<JobRecord>), doc::BadRequest, doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(PageQuery), responses((status = 200, description = "the job cache, newest first (50 a page unless `limit` says otherwise); each job with how many minions it expects, not their names (those are in `GET /v1/jobs/{jid}`)", body = Page<JobSummary>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Json<Page<JobRecord>>, ApiError> {
+) -> Result<Json<Page<JobSummary>>, ApiError> {
     let limit = page_limit(q.limit, 50)?;
     Ok(Json(st.shared.jobs.list(q.cursor.as_deref(), limit)?))
 }

@@ -23,7 +23,7 @@ use crate::jobs::JobTracker;
 use crate::keyring::{Keyring, random};
 use crate::server::{BROADCAST_TOPIC, PUBLISH_AAD, now_ms, now_us};
 use store::access::User;
-use store::{JobRecord, Store};
+use store::{JobRecord, JobSummary, Store};
 
 /// A job to publish.
 #[derive(Debug, Clone)]
@@ -378,7 +378,7 @@ impl JobsService {
         &self,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<Page<JobRecord>, ServiceError> {
+    ) -> Result<Page<JobSummary>, ServiceError> {
         let before = match cursor {
             Some(c) => Some(Jid::parse(c).map_err(|_| {
                 ServiceError::Invalid(format!("cursor {c:?} is not one this API gave"))
