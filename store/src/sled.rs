@@ -397,10 +397,6 @@ impl SledStore {
         if keep == 0 {
             return Ok(());
         }
-        let Some(base) = self.assets.get(id.as_str().as_bytes()).map_err(store_err)? else {
-            return Ok(());
-        };
-        let checkpoint = decode::<AssetRecord>(&base)?.version;
         let keys: Vec<sled::IVec> = self
             .history
             .scan_prefix(id.as_str().as_bytes())
@@ -411,6 +407,15 @@ impl SledStore {
         if changes <= keep {
             return Ok(());
         }
+        let Some(base) = self.assets.get(id.as_str().as_bytes()).map_err(store_err)? else {
+            return Ok(());
+        };
+        /// The checkpoint's version, read without decoding its document.
+        #[derive(Deserialize)]
+        struct Checkpoint {
+            version: u64,
+        }
+        let checkpoint = decode::<Checkpoint>(&base)?.version;
         let after_checkpoint = |k: &sled::IVec| {
             k.len() >= 8
                 && k[k.len() - 8..]
@@ -570,7 +575,9 @@ impl Store for SledStore {
         let Some((id, version, changed)) = touched else {
             return Ok(Stored::Duplicate);
         };
-        self.prune(&id)?;
+        if changed {
+            self.prune(&id)?;
+        }
         Ok(Stored::Asset {
             id,
             version,
