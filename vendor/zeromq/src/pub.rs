@@ -134,13 +134,18 @@ impl PubSocketBackend {
             None => return,
         };
 
-        let mut iter = self.subscribers.begin_async().await;
-        while let Some(subscriber) = iter {
+        // cmdb patch: iterate without suspending. The async iterator held a
+        // bucket lock across `.await`; a subscription arriving then blocked a
+        // runtime thread in `get_sync` on that bucket, and with every runtime
+        // thread so blocked the fan-out task could never run again to release
+        // it (seen as a master that stopped accepting connections during a
+        // reconnect storm of 9,000 subscribers).
+        self.subscribers.iter_sync(|_, subscriber| {
             if subscription_matches(&subscriber.subscriptions, first_frame) {
                 send_to_subscriber(subscriber.send_queue.clone(), &message);
             }
-            iter = subscriber.next_async().await;
-        }
+            true
+        });
     }
 
     fn message_received(&self, peer_id: &PeerIdentity, message: Message) {

@@ -156,12 +156,13 @@ impl SubSocketBackend {
             return Ok(());
         }
 
+        // cmdb patch: collect without suspending while a bucket is locked
+        // (see `PubSocketBackend::fanout_message`).
         let mut targets = Vec::new();
-        let mut iter = self.peers.begin_async().await;
-        while let Some(peer) = iter {
-            targets.push((peer.key().clone(), peer.send_queue.clone()));
-            iter = peer.next_async().await;
-        }
+        self.peers.iter_sync(|id, peer| {
+            targets.push((id.clone(), peer.send_queue.clone()));
+            true
+        });
 
         let mut dead_peers = Vec::new();
         for (peer_id, send_queue) in targets {
@@ -208,12 +209,13 @@ impl SubSocketBackend {
 
     /// Reliably send a message to every connected peer using async send.
     async fn broadcast_control_message(&self, message: ZmqMessage) -> ZmqResult<()> {
+        // cmdb patch: collect without suspending while a bucket is locked
+        // (see `PubSocketBackend::fanout_message`).
         let mut targets = Vec::new();
-        let mut iter = self.peers.begin_async().await;
-        while let Some(peer) = iter {
-            targets.push((peer.key().clone(), peer.send_queue.clone()));
-            iter = peer.next_async().await;
-        }
+        self.peers.iter_sync(|id, peer| {
+            targets.push((id.clone(), peer.send_queue.clone()));
+            true
+        });
 
         let mut dead_peers = Vec::new();
         let mut first_error = None;

@@ -135,17 +135,18 @@ impl SocketSend for XPubSocket {
             Some(frame) => frame,
             None => return Ok(()), // Empty message, nothing to publish
         };
+        // cmdb patch: collect without suspending while a bucket is locked
+        // (see `PubSocketBackend::fanout_message`).
         let mut targets = Vec::new();
-        let mut iter = self.backend.subscribers.begin_async().await;
-        while let Some(subscriber) = iter {
+        self.backend.subscribers.iter_sync(|id, subscriber| {
             if subscriber.subscriptions.iter().any(|sub_filter| {
                 sub_filter.len() <= first_frame.len()
                     && sub_filter.as_slice() == &first_frame[0..sub_filter.len()]
             }) {
-                targets.push((subscriber.key().clone(), subscriber.send_queue.clone()));
+                targets.push((id.clone(), subscriber.send_queue.clone()));
             }
-            iter = subscriber.next_async().await;
-        }
+            true
+        });
 
         let mut dead_peers = Vec::new();
         for (peer_id, send_queue) in targets {
