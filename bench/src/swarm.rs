@@ -165,7 +165,7 @@ impl Sim {
             }
         };
         let (job, m) = (&entry.0, &entry.1);
-        if !m.matches(self.id.as_str(), None) || self.seen.contains(&job.jid) {
+        if !job.is_for(m, self.id.as_str(), None) || self.seen.contains(&job.jid) {
             return None;
         }
         let job = job.clone();

@@ -537,12 +537,12 @@ async fn check_job(m: &Minion, frame: &[u8]) -> Result<Option<Job>, MinionError>
     let Publish::Job(job) = env.open::<Publish>(&key)?;
     check_fresh(job.issued_at_ms, now_ms(), m.cfg.job_max_age as i64 * 1000)?;
     let matcher = job.target.matcher()?;
-    let grains = if matcher.uses_grains() {
+    let grains = if matcher.uses_grains() && job.expected.is_none() {
         Some(m.facts().await)
     } else {
         None
     };
-    if !matcher.matches(m.ident.id.as_str(), grains.as_ref()) {
+    if !job.is_for(&matcher, m.ident.id.as_str(), grains.as_ref()) {
         return Ok(None);
     }
     if !m

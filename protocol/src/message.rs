@@ -272,6 +272,30 @@ pub struct Job {
     /// Who asked for it.
     #[serde(default)]
     pub user: String,
+    /// The minions the master expects to run it, sorted, when the target
+    /// depends on facts (grain and compound targets): a minion then runs
+    /// the job only if it is named here, so what runs is what the master
+    /// shows, whatever the minion's live facts say. `None` for targets on
+    /// ids alone, which every minion matches as the master does (and then
+    /// not on the wire: such a job encodes as it always did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Vec<String>>,
+}
+
+impl Job {
+    /// Whether minion `id` should run this job; `grains` are its facts,
+    /// needed only when the target uses them and no expected list came.
+    pub fn is_for(
+        &self,
+        matcher: &crate::target::Matcher,
+        id: &str,
+        grains: Option<&Value>,
+    ) -> bool {
+        match &self.expected {
+            Some(list) => list.binary_search_by(|e| e.as_str().cmp(id)).is_ok(),
+            None => matcher.matches(id, grains),
+        }
+    }
 }
 
 /// Whether `at_ms` lies within `window_ms` of `now_ms` (both directions).
@@ -284,4 +308,52 @@ pub fn check_fresh(at_ms: i64, now_ms: i64, window_ms: i64) -> Result<(), crate:
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::encode_message;
+
+    fn job(target: Target, expected: Option<Vec<String>>) -> Job {
+        Job {
+            jid: Jid::from_micros(1_700_000_000_000_000).expect("jid"),
+            target,
+            fun: "test.ping".into(),
+            args: Vec::new(),
+            kwargs: BTreeMap::new(),
+            timeout_secs: 10,
+            issued_at_ms: 0,
+            user: "root".into(),
+            expected,
+        }
+    }
+
+    #[test]
+    fn an_expected_list_decides_over_live_facts() {
+        let grain = Target::Grain("os:Debian".into());
+        let m = grain.matcher().expect("matcher");
+        let facts = serde_json::json!({"os": "Debian"});
+        let listed = job(grain.clone(), Some(vec!["a".into(), "c".into()]));
+        assert!(listed.is_for(&m, "a", None));
+        assert!(listed.is_for(&m, "c", Some(&facts)));
+        assert!(
+            !listed.is_for(&m, "b", Some(&facts)),
+            "facts match, not listed"
+        );
+        let open = job(grain, None);
+        assert!(open.is_for(&m, "b", Some(&facts)));
+        assert!(!open.is_for(&m, "b", Some(&serde_json::json!({"os": "Rocky"}))));
+    }
+
+    #[test]
+    fn a_job_without_a_list_encodes_without_the_field() {
+        let plain = encode_message(&job(Target::Glob("*".into()), None)).expect("encode");
+        let listed =
+            encode_message(&job(Target::Glob("*".into()), Some(vec!["a".into()]))).expect("encode");
+        let has = |b: &[u8]| b.windows(8).any(|w| w == b"expected");
+        assert!(!has(&plain) && has(&listed));
+        let back: Job = rmp_serde::from_slice(&plain).expect("decode");
+        assert_eq!(back.expected, None);
+    }
 }

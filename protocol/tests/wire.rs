@@ -183,9 +183,10 @@ fn publish() -> impl Strategy<Value = Publish> {
         any::<u64>(),
         any::<i64>(),
         ".{0,8}",
+        prop::option::of(prop::collection::btree_set("[a-z0-9.]{1,8}", 0..4)),
     )
         .prop_map(
-            |(jid, target, fun, args, kwargs, timeout_secs, issued_at_ms, user)| {
+            |(jid, target, fun, args, kwargs, timeout_secs, issued_at_ms, user, expected)| {
                 Publish::Job(Job {
                     jid,
                     target,
@@ -195,6 +196,7 @@ fn publish() -> impl Strategy<Value = Publish> {
                     timeout_secs,
                     issued_at_ms,
                     user,
+                    expected: expected.map(|e| e.into_iter().collect()),
                 })
             },
         )
@@ -342,6 +344,7 @@ fn golden_wire_format() {
         timeout_secs: 600,
         issued_at_ms: 1_795_000_000_000,
         user: "root".into(),
+        expected: None,
     });
     golden(
         "job",

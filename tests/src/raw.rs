@@ -289,6 +289,7 @@ pub fn cmd_job(cmd: &str, issued_at_ms: i64) -> protocol::Publish {
         timeout_secs: 10,
         issued_at_ms,
         user: "test".into(),
+        expected: None,
     })
 }
 

@@ -356,6 +356,26 @@ fn grain_targets_use_stored_facts() {
 }
 
 #[test]
+fn a_grain_target_runs_only_on_the_minions_the_master_expects() {
+    // deb02's live facts match, but the master knows no facts for it: the
+    // job names who runs it, so deb02 must not run what nobody sees.
+    let mut c = Cluster::start(ClusterOpts::default());
+    fixture_minion(&mut c, "deb01", "deb01", "S1", "");
+    fixture_minion(&mut c, "deb02", "deb02", "S2", "");
+    collect(&c, "deb01");
+    let (v, stderr, code) = c.run_json(&["-G", "os:debian", "cmd.run", "echo ran"]);
+    assert_eq!((v, code), (json!({"deb01": "ran"}), 0), "{stderr}");
+    // deb02 handles publishes in order: once it has answered a job for it
+    // alone, it has seen (and skipped) the grain job.
+    let (v, _, _) = c.run_json(&["deb02", "test.ping"]);
+    assert_eq!(v, json!({"deb02": true}));
+    assert_eq!(c.minion("deb02").count("return acknowledged"), 1);
+    assert_eq!(c.minion("deb01").count("return acknowledged"), 2);
+    let log = c.master().logs();
+    assert!(!log.contains("does not expect this minion"), "{log}");
+}
+
+#[test]
 fn plugins_that_hang_crash_or_print_garbage_are_reported_not_fatal() {
     let mut c = Cluster::start(ClusterOpts::default());
     let (_, plugins) = fixture_minion(&mut c, "web01", "web01", "S1", "");

@@ -228,6 +228,13 @@ impl JobsService {
             timeout_secs: self.timing.job_timeout,
             issued_at_ms: issued,
             user: new.user.clone(),
+            // Facts on the minion may differ from what the master knows:
+            // name who runs it.
+            expected: new
+                .target
+                .matcher()
+                .is_ok_and(|m| m.uses_grains())
+                .then(|| expected.iter().cloned().collect()),
         };
         let env = Envelope::seal("master", &self.master_key, &Publish::Job(job))
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
