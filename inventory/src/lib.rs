@@ -212,6 +212,19 @@ impl AssetRecord {
         facts
     }
 
+    /// [`AssetRecord::full_facts`] without copying: the facts are moved out
+    /// of the document (which keeps `null` in their place) and the volatile
+    /// values moved into them.
+    pub fn take_full_facts(&mut self) -> Value {
+        let mut facts = self
+            .document
+            .get_mut("facts")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        merge_owned(&mut facts, std::mem::take(&mut self.observed));
+        facts
+    }
+
     /// A one-line view for listings.
     pub fn summary(&self) -> Value {
         let f = self.facts();
@@ -285,6 +298,17 @@ impl AssetRecord {
             changes,
             snapshot: None,
         })
+    }
+}
+
+fn merge_owned(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge_owned(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
     }
 }
 
@@ -415,6 +439,18 @@ mod tests {
         assert_eq!(rebuild(&r2, &history, 0), Some(r0.document.clone()));
         assert_eq!(rebuild(&r2, &history, 1), Some(r1.document.clone()));
         assert_eq!(rebuild(&r2, &history, 2), None);
+    }
+
+    #[test]
+    fn taking_the_full_facts_gives_what_copying_gives() {
+        let cfg = InventoryConfig::default();
+        let f = json!({"host": "a", "uptime_seconds": 7, "mounts": {"/": {"size_bytes": 9, "used_bytes": 3}}});
+        let (rec, _) = apply_collect(None, "m", &f, &jid(1), &cfg, 1);
+        let copied = rec.full_facts();
+        let mut owned = rec.clone();
+        assert_eq!(owned.take_full_facts(), copied);
+        assert_eq!(copied["uptime_seconds"], json!(7));
+        assert_eq!(copied["mounts"]["/"]["used_bytes"], json!(3));
     }
 
     #[test]

@@ -250,13 +250,38 @@ fn change_view(c: &FieldChange) -> ChangeView {
     }
 }
 
-fn record_view(rec: &AssetRecord, document: &Value, version: u64) -> AssetView {
-    let mut facts = document["facts"].clone();
-    if version == rec.version
-        && let (Value::Object(f), Value::Object(o)) = (&mut facts, rec.full_facts())
-    {
-        *f = o;
+/// The view of an asset at its latest version, moving its parts instead of
+/// copying them (listings show many).
+fn latest_view(mut rec: AssetRecord) -> AssetView {
+    let serial = rec.serial();
+    let facts = rec.take_full_facts();
+    let mut take = |key: &str| {
+        rec.document
+            .get_mut(key)
+            .map(Value::take)
+            .unwrap_or(Value::Null)
+    };
+    let (status, presence, manual) = (take("status"), take("presence"), take("manual"));
+    AssetView {
+        asset_id: rec.id,
+        minion: rec.minion,
+        version: rec.version,
+        latest_version: rec.version,
+        status,
+        presence,
+        serial,
+        created_ms: rec.created_ms,
+        last_collect_ms: rec.last_collect_ms,
+        manual,
+        facts,
     }
+}
+
+fn record_view(rec: &AssetRecord, document: &Value, version: u64) -> AssetView {
+    let facts = match (version == rec.version, rec.full_facts()) {
+        (true, full @ Value::Object(_)) if document["facts"].is_object() => full,
+        _ => document["facts"].clone(),
+    };
     AssetView {
         asset_id: rec.id.clone(),
         minion: rec.minion.clone(),
@@ -317,7 +342,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                     more = true;
                     return false;
                 }
-                items.push(record_view(&rec, &rec.document, rec.version));
+                items.push(latest_view(rec));
                 true
             })?;
             let next = if more {
