@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 when every expected minion returned success; 1 when a
 //! minion failed or did not return, no minion matched, or the master could
-//! not be reached.
+//! not be reached. Minions that returned a non-zero retcode are listed on
+//! stderr after `ERROR: Minions returned with non-zero exit code`.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -112,6 +113,7 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     let mut expected = 0usize;
     let mut failed = false;
     let mut missing = Vec::new();
+    let mut retcodes: BTreeMap<String, i32> = BTreeMap::new();
     let mut error = None;
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     let show_progress = std::io::stderr().is_terminal();
@@ -137,14 +139,20 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
                     bar.inc(1);
                     failed |= !ret.success;
                     if a.out == OutputFormat::Nested {
-                        let text = if a.fun.starts_with("state.") && a.fun != "state.show_sls" {
+                        let mut text = if a.fun.starts_with("state.") && a.fun != "state.show_sls" {
                             crate::output::highstate(ret.minion.as_str(), &ret.data)
                         } else {
                             let mut one = Map::new();
                             one.insert(ret.minion.to_string(), ret.data.clone());
                             render(&one, OutputFormat::Nested)
                         };
+                        if ret.retcode != 0 {
+                            text.push_str(&format!("    retcode: {}\n", ret.retcode));
+                        }
                         bar.suspend(|| print!("{text}"));
+                    }
+                    if ret.retcode != 0 {
+                        retcodes.insert(ret.minion.to_string(), ret.retcode);
                     }
                     results.insert(ret.minion.to_string(), ret.data);
                 }
@@ -171,6 +179,12 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     }
     for m in &missing {
         eprintln!("{m}: minion did not return. [No response]");
+    }
+    if !retcodes.is_empty() {
+        eprintln!("ERROR: Minions returned with non-zero exit code");
+        for (m, code) in &retcodes {
+            eprintln!("{m}: {code}");
+        }
     }
     Ok(if failed || !missing.is_empty() { 1 } else { 0 })
 }
@@ -245,9 +259,14 @@ pub fn jobs_show(socket: &Endpoint, jid: &str, out: OutputFormat) -> anyhow::Res
         .filter(|e| !rets.contains_key(*e))
         .map(|e| Value::String(e.clone()))
         .collect();
+    let codes: Map<String, Value> = returns
+        .iter()
+        .map(|r| (r.minion.to_string(), Value::from(r.retcode)))
+        .collect();
     let mut view = job_view(&job);
     view.insert("Missing".into(), Value::Array(missing));
     view.insert("Result".into(), Value::Object(rets));
+    view.insert("Retcodes".into(), Value::Object(codes));
     let mut m = Map::new();
     m.insert(job.jid.to_string(), Value::Object(view));
     print!("{}", render(&m, out));

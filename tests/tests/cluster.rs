@@ -165,6 +165,39 @@ fn autosign_accepts_matching_ids_only() {
 }
 
 #[test]
+fn a_non_zero_retcode_is_shown_listed_and_kept_in_the_job_cache() {
+    let mut c = cluster();
+    c.start_accepted(&["web01", "web02"]);
+    let out = c.cmdb(&["run", "*", "cmd.run", "echo out; exit 3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stdout.contains("retcode: 3"), "{stdout}");
+    assert!(
+        stderr.contains("ERROR: Minions returned with non-zero exit code\nweb01: 3\nweb02: 3"),
+        "{stderr}"
+    );
+    let (v, stderr, code) = c.run_json(&["web01", "cmd.run", "true"]);
+    assert_eq!((v, code), (json!({"web01": ""}), 0), "{stderr}");
+    assert!(!stderr.contains("non-zero"), "{stderr}");
+
+    let jobs = c.cmdb(&["jobs", "list", "--out", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&jobs.stdout).expect("json");
+    let (jid, _) = jobs
+        .as_object()
+        .expect("jobs")
+        .iter()
+        .find(|(_, j)| j["Arguments"] == json!(["echo out; exit 3"]))
+        .expect("the failing job");
+    let shown = c.cmdb(&["jobs", "show", jid, "--out", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(shown[jid]["Retcodes"], json!({"web01": 3, "web02": 3}));
+    assert_eq!(
+        shown[jid]["Result"],
+        json!({"web01": "out", "web02": "out"})
+    );
+}
+
+#[test]
 fn stopped_minion_is_reported_as_not_returned() {
     let mut c = cluster();
     c.start_accepted(&["web01", "web02"]);
