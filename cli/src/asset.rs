@@ -291,9 +291,14 @@ pub fn changes(
             limit: master::service::MAX_PAGE,
         },
     )?;
-    let rows = v.as_array().cloned().unwrap_or_default();
+    let mut rows = v.as_array().cloned().unwrap_or_default();
+    for row in &mut rows {
+        if let Some(ms) = row["at_ms"].as_i64() {
+            row["at"] = Value::String(format_ms(ms));
+        }
+    }
     const COLS: &[(&str, &str)] = &[
-        ("AT_MS", "/at_ms"),
+        ("AT", "/at"),
         ("ASSET_ID", "/asset_id"),
         ("MINION", "/minion"),
         ("SOURCE", "/source"),
@@ -339,10 +344,10 @@ pub fn parse_fields(words: &[String]) -> anyhow::Result<BTreeMap<String, String>
         .collect()
 }
 
-/// Formats unix milliseconds as UTC `YYYY-MM-DD HH:MM:SS`.
+/// Formats unix milliseconds as ISO 8601 in UTC, `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -355,7 +360,7 @@ mod tests {
         assert_eq!(parse_window("24h").expect("w"), 86_400);
         assert_eq!(parse_window("90").expect("w"), 90);
         assert!(parse_window("3x").is_err());
-        assert_eq!(format_ms(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(format_ms(1_700_000_000_000), "2023-11-14T22:13:20Z");
     }
 
     #[test]

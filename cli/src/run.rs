@@ -123,7 +123,12 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
             match ev {
                 Answer::Started { jid, expected: e } => {
                     if a.asynchronous {
-                        println!("Executed command with job ID: {jid}");
+                        match a.out {
+                            OutputFormat::Json => {
+                                println!("{}", serde_json::json!({ "jid": jid }));
+                            }
+                            _ => println!("Executed command with job ID: {jid}"),
+                        }
                     }
                     expected = e.len();
                     if show_progress && !a.asynchronous {
@@ -201,7 +206,7 @@ fn job_view(job: &JobRecord) -> Map<String, Value> {
         "Arguments": job.args,
         "Target": job.target.describe(),
         "User": job.user,
-        "StartTime": job.started_ms,
+        "StartTime": crate::asset::format_ms(job.started_ms),
         "Minions": job.expected,
     });
     v.as_object().cloned().unwrap_or_default()
@@ -215,7 +220,7 @@ fn summary_view(job: &JobSummary) -> Value {
         "Arguments": job.args,
         "Target": job.target.describe(),
         "User": job.user,
-        "StartTime": job.started_ms,
+        "StartTime": crate::asset::format_ms(job.started_ms),
         "Expected": job.expected_count,
     })
 }

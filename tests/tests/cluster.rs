@@ -195,6 +195,17 @@ fn a_non_zero_retcode_is_shown_listed_and_kept_in_the_job_cache() {
         shown[jid]["Result"],
         json!({"web01": "out", "web02": "out"})
     );
+    // Times in ISO 8601, UTC.
+    let start = shown[jid]["StartTime"].as_str().expect("a time");
+    assert!(
+        start.len() == 20 && start.ends_with('Z') && start.as_bytes()[10] == b'T',
+        "{start}"
+    );
+    // --async --out json prints the job id as JSON.
+    let out = c.cmdb(&["run", "--async", "--out", "json", "web01", "test.ping"]);
+    let started: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let async_jid = started["jid"].as_str().expect("jid");
+    assert_eq!(async_jid.len(), 20, "{started}");
 }
 
 #[test]
