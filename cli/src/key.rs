@@ -57,18 +57,29 @@ impl KeyBackend<'_> {
         listing
     }
 
-    fn accept(&self, id: &MinionId, from: KeyState) -> anyhow::Result<()> {
+    /// Accepts the key of `id` in `from`; with `force`, a denied key
+    /// replaces the accepted one.
+    fn accept(&self, id: &MinionId, from: KeyState, force: bool) -> anyhow::Result<()> {
+        let widen = key_service::Widen {
+            include_rejected: from == KeyState::Rejected,
+            include_denied: from == KeyState::Denied,
+            include_accepted: false,
+            force,
+        };
         match self {
             KeyBackend::Api(api) => {
                 let uri = format!(
-                    "/v1/keys/{}/accept?include_rejected={}&include_denied={}",
+                    "/v1/keys/{}/accept?include_rejected={}&include_denied={}&force={}",
                     segment(id.as_str()),
-                    from == KeyState::Rejected,
-                    from == KeyState::Denied
+                    widen.include_rejected,
+                    widen.include_denied,
+                    widen.force
                 );
                 let _: KeyView = crate::call(api, Method::POST, &uri, None::<&()>)?;
             }
-            KeyBackend::Files(pki) => pki.move_key(id, from, KeyState::Accepted)?,
+            KeyBackend::Files(pki) => {
+                key_service::accept(pki, id.as_str(), widen)?;
+            }
         }
         Ok(())
     }
@@ -167,6 +178,10 @@ pub struct KeyCli {
     /// With reject: reject accepted keys too.
     #[arg(long)]
     pub include_accepted: bool,
+    /// With accept and --include-denied: replace an accepted key with the
+    /// denied key of the same id (both fingerprints are printed).
+    #[arg(long)]
+    pub force: bool,
     /// Output format: text (default) or json.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub out: String,
@@ -200,6 +215,8 @@ pub struct KeyOptions {
     pub include_denied: bool,
     /// Reject also accepted keys.
     pub include_accepted: bool,
+    /// Let a denied key replace an accepted one.
+    pub force: bool,
     /// Print JSON.
     pub json: bool,
 }
@@ -251,8 +268,13 @@ fn confirm(what: &str, keys: &[(KeyState, String)], default_yes: bool, opts: Key
         return true;
     }
     println!("The following keys are going to be {what}:");
+    let mut shown = None;
     for (s, id) in keys {
-        println!("{}\n{id}", heading(*s));
+        if shown != Some(*s) {
+            println!("{}", heading(*s));
+            shown = Some(*s);
+        }
+        println!("{id}");
     }
     print!("Proceed? {} ", if default_yes { "[n/Y]" } else { "[N/y]" });
     let _ = std::io::stdout().flush();
@@ -285,16 +307,56 @@ pub fn run(
             }
             let keys = matching(&listing, &from, &glob);
             if keys.is_empty() {
-                println!("The key glob '{glob}' does not match any unaccepted keys.");
-                return Ok(());
+                return done(opts, "accepted", &[], || {
+                    println!("The key glob '{glob}' does not match any unaccepted keys.");
+                });
             }
-            if confirm("accepted", &keys, true, opts) {
-                for (s, id) in keys {
-                    backend.accept(&MinionId::new(id.as_str())?, s)?;
-                    println!("Key for minion {id} accepted.");
+            // A denied key of an id that has an accepted key is an impostor
+            // until the operator says otherwise.
+            let fingerprint = |id: &str, state: KeyState| {
+                let name = state.dir().trim_end_matches('/');
+                records
+                    .iter()
+                    .find(|r| r.id == id && r.state == name)
+                    .and_then(|r| r.fingerprint.clone())
+                    .unwrap_or_default()
+            };
+            let replaces = |s: KeyState, id: &str| {
+                s == KeyState::Denied && listing.ids(KeyState::Accepted).iter().any(|a| a == id)
+            };
+            let mut refused = Vec::new();
+            for (s, id) in &keys {
+                if replaces(*s, id) {
+                    let (old, new) = (
+                        fingerprint(id, KeyState::Accepted),
+                        fingerprint(id, KeyState::Denied),
+                    );
+                    if opts.force {
+                        eprintln!(
+                            "Replacing the accepted key of {id} ({old}) with its denied key ({new})."
+                        );
+                    } else {
+                        refused.push(format!(
+                            "{id} already has an accepted key ({old}); its denied key is {new}; \
+                             add --force to replace the accepted key"
+                        ));
+                    }
                 }
             }
-            Ok(())
+            if !refused.is_empty() {
+                anyhow::bail!("{}", refused.join("\n"));
+            }
+            let mut accepted = Vec::new();
+            if confirm("accepted", &keys, true, opts) {
+                for (s, id) in keys {
+                    backend.accept(&MinionId::new(id.as_str())?, s, opts.force)?;
+                    if !opts.json {
+                        println!("Key for minion {id} accepted.");
+                    }
+                    accepted.push(id);
+                }
+            }
+            done(opts, "accepted", &accepted, || {})
         }
         KeyAction::Reject(glob) => {
             let mut from = vec![KeyState::Pending];
@@ -303,35 +365,57 @@ pub fn run(
             }
             let keys = matching(&listing, &from, &glob);
             if keys.is_empty() {
-                println!("The key glob '{glob}' does not match any unaccepted keys.");
-                return Ok(());
+                return done(opts, "rejected", &[], || {
+                    println!("The key glob '{glob}' does not match any unaccepted keys.");
+                });
             }
+            let mut rejected = Vec::new();
             if confirm("rejected", &keys, false, opts) {
                 for (s, id) in keys {
                     backend.reject(&MinionId::new(id.as_str())?, s)?;
-                    println!("Key for minion {id} rejected.");
+                    if !opts.json {
+                        println!("Key for minion {id} rejected.");
+                    }
+                    rejected.push(id);
                 }
             }
-            Ok(())
+            done(opts, "rejected", &rejected, || {})
         }
         KeyAction::Delete(glob) => {
             let keys = matching(&listing, &KeyState::ALL, &glob);
             if keys.is_empty() {
-                println!("The key glob '{glob}' does not match any keys.");
-                return Ok(());
+                return done(opts, "deleted", &[], || {
+                    println!("The key glob '{glob}' does not match any keys.");
+                });
             }
+            let mut deleted = Vec::new();
             if confirm("deleted", &keys, false, opts) {
-                let mut done = BTreeSet::new();
+                let mut gone = BTreeSet::new();
                 for (s, id) in keys {
-                    backend.delete(&MinionId::new(id.as_str())?, s, &mut done)?;
-                    println!("Key for minion {id} deleted.");
+                    backend.delete(&MinionId::new(id.as_str())?, s, &mut gone)?;
+                    if !opts.json {
+                        println!("Key for minion {id} deleted.");
+                    }
+                    deleted.push(id);
                 }
             }
-            Ok(())
+            done(opts, "deleted", &deleted, || {})
         }
         KeyAction::Print(glob) => print_keys(&records, pki_dir, &glob, false, opts.json),
         KeyAction::Finger(glob) => print_keys(&records, pki_dir, &glob, true, opts.json),
     }
+}
+
+/// Ends an accept, reject or delete: with `--out json`, `{what: [ids]}`
+/// (ids listed once); else `text` prints whatever is left to say.
+fn done(opts: KeyOptions, what: &str, ids: &[String], text: impl FnOnce()) -> anyhow::Result<()> {
+    if opts.json {
+        let ids: BTreeSet<&String> = ids.iter().collect();
+        println!("{}", serde_json::json!({ what: ids }));
+    } else {
+        text();
+    }
+    Ok(())
 }
 
 fn print_listing(listing: &KeyListing, states: &[KeyState], json: bool) -> anyhow::Result<()> {

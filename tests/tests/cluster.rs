@@ -146,6 +146,84 @@ fn key_conflict_denies_the_new_key_and_the_original_still_answers() {
     let (v, _, code) = c.run_json(&["web01", "test.ping"]);
     assert_eq!((v, code), (json!({"web01": true}), 0));
     assert_eq!(c.minion("impostor").count("running job"), 0);
+
+    // Accepting the denied key over the accepted one needs --force, and
+    // both fingerprints are shown either way.
+    let fp = |state: &str| {
+        let out = c.key(&["-f", "web01", "--out", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v[state]["web01"].as_str().expect("fingerprint").to_owned()
+    };
+    let (accepted_fp, denied_fp) = (fp("minions"), fp("minions_denied"));
+    assert_ne!(accepted_fp, denied_fp);
+    let out = c.key(&["-a", "web01", "--include-denied", "-y"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&accepted_fp) && err.contains(&denied_fp) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.master_state().join("pki/accepted/web01")).expect("key"),
+        original
+    );
+    let out = c.key(&[
+        "-a",
+        "web01",
+        "--include-denied",
+        "--force",
+        "-y",
+        "--out",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v, json!({"accepted": ["web01"]}));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&accepted_fp) && err.contains(&denied_fp),
+        "{err}"
+    );
+    assert_eq!(fp("minions"), denied_fp);
+}
+
+#[test]
+fn cmdb_key_answers_json_lists_headers_once_and_refuses_a_wrong_state_dir() {
+    let mut c = cluster();
+    c.start_accepted(&["web01", "web02"]);
+    // Without -y (and no terminal) nothing is deleted; each header once.
+    let out = c.key(&["-D"]);
+    let listed = text(&out.stdout);
+    assert_eq!(listed.matches("Accepted Keys:").count(), 1, "{listed}");
+    assert!(listed.contains("web01\nweb02"), "{listed}");
+    let out = c.key(&["-r", "nomatch*", "--out", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v, json!({"rejected": []}));
+    let out = c.key(&["-d", "web02", "-y", "--out", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v, json!({"deleted": ["web02"]}));
+
+    // A config whose state_dir holds no key store: an error, nothing made.
+    let empty = c.dir.path().join("elsewhere");
+    let cfg = c.dir.path().join("wrong.toml");
+    std::fs::write(&cfg, format!("state_dir = \"{}\"\n", empty.display())).expect("write");
+    let out = std::process::Command::new(tests::bin_dir().join("cmdb-key"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-L")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("cmdb-key");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no master key store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !empty.exists(),
+        "a wrong state_dir must not become a key store"
+    );
 }
 
 #[test]

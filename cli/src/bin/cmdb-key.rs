@@ -47,6 +47,7 @@ fn start(cli: KeyCli) -> anyhow::Result<()> {
         include_rejected: cli.include_rejected,
         include_denied: cli.include_denied,
         include_accepted: cli.include_accepted,
+        force: cli.force,
         json: cli.out == "json",
     };
     let action = action(&cli)?;
@@ -67,6 +68,15 @@ fn start(cli: KeyCli) -> anyhow::Result<()> {
              so the keys are left alone",
             socket.display()
         ),
+    }
+    // A wrong state_dir must not become a new, empty key store.
+    if !cfg.pki_dir().join("master.pub").is_file() {
+        anyhow::bail!(
+            "{}: no master key store here (state_dir {} in {}); is this the master's config?",
+            cfg.pki_dir().display(),
+            cfg.state_dir.display(),
+            cli.config.display()
+        );
     }
     let pki = PkiStore::open(cfg.pki_dir())
         .with_context(|| format!("opening {}", cfg.pki_dir().display()))?;

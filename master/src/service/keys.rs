@@ -49,6 +49,10 @@ pub struct Widen {
     /// Reject an accepted key too.
     #[serde(default)]
     pub include_accepted: bool,
+    /// With `include_denied`: replace the accepted key of the id with its
+    /// denied one (without it, an accepted key is never replaced).
+    #[serde(default)]
+    pub force: bool,
 }
 
 fn state_name(s: KeyState) -> String {
@@ -80,14 +84,29 @@ fn view(pki: &PkiStore, id: &MinionId, state: KeyState) -> KeyView {
 }
 
 /// Accepts the pending key of `id` (or its rejected or denied one, when
-/// widened). An accepted key is never replaced.
+/// widened). An accepted key is replaced only by the denied key of the same
+/// id, and only with `force`.
 pub fn accept(pki: &PkiStore, id: &str, widen: Widen) -> Result<KeyView, ServiceError> {
     let id = parse_id(id)?;
     let states = pki.states_of(&id);
     if states.contains(&KeyState::Accepted) {
-        return Err(ServiceError::Conflict(format!(
-            "{id} already has an accepted key; delete it first to accept another"
-        )));
+        let fingerprint = |s| view(pki, &id, s).fingerprint.unwrap_or_default();
+        if !(widen.include_denied && states.contains(&KeyState::Denied)) {
+            return Err(ServiceError::Conflict(format!(
+                "{id} already has an accepted key; delete it first to accept another"
+            )));
+        }
+        if !widen.force {
+            return Err(ServiceError::Conflict(format!(
+                "{id} already has an accepted key ({}); its denied key ({}) replaces it only with force",
+                fingerprint(KeyState::Accepted),
+                fingerprint(KeyState::Denied)
+            )));
+        }
+        pki.delete(&id, KeyState::Accepted).map_err(unavailable)?;
+        pki.move_key(&id, KeyState::Denied, KeyState::Accepted)
+            .map_err(unavailable)?;
+        return Ok(view(pki, &id, KeyState::Accepted));
     }
     let from = [
         (KeyState::Pending, true),
