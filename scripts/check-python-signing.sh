@@ -24,39 +24,15 @@ if [ ! -x "$bin/cmdb-master" ] || [ ! -x "$bin/cmdb" ]; then
 fi
 
 scratch="$(mktemp -d -t cmdb-pysig.XXXXXX)"
-pids=()
+. scripts/lib.sh
+master_config
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_daemons
   rm -rf "$scratch"
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-pub_port=$(free_port); ret_port=$(free_port); api_port=$(free_port)
-cat >"$scratch/master.toml" <<CFG
-interface    = "127.0.0.1"
-publish_port = $pub_port
-ret_port     = $ret_port
-state_dir    = "$scratch/master"
-file_roots   = ["$scratch/srv"]
-
-[api]
-listen       = "127.0.0.1:$api_port"
-CFG
-
-wait_for() { # file pattern
-  for _ in $(seq 1 300); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
-}
-
-"$bin/cmdb-master" -c "$scratch/master.toml" </dev/null 2>"$scratch/master.log" &
-pids+=($!)
+start master "$bin/cmdb-master" -c "$scratch/master.toml"
 wait_for "$scratch/master.log" "master ready"
 # The log line is "API listening with TLS listen=... fingerprint=aa:bb:..."
 # (perhaps with colour codes around the field name).

@@ -13,57 +13,16 @@ bin="$(pwd)/target/debug"
 scratch="${CMDB_SCRATCH:-$(mktemp -d -t cmdb-quickstart.XXXXXX)}"
 mkdir -p "$scratch"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-    || echo $((20000 + RANDOM % 40000))
-}
-pub_port=$(free_port)
-ret_port=$(free_port)
-api_port=$(free_port)
-
-cat >"$scratch/master.toml" <<CFG
-interface    = "127.0.0.1"
-publish_port = $pub_port
-ret_port     = $ret_port
-state_dir    = "$scratch/master"
-file_roots   = ["$scratch/srv"]
-
-[api]
-listen       = "127.0.0.1:$api_port"
-CFG
-cat >"$scratch/minion.toml" <<CFG
-master       = "127.0.0.1"
-publish_port = $pub_port
-ret_port     = $ret_port
-state_dir    = "$scratch/minion"
-id           = "quickstart-minion"
-acceptance_wait_time = 0.5
+. scripts/lib.sh
+master_config
+minion_config quickstart-minion "acceptance_wait_time = 0.5
 acceptance_wait_time_max = 2
-heartbeat_interval = 5
-CFG
+heartbeat_interval = 5"
+trap stop_daemons EXIT
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-wait_for() { # file pattern
-  for _ in $(seq 1 300); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1" >&2
-  cat "$1" >&2
-  return 1
-}
-
-"$bin/cmdb-master" -c "$scratch/master.toml" 2>"$scratch/master.log" &
-pids+=($!)
+start master "$bin/cmdb-master" -c "$scratch/master.toml"
 wait_for "$scratch/master.log" "master ready"
-"$bin/cmdb-minion" -c "$scratch/minion.toml" 2>"$scratch/minion.log" &
-pids+=($!)
+start minion "$bin/cmdb-minion" -c "$scratch/minion.toml"
 wait_for "$scratch/minion.log" "key pending acceptance"
 
 echo "== cmdb-key -L"
