@@ -122,8 +122,7 @@ pub fn handle_batch(shared: &Shared, frames: &[(&[u8], &[u8])], now_ms: i64) -> 
         .zip(envs)
         .zip(keys)
         .map(|((&(peer, _), env), key)| {
-            let pre = if verified { key } else { None };
-            reply(shared, process(shared, peer, env, pre, now_ms))
+            reply(shared, process(shared, peer, env, key, verified, now_ms))
         })
         .collect()
 }
@@ -200,13 +199,15 @@ fn decode(shared: &Shared, frame: &[u8]) -> Result<Envelope, Refusal> {
     })
 }
 
-/// Processes a decoded request. `verified` is the signer's accepted key
-/// when the signature was already checked with it.
+/// Processes a decoded request. `key` is the signer's accepted key (looked
+/// up by the caller for every request that is not an auth request);
+/// `verified` says the signature was already checked with it.
 fn process(
     shared: &Shared,
     peer: &[u8],
     env: Result<Envelope, Refusal>,
-    verified: Option<VerifyingKey>,
+    key: Option<VerifyingKey>,
+    verified: bool,
     now_ms: i64,
 ) -> Result<Processed, Refusal> {
     let env = env?;
@@ -229,16 +230,14 @@ fn process(
         warn!(error = %e, "refused request with invalid signer id");
         refuse(0, ErrorKind::Malformed, e.to_string())
     })?;
-    let key = verified
-        .or_else(|| accepted_key(shared, &id))
-        .ok_or_else(|| {
-            warn!(minion_id = %id, "refused request from a minion without an accepted key");
-            refuse(
-                0,
-                ErrorKind::NotAccepted,
-                format!("minion {id} is not accepted"),
-            )
-        })?;
+    let key = key.ok_or_else(|| {
+        warn!(minion_id = %id, "refused request from a minion without an accepted key");
+        refuse(
+            0,
+            ErrorKind::NotAccepted,
+            format!("minion {id} is not accepted"),
+        )
+    })?;
     let channel = shared
         .keyring
         .channel(&shared.master_key, id.as_str(), &key);
@@ -248,9 +247,10 @@ fn process(
         message,
         channel: channel.clone(),
     };
-    let opened = match verified {
-        Some(_) => env.open_verified(channel.as_ref(), true),
-        None => env.open_private(&key, channel.as_ref(), true),
+    let opened = if verified {
+        env.open_verified(channel.as_ref(), true)
+    } else {
+        env.open_private(&key, channel.as_ref(), true)
     };
     let req: Request = opened.map_err(|e| {
         warn!(minion_id = %id, error = %e, "refused request");
