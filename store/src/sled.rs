@@ -44,6 +44,33 @@ fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(b).map_err(store_err)
 }
 
+/// Writes one record under `key` and flushes its tree (users and tokens:
+/// rare writes that must survive a crash at once).
+fn put_flushed<T: Serialize>(tree: &sled::Tree, key: &str, v: &T) -> Result<(), StoreError> {
+    tree.insert(key.as_bytes(), encode(v)?).map_err(store_err)?;
+    tree.flush().map_err(store_err)?;
+    Ok(())
+}
+
+/// The record under `key`, if any.
+fn get_record<T: for<'de> Deserialize<'de>>(
+    tree: &sled::Tree,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    match tree.get(key.as_bytes()).map_err(store_err)? {
+        Some(v) => Ok(Some(decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every record of a tree, in key order.
+fn all_records<T: for<'de> Deserialize<'de>>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
+    tree.iter()
+        .values()
+        .map(|v| decode(&v.map_err(store_err)?))
+        .collect()
+}
+
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
@@ -503,10 +530,7 @@ impl Store for SledStore {
     }
 
     fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, StoreError> {
-        match self.jobs.get(jid.as_str().as_bytes()).map_err(store_err)? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        get_record(&self.jobs, jid.as_str())
     }
 
     fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
@@ -897,26 +921,15 @@ impl Store for SledStore {
     }
 
     fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.users
-            .insert(user.name.as_bytes(), encode(user)?)
-            .map_err(store_err)?;
-        self.users.flush().map_err(store_err)?;
-        Ok(())
+        put_flushed(&self.users, &user.name, user)
     }
 
     fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        match self.users.get(name.as_bytes()).map_err(store_err)? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        get_record(&self.users, name)
     }
 
     fn users(&self) -> Result<Vec<User>, StoreError> {
-        self.users
-            .iter()
-            .values()
-            .map(|v| decode(&v.map_err(store_err)?))
-            .collect()
+        all_records(&self.users)
     }
 
     fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
@@ -936,26 +949,15 @@ impl Store for SledStore {
     }
 
     fn put_token(&self, token: &Token) -> Result<(), StoreError> {
-        self.tokens
-            .insert(token.id.as_bytes(), encode(token)?)
-            .map_err(store_err)?;
-        self.tokens.flush().map_err(store_err)?;
-        Ok(())
+        put_flushed(&self.tokens, &token.id, token)
     }
 
     fn token(&self, id: &str) -> Result<Option<Token>, StoreError> {
-        match self.tokens.get(id.as_bytes()).map_err(store_err)? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        get_record(&self.tokens, id)
     }
 
     fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        self.tokens
-            .iter()
-            .values()
-            .map(|v| decode(&v.map_err(store_err)?))
-            .collect()
+        all_records(&self.tokens)
     }
 
     fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
