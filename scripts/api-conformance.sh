@@ -22,11 +22,7 @@ master_config
 minion_config st-minion "acceptance_wait_time = 0.5
 acceptance_wait_time_max = 1
 collect_interval = 0"
-cleanup() {
-  stop_daemons
-  rm -rf "$scratch"
-}
-trap cleanup EXIT
+clean_up_on_exit
 
 start master "$bin/cmdb-master" -c "$scratch/master.toml"
 wait_for "$scratch/master.log" "master ready"

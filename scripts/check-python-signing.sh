@@ -26,11 +26,7 @@ fi
 scratch="$(mktemp -d -t cmdb-pysig.XXXXXX)"
 . scripts/lib.sh
 master_config
-cleanup() {
-  stop_daemons
-  rm -rf "$scratch"
-}
-trap cleanup EXIT
+clean_up_on_exit
 
 start master "$bin/cmdb-master" -c "$scratch/master.toml"
 wait_for "$scratch/master.log" "master ready"

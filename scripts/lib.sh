@@ -31,6 +31,10 @@ stop_daemons() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
+# On exit: stop the daemons and remove $scratch.
+clean_up_on_exit() {
+  trap 'stop_daemons; rm -rf "$scratch"' EXIT
+}
 
 # Picks free ports (pub_port, ret_port, api_port) and writes
 # $scratch/master.toml with the API on TLS.

@@ -4,37 +4,18 @@
 //! each collect like the master does.
 //!
 //! ```sh
-//! cargo run --release -p master --example store_growth -- 1000 30 0.01
+//! cargo run --release -p bench --example store_growth -- 1000 30 0.01
 //! ```
 //! Arguments: assets (1000), collects (30), churn (0.01). Prints the
 //! store's size after each collect and its growth against one fleet
 //! snapshot (the JSON of every host's facts once), and the seconds spent
 //! storing each collect (one thread).
 
-#[path = "../../bench/src/facts.rs"]
-#[allow(dead_code, missing_docs)]
-mod facts;
-
-use std::path::Path;
-
-use master::config::InventoryConfig;
+use bench::{dir_bytes, facts};
+use inventory::InventoryConfig;
 use protocol::{JidGenerator, JobReturn, MinionId};
 use store::SledStore;
 use store::Store;
-
-fn dir_bytes(p: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    rd.filter_map(Result::ok)
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
