@@ -49,6 +49,10 @@ pub struct RunArgs {
     pub timeout: u64,
     /// Print the jid and exit.
     pub asynchronous: bool,
+    /// Run on this many (or share of) minions at a time.
+    pub batch: Option<String>,
+    /// Seconds between a return and the next batch minion.
+    pub batch_wait: Option<f64>,
     /// Output format.
     pub out: OutputFormat,
 }
@@ -108,7 +112,11 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
         fun: a.fun.clone(),
         args,
         kwargs,
+        batch: a.batch.clone(),
+        batch_wait: a.batch_wait,
+        timeout: a.batch.is_some().then_some(a.timeout),
     };
+    let interrupted = interrupt_prints_the_jid()?;
     let mut results = Map::new();
     let mut expected = 0usize;
     let mut failed = false;
@@ -122,6 +130,7 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
         .run(&req, a.timeout, !a.asynchronous, |ev| {
             match ev {
                 Answer::Started { jid, expected: e } => {
+                    *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(jid.to_string());
                     if a.asynchronous {
                         match a.out {
                             OutputFormat::Json => {
@@ -192,6 +201,92 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(if failed || !missing.is_empty() { 1 } else { 0 })
+}
+
+/// On Ctrl-C while waiting for returns: the job goes on running; print its
+/// jid and how to read its returns later, and exit 130. The jid goes into
+/// the answered slot once the master has published the job.
+fn interrupt_prints_the_jid() -> anyhow::Result<std::sync::Arc<std::sync::Mutex<Option<String>>>> {
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = slot.clone();
+    // Registering here, before the job is published, replaces the default
+    // action of SIGINT (ending the process without a word).
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
+        .context("listening for Ctrl-C")?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_none() {
+            return;
+        }
+        let jid = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        eprintln!("\nExiting gracefully on Ctrl-c");
+        match jid {
+            Some(jid) => {
+                eprintln!("This job's jid is: {jid}");
+                eprintln!(
+                    "The minions may not have all finished running and any remaining minions \
+                     will return upon completion. To look up the return data for this job \
+                     later, run:\n\ncmdb jobs show {jid}"
+                );
+            }
+            None => eprintln!(
+                "The master had not answered yet; the job may have been published (see cmdb jobs list)."
+            ),
+        }
+        std::process::exit(130);
+    });
+    Ok(slot)
+}
+
+/// `cmdb jobs active`.
+pub fn jobs_active(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
+    let jobs: Vec<master::service::jobs::ActiveJob> = ask(socket, "/v1/jobs/active")?;
+    let rows: Map<String, Value> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.jid.to_string(),
+                serde_json::json!({
+                    "Function": j.fun,
+                    "Target": j.target,
+                    "User": j.user,
+                    "StartTime": crate::asset::format_ms(j.started_ms),
+                    "Expected": j.expected_count,
+                    "Returned": j.returned_count,
+                    "Running": j.running,
+                    "Pending": j.pending_count,
+                    "BatchOpen": j.batch_open,
+                }),
+            )
+        })
+        .collect();
+    print!("{}", render(&rows, out));
+    Ok(0)
+}
+
+/// `cmdb jobs kill JID`: exit 0 when every minion still running it killed
+/// it or had already finished, 1 when one did not answer.
+pub fn jobs_kill(socket: &Endpoint, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
+    let report: master::service::jobs::KillReport = crate::call(
+        socket,
+        hyper::Method::DELETE,
+        &format!("/v1/jobs/{}", crate::client::segment(jid)),
+        None::<&()>,
+    )?;
+    let mut minions = Map::new();
+    for (list, what) in [
+        (&report.killed, "killed"),
+        (&report.not_running, "had already finished"),
+        (&report.no_answer, "did not answer"),
+    ] {
+        for m in list {
+            minions.insert(m.clone(), Value::String(what.into()));
+        }
+    }
+    print!("{}", render(&minions, out));
+    for m in &report.no_answer {
+        eprintln!("{m}: did not answer the kill (job {})", report.kill_jid);
+    }
+    Ok(u8::from(!report.no_answer.is_empty()))
 }
 
 /// One API call with one JSON answer; a refusal becomes an error.

@@ -25,7 +25,45 @@ struct LiveJob {
     expected: BTreeSet<String>,
     returned: BTreeSet<String>,
     live_until: Instant,
+    registered: Instant,
     watchers: Vec<mpsc::Sender<JobReturn>>,
+    batch: Option<Batch>,
+}
+
+/// A job started a few minions at a time: who has been sent which
+/// envelope (each wave names its own minions), and whether more are to come.
+struct Batch {
+    sent: HashMap<String, Bytes>,
+    open: bool,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl LiveJob {
+    /// Whether `minion` was sent the job (every expected minion, unless it
+    /// is a batch).
+    fn sent_to(&self, minion: &str) -> bool {
+        match &self.batch {
+            Some(b) => b.sent.contains_key(minion),
+            None => self.expected.contains(minion),
+        }
+    }
+}
+
+/// A live job's progress, for `jobs active`.
+#[derive(Debug, Clone)]
+pub struct LiveState {
+    /// The job.
+    pub jid: Jid,
+    /// How many minions it expects.
+    pub expected: usize,
+    /// How many returned.
+    pub returned: usize,
+    /// Minions sent the job that have not returned.
+    pub pending: Vec<String>,
+    /// Whether a batch still has minions to start.
+    pub batch_open: bool,
+    /// How long ago it was published.
+    pub age: Duration,
 }
 
 /// The live-job table, shared by the workers and the API.
@@ -68,10 +106,95 @@ impl JobTracker {
                 expected,
                 returned: BTreeSet::new(),
                 live_until: Instant::now() + live_for,
+                registered: Instant::now(),
                 watchers,
+                batch: None,
             },
         );
         rx
+    }
+
+    /// Makes the live job `jid` a batch: no minion counts as sent the job
+    /// until [`JobTracker::dispatch`] names it. `stop` fires when the job
+    /// is killed.
+    pub fn start_batch(&self, jid: &Jid, stop: tokio_util::sync::CancellationToken) {
+        if let Some(job) = self.live().get_mut(jid) {
+            job.batch = Some(Batch {
+                sent: HashMap::new(),
+                open: true,
+                stop,
+            });
+        }
+    }
+
+    /// Records that `minions` were sent `envelope` (a batch's wave).
+    pub fn dispatch(&self, jid: &Jid, minions: &[String], envelope: &Bytes) {
+        if let Some(b) = self.live().get_mut(jid).and_then(|j| j.batch.as_mut()) {
+            for m in minions {
+                b.sent.insert(m.clone(), envelope.clone());
+            }
+        }
+    }
+
+    /// Marks a batch as having started every minion it will.
+    pub fn close_batch(&self, jid: &Jid) {
+        if let Some(b) = self.live().get_mut(jid).and_then(|j| j.batch.as_mut()) {
+            b.open = false;
+        }
+    }
+
+    /// Whether `jid` is a batch with minions still to start.
+    pub fn batch_open(&self, jid: &Jid) -> bool {
+        self.live()
+            .get(jid)
+            .and_then(|j| j.batch.as_ref())
+            .is_some_and(|b| b.open)
+    }
+
+    /// Stops a batch from starting more minions and answers who was sent
+    /// the job and has not returned (`None` when the job is not live).
+    pub fn stop(&self, jid: &Jid) -> Option<Vec<String>> {
+        let mut live = self.live();
+        let job = live.get_mut(jid)?;
+        if let Some(b) = &mut job.batch {
+            b.stop.cancel();
+            b.open = false;
+        }
+        let job = &*job;
+        Some(
+            job.expected
+                .iter()
+                .filter(|m| job.sent_to(m) && !job.returned.contains(*m))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The live jobs that still wait for a minion, or still have minions
+    /// to start.
+    pub fn unfinished(&self) -> Vec<LiveState> {
+        let now = Instant::now();
+        self.live()
+            .iter()
+            .filter(|(_, j)| j.live_until > now)
+            .filter_map(|(jid, j)| {
+                let pending: Vec<String> = j
+                    .expected
+                    .iter()
+                    .filter(|m| j.sent_to(m) && !j.returned.contains(*m))
+                    .cloned()
+                    .collect();
+                let batch_open = j.batch.as_ref().is_some_and(|b| b.open);
+                (!pending.is_empty() || batch_open).then(|| LiveState {
+                    jid: jid.clone(),
+                    expected: j.expected.len(),
+                    returned: j.returned.len(),
+                    pending,
+                    batch_open,
+                    age: now.saturating_duration_since(j.registered),
+                })
+            })
+            .collect()
     }
 
     /// Puts back a job that was live when the master stopped: `returned`
@@ -91,7 +214,9 @@ impl JobTracker {
                 expected,
                 returned,
                 live_until: Instant::now() + live_for,
+                registered: Instant::now(),
                 watchers: Vec::new(),
+                batch: None,
             },
         );
     }
@@ -133,9 +258,16 @@ impl JobTracker {
         self.live()
             .iter()
             .filter(|(_, j)| {
-                j.live_until > now && j.expected.contains(minion) && !j.returned.contains(minion)
+                j.live_until > now && j.sent_to(minion) && !j.returned.contains(minion)
             })
-            .map(|(jid, j)| (jid.clone(), j.envelope.clone()))
+            .map(|(jid, j)| {
+                let envelope = j
+                    .batch
+                    .as_ref()
+                    .and_then(|b| b.sent.get(minion))
+                    .unwrap_or(&j.envelope);
+                (jid.clone(), envelope.clone())
+            })
             .collect()
     }
 
@@ -145,6 +277,21 @@ impl JobTracker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(minion.to_owned(), (Instant::now(), jobs));
+    }
+
+    /// The minions among `minions` that reported `jid` as running within
+    /// `fresh`.
+    pub fn running_on(&self, jid: &Jid, minions: &[String], fresh: Duration) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        minions
+            .iter()
+            .filter(|m| {
+                running
+                    .get(m.as_str())
+                    .is_some_and(|(at, jobs)| at.elapsed() <= fresh && jobs.contains(jid))
+            })
+            .cloned()
+            .collect()
     }
 
     /// Whether `minion` reported `jid` as running within `fresh`.
@@ -203,5 +350,33 @@ mod tests {
         assert_eq!(t.missed_by("b").len(), 1);
         assert_eq!(rx.try_recv().expect("ret").minion.as_str(), "a");
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_batch_offers_each_minion_only_its_own_wave() {
+        let t = JobTracker::new();
+        let jid = Jid::from_micros(2).expect("jid");
+        let expected: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+        t.register(
+            jid.clone(),
+            Bytes::from_static(b"first"),
+            expected,
+            Duration::from_secs(60),
+            false,
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        t.start_batch(&jid, stop.clone());
+        assert!(t.missed_by("a").is_empty());
+        t.dispatch(&jid, &["a".into()], &Bytes::from_static(b"wave1"));
+        t.dispatch(&jid, &["b".into()], &Bytes::from_static(b"wave2"));
+        assert_eq!(t.missed_by("a")[0].1, Bytes::from_static(b"wave1"));
+        assert_eq!(t.missed_by("b")[0].1, Bytes::from_static(b"wave2"));
+        assert!(t.missed_by("c").is_empty());
+        assert!(t.batch_open(&jid));
+        assert_eq!(t.unfinished()[0].pending, vec!["a", "b"]);
+        t.on_return(&ret(&jid, "a"));
+        assert_eq!(t.stop(&jid), Some(vec!["b".to_string()]));
+        assert!(stop.is_cancelled());
+        assert!(!t.batch_open(&jid));
     }
 }

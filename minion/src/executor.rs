@@ -1,9 +1,10 @@
 //! Running a job and delivering its return until the master acknowledges it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use protocol::{ErrorKind, Job, JobReturn, ReplyBody, RequestBody};
+use protocol::{ErrorKind, Jid, Job, JobReturn, ReplyBody, RequestBody};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::error::MinionError;
@@ -14,6 +15,66 @@ use crate::transport::now_ms;
 /// After this long a running job is reported in a heartbeat, so that the
 /// master's gather wait knows it is still running.
 const REPORT_RUNNING_AFTER: Duration = Duration::from_secs(2);
+
+/// Exit code of a job killed on request (128 + SIGKILL), as a shell shows it.
+pub const KILLED: i32 = 137;
+
+struct RunningJob {
+    jid: Jid,
+    fun: String,
+    started_ms: i64,
+    kill: CancellationToken,
+}
+
+/// The jobs running on this minion, each with a handle that kills it.
+#[derive(Default)]
+pub struct RunningJobs(Mutex<Vec<RunningJob>>);
+
+impl RunningJobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RunningJob>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a started job; the token fires when it is to be killed.
+    pub fn start(&self, jid: Jid, fun: &str, started_ms: i64) -> CancellationToken {
+        let kill = CancellationToken::new();
+        self.lock().push(RunningJob {
+            jid,
+            fun: fun.to_owned(),
+            started_ms,
+            kill: kill.clone(),
+        });
+        kill
+    }
+
+    /// Forgets a finished job.
+    pub fn finish(&self, jid: &Jid) {
+        self.lock().retain(|j| j.jid != *jid);
+    }
+
+    /// The running jobs' ids.
+    pub fn jids(&self) -> Vec<Jid> {
+        self.lock().iter().map(|j| j.jid.clone()).collect()
+    }
+
+    /// `(jid, function, started_ms)` of each running job.
+    pub fn list(&self) -> Vec<(Jid, String, i64)> {
+        self.lock()
+            .iter()
+            .map(|j| (j.jid.clone(), j.fun.clone(), j.started_ms))
+            .collect()
+    }
+
+    /// Kills the job `jid`; false when it is not running here.
+    pub fn kill(&self, jid: &Jid) -> bool {
+        let jobs = self.lock();
+        let Some(job) = jobs.iter().find(|j| j.jid == *jid) else {
+            return false;
+        };
+        job.kill.cancel();
+        true
+    }
+}
 
 /// Collects facts every `collect_interval` seconds (±10 %) and pushes them
 /// to the master, until shutdown. The first push comes after a random part
@@ -62,11 +123,8 @@ async fn run(m: Arc<Minion>, job: Job) {
     let Ok(_permit) = m.slots.clone().acquire_owned().await else {
         return;
     };
-    m.running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(job.jid.clone());
     let started = now_ms();
+    let kill = m.running.start(job.jid.clone(), &job.fun, started);
     let timeout = Duration::from_secs(job.timeout_secs.max(1));
     let ctx = CallContext {
         id: m.ident.id.to_string(),
@@ -74,26 +132,33 @@ async fn run(m: Arc<Minion>, job: Job) {
         minion: Some(m.clone()),
         timeout,
     };
-    debug!("running job");
-    let call = tokio::time::timeout(
+    info!("running job");
+    let mut call = Box::pin(tokio::time::timeout(
         timeout,
         modules::call(&job.fun, &job.args, &job.kwargs, &ctx),
-    );
-    tokio::pin!(call);
+    ));
+    // Dropping the call on a kill drops its child processes' guards,
+    // which kill their process groups.
+    let killed = || Outcome::fail("the job was killed", KILLED);
     let outcome = tokio::select! {
         r = &mut call => r,
+        _ = kill.cancelled() => Ok(killed()),
         _ = tokio::time::sleep(REPORT_RUNNING_AFTER) => {
             let _ = m.heartbeat().await;
-            call.await
+            tokio::select! {
+                r = &mut call => r,
+                _ = kill.cancelled() => Ok(killed()),
+            }
         }
     };
+    drop(call);
     let outcome = outcome.unwrap_or_else(|_| {
         Outcome::fail(format!("job timed out after {} s", timeout.as_secs()), 124)
     });
-    m.running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|j| *j != job.jid);
+    if outcome.retcode == KILLED && kill.is_cancelled() {
+        info!("job killed on request");
+    }
+    m.running.finish(&job.jid);
     let ret = JobReturn {
         jid: job.jid.clone(),
         minion: m.ident.id.clone(),

@@ -112,7 +112,7 @@ pub struct Minion {
     link: RwLock<Option<Arc<Link>>>,
     seen: Mutex<SeenJids>,
     /// Jobs running now.
-    pub running: Mutex<Vec<Jid>>,
+    pub running: crate::executor::RunningJobs,
     /// Limits concurrent jobs.
     pub slots: Arc<Semaphore>,
     /// Job tasks, waited for on shutdown.
@@ -162,7 +162,7 @@ impl Minion {
             master_key: Arc::new(RwLock::new(pinned)),
             link: RwLock::new(None),
             seen: Mutex::new(seen),
-            running: Mutex::new(Vec::new()),
+            running: crate::executor::RunningJobs::default(),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             facts: tokio::sync::Mutex::new(None),
@@ -208,11 +208,7 @@ impl Minion {
         let link = self
             .link()
             .ok_or_else(|| MinionError::Unreachable("not connected".into()))?;
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let running = self.running.jids();
         match link
             .request(RequestBody::Heartbeat(Heartbeat { running }), false)
             .await?

@@ -187,6 +187,29 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: Signal) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), sig);
+    }
+
+    /// Waits (up to [`WAIT`]) until the process closes its stderr, then for
+    /// its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        {
+            let (m, c) = &*self.log;
+            let mut st = m.lock().expect("log");
+            while !st.closed {
+                let now = Instant::now();
+                if now >= deadline {
+                    panic!("{}: did not exit\n{}", self.name, st.lines.join("\n"));
+                }
+                st = c.wait_timeout(st, deadline - now).expect("log").0;
+            }
+        }
+        self.child.wait().expect("wait")
+    }
+
     /// Whether the process is still running (it has not exited).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -365,6 +388,14 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).expect("cmdb-key json")
     }
 
+    /// Starts `cmdb -c master.toml ARGS` without waiting for it; its
+    /// stderr is captured as a daemon's log.
+    pub fn spawn_cmdb(&self, args: &[&str]) -> Proc {
+        let mut cmd = Command::new(self.bins.join("cmdb"));
+        cmd.arg("-c").arg(self.master_config()).args(args);
+        Proc::spawn("cmdb", cmd)
+    }
+
     /// Runs `cmdb -c master.toml ARGS`.
     pub fn cmdb(&self, args: &[&str]) -> Output {
         self.tool("cmdb", args)
@@ -433,6 +464,17 @@ impl Drop for Cluster {
         if let Some(m) = &mut self.master {
             m.kill();
         }
+    }
+}
+
+/// Checks `cond` every 50 ms until it holds, failing after [`WAIT`]: for
+/// states that announce themselves nowhere, such as a file appearing or a
+/// process going away.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

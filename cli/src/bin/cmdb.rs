@@ -71,6 +71,14 @@ enum Command {
         /// Print the job id and exit without waiting.
         #[arg(long = "async")]
         asynchronous: bool,
+        /// Run on N minions at a time (N% of them with a percent sign); the
+        /// next starts when one returns.
+        #[arg(short = 'b', long = "batch", value_name = "N|N%")]
+        batch: Option<String>,
+        /// With --batch: seconds to wait after a return before the next
+        /// minion starts.
+        #[arg(long = "batch-wait", value_name = "SECS", requires = "batch")]
+        batch_wait: Option<f64>,
         /// Output format.
         #[arg(long, value_enum, default_value = "nested")]
         out: OutputFormat,
@@ -339,6 +347,22 @@ enum JobsCommand {
         #[arg(long, value_enum, default_value = "nested")]
         out: OutputFormat,
     },
+    /// Jobs still running on a minion, just published, or with batch
+    /// minions still to start.
+    Active {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+    },
+    /// Kill a running job on every minion still running it (each kills the
+    /// job's process group; the job returns that it was killed).
+    Kill {
+        /// The job id.
+        jid: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+    },
 }
 
 fn start(cli: Cli) -> anyhow::Result<u8> {
@@ -372,6 +396,8 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
             compound,
             timeout,
             asynchronous,
+            batch,
+            batch_wait,
             out,
             target,
             fun,
@@ -393,6 +419,8 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                     args,
                     timeout,
                     asynchronous,
+                    batch,
+                    batch_wait,
                     out,
                 },
             )
@@ -426,6 +454,8 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
         Command::Jobs { command } => match command {
             JobsCommand::List { limit, out } => jobs_list(&socket, limit, out),
             JobsCommand::Show { jid, out } => jobs_show(&socket, &jid, out),
+            JobsCommand::Active { out } => cli::run::jobs_active(&socket, out),
+            JobsCommand::Kill { jid, out } => cli::run::jobs_kill(&socket, &jid, out),
         },
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,7 +16,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, PageQuery, doc};
-use crate::service::jobs::{JobEvent, JobView, NewJob};
+use crate::service::jobs::{
+    ActiveJob, BatchSize, BatchSpec, JobEvent, JobView, KillReport, NewJob,
+};
 use crate::service::{Page, ServiceError, page_limit};
 use store::JobSummary;
 use store::access::Role;
@@ -69,6 +72,21 @@ pub struct JobRequest {
     /// Keyword arguments.
     #[serde(default)]
     pub kwargs: BTreeMap<String, String>,
+    /// Start the job on this many minions at a time (`10`) or this share
+    /// of them (`25%`); the next starts when one returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    /// With `batch`: seconds to wait after a return before the next
+    /// minion starts (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub batch_wait: Option<f64>,
+    /// With `batch`: seconds to wait for a minion's return before its place
+    /// goes to the next one, longer while it reports the job as running
+    /// (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub timeout: Option<u64>,
 }
 
 /// The answer to `POST /v1/jobs`.
@@ -113,6 +131,28 @@ async fn create(
     if req.fun.is_empty() {
         return Err(ServiceError::Unprocessable("fun must not be empty".into()).into());
     }
+    let batch = match &req.batch {
+        Some(size) => {
+            let wait = req.batch_wait.unwrap_or(0.0);
+            if !wait.is_finite() || !(0.0..=86_400.0).contains(&wait) {
+                return Err(ServiceError::Unprocessable(format!(
+                    "batch_wait {wait} is not a number of seconds from 0 to 86400"
+                ))
+                .into());
+            }
+            Some(BatchSpec {
+                size: BatchSize::parse(size)?,
+                wait: Duration::from_secs_f64(wait),
+                timeout: Duration::from_secs(req.timeout.unwrap_or(5).max(1)),
+            })
+        }
+        None if req.batch_wait.is_some() => {
+            return Err(
+                ServiceError::Unprocessable("batch_wait is only taken with batch".into()).into(),
+            );
+        }
+        None => None,
+    };
     let published = st
         .shared
         .jobs
@@ -123,6 +163,7 @@ async fn create(
                 args: req.args,
                 kwargs: req.kwargs,
                 user: caller.user.name.clone(),
+                batch,
             },
             false,
             Some(&caller.user),
@@ -158,6 +199,21 @@ async fn show(
     Path(jid): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(st.shared.jobs.show(&jid)?))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/active", tag = "jobs", responses((status = 200, description = "jobs a minion reports as running, just published, or with batch minions still to start, oldest first", body = Vec<ActiveJob>), doc::Refused, doc::Failed))]
+async fn active(State(st): State<ApiState>) -> Result<Json<Vec<ActiveJob>>, ApiError> {
+    Ok(Json(st.shared.jobs.active()?))
+}
+
+#[utoipa::path(delete, path = "/v1/jobs/{jid}", tag = "jobs", params(("jid" = String, Path, description = "job id")), responses((status = 200, description = "the job was killed on the minions still running it (each kills its process group and returns that it was killed); a batch starts no more minions", body = KillReport), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed))]
+async fn kill(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(jid): Path<String>,
+) -> Result<Json<KillReport>, ApiError> {
+    caller.require(Role::Operator, "kill jobs")?;
+    Ok(Json(st.shared.jobs.kill(&jid, &caller.user).await?))
 }
 
 /// One server-sent event of `GET /v1/jobs/{jid}/returns`.
@@ -203,6 +259,7 @@ async fn returns(
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(show))
+        .routes(routes!(active))
+        .routes(routes!(show, kill))
         .routes(routes!(returns))
 }

@@ -2,7 +2,7 @@
 //! and publishes jobs, keeps the live job table, and follows a job's returns
 //! until every expected minion answered or the wait is over.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,130 @@ pub struct NewJob {
     pub kwargs: BTreeMap<String, String>,
     /// Who asks.
     pub user: String,
+    /// Start it a few minions at a time.
+    pub batch: Option<BatchSpec>,
+}
+
+/// How many minions of a batch run at once: a count or a share of the
+/// expected minions (`25%`, at least one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BatchSize {
+    /// This many.
+    Count(usize),
+    /// This share, in percent.
+    Percent(f64),
+}
+
+impl BatchSize {
+    /// Reads `N` or `N%`.
+    pub fn parse(text: &str) -> Result<BatchSize, ServiceError> {
+        let bad = || {
+            ServiceError::Unprocessable(format!(
+                "batch {text:?} is not a number of minions (such as 10) or a percentage (such as 25%)"
+            ))
+        };
+        let t = text.trim();
+        match t.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 100.0 => Ok(BatchSize::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => match t.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(BatchSize::Count(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+
+    /// How many run at once out of `total`.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            BatchSize::Count(n) => n,
+            BatchSize::Percent(p) => ((total as f64 * p / 100.0) as usize).max(1),
+        }
+    }
+}
+
+/// A batch: how many at once, how long a freed place waits before the next
+/// minion starts, and how long a minion is waited for (longer while it
+/// reports the job as running).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSpec {
+    /// How many at once.
+    pub size: BatchSize,
+    /// Wait after a return before the next minion starts.
+    pub wait: Duration,
+    /// Wait for a return before the place is given to the next minion.
+    pub timeout: Duration,
+}
+
+/// What killing a job did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KillReport {
+    /// The killed job.
+    pub jid: Jid,
+    /// The job that carried the kill to the minions.
+    pub kill_jid: Jid,
+    /// Minions that killed it.
+    pub killed: Vec<String>,
+    /// Minions where it had already ended.
+    pub not_running: Vec<String>,
+    /// Minions that did not answer the kill.
+    pub no_answer: Vec<String>,
+}
+
+/// A job still running or waiting for minions, for `jobs active`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActiveJob {
+    /// The job id.
+    pub jid: Jid,
+    /// Function.
+    pub fun: String,
+    /// Target, as typed.
+    pub target: String,
+    /// Who published it.
+    pub user: String,
+    /// When it was published, unix milliseconds.
+    pub started_ms: i64,
+    /// How many minions it expects.
+    pub expected_count: usize,
+    /// How many returned.
+    pub returned_count: usize,
+    /// Minions that report it as running.
+    pub running: Vec<String>,
+    /// How many minions were sent it and have not returned.
+    pub pending_count: usize,
+    /// Whether a batch still has minions to start.
+    pub batch_open: bool,
+}
+
+/// Signs jobs and publishes them sealed under the current session key.
+struct Publisher {
+    master_key: SigningKey,
+    keyring: Arc<Keyring>,
+    publish: mpsc::Sender<Vec<Bytes>>,
+}
+
+impl Publisher {
+    /// The signed envelope of `job`.
+    fn sign(&self, job: &Job) -> Result<Bytes, ServiceError> {
+        let env = Envelope::seal("master", &self.master_key, &Publish::Job(job.clone()))
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Bytes::from(env.to_bytes()))
+    }
+
+    /// Seals `envelope` under the session key and hands it to the PUB socket.
+    async fn send(&self, jid: &Jid, envelope: &Bytes) {
+        let (epoch, session) = self.keyring.session();
+        let sealed = Sealed::seal(&session, epoch, random(), PUBLISH_AAD, envelope);
+        let frames = vec![
+            Bytes::from_static(BROADCAST_TOPIC),
+            Bytes::from(sealed.to_bytes()),
+        ];
+        if self.publish.send(frames).await.is_err() {
+            warn!(jid = %jid, "publisher is gone; minions will fetch the job as missed");
+        }
+    }
 }
 
 /// A job that was published.
@@ -84,11 +208,9 @@ pub struct JobsService {
     timing: Timing,
     store: Arc<dyn Store>,
     pki: PkiStore,
-    master_key: SigningKey,
-    keyring: Arc<Keyring>,
+    publisher: Arc<Publisher>,
     tracker: Arc<JobTracker>,
     jids: Mutex<JidGenerator>,
-    publish: mpsc::Sender<Vec<Bytes>>,
     events: Arc<EventBus>,
 }
 
@@ -111,11 +233,13 @@ impl JobsService {
             },
             store,
             pki,
-            master_key,
-            keyring,
+            publisher: Arc::new(Publisher {
+                master_key,
+                keyring,
+                publish,
+            }),
             tracker: Arc::new(JobTracker::new()),
             jids: Mutex::new(JidGenerator::new()),
-            publish,
             events,
         }
     }
@@ -219,6 +343,11 @@ impl JobsService {
             .unwrap_or_else(|p| p.into_inner())
             .next(now_us());
         let issued = now_ms();
+        let order: Vec<String> = expected.iter().cloned().collect();
+        let first = match &new.batch {
+            Some(b) => order.len().min(b.size.of(order.len())),
+            None => order.len(),
+        };
         let job = Job {
             jid: jid.clone(),
             target: new.target.clone(),
@@ -229,44 +358,55 @@ impl JobsService {
             issued_at_ms: issued,
             user: new.user.clone(),
             // Facts on the minion may differ from what the master knows:
-            // name who runs it.
-            expected: new
-                .target
-                .matcher()
-                .is_ok_and(|m| m.uses_grains())
-                .then(|| expected.iter().cloned().collect()),
+            // name who runs it. A batch names each wave's minions.
+            expected: if new.batch.is_some() {
+                Some(order[..first].to_vec())
+            } else {
+                new.target
+                    .matcher()
+                    .is_ok_and(|m| m.uses_grains())
+                    .then(|| order.clone())
+            },
         };
-        let env = Envelope::seal("master", &self.master_key, &Publish::Job(job))
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let bytes = Bytes::from(env.to_bytes());
-        let (epoch, session) = self.keyring.session();
-        let sealed = Sealed::seal(&session, epoch, random(), PUBLISH_AAD, &bytes);
+        let bytes = self.publisher.sign(&job)?;
         let record = JobRecord {
             jid: jid.clone(),
             target: new.target,
             fun: new.fun.clone(),
             args: new.args,
             kwargs: new.kwargs,
-            expected: expected.iter().cloned().collect(),
+            expected: order.clone(),
             user: new.user,
             started_ms: issued,
         };
         self.store.put_live_job(&record, &bytes)?;
         let returns = self.tracker.register(
             jid.clone(),
-            bytes,
+            bytes.clone(),
             expected.clone(),
             Duration::from_secs(self.timing.job_live_secs.max(self.timing.job_timeout)),
             watch,
         );
+        if let Some(spec) = new.batch {
+            let stop = CancellationToken::new();
+            self.tracker.start_batch(&jid, stop.clone());
+            self.tracker.dispatch(&jid, &order[..first], &bytes);
+            let driver = BatchDriver {
+                publisher: self.publisher.clone(),
+                tracker: self.tracker.clone(),
+                returns: self.tracker.watch(&jid),
+                job,
+                spec,
+                fresh: Duration::from_secs(self.timing.presence_secs),
+                job_timeout: Duration::from_secs(self.timing.job_timeout),
+                stop,
+            };
+            let queue: VecDeque<String> = order[first..].iter().cloned().collect();
+            let wave: Vec<String> = order[..first].to_vec();
+            tokio::spawn(driver.run(wave, queue));
+        }
         if !expected.is_empty() {
-            let frames = vec![
-                Bytes::from_static(BROADCAST_TOPIC),
-                Bytes::from(sealed.to_bytes()),
-            ];
-            if self.publish.send(frames).await.is_err() {
-                warn!(jid = %jid, "publisher is gone; minions will fetch the job as missed");
-            }
+            self.publisher.send(&jid, &bytes).await;
         }
         info!(jid = %jid, fun = %new.fun, expected = expected.len(), "published job");
         self.events.emit(|| format!("cmdb/job/{jid}/new"), &record);
@@ -275,6 +415,99 @@ impl JobsService {
             expected,
             returns,
         })
+    }
+
+    /// Kills the job `jid` on every minion that was sent it and has not
+    /// returned (a batch starts no more minions): publishes
+    /// `saltutil.kill_job` to them and waits a few seconds for their
+    /// answers. The killed job's own returns say it was killed.
+    pub async fn kill(&self, jid: &str, user: &User) -> Result<KillReport, ServiceError> {
+        let jid = Jid::parse(jid).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let job = self
+            .store
+            .job(&jid)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no job {jid}")))?;
+        if !user.may_run(&job.fun) || job.expected.iter().any(|m| !user.may_target(m)) {
+            return Err(ServiceError::Forbidden(format!(
+                "user {} may not kill job {jid} ({} on its minions)",
+                user.name, job.fun
+            )));
+        }
+        let pending = self
+            .tracker
+            .stop(&jid)
+            .ok_or_else(|| ServiceError::Conflict(format!("job {jid} is no longer live")))?;
+        if pending.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "job {jid} is not running: every minion it started has returned"
+            )));
+        }
+        let published = self
+            .publish(
+                NewJob {
+                    target: Target::List(pending.clone()),
+                    fun: "saltutil.kill_job".into(),
+                    args: vec![jid.to_string()],
+                    kwargs: BTreeMap::new(),
+                    user: user.name.clone(),
+                    batch: None,
+                },
+                true,
+                None,
+            )
+            .await?;
+        let kill_jid = published.jid.clone();
+        let mut events = self.follow(published, 5, CancellationToken::new());
+        let mut report = KillReport {
+            jid,
+            kill_jid,
+            killed: Vec::new(),
+            not_running: Vec::new(),
+            no_answer: Vec::new(),
+        };
+        while let Some(ev) = events.recv().await {
+            match ev {
+                JobEvent::Return(ret) if ret.data["killed"] == serde_json::Value::Bool(true) => {
+                    report.killed.push(ret.minion.to_string());
+                }
+                JobEvent::Return(ret) => report.not_running.push(ret.minion.to_string()),
+                JobEvent::Done { missing } => report.no_answer = missing,
+            }
+        }
+        info!(jid = %report.jid, killed = report.killed.len(), "killed a job");
+        Ok(report)
+    }
+
+    /// Jobs still running on a minion, just published, or with batch
+    /// minions still to start, oldest first.
+    pub fn active(&self) -> Result<Vec<ActiveJob>, ServiceError> {
+        let fresh = Duration::from_secs(self.timing.presence_secs);
+        let mut out = Vec::new();
+        for live in self.tracker.unfinished() {
+            let running = self.tracker.running_on(&live.jid, &live.pending, fresh);
+            // A minion reports a job as running after two seconds.
+            let young = live.age < Duration::from_secs(5);
+            if running.is_empty() && !live.batch_open && !young {
+                continue;
+            }
+            let Some(job) = self.store.job(&live.jid)? else {
+                continue;
+            };
+            out.push(ActiveJob {
+                jid: live.jid,
+                fun: job.fun,
+                target: job.target.describe(),
+                user: job.user,
+                started_ms: job.started_ms,
+                expected_count: live.expected,
+                returned_count: live.returned,
+                running,
+                pending_count: live.pending.len(),
+                batch_open: live.batch_open,
+            });
+        }
+        out.sort_by(|a, b| a.jid.cmp(&b.jid));
+        Ok(out)
     }
 
     /// Follows a watched job: every return, then [`JobEvent::Done`] once
@@ -362,6 +595,12 @@ impl JobsService {
                             let still_running = missing
                                 .iter()
                                 .any(|m| tracker.is_running(m, &jid, fresh));
+                            // A batch still starting minions is waited for
+                            // past the hard stop: each of them has its own.
+                            if tracker.batch_open(&jid) {
+                                deadline = Instant::now() + wait_for;
+                                continue;
+                            }
                             if !still_running || Instant::now() >= hard_stop {
                                 break;
                             }
@@ -411,5 +650,144 @@ impl JobsService {
             .ok_or_else(|| ServiceError::NotFound(format!("no job {jid}")))?;
         let returns = self.store.returns(&jid)?;
         Ok(JobView { job, returns })
+    }
+}
+
+/// Starts a batch's minions as places free up: a place frees when its
+/// minion returns (after the batch's wait), or when it did not return in
+/// time and does not report the job as running.
+struct BatchDriver {
+    publisher: Arc<Publisher>,
+    tracker: Arc<JobTracker>,
+    returns: Option<mpsc::Receiver<JobReturn>>,
+    job: Job,
+    spec: BatchSpec,
+    fresh: Duration,
+    job_timeout: Duration,
+    stop: CancellationToken,
+}
+
+/// A batch minion being waited for: when to look again, and when to give
+/// up even if it reports the job as running.
+struct InFlight {
+    deadline: Instant,
+    hard_stop: Instant,
+}
+
+impl BatchDriver {
+    async fn run(mut self, first: Vec<String>, mut queue: VecDeque<String>) {
+        let jid = self.job.jid.clone();
+        let Some(mut returns) = self.returns.take() else {
+            self.tracker.close_batch(&jid);
+            return;
+        };
+        let mut in_flight: HashMap<String, InFlight> = HashMap::new();
+        self.track(&mut in_flight, first);
+        let mut freeing: Vec<Instant> = Vec::new();
+        while !queue.is_empty() {
+            let now = Instant::now();
+            let free = freeing.iter().filter(|t| **t <= now).count();
+            freeing.retain(|t| *t > now);
+            if free > 0 {
+                let wave: Vec<String> = queue.drain(..free.min(queue.len())).collect();
+                if !self.send_wave(&wave).await {
+                    break;
+                }
+                self.track(&mut in_flight, wave);
+                continue;
+            }
+            let wake = in_flight
+                .values()
+                .map(|f| f.deadline)
+                .chain(freeing.iter().copied())
+                .min()
+                .unwrap_or(now + self.spec.timeout);
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                r = returns.recv() => match r {
+                    Some(ret) => {
+                        if in_flight.remove(ret.minion.as_str()).is_some() {
+                            freeing.push(Instant::now() + self.spec.wait);
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    let expired: Vec<String> = in_flight
+                        .iter()
+                        .filter(|(_, f)| f.deadline <= now)
+                        .map(|(m, _)| m.clone())
+                        .collect();
+                    for m in expired {
+                        let running = self.tracker.is_running(&m, &jid, self.fresh);
+                        match in_flight.get_mut(&m) {
+                            Some(f) if running && now < f.hard_stop => {
+                                f.deadline = now + self.spec.timeout;
+                            }
+                            _ => {
+                                in_flight.remove(&m);
+                                freeing.push(now);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.tracker.close_batch(&jid);
+        info!(jid = %jid, unstarted = queue.len(), "batch has started its minions");
+    }
+
+    fn track(&self, in_flight: &mut HashMap<String, InFlight>, wave: Vec<String>) {
+        let now = Instant::now();
+        for m in wave {
+            in_flight.insert(
+                m,
+                InFlight {
+                    deadline: now + self.spec.timeout,
+                    hard_stop: now + self.job_timeout.max(self.spec.timeout),
+                },
+            );
+        }
+    }
+
+    /// Signs the job anew for `wave` and publishes it; false when it
+    /// cannot be signed.
+    async fn send_wave(&mut self, wave: &[String]) -> bool {
+        let mut names = wave.to_vec();
+        names.sort();
+        self.job.expected = Some(names);
+        self.job.issued_at_ms = now_ms();
+        let envelope = match self.publisher.sign(&self.job) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(jid = %self.job.jid, error = %e, "cannot sign a batch wave; the batch stops");
+                return false;
+            }
+        };
+        self.tracker.dispatch(&self.job.jid, wave, &envelope);
+        self.publisher.send(&self.job.jid, &envelope).await;
+        info!(jid = %self.job.jid, minions = wave.len(), "batch started minions");
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sizes_are_counts_or_shares() {
+        assert_eq!(BatchSize::parse("2").expect("n").of(10), 2);
+        assert_eq!(BatchSize::parse("25%").expect("p").of(10), 2);
+        assert_eq!(BatchSize::parse("10%").expect("p").of(4), 1);
+        assert_eq!(BatchSize::parse(" 100% ").expect("p").of(7), 7);
+        for bad in ["0", "-1", "x", "0%", "101%", "%", ""] {
+            let e = BatchSize::parse(bad).expect_err(bad);
+            assert!(
+                e.to_string().contains("is not a number of minions"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -1,0 +1,266 @@
+//! Jobs a Salt user can trust: checked arguments, `cmd.run`'s options, the
+//! small functions, batches, job control and Ctrl-C, through real
+//! processes on 127.0.0.1.
+
+use serde_json::{Value, json};
+use tests::{Cluster, ClusterOpts, jid_of, text, wait_until};
+
+fn cluster_with(ids: &[&str]) -> Cluster {
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_accepted(ids);
+    c
+}
+
+#[test]
+fn keyword_arguments_are_checked_and_cmd_run_honours_its_options() {
+    let c = cluster_with(&["web01"]);
+
+    let (v, stderr, code) = c.run_json(&["web01", "cmd.run", "id -un", "bogus_kw=1"]);
+    assert_eq!(code, 1, "{stderr}");
+    let msg = v["web01"].as_str().expect("error text");
+    assert!(msg.contains("unknown keyword argument 'bogus_kw'"), "{msg}");
+    assert!(msg.contains("runas"), "{msg}");
+
+    let (v, stderr, code) = c.run_json(&["web01", "cmd.run", "id -un", "runas=nobody"]);
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(v["web01"], json!("nobody"));
+    } else {
+        assert_eq!(code, 1);
+        assert!(
+            v["web01"]
+                .as_str()
+                .expect("e")
+                .contains("needs the minion to run as root")
+        );
+    }
+
+    let (v, stderr, code) = c.run_json(&[
+        "-t",
+        "30",
+        "web01",
+        "cmd.run",
+        "sleep 20; echo not killed",
+        "timeout=1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        v["web01"]
+            .as_str()
+            .expect("e")
+            .contains("timed out after 1 s"),
+        "{v}"
+    );
+    assert!(stderr.contains("web01: 124"), "{stderr}");
+
+    let dir = c.dir.path().display().to_string();
+    let (v, stderr, code) = c.run_json(&[
+        "web01",
+        "cmd.run",
+        "pwd; echo \"$GREETING\"; cat",
+        &format!("cwd={dir}"),
+        "env={GREETING: hello}",
+        "stdin=piped in",
+        "shell=/bin/bash",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["web01"], json!(format!("{dir}\nhello\npiped in")));
+
+    let (v, _, code) = c.run_json(&["web01", "cmd.run", "echo '$HOME' ;", "python_shell=false"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["web01"], json!("$HOME ;"));
+
+    let (v, _, code) = c.run_json(&["web01", "test.ping", "extra"]);
+    assert_eq!(code, 1);
+    assert!(
+        v["web01"]
+            .as_str()
+            .expect("e")
+            .contains("takes at most 0 positional arguments (1 given)"),
+        "{v}"
+    );
+}
+
+#[test]
+fn cmd_script_test_sleep_and_version_grains_get_and_sys_doc() {
+    let c = cluster_with(&["web01"]);
+    let scripts = c.dir.path().join("srv/scripts");
+    std::fs::create_dir_all(&scripts).expect("mkdir");
+    std::fs::write(
+        scripts.join("hello.sh"),
+        "#!/bin/sh\necho \"args: $1|$2\"\necho oops >&2\nexit 2\n",
+    )
+    .expect("script");
+
+    let (v, _, code) = c.run_json(&["web01", "cmd.script", "cmdb://scripts/hello.sh", "a 'b c'"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["web01"]["stdout"], json!("args: a|b c"));
+    assert_eq!(v["web01"]["stderr"], json!("oops"));
+    assert_eq!(v["web01"]["retcode"], json!(2));
+
+    let (v, _, code) = c.run_json(&["web01", "test.sleep", "0.2"]);
+    assert_eq!((code, &v), (0, &json!({"web01": true})));
+    let (v, _, _) = c.run_json(&["web01", "test.version"]);
+    assert_eq!(v["web01"], json!(env!("CARGO_PKG_VERSION")));
+
+    let (v, _, code) = c.run_json(&["web01", "grains.get", "kernel"]);
+    assert_eq!(code, 0);
+    assert_eq!(v["web01"], json!("Linux"));
+    let (v, _, _) = c.run_json(&["web01", "grains.get", "no_such:fact", "fallback"]);
+    assert_eq!(v["web01"], json!("fallback"));
+
+    let (v, _, code) = c.run_json(&["web01", "sys.doc", "cmd.run"]);
+    assert_eq!(code, 0);
+    let doc = v["web01"]["cmd.run"].as_str().expect("doc");
+    assert!(doc.starts_with("cmd.run CMD [cwd=…]"), "{doc}");
+    let (v, _, _) = c.run_json(&["web01", "sys.list_functions"]);
+    let funs = v["web01"].as_array().expect("list");
+    for f in [
+        "cmd.script",
+        "grains.get",
+        "sys.doc",
+        "test.sleep",
+        "test.version",
+    ] {
+        assert!(funs.contains(&json!(f)), "{f} missing from {funs:?}");
+    }
+}
+
+/// `(start, end)` seconds that `date +%s.%N; …; date +%s.%N` printed.
+fn span(v: &Value) -> (f64, f64) {
+    let s = v.as_str().expect("output");
+    let mut times = s.lines().map(|l| l.trim().parse::<f64>().expect("time"));
+    (times.next().expect("start"), times.next().expect("end"))
+}
+
+#[test]
+fn a_batch_of_two_over_four_minions_never_runs_more_than_two_at_once() {
+    let c = cluster_with(&["b1", "b2", "b3", "b4"]);
+    let (v, stderr, code) = c.run_json(&[
+        "-b",
+        "2",
+        "b*",
+        "cmd.run",
+        "date +%s.%N; sleep 1; date +%s.%N",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let spans: Vec<(f64, f64)> = ["b1", "b2", "b3", "b4"]
+        .iter()
+        .map(|m| span(&v[m]))
+        .collect();
+    // At each start, count the runs under way (the minions' own clocks).
+    let most = spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .expect("spans");
+    assert_eq!(most, 2, "{spans:?}");
+
+    // --batch-wait holds a freed place before the next minion starts.
+    let (v, stderr, code) = c.run_json(&[
+        "-b",
+        "1",
+        "--batch-wait",
+        "1",
+        "-L",
+        "b1,b2",
+        "cmd.run",
+        "date +%s.%N; date +%s.%N",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (first, second) = (span(&v["b1"]), span(&v["b2"]));
+    let gap = second.0.max(first.0) - first.1.min(second.1);
+    assert!(gap >= 0.9, "second started {gap} s after the first ended");
+
+    for bad in ["0", "many", "150%"] {
+        let out = c.cmdb(&["run", "-b", bad, "b*", "test.ping"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("batch \"{bad}\" is not a number of minions")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_job_loses_its_whole_process_group_and_returns_that_it_was_killed() {
+    let c = cluster_with(&["web01"]);
+    let pidfile = c.dir.path().join("sleep.pid");
+    let cmd = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+    let out = c.cmdb(&["run", "--async", "web01", "cmd.run", &cmd]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jid = jid_of(&out);
+    wait_until("the command wrote its child's pid", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
+    });
+    let sleep_pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+
+    let active = c.cmdb(&["jobs", "active", "--out", "json"]);
+    assert!(active.status.success(), "{}", text(&active.stderr));
+    let active: Value = serde_json::from_slice(&active.stdout).expect("json");
+    assert_eq!(active[&jid]["Function"], json!("cmd.run"), "{active}");
+    assert_eq!(active[&jid]["Pending"], json!(1), "{active}");
+
+    let acks = c.minion("web01").count("return acknowledged");
+    let kill = c.cmdb(&["jobs", "kill", &jid, "--out", "json"]);
+    assert!(kill.status.success(), "{}", text(&kill.stderr));
+    let report: Value = serde_json::from_slice(&kill.stdout).expect("json");
+    assert_eq!(report, json!({"web01": "killed"}));
+    // The kill's own return and the killed job's return.
+    c.minion("web01")
+        .wait_for_n("return acknowledged", acks + 2);
+    wait_until("the job's background sleep is gone", || {
+        !std::path::Path::new(&format!("/proc/{sleep_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+
+    let show = c.cmdb(&["jobs", "show", &jid, "--out", "json"]);
+    let show: Value = serde_json::from_slice(&show.stdout).expect("json");
+    assert_eq!(show[&jid]["Result"]["web01"], json!("the job was killed"));
+    assert_eq!(show[&jid]["Retcodes"]["web01"], json!(137));
+
+    let again = c.cmdb(&["jobs", "kill", &jid]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("is not running"),
+        "{}",
+        text(&again.stderr)
+    );
+    let active = c.cmdb(&["jobs", "active", "--out", "json"]);
+    let active: Value = serde_json::from_slice(&active.stdout).expect("json");
+    assert!(active.get(&jid).is_none(), "{active}");
+}
+
+#[test]
+fn ctrl_c_on_a_waiting_run_leaves_the_job_running_and_prints_its_jid() {
+    let c = cluster_with(&["web01"]);
+    let mut run = c.spawn_cmdb(&["run", "-t", "30", "web01", "test.sleep", "3"]);
+    c.master().wait_for("published job");
+    // The CLI learns the jid from the master's answer; the minion taking
+    // the job comes after that answer was sent.
+    c.minion("web01").wait_for("running job");
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let status = run.wait_exit();
+    assert_eq!(status.code(), Some(130), "{}", run.logs());
+    let jid = run
+        .lines_with("This job's jid is: ")
+        .first()
+        .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no jid line in: {}", run.logs()));
+    assert!(
+        run.logs().contains(&format!("cmdb jobs show {jid}")),
+        "{}",
+        run.logs()
+    );
+
+    c.minion("web01").wait_for("return acknowledged");
+    let show = c.cmdb(&["jobs", "show", &jid, "--out", "json"]);
+    let show: Value = serde_json::from_slice(&show.stdout).expect("json");
+    assert_eq!(show[&jid]["Result"]["web01"], json!(true), "{show}");
+}
