@@ -9,6 +9,7 @@ struct State {
     last: HashMap<String, i64>,
     dirty: HashMap<String, i64>,
     online: HashMap<String, bool>,
+    left: std::collections::HashSet<String>,
     started_ms: i64,
 }
 
@@ -41,6 +42,16 @@ impl Presence {
         let mut st = self.lock();
         st.last.insert(minion.to_owned(), at_ms);
         st.dirty.insert(minion.to_owned(), at_ms);
+        st.left.remove(minion);
+    }
+
+    /// Notes that `minion` said it is stopping at `at_ms`: it counts as
+    /// offline from the next [`Presence::flips`] until it is heard from again.
+    pub fn left(&self, minion: &str, at_ms: i64) {
+        let mut st = self.lock();
+        st.last.insert(minion.to_owned(), at_ms);
+        st.dirty.insert(minion.to_owned(), at_ms);
+        st.left.insert(minion.to_owned());
     }
 
     /// How many minions are online and offline, as of the last
@@ -67,6 +78,7 @@ impl Presence {
         let State {
             last,
             online,
+            left,
             started_ms,
             ..
         } = &mut *st;
@@ -76,7 +88,7 @@ impl Presence {
         let mut out = Vec::new();
         for (m, is_online) in online.iter_mut() {
             let seen = last.get(m).copied().unwrap_or(*started_ms);
-            let now_online = now_ms - seen <= offline_after_ms;
+            let now_online = !left.contains(m) && now_ms - seen <= offline_after_ms;
             if now_online != *is_online {
                 *is_online = now_online;
                 out.push((m.clone(), now_online));
@@ -101,5 +113,17 @@ mod tests {
         assert_eq!(p.flips(7_500, 5_000), vec![("a".to_string(), true)]);
         assert_eq!(p.take_dirty().len(), 2);
         assert!(p.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn a_minion_that_leaves_is_offline_at_once_until_heard_again() {
+        let p = Presence::new(0, [("a".to_string(), true)]);
+        p.seen("a", 1_000);
+        assert!(p.flips(1_000, 60_000).is_empty());
+        p.left("a", 2_000);
+        assert_eq!(p.flips(2_000, 60_000), vec![("a".to_string(), false)]);
+        assert!(p.flips(3_000, 60_000).is_empty());
+        p.seen("a", 4_000);
+        assert_eq!(p.flips(4_000, 60_000), vec![("a".to_string(), true)]);
     }
 }

@@ -294,6 +294,17 @@ fn process(
                 session_epoch: shared.keyring.session().0,
             })
         }
+        RequestBody::Leaving => {
+            shared.jobs.tracker().set_running(id.as_str(), Vec::new());
+            shared.presence.left(id.as_str(), now_ms);
+            info!(minion_id = %id, "minion is stopping");
+            crate::server::record_presence(shared);
+            ReplyBody::Heartbeat(HeartbeatReply {
+                boot_id: shared.boot_id,
+                pending: Vec::new(),
+                session_epoch: shared.keyring.session().0,
+            })
+        }
         RequestBody::MissedJobs(_) => {
             let jobs: Vec<_> = shared
                 .jobs

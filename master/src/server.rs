@@ -396,23 +396,29 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
             Err(e) => warn!(error = %e, "cannot list keys"),
         }
         shared.jobs.tracker().prune();
-        flush_presence(&shared);
-        let offline_after = shared.cfg.inventory.offline_after_secs as i64 * 1000;
-        for (minion, online) in shared.presence.flips(now_ms(), offline_after) {
-            match shared.store.set_presence(&minion, online, now_ms()) {
-                Ok(true) => {
-                    info!(minion_id = %minion, online, "presence changed");
-                    let ev = crate::events::PresenceEvent {
-                        id: &minion,
-                        presence: if online { "online" } else { "offline" },
-                    };
-                    shared
-                        .events
-                        .emit(|| format!("cmdb/presence/{minion}"), &ev);
-                }
-                Ok(false) => {}
-                Err(e) => warn!(minion_id = %minion, error = %e, "could not record presence"),
+        record_presence(&shared);
+    }
+}
+
+/// Writes last-seen times and the presence flips as of now to the store,
+/// with a `cmdb/presence/<id>` event for each flip.
+pub fn record_presence(shared: &Shared) {
+    flush_presence(shared);
+    let offline_after = shared.cfg.inventory.offline_after_secs as i64 * 1000;
+    for (minion, online) in shared.presence.flips(now_ms(), offline_after) {
+        match shared.store.set_presence(&minion, online, now_ms()) {
+            Ok(true) => {
+                info!(minion_id = %minion, online, "presence changed");
+                let ev = crate::events::PresenceEvent {
+                    id: &minion,
+                    presence: if online { "online" } else { "offline" },
+                };
+                shared
+                    .events
+                    .emit(|| format!("cmdb/presence/{minion}"), &ev);
             }
+            Ok(false) => {}
+            Err(e) => warn!(minion_id = %minion, error = %e, "could not record presence"),
         }
     }
 }

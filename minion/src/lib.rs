@@ -36,6 +36,22 @@ pub async fn run(cfg: MinionConfig, shutdown: impl Future<Output = ()>) -> Resul
     info!("minion shutting down");
     m.tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), m.tasks.wait()).await;
+    // Tell the master, so that this host counts as offline now rather
+    // than after offline_after_secs of silence.
+    if let Some(link) = m.link() {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            link.request(protocol::RequestBody::Leaving, false),
+        )
+        .await
+        {
+            Ok(Ok(_)) => info!("told the master this minion is stopping"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not tell the master this minion is stopping")
+            }
+            Err(_) => tracing::warn!("the master did not answer the stopping notice in time"),
+        }
+    }
     m.cancel.cancel();
     let _ = sessions.await;
     let _ = pushes.await;

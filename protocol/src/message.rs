@@ -44,6 +44,9 @@ pub enum RequestBody {
     FileRead(FileRead),
     /// Store part of a file in this minion's own directory on the master.
     FilePush(FilePush),
+    /// I am stopping cleanly: count me offline now, not after
+    /// `offline_after_secs` of silence. Answered like a heartbeat.
+    Leaving,
 }
 
 /// A chunk of a file served from the master's file roots.

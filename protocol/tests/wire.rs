@@ -83,6 +83,7 @@ fn request() -> impl Strategy<Value = Request> {
         prop::collection::vec(jid(), 0..3)
             .prop_map(|running| RequestBody::Heartbeat(Heartbeat { running })),
         Just(RequestBody::MissedJobs(MissedJobs {})),
+        Just(RequestBody::Leaving),
         job_return().prop_map(RequestBody::Push),
         (".{0,20}", any::<u64>(), any::<u32>()).prop_map(|(path, offset, len)| {
             RequestBody::FileRead(protocol::FileRead { path, offset, len })

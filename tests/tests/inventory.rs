@@ -432,6 +432,36 @@ fn agent_push_and_presence_are_stored_without_a_job() {
 }
 
 #[test]
+fn a_minion_that_stops_cleanly_goes_offline_at_once_and_online_when_back() {
+    let mut c = Cluster::start(ClusterOpts {
+        master_extra: "[inventory]\noffline_after_secs = 3600".into(),
+    });
+    fixture_minion(&mut c, "web01", "web01", "S1", "");
+    collect(&c, "web01");
+    let shown = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    assert_eq!(shown["presence"], "online");
+
+    let status = c.minions.get_mut("web01").expect("web01").terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        c.minion("web01").count("told the master this minion is stopping"),
+        1,
+        "{}",
+        c.minion("web01").logs()
+    );
+    // An hour of silence would be needed otherwise.
+    c.master().wait_for("presence changed");
+    let shown = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    assert_eq!(shown["presence"], "offline");
+
+    c.start_minion_with("web01", "web01", "")
+        .wait_for("minion ready");
+    c.master().wait_for_n("presence changed", 2);
+    let shown = json_out(&c.cmdb(&["asset", "show", "web01", "--out", "json"]));
+    assert_eq!(shown["presence"], "online");
+}
+
+#[test]
 fn collect_stdout_prints_facts_without_a_master() {
     let c = Cluster::start(ClusterOpts::default());
     let root = HostRoot::new(c.dir.path().join("root"), "lonely", "S9");
