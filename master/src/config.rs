@@ -41,6 +41,10 @@ pub struct MasterConfig {
     pub request_queue: usize,
     /// Largest frame accepted, in bytes (default 4 MiB).
     pub max_frame_bytes: usize,
+    /// Largest job return accepted, in bytes (default 64 MiB); larger ones
+    /// come in parts of 1 MiB, and one over this is refused (the minion
+    /// then returns an error naming its size).
+    pub max_return_bytes: u64,
     /// Seconds a minion may run a job before it is stopped (default 600).
     pub job_timeout: u64,
     /// Seconds a job stays live for minions that missed it (default 600).
@@ -134,6 +138,7 @@ impl Default for MasterConfig {
             workers: 4,
             request_queue: 16_384,
             max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
+            max_return_bytes: 64 * 1024 * 1024,
             job_timeout: 600,
             job_live_secs: 600,
             keep_jobs: 24,

@@ -8,6 +8,7 @@
 //! users, events and metrics.
 
 pub mod api;
+pub mod chunks;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -294,6 +294,46 @@ fn process(
                 session_epoch: shared.keyring.session().0,
             })
         }
+        RequestBody::ReturnChunk(chunk) => {
+            let (jid, push) = (chunk.jid.clone(), chunk.push);
+            let assembled = shared
+                .chunks
+                .add(id.as_str(), chunk, std::time::Instant::now())
+                .map_err(|(k, m)| {
+                    warn!(minion_id = %id, jid = %jid, reason = %m, "refused part of a large return");
+                    with_channel(req.id, k, m)
+                })?;
+            match assembled {
+                crate::chunks::Assembled::Partial(received) => ReplyBody::ChunkStored { received },
+                crate::chunks::Assembled::Whole(bytes) => {
+                    let size = bytes.len();
+                    let ret: JobReturn = rmp_serde::from_slice(&bytes).map_err(|e| {
+                        with_channel(
+                            req.id,
+                            ErrorKind::Malformed,
+                            format!("the assembled return does not decode: {e}"),
+                        )
+                    })?;
+                    if ret.jid != jid {
+                        return Err(with_channel(
+                            req.id,
+                            ErrorKind::Malformed,
+                            format!("parts of job {jid} hold a return of job {}", ret.jid),
+                        ));
+                    }
+                    info!(minion_id = %id, jid = %jid, bytes = size, "assembled a large return");
+                    let handled = if push {
+                        on_push(shared, &id, ret, now_ms)
+                    } else {
+                        on_return(shared, &id, ret, now_ms)
+                    };
+                    let (body, ret, outcome) =
+                        handled.map_err(|(k, m)| with_channel(req.id, k, m))?;
+                    stored = Some((ret, outcome));
+                    body
+                }
+            }
+        }
         RequestBody::Leaving => {
             shared.jobs.tracker().set_running(id.as_str(), Vec::new());
             shared.presence.left(id.as_str(), now_ms);

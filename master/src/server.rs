@@ -70,6 +70,8 @@ pub struct Shared {
     pub pending_keys: std::sync::atomic::AtomicUsize,
     /// Rate-limited logging of limit refusals.
     pub limit_log: crate::requests::LimitLog,
+    /// Large returns arriving in parts.
+    pub chunks: crate::chunks::Assembly,
     /// Connections and whether they authenticated.
     pub gate: Arc<Gate>,
     /// What happens, for listeners of `GET /v1/events`.
@@ -156,6 +158,10 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         auth_limiter: crate::requests::AuthLimiter::default(),
         pending_keys: std::sync::atomic::AtomicUsize::new(listing.pending.len()),
         limit_log: crate::requests::LimitLog::default(),
+        chunks: crate::chunks::Assembly::new(
+            cfg.max_return_bytes,
+            cfg.max_return_bytes.saturating_mul(4),
+        ),
         gate: gate.clone(),
         pki,
         store: store.clone(),
@@ -396,6 +402,15 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
             Err(e) => warn!(error = %e, "cannot list keys"),
         }
         shared.jobs.tracker().prune();
+        let dropped = shared
+            .chunks
+            .expire(std::time::Instant::now(), Duration::from_secs(300));
+        if dropped > 0 {
+            warn!(
+                returns = dropped,
+                "dropped large returns no part of which came for 5 minutes"
+            );
+        }
         record_presence(&shared);
     }
 }

@@ -50,6 +50,12 @@ pub struct MinionConfig {
     pub max_concurrent_jobs: usize,
     /// Largest frame accepted, bytes.
     pub max_frame_bytes: usize,
+    /// Largest return sent, bytes (default 64 MiB, as the master's
+    /// default). A larger one is replaced by an error return naming its size.
+    pub max_return_bytes: u64,
+    /// Seconds a return is retried while the master does not take it
+    /// (default 3600); then it is dropped with an error in the log.
+    pub return_retry_secs: u64,
     /// Root of the file system the collectors read (default `/`).
     pub root: PathBuf,
     /// Directory of executables that print a JSON object of extra facts.
@@ -86,6 +92,8 @@ impl Default for MinionConfig {
             job_max_age: 300,
             max_concurrent_jobs: 32,
             max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
+            max_return_bytes: 64 * 1024 * 1024,
+            return_retry_secs: 3600,
             root: "/".into(),
             plugins_dir: "/etc/cmdb/plugins".into(),
             plugin_timeout: 10.0,

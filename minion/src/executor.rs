@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use protocol::{ErrorKind, Jid, Job, JobReturn, ReplyBody, RequestBody};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::error::MinionError;
 use crate::modules::{self, CallContext, Outcome};
@@ -172,46 +172,142 @@ async fn run(m: Arc<Minion>, job: Job) {
     deliver(&m, ret, false).await;
 }
 
+/// The error return sent in place of `ret`, which is too large: `why`
+/// names its size and the limit.
+fn too_large(ret: &JobReturn, why: String) -> JobReturn {
+    JobReturn {
+        data: serde_json::Value::String(why),
+        success: false,
+        retcode: if ret.retcode == 0 { 1 } else { ret.retcode },
+        ..ret.clone()
+    }
+}
+
+/// Sends a return once: in one request, or in parts of
+/// [`protocol::RETURN_CHUNK_BYTES`] when it is larger (the last part is
+/// answered as the whole return). Any failure starts it over next time.
+async fn send_once(
+    m: &Minion,
+    ret: &JobReturn,
+    encoded: &[u8],
+    push: bool,
+) -> Result<ReplyBody, MinionError> {
+    let link = m
+        .link()
+        .ok_or_else(|| MinionError::Unreachable("not connected".into()))?;
+    if encoded.len() <= protocol::RETURN_CHUNK_BYTES {
+        let body = if push {
+            RequestBody::Push(ret.clone())
+        } else {
+            RequestBody::Return(ret.clone())
+        };
+        return link.request(body, false).await.map(|r| r.body);
+    }
+    let total = encoded.len() as u64;
+    let mut offset = 0usize;
+    loop {
+        let end = (offset + protocol::RETURN_CHUNK_BYTES).min(encoded.len());
+        let body = RequestBody::ReturnChunk(protocol::ReturnChunk {
+            jid: ret.jid.clone(),
+            offset: offset as u64,
+            total,
+            data: encoded[offset..end].to_vec(),
+            push,
+        });
+        let reply = link.request(body, false).await?.body;
+        match reply {
+            ReplyBody::ChunkStored { received } if end < encoded.len() => {
+                if received != end as u64 {
+                    return Err(MinionError::Unreachable(format!(
+                        "the master holds {received} bytes of the return, {end} were sent"
+                    )));
+                }
+                offset = end;
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
 /// Sends a return (or, with `push`, self-collected facts) until the master
 /// acknowledges it, with capped backoff. Until then it is kept in the
 /// outbox, so a minion stopped before the acknowledgement delivers it when
-/// it starts again.
+/// it starts again. A return over `max_return_bytes` (the minion's, or the
+/// master's when it refuses one) is replaced by an error naming its size.
+/// The first failed try is a warning; after `return_retry_secs` the return
+/// is dropped with an error.
 pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
-    let entry = crate::outbox::Entry {
+    let mut ret = ret;
+    let mut encoded = protocol::envelope::encode_message(&ret).unwrap_or_default();
+    if encoded.len() as u64 > m.cfg.max_return_bytes {
+        warn!(jid = %ret.jid, bytes = encoded.len(), "return over max_return_bytes; sending an error in its place");
+        let why = format!(
+            "the return of {} bytes is over max_return_bytes ({} bytes) and was not sent",
+            encoded.len(),
+            m.cfg.max_return_bytes
+        );
+        ret = too_large(&ret, why);
+        encoded = protocol::envelope::encode_message(&ret).unwrap_or_default();
+    }
+    let mut entry = crate::outbox::Entry {
         ret: ret.clone(),
         push,
     };
     if !m.outbox.keep(&entry) {
         return;
     }
+    let started = tokio::time::Instant::now();
+    let give_up = Duration::from_secs(m.cfg.return_retry_secs);
+    let mut failures = 0u32;
     let mut wait = 0.5f64;
     loop {
-        let result = match m.link() {
-            Some(link) => {
-                let body = if push {
-                    RequestBody::Push(ret.clone())
-                } else {
-                    RequestBody::Return(ret.clone())
-                };
-                link.request(body, false).await.map(|r| r.body)
-            }
-            None => Err(MinionError::Unreachable("not connected".into())),
-        };
-        match result {
+        match send_once(m, &ret, &encoded, push).await {
             Ok(ReplyBody::Ack { jid }) if jid == ret.jid => {
                 info!(success = ret.success, "return acknowledged");
                 m.outbox.done(&ret.jid);
                 return;
             }
             Ok(other) => warn!(reply = ?other, "unexpected answer to a return"),
+            Err(MinionError::Refused {
+                kind: ErrorKind::TooLarge,
+                message,
+            }) => {
+                warn!(jid = %ret.jid, reason = %message, "the master refused a return as too large; sending an error in its place");
+                let why = format!(
+                    "the return of {} bytes was not sent: the master refused it ({message})",
+                    encoded.len()
+                );
+                ret = too_large(&ret, why);
+                encoded = protocol::envelope::encode_message(&ret).unwrap_or_default();
+                entry.ret = ret.clone();
+                m.outbox.write(&entry);
+                continue;
+            }
             Err(MinionError::Refused { kind, message })
-                if !matches!(kind, ErrorKind::Internal | ErrorKind::NotAccepted) =>
+                if !matches!(
+                    kind,
+                    ErrorKind::Internal | ErrorKind::NotAccepted | ErrorKind::LimitReached
+                ) =>
             {
                 warn!(?kind, message = %message, "the master refused the return; dropping it");
                 m.outbox.done(&ret.jid);
                 return;
             }
+            Err(e) if failures == 0 => {
+                warn!(jid = %ret.jid, error = %e, "return not delivered; retrying");
+            }
             Err(e) => debug!(error = %e, "return not delivered yet"),
+        }
+        failures += 1;
+        if started.elapsed() >= give_up {
+            error!(
+                jid = %ret.jid,
+                tries = failures,
+                secs = give_up.as_secs(),
+                "giving up on a return the master did not take (return_retry_secs)"
+            );
+            m.outbox.done(&ret.jid);
+            return;
         }
         let d = Duration::from_secs_f64(wait * (0.5 + jitter()));
         tokio::select! {

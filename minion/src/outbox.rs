@@ -52,6 +52,13 @@ impl Outbox {
         {
             return false;
         }
+        self.write(entry);
+        true
+    }
+
+    /// Writes `entry` over the kept return of the same job (one that is
+    /// being delivered and was replaced, such as by a too-large error).
+    pub fn write(&self, entry: &Entry) {
         let written = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
             let bytes = rmp_serde::to_vec_named(entry).map_err(std::io::Error::other)?;
@@ -69,7 +76,6 @@ impl Outbox {
         if let Err(e) = written {
             warn!(jid = %entry.ret.jid, error = %e, "could not keep the return in the outbox");
         }
-        true
     }
 
     /// The master acknowledged (or finally refused) the return of `jid`.

@@ -21,6 +21,7 @@ pub use id::MinionId;
 pub use jid::{Jid, JidGenerator};
 pub use message::{
     AuthReply, AuthRequest, AuthStatus, ErrorKind, FilePush, FileRead, Heartbeat, HeartbeatReply,
-    Job, JobReturn, MissedJobs, Publish, Reply, ReplyBody, Request, RequestBody,
+    Job, JobReturn, MissedJobs, Publish, RETURN_CHUNK_BYTES, Reply, ReplyBody, Request,
+    RequestBody, ReturnChunk,
 };
 pub use target::{Matcher, Target};

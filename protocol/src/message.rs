@@ -47,6 +47,29 @@ pub enum RequestBody {
     /// I am stopping cleanly: count me offline now, not after
     /// `offline_after_secs` of silence. Answered like a heartbeat.
     Leaving,
+    /// Part of a return too large for one frame, sent in order; the last
+    /// part is answered as the whole return would be.
+    ReturnChunk(ReturnChunk),
+}
+
+/// Bytes of a return a chunk carries at most.
+pub const RETURN_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Part of a return (or pushed facts) too large for one frame: a slice of
+/// the encoded [`JobReturn`], whose parts are sent in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnChunk {
+    /// The job returned.
+    pub jid: Jid,
+    /// Where this part starts in the encoded return.
+    pub offset: u64,
+    /// The encoded return's whole size.
+    pub total: u64,
+    /// The bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// Whether it is pushed facts (agent mode) rather than a job's return.
+    pub push: bool,
 }
 
 /// A chunk of a file served from the master's file roots.
@@ -163,6 +186,11 @@ pub enum ReplyBody {
         /// Bytes stored so far.
         size: u64,
     },
+    /// A part of a large return was received.
+    ChunkStored {
+        /// Bytes of the return received so far.
+        received: u64,
+    },
     /// The request was refused.
     Error {
         /// Why, as a kind.
@@ -198,6 +226,8 @@ pub enum ErrorKind {
     PathRefused,
     /// No such file.
     NotFound,
+    /// A return is larger than the master accepts (`max_return_bytes`).
+    TooLarge,
 }
 
 /// Answer to an auth request.

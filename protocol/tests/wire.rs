@@ -84,6 +84,22 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|running| RequestBody::Heartbeat(Heartbeat { running })),
         Just(RequestBody::MissedJobs(MissedJobs {})),
         Just(RequestBody::Leaving),
+        (
+            jid(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 0..64),
+            any::<bool>()
+        )
+            .prop_map(|(jid, offset, total, data, push)| RequestBody::ReturnChunk(
+                protocol::ReturnChunk {
+                    jid,
+                    offset,
+                    total,
+                    data,
+                    push
+                }
+            )),
         job_return().prop_map(RequestBody::Push),
         (".{0,20}", any::<u64>(), any::<u32>()).prop_map(|(path, offset, len)| {
             RequestBody::FileRead(protocol::FileRead { path, offset, len })
@@ -129,6 +145,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         Just(ErrorKind::RateLimited),
         Just(ErrorKind::LimitReached),
         Just(ErrorKind::PathRefused),
+        Just(ErrorKind::TooLarge),
         Just(ErrorKind::NotFound),
     ];
     let body = prop_oneof![
@@ -170,6 +187,7 @@ fn reply() -> impl Strategy<Value = Reply> {
             }
         }),
         any::<u64>().prop_map(|size| ReplyBody::FileStored { size }),
+        any::<u64>().prop_map(|received| ReplyBody::ChunkStored { received }),
     ];
     (any::<u64>(), body).prop_map(|(re, body)| Reply { re, body })
 }

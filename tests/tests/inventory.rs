@@ -444,7 +444,8 @@ fn a_minion_that_stops_cleanly_goes_offline_at_once_and_online_when_back() {
     let status = c.minions.get_mut("web01").expect("web01").terminate();
     assert!(status.success(), "{status:?}");
     assert_eq!(
-        c.minion("web01").count("told the master this minion is stopping"),
+        c.minion("web01")
+            .count("told the master this minion is stopping"),
         1,
         "{}",
         c.minion("web01").logs()

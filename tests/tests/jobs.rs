@@ -264,3 +264,77 @@ fn ctrl_c_on_a_waiting_run_leaves_the_job_running_and_prints_its_jid() {
     let show: Value = serde_json::from_slice(&show.stdout).expect("json");
     assert_eq!(show[&jid]["Result"]["web01"], json!(true), "{show}");
 }
+
+#[test]
+fn big_returns_arrive_in_parts_and_one_over_the_limit_is_an_error_naming_its_size() {
+    let c = cluster_with(&["web01"]);
+    let (v, stderr, code) = c.run_json(&[
+        "-t",
+        "60",
+        "web01",
+        "cmd.run",
+        "head -c 6000000 /dev/zero | tr '\\0' a",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let out = v["web01"].as_str().expect("output");
+    assert_eq!(out.len(), 6_000_000);
+    assert!(out.bytes().all(|b| b == b'a'));
+    assert!(c.master().count("assembled a large return") >= 1);
+
+    let (v, stderr, code) = c.run_json(&[
+        "-t",
+        "60",
+        "web01",
+        "cmd.run",
+        "head -c 70000000 /dev/zero | tr '\\0' b",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    let msg = v["web01"].as_str().expect("error");
+    assert!(msg.starts_with("the return of 7000"), "{msg}");
+    assert!(
+        msg.ends_with("bytes is over max_return_bytes (67108864 bytes) and was not sent"),
+        "{msg}"
+    );
+
+    // A master with a smaller limit refuses the first part; the minion
+    // says so in the return's place instead of retrying.
+    let mut small = Cluster::start(ClusterOpts {
+        master_extra: "max_return_bytes = 2097152".into(),
+    });
+    small.start_accepted(&["web02"]);
+    let (v, stderr, code) = small.run_json(&[
+        "-t",
+        "60",
+        "web02",
+        "cmd.run",
+        "head -c 3000000 /dev/zero | tr '\\0' c",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    let msg = v["web02"].as_str().expect("error");
+    assert!(msg.contains("the master refused it"), "{msg}");
+    assert!(
+        msg.contains("over max_return_bytes (2097152 bytes)"),
+        "{msg}"
+    );
+    assert_eq!(
+        small.minion("web02").count("refused a return as too large"),
+        1
+    );
+}
+
+#[test]
+fn a_return_the_master_never_takes_is_warned_about_once_then_dropped() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_minion_with("web01", "web01", "return_retry_secs = 2\n")
+        .wait_for("key pending acceptance");
+    assert!(c.key(&["-a", "web01", "-y"]).status.success());
+    c.minion("web01").wait_for("minion ready");
+    let out = c.cmdb(&["run", "--async", "web01", "test.sleep", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    c.minion("web01").wait_for("running job");
+    c.master_mut().kill();
+    c.minion("web01")
+        .wait_for("giving up on a return the master did not take");
+    assert_eq!(c.minion("web01").count("return not delivered; retrying"), 1);
+    assert!(!c.minion("web01").logs().contains("return acknowledged"));
+}
