@@ -55,6 +55,12 @@ pub struct Stats {
     pub returns: AtomicU64,
     /// Sessions started again after a disconnect.
     pub reconnects: AtomicU64,
+    /// Session keys taken from a hand-over on the publish channel.
+    pub handovers: AtomicU64,
+    /// Publishes under a session key not held, which made the minion ask
+    /// for the key before it could read them (a real minion drops such a
+    /// publish and fetches it later, after `rotation_spread`).
+    pub late_keys: AtomicU64,
 }
 
 fn jitter() -> f64 {
@@ -256,7 +262,13 @@ impl Sim {
         else {
             return;
         };
-        let Ok(mut sub) = transport::subscribe(&pub_ep, timeout, protocol::MAX_FRAME_DEFAULT).await
+        let Ok(mut sub) = transport::subscribe(
+            &pub_ep,
+            self.id.as_str(),
+            timeout,
+            protocol::MAX_FRAME_DEFAULT,
+        )
+        .await
         else {
             return;
         };
@@ -295,9 +307,31 @@ impl Sim {
                 _ = cancel.cancelled() => return,
                 _ = link.broken.cancelled() => return,
                 r = transport::next_publish(&mut sub) => {
-                    let Ok(frame) = r else { return };
+                    let frame = match r {
+                        Ok(transport::Published::Job(frame)) => frame,
+                        Ok(transport::Published::Key(frame)) => {
+                            let mk = *self.master_key.read().unwrap_or_else(|p| p.into_inner());
+                            if let Some(mk) = mk
+                                && let Ok((e, k)) = transport::open_handover(
+                                    &frame,
+                                    &mk,
+                                    &self.key,
+                                    self.id.as_str(),
+                                    protocol::MAX_FRAME_DEFAULT,
+                                )
+                                && e > epoch
+                            {
+                                epoch = e;
+                                session = k;
+                                self.stats.handovers.fetch_add(1, Ordering::Relaxed);
+                            }
+                            continue;
+                        }
+                        Err(_) => return,
+                    };
                     let Ok(sealed) = Sealed::from_bytes(&frame, protocol::MAX_FRAME_DEFAULT) else { continue };
                     if sealed.key_id > epoch {
+                        self.stats.late_keys.fetch_add(1, Ordering::Relaxed);
                         match self.authenticate(&link).await {
                             Authed::Yes(e, k) => { epoch = e; session = k; }
                             Authed::Retry => return,

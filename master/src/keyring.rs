@@ -63,14 +63,38 @@ impl Keyring {
     /// Replaces the session key; the new epoch is at least `now_epoch` and
     /// always above the old one.
     pub fn rotate(&self, now_epoch: u64) -> u64 {
+        let epoch = self.next_epoch(now_epoch);
+        self.install(epoch, SymmetricKey(random()), Vec::new());
+        epoch
+    }
+
+    /// The epoch a key made now would have: at least `now_epoch`, and
+    /// above the current one.
+    pub fn next_epoch(&self, now_epoch: u64) -> u64 {
+        now_epoch.max(self.session().0 + 1)
+    }
+
+    /// Makes `key` of `epoch` the session key (unless a newer one is in
+    /// place), held by `holders` (those it was handed to).
+    pub fn install(&self, epoch: u64, key: SymmetricKey, holders: Vec<String>) {
         let mut s = self.session.write().unwrap_or_else(|p| p.into_inner());
-        let epoch = now_epoch.max(s.0 + 1);
-        *s = (epoch, SymmetricKey(random()));
+        if epoch <= s.0 {
+            return;
+        }
+        *s = (epoch, key);
+        *self.holders.lock().unwrap_or_else(|p| p.into_inner()) = holders.into_iter().collect();
+    }
+
+    /// The accepted minions that hold the current session key.
+    pub fn accepted_holders(&self) -> Vec<String> {
+        let acc = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
         self.holders
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        epoch
+            .iter()
+            .filter(|h| acc.contains(*h))
+            .cloned()
+            .collect()
     }
 
     /// The accepted key of `minion` from its file in `accepted/`, parsed once

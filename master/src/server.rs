@@ -394,9 +394,9 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                     .keyring
                     .update_accepted(listing.accepted.into_iter().collect());
                 if !gone.is_empty() || rotated_at.elapsed() >= rotate_every {
-                    let epoch = shared.keyring.rotate(now_us() as u64);
+                    let (epoch, handed) = hand_over_session_key(&shared).await;
                     rotated_at = tokio::time::Instant::now();
-                    info!(epoch, removed = gone.len(), "session key rotated");
+                    info!(epoch, removed = gone.len(), handed, "session key rotated");
                 }
             }
             Err(e) => warn!(error = %e, "cannot list keys"),
@@ -413,6 +413,66 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
         }
         record_presence(&shared);
     }
+}
+
+/// Rotates the session key without leaving anyone deaf: the new key is
+/// sealed to each accepted minion that held the old one and published to
+/// it alone ([`protocol::key_topic`]), and only then installed, so every
+/// job published under it comes after the hand-over on each minion's
+/// subscription. Minions that miss it (reconnecting) fetch the key when a
+/// heartbeat tells them of the new epoch. Returns the epoch and how many
+/// were handed the key.
+pub async fn hand_over_session_key(shared: &Arc<Shared>) -> (u64, usize) {
+    let epoch = shared.keyring.next_epoch(now_us() as u64);
+    let key = protocol::seal::SymmetricKey(crate::keyring::random());
+    let recipients = shared.keyring.accepted_holders();
+    let s = shared.clone();
+    let k = key.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(recipients.len());
+        for id in recipients {
+            let Ok(mid) = protocol::MinionId::new(id.as_str()) else {
+                continue;
+            };
+            let Ok(Some(vk)) = s.keyring.accepted_key(&s.pki, &mid) else {
+                continue;
+            };
+            let sealed = protocol::seal::seal_session_key(
+                &vk,
+                &id,
+                crate::keyring::random(),
+                crate::keyring::random(),
+                epoch,
+                &k,
+            );
+            let hand = sealed.map(|key| protocol::KeyHandOver {
+                minion: mid,
+                issued_at_ms: now_ms(),
+                key,
+            });
+            match hand.and_then(|h| protocol::Envelope::seal("master", &s.master_key, &h)) {
+                Ok(env) => out.push((
+                    id.clone(),
+                    vec![
+                        Bytes::from(protocol::key_topic(&id)),
+                        Bytes::from(env.to_bytes()),
+                    ],
+                )),
+                Err(e) => warn!(minion_id = %id, error = %e, "cannot hand over the session key"),
+            }
+        }
+        out
+    })
+    .await
+    .unwrap_or_default();
+    let mut handed = Vec::with_capacity(built.len());
+    for (id, frames) in built {
+        shared.jobs.send_frames(frames).await;
+        handed.push(id);
+    }
+    let count = handed.len();
+    shared.keyring.install(epoch, key, handed);
+    (epoch, count)
 }
 
 /// Writes last-seen times and the presence flips as of now to the store,

@@ -279,7 +279,8 @@ async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
         )
         .await?,
     );
-    let sub = transport::subscribe(&pub_ep, timeout, m.cfg.max_frame_bytes).await?;
+    let sub =
+        transport::subscribe(&pub_ep, m.ident.id.as_str(), timeout, m.cfg.max_frame_bytes).await?;
     let mut wait = m.cfg.acceptance_wait_time;
     let mut said_pending = false;
     loop {
@@ -437,7 +438,8 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                 }
             }
             r = transport::next_publish(&mut sub) => match r {
-                Ok(frame) => handle_sealed_publish(m, &frame).await,
+                Ok(transport::Published::Job(frame)) => handle_sealed_publish(m, &frame).await,
+                Ok(transport::Published::Key(frame)) => take_handed_key(m, &frame),
                 Err(e) => {
                     warn!(error = %e, "publish socket failed; reconnecting");
                     return;
@@ -483,6 +485,33 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                 }
             }},
         }
+    }
+}
+
+/// Installs a session key the master handed over on the publish channel,
+/// when it is newer than the one held.
+fn take_handed_key(m: &Minion, frame: &[u8]) {
+    let Some(master) = *m.master_key.read().unwrap_or_else(|p| p.into_inner()) else {
+        return;
+    };
+    match transport::open_handover(
+        frame,
+        &master,
+        &m.ident.key,
+        m.ident.id.as_str(),
+        m.cfg.max_frame_bytes,
+    ) {
+        Ok((new, key)) => {
+            let mut session = m.session.write().unwrap_or_else(|p| p.into_inner());
+            if session.as_ref().is_none_or(|(held, _)| new > *held) {
+                *session = Some((new, key));
+                info!(
+                    epoch = new,
+                    "took the new session key handed over by the master"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "dropped a session key hand-over"),
     }
 }
 

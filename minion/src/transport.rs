@@ -248,9 +248,11 @@ fn verify_reply(
     Ok((reply, key))
 }
 
-/// Connects a SUB socket to the master's publish port and subscribes.
+/// Connects a SUB socket to the master's publish port and subscribes to
+/// jobs and to the session keys handed over to minion `id`.
 pub async fn subscribe(
     endpoint: &str,
+    id: &str,
     timeout: Duration,
     max_frame: usize,
 ) -> Result<SubSocket, MinionError> {
@@ -258,21 +260,61 @@ pub async fn subscribe(
     sock.connect(endpoint)
         .await
         .map_err(|e| MinionError::Unreachable(format!("{endpoint}: {e}")))?;
-    sock.subscribe(BROADCAST_TOPIC)
-        .await
-        .map_err(|e| MinionError::Unreachable(e.to_string()))?;
+    for topic in [BROADCAST_TOPIC, &protocol::key_topic(id)] {
+        sock.subscribe(topic)
+            .await
+            .map_err(|e| MinionError::Unreachable(e.to_string()))?;
+    }
     Ok(sock)
 }
 
-/// Receives the next published message's envelope bytes.
-pub async fn next_publish(sub: &mut SubSocket) -> Result<Bytes, MinionError> {
+/// A message from the publish socket.
+#[derive(Debug)]
+pub enum Published {
+    /// A job sealed under the session key.
+    Job(Bytes),
+    /// A session key handed over to this minion (a signed [`protocol::KeyHandOver`]).
+    Key(Bytes),
+}
+
+/// Opens a session key handed over on the publish channel: signed by
+/// `master`, for minion `id`, sealed to `me`. Returns its epoch and key.
+pub fn open_handover(
+    frame: &[u8],
+    master: &keys::VerifyingKey,
+    me: &keys::SigningKey,
+    id: &str,
+    max_frame: usize,
+) -> Result<(u64, protocol::seal::SymmetricKey), MinionError> {
+    let env = protocol::Envelope::from_bytes(frame, max_frame)?;
+    let hand: protocol::KeyHandOver = env.open(master)?;
+    if hand.minion.as_str() != id {
+        return Err(MinionError::Refused {
+            kind: protocol::ErrorKind::IdentityMismatch,
+            message: format!("a session key for {} came on {id}'s topic", hand.minion),
+        });
+    }
+    let key = protocol::seal::open_session_key(me, id, &hand.key)?;
+    Ok((hand.key.epoch, key))
+}
+
+/// Receives the next published message: a job or a handed-over key, told
+/// apart by its topic.
+pub async fn next_publish(sub: &mut SubSocket) -> Result<Published, MinionError> {
     loop {
         let msg = sub
             .recv()
             .await
             .map_err(|e| MinionError::Unreachable(e.to_string()))?;
-        if let Some(frame) = msg.into_vec().pop() {
-            return Ok(frame);
-        }
+        let mut frames = msg.into_vec();
+        let Some(frame) = frames.pop() else {
+            continue;
+        };
+        let is_key = frames.first().is_some_and(|t| t.starts_with(b"key/"));
+        return Ok(if is_key {
+            Published::Key(frame)
+        } else {
+            Published::Job(frame)
+        });
     }
 }

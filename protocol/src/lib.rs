@@ -21,7 +21,7 @@ pub use id::MinionId;
 pub use jid::{Jid, JidGenerator};
 pub use message::{
     AuthReply, AuthRequest, AuthStatus, ErrorKind, FilePush, FileRead, Heartbeat, HeartbeatReply,
-    Job, JobReturn, MissedJobs, Publish, RETURN_CHUNK_BYTES, Reply, ReplyBody, Request,
-    RequestBody, ReturnChunk,
+    Job, JobReturn, KeyHandOver, MissedJobs, Publish, RETURN_CHUNK_BYTES, Reply, ReplyBody,
+    Request, RequestBody, ReturnChunk, key_topic,
 };
 pub use target::{Matcher, Target};

@@ -283,6 +283,28 @@ pub enum Publish {
     Job(Job),
 }
 
+/// A new publish session key handed to one minion on the publish channel,
+/// under the topic [`key_topic`] of its id, before any job is published
+/// under it: minions that keep their key then never miss a publish after
+/// a rotation. The key is sealed to the minion; the envelope is signed by
+/// the master and not sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyHandOver {
+    /// Whom it is for.
+    pub minion: MinionId,
+    /// When the master made it, unix milliseconds.
+    pub issued_at_ms: i64,
+    /// The session key and its epoch, sealed to `minion`.
+    pub key: crate::seal::SealedSessionKey,
+}
+
+/// The publish topic on which `minion` gets its [`KeyHandOver`]s. It ends
+/// with `/`, which no id holds, so no id's topic is a prefix of another's,
+/// and it does not start with the job topic.
+pub fn key_topic(minion: &str) -> String {
+    format!("key/{minion}/")
+}
+
 /// A job as published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {

@@ -311,6 +311,53 @@ fn a_deleted_minion_reads_nothing_published_after_rotation() {
 }
 
 #[test]
+fn deleting_one_key_while_pings_run_leaves_every_other_minion_answering() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    let ids = ["web01", "web02", "web03", "web04"];
+    // A long rotation_spread: a minion that had to fetch the new key on its
+    // own would miss the pings below.
+    for id in ids {
+        c.start_minion_with(id, id, "rotation_spread = 60\n")
+            .wait_for("key pending acceptance");
+    }
+    assert!(c.key(&["-A", "-y"]).status.success());
+    for id in ids {
+        c.minion(id).wait_for("minion ready");
+    }
+    let (v, stderr, code) = c.run_json(&["*", "test.ping"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v.as_object().map(|o| o.len()), Some(4));
+
+    let rotations = c.master().count("session key rotated");
+    assert!(c.key(&["-d", "web04", "-y"]).status.success());
+    c.master().wait_for_n("session key rotated", rotations + 1);
+    let expected = json!({"web01": true, "web02": true, "web03": true});
+    for round in 0..5 {
+        let (v, stderr, code) = c.run_json(&["*", "test.ping"]);
+        assert_eq!((code, &v), (0, &expected), "ping {round}: {stderr}");
+    }
+    for id in ["web01", "web02", "web03"] {
+        assert_eq!(
+            c.minion(id)
+                .count("took the new session key handed over by the master"),
+            1,
+            "{id}"
+        );
+        assert_eq!(
+            c.minion(id).count("picked up the new session key"),
+            0,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        c.minion("web04")
+            .count("took the new session key handed over by the master"),
+        0,
+        "the deleted minion was handed nothing"
+    );
+}
+
+#[test]
 fn a_flood_of_ten_thousand_fake_auth_requests_leaves_accepted_minions_served() {
     let mut c = Cluster::start(ClusterOpts {
         master_extra: "max_pending = 100".into(),

@@ -106,10 +106,11 @@ fn main() -> anyhow::Result<()> {
                 _ = &mut stop => break,
                 _ = tick.tick() => {
                     eprintln!(
-                        "swarm: online {}/{} ever {} pending {} returns {} reconnects {}",
+                        "swarm: online {}/{} ever {} pending {} returns {} reconnects {} handovers {} late_keys {}",
                         stats.online.load(Ordering::Relaxed), cfg.count, stats.ever.load(Ordering::Relaxed),
                         stats.pending.load(Ordering::Relaxed), stats.returns.load(Ordering::Relaxed),
-                        stats.reconnects.load(Ordering::Relaxed)
+                        stats.reconnects.load(Ordering::Relaxed), stats.handovers.load(Ordering::Relaxed),
+                        stats.late_keys.load(Ordering::Relaxed)
                     );
                 }
                 _ = poll.tick() => {

@@ -277,6 +277,13 @@ impl JobsService {
         Ok(restored)
     }
 
+    /// Hands `frames` to the PUB socket, after everything published before.
+    pub async fn send_frames(&self, frames: Vec<Bytes>) {
+        if self.publisher.publish.send(frames).await.is_err() {
+            warn!("publisher is gone");
+        }
+    }
+
     /// The live job table.
     pub fn tracker(&self) -> &JobTracker {
         &self.tracker
