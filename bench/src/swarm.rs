@@ -302,6 +302,7 @@ impl Sim {
         let early = Duration::from_secs_f64((4.0 + 2.0 * jitter()).min(self.cfg.heartbeat_secs));
         let mut boot = None;
         let mut misses = 0;
+        let mut behind = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -364,12 +365,17 @@ impl Sim {
                                         }
                                     }
                                 }
-                                if h.session_epoch > epoch {
+                                // Behind at two heartbeats in a row: the
+                                // hand-over was missed; ask for the key
+                                // (a real minion waits a random part of
+                                // rotation_spread instead).
+                                if h.session_epoch > epoch && behind {
                                     match self.authenticate(&link).await {
                                         Authed::Yes(e, k) => { epoch = e; session = k; }
                                         Authed::Retry => return,
                                     }
                                 }
+                                behind = h.session_epoch > epoch;
                             }
                         }
                         Err(_) => {

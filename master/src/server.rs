@@ -417,7 +417,7 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
 
 /// Rotates the session key without leaving anyone deaf: the new key is
 /// sealed to each accepted minion that held the old one and published to
-/// it alone ([`protocol::key_topic`]), and only then installed, so every
+/// its key group ([`protocol::key_topic`]), and only then installed, so every
 /// job published under it comes after the hand-over on each minion's
 /// subscription. Minions that miss it (reconnecting) fetch the key when a
 /// heartbeat tells them of the new epoch. Returns the epoch and how many
@@ -429,7 +429,8 @@ pub async fn hand_over_session_key(shared: &Arc<Shared>) -> (u64, usize) {
     let s = shared.clone();
     let k = key.clone();
     let built = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(recipients.len());
+        let mut groups: std::collections::BTreeMap<String, Vec<protocol::HandedKey>> =
+            std::collections::BTreeMap::new();
         for id in recipients {
             let Ok(mid) = protocol::MinionId::new(id.as_str()) else {
                 continue;
@@ -437,38 +438,41 @@ pub async fn hand_over_session_key(shared: &Arc<Shared>) -> (u64, usize) {
             let Ok(Some(vk)) = s.keyring.accepted_key(&s.pki, &mid) else {
                 continue;
             };
-            let sealed = protocol::seal::seal_session_key(
+            match protocol::seal::seal_session_key(
                 &vk,
                 &id,
                 crate::keyring::random(),
                 crate::keyring::random(),
                 epoch,
                 &k,
-            );
-            let hand = sealed.map(|key| protocol::KeyHandOver {
-                minion: mid,
+            ) {
+                Ok(key) => groups
+                    .entry(protocol::key_topic(&id))
+                    .or_default()
+                    .push(protocol::HandedKey { minion: mid, key }),
+                Err(e) => warn!(minion_id = %id, error = %e, "cannot seal the session key"),
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (topic, keys) in groups {
+            let ids: Vec<String> = keys.iter().map(|k| k.minion.to_string()).collect();
+            let hand = protocol::KeyHandOver {
                 issued_at_ms: now_ms(),
-                key,
-            });
-            match hand.and_then(|h| protocol::Envelope::seal("master", &s.master_key, &h)) {
-                Ok(env) => out.push((
-                    id.clone(),
-                    vec![
-                        Bytes::from(protocol::key_topic(&id)),
-                        Bytes::from(env.to_bytes()),
-                    ],
-                )),
-                Err(e) => warn!(minion_id = %id, error = %e, "cannot hand over the session key"),
+                keys,
+            };
+            match protocol::Envelope::seal("master", &s.master_key, &hand) {
+                Ok(env) => out.push((ids, vec![Bytes::from(topic), Bytes::from(env.to_bytes())])),
+                Err(e) => warn!(error = %e, "cannot sign a session key hand-over"),
             }
         }
         out
     })
     .await
     .unwrap_or_default();
-    let mut handed = Vec::with_capacity(built.len());
-    for (id, frames) in built {
+    let mut handed = Vec::new();
+    for (ids, frames) in built {
         shared.jobs.send_frames(frames).await;
-        handed.push(id);
+        handed.extend(ids);
     }
     let count = handed.len();
     shared.keyring.install(epoch, key, handed);

@@ -50,6 +50,9 @@ pub struct MinionConfig {
     pub max_concurrent_jobs: usize,
     /// Largest frame accepted, bytes.
     pub max_frame_bytes: usize,
+    /// File roots read by `cmdb-minion call --local` for `cmdb://` paths
+    /// and state files (default `/srv/cmdb`); the daemon reads the master's.
+    pub file_roots: Vec<PathBuf>,
     /// Largest return sent, bytes (default 64 MiB, as the master's
     /// default). A larger one is replaced by an error return naming its size.
     pub max_return_bytes: u64,
@@ -92,6 +95,7 @@ impl Default for MinionConfig {
             job_max_age: 300,
             max_concurrent_jobs: 32,
             max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
+            file_roots: vec!["/srv/cmdb".into()],
             max_return_bytes: 64 * 1024 * 1024,
             return_retry_secs: 3600,
             root: "/".into(),

@@ -131,6 +131,8 @@ async fn run(m: Arc<Minion>, job: Job) {
         collect: m.cfg.collect_settings(),
         minion: Some(m.clone()),
         timeout,
+        state_dir: m.cfg.state_dir.clone(),
+        file_roots: Vec::new(),
     };
     info!("running job");
     let mut call = Box::pin(tokio::time::timeout(

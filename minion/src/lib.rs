@@ -24,6 +24,51 @@ pub use config::MinionConfig;
 pub use error::MinionError;
 use tracing::info;
 
+/// `cmdb-minion call`: runs one function on this host, as a job would, and
+/// answers its outcome. With `local`, `cmdb://` files and state files come
+/// from the config's `file_roots` and no master is needed; without it, the
+/// minion's key authenticates to the master once and files come from the
+/// master's file server (no jobs are taken; a running daemon is not
+/// disturbed).
+pub async fn call(
+    cfg: MinionConfig,
+    fun: &str,
+    args: &[String],
+    kwargs: &std::collections::BTreeMap<String, String>,
+    local: bool,
+    timeout: Duration,
+) -> Result<modules::Outcome, MinionError> {
+    let (id, minion) = if local {
+        (identity::peek_id(&cfg), None)
+    } else {
+        let ident = identity::Identity::load(&cfg)?;
+        let m = Arc::new(session::Minion::for_call(cfg.clone(), ident)?);
+        session::connect_for_call(&m).await?;
+        (m.ident.id.to_string(), Some(m))
+    };
+    let ctx = modules::CallContext {
+        id,
+        collect: cfg.collect_settings(),
+        minion,
+        timeout,
+        state_dir: cfg.state_dir.clone(),
+        file_roots: if local {
+            cfg.file_roots.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    Ok(
+        match tokio::time::timeout(timeout, modules::call(fun, args, kwargs, &ctx)).await {
+            Ok(outcome) => outcome,
+            Err(_) => modules::Outcome::fail(
+                format!("the call timed out after {} s", timeout.as_secs()),
+                124,
+            ),
+        },
+    )
+}
+
 /// Runs the minion until `shutdown` completes; running jobs get a moment to
 /// deliver their returns.
 pub async fn run(cfg: MinionConfig, shutdown: impl Future<Output = ()>) -> Result<(), MinionError> {

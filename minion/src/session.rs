@@ -147,13 +147,27 @@ fn secs(s: f64) -> Duration {
 impl Minion {
     /// A minion ready to start.
     pub fn new(cfg: MinionConfig, ident: Identity) -> Result<Minion, MinionError> {
-        let pinned = ident.pinned_master()?;
         let seen = SeenJids::load(
             cfg.state_dir.join("seen_jobs"),
             100_000,
             now_ms(),
             (cfg.job_max_age as i64 + 60) * 1000,
         );
+        Self::with_seen(cfg, ident, seen)
+    }
+
+    /// A minion for one call beside the running daemon: it takes no jobs,
+    /// so it leaves the daemon's record of seen jobs alone.
+    pub fn for_call(cfg: MinionConfig, ident: Identity) -> Result<Minion, MinionError> {
+        Self::with_seen(cfg, ident, SeenJids::new(16))
+    }
+
+    fn with_seen(
+        cfg: MinionConfig,
+        ident: Identity,
+        seen: SeenJids,
+    ) -> Result<Minion, MinionError> {
+        let pinned = ident.pinned_master()?;
         let outbox = crate::outbox::Outbox::new(&cfg.state_dir);
         Ok(Minion {
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_jobs)),
@@ -263,22 +277,44 @@ pub async fn run_sessions(m: Arc<Minion>) {
     }
 }
 
-async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
-    let timeout = secs(m.cfg.request_timeout);
+/// Connects the request socket to the master.
+async fn open_link(m: &Minion) -> Result<Arc<Link>, MinionError> {
     let req_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.ret_port);
-    let pub_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.publish_port);
-    let link = Arc::new(
+    Ok(Arc::new(
         Link::connect(
             &req_ep,
             m.ident.id.as_str(),
             m.ident.key.clone(),
             m.master_key.clone(),
             m.channel.clone(),
-            timeout,
+            secs(m.cfg.request_timeout),
             m.cfg.max_frame_bytes,
         )
         .await?,
-    );
+    ))
+}
+
+/// For a one-off call (`cmdb-minion call`): connects the request socket
+/// only (no jobs are taken) and authenticates once; the master's file
+/// server is then reachable through [`Minion::link`].
+pub async fn connect_for_call(m: &Minion) -> Result<(), MinionError> {
+    let link = open_link(m).await?;
+    match authenticate(m, &link).await? {
+        AuthStatus::Accepted => {
+            m.set_link(Some(link));
+            Ok(())
+        }
+        other => Err(MinionError::Refused {
+            kind: ErrorKind::NotAccepted,
+            message: format!("the master has not accepted this minion's key ({other:?})"),
+        }),
+    }
+}
+
+async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
+    let timeout = secs(m.cfg.request_timeout);
+    let pub_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.publish_port);
+    let link = open_link(m).await?;
     let sub =
         transport::subscribe(&pub_ep, m.ident.id.as_str(), timeout, m.cfg.max_frame_bytes).await?;
     let mut wait = m.cfg.acceptance_wait_time;
@@ -366,8 +402,13 @@ fn epoch(m: &Minion) -> u64 {
 /// Gets the new session key after a rotation, after a random part of
 /// `rotation_spread` so that the fleet does not ask at once.
 async fn rekey(m: &Arc<Minion>, link: &Link) -> bool {
+    let before = epoch(m);
     if !sleep_or_cancel(m, secs(m.cfg.rotation_spread * jitter())).await {
         return false;
+    }
+    if epoch(m) > before {
+        // The master's hand-over came in the meantime.
+        return true;
     }
     match authenticate(m, link).await {
         Ok(AuthStatus::Accepted) => {

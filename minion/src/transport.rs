@@ -277,8 +277,8 @@ pub enum Published {
     Key(Bytes),
 }
 
-/// Opens a session key handed over on the publish channel: signed by
-/// `master`, for minion `id`, sealed to `me`. Returns its epoch and key.
+/// Opens the key for minion `id` (sealed to `me`) in a session key
+/// hand-over signed by `master`. Returns its epoch and key.
 pub fn open_handover(
     frame: &[u8],
     master: &keys::VerifyingKey,
@@ -288,14 +288,16 @@ pub fn open_handover(
 ) -> Result<(u64, protocol::seal::SymmetricKey), MinionError> {
     let env = protocol::Envelope::from_bytes(frame, max_frame)?;
     let hand: protocol::KeyHandOver = env.open(master)?;
-    if hand.minion.as_str() != id {
-        return Err(MinionError::Refused {
-            kind: protocol::ErrorKind::IdentityMismatch,
-            message: format!("a session key for {} came on {id}'s topic", hand.minion),
-        });
-    }
-    let key = protocol::seal::open_session_key(me, id, &hand.key)?;
-    Ok((hand.key.epoch, key))
+    let mine = hand
+        .keys
+        .iter()
+        .find(|k| k.minion.as_str() == id)
+        .ok_or_else(|| MinionError::Refused {
+            kind: protocol::ErrorKind::NotFound,
+            message: "a session key hand-over without a key for this minion".into(),
+        })?;
+    let key = protocol::seal::open_session_key(me, id, &mine.key)?;
+    Ok((mine.key.epoch, key))
 }
 
 /// Receives the next published message: a job or a handed-over key, told

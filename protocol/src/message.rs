@@ -283,26 +283,41 @@ pub enum Publish {
     Job(Job),
 }
 
-/// A new publish session key handed to one minion on the publish channel,
-/// under the topic [`key_topic`] of its id, before any job is published
-/// under it: minions that keep their key then never miss a publish after
-/// a rotation. The key is sealed to the minion; the envelope is signed by
-/// the master and not sealed.
+/// A new publish session key handed to a group of minions on the publish
+/// channel, under the group's topic ([`key_topic`]), before any job is
+/// published under it: minions that keep their key then never miss a
+/// publish after a rotation. Each key is sealed to its minion; the
+/// envelope is signed by the master and not sealed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyHandOver {
-    /// Whom it is for.
-    pub minion: MinionId,
     /// When the master made it, unix milliseconds.
     pub issued_at_ms: i64,
+    /// The session key and its epoch, sealed to each minion of the group.
+    pub keys: Vec<HandedKey>,
+}
+
+/// The session key sealed to one minion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandedKey {
+    /// Whom it is for.
+    pub minion: MinionId,
     /// The session key and its epoch, sealed to `minion`.
     pub key: crate::seal::SealedSessionKey,
 }
 
-/// The publish topic on which `minion` gets its [`KeyHandOver`]s. It ends
-/// with `/`, which no id holds, so no id's topic is a prefix of another's,
-/// and it does not start with the job topic.
+/// How many groups minions fall into for key hand-overs: one message per
+/// group reaches every member, so a rotation costs one message per group
+/// rather than one per minion (with a publisher that checks every
+/// subscriber for every message).
+pub const KEY_GROUPS: usize = 256;
+
+/// The publish topic on which `minion` gets [`KeyHandOver`]s: its group,
+/// the first byte of the SHA-256 of its id. It does not start with the job
+/// topic.
 pub fn key_topic(minion: &str) -> String {
-    format!("key/{minion}/")
+    use sha2::Digest;
+    let group = sha2::Sha256::digest(minion.as_bytes())[0];
+    format!("key/{group:02x}/")
 }
 
 /// A job as published.

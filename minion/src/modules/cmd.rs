@@ -412,10 +412,11 @@ pub async fn script(
     let Some(extra) = shlex::split(extra) else {
         return Outcome::fail(format!("cannot split args {extra:?} into words"), 1);
     };
-    let Some(m) = &ctx.minion else {
-        return Outcome::fail("not connected to the master", 1);
+    let data = match ctx.files() {
+        Ok(files) => files.fetch(rel).await,
+        Err(e) => Err(e),
     };
-    let data = match crate::files::fetch(m, rel).await {
+    let data = match data {
         Ok(d) => d,
         Err(e) => return Outcome::fail(e, 1),
     };
@@ -445,6 +446,8 @@ mod tests {
             collect: crate::collectors::CollectSettings::all(std::path::Path::new("/")),
             minion: None,
             timeout: Duration::from_secs(secs),
+            state_dir: std::env::temp_dir(),
+            file_roots: Vec::new(),
         }
     }
 

@@ -21,10 +21,11 @@ pub async fn get_file(
     let Some(rel) = src.strip_prefix("cmdb://") else {
         return Outcome::fail(format!("{src:?} is not a cmdb:// path"), 1);
     };
-    let Some(m) = &ctx.minion else {
-        return Outcome::fail("not connected to the master", 1);
+    let data = match ctx.files() {
+        Ok(files) => files.fetch(rel).await,
+        Err(e) => Err(e),
     };
-    let data = match files::fetch(m, rel).await {
+    let data = match data {
         Ok(d) => d,
         Err(e) => return Outcome::fail(e, 1),
     };
@@ -54,7 +55,7 @@ pub async fn push(
         return Outcome::fail("cp.push takes one file path", 1);
     };
     let Some(m) = &ctx.minion else {
-        return Outcome::fail("not connected to the master", 1);
+        return Outcome::fail("cp.push needs the master (it cannot run with --local)", 1);
     };
     let remote = kwargs
         .get("upload_path")

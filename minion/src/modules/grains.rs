@@ -50,10 +50,7 @@ pub async fn get(
     if delimiter.is_empty() {
         return Outcome::fail("grains.get: delimiter must not be empty", 1);
     }
-    let facts = match &ctx.minion {
-        Some(m) => m.facts().await,
-        None => items(ctx).await.data,
-    };
+    let facts = ctx.facts().await;
     Outcome::ok(lookup(&facts, key, delimiter).cloned().unwrap_or(default))
 }
 

@@ -24,6 +24,67 @@ pub struct CallContext {
     pub minion: Option<std::sync::Arc<crate::session::Minion>>,
     /// How long the call may take.
     pub timeout: Duration,
+    /// Where state backups and other local state go.
+    pub state_dir: std::path::PathBuf,
+    /// Local file roots, read instead of the master's when there is no
+    /// master (`cmdb-minion call --local`).
+    pub file_roots: Vec<std::path::PathBuf>,
+}
+
+/// Where `cmdb://` files come from.
+#[derive(Clone)]
+pub enum FileSource {
+    /// The master's file server.
+    Master(std::sync::Arc<crate::session::Minion>),
+    /// Local file roots.
+    Local(Vec<std::path::PathBuf>),
+}
+
+impl FileSource {
+    /// The file at `rel` (a `cmdb://` path without the scheme).
+    pub async fn fetch(&self, rel: &str) -> Result<Vec<u8>, String> {
+        match self {
+            FileSource::Master(m) => crate::files::fetch(m, rel).await,
+            FileSource::Local(roots) => read_local(roots, rel),
+        }
+    }
+
+    /// As [`FileSource::fetch`], from a blocking thread of the runtime `rt`.
+    pub fn fetch_blocking(
+        &self,
+        rel: &str,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<Vec<u8>, String> {
+        match self {
+            FileSource::Master(m) => rt.block_on(crate::files::fetch(m, rel)),
+            FileSource::Local(roots) => read_local(roots, rel),
+        }
+    }
+}
+
+fn read_local(roots: &[std::path::PathBuf], rel: &str) -> Result<Vec<u8>, String> {
+    let path = states::roots::resolve(roots, rel).map_err(|e| e.to_string())?;
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl CallContext {
+    /// Where this call reads `cmdb://` files: the master, or the local file
+    /// roots without one.
+    pub fn files(&self) -> Result<FileSource, String> {
+        match &self.minion {
+            Some(m) => Ok(FileSource::Master(m.clone())),
+            None if !self.file_roots.is_empty() => Ok(FileSource::Local(self.file_roots.clone())),
+            None => Err("no master and no local file_roots to read cmdb:// files from".into()),
+        }
+    }
+
+    /// This host's facts: the running minion's cached ones, or collected now.
+    pub async fn facts(&self) -> Value {
+        match &self.minion {
+            Some(m) => m.facts().await,
+            None => Value::Object(crate::collectors::collect(&self.collect, &self.id).await),
+        }
+    }
 }
 
 /// The outcome of a function call.

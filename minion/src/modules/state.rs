@@ -1,31 +1,29 @@
 //! `state.apply`, `state.highstate`, `state.show_sls`: the states crate fed
-//! with state files from the master's file roots.
+//! with state files from the master's file roots (or local ones with
+//! `cmdb-minion call --local`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use states::sls::Loader;
 
-use super::{CallContext, Outcome};
-use crate::files;
-use crate::session::Minion;
+use super::{CallContext, FileSource, Outcome};
 
 /// Retcode Salt uses when a state fails.
 const STATE_FAILED: i32 = 2;
 
-struct MasterLoader {
-    minion: Arc<Minion>,
+struct FileLoader {
+    files: FileSource,
     rt: tokio::runtime::Handle,
 }
 
-impl MasterLoader {
+impl FileLoader {
     fn fetch(&self, path: &str) -> Result<Vec<u8>, String> {
-        self.rt.block_on(files::fetch(&self.minion, path))
+        self.files.fetch_blocking(path, &self.rt)
     }
 }
 
-impl Loader for MasterLoader {
+impl Loader for FileLoader {
     fn load(&self, sls: &str) -> Result<String, String> {
         if sls.is_empty() || sls.contains('/') || sls.split('.').any(str::is_empty) {
             return Err(format!("{sls:?} is not a state file name"));
@@ -34,7 +32,9 @@ impl Loader for MasterLoader {
         let bytes = self
             .fetch(&format!("{base}.sls"))
             .or_else(|_| self.fetch(&format!("{base}/init.sls")))
-            .map_err(|_| format!("no state file {base}.sls or {base}/init.sls on the master"))?;
+            .map_err(|_| {
+                format!("no state file {base}.sls or {base}/init.sls in the file roots")
+            })?;
         String::from_utf8(bytes).map_err(|_| format!("{base}.sls is not UTF-8"))
     }
 }
@@ -55,20 +55,21 @@ fn sls_names(args: &[String]) -> Vec<String> {
 }
 
 async fn run_states(ctx: &CallContext, names: Option<Vec<String>>, test: bool) -> Outcome {
-    let Some(m) = ctx.minion.clone() else {
-        return Outcome::fail("not connected to the master", 1);
+    let files = match ctx.files() {
+        Ok(f) => f,
+        Err(e) => return Outcome::fail(e, 1),
     };
     let grains = if names.is_none() {
-        Some(m.facts().await)
+        Some(ctx.facts().await)
     } else {
         None
     };
-    let backup_dir = m.cfg.state_dir.join("file_backup");
+    let backup_dir = ctx.state_dir.join("file_backup");
     let rt = tokio::runtime::Handle::current();
-    let id = m.ident.id.to_string();
+    let id = ctx.id.clone();
     let joined =
         tokio::task::spawn_blocking(move || -> Result<(Map<String, Value>, bool), String> {
-            let loader = MasterLoader { minion: m, rt };
+            let loader = FileLoader { files, rt };
             let names = match names {
                 Some(n) => n,
                 None => {
@@ -124,8 +125,9 @@ pub async fn highstate(kwargs: &BTreeMap<String, String>, ctx: &CallContext) -> 
 
 /// `state.show_sls sls,…`: the compiled states, without running them.
 pub async fn show_sls(args: &[String], ctx: &CallContext) -> Outcome {
-    let Some(m) = ctx.minion.clone() else {
-        return Outcome::fail("not connected to the master", 1);
+    let files = match ctx.files() {
+        Ok(f) => f,
+        Err(e) => return Outcome::fail(e, 1),
     };
     let names = sls_names(args);
     if names.is_empty() {
@@ -133,7 +135,7 @@ pub async fn show_sls(args: &[String], ctx: &CallContext) -> Outcome {
     }
     let rt = tokio::runtime::Handle::current();
     let joined = tokio::task::spawn_blocking(move || {
-        let loader = MasterLoader { minion: m, rt };
+        let loader = FileLoader { files, rt };
         let list = states::compile(&loader, &names).map_err(|e| e.to_string())?;
         states::order::plan(&list).map_err(|e| e.to_string())?;
         let mut out = Map::new();
