@@ -132,12 +132,19 @@ fn table_text(rows: &[Value], columns: &[(&str, &str)]) -> String {
     out
 }
 
-/// `cmdb asset list`.
-pub fn list(socket: &Endpoint, grain: Option<String>, out: ListFormat) -> anyhow::Result<u8> {
+/// `cmdb asset list`: every asset (or those whose facts match `grain`), in
+/// the order `sort` names (the master sorts; see `GET /v1/assets?sort=`).
+pub fn list(
+    socket: &Endpoint,
+    grain: Option<String>,
+    sort: Option<String>,
+    out: ListFormat,
+) -> anyhow::Result<u8> {
     let v = ask(
         socket,
         AssetRequest::List {
             grain,
+            sort,
             cursor: None,
             limit: master::service::MAX_PAGE,
         },
@@ -157,6 +164,7 @@ pub fn export(socket: &Endpoint, format: ListFormat) -> anyhow::Result<u8> {
         socket,
         AssetRequest::List {
             grain: None,
+            sort: None,
             cursor: None,
             limit: master::service::MAX_PAGE,
         },

@@ -142,11 +142,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AssetCommand {
-    /// Every asset, one line each.
+    /// Every asset, one line each (by asset id, or as --sort asks).
     List {
         /// Only assets whose facts match this grain expression (key:value).
         #[arg(short = 'G', long = "grain")]
         grain: Option<String>,
+        /// Order by a column (asset_id or id, minion, host, os, release,
+        /// serial, status, presence, site, rack) or a dotted path into the
+        /// asset (facts.mem_total_bytes, manual.owner, version, created_ms,
+        /// last_collect_ms). A leading - sorts descending (--sort=-os or
+        /// --sort -facts.num_cpus). Numbers sort by value, text naturally
+        /// (web2 before web10), assets without the value come last either
+        /// way, ties by asset id.
+        #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
+        sort: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         out: ListFormat,
@@ -433,7 +442,7 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
 fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::Result<u8> {
     let user = cli::current_user();
     match command {
-        AssetCommand::List { grain, out } => asset::list(socket, grain, out),
+        AssetCommand::List { grain, sort, out } => asset::list(socket, grain, sort, out),
         AssetCommand::Show { id, version, out } => {
             let v = asset::ask(socket, AssetRequest::Show { key: id, version })?;
             asset::show_value(&v, out);
