@@ -619,6 +619,23 @@ fn lists_are_paged_with_limit_cursor_and_next() {
         .map(|a| a["minion"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(names, ["web02", "web01", "db01"]);
+    // The OpenAPI document describes the parameter and its 400.
+    let (_, _, doc) = curl(&c, "GET", "/v1/openapi.json", None, false);
+    let list = &doc["paths"]["/v1/assets"]["get"];
+    let sort = list["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "sort")
+        .unwrap_or_else(|| panic!("no sort parameter: {list}"));
+    assert_eq!(sort["in"], "query", "{sort}");
+    assert!(
+        sort["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("descending")),
+        "{sort}"
+    );
+    assert!(list["responses"]["400"].is_object(), "{list}");
     let (_, _, first) = curl(&c, "GET", "/v1/assets?sort=minion&limit=1", None, false);
     let next = first["next"].as_str().expect("next");
     for (uri, words) in [
