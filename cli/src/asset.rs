@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::client::{Client, Endpoint};
-use crate::output::{OutputFormat, render};
+use crate::output::{OutputFormat, Table, render};
 use master::service::inventory::AssetRequest;
 
 /// How listings print.
@@ -23,6 +23,15 @@ pub enum ListFormat {
     Csv,
 }
 
+/// What `cmdb asset export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// CSV with a header row: the listing's columns and more facts, manual fields.
+    Csv,
+    /// A JSON array of whole assets.
+    Json,
+}
+
 /// Sends an inventory request and returns the master's answer.
 pub fn ask(socket: &Endpoint, req: AssetRequest) -> anyhow::Result<Value> {
     let answer = Client::new(socket)
@@ -31,18 +40,19 @@ pub fn ask(socket: &Endpoint, req: AssetRequest) -> anyhow::Result<Value> {
     answer.map_err(|message| anyhow::anyhow!("{message}"))
 }
 
-const LIST_COLUMNS: &[(&str, &str)] = &[
-    ("ASSET_ID", "/asset_id"),
-    ("MINION", "/minion"),
-    ("HOST", "/facts/host"),
-    ("OS", "/facts/os"),
-    ("RELEASE", "/facts/osrelease"),
-    ("SERIAL", "/serial"),
-    ("STATUS", "/status"),
-    ("PRESENCE", "/presence"),
-    ("SITE", "/manual/site"),
-    ("RACK", "/manual/rack"),
-];
+/// The columns of `cmdb asset list`, as the master names them for `--sort`:
+/// (HEADER, JSON pointer).
+fn list_columns() -> Vec<(String, String)> {
+    master::service::inventory::LIST_COLUMNS
+        .iter()
+        .map(|(name, path)| {
+            (
+                name.to_ascii_uppercase(),
+                format!("/{}", path.replace('.', "/")),
+            )
+        })
+        .collect()
+}
 
 const EXPORT_COLUMNS: &[(&str, &str)] = &[
     ("asset_id", "/asset_id"),
@@ -74,98 +84,179 @@ const EXPORT_COLUMNS: &[(&str, &str)] = &[
 ];
 
 fn cell(v: &Value, pointer: &str) -> String {
-    match v.pointer(pointer) {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| i.to_string())
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        Some(other) => other.to_string(),
-    }
+    v.pointer(pointer)
+        .map(crate::output::cell)
+        .unwrap_or_default()
 }
 
-fn csv_text(rows: &[Value], columns: &[(&str, &str)]) -> anyhow::Result<String> {
+fn csv_text<S: AsRef<str>>(rows: &[Value], columns: &[(S, S)]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(columns.iter().map(|(h, _)| h.to_ascii_lowercase()))?;
+    w.write_record(columns.iter().map(|(h, _)| h.as_ref().to_ascii_lowercase()))?;
     for r in rows {
-        w.write_record(columns.iter().map(|(_, p)| cell(r, p)))?;
+        w.write_record(columns.iter().map(|(_, p)| cell(r, p.as_ref())))?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
 }
 
-fn table_text(rows: &[Value], columns: &[(&str, &str)]) -> String {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|(_, p)| cell(r, p)).collect())
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (h, _))| {
-            cells
-                .iter()
-                .map(|c| c[i].chars().count())
-                .chain([h.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |vals: Vec<String>| -> String {
-        let mut s: String = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}  "))
-            .collect();
-        s.truncate(s.trim_end().len());
-        s + "\n"
-    };
-    let mut out = line(columns.iter().map(|(h, _)| h.to_string()).collect());
-    for c in cells {
-        out.push_str(&line(c));
+fn table_text<S: AsRef<str>>(rows: &[Value], columns: &[(S, S)]) -> String {
+    let header: Vec<&str> = columns.iter().map(|(h, _)| h.as_ref()).collect();
+    let mut table = Table::new(&header);
+    for r in rows {
+        table.push(columns.iter().map(|(_, p)| cell(r, p.as_ref())).collect());
     }
-    out
+    table.render()
 }
 
-/// `cmdb asset list`.
-pub fn list(socket: &Endpoint, grain: Option<String>, out: ListFormat) -> anyhow::Result<u8> {
+/// `cmdb asset list`: every asset (or those whose facts match `grain`), in
+/// the order `sort` names (the master sorts; see `GET /v1/assets?sort=`).
+pub fn list(
+    socket: &Endpoint,
+    grain: Option<String>,
+    sort: Option<String>,
+    out: ListFormat,
+) -> anyhow::Result<u8> {
     let v = ask(
         socket,
         AssetRequest::List {
             grain,
+            sort,
             cursor: None,
             limit: master::service::MAX_PAGE,
         },
     )?;
     let rows = v.as_array().cloned().unwrap_or_default();
+    let columns = list_columns();
     match out {
         ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        ListFormat::Csv => print!("{}", csv_text(&rows, LIST_COLUMNS)?),
-        ListFormat::Table => print!("{}", table_text(&rows, LIST_COLUMNS)),
+        ListFormat::Csv => print!("{}", csv_text(&rows, &columns)?),
+        ListFormat::Table => print!("{}", table_text(&rows, &columns)),
     }
     Ok(0)
 }
 
 /// `cmdb asset export --format csv|json`.
-pub fn export(socket: &Endpoint, format: ListFormat) -> anyhow::Result<u8> {
+pub fn export(socket: &Endpoint, format: ExportFormat) -> anyhow::Result<u8> {
     let v = ask(
         socket,
         AssetRequest::List {
             grain: None,
+            sort: None,
             cursor: None,
             limit: master::service::MAX_PAGE,
         },
     )?;
     let rows = v.as_array().cloned().unwrap_or_default();
     match format {
-        ListFormat::Csv => print!("{}", csv_text(&rows, EXPORT_COLUMNS)?),
-        _ => println!("{}", serde_json::to_string_pretty(&rows)?),
+        ExportFormat::Csv => print!("{}", csv_text(&rows, EXPORT_COLUMNS)?),
+        ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
     }
+    Ok(0)
+}
+
+/// The top fields of an asset in the order `asset show --out table` lists
+/// them; `manual` and `facts` follow, one row per value.
+const SHOW_FIELDS: &[&str] = &[
+    "asset_id",
+    "minion",
+    "status",
+    "presence",
+    "serial",
+    "version",
+    "latest_version",
+    "created_ms",
+    "last_collect_ms",
+    "manual",
+    "facts",
+];
+
+/// One row per value under `path`: objects and lists holding objects or
+/// lists open into `path.key` / `path.index` (the paths `--sort` takes).
+fn flatten(table: &mut Table, path: &str, v: &Value) {
+    let child = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, c) in m {
+                flatten(table, &child(k), c);
+            }
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            for (i, c) in items.iter().enumerate() {
+                flatten(table, &child(&i.to_string()), c);
+            }
+        }
+        other => table.push(vec![path.to_owned(), crate::output::cell(other)]),
+    }
+}
+
+/// `cmdb asset show --out table`: FIELD and VALUE, one row per value.
+fn show_table(v: &Value) -> String {
+    let mut table = Table::new(&["FIELD", "VALUE"]);
+    let Value::Object(m) = v else {
+        flatten(&mut table, "result", v);
+        return table.render();
+    };
+    for key in SHOW_FIELDS {
+        if let Some(child) = m.get(*key) {
+            flatten(&mut table, key, child);
+        }
+    }
+    for (key, child) in m.iter().filter(|(k, _)| !SHOW_FIELDS.contains(&k.as_str())) {
+        flatten(&mut table, key, child);
+    }
+    table.render()
+}
+
+/// `cmdb asset show ID`.
+pub fn show(
+    socket: &Endpoint,
+    key: String,
+    version: Option<u64>,
+    out: OutputFormat,
+) -> anyhow::Result<u8> {
+    let v = ask(socket, AssetRequest::Show { key, version })?;
+    match out {
+        OutputFormat::Table => print!("{}", show_table(&v)),
+        other => show_value(&v, other),
+    }
+    Ok(0)
+}
+
+/// `cmdb asset dups`.
+pub fn dups(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
+    let v = ask(socket, AssetRequest::Dups)?;
+    if out != OutputFormat::Table {
+        show_value(&v, out);
+        return Ok(0);
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (serial, assets) in v.as_object().into_iter().flatten() {
+        for a in assets.as_array().into_iter().flatten() {
+            rows.push(vec![
+                serial.clone(),
+                cell(a, "/asset_id"),
+                cell(a, "/minion"),
+                cell(a, "/host"),
+                cell(a, "/status"),
+                cell(a, "/presence"),
+            ]);
+        }
+    }
+    // By serial, then by minion (assets without one after).
+    rows.sort_by(|a, b| {
+        let minion = |r: &[String]| (r[2].is_empty(), r[2].clone(), r[1].clone());
+        a[0].cmp(&b[0]).then_with(|| minion(a).cmp(&minion(b)))
+    });
+    let mut table = Table::new(&["SERIAL", "ASSET_ID", "MINION", "HOST", "STATUS", "PRESENCE"]);
+    for r in rows {
+        table.push(r);
+    }
+    print!("{}", table.render());
     Ok(0)
 }
 
@@ -184,6 +275,10 @@ pub fn show_value(v: &Value, out: OutputFormat) {
 /// `cmdb asset history ID`.
 pub fn history(socket: &Endpoint, key: String, out: OutputFormat) -> anyhow::Result<u8> {
     let v = ask(socket, AssetRequest::History { key })?;
+    if out == OutputFormat::Table {
+        print!("{}", history_table(&v));
+        return Ok(0);
+    }
     if out != OutputFormat::Nested {
         show_value(&v, out);
         return Ok(0);
@@ -218,6 +313,45 @@ pub fn history(socket: &Endpoint, key: String, out: OutputFormat) -> anyhow::Res
     Ok(0)
 }
 
+/// `asset history --out table`: one row per field change (a change record
+/// without field changes, such as the creation, has one row of its own).
+fn history_table(v: &Value) -> String {
+    let mut table = Table::new(&[
+        "VERSION", "AT", "SOURCE", "JID", "USER", "PATH", "OLD", "NEW",
+    ]);
+    for h in v["history"].as_array().into_iter().flatten() {
+        let head = vec![
+            h["version"].to_string(),
+            format_ms(h["at_ms"].as_i64().unwrap_or(0)),
+            cell(h, "/source"),
+            cell(h, "/jid"),
+            cell(h, "/user"),
+        ];
+        let changes = h["changes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if changes.is_empty() {
+            table.push(head.clone());
+        }
+        for c in changes {
+            let mut row = head.clone();
+            row.extend([cell(c, "/path"), cell(c, "/old"), cell(c, "/new")]);
+            table.push(row);
+        }
+    }
+    table.render()
+}
+
+/// The PATH, OLD and NEW rows of field changes.
+fn changes_table(changes: &[Value]) -> String {
+    let mut table = Table::new(&["PATH", "OLD", "NEW"]);
+    for c in changes {
+        table.push(vec![cell(c, "/path"), cell(c, "/old"), cell(c, "/new")]);
+    }
+    table.render()
+}
+
 fn print_changes(changes: &[Value]) {
     for c in changes {
         println!(
@@ -250,6 +384,14 @@ pub fn diff(
     out: OutputFormat,
 ) -> anyhow::Result<u8> {
     let v = ask(socket, AssetRequest::Diff { key, from, to })?;
+    if out == OutputFormat::Table {
+        let changes = v["changes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        print!("{}", changes_table(changes));
+        return Ok(0);
+    }
     if out != OutputFormat::Nested {
         show_value(&v, out);
         return Ok(0);
@@ -371,6 +513,63 @@ mod tests {
         assert_eq!(
             csv_text(&rows, cols).expect("csv"),
             "asset_id,host\na1,\"web,1\"\n"
+        );
+    }
+
+    #[test]
+    fn list_columns_are_the_masters_sort_columns() {
+        let headers: Vec<String> = list_columns().into_iter().map(|(h, _)| h).collect();
+        assert_eq!(
+            headers,
+            [
+                "ASSET_ID", "MINION", "HOST", "OS", "RELEASE", "SERIAL", "STATUS", "PRESENCE",
+                "SITE", "RACK"
+            ]
+        );
+        assert!(list_columns().contains(&("RELEASE".into(), "/facts/osrelease".into())));
+    }
+
+    #[test]
+    fn asset_show_table_has_one_row_per_value_under_its_path() {
+        let v = serde_json::json!({
+            "facts": {"os": "Debian", "ipv4": ["10.0.0.5", "10.0.0.6"],
+                      "disks": [{"name": "sda"}], "empty": {}},
+            "manual": {"site": "FRA1"},
+            "minion": "web01",
+            "asset_id": "a1",
+            "zzz": 1
+        });
+        assert_eq!(
+            show_table(&v),
+            "FIELD               VALUE\n\
+             asset_id            a1\n\
+             minion              web01\n\
+             manual.site         FRA1\n\
+             facts.disks.0.name  sda\n\
+             facts.empty         {}\n\
+             facts.ipv4          10.0.0.5 10.0.0.6\n\
+             facts.os            Debian\n\
+             zzz                 1\n"
+        );
+    }
+
+    #[test]
+    fn history_table_has_one_row_per_change() {
+        let v = serde_json::json!({"asset_id": "a1", "history": [
+            {"version": 0, "at_ms": 1_700_000_000_000i64, "source": "created", "changes": []},
+            {"version": 1, "at_ms": 1_700_000_000_000i64, "source": "status", "user": "ops",
+             "changes": [{"path": "status", "old": "active", "new": "maintenance"}]}
+        ]});
+        let text = history_table(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines,
+            [
+                "VERSION  AT                    SOURCE   JID  USER  PATH    OLD     NEW",
+                "0        2023-11-14T22:13:20Z  created",
+                "1        2023-11-14T22:13:20Z  status        ops   status  active  maintenance",
+            ]
         );
     }
 }

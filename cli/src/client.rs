@@ -450,11 +450,16 @@ impl Client<'_> {
         match req {
             AssetRequest::List {
                 grain,
+                sort,
                 cursor,
                 limit,
             } => self.all_pages(
                 "/v1/assets",
-                &[("grain", grain), ("limit", Some(limit.to_string()))],
+                &[
+                    ("grain", grain),
+                    ("sort", sort),
+                    ("limit", Some(limit.to_string())),
+                ],
                 cursor,
             ),
             AssetRequest::Show { key, version } => self.call(

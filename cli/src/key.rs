@@ -19,6 +19,7 @@ use protocol::MinionId;
 use protocol::fnmatch::fnmatch;
 
 use crate::client::{Endpoint, segment};
+use crate::output::Table;
 
 /// Where `cmdb-key` works.
 pub enum KeyBackend<'a> {
@@ -182,9 +183,22 @@ pub struct KeyCli {
     /// denied key of the same id (both fingerprints are printed).
     #[arg(long)]
     pub force: bool,
-    /// Output format: text (default) or json.
-    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub out: String,
+    /// Output format.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub out: KeyFormat,
+}
+
+/// How `cmdb-key` prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyFormat {
+    /// As salt-key: a heading per state, then its ids.
+    #[default]
+    Text,
+    /// JSON, as salt-key's `--out json`.
+    Json,
+    /// Aligned columns: STATE and MINION (and FINGERPRINT or PUBLIC_KEY
+    /// with -f/-p; after an accept, reject or delete, each key's new state).
+    Table,
 }
 
 /// What `cmdb-key` was asked to do.
@@ -217,8 +231,8 @@ pub struct KeyOptions {
     pub include_accepted: bool,
     /// Let a denied key replace an accepted one.
     pub force: bool,
-    /// Print JSON.
-    pub json: bool,
+    /// How to print.
+    pub out: KeyFormat,
 }
 
 fn heading(state: KeyState) -> &'static str {
@@ -228,6 +242,11 @@ fn heading(state: KeyState) -> &'static str {
         KeyState::Pending => "Unaccepted Keys:",
         KeyState::Rejected => "Rejected Keys:",
     }
+}
+
+/// A state as the STATE column and the API name it.
+fn state_name(state: KeyState) -> &'static str {
+    state.dir().trim_end_matches('/')
 }
 
 fn json_name(state: KeyState) -> &'static str {
@@ -296,7 +315,7 @@ pub fn run(
     let records = backend.records().context("listing keys")?;
     let listing = KeyBackend::listing(&records);
     match action {
-        KeyAction::List(states) => print_listing(&listing, &states, opts.json),
+        KeyAction::List(states) => print_listing(&listing, &states, opts.out),
         KeyAction::Accept(glob) => {
             let mut from = vec![KeyState::Pending];
             if opts.include_rejected {
@@ -350,7 +369,7 @@ pub fn run(
             if confirm("accepted", &keys, true, opts) {
                 for (s, id) in keys {
                     backend.accept(&MinionId::new(id.as_str())?, s, opts.force)?;
-                    if !opts.json {
+                    if opts.out == KeyFormat::Text {
                         println!("Key for minion {id} accepted.");
                     }
                     accepted.push(id);
@@ -373,7 +392,7 @@ pub fn run(
             if confirm("rejected", &keys, false, opts) {
                 for (s, id) in keys {
                     backend.reject(&MinionId::new(id.as_str())?, s)?;
-                    if !opts.json {
+                    if opts.out == KeyFormat::Text {
                         println!("Key for minion {id} rejected.");
                     }
                     rejected.push(id);
@@ -393,7 +412,7 @@ pub fn run(
                 let mut gone = BTreeSet::new();
                 for (s, id) in keys {
                     backend.delete(&MinionId::new(id.as_str())?, s, &mut gone)?;
-                    if !opts.json {
+                    if opts.out == KeyFormat::Text {
                         println!("Key for minion {id} deleted.");
                     }
                     deleted.push(id);
@@ -401,35 +420,54 @@ pub fn run(
             }
             done(opts, "deleted", &deleted, || {})
         }
-        KeyAction::Print(glob) => print_keys(&records, pki_dir, &glob, false, opts.json),
-        KeyAction::Finger(glob) => print_keys(&records, pki_dir, &glob, true, opts.json),
+        KeyAction::Print(glob) => print_keys(&records, pki_dir, &glob, false, opts.out),
+        KeyAction::Finger(glob) => print_keys(&records, pki_dir, &glob, true, opts.out),
     }
 }
 
-/// Ends an accept, reject or delete: with `--out json`, `{what: [ids]}`
-/// (ids listed once); else `text` prints whatever is left to say.
+/// Ends an accept, reject or delete: with `--out json`, `{what: [ids]}`;
+/// with `--out table`, STATE (`what`) and MINION rows (ids listed once);
+/// else `text` prints whatever is left to say.
 fn done(opts: KeyOptions, what: &str, ids: &[String], text: impl FnOnce()) -> anyhow::Result<()> {
-    if opts.json {
-        let ids: BTreeSet<&String> = ids.iter().collect();
-        println!("{}", serde_json::json!({ what: ids }));
-    } else {
-        text();
+    let ids: BTreeSet<&String> = ids.iter().collect();
+    match opts.out {
+        KeyFormat::Json => println!("{}", serde_json::json!({ what: ids })),
+        KeyFormat::Table => {
+            let mut table = Table::new(&["STATE", "MINION"]);
+            for id in ids {
+                table.push(vec![what.to_owned(), id.clone()]);
+            }
+            print!("{}", table.render());
+        }
+        KeyFormat::Text => text(),
     }
     Ok(())
 }
 
-fn print_listing(listing: &KeyListing, states: &[KeyState], json: bool) -> anyhow::Result<()> {
-    if json {
-        let mut obj = serde_json::Map::new();
-        for &s in states {
-            obj.insert(json_name(s).into(), serde_json::json!(listing.ids(s)));
+fn print_listing(listing: &KeyListing, states: &[KeyState], out: KeyFormat) -> anyhow::Result<()> {
+    match out {
+        KeyFormat::Json => {
+            let mut obj = serde_json::Map::new();
+            for &s in states {
+                obj.insert(json_name(s).into(), serde_json::json!(listing.ids(s)));
+            }
+            println!("{}", serde_json::to_string_pretty(&obj)?);
         }
-        println!("{}", serde_json::to_string_pretty(&obj)?);
-    } else {
-        for &s in states {
-            println!("{}", heading(s));
-            for id in listing.ids(s) {
-                println!("{id}");
+        KeyFormat::Table => {
+            let mut table = Table::new(&["STATE", "MINION"]);
+            for &s in states {
+                for id in listing.ids(s) {
+                    table.push(vec![state_name(s).to_owned(), id.clone()]);
+                }
+            }
+            print!("{}", table.render());
+        }
+        KeyFormat::Text => {
+            for &s in states {
+                println!("{}", heading(s));
+                for id in listing.ids(s) {
+                    println!("{id}");
+                }
             }
         }
     }
@@ -441,21 +479,28 @@ fn print_keys(
     pki_dir: &Path,
     glob: &str,
     finger: bool,
-    json: bool,
+    out: KeyFormat,
 ) -> anyhow::Result<()> {
     let mut obj = serde_json::Map::new();
+    let mut table = Table::new(&[
+        "STATE",
+        "MINION",
+        if finger { "FINGERPRINT" } else { "PUBLIC_KEY" },
+    ]);
     let master = keys::read_public(&pki_dir.join("master.pub"));
     if let (true, Ok(master)) = (finger, master) {
         let fp = keys::Fingerprint::of(&master).to_string();
-        if json {
-            obj.insert("local".into(), serde_json::json!({"master.pub": fp}));
-        } else {
-            println!("Local Keys:\nmaster.pub:  {fp}");
+        match out {
+            KeyFormat::Json => {
+                obj.insert("local".into(), serde_json::json!({"master.pub": fp}));
+            }
+            KeyFormat::Table => table.push(vec!["local".into(), "master.pub".into(), fp]),
+            KeyFormat::Text => println!("Local Keys:\nmaster.pub:  {fp}"),
         }
     }
     for s in KeyState::ALL {
         let mut rows = serde_json::Map::new();
-        let name = s.dir().trim_end_matches('/');
+        let name = state_name(s);
         for r in records
             .iter()
             .filter(|r| r.state == name && fnmatch(&r.id, glob))
@@ -468,17 +513,27 @@ fn print_keys(
         if rows.is_empty() {
             continue;
         }
-        if json {
-            obj.insert(json_name(s).into(), serde_json::Value::Object(rows));
-        } else {
-            println!("{}", heading(s));
-            for (id, v) in rows {
-                println!("{id}:  {}", v.as_str().unwrap_or_default());
+        match out {
+            KeyFormat::Json => {
+                obj.insert(json_name(s).into(), serde_json::Value::Object(rows));
+            }
+            KeyFormat::Table => {
+                for (id, v) in rows {
+                    table.push(vec![name.to_owned(), id, crate::output::cell(&v)]);
+                }
+            }
+            KeyFormat::Text => {
+                println!("{}", heading(s));
+                for (id, v) in rows {
+                    println!("{id}:  {}", v.as_str().unwrap_or_default());
+                }
             }
         }
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+    match out {
+        KeyFormat::Json => println!("{}", serde_json::to_string_pretty(&obj)?),
+        KeyFormat::Table => print!("{}", table.render()),
+        KeyFormat::Text => {}
     }
     Ok(())
 }

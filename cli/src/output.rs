@@ -1,4 +1,5 @@
-//! Outputters for job results: Salt's `nested`, `json`, `yaml`.
+//! Outputters for job results: Salt's `nested`, `json`, `yaml`, and the
+//! aligned [`Table`] every command's `--out table` prints.
 
 use std::fmt::Write;
 
@@ -13,8 +14,94 @@ pub enum OutputFormat {
     Json,
     /// YAML.
     Yaml,
-    /// One line per minion: id and its return (objects as compact JSON).
+    /// Aligned columns under a header naming them: `cmdb run` prints
+    /// MINION and RETURN (objects as compact JSON); other commands print
+    /// their own columns.
     Table,
+}
+
+/// Rows under a header line; each column is as wide as its widest cell,
+/// columns are two spaces apart, and newlines and tabs in cells show as
+/// `\n` and `\t` so a row stays on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The column names.
+    header: Vec<String>,
+    /// The rows, each as many cells as the header has names.
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column names and no rows.
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (missing cells are empty, extra ones dropped).
+    pub fn push(&mut self, mut row: Vec<String>) {
+        row.resize(self.header.len(), String::new());
+        self.rows.push(row);
+    }
+
+    /// The table as text, one line per row after the header.
+    pub fn render(&self) -> String {
+        let escape = |s: &str| {
+            s.replace('\n', "\\n")
+                .replace('\r', "\\r")
+                .replace('\t', "\\t")
+        };
+        let lines: Vec<Vec<String>> = std::iter::once(&self.header)
+            .chain(&self.rows)
+            .map(|r| r.iter().map(|c| escape(c)).collect())
+            .collect();
+        let widths: Vec<usize> = (0..self.header.len())
+            .map(|i| {
+                lines
+                    .iter()
+                    .map(|l| l[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for line in lines {
+            let mut text = String::new();
+            for (c, w) in line.iter().zip(&widths) {
+                let _ = write!(text, "{c:<w$}  ");
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A value as one table or CSV cell: text as it is, null empty, a list of
+/// scalars joined by spaces, anything else as compact JSON.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// A minion's return as the RETURN column shows it: scalars as Salt prints
+/// them (`True`, `None`), anything else as compact JSON.
+pub fn return_text(v: &Value) -> String {
+    scalar(v).unwrap_or_else(|| v.to_string())
 }
 
 /// Renders `{minion: return}` in `format`.
@@ -23,21 +110,11 @@ pub fn render(results: &serde_json::Map<String, Value>, format: OutputFormat) ->
         OutputFormat::Json => serde_json::to_string_pretty(results).unwrap_or_default() + "\n",
         OutputFormat::Yaml => serde_saphyr::to_string(results).unwrap_or_default(),
         OutputFormat::Table => {
-            let width = results
-                .keys()
-                .map(|k| k.chars().count())
-                .chain([6])
-                .max()
-                .unwrap_or(6);
-            let mut out = format!("{:<width$}  RETURN\n", "MINION");
+            let mut table = Table::new(&["MINION", "RETURN"]);
             for (minion, ret) in results {
-                let text = match scalar(ret) {
-                    Some(s) => s.replace('\n', "\\n"),
-                    None => ret.to_string(),
-                };
-                let _ = writeln!(out, "{minion:<width$}  {text}");
+                table.push(vec![minion.clone(), return_text(ret)]);
             }
-            out
+            table.render()
         }
         OutputFormat::Nested => {
             let mut out = String::new();
@@ -216,6 +293,26 @@ mod tests {
             render(&m, OutputFormat::Table),
             "MINION  RETURN\ndb      {\"a\":1}\nweb01   True\nx       two\\nlines\n"
         );
+    }
+
+    #[test]
+    fn tables_align_columns_under_their_header() {
+        let mut t = Table::new(&["JID", "FUNCTION", "TARGET"]);
+        t.push(vec!["1".into(), "test.ping".into(), "web*".into()]);
+        t.push(vec!["20".into(), "cmd.run".into()]);
+        t.push(vec!["3".into(), "a\tb\nc".into(), "x".into()]);
+        assert_eq!(
+            t.render(),
+            "JID  FUNCTION   TARGET\n\
+             1    test.ping  web*\n\
+             20   cmd.run\n\
+             3    a\\tb\\nc    x\n"
+        );
+        assert_eq!(Table::new(&["STATE", "MINION"]).render(), "STATE  MINION\n");
+        assert_eq!(cell(&json!(["10.0.0.5", 3])), "10.0.0.5 3");
+        assert_eq!(cell(&json!([{"a": 1}])), "[{\"a\":1}]");
+        assert_eq!(cell(&Value::Null), "");
+        assert_eq!(return_text(&Value::Null), "None");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use protocol::Target;
 use serde_json::{Map, Value};
 
 use crate::client::{Answer, Client, Endpoint};
-use crate::output::{OutputFormat, render};
+use crate::output::{OutputFormat, Table, render, return_text};
 use master::api::jobs::{JobRequest, TargetType};
 use master::service::jobs::JobView;
 use master::store::{JobRecord, JobSummary};
@@ -337,6 +337,10 @@ pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::
             None => break,
         }
     }
+    if out == OutputFormat::Table {
+        print!("{}", jobs_table(&mut jobs));
+        return Ok(0);
+    }
     let rows: Map<String, Value> = jobs
         .iter()
         .map(|j| (j.jid.to_string(), summary_view(j)))
@@ -345,10 +349,76 @@ pub fn jobs_list(socket: &Endpoint, limit: usize, out: OutputFormat) -> anyhow::
     Ok(0)
 }
 
+/// Positional arguments, then keyword ones as `name=value`.
+fn arguments(args: &[String], kwargs: &BTreeMap<String, String>) -> String {
+    args.iter()
+        .cloned()
+        .chain(kwargs.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `jobs list --out table`: one row per job, oldest first (as the other
+/// outputters order them).
+fn jobs_table(jobs: &mut [JobSummary]) -> String {
+    jobs.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
+    let mut table = Table::new(&[
+        "JID",
+        "FUNCTION",
+        "ARGUMENTS",
+        "TARGET",
+        "USER",
+        "START_TIME",
+        "EXPECTED",
+    ]);
+    for j in jobs.iter() {
+        table.push(vec![
+            j.jid.to_string(),
+            j.fun.clone(),
+            arguments(&j.args, &j.kwargs),
+            j.target.describe(),
+            j.user.clone(),
+            crate::asset::format_ms(j.started_ms),
+            j.expected_count.to_string(),
+        ]);
+    }
+    table.render()
+}
+
+/// `jobs show --out table`: one row per minion expected or returned, with
+/// its STATUS (`ok`, `failed`, or `missing` when it did not return).
+fn job_returns_table(job: &JobRecord, returns: &[protocol::JobReturn]) -> String {
+    let mut table = Table::new(&["MINION", "STATUS", "RETCODE", "RETURN"]);
+    let mut minions: Vec<&str> = job
+        .expected
+        .iter()
+        .map(String::as_str)
+        .chain(returns.iter().map(|r| r.minion.as_str()))
+        .collect();
+    minions.sort_unstable();
+    minions.dedup();
+    for m in minions {
+        match returns.iter().find(|r| r.minion.as_str() == m) {
+            Some(r) => table.push(vec![
+                m.to_owned(),
+                if r.success { "ok" } else { "failed" }.to_owned(),
+                r.retcode.to_string(),
+                return_text(&r.data),
+            ]),
+            None => table.push(vec![m.to_owned(), "missing".to_owned()]),
+        }
+    }
+    table.render()
+}
+
 /// `cmdb jobs show JID`.
 pub fn jobs_show(socket: &Endpoint, jid: &str, out: OutputFormat) -> anyhow::Result<u8> {
     let JobView { job, returns } =
         ask(socket, &format!("/v1/jobs/{}", crate::client::segment(jid)))?;
+    if out == OutputFormat::Table {
+        print!("{}", job_returns_table(&job, &returns));
+        return Ok(0);
+    }
     let rets: Map<String, Value> = returns
         .iter()
         .map(|r| (r.minion.to_string(), r.data.clone()))
@@ -386,6 +456,50 @@ mod tests {
         let (args, kwargs) = split_args(&raw);
         assert_eq!(args, vec!["echo a=b", "x", "1a=2", "=v"]);
         assert_eq!(kwargs.get("test").map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn job_tables_name_their_columns() {
+        let jid = protocol::Jid::parse("20261122153000123456").expect("jid");
+        let job = JobRecord {
+            jid: jid.clone(),
+            target: Target::Glob("*".into()),
+            fun: "cmd.run".into(),
+            args: vec!["exit 3".into()],
+            kwargs: [("cwd".to_owned(), "/tmp".to_owned())].into(),
+            expected: vec!["db01".into(), "web01".into(), "web02".into()],
+            user: "root".into(),
+            started_ms: 1_700_000_000_000,
+        };
+        let ret = |minion: &str, success: bool, retcode: i32, data: Value| protocol::JobReturn {
+            jid: jid.clone(),
+            minion: protocol::MinionId::new(minion).expect("id"),
+            fun: "cmd.run".into(),
+            success,
+            retcode,
+            data,
+            started_ms: 0,
+            ended_ms: 0,
+        };
+        let returns = [
+            ret("web01", true, 0, Value::String(String::new())),
+            ret("db01", false, 3, Value::String("boom".into())),
+        ];
+        assert_eq!(
+            job_returns_table(&job, &returns),
+            "MINION  STATUS   RETCODE  RETURN\n\
+             db01    failed   3        boom\n\
+             web01   ok       0\n\
+             web02   missing\n"
+        );
+        let listed = jobs_table(&mut [JobSummary::from(&job)]);
+        assert_eq!(
+            listed.lines().collect::<Vec<_>>(),
+            [
+                "JID                   FUNCTION  ARGUMENTS        TARGET  USER  START_TIME            EXPECTED",
+                "20261122153000123456  cmd.run   exit 3 cwd=/tmp  *       root  2023-11-14T22:13:20Z  3",
+            ]
+        );
     }
 
     #[test]

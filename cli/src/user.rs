@@ -6,8 +6,9 @@
 use hyper::Method;
 use serde::Serialize;
 
+use crate::asset::format_ms;
 use crate::client::{Endpoint, segment};
-use crate::output::{OutputFormat, render};
+use crate::output::{OutputFormat, Table, render};
 use crate::{all, call, call_empty};
 use master::access::{Role, User};
 use master::service::users::{CreatedToken, NewToken, NewUser, TokenView};
@@ -60,6 +61,21 @@ pub fn add(
 /// `cmdb user list`.
 pub fn list(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
     let users: Vec<User> = all(socket, "/v1/users", &[("limit", Some("1000".into()))])?;
+    if out == OutputFormat::Table {
+        let mut table = Table::new(&["NAME", "ROLE", "TARGETS", "FUNCTIONS", "PUBKEY", "CREATED"]);
+        for u in &users {
+            table.push(vec![
+                u.name.clone(),
+                u.role.as_str().to_owned(),
+                u.targets.join(","),
+                u.functions.join(","),
+                if u.pubkey.is_some() { "yes" } else { "no" }.to_owned(),
+                format_ms(u.created_ms),
+            ]);
+        }
+        print!("{}", table.render());
+        return Ok(0);
+    }
     let map: serde_json::Map<String, serde_json::Value> = users
         .into_iter()
         .map(|u| {
@@ -87,7 +103,7 @@ pub fn create(socket: &Endpoint, user: String, expires_secs: Option<u64>) -> any
     let new = NewToken { user, expires_secs };
     let created: CreatedToken = call(socket, Method::POST, "/v1/tokens", Some(&new))?;
     let expires = match created.view.expires_ms {
-        Some(ms) => format!("expires {}", crate::asset::format_ms(ms)),
+        Some(ms) => format!("expires {}", format_ms(ms)),
         None => "never expires".to_owned(),
     };
     eprintln!(
@@ -101,6 +117,21 @@ pub fn create(socket: &Endpoint, user: String, expires_secs: Option<u64>) -> any
 /// `cmdb token list`.
 pub fn tokens(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
     let tokens: Vec<TokenView> = all(socket, "/v1/tokens", &[("limit", Some("1000".into()))])?;
+    if out == OutputFormat::Table {
+        let when = |ms: Option<i64>| ms.map(format_ms).unwrap_or_else(|| "never".to_owned());
+        let mut table = Table::new(&["ID", "USER", "CREATED", "EXPIRES", "LAST_USED"]);
+        for t in &tokens {
+            table.push(vec![
+                t.id.clone(),
+                t.user.clone(),
+                format_ms(t.created_ms),
+                when(t.expires_ms),
+                when(t.last_used_ms),
+            ]);
+        }
+        print!("{}", table.render());
+        return Ok(0);
+    }
     let map: serde_json::Map<String, serde_json::Value> = tokens
         .into_iter()
         .map(|t| {

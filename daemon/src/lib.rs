@@ -140,6 +140,15 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_unknown_log_format_is_an_error_naming_it_and_the_known_ones() {
+        let err = parse_toml::<LogFormatHolder>("f = \"xml\"").expect_err("xml");
+        assert!(
+            err.contains("xml") && err.contains("text") && err.contains("json"),
+            "{err}"
+        );
+    }
+
     #[derive(Debug, Deserialize)]
     struct LogFormatHolder {
         f: LogFormat,

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod document;
 pub mod import;
+pub mod sort;
 
 use std::collections::BTreeMap;
 use std::fmt;

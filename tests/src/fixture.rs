@@ -1,7 +1,10 @@
 //! A fake host's file system for the minion's collectors (`root = …`), so
 //! process-level tests control every fact through the real code path.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::Cluster;
 
 /// A fixture root directory.
 pub struct HostRoot {
@@ -120,4 +123,38 @@ impl HostRoot {
     pub fn set_uptime(&self, secs: u64) {
         write(&self.path, "proc/uptime", &format!("{secs}.00 1.00\n"));
     }
+}
+
+/// Writes an executable plugin `name` into `dir` that runs `body` in sh.
+pub fn plugin(dir: &Path, name: &str, body: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Starts an accepted minion `id` whose collectors read a fixture root
+/// (host `hostname`, system serial `serial`) and whose plugins directory
+/// is returned with the root; `extra` lines go into its config.
+pub fn fixture_minion(
+    c: &mut Cluster,
+    id: &str,
+    hostname: &str,
+    serial: &str,
+    extra: &str,
+) -> (HostRoot, PathBuf) {
+    let root = HostRoot::new(c.dir.path().join(format!("{id}-root")), hostname, serial);
+    let plugins = c.dir.path().join(format!("{id}-plugins"));
+    std::fs::create_dir_all(&plugins).expect("mkdir");
+    let cfg = format!(
+        "root = \"{}\"\nplugins_dir = \"{}\"\nplugin_timeout = 1\n{extra}",
+        root.path.display(),
+        plugins.display()
+    );
+    c.start_minion_with(id, id, &cfg)
+        .wait_for("key pending acceptance");
+    let out = c.key(&["-a", id, "-y"]);
+    assert!(out.status.success());
+    c.minion(id).wait_for("minion ready");
+    (root, plugins)
 }

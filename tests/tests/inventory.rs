@@ -2,11 +2,8 @@
 //! roots, history and rebuilds, identity, duplicates, import, lifecycle,
 //! grain targeting, plugins, agent push and presence.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
 use serde_json::{Value, json};
-use tests::fixture::HostRoot;
+use tests::fixture::{HostRoot, fixture_minion, plugin};
 use tests::{Cluster, ClusterOpts, text};
 
 fn json_out(out: &std::process::Output) -> Value {
@@ -18,37 +15,6 @@ fn json_out(out: &std::process::Output) -> Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("bad json ({e}): {}", text(&out.stdout)))
-}
-
-fn plugin(dir: &Path, name: &str, body: &str) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-}
-
-/// Starts an accepted minion `id` whose collectors read a fixture root.
-fn fixture_minion(
-    c: &mut Cluster,
-    id: &str,
-    hostname: &str,
-    serial: &str,
-    extra: &str,
-) -> (HostRoot, PathBuf) {
-    let root = HostRoot::new(c.dir.path().join(format!("{id}-root")), hostname, serial);
-    let plugins = c.dir.path().join(format!("{id}-plugins"));
-    std::fs::create_dir_all(&plugins).expect("mkdir");
-    let cfg = format!(
-        "root = \"{}\"\nplugins_dir = \"{}\"\nplugin_timeout = 1\n{extra}",
-        root.path.display(),
-        plugins.display()
-    );
-    c.start_minion_with(id, id, &cfg)
-        .wait_for("key pending acceptance");
-    let out = c.key(&["-a", id, "-y"]);
-    assert!(out.status.success());
-    c.minion(id).wait_for("minion ready");
-    (root, plugins)
 }
 
 fn collect(c: &Cluster, target: &str) -> Value {
@@ -487,4 +453,89 @@ fn collect_stdout_prints_facts_without_a_master() {
         facts.get("gpus").is_none(),
         "a disabled collector does not run"
     );
+}
+
+/// The minion ids of `cmdb asset list --sort FIELD --out json`, in order.
+fn sorted_minions(c: &Cluster, sort: &[&str]) -> Vec<String> {
+    let mut args = vec!["asset", "list", "--out", "json"];
+    args.extend_from_slice(sort);
+    json_out(&c.cmdb(&args))
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["minion"].as_str().expect("minion").to_owned())
+        .collect()
+}
+
+#[test]
+fn asset_list_sorts_by_a_fact_or_a_column_with_missing_values_last() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    for (id, rank) in [("web2", Some(100)), ("web10", Some(9)), ("db1", None)] {
+        let (_, plugins) = fixture_minion(&mut c, id, id, &format!("SER-{id}"), "");
+        if let Some(rank) = rank {
+            plugin(&plugins, "rank", &format!("echo '{{\"rank\": {rank}}}'"));
+        }
+    }
+    collect(&c, "*");
+    for (id, site) in [("web2", "FRA1"), ("db1", "AMS2")] {
+        let out = c.cmdb(&["asset", "set", id, &format!("site={site}")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
+    // A fact: numbers by value (9 before 100), the asset without it last
+    // in both directions.
+    assert_eq!(
+        sorted_minions(&c, &["--sort", "facts.rank"]),
+        ["web10", "web2", "db1"]
+    );
+    assert_eq!(
+        sorted_minions(&c, &["--sort=-facts.rank"]),
+        ["web2", "web10", "db1"]
+    );
+    assert_eq!(
+        sorted_minions(&c, &["--sort", "-facts.rank"]),
+        ["web2", "web10", "db1"]
+    );
+    // Columns: text naturally (web2 before web10), missing values last.
+    assert_eq!(
+        sorted_minions(&c, &["--sort", "minion"]),
+        ["db1", "web2", "web10"]
+    );
+    assert_eq!(
+        sorted_minions(&c, &["--sort", "-minion"]),
+        ["web10", "web2", "db1"]
+    );
+    assert_eq!(
+        sorted_minions(&c, &["--sort", "site"]),
+        ["db1", "web2", "web10"]
+    );
+    assert_eq!(
+        sorted_minions(&c, &["--sort", "-site"]),
+        ["web2", "db1", "web10"]
+    );
+    assert_eq!(
+        sorted_minions(&c, &["--sort", "manual.site", "-G", "os:Debian"]),
+        ["db1", "web2", "web10"]
+    );
+    // The table keeps its columns and prints the rows in that order.
+    let out = c.cmdb(&["asset", "list", "--sort", "-host"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let minions: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(minions, ["web10", "web2", "db1"], "{table}");
+    assert!(table.starts_with("ASSET_ID"), "{table}");
+
+    // An unknown field is refused by name, with the columns to choose from.
+    let out = c.cmdb(&["asset", "list", "--sort", "colour"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("unknown sort field \"colour\"") && stderr.contains("presence, site, rack"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }

@@ -48,7 +48,7 @@ fn start(cli: KeyCli) -> anyhow::Result<()> {
         include_denied: cli.include_denied,
         include_accepted: cli.include_accepted,
         force: cli.force,
-        json: cli.out == "json",
+        out: cli.out,
     };
     let action = action(&cli)?;
     // Through the running master's API; on the files while it is stopped.

@@ -2,13 +2,15 @@
 //! its unix socket, or with `--url`/`--token` over HTTPS.
 //!
 //! Exit codes: 0 when every expected minion returned success; 1 when one
-//! failed or did not return, nothing matched, or on an error.
+//! failed or did not return, nothing matched, or on an error; 2 when the
+//! command line is wrong (an unknown flag, or a value such as `--out xml`
+//! that the flag does not take: the message names it and the allowed ones).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use cli::asset::{self, ListFormat};
+use cli::asset::{self, ExportFormat, ListFormat};
 use cli::client::{Credentials, Endpoint, known_masters_file};
 use cli::output::OutputFormat;
 use cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
@@ -150,11 +152,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AssetCommand {
-    /// Every asset, one line each.
+    /// Every asset, one line each (by asset id, or as --sort asks).
     List {
         /// Only assets whose facts match this grain expression (key:value).
         #[arg(short = 'G', long = "grain")]
         grain: Option<String>,
+        /// Order by a column or a dotted path into the asset; a leading -
+        /// sorts descending.
+        ///
+        /// Columns: asset_id (or id), minion, host, os, release, serial,
+        /// status, presence, site, rack (any case). Paths: facts.KEY…,
+        /// manual.KEY, version, created_ms, last_collect_ms, e.g.
+        /// facts.mem_total_bytes or manual.owner. Descending: --sort=-os or
+        /// --sort -facts.num_cpus. Numbers sort by value, text naturally
+        /// (web2 before web10), assets without the value come last either
+        /// way, ties by asset id.
+        #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
+        sort: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         out: ListFormat,
@@ -214,9 +228,9 @@ enum AssetCommand {
     },
     /// Print every asset.
     Export {
-        /// csv or json.
+        /// The file format.
         #[arg(long, value_enum, default_value = "json")]
-        format: ListFormat,
+        format: ExportFormat,
     },
     /// Assets that share a system serial number.
     Dups {
@@ -463,12 +477,8 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
 fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::Result<u8> {
     let user = cli::current_user();
     match command {
-        AssetCommand::List { grain, out } => asset::list(socket, grain, out),
-        AssetCommand::Show { id, version, out } => {
-            let v = asset::ask(socket, AssetRequest::Show { key: id, version })?;
-            asset::show_value(&v, out);
-            Ok(0)
-        }
+        AssetCommand::List { grain, sort, out } => asset::list(socket, grain, sort, out),
+        AssetCommand::Show { id, version, out } => asset::show(socket, id, version, out),
         AssetCommand::History { id, out } => asset::history(socket, id, out),
         AssetCommand::Diff { id, from, to, out } => asset::diff(socket, id, from, to, out),
         AssetCommand::Set { id, fields } => {
@@ -518,11 +528,7 @@ fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::R
             Ok(0)
         }
         AssetCommand::Export { format } => asset::export(socket, format),
-        AssetCommand::Dups { out } => {
-            let v = asset::ask(socket, AssetRequest::Dups)?;
-            asset::show_value(&v, out);
-            Ok(0)
-        }
+        AssetCommand::Dups { out } => asset::dups(socket, out),
     }
 }
 

@@ -24,6 +24,15 @@ use store::access::Role;
 pub struct ListQuery {
     /// Only assets whose facts match this grain expression (`key:value`).
     pub grain: Option<String>,
+    /// Order by a column (`asset_id` or `id`, `minion`, `host`, `os`,
+    /// `release`, `serial`, `status`, `presence`, `site`, `rack`) or a path
+    /// into the asset (`facts.mem_total_bytes`, `manual.owner`, `version`,
+    /// `created_ms`, `last_collect_ms`); a leading `-` sorts descending.
+    /// Numbers sort by value, strings naturally (`web2` before `web10`),
+    /// assets without the value last in both directions, ties by asset id.
+    /// Default: by asset id. The cursor holds the sort: keep it while
+    /// following `next`.
+    pub sort: Option<String>,
     /// At most this many (1 to 1000, default 100).
     pub limit: Option<usize>,
     /// The `next` of the previous page.
@@ -93,7 +102,7 @@ fn answer(st: &ApiState, req: AssetRequest) -> Result<Json<AssetAnswer>, ApiErro
     Ok(Json(handle(&st.shared, req)?))
 }
 
-#[utoipa::path(get, path = "/v1/assets", tag = "assets", params(ListQuery), responses((status = 200, description = "assets by asset id", body = Page<AssetView>), doc::BadRequest, doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/assets", tag = "assets", params(ListQuery), responses((status = 200, description = "assets by asset id, or in the order `sort` asks", body = Page<AssetView>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -102,6 +111,7 @@ async fn list(
         &st,
         AssetRequest::List {
             grain: q.grain,
+            sort: q.sort,
             cursor: q.cursor,
             limit: page_limit(q.limit, 100)?,
         },

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{Page, ServiceError};
 use crate::server::{Shared, now_ms};
 use inventory::document::diff;
+use inventory::sort::SortField;
 use inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
 
 /// An inventory request.
@@ -21,6 +22,10 @@ pub enum AssetRequest {
     List {
         /// `key:value` grain expression.
         grain: Option<String>,
+        /// Order by this column or path (`-` first: descending); none: by
+        /// asset id.
+        #[serde(default)]
+        sort: Option<String>,
         /// After this cursor (a page's `next`).
         cursor: Option<String>,
         /// At most this many.
@@ -307,12 +312,214 @@ fn rebuild(shared: &Shared, rec: &AssetRecord, version: u64) -> Result<Value, Se
     })
 }
 
+/// The columns of an asset listing (`cmdb asset list`): each name and the
+/// path of its value in an [`AssetView`]. `--sort` and `?sort=` take these
+/// names as well as paths.
+pub const LIST_COLUMNS: &[(&str, &str)] = &[
+    ("asset_id", "asset_id"),
+    ("minion", "minion"),
+    ("host", "facts.host"),
+    ("os", "facts.os"),
+    ("release", "facts.osrelease"),
+    ("serial", "serial"),
+    ("status", "status"),
+    ("presence", "presence"),
+    ("site", "manual.site"),
+    ("rack", "manual.rack"),
+];
+
+/// The fields of an [`AssetView`] a sort path may start with.
+const VIEW_FIELDS: &[&str] = &[
+    "asset_id",
+    "minion",
+    "version",
+    "latest_version",
+    "status",
+    "presence",
+    "serial",
+    "created_ms",
+    "last_collect_ms",
+    "manual",
+    "facts",
+];
+
+/// How a listing is ordered: the field as the caller gave it, and the path
+/// into an [`AssetView`] it names.
+#[derive(Debug, Clone)]
+struct AssetSort {
+    /// The text of `sort`, which a cursor must repeat.
+    given: String,
+    /// The resolved path (a column name replaced by its path).
+    field: SortField,
+}
+
+impl AssetSort {
+    /// Resolves a column name (`os`, `id` for `asset_id`; any case) or a
+    /// path whose first segment is a field of [`AssetView`].
+    fn parse(text: &str) -> Result<AssetSort, ServiceError> {
+        let mut field = SortField::parse(text).map_err(ServiceError::Invalid)?;
+        let (root, rest) = inventory::sort::split_root(&field.path);
+        let root = root.to_ascii_lowercase();
+        let column = LIST_COLUMNS
+            .iter()
+            .find(|(name, _)| *name == root || (root == "id" && *name == "asset_id"));
+        match column {
+            Some((_, path)) if rest.is_empty() => field.path = (*path).to_owned(),
+            _ if VIEW_FIELDS.contains(&root.as_str()) => {
+                if matches!(root.as_str(), "facts" | "manual") && rest.is_empty() {
+                    return Err(ServiceError::Invalid(format!(
+                        "sort field {text:?} names all of {root}: give a key under it, \
+                         such as {root}.{}",
+                        if root == "facts" { "os" } else { "site" }
+                    )));
+                }
+                field.path = if rest.is_empty() {
+                    root
+                } else {
+                    format!("{root}.{rest}")
+                };
+            }
+            _ => {
+                let columns: Vec<&str> = LIST_COLUMNS.iter().map(|(n, _)| *n).collect();
+                return Err(ServiceError::Invalid(format!(
+                    "unknown sort field {text:?}: give a column ({}) or a path into the asset \
+                     (facts.KEY, manual.KEY, version, created_ms, last_collect_ms); \
+                     a leading - sorts descending",
+                    columns.join(", ")
+                )));
+            }
+        }
+        Ok(AssetSort {
+            given: text.to_owned(),
+            field,
+        })
+    }
+
+    /// The value this sort orders `view` by.
+    fn value_of(&self, view: &AssetView) -> Option<Value> {
+        let (root, rest) = inventory::sort::split_root(&self.field.path);
+        let whole = match root {
+            "asset_id" => return Some(json!(view.asset_id)),
+            "minion" => return view.minion.as_ref().map(|m| json!(m)),
+            "version" => return Some(json!(view.version)),
+            "latest_version" => return Some(json!(view.latest_version)),
+            "serial" => return view.serial.as_ref().map(|s| json!(s)),
+            "created_ms" => return Some(json!(view.created_ms)),
+            "last_collect_ms" => return view.last_collect_ms.map(|t| json!(t)),
+            "status" => &view.status,
+            "presence" => &view.presence,
+            "manual" => &view.manual,
+            "facts" => &view.facts,
+            _ => return None,
+        };
+        inventory::sort::lookup(whole, rest).cloned()
+    }
+}
+
+/// Where a sorted page ends: the sort it was given for, the last asset's
+/// value and its id. Sent as the hex of its JSON, so it is opaque and safe
+/// in a query string.
+#[derive(Debug, Serialize, Deserialize)]
+struct SortCursor {
+    sort: String,
+    value: Option<Value>,
+    id: AssetId,
+}
+
+impl SortCursor {
+    fn encode(&self) -> String {
+        serde_json::to_vec(self)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn decode(text: &str, sort: &AssetSort) -> Result<SortCursor, ServiceError> {
+        let bad = || ServiceError::Invalid(format!("cursor {text:?} is not one this API gave"));
+        if !text.len().is_multiple_of(2) || !text.is_ascii() {
+            return Err(bad());
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| bad())?;
+        let cursor: SortCursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        if cursor.sort != sort.given {
+            return Err(ServiceError::Invalid(format!(
+                "cursor was given for sort={:?}, not sort={:?}; keep the sort while following next",
+                cursor.sort, sort.given
+            )));
+        }
+        Ok(cursor)
+    }
+}
+
+/// One page of assets in `sort`'s order (ties by asset id), after `cursor`.
+/// Only each asset's sort value is kept while scanning; the page's assets
+/// are read again by id.
+fn sorted_page(
+    shared: &Shared,
+    matcher: Option<&protocol::Matcher>,
+    sort: &AssetSort,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<AssetAnswer, ServiceError> {
+    let after = cursor
+        .map(|c| SortCursor::decode(c, sort))
+        .transpose()?
+        .map(|c| (c.value, c.id));
+    let order = |a: &(Option<Value>, AssetId), b: &(Option<Value>, AssetId)| {
+        sort.field
+            .compare(a.0.as_ref(), b.0.as_ref())
+            .then_with(|| a.1.cmp(&b.1))
+    };
+    let mut keyed: Vec<(Option<Value>, AssetId)> = Vec::new();
+    shared.store.scan_assets(None, &mut |rec| {
+        if let Some(m) = matcher
+            && !m.matches("", Some(&rec.full_facts()))
+        {
+            return true;
+        }
+        let view = latest_view(rec);
+        let key = (sort.value_of(&view), view.asset_id);
+        if after.as_ref().is_none_or(|a| order(&key, a).is_gt()) {
+            keyed.push(key);
+        }
+        true
+    })?;
+    keyed.sort_by(order);
+    let more = keyed.len() > limit;
+    keyed.truncate(limit);
+    let next = match keyed.last() {
+        Some((value, id)) if more => Some(
+            SortCursor {
+                sort: sort.given.clone(),
+                value: value.clone(),
+                id: id.clone(),
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    let mut items = Vec::with_capacity(keyed.len());
+    for (_, id) in &keyed {
+        // An asset removed since the scan is left out.
+        if let Some(rec) = shared.store.asset(id)? {
+            items.push(latest_view(rec));
+        }
+    }
+    Ok(AssetAnswer::Assets(Page { items, next }))
+}
+
 /// Answers an inventory request.
 pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, ServiceError> {
     let cfg = &shared.cfg.inventory;
     match req {
         AssetRequest::List {
             grain,
+            sort,
             cursor,
             limit,
         } => {
@@ -324,6 +531,10 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                 ),
                 None => None,
             };
+            if let Some(sort) = sort {
+                let sort = AssetSort::parse(&sort)?;
+                return sorted_page(shared, matcher.as_ref(), &sort, cursor.as_deref(), limit);
+            }
             let after = match &cursor {
                 Some(c) => Some(AssetId::parse(c).ok_or_else(|| {
                     ServiceError::Invalid(format!("cursor {c:?} is not one this API gave"))
@@ -567,6 +778,103 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                 items: items.into_iter().map(|(_, e)| e).collect(),
                 next,
             }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: &str, facts: Value) -> AssetView {
+        AssetView {
+            asset_id: AssetId::parse(id).expect("asset id"),
+            minion: Some("web2".into()),
+            version: 3,
+            latest_version: 3,
+            status: json!("active"),
+            presence: json!("online"),
+            serial: None,
+            created_ms: 1_700_000_000_000,
+            last_collect_ms: None,
+            manual: json!({"site": "FRA1"}),
+            facts,
+        }
+    }
+
+    #[test]
+    fn sort_fields_resolve_columns_and_paths() {
+        let v = view(
+            "00000000000000a1",
+            json!({"os": "Debian", "osrelease": "12", "mem_total_bytes": 17_179_869_184u64}),
+        );
+        for (given, want) in [
+            ("os", Some(json!("Debian"))),
+            ("OS", Some(json!("Debian"))),
+            ("-release", Some(json!("12"))),
+            ("id", Some(json!("00000000000000a1"))),
+            ("asset_id", Some(json!("00000000000000a1"))),
+            ("minion", Some(json!("web2"))),
+            ("site", Some(json!("FRA1"))),
+            ("rack", None),
+            ("serial", None),
+            ("version", Some(json!(3))),
+            ("last_collect_ms", None),
+            ("facts.mem_total_bytes", Some(json!(17_179_869_184u64))),
+            ("facts:os", Some(json!("Debian"))),
+            ("manual.site", Some(json!("FRA1"))),
+            ("facts.nope", None),
+        ] {
+            let sort = AssetSort::parse(given).unwrap_or_else(|e| panic!("{given}: {e}"));
+            assert_eq!(sort.value_of(&v), want, "{given}");
+            assert_eq!(sort.field.descending, given.starts_with('-'), "{given}");
+        }
+    }
+
+    #[test]
+    fn unknown_sort_fields_are_refused_by_name() {
+        for (given, words) in [
+            ("colour", "unknown sort field \"colour\""),
+            ("-bogus.x", "unknown sort field \"-bogus.x\""),
+            ("facts", "give a key under it"),
+            ("", "empty"),
+            ("-", "empty"),
+        ] {
+            let err = AssetSort::parse(given).expect_err(given);
+            assert_eq!(err.status(), 400, "{given}");
+            assert!(err.to_string().contains(words), "{given}: {err}");
+        }
+        let err = AssetSort::parse("colour").expect_err("colour").to_string();
+        assert!(
+            err.contains("host, os, release") && err.contains("facts.KEY"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sort_cursors_round_trip_and_keep_their_sort() {
+        let sort = AssetSort::parse("-facts.mem_total_bytes").expect("sort");
+        let cursor = SortCursor {
+            sort: sort.given.clone(),
+            value: Some(json!(64)),
+            id: AssetId::parse("00000000000000a1").expect("id"),
+        }
+        .encode();
+        assert!(cursor.bytes().all(|b| b.is_ascii_hexdigit()), "{cursor}");
+        let back = SortCursor::decode(&cursor, &sort).expect("decode");
+        assert_eq!(
+            (back.value, back.id.as_str()),
+            (Some(json!(64)), "00000000000000a1")
+        );
+        let other = AssetSort::parse("facts.mem_total_bytes").expect("sort");
+        let err = SortCursor::decode(&cursor, &other).expect_err("another sort");
+        assert!(err.to_string().contains("keep the sort"), "{err}");
+        for bad in ["zz", "abc", "00000000000000a1", "é"] {
+            let err = SortCursor::decode(bad, &sort).expect_err(bad);
+            assert!(
+                err.to_string().contains("not one this API gave"),
+                "{bad}: {err}"
+            );
         }
     }
 }
