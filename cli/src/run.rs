@@ -240,6 +240,38 @@ fn interrupt_prints_the_jid() -> anyhow::Result<std::sync::Arc<std::sync::Mutex<
 /// `cmdb jobs active`.
 pub fn jobs_active(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
     let jobs: Vec<master::service::jobs::ActiveJob> = ask(socket, "/v1/jobs/active")?;
+    if out == OutputFormat::Table {
+        let mut table = Table::new(&[
+            "JID",
+            "FUNCTION",
+            "TARGET",
+            "USER",
+            "START_TIME",
+            "EXPECTED",
+            "RETURNED",
+            "PENDING",
+            "RUNNING_ON",
+        ]);
+        for j in &jobs {
+            table.push(vec![
+                j.jid.to_string(),
+                j.fun.clone(),
+                j.target.clone(),
+                j.user.clone(),
+                crate::asset::format_ms(j.started_ms),
+                j.expected_count.to_string(),
+                j.returned_count.to_string(),
+                if j.batch_open {
+                    format!("{} (batch starting more)", j.pending_count)
+                } else {
+                    j.pending_count.to_string()
+                },
+                j.running.join(","),
+            ]);
+        }
+        print!("{}", table.render());
+        return Ok(0);
+    }
     let rows: Map<String, Value> = jobs
         .iter()
         .map(|j| {
@@ -282,7 +314,18 @@ pub fn jobs_kill(socket: &Endpoint, jid: &str, out: OutputFormat) -> anyhow::Res
             minions.insert(m.clone(), Value::String(what.into()));
         }
     }
-    print!("{}", render(&minions, out));
+    if out == OutputFormat::Table {
+        let mut table = Table::new(&["MINION", "KILL"]);
+        for (m, what) in &minions {
+            table.push(vec![
+                m.clone(),
+                what.as_str().unwrap_or_default().to_owned(),
+            ]);
+        }
+        print!("{}", table.render());
+    } else {
+        print!("{}", render(&minions, out));
+    }
     for m in &report.no_answer {
         eprintln!("{m}: did not answer the kill (job {})", report.kill_jid);
     }

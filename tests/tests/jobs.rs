@@ -206,6 +206,14 @@ fn a_killed_job_loses_its_whole_process_group_and_returns_that_it_was_killed() {
     assert_eq!(active[&jid]["Function"], json!("cmd.run"), "{active}");
     assert_eq!(active[&jid]["Pending"], json!(1), "{active}");
 
+    let table = text(&c.cmdb(&["jobs", "active", "--out", "table"]).stdout);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("JID") && header.ends_with("PENDING  RUNNING_ON"),
+        "{table}"
+    );
+    assert!(table.contains(&jid), "{table}");
+
     let acks = c.minion("web01").count("return acknowledged");
     let kill = c.cmdb(&["jobs", "kill", &jid, "--out", "json"]);
     assert!(kill.status.success(), "{}", text(&kill.stderr));
