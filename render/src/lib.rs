@@ -1,0 +1,325 @@
+//! Outputters for job results: Salt's `nested`, `json`, `yaml`, and the
+//! aligned [`Table`] every command's `--out table` prints.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+/// How `cmdb` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Indented, as Salt's default outputter.
+    Nested,
+    /// One JSON object.
+    Json,
+    /// YAML.
+    Yaml,
+    /// Aligned columns under a header naming them: `cmdb run` prints
+    /// MINION and RETURN (objects as compact JSON); other commands print
+    /// their own columns.
+    Table,
+}
+
+/// Rows under a header line; each column is as wide as its widest cell,
+/// columns are two spaces apart, and newlines and tabs in cells show as
+/// `\n` and `\t` so a row stays on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The column names.
+    header: Vec<String>,
+    /// The rows, each as many cells as the header has names.
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column names and no rows.
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (missing cells are empty, extra ones dropped).
+    pub fn push(&mut self, mut row: Vec<String>) {
+        row.resize(self.header.len(), String::new());
+        self.rows.push(row);
+    }
+
+    /// The table as text, one line per row after the header.
+    pub fn render(&self) -> String {
+        let escape = |s: &str| {
+            s.replace('\n', "\\n")
+                .replace('\r', "\\r")
+                .replace('\t', "\\t")
+        };
+        let lines: Vec<Vec<String>> = std::iter::once(&self.header)
+            .chain(&self.rows)
+            .map(|r| r.iter().map(|c| escape(c)).collect())
+            .collect();
+        let widths: Vec<usize> = (0..self.header.len())
+            .map(|i| {
+                lines
+                    .iter()
+                    .map(|l| l[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for line in lines {
+            let mut text = String::new();
+            for (c, w) in line.iter().zip(&widths) {
+                let _ = write!(text, "{c:<w$}  ");
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A value as one table or CSV cell: text as it is, null empty, a list of
+/// scalars joined by spaces, anything else as compact JSON.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// A minion's return as the RETURN column shows it: scalars as Salt prints
+/// them (`True`, `None`), anything else as compact JSON.
+pub fn return_text(v: &Value) -> String {
+    scalar(v).unwrap_or_else(|| v.to_string())
+}
+
+/// Renders `{minion: return}` in `format`.
+pub fn render(results: &serde_json::Map<String, Value>, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => serde_json::to_string_pretty(results).unwrap_or_default() + "\n",
+        OutputFormat::Yaml => serde_saphyr::to_string(results).unwrap_or_default(),
+        OutputFormat::Table => {
+            let mut table = Table::new(&["MINION", "RETURN"]);
+            for (minion, ret) in results {
+                table.push(vec![minion.clone(), return_text(ret)]);
+            }
+            table.render()
+        }
+        OutputFormat::Nested => {
+            let mut out = String::new();
+            for (minion, ret) in results {
+                let _ = writeln!(out, "{minion}:");
+                nested(&mut out, ret, 4);
+            }
+            out
+        }
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => Some("None".into()),
+        Value::Bool(true) => Some("True".into()),
+        Value::Bool(false) => Some("False".into()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Writes `v` in Salt's nested layout at `indent` spaces.
+pub fn nested(out: &mut String, v: &Value, indent: usize) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(map) => {
+            let _ = writeln!(out, "{pad}----------");
+            for (k, child) in map {
+                match scalar(child) {
+                    Some(s) if !s.contains('\n') => {
+                        let _ = writeln!(out, "{pad}{k}:\n{pad}    {s}");
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{pad}{k}:");
+                        nested(out, child, indent + 4);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                match scalar(item) {
+                    Some(s) => {
+                        let _ = writeln!(out, "{pad}- {s}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "{pad}-");
+                        nested(out, item, indent + 4);
+                    }
+                }
+            }
+        }
+        other => {
+            let s = scalar(other).unwrap_or_default();
+            for line in s.split('\n') {
+                let _ = writeln!(out, "{pad}{line}");
+            }
+        }
+    }
+}
+
+/// Salt's `highstate` outputter for one minion's state run.
+pub fn highstate(minion: &str, data: &Value) -> String {
+    let mut out = format!("{minion}:\n");
+    let Value::Object(states) = data else {
+        nested(&mut out, data, 4);
+        return out;
+    };
+    let mut rows: Vec<(&String, &Value)> = states.iter().collect();
+    rows.sort_by_key(|(_, v)| v["__run_num__"].as_u64().unwrap_or(u64::MAX));
+    let (mut ok, mut failed, mut changed, mut total_ms) = (0, 0, 0, 0.0);
+    for (key, v) in rows {
+        let parts: Vec<&str> = key.split("_|-").collect();
+        let fun = format!(
+            "{}.{}",
+            parts.first().unwrap_or(&""),
+            parts.last().unwrap_or(&"")
+        );
+        let result = match &v["result"] {
+            Value::Bool(true) => "True",
+            Value::Bool(false) => "False",
+            _ => "None",
+        };
+        match &v["result"] {
+            Value::Bool(false) => failed += 1,
+            _ => ok += 1,
+        }
+        let has_changes = v["changes"].as_object().is_some_and(|m| !m.is_empty());
+        if has_changes {
+            changed += 1;
+        }
+        let ms = v["duration"].as_f64().unwrap_or(0.0);
+        total_ms += ms;
+        let _ = writeln!(out, "----------");
+        let _ = writeln!(
+            out,
+            "          ID: {}",
+            v["__id__"].as_str().unwrap_or_default()
+        );
+        let _ = writeln!(out, "    Function: {fun}");
+        if v["name"] != v["__id__"] {
+            let _ = writeln!(
+                out,
+                "        Name: {}",
+                v["name"].as_str().unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out, "      Result: {result}");
+        let _ = writeln!(
+            out,
+            "     Comment: {}",
+            v["comment"].as_str().unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "     Started: {}",
+            v["start_time"].as_str().unwrap_or_default()
+        );
+        let _ = writeln!(out, "    Duration: {ms:.3} ms");
+        let _ = writeln!(out, "     Changes:");
+        if has_changes {
+            nested(&mut out, &v["changes"], 14);
+        }
+    }
+    let total = ok + failed;
+    let _ = writeln!(out, "\nSummary for {minion}\n------------");
+    let _ = writeln!(out, "Succeeded: {ok} (changed={changed})");
+    let _ = writeln!(out, "Failed:    {failed}");
+    let _ = writeln!(out, "------------\nTotal states run:     {total}");
+    let _ = writeln!(out, "Total run time: {total_ms:>8.3} ms");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_looks_like_salt() {
+        let mut m = serde_json::Map::new();
+        m.insert("web1".into(), json!(true));
+        m.insert("web2".into(), json!({"os": "Debian", "ips": ["10.0.0.1"]}));
+        let s = render(&m, OutputFormat::Nested);
+        assert_eq!(
+            s,
+            "web1:\n    True\nweb2:\n    ----------\n    ips:\n        - 10.0.0.1\n    os:\n        Debian\n"
+        );
+    }
+
+    #[test]
+    fn highstate_prints_states_and_a_summary() {
+        let data = json!({
+            "file_|-motd_|-/etc/motd_|-managed": {"__id__": "motd", "__run_num__": 0, "name": "/etc/motd",
+                "result": true, "comment": "File /etc/motd updated", "changes": {"diff": "New file"},
+                "start_time": "10:00:00.000001", "duration": 1.5},
+            "cmd_|-boom_|-false_|-run": {"__id__": "boom", "__run_num__": 1, "name": "false",
+                "result": false, "comment": "Command \"false\" run", "changes": {},
+                "start_time": "10:00:00.000002", "duration": 2.0}
+        });
+        let s = highstate("web01", &data);
+        assert!(s.contains("          ID: motd\n    Function: file.managed\n        Name: /etc/motd\n      Result: True"), "{s}");
+        assert!(s.contains("Succeeded: 1 (changed=1)\nFailed:    1"), "{s}");
+        assert!(s.contains("Total states run:     2"), "{s}");
+    }
+
+    #[test]
+    fn table_is_one_line_per_minion() {
+        let mut m = serde_json::Map::new();
+        m.insert("web01".into(), json!(true));
+        m.insert("db".into(), json!({"a": 1}));
+        m.insert("x".into(), json!("two\nlines"));
+        assert_eq!(
+            render(&m, OutputFormat::Table),
+            "MINION  RETURN\ndb      {\"a\":1}\nweb01   True\nx       two\\nlines\n"
+        );
+    }
+
+    #[test]
+    fn tables_align_columns_under_their_header() {
+        let mut t = Table::new(&["JID", "FUNCTION", "TARGET"]);
+        t.push(vec!["1".into(), "test.ping".into(), "web*".into()]);
+        t.push(vec!["20".into(), "cmd.run".into()]);
+        t.push(vec!["3".into(), "a\tb\nc".into(), "x".into()]);
+        assert_eq!(
+            t.render(),
+            "JID  FUNCTION   TARGET\n\
+             1    test.ping  web*\n\
+             20   cmd.run\n\
+             3    a\\tb\\nc    x\n"
+        );
+        assert_eq!(Table::new(&["STATE", "MINION"]).render(), "STATE  MINION\n");
+        assert_eq!(cell(&json!(["10.0.0.5", 3])), "10.0.0.5 3");
+        assert_eq!(cell(&json!([{"a": 1}])), "[{\"a\":1}]");
+        assert_eq!(cell(&Value::Null), "");
+        assert_eq!(return_text(&Value::Null), "None");
+    }
+
+    #[test]
+    fn json_is_one_object() {
+        let mut m = serde_json::Map::new();
+        m.insert("a".into(), json!("x\"y"));
+        let v: Value = serde_json::from_str(&render(&m, OutputFormat::Json)).expect("json");
+        assert_eq!(v, json!({"a": "x\"y"}));
+    }
+}
