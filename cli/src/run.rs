@@ -57,25 +57,7 @@ pub struct RunArgs {
     pub out: OutputFormat,
 }
 
-/// Splits typed arguments into positional and keyword ones, as Salt does:
-/// `name=value` where name is an identifier is a keyword argument.
-pub fn split_args(raw: &[String]) -> (Vec<String>, BTreeMap<String, String>) {
-    let mut args = Vec::new();
-    let mut kwargs = BTreeMap::new();
-    for a in raw {
-        match a.split_once('=') {
-            Some((k, v))
-                if !k.is_empty()
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !k.starts_with(|c: char| c.is_ascii_digit()) =>
-            {
-                kwargs.insert(k.to_owned(), v.to_owned());
-            }
-            _ => args.push(a.clone()),
-        }
-    }
-    (args, kwargs)
-}
+pub use protocol::text::split_args;
 
 impl TargetKind {
     /// The API's name for this kind.
@@ -489,17 +471,6 @@ pub fn jobs_show(socket: &Endpoint, jid: &str, out: OutputFormat) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keyword_arguments_are_identifiers_before_equals() {
-        let raw: Vec<String> = ["test=true", "echo a=b", "x", "1a=2", "=v"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let (args, kwargs) = split_args(&raw);
-        assert_eq!(args, vec!["echo a=b", "x", "1a=2", "=v"]);
-        assert_eq!(kwargs.get("test").map(String::as_str), Some("true"));
-    }
 
     #[test]
     fn job_tables_name_their_columns() {

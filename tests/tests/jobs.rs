@@ -346,3 +346,99 @@ fn a_return_the_master_never_takes_is_warned_about_once_then_dropped() {
     assert_eq!(c.minion("web01").count("return not delivered; retrying"), 1);
     assert!(!c.minion("web01").logs().contains("return acknowledged"));
 }
+
+#[test]
+fn cmdb_minion_call_runs_a_function_here_locally_or_with_the_masters_files() {
+    let c = cluster_with(&["web01"]);
+    let minion = tests::bin_dir().join("cmdb-minion");
+    let call = |cfg: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(&minion)
+            .arg("-c")
+            .arg(cfg)
+            .arg("call")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("cmdb-minion call")
+    };
+
+    // --local: no master, state files from the config's file_roots.
+    let roots = c.dir.path().join("local-srv");
+    std::fs::create_dir_all(&roots).expect("mkdir");
+    let target = c.dir.path().join("made-locally.txt");
+    std::fs::write(
+        roots.join("hello.sls"),
+        format!(
+            "hello_file:\n  file.managed:\n    - name: {}\n    - contents: hi from call\n",
+            target.display()
+        ),
+    )
+    .expect("sls");
+    let local_cfg = c.dir.path().join("local.toml");
+    std::fs::write(
+        &local_cfg,
+        format!(
+            "master = \"127.0.0.1\"\nret_port = 1\nid = \"solo\"\nstate_dir = \"{}\"\nfile_roots = [\"{}\"]\n",
+            c.dir.path().join("solo-state").display(),
+            roots.display()
+        ),
+    )
+    .expect("config");
+    let out = call(
+        &local_cfg,
+        &["--local", "--out", "json", "state.apply", "hello"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let result = v["local"].as_object().expect("states");
+    assert_eq!(result.len(), 1, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("made"),
+        "hi from call\n"
+    );
+
+    let out = call(&local_cfg, &["--local", "test.ping"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "local:\n    True\n");
+    let out = call(&local_cfg, &["--local", "cmd.run", "echo oops; exit 3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("retcode: 3"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = call(&local_cfg, &["--local", "cp.push", "/etc/hostname"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("cannot run with --local"));
+    let out = call(&local_cfg, &["--local", "test.ping", "bogus=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("'bogus'"));
+
+    // Without --local: files come from the master, with the minion's own
+    // key, while its daemon goes on answering.
+    std::fs::create_dir_all(c.dir.path().join("srv")).expect("mkdir");
+    std::fs::write(c.dir.path().join("srv/greet.txt"), "from the master").expect("w");
+    let dest = c.dir.path().join("greet-copy.txt");
+    let out = call(
+        &c.dir.path().join("web01.toml"),
+        &[
+            "--out",
+            "json",
+            "cp.get_file",
+            "cmdb://greet.txt",
+            dest.to_str().expect("p"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&dest).expect("copied"),
+        "from the master"
+    );
+    let (v, stderr, code) = c.run_json(&["web01", "test.ping"]);
+    assert_eq!((code, v), (0, json!({"web01": true})), "{stderr}");
+}
