@@ -271,7 +271,17 @@ fn file_paths_outside_their_roots_are_refused_both_ways() {
 #[test]
 fn a_large_file_reaches_three_minions_intact() {
     let mut c = Cluster::start(ClusterOpts::default());
-    c.start_accepted(&["web01", "web02", "web03"]);
+    // Fifty 1 MiB reads each, in a debug build on a busy machine: a request
+    // may take longer than the harness's 2 s, which would read as a master
+    // gone away.
+    for m in ["web01", "web02", "web03"] {
+        c.start_minion_with(m, m, "request_timeout = 20\n")
+            .wait_for("key pending acceptance");
+    }
+    assert!(c.key(&["-A", "-y"]).status.success());
+    for m in ["web01", "web02", "web03"] {
+        c.minion(m).wait_for("minion ready");
+    }
     let big = srv(&c).join("big.bin");
     let mut data = vec![0u8; 50 * 1024 * 1024 + 12345];
     let mut x: u32 = 2_463_534_242;
