@@ -37,6 +37,9 @@ pub struct Keyring {
     channels: Mutex<HashMap<String, (VerifyingKey, SymmetricKey)>>,
     accepted: Mutex<BTreeSet<String>>,
     holders: Mutex<BTreeSet<String>>,
+    rotation_wanted: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+    settled: tokio::sync::Notify,
 }
 
 impl Keyring {
@@ -49,6 +52,49 @@ impl Keyring {
             channels: Mutex::new(HashMap::new()),
             accepted: Mutex::new(accepted),
             holders: Mutex::new(BTreeSet::new()),
+            rotation_wanted: std::sync::atomic::AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+            settled: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Asks for the accepted keys to be checked now (a key was deleted or
+    /// rejected through the API): jobs published until that is done wait,
+    /// so that none goes out under a key a removed minion holds.
+    pub fn want_rotation(&self) {
+        self.rotation_wanted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Resolves when [`Keyring::want_rotation`] was called.
+    pub async fn rotation_asked(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The check asked for is done (with or without a rotation).
+    pub fn rotation_settled(&self) {
+        self.rotation_wanted
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.settled.notify_waiters();
+    }
+
+    /// Waits (at most `limit`) while a check of the accepted keys is due.
+    pub async fn wait_settled(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if !self
+                .rotation_wanted
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return;
+            }
         }
     }
 

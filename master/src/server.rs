@@ -349,11 +349,12 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let rotate_every = Duration::from_secs(shared.cfg.session_rotate_secs);
     let mut swept_at: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let asked = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            _ = tick.tick() => false,
+            _ = shared.keyring.rotation_asked() => true,
+        };
+        if !asked && swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             swept_at = Some(tokio::time::Instant::now());
             let keep_ms = match shared.cfg.keep_jobs {
                 0 => i64::MAX,
@@ -398,8 +399,12 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                     rotated_at = tokio::time::Instant::now();
                     info!(epoch, removed = gone.len(), handed, "session key rotated");
                 }
+                shared.keyring.rotation_settled();
             }
-            Err(e) => warn!(error = %e, "cannot list keys"),
+            Err(e) => {
+                warn!(error = %e, "cannot list keys");
+                shared.keyring.rotation_settled();
+            }
         }
         shared.jobs.tracker().prune();
         let dropped = shared

@@ -46,6 +46,7 @@ async fn reject(
 ) -> Result<Json<KeyView>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
     let view = keys::reject(&st.shared.pki, &id, w)?;
+    st.shared.keyring.want_rotation();
     key_event(&st, &id, "reject", &caller);
     Ok(Json(view))
 }
@@ -58,6 +59,7 @@ async fn delete(
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
     let views = keys::delete(&st.shared.pki, &id)?;
+    st.shared.keyring.want_rotation();
     key_event(&st, &id, "delete", &caller);
     Ok(Json(views))
 }

@@ -150,8 +150,10 @@ impl Publisher {
         Ok(Bytes::from(env.to_bytes()))
     }
 
-    /// Seals `envelope` under the session key and hands it to the PUB socket.
+    /// Seals `envelope` under the session key and hands it to the PUB
+    /// socket; after a key was removed, once the session key has rotated.
     async fn send(&self, jid: &Jid, envelope: &Bytes) {
+        self.keyring.wait_settled(Duration::from_secs(10)).await;
         let (epoch, session) = self.keyring.session();
         let sealed = Sealed::seal(&session, epoch, random(), PUBLISH_AAD, envelope);
         let frames = vec![
