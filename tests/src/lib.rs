@@ -505,6 +505,19 @@ pub fn swarm(c: &Cluster, count: usize) -> Proc {
     Proc::spawn("swarm", cmd)
 }
 
+/// The stdout of a command that must have succeeded; otherwise the test
+/// fails showing its exit code, stdout and stderr.
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
 /// Bytes as text, lossily.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

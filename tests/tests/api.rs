@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
-use tests::{Cluster, ClusterOpts, WAIT, text};
+use tests::{Cluster, ClusterOpts, WAIT, stdout_ok, text};
 
 /// `cmdb` against the master's TLS listener with `token`, with its own
 /// config dir for pinned certificates.
@@ -23,17 +23,6 @@ fn remote(c: &Cluster, token: Option<&str>, args: &[&str]) -> Output {
         cmd.env("CMDB_TOKEN", t);
     }
     cmd.output().expect("run cmdb")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 fn refused(out: &Output, words: &str) {
@@ -52,7 +41,7 @@ fn refused(out: &Output, words: &str) {
 fn token_for(c: &Cluster, user: &str, extra: &[&str]) -> String {
     let mut args = vec!["token", "create", user];
     args.extend_from_slice(extra);
-    let out = ok(&c.cmdb(&args));
+    let out = stdout_ok(&c.cmdb(&args));
     out.lines().last().expect("token line").trim().to_owned()
 }
 
@@ -98,7 +87,7 @@ fn curl(
 fn roles_and_operator_acls_over_tls_with_tokens() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01", "db01"]);
-    ok(&c.cmdb(&[
+    stdout_ok(&c.cmdb(&[
         "user",
         "add",
         "ops",
@@ -109,7 +98,7 @@ fn roles_and_operator_acls_over_tls_with_tokens() {
         "--functions",
         "test.*",
     ]));
-    ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
+    stdout_ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
     refused(
         &c.cmdb(&["user", "add", "ops", "--role", "admin"]),
         "exists",
@@ -118,7 +107,7 @@ fn roles_and_operator_acls_over_tls_with_tokens() {
     let viewer = token_for(&c, "viewer", &[]);
 
     // The operator runs what its ACL allows; the returns stream back.
-    let out = ok(&remote(
+    let out = stdout_ok(&remote(
         &c,
         Some(&ops),
         &["run", "web*", "test.ping", "--out", "json"],
@@ -126,7 +115,7 @@ fn roles_and_operator_acls_over_tls_with_tokens() {
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v, serde_json::json!({"web01": true}));
     // A target that reaches outside its globs is refused whole.
-    let before = ok(&c.cmdb(&["jobs", "list", "--out", "json"]));
+    let before = stdout_ok(&c.cmdb(&["jobs", "list", "--out", "json"]));
     refused(
         &remote(&c, Some(&ops), &["run", "*", "test.ping"]),
         "may not target db01",
@@ -136,15 +125,15 @@ fn roles_and_operator_acls_over_tls_with_tokens() {
         "may not run cmd.run",
     );
     assert_eq!(
-        ok(&c.cmdb(&["jobs", "list", "--out", "json"])),
+        stdout_ok(&c.cmdb(&["jobs", "list", "--out", "json"])),
         before,
         "nothing published"
     );
     c.master().wait_for("refused a job: forbidden");
 
     // A reader reads but does not run or administer.
-    ok(&remote(&c, Some(&viewer), &["jobs", "list"]));
-    ok(&remote(&c, Some(&viewer), &["asset", "list"]));
+    stdout_ok(&remote(&c, Some(&viewer), &["jobs", "list"]));
+    stdout_ok(&remote(&c, Some(&viewer), &["asset", "list"]));
     refused(
         &remote(&c, Some(&viewer), &["run", "web01", "test.ping"]),
         "needs the operator role",
@@ -160,12 +149,12 @@ fn roles_and_operator_acls_over_tls_with_tokens() {
     c.master().wait_for("refused a request: forbidden");
 
     // Writes record the user.
-    let out = ok(&c.cmdb(&["user", "list", "--out", "json"]));
+    let out = stdout_ok(&c.cmdb(&["user", "list", "--out", "json"]));
     let users: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(users["ops"]["role"], "operator");
     assert_eq!(users["viewer"]["role"], "reader");
-    let jobs: Value =
-        serde_json::from_str(&ok(&c.cmdb(&["jobs", "list", "--out", "json"]))).expect("json");
+    let jobs: Value = serde_json::from_str(&stdout_ok(&c.cmdb(&["jobs", "list", "--out", "json"])))
+        .expect("json");
     assert!(
         jobs.as_object()
             .expect("jobs")
@@ -179,9 +168,9 @@ fn roles_and_operator_acls_over_tls_with_tokens() {
 fn missing_forged_revoked_and_expired_tokens_are_refused() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01"]);
-    ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
+    stdout_ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
     let token = token_for(&c, "viewer", &[]);
-    ok(&remote(&c, Some(&token), &["jobs", "list"]));
+    stdout_ok(&remote(&c, Some(&token), &["jobs", "list"]));
 
     refused(&remote(&c, None, &["jobs", "list"]), "no credentials");
     // The last character changed (to one it is not).
@@ -198,11 +187,11 @@ fn missing_forged_revoked_and_expired_tokens_are_refused() {
     c.master().wait_for("refused a request: unauthenticated");
 
     // Listed without its secret, then revoked.
-    let listed = ok(&c.cmdb(&["token", "list", "--out", "json"]));
+    let listed = stdout_ok(&c.cmdb(&["token", "list", "--out", "json"]));
     assert!(!listed.contains(&token[token.len() - 20..]), "{listed}");
     let id = token.split('_').nth(1).expect("id");
     assert!(listed.contains(id), "{listed}");
-    ok(&c.cmdb(&["token", "revoke", id]));
+    stdout_ok(&c.cmdb(&["token", "revoke", id]));
     refused(
         &remote(&c, Some(&token), &["jobs", "list"]),
         "unknown or malformed token",
@@ -211,7 +200,7 @@ fn missing_forged_revoked_and_expired_tokens_are_refused() {
 
     // An expiring token works until its time, then is refused.
     let short = token_for(&c, "viewer", &["--expires", "2s"]);
-    ok(&remote(&c, Some(&short), &["jobs", "list"]));
+    stdout_ok(&remote(&c, Some(&short), &["jobs", "list"]));
     let deadline = Instant::now() + WAIT;
     loop {
         let out = remote(&c, Some(&short), &["jobs", "list"]);
@@ -223,7 +212,7 @@ fn missing_forged_revoked_and_expired_tokens_are_refused() {
     }
     // Removing a user removes its tokens.
     let again = token_for(&c, "viewer", &[]);
-    ok(&c.cmdb(&["user", "remove", "viewer"]));
+    stdout_ok(&c.cmdb(&["user", "remove", "viewer"]));
     refused(
         &remote(&c, Some(&again), &["jobs", "list"]),
         "unknown or malformed token",
@@ -233,10 +222,10 @@ fn missing_forged_revoked_and_expired_tokens_are_refused() {
 #[test]
 fn the_cli_pins_the_certificate_and_refuses_a_changed_one() {
     let mut c = Cluster::start(ClusterOpts::default());
-    ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
+    stdout_ok(&c.cmdb(&["user", "add", "viewer", "--role", "reader"]));
     let token = token_for(&c, "viewer", &[]);
     let first = remote(&c, Some(&token), &["jobs", "list"]);
-    ok(&first);
+    stdout_ok(&first);
     assert!(
         text(&first.stderr).contains("pinned the certificate"),
         "{}",
@@ -252,7 +241,7 @@ fn the_cli_pins_the_certificate_and_refuses_a_changed_one() {
     let old = fp(&c);
     // The second use checks the pin silently.
     let second = remote(&c, Some(&token), &["jobs", "list"]);
-    ok(&second);
+    stdout_ok(&second);
     assert!(
         !text(&second.stderr).contains("pinned"),
         "{}",
@@ -278,7 +267,7 @@ type Case<'a> = (&'a str, &'a str, Option<&'a str>, bool, u16, &'a str);
 fn bad_requests_get_problem_documents_and_change_nothing() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01"]);
-    ok(&c.cmdb(&["run", "*", "collect", "--out", "json"]));
+    stdout_ok(&c.cmdb(&["run", "*", "collect", "--out", "json"]));
     let (status, ctype, v) = curl(&c, "GET", "/v1/health", None, false);
     assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{ctype}");
     let cases: &[Case] = &[
@@ -446,9 +435,9 @@ fn events_follow_jobs_returns_auth_keys_and_asset_changes() {
     let deadline = Instant::now() + WAIT;
     while events.count("/new\"") == 0 {
         assert!(Instant::now() < deadline, "no job event: {}", events.logs());
-        ok(&c.cmdb(&["run", "web01", "test.ping"]));
+        stdout_ok(&c.cmdb(&["run", "web01", "test.ping"]));
     }
-    ok(&c.cmdb(&["run", "web01", "collect", "--out", "json"]));
+    stdout_ok(&c.cmdb(&["run", "web01", "collect", "--out", "json"]));
     events.wait_for("/ret/web01\"");
 
     // A new minion's auth, and its acceptance by cmdb-key, which goes
@@ -503,9 +492,9 @@ fn events_follow_jobs_returns_auth_keys_and_asset_changes() {
 fn lists_are_paged_with_limit_cursor_and_next() {
     let mut c = Cluster::start(ClusterOpts::default());
     c.start_accepted(&["web01", "web02", "db01"]);
-    ok(&c.cmdb(&["run", "*", "collect", "--out", "json"]));
+    stdout_ok(&c.cmdb(&["run", "*", "collect", "--out", "json"]));
     for _ in 0..3 {
-        ok(&c.cmdb(&["run", "*", "test.ping", "--out", "json"]));
+        stdout_ok(&c.cmdb(&["run", "*", "test.ping", "--out", "json"]));
     }
     let follow = |path: &str| {
         let mut seen = Vec::new();
@@ -581,7 +570,7 @@ fn lists_are_paged_with_limit_cursor_and_next() {
         assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
     }
     // The CLI follows the pages.
-    let listed = ok(&c.cmdb(&["asset", "list", "--out", "json"]));
+    let listed = stdout_ok(&c.cmdb(&["asset", "list", "--out", "json"]));
     let listed: Value = serde_json::from_str(&listed).expect("json");
     assert_eq!(listed.as_array().map(Vec::len), Some(3));
 

@@ -2,22 +2,9 @@
 //! command's columns, and an output format a command does not know is
 //! refused by name before anything is done.
 
-use std::process::Output;
-
 use serde_json::Value;
 use tests::fixture::fixture_minion;
-use tests::{Cluster, ClusterOpts, text};
-
-fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use tests::{Cluster, ClusterOpts, stdout_ok, text};
 
 /// The column names on the first line of a table.
 fn header(table: &str) -> Vec<&str> {
@@ -46,14 +33,14 @@ fn every_table_names_the_columns_of_its_command() {
     let (_, stderr, code) = c.run_json(&["*", "collect"]);
     assert_eq!(code, 0, "{stderr}");
     let out = c.cmdb(&["asset", "set", "vm01", "rack=R7"]);
-    stdout_of(&out);
+    stdout_ok(&out);
 
     // cmdb run keeps MINION and RETURN, which fit it.
-    let table = stdout_of(&c.cmdb(&["run", "*", "test.ping", "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["run", "*", "test.ping", "--out", "table"]));
     assert_eq!(header(&table), ["MINION", "RETURN"], "{table}");
     assert_eq!(rows(&table), [["vm01", "True"], ["vm02", "True"]]);
 
-    let table = stdout_of(&c.cmdb(&["jobs", "list", "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["jobs", "list", "--out", "table"]));
     assert_eq!(
         header(&table),
         [
@@ -74,7 +61,7 @@ fn every_table_names_the_columns_of_its_command() {
     let jid = ping[0].to_owned();
     assert_eq!((ping[2], ping.last()), ("*", Some(&"2")), "{table}");
 
-    let table = stdout_of(&c.cmdb(&["jobs", "show", &jid, "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["jobs", "show", &jid, "--out", "table"]));
     assert_eq!(
         header(&table),
         ["MINION", "STATUS", "RETCODE", "RETURN"],
@@ -86,7 +73,7 @@ fn every_table_names_the_columns_of_its_command() {
     );
 
     // The asset list and the change feed had their own columns already.
-    let table = stdout_of(&c.cmdb(&["asset", "list"]));
+    let table = stdout_ok(&c.cmdb(&["asset", "list"]));
     assert_eq!(
         header(&table),
         [
@@ -95,14 +82,14 @@ fn every_table_names_the_columns_of_its_command() {
         ],
         "{table}"
     );
-    let table = stdout_of(&c.cmdb(&["changes", "--since", "1h"]));
+    let table = stdout_ok(&c.cmdb(&["changes", "--since", "1h"]));
     assert_eq!(
         header(&table),
         ["AT", "ASSET_ID", "MINION", "SOURCE", "PATH", "OLD", "NEW"],
         "{table}"
     );
 
-    let table = stdout_of(&c.cmdb(&["asset", "show", "vm01", "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["asset", "show", "vm01", "--out", "table"]));
     assert_eq!(header(&table), ["FIELD", "VALUE"], "{table}");
     let fields = rows(&table);
     for want in [
@@ -114,7 +101,7 @@ fn every_table_names_the_columns_of_its_command() {
         assert!(fields.contains(&want), "no {want:?} in {table}");
     }
 
-    let table = stdout_of(&c.cmdb(&["asset", "history", "vm01", "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["asset", "history", "vm01", "--out", "table"]));
     assert_eq!(
         header(&table),
         [
@@ -126,11 +113,11 @@ fn every_table_names_the_columns_of_its_command() {
     assert_eq!(last[0], "1", "{table}");
     assert_eq!(&last[last.len() - 2..], ["manual:rack", "R7"], "{table}");
 
-    let table = stdout_of(&c.cmdb(&["asset", "diff", "vm01", "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["asset", "diff", "vm01", "--out", "table"]));
     assert_eq!(header(&table), ["PATH", "OLD", "NEW"], "{table}");
     assert_eq!(rows(&table), [["manual:rack", "R7"]], "{table}");
 
-    let table = stdout_of(&c.cmdb(&["asset", "dups", "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["asset", "dups", "--out", "table"]));
     assert_eq!(
         header(&table),
         ["SERIAL", "ASSET_ID", "MINION", "HOST", "STATUS", "PRESENCE"],
@@ -146,7 +133,7 @@ fn every_table_names_the_columns_of_its_command() {
         .collect();
     assert_eq!(minions, ["vm01", "vm02"], "{table}");
 
-    stdout_of(&c.cmdb(&[
+    stdout_ok(&c.cmdb(&[
         "user",
         "add",
         "ops",
@@ -155,7 +142,7 @@ fn every_table_names_the_columns_of_its_command() {
         "--targets",
         "vm*",
     ]));
-    let table = stdout_of(&c.cmdb(&["user", "list", "--out", "table"]));
+    let table = stdout_ok(&c.cmdb(&["user", "list", "--out", "table"]));
     assert_eq!(
         header(&table),
         ["NAME", "ROLE", "TARGETS", "FUNCTIONS", "PUBKEY", "CREATED"],
@@ -168,8 +155,8 @@ fn every_table_names_the_columns_of_its_command() {
         "{table}"
     );
 
-    stdout_of(&c.cmdb(&["token", "create", "ops", "--expires", "1d"]));
-    let table = stdout_of(&c.cmdb(&["token", "list", "--out", "table"]));
+    stdout_ok(&c.cmdb(&["token", "create", "ops", "--expires", "1d"]));
+    let table = stdout_ok(&c.cmdb(&["token", "list", "--out", "table"]));
     assert_eq!(
         header(&table),
         ["ID", "USER", "CREATED", "EXPIRES", "LAST_USED"],
@@ -180,14 +167,14 @@ fn every_table_names_the_columns_of_its_command() {
 
     // cmdb-key: a key listing's STATE and MINION, fingerprints and keys
     // beside them, and each key's new state after a change.
-    let table = stdout_of(&c.key(&["-L", "--out", "table"]));
+    let table = stdout_ok(&c.key(&["-L", "--out", "table"]));
     assert_eq!(header(&table), ["STATE", "MINION"], "{table}");
     assert_eq!(
         rows(&table),
         [["accepted", "vm01"], ["accepted", "vm02"]],
         "{table}"
     );
-    let table = stdout_of(&c.key(&["-F", "--out", "table"]));
+    let table = stdout_ok(&c.key(&["-F", "--out", "table"]));
     assert_eq!(
         header(&table),
         ["STATE", "MINION", "FINGERPRINT"],
@@ -195,9 +182,9 @@ fn every_table_names_the_columns_of_its_command() {
     );
     let first = rows(&table).into_iter().next().unwrap_or_default();
     assert_eq!(first[..2], ["local", "master.pub"], "{table}");
-    let table = stdout_of(&c.key(&["-p", "vm01", "--out", "table"]));
+    let table = stdout_ok(&c.key(&["-p", "vm01", "--out", "table"]));
     assert_eq!(header(&table), ["STATE", "MINION", "PUBLIC_KEY"], "{table}");
-    let table = stdout_of(&c.key(&["-r", "vm02", "--include-accepted", "-y", "--out", "table"]));
+    let table = stdout_ok(&c.key(&["-r", "vm02", "--include-accepted", "-y", "--out", "table"]));
     assert_eq!(header(&table), ["STATE", "MINION"], "{table}");
     assert_eq!(rows(&table), [["rejected", "vm02"]], "{table}");
 }
@@ -264,7 +251,7 @@ fn an_unknown_output_format_is_refused_naming_it_and_the_allowed_ones() {
         );
     }
     // Nothing ran: the job cache holds no job.
-    let jobs: Value = serde_json::from_str(&stdout_of(&c.cmdb(&["jobs", "list", "--out", "json"])))
+    let jobs: Value = serde_json::from_str(&stdout_ok(&c.cmdb(&["jobs", "list", "--out", "json"])))
         .expect("json");
     assert_eq!(jobs, serde_json::json!({}));
 

@@ -4,24 +4,13 @@
 //! says why and changes nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use keys::SigningKey;
 use keys::httpsig::{Params, sign};
 use serde_json::Value;
-use tests::{Cluster, ClusterOpts, text};
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use tests::{Cluster, ClusterOpts, stdout_ok, text};
 
 /// An OpenSSH ed25519 key pair made by ssh-keygen: (private key file, the
 /// key for signing by hand).
@@ -122,11 +111,11 @@ fn signed_requests_pass_and_every_signature_failure_is_refused() {
     let (alice_file, alice) = keygen(c.dir.path(), "alice");
     let (_, carol) = keygen(c.dir.path(), "carol");
     let pubfile = format!("{}.pub", alice_file.display());
-    ok(&c.cmdb(&[
+    stdout_ok(&c.cmdb(&[
         "user", "add", "alice", "--role", "reader", "--pubkey", &pubfile,
     ]));
     let carol_line = keys::openssh::public_to_line(&carol.verifying_key());
-    ok(&c.cmdb(&[
+    stdout_ok(&c.cmdb(&[
         "user",
         "add",
         "carol",
@@ -135,7 +124,7 @@ fn signed_requests_pass_and_every_signature_failure_is_refused() {
         "--pubkey",
         &carol_line,
     ]));
-    ok(&c.cmdb(&["user", "add", "bob", "--role", "reader"]));
+    stdout_ok(&c.cmdb(&["user", "add", "bob", "--role", "reader"]));
 
     // The CLI signs every request with --key.
     let out = Command::new(tests::bin_dir().join("cmdb"))
@@ -148,7 +137,7 @@ fn signed_requests_pass_and_every_signature_failure_is_refused() {
         .stdin(Stdio::null())
         .output()
         .expect("cmdb");
-    ok(&out);
+    stdout_ok(&out);
 
     // A good signature, then the same request replayed.
     let p = params("alice");
@@ -255,7 +244,7 @@ fn signed_requests_pass_and_every_signature_failure_is_refused() {
     );
 
     // None of it wrote anything; the one good write goes through.
-    let users = ok(&c.cmdb(&["user", "list", "--out", "json"]));
+    let users = stdout_ok(&c.cmdb(&["user", "list", "--out", "json"]));
     assert!(!users.contains("eve"), "{users}");
     assert!(users.contains("bob"), "{users}");
     let h = signed(&c, &carol, &params("carol"), "POST", "/v1/users", body);
@@ -286,6 +275,6 @@ fn a_pubkey_that_is_not_ed25519_is_refused_when_adding_the_user() {
         "{}",
         text(&out.stderr)
     );
-    let users = ok(&c.cmdb(&["user", "list", "--out", "json"]));
+    let users = stdout_ok(&c.cmdb(&["user", "list", "--out", "json"]));
     assert!(!users.contains("rsa"), "{users}");
 }

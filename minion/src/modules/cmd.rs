@@ -406,17 +406,10 @@ pub async fn script(
         [source, extra] => (source, extra.as_str()),
         _ => return Outcome::fail("cmd.script takes cmdb://path and optional args", 1),
     };
-    let Some(rel) = source.strip_prefix("cmdb://") else {
-        return Outcome::fail(format!("{source:?} is not a cmdb:// path"), 1);
-    };
     let Some(extra) = shlex::split(extra) else {
         return Outcome::fail(format!("cannot split args {extra:?} into words"), 1);
     };
-    let data = match ctx.files() {
-        Ok(files) => files.fetch(rel).await,
-        Err(e) => Err(e),
-    };
-    let data = match data {
+    let data = match ctx.fetch_cmdb(source).await {
         Ok(d) => d,
         Err(e) => return Outcome::fail(e, 1),
     };

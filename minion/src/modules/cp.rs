@@ -18,14 +18,7 @@ pub async fn get_file(
     let [src, dest] = args else {
         return Outcome::fail("cp.get_file takes cmdb://path and a destination", 1);
     };
-    let Some(rel) = src.strip_prefix("cmdb://") else {
-        return Outcome::fail(format!("{src:?} is not a cmdb:// path"), 1);
-    };
-    let data = match ctx.files() {
-        Ok(files) => files.fetch(rel).await,
-        Err(e) => Err(e),
-    };
-    let data = match data {
+    let data = match ctx.fetch_cmdb(src).await {
         Ok(d) => d,
         Err(e) => return Outcome::fail(e, 1),
     };

@@ -78,6 +78,14 @@ impl CallContext {
         }
     }
 
+    /// The file a `cmdb://path` names, from [`CallContext::files`].
+    pub async fn fetch_cmdb(&self, url: &str) -> Result<Vec<u8>, String> {
+        let rel = url
+            .strip_prefix("cmdb://")
+            .ok_or_else(|| format!("{url:?} is not a cmdb:// path"))?;
+        self.files()?.fetch(rel).await
+    }
+
     /// This host's facts: the running minion's cached ones, or collected now.
     pub async fn facts(&self) -> Value {
         match &self.minion {
