@@ -216,6 +216,16 @@ impl Keyring {
             .insert(minion.to_owned());
     }
 
+    /// Of the minions accepted as of the last update, those not in `now`.
+    pub fn accepted_missing_from(&self, now: &BTreeSet<String>) -> Vec<String> {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .difference(now)
+            .cloned()
+            .collect()
+    }
+
     /// Records the accepted set. Returns the minions that hold the current
     /// session key but are no longer accepted: when there are any, the
     /// session key must rotate.

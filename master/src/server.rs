@@ -391,9 +391,19 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 shared
                     .pending_keys
                     .store(listing.pending.len(), std::sync::atomic::Ordering::Relaxed);
-                let gone = shared
-                    .keyring
-                    .update_accepted(listing.accepted.into_iter().collect());
+                let mut accepted: std::collections::BTreeSet<String> =
+                    listing.accepted.into_iter().collect();
+                // A directory listing may miss a key file being replaced
+                // (rename over it) at that moment: only a key whose file is
+                // really gone counts as removed.
+                for id in shared.keyring.accepted_missing_from(&accepted) {
+                    if protocol::MinionId::new(id.as_str()).is_ok_and(|m| {
+                        shared.pki.path(keys::KeyState::Accepted, &m).exists()
+                    }) {
+                        accepted.insert(id);
+                    }
+                }
+                let gone = shared.keyring.update_accepted(accepted);
                 if !gone.is_empty() || rotated_at.elapsed() >= rotate_every {
                     let (epoch, handed) = hand_over_session_key(&shared).await;
                     rotated_at = tokio::time::Instant::now();
