@@ -45,4 +45,7 @@ done
 rm -f "$target"/debian/cmdb-master_*.deb "$target"/debian/cmdb-minion_*.deb
 cargo deb --locked --no-build --strip -p master
 cargo deb --locked --no-build --strip -p minion
+# cargo-deb leaves its stripped copies of the binaries in target/<crate>/.
+rm -f "$target"/master/*.stripped-*.tmp "$target"/minion/*.stripped-*.tmp
+rmdir "$target/master" "$target/minion" 2>/dev/null || true
 ls -l "$target"/debian/cmdb-master_*.deb "$target"/debian/cmdb-minion_*.deb
