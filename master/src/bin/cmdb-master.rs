@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The cmdb master daemon.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "cmdb-master", version, about)]
 struct Cli {
     /// Config file.
     #[arg(short, long, default_value = DEFAULT_CONFIG)]

@@ -16,7 +16,7 @@ use minion::config::{DEFAULT_CONFIG, LogFormat};
 
 /// The cmdb minion agent.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "cmdb-minion", version, about)]
 struct Cli {
     /// Config file.
     #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
