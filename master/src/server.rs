@@ -397,9 +397,9 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 // (rename over it) at that moment: only a key whose file is
                 // really gone counts as removed.
                 for id in shared.keyring.accepted_missing_from(&accepted) {
-                    if protocol::MinionId::new(id.as_str()).is_ok_and(|m| {
-                        shared.pki.path(keys::KeyState::Accepted, &m).exists()
-                    }) {
+                    if protocol::MinionId::new(id.as_str())
+                        .is_ok_and(|m| shared.pki.path(keys::KeyState::Accepted, &m).exists())
+                    {
                         accepted.insert(id);
                     }
                 }

@@ -132,10 +132,13 @@ impl GenericSocketBackend {
                     }
                 },
             };
-            let send_result = match self.peers.get_async(&next_peer_id).await {
-                Some(mut peer) => send_to_peer_queue(&mut peer.send_queue, message).await,
+            // cmdb patch: take a sender out and release the map entry
+            // before waiting on a full queue (see send_to_peer).
+            let mut queue = match self.peers.get_async(&next_peer_id).await {
+                Some(peer) => peer.send_queue.clone(),
                 None => continue,
             };
+            let send_result = send_to_peer_queue(&mut queue, message).await;
             return match send_result {
                 Ok(()) => {
                     self.round_robin.push(next_peer_id);
@@ -162,10 +165,14 @@ impl GenericSocketBackend {
             SendResolution::Miss(message) => message,
         };
 
-        let send_result = match self.peers.get_async(peer_id).await {
-            Some(mut peer) => send_to_peer_queue(&mut peer.send_queue, message).await,
+        // cmdb patch: the entry (a bucket lock) is released before waiting
+        // on a full queue; held across that wait, a peer leaving meanwhile
+        // blocked a runtime thread in `remove_sync` on the same bucket.
+        let mut queue = match self.peers.get_async(peer_id).await {
+            Some(peer) => peer.send_queue.clone(),
             None => return Err(ZmqError::Other("Destination client not found by identity")),
         };
+        let send_result = send_to_peer_queue(&mut queue, message).await;
         match send_result {
             Ok(()) => Ok(()),
             Err(e) => {

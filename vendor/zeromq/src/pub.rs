@@ -232,17 +232,17 @@ impl MultiPeerBackend for PubSocketBackend {
         // TODO provide handling for recv_queue
         let (queue_sender, queue_receiver) = mpsc::channel(PUB_SEND_QUEUE_CAPACITY);
         let (sender, stop_receiver) = oneshot::channel();
-        let old_subscriber = self
-            .subscribers
-            .upsert_async(
-                peer_id.clone(),
-                Subscriber {
-                    subscriptions: vec![],
-                    send_queue: queue_sender,
-                    _subscription_coro_stop: sender,
-                },
-            )
-            .await;
+        // cmdb patch: a synchronous upsert. The async one could leave a
+        // bucket locked while its task was suspended; subscriptions then
+        // arriving blocked both runtime threads in `get_sync` on it.
+        let old_subscriber = self.subscribers.upsert_sync(
+            peer_id.clone(),
+            Subscriber {
+                subscriptions: vec![],
+                send_queue: queue_sender,
+                _subscription_coro_stop: sender,
+            },
+        );
         if old_subscriber.is_none() {
             self.subscriber_count.fetch_add(1, Ordering::Relaxed);
         }
