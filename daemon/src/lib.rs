@@ -64,6 +64,34 @@ pub fn load_config<T>(
     })
 }
 
+/// Checks a packaged config file (`dist/debian/*/…toml`): as shipped, and
+/// with every commented-out setting (`#key = value`, `#[table]`) switched
+/// on, it must parse to the defaults.
+pub fn packaged_config_holds_defaults<T: Default + std::fmt::Debug>(
+    shipped: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<(), String> {
+    let uncommented = shipped
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if shipped.trim_end() == uncommented {
+        return Err("no commented-out defaults left".into());
+    }
+    let defaults = format!("{:#?}", T::default());
+    for text in [shipped, uncommented.as_str()] {
+        let cfg = format!("{:#?}", parse(text)?);
+        if cfg != defaults {
+            return Err(format!("parses to\n{cfg}\nnot to the defaults\n{defaults}"));
+        }
+    }
+    Ok(())
+}
+
 /// Installs the tracing subscriber: `RUST_LOG` filters (default `info`),
 /// lines go to stderr as text or JSON.
 pub fn init_logs(format: LogFormat) {
