@@ -550,6 +550,8 @@ fn lists_are_paged_with_limit_cursor_and_next() {
             "{uri}: {v}"
         );
     }
+    // A request without credentials on the TLS listener is counted too.
+    refused(&remote(&c, None, &["jobs", "list"]), "no credentials");
     // The figures for Prometheus.
     let metrics = Command::new("curl")
         .args(["-s", "-m", "20", "--unix-socket"])
@@ -565,6 +567,7 @@ fn lists_are_paged_with_limit_cursor_and_next() {
         "cmdb_minions_presence{presence=\"online\"} 3",
         "cmdb_api_requests_total{route=\"/v1/jobs\",method=\"POST\",status=\"201\"} 4",
         "cmdb_api_requests_total{route=\"/v1/assets\",method=\"GET\",status=\"400\"} 3",
+        "cmdb_api_requests_total{route=\"unauthenticated\",method=\"GET\",status=\"401\"} 1",
         "cmdb_store_size_bytes ",
     ] {
         assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");

@@ -261,7 +261,7 @@ async fn metrics(axum::extract::State(st): axum::extract::State<ApiState>) -> Re
 }
 
 /// A method as a metric label: the standard ones, else `other`.
-fn method_label(m: &axum::http::Method) -> String {
+pub(crate) fn method_label(m: &axum::http::Method) -> String {
     use axum::http::Method;
     let known = [
         Method::GET,

@@ -135,8 +135,25 @@ pub async fn bind(cfg: &MasterConfig) -> Result<(TcpListener, TlsAcceptor), Mast
     Ok((listener, TlsAcceptor::from(Arc::new(tls))))
 }
 
-fn unauthenticated(why: String, peer: Option<SocketAddr>, path: &str) -> Response {
+/// A 401 answered before routing, counted under the route label
+/// `unauthenticated` (the route is not known yet).
+fn unauthenticated(
+    st: &ApiState,
+    method: &axum::http::Method,
+    why: String,
+    peer: Option<SocketAddr>,
+    path: &str,
+) -> Response {
     warn!(peer = ?peer, path, reason = %why, "refused a request: unauthenticated");
+    st.shared
+        .metrics
+        .api_requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route: "unauthenticated".into(),
+            method: super::method_label(method),
+            status: 401,
+        })
+        .inc();
     let mut resp = ApiError(ServiceError::Unauthenticated(why)).into_response();
     let headers = resp.headers_mut();
     headers.insert(
@@ -160,18 +177,23 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
     }
     let peer = req.extensions().get::<SocketAddr>().copied();
     let path = req.uri().path().to_owned();
+    let method = req.method().clone();
     if req.headers().contains_key("signature-input") {
         return match signed::authenticate(&st.shared, &st.nonces, peer, req).await {
             Ok((caller, mut req)) => {
                 req.extensions_mut().insert(caller);
                 next.run(req).await
             }
-            Err(ServiceError::Unauthenticated(why)) => unauthenticated(why, peer, &path),
+            Err(ServiceError::Unauthenticated(why)) => {
+                unauthenticated(&st, &method, why, peer, &path)
+            }
             Err(other) => ApiError(other).into_response(),
         };
     }
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return unauthenticated(
+            &st,
+            &method,
             "no credentials: sign the request (Signature-Input) or send Authorization: Bearer <token>"
                 .into(),
             peer,
@@ -180,6 +202,8 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
     };
     let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
         return unauthenticated(
+            &st,
+            &method,
             "the Authorization header is not \"Bearer <token>\"".into(),
             peer,
             &path,
@@ -191,7 +215,7 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
             req.extensions_mut().insert(Caller { user, token_id });
             next.run(req).await
         }
-        Err(ServiceError::Unauthenticated(why)) => unauthenticated(why, peer, &path),
+        Err(ServiceError::Unauthenticated(why)) => unauthenticated(&st, &method, why, peer, &path),
         Err(other) => ApiError(other).into_response(),
     }
 }
