@@ -8,9 +8,10 @@
 pub mod config;
 pub mod document;
 pub mod import;
+pub mod lookup;
+pub mod relations;
 pub mod sort;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use protocol::Jid;
@@ -197,13 +198,38 @@ impl AssetRecord {
             .unwrap_or(Status::Active)
     }
 
-    /// The system serial number: reported by DMI, else the imported one.
+    /// The system serial number: reported by DMI, else the one an operator
+    /// entered or imported.
     pub fn serial(&self) -> Option<String> {
         self.facts()["serialnumber"]
             .as_str()
             .filter(|s| is_real_serial(s))
+            .or_else(|| {
+                self.document["manual"]["serial"]
+                    .as_str()
+                    .filter(|s| is_real_serial(s))
+            })
             .map(str::to_owned)
             .or_else(|| self.expected_serial.clone())
+    }
+
+    /// The asset's kind: as entered, else from its facts (`server` for a
+    /// physical machine, `vm` for a virtual one).
+    pub fn kind(&self) -> String {
+        match self.document["kind"].as_str() {
+            Some(k) => k.to_owned(),
+            None => kind_of_facts(self.facts()).to_owned(),
+        }
+    }
+
+    /// The name operators know it by: the manual `name`, else the host
+    /// name it reports, else its minion id.
+    pub fn name(&self) -> Option<String> {
+        self.document["manual"]["name"]
+            .as_str()
+            .or_else(|| self.facts()["host"].as_str())
+            .map(str::to_owned)
+            .or_else(|| self.minion.clone())
     }
 
     /// Facts with the volatile values merged back in.
@@ -324,13 +350,33 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
-/// The document for a new asset.
-pub fn new_document(facts: Value, status: Status, manual: BTreeMap<String, String>) -> Value {
-    let manual: Map<String, Value> = manual
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    json!({"facts": facts, "manual": manual, "status": status.as_str(), "presence": "online"})
+/// The kind of a collected asset from its facts: `server` for a physical
+/// machine (or one that does not say), `vm` for any virtual one.
+pub fn kind_of_facts(facts: &Value) -> &'static str {
+    match facts["virtual"].as_str() {
+        None | Some("physical") => "server",
+        Some(_) => "vm",
+    }
+}
+
+/// The document for a new asset: its kind, facts, manual (organisation)
+/// and finance fields, status, presence and relations.
+pub fn new_document(
+    kind: &str,
+    facts: Value,
+    status: Status,
+    manual: Map<String, Value>,
+    finance: Map<String, Value>,
+) -> Value {
+    json!({
+        "kind": kind,
+        "facts": facts,
+        "manual": manual,
+        "finance": finance,
+        "relations": {},
+        "status": status.as_str(),
+        "presence": "online",
+    })
 }
 
 /// Applies a collect to an asset (new when `existing` is none). Returns the
@@ -346,7 +392,8 @@ pub fn apply_collect(
     let (stable, volatile) = document::split_volatile(facts.clone(), &cfg.volatile);
     match existing {
         None => {
-            let doc = new_document(stable, Status::Active, BTreeMap::new());
+            let kind = kind_of_facts(&stable);
+            let doc = new_document(kind, stable, Status::Active, Map::new(), Map::new());
             let (mut rec, created) =
                 AssetRecord::create(Some(minion.to_owned()), doc, volatile, now_ms);
             rec.last_collect_ms = Some(now_ms);
@@ -359,6 +406,10 @@ pub fn apply_collect(
             let doc = &mut rec.document;
             document::replace_field(doc, "facts", stable, &mut changes);
             document::replace_field(doc, "presence", json!("online"), &mut changes);
+            if doc.get("kind").is_none_or(Value::is_null) {
+                let kind = json!(kind_of_facts(&doc["facts"]));
+                document::replace_field(doc, "kind", kind, &mut changes);
+            }
             if rec.minion.is_none() {
                 rec.minion = Some(minion.to_owned());
                 if rec.status() == Status::Planned {

@@ -44,6 +44,18 @@ pub(crate) fn rebuilt_return(
     Ok(ret)
 }
 
+/// Refuses an edit made from a version that is no longer the asset's.
+pub(crate) fn check_version(rec: &AssetRecord, if_version: Option<u64>) -> Result<(), StoreError> {
+    match if_version {
+        Some(v) if v != rec.version => Err(StoreError::Precondition(format!(
+            "asset {} is at version {}, not {v}: it changed since it was read; \
+             read it again and reapply the change",
+            rec.id, rec.version
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a return carries facts for the inventory.
 pub(crate) fn is_collect(ret: &protocol::JobReturn) -> bool {
     ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
@@ -82,7 +94,6 @@ use crate::access::{Token, User};
 use protocol::{Jid, JobReturn, Target};
 use serde::{Deserialize, Serialize};
 
-use inventory::import::ImportRow;
 use inventory::{AssetId, AssetRecord, ChangeRecord, Source};
 
 /// A job as the master recorded it when publishing.
@@ -164,6 +175,27 @@ fn count_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error
         }
     }
     d.deserialize_any(Count)
+}
+
+/// One edit of a batch [`Store::apply_edits`] applies.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssetEdit {
+    /// Replace an asset's document.
+    Update {
+        /// The asset.
+        id: AssetId,
+        /// Its new document.
+        document: serde_json::Value,
+        /// The version the edit was made from; another refuses the batch.
+        if_version: Option<u64>,
+    },
+    /// A new asset no minion reports (yet).
+    Create {
+        /// Its first document.
+        document: serde_json::Value,
+        /// A serial a minion's first collect may claim it by.
+        expected_serial: Option<String>,
+    },
 }
 
 /// What storing a return did.
@@ -265,15 +297,17 @@ pub trait Store: Send + Sync {
         })?;
         Ok(edited.version != rec.version)
     }
-    /// Applies a checked CSV import in one transaction: rows whose serial
-    /// matches an asset set its manual fields, the others become planned
-    /// assets. Returns (matched, created).
-    fn import(
+    /// Applies a batch of edits in one transaction, all or nothing: an
+    /// update whose asset is gone or whose version is not the one named
+    /// refuses the whole batch. Records each change with `source` and
+    /// `user`; returns the records after the batch, in the edits' order.
+    fn apply_edits(
         &self,
-        rows: &[ImportRow],
+        edits: &[AssetEdit],
+        source: Source,
         user: &str,
         now_ms: i64,
-    ) -> Result<(usize, usize), StoreError>;
+    ) -> Result<Vec<AssetRecord>, StoreError>;
     /// Change records at or after `since_ms` and before `until_ms` (none:
     /// up to now), oldest first (by time, asset id, version), starting at
     /// the record `from` names (time, asset, version; included) when given,

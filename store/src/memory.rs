@@ -4,12 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use inventory::import::ImportRow;
-use inventory::{self, AssetId, AssetRecord, ChangeRecord, InventoryConfig, Source, Status};
+use inventory::{self, AssetId, AssetRecord, ChangeRecord, InventoryConfig, Source};
 use protocol::{Jid, JobReturn};
 
 use crate::access::{Token, User};
-use crate::{ASSET_REF, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, is_collect};
+use crate::{ASSET_REF, AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, is_collect};
 
 #[derive(Default)]
 struct Data {
@@ -264,59 +263,80 @@ impl Store for MemoryStore {
         Ok(rec)
     }
 
-    fn import(
+    fn apply_edits(
         &self,
-        rows: &[ImportRow],
+        edits: &[AssetEdit],
+        source: Source,
         user: &str,
         now_ms: i64,
-    ) -> Result<(usize, usize), StoreError> {
+    ) -> Result<Vec<AssetRecord>, StoreError> {
         let mut d = self.data();
-        let mut by_serial = HashMap::new();
-        for rec in d.assets.values() {
-            if let Some(s) = rec.serial() {
-                by_serial.entry(s).or_insert(rec.id.clone());
-            }
-        }
-        let (mut matched, mut created) = (0, 0);
-        for row in rows {
-            match by_serial
-                .get(&row.serial)
-                .and_then(|id| d.assets.get(id))
-                .cloned()
-            {
-                Some(mut rec) => {
-                    let mut doc = rec.document.clone();
-                    for (k, v) in &row.fields {
-                        doc["manual"][k] = serde_json::json!(v);
+        // Checked and computed whole before anything changes.
+        let mut out = Vec::with_capacity(edits.len());
+        let mut entries = Vec::new();
+        let mut planned = Vec::new();
+        let mut touched: HashMap<AssetId, AssetRecord> = HashMap::new();
+        for edit in edits {
+            match edit {
+                AssetEdit::Update {
+                    id,
+                    document,
+                    if_version,
+                } => {
+                    let mut rec = match touched.get(id) {
+                        Some(r) => r.clone(),
+                        None => d
+                            .assets
+                            .get(id)
+                            .cloned()
+                            .ok_or_else(|| StoreError::Refused(format!("no asset {id}")))?,
+                    };
+                    crate::check_version(&rec, *if_version)?;
+                    if let Some(e) = rec.change_to(
+                        document.clone(),
+                        source,
+                        None,
+                        Some(user.to_owned()),
+                        now_ms,
+                    ) {
+                        entries.push((rec.id.clone(), e));
                     }
-                    if let Some(e) =
-                        rec.change_to(doc, Source::Import, None, Some(user.to_owned()), now_ms)
-                    {
-                        d.put_history(&rec.id, e);
-                        d.assets.insert(rec.id.clone(), rec);
-                    }
-                    matched += 1;
+                    touched.insert(id.clone(), rec.clone());
+                    out.push(rec);
                 }
-                None => {
-                    let mut doc = inventory::new_document(
+                AssetEdit::Create {
+                    document,
+                    expected_serial,
+                } => {
+                    let (mut rec, mut first) = AssetRecord::create(
+                        None,
+                        document.clone(),
                         serde_json::json!({}),
-                        Status::Planned,
-                        row.fields.clone(),
+                        now_ms,
                     );
-                    doc["presence"] = serde_json::json!("unknown");
-                    let (mut rec, mut first) =
-                        AssetRecord::create(None, doc, serde_json::json!({}), now_ms);
-                    rec.expected_serial = Some(row.serial.clone());
-                    first.source = Source::Import;
+                    rec.expected_serial = expected_serial.clone();
+                    first.source = source;
                     first.user = Some(user.to_owned());
-                    d.put_history(&rec.id, first);
-                    d.planned_serial.insert(row.serial.clone(), rec.id.clone());
-                    d.assets.insert(rec.id.clone(), rec);
-                    created += 1;
+                    if let Some(s) = expected_serial {
+                        planned.push((s.clone(), rec.id.clone()));
+                    }
+                    entries.push((rec.id.clone(), first));
+                    touched.insert(rec.id.clone(), rec.clone());
+                    out.push(rec);
                 }
             }
         }
-        Ok((matched, created))
+        for (id, e) in entries {
+            d.put_history(&id, e);
+        }
+        for (serial, id) in planned {
+            d.planned_serial.insert(serial, id);
+        }
+        for (id, rec) in touched {
+            d.assets.insert(id.clone(), rec);
+            d.prune(&id, self.inventory.history_keep);
+        }
+        Ok(out)
     }
 
     fn changes_between(

@@ -26,11 +26,10 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::{JobRecord, JobSummary, Store, Stored};
+use super::{AssetEdit, JobRecord, JobSummary, Store, Stored};
 use crate::StoreError;
 use inventory::InventoryConfig;
-use inventory::import::ImportRow;
-use inventory::{self, AssetId, AssetRecord, ChangeRecord, Source, Status};
+use inventory::{self, AssetId, AssetRecord, ChangeRecord, Source};
 
 fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Engine(e.to_string())
@@ -791,41 +790,37 @@ impl Store for SledStore {
         Ok(rec)
     }
 
-    fn import(
+    fn apply_edits(
         &self,
-        rows: &[ImportRow],
+        edits: &[AssetEdit],
+        source: Source,
         user: &str,
         now_ms: i64,
-    ) -> Result<(usize, usize), StoreError> {
-        let mut by_serial = std::collections::HashMap::new();
-        for rec in self.all_assets()? {
-            if let Some(s) = rec.serial() {
-                by_serial.entry(s).or_insert(rec.id);
-            }
-        }
+    ) -> Result<Vec<AssetRecord>, StoreError> {
         let every = self.checkpoint_every();
-        let result = (
+        let out = (
             &self.assets,
             &self.heads,
             &self.history,
             &self.planned_serial,
         )
             .transaction(|(a, hd, h, p)| {
-                let (mut matched, mut created) = (0, 0);
-                for row in rows {
-                    let existing = match by_serial.get(&row.serial) {
-                        Some(id) => Self::get_asset_tx(a, hd, h, id.as_str().as_bytes())?,
-                        None => None,
-                    };
-                    match existing {
-                        Some(Loaded { mut rec, base }) => {
-                            let mut doc = rec.document.clone();
-                            for (k, v) in &row.fields {
-                                doc["manual"][k] = serde_json::json!(v);
-                            }
+                let mut out = Vec::with_capacity(edits.len());
+                for edit in edits {
+                    match edit {
+                        AssetEdit::Update {
+                            id,
+                            document,
+                            if_version,
+                        } => {
+                            let Loaded { mut rec, base } =
+                                Self::get_asset_tx(a, hd, h, id.as_str().as_bytes())?.ok_or_else(
+                                    || abort(StoreError::Refused(format!("no asset {id}"))),
+                                )?;
+                            crate::check_version(&rec, *if_version).map_err(abort)?;
                             if let Some(e) = rec.change_to(
-                                doc,
-                                Source::Import,
+                                document.clone(),
+                                source,
                                 None,
                                 Some(user.to_owned()),
                                 now_ms,
@@ -833,33 +828,38 @@ impl Store for SledStore {
                                 Self::put_asset_tx(a, hd, &rec, Some(base), every)?;
                                 Self::put_history(h, &rec.id, &e)?;
                             }
-                            matched += 1;
+                            out.push(rec);
                         }
-                        None => {
-                            let doc = inventory::new_document(
+                        AssetEdit::Create {
+                            document,
+                            expected_serial,
+                        } => {
+                            let (mut rec, mut first) = AssetRecord::create(
+                                None,
+                                document.clone(),
                                 serde_json::json!({}),
-                                Status::Planned,
-                                row.fields.clone(),
+                                now_ms,
                             );
-                            let mut doc = doc;
-                            doc["presence"] = serde_json::json!("unknown");
-                            let (mut rec, mut first) =
-                                AssetRecord::create(None, doc, serde_json::json!({}), now_ms);
-                            rec.expected_serial = Some(row.serial.clone());
-                            first.source = Source::Import;
+                            rec.expected_serial = expected_serial.clone();
+                            first.source = source;
                             first.user = Some(user.to_owned());
                             a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
                             Self::put_history(h, &rec.id, &first)?;
-                            p.insert(row.serial.as_bytes(), rec.id.as_str().as_bytes())?;
-                            created += 1;
+                            if let Some(s) = expected_serial {
+                                p.insert(s.as_bytes(), rec.id.as_str().as_bytes())?;
+                            }
+                            out.push(rec);
                         }
                     }
                 }
-                Ok((matched, created))
+                Ok(out)
             })
             .map_err(tx_err)?;
+        for rec in &out {
+            self.prune(&rec.id)?;
+        }
         self.db.flush().map_err(store_err)?;
-        Ok(result)
+        Ok(out)
     }
 
     fn changes_between(

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Page, ServiceError};
 use crate::server::{Shared, now_ms};
+use store::AssetEdit;
 use inventory::document::diff;
 use inventory::sort::SortField;
 use inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
@@ -513,6 +514,65 @@ fn sorted_page(
     Ok(AssetAnswer::Assets(Page { items, next }))
 }
 
+/// Applies checked CSV rows: a row whose serial an asset has sets its
+/// manual fields, the others become planned assets. Returns (matched,
+/// created).
+fn import_rows(
+    shared: &Shared,
+    rows: &[inventory::import::ImportRow],
+    user: &str,
+) -> Result<(usize, usize), ServiceError> {
+    let mut by_serial = std::collections::HashMap::new();
+    shared.store.scan_assets(None, &mut |rec| {
+        if let Some(s) = rec.serial() {
+            by_serial.entry(s).or_insert(rec);
+        }
+        true
+    })?;
+    let (mut matched, mut created) = (0, 0);
+    let edits: Vec<AssetEdit> = rows
+        .iter()
+        .map(|row| match by_serial.get(&row.serial) {
+            Some(rec) => {
+                matched += 1;
+                let mut doc = rec.document.clone();
+                for (k, v) in &row.fields {
+                    doc["manual"][k] = json!(v);
+                }
+                AssetEdit::Update {
+                    id: rec.id.clone(),
+                    document: doc,
+                    if_version: Some(rec.version),
+                }
+            }
+            None => {
+                created += 1;
+                let manual = row
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect();
+                let mut doc = inventory::new_document(
+                    "server",
+                    json!({}),
+                    Status::Planned,
+                    manual,
+                    serde_json::Map::new(),
+                );
+                doc["presence"] = json!("unknown");
+                AssetEdit::Create {
+                    document: doc,
+                    expected_serial: Some(row.serial.clone()),
+                }
+            }
+        })
+        .collect();
+    shared
+        .store
+        .apply_edits(&edits, Source::Import, user, now_ms())?;
+    Ok((matched, created))
+}
+
 /// Answers an inventory request.
 pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, ServiceError> {
     let cfg = &shared.cfg.inventory;
@@ -677,7 +737,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
         AssetRequest::Import { csv, user } => {
             let rows = inventory::import::parse(&csv, &cfg.manual_fields)
                 .map_err(ServiceError::Unprocessable)?;
-            let (matched, created) = shared.store.import(&rows, &user, now_ms())?;
+            let (matched, created) = import_rows(shared, &rows, &user)?;
             Ok(AssetAnswer::Import(ImportSummary {
                 rows: rows.len(),
                 matched,
