@@ -157,6 +157,8 @@ pub fn export(socket: &Endpoint, format: ExportFormat) -> anyhow::Result<u8> {
 /// them; `manual` and `facts` follow, one row per value.
 const SHOW_FIELDS: &[&str] = &[
     "asset_id",
+    "kind",
+    "name",
     "minion",
     "status",
     "presence",
@@ -166,6 +168,9 @@ const SHOW_FIELDS: &[&str] = &[
     "created_ms",
     "last_collect_ms",
     "manual",
+    "finance",
+    "relations",
+    "links",
     "facts",
 ];
 
@@ -217,9 +222,10 @@ pub fn show(
     socket: &Endpoint,
     key: String,
     version: Option<u64>,
+    at: Option<String>,
     out: OutputFormat,
 ) -> anyhow::Result<u8> {
-    let v = ask(socket, AssetRequest::Show { key, version })?;
+    let v = ask(socket, AssetRequest::Show { key, version, at })?;
     match out {
         OutputFormat::Table => print!("{}", show_table(&v)),
         other => show_value(&v, other),

@@ -462,12 +462,12 @@ impl Client<'_> {
                 ],
                 cursor,
             ),
-            AssetRequest::Show { key, version } => self.call(
+            AssetRequest::Show { key, version, at } => self.call(
                 Method::GET,
                 &format!(
                     "/v1/assets/{}{}",
                     segment(&key),
-                    q(&[("version", version.map(|v| v.to_string()))])
+                    q(&[("version", version.map(|v| v.to_string())), ("at", at)])
                 ),
                 none,
             ),

@@ -8,7 +8,9 @@ use inventory::{self, AssetId, AssetRecord, ChangeRecord, InventoryConfig, Sourc
 use protocol::{Jid, JobReturn};
 
 use crate::access::{Token, User};
-use crate::{ASSET_REF, AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, is_collect};
+use crate::{
+    ASSET_REF, AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, is_collect,
+};
 
 #[derive(Default)]
 struct Data {
@@ -308,12 +310,8 @@ impl Store for MemoryStore {
                     document,
                     expected_serial,
                 } => {
-                    let (mut rec, mut first) = AssetRecord::create(
-                        None,
-                        document.clone(),
-                        serde_json::json!({}),
-                        now_ms,
-                    );
+                    let (mut rec, mut first) =
+                        AssetRecord::create(None, document.clone(), serde_json::json!({}), now_ms);
                     rec.expected_serial = expected_serial.clone();
                     first.source = source;
                     first.user = Some(user.to_owned());

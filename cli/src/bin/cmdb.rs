@@ -173,20 +173,24 @@ enum AssetCommand {
         #[arg(long, value_enum, default_value = "table")]
         out: ListFormat,
     },
-    /// One asset (by asset id or minion id), at its latest or an earlier version.
+    /// One asset, at its latest or an earlier version or time.
     Show {
-        /// Asset id or minion id.
+        /// Asset id, minion id, serial, asset tag, name, IP or MAC address.
         id: String,
         /// Rebuild this version.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "at")]
         version: Option<u64>,
+        /// Rebuild it as it was at this time: 2026-01-31 (as that day
+        /// closed, UTC), 2026-01-31T14:00:00Z, or unix milliseconds.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "nested")]
         out: OutputFormat,
     },
     /// An asset's change history.
     History {
-        /// Asset id or minion id.
+        /// Asset id, minion id, serial, asset tag, name, IP or MAC address.
         id: String,
         /// Output format.
         #[arg(long, value_enum, default_value = "nested")]
@@ -194,7 +198,7 @@ enum AssetCommand {
     },
     /// Field differences between two versions (default: the last change).
     Diff {
-        /// Asset id or minion id.
+        /// Asset id, minion id, serial, asset tag, name, IP or MAC address.
         id: String,
         /// From this version.
         #[arg(long)]
@@ -208,7 +212,7 @@ enum AssetCommand {
     },
     /// Set manual fields: site, rack, rack_unit, owner, business_line, notes, asset_tag.
     Set {
-        /// Asset id or minion id.
+        /// Asset id, minion id, serial, asset tag, name, IP or MAC address.
         id: String,
         /// key=value pairs; an empty value removes the field.
         #[arg(required = true)]
@@ -216,7 +220,7 @@ enum AssetCommand {
     },
     /// Change the operator status (planned, active, maintenance, decommissioned).
     Status {
-        /// Asset id or minion id.
+        /// Asset id, minion id, serial, asset tag, name, IP or MAC address.
         id: String,
         /// New status.
         status: String,
@@ -478,7 +482,12 @@ fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::R
     let user = cli::current_user();
     match command {
         AssetCommand::List { grain, sort, out } => asset::list(socket, grain, sort, out),
-        AssetCommand::Show { id, version, out } => asset::show(socket, id, version, out),
+        AssetCommand::Show {
+            id,
+            version,
+            at,
+            out,
+        } => asset::show(socket, id, version, at, out),
         AssetCommand::History { id, out } => asset::history(socket, id, out),
         AssetCommand::Diff { id, from, to, out } => asset::diff(socket, id, from, to, out),
         AssetCommand::Set { id, fields } => {

@@ -47,6 +47,10 @@ pub struct ListQuery {
 pub struct ShowQuery {
     /// Rebuild this version instead of the latest.
     pub version: Option<u64>,
+    /// Rebuild the version it had at this time: a date (`2026-01-31`, as
+    /// the day closed, UTC), a date and time (`2026-01-31T14:00:00Z`) or
+    /// unix milliseconds.
+    pub at: Option<String>,
 }
 
 /// `GET /v1/assets/{ref}/diff` parameters.
@@ -118,7 +122,7 @@ async fn list(
     )
 }
 
-#[utoipa::path(get, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), ShowQuery), responses((status = 200, description = "the asset", body = AssetView, headers(("ETag" = String, description = "its latest version, for If-Match"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
+#[utoipa::path(get, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id, minion id, serial, asset tag, name, IP or MAC"), ShowQuery), responses((status = 200, description = "the asset", body = AssetView, headers(("ETag" = String, description = "its latest version, for If-Match"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed))]
 async fn show(
     State(st): State<ApiState>,
     Path(key): Path<String>,
@@ -129,12 +133,13 @@ async fn show(
         AssetRequest::Show {
             key,
             version: q.version,
+            at: q.at,
         },
     )?;
     Ok(with_etag(answer))
 }
 
-#[utoipa::path(get, path = "/v1/assets/{key}/history", tag = "assets", params(("key" = String, Path, description = "asset id or minion id")), responses((status = 200, description = "its change records", body = HistoryView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
+#[utoipa::path(get, path = "/v1/assets/{key}/history", tag = "assets", params(("key" = String, Path, description = "asset id, minion id, serial, asset tag, name, IP or MAC")), responses((status = 200, description = "its change records", body = HistoryView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed))]
 async fn history(
     State(st): State<ApiState>,
     Path(key): Path<String>,
@@ -142,7 +147,7 @@ async fn history(
     answer(&st, AssetRequest::History { key })
 }
 
-#[utoipa::path(get, path = "/v1/assets/{key}/diff", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), DiffQuery), responses((status = 200, description = "field differences", body = DiffView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
+#[utoipa::path(get, path = "/v1/assets/{key}/diff", tag = "assets", params(("key" = String, Path, description = "asset id, minion id, serial, asset tag, name, IP or MAC"), DiffQuery), responses((status = 200, description = "field differences", body = DiffView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed))]
 async fn diff(
     State(st): State<ApiState>,
     Path(key): Path<String>,
@@ -198,7 +203,7 @@ fn with_etag(answer: AssetAnswer) -> Response {
     resp
 }
 
-#[utoipa::path(patch, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id or minion id"), ("If-Match" = Option<String>, Header, description = "the ETag a GET answered; a newer version refuses the change (412)")), request_body = AssetPatch, responses((status = 200, description = "the changed asset", body = AssetView, headers(("ETag" = String, description = "its new version"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Precondition, doc::BadBody, doc::Failed))]
+#[utoipa::path(patch, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id, minion id, serial, asset tag, name, IP or MAC"), ("If-Match" = Option<String>, Header, description = "the ETag a GET answered; a newer version refuses the change (412)")), request_body = AssetPatch, responses((status = 200, description = "the changed asset", body = AssetView, headers(("ETag" = String, description = "its new version"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Precondition, doc::BadBody, doc::Failed))]
 async fn patch(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,

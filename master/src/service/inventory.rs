@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::{Page, ServiceError};
 use crate::server::{Shared, now_ms};
-use store::AssetEdit;
 use inventory::document::diff;
 use inventory::sort::SortField;
 use inventory::{self, AssetId, AssetRecord, ChangeRecord, FieldChange, Source, Status};
+use store::AssetEdit;
 
 /// An inventory request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,10 +34,14 @@ pub enum AssetRequest {
     },
     /// One asset, at its latest or an earlier version.
     Show {
-        /// Asset id or minion id.
+        /// Asset id, minion id, serial, asset tag, name, IP or MAC.
         key: String,
         /// Version to rebuild.
         version: Option<u64>,
+        /// Rebuild the version it had at this time (a date, a date and
+        /// time, or unix milliseconds).
+        #[serde(default)]
+        at: Option<String>,
     },
     /// One asset's change history.
     History {
@@ -90,16 +94,54 @@ pub enum AssetRequest {
     },
 }
 
-fn resolve(shared: &Shared, key: &str) -> Result<AssetRecord, ServiceError> {
-    let found = match AssetId::parse(key) {
-        Some(id) => shared.store.asset(&id)?,
-        None => shared.store.asset_of_minion(key)?,
-    };
-    found.ok_or_else(|| {
-        ServiceError::NotFound(format!(
-            "no asset {key:?} (neither an asset id nor a minion with an asset)"
-        ))
-    })
+/// The asset `key` names: its asset id, its minion id, else its serial,
+/// asset tag, name, IP or MAC address. A reference several assets answer
+/// to is refused with the list of them.
+pub fn resolve(shared: &Shared, key: &str) -> Result<AssetRecord, ServiceError> {
+    if let Some(id) = AssetId::parse(key)
+        && let Some(rec) = shared.store.asset(&id)?
+    {
+        return Ok(rec);
+    }
+    if let Some(rec) = shared.store.asset_of_minion(key)? {
+        return Ok(rec);
+    }
+    const SHOWN: usize = 10;
+    let mut found: Vec<(AssetRecord, inventory::lookup::Matched)> = Vec::new();
+    shared.store.scan_assets(None, &mut |rec| {
+        if let Some(m) = inventory::lookup::answers_to(&rec, key) {
+            found.push((rec, m));
+        }
+        found.len() <= SHOWN
+    })?;
+    match found.len() {
+        0 => Err(ServiceError::NotFound(format!(
+            "no asset {key:?}: it is no asset id, minion id, serial, asset tag, name, \
+             IP or MAC address of an asset"
+        ))),
+        1 => Ok(found.remove(0).0),
+        n => {
+            let list: Vec<String> = found
+                .iter()
+                .take(SHOWN)
+                .map(|(r, m)| {
+                    format!(
+                        "{} ({} {}, by {})",
+                        r.id,
+                        r.kind(),
+                        r.name().unwrap_or_else(|| "unnamed".into()),
+                        m.as_str()
+                    )
+                })
+                .collect();
+            Err(ServiceError::Conflict(format!(
+                "{key:?} is ambiguous: {}{} assets answer to it: {}; name one by its asset id",
+                if n > SHOWN { "more than " } else { "" },
+                n.min(SHOWN),
+                list.join(", ")
+            )))
+        }
+    }
 }
 
 /// One field change: its path (keys joined by `:`), old and new values.
@@ -175,10 +217,38 @@ pub struct AssetView {
     pub created_ms: i64,
     /// Last collect, unix milliseconds.
     pub last_collect_ms: Option<i64>,
-    /// Manual fields.
+    /// What it is: `server`, `vm`, `switch`, `pdu`, `rack`, …
+    pub kind: String,
+    /// The name operators know it by: the manual name, else the host name
+    /// it reports, else its minion id.
+    pub name: Option<String>,
+    /// Manual (organisation) fields.
     pub manual: Value,
+    /// Finance fields.
+    pub finance: Value,
+    /// Relations it holds: `runs_on`, `located_in` (an asset id each),
+    /// `connected_to` (a list of asset ids).
+    pub relations: Value,
+    /// Its relations on both ends, with the other asset's kind and name
+    /// (shown for one asset, not in listings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
     /// Collected facts (volatile ones current at the latest version).
     pub facts: Value,
+}
+
+/// One end of a relation, seen from the asset shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Link {
+    /// The relation as seen from the asset shown: `runs_on`, `located_in`,
+    /// `connected_to`, or from the other end `hosts`, `contains`.
+    pub relation: String,
+    /// The other asset.
+    pub asset_id: AssetId,
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: Option<String>,
 }
 
 /// What an import did.
@@ -260,6 +330,7 @@ fn change_view(c: &FieldChange) -> ChangeView {
 /// copying them (listings show many).
 fn latest_view(mut rec: AssetRecord) -> AssetView {
     let serial = rec.serial();
+    let (kind, name) = (rec.kind(), rec.name());
     let facts = rec.take_full_facts();
     let mut take = |key: &str| {
         rec.document
@@ -268,6 +339,7 @@ fn latest_view(mut rec: AssetRecord) -> AssetView {
             .unwrap_or(Value::Null)
     };
     let (status, presence, manual) = (take("status"), take("presence"), take("manual"));
+    let (finance, relations) = (take("finance"), take("relations"));
     AssetView {
         asset_id: rec.id,
         minion: rec.minion,
@@ -278,7 +350,12 @@ fn latest_view(mut rec: AssetRecord) -> AssetView {
         serial,
         created_ms: rec.created_ms,
         last_collect_ms: rec.last_collect_ms,
-        manual,
+        kind,
+        name,
+        manual: or_empty(manual),
+        finance: or_empty(finance),
+        relations: or_empty(relations),
+        links: Vec::new(),
         facts,
     }
 }
@@ -288,6 +365,11 @@ fn record_view(rec: &AssetRecord, document: &Value, version: u64) -> AssetView {
         (true, full @ Value::Object(_)) if document["facts"].is_object() => full,
         _ => document["facts"].clone(),
     };
+    // Kind, name and serial as they were at that version.
+    let then = AssetRecord {
+        document: document.clone(),
+        ..rec.clone()
+    };
     AssetView {
         asset_id: rec.id.clone(),
         minion: rec.minion.clone(),
@@ -295,11 +377,78 @@ fn record_view(rec: &AssetRecord, document: &Value, version: u64) -> AssetView {
         latest_version: rec.version,
         status: document["status"].clone(),
         presence: document["presence"].clone(),
-        serial: rec.serial(),
+        serial: then.serial(),
         created_ms: rec.created_ms,
         last_collect_ms: rec.last_collect_ms,
-        manual: document["manual"].clone(),
+        kind: then.kind(),
+        name: then.name(),
+        manual: or_empty(document["manual"].clone()),
+        finance: or_empty(document["finance"].clone()),
+        relations: or_empty(document["relations"].clone()),
+        links: Vec::new(),
         facts,
+    }
+}
+
+/// An absent section shown as an empty object.
+fn or_empty(v: Value) -> Value {
+    if v.is_null() { json!({}) } else { v }
+}
+
+/// The relations of the asset `view` shows, on both ends: those it holds
+/// and those other assets hold to it (one scan of the inventory).
+fn links(shared: &Shared, view: &AssetView) -> Result<Vec<Link>, ServiceError> {
+    use inventory::relations::{RELATIONS, reverse_links, targets};
+    let doc = json!({"relations": view.relations});
+    let mut own: Vec<(&'static str, AssetId)> = Vec::new();
+    for r in RELATIONS {
+        for id in targets(&doc, r) {
+            own.push((r.name, id));
+        }
+    }
+    let mut out = Vec::new();
+    shared.store.scan_assets(None, &mut |other| {
+        let link = |relation: &str| Link {
+            relation: relation.to_owned(),
+            asset_id: other.id.clone(),
+            kind: other.kind(),
+            name: other.name(),
+        };
+        for (relation, id) in &own {
+            if *id == other.id {
+                out.push(link(relation));
+            }
+        }
+        if other.id != view.asset_id {
+            for relation in reverse_links(&other, &view.asset_id) {
+                // connected_to is symmetric: shown once.
+                if !(relation == "connected_to" && own.iter().any(|(_, id)| *id == other.id)) {
+                    out.push(link(relation));
+                }
+            }
+        }
+        true
+    })?;
+    out.sort_by(|a, b| (&a.relation, &a.name).cmp(&(&b.relation, &b.name)));
+    Ok(out)
+}
+
+/// The version `rec` had at the time `at` names.
+fn version_at(shared: &Shared, rec: &AssetRecord, at: &str) -> Result<u64, ServiceError> {
+    use inventory::lookup::At;
+    let at_ms =
+        inventory::lookup::parse_time(at).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let history = shared.store.history(&rec.id)?;
+    match inventory::lookup::version_at(rec, &history, at_ms) {
+        At::Version(v) => Ok(v),
+        At::NotYet => Err(ServiceError::NotFound(format!(
+            "asset {} did not exist at {at} (it was created at {} ms)",
+            rec.id, rec.created_ms
+        ))),
+        At::Pruned => Err(ServiceError::NotFound(format!(
+            "the history of asset {} at {at} was pruned (history_keep)",
+            rec.id
+        ))),
     }
 }
 
@@ -623,15 +772,26 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             };
             Ok(AssetAnswer::Assets(Page { items, next }))
         }
-        AssetRequest::Show { key, version } => {
+        AssetRequest::Show { key, version, at } => {
             let rec = resolve(shared, &key)?;
-            let v = version.unwrap_or(rec.version);
+            let v = match (version, at) {
+                (Some(_), Some(_)) => {
+                    return Err(ServiceError::Invalid(
+                        "give a version or a time (at), not both".into(),
+                    ));
+                }
+                (Some(v), None) => v,
+                (None, Some(at)) => version_at(shared, &rec, &at)?,
+                (None, None) => rec.version,
+            };
             let doc = if v == rec.version {
                 rec.document.clone()
             } else {
                 rebuild(shared, &rec, v)?
             };
-            Ok(AssetAnswer::Asset(Box::new(record_view(&rec, &doc, v))))
+            let mut view = record_view(&rec, &doc, v);
+            view.links = links(shared, &view)?;
+            Ok(AssetAnswer::Asset(Box::new(view)))
         }
         AssetRequest::History { key } => {
             let rec = resolve(shared, &key)?;
@@ -857,7 +1017,12 @@ mod tests {
             serial: None,
             created_ms: 1_700_000_000_000,
             last_collect_ms: None,
+            kind: "server".into(),
+            name: Some("web2".into()),
             manual: json!({"site": "FRA1"}),
+            finance: json!({}),
+            relations: json!({}),
+            links: Vec::new(),
             facts,
         }
     }
