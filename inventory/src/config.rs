@@ -21,6 +21,9 @@ pub struct InventoryConfig {
     pub manual_fields: Vec<String>,
     /// Allowed status transitions: status -> statuses it may change to.
     pub transitions: BTreeMap<String, Vec<String>>,
+    /// Seconds between two passes that set `runs_on` of VMs from the
+    /// guests their hosts report (default 60).
+    pub relate_every_secs: u64,
 }
 
 impl Default for InventoryConfig {
@@ -56,6 +59,7 @@ impl Default for InventoryConfig {
                 t("maintenance", &["active", "decommissioned"]),
                 t("decommissioned", &[]),
             ]),
+            relate_every_secs: 60,
         }
     }
 }

@@ -348,6 +348,8 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut rotated_at = tokio::time::Instant::now();
     let rotate_every = Duration::from_secs(shared.cfg.session_rotate_secs);
     let mut swept_at: Option<tokio::time::Instant> = None;
+    let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
+    let mut related_at = tokio::time::Instant::now();
     loop {
         let asked = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -384,6 +386,18 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 ),
                 Ok(Err(e)) => warn!(error = %e, "could not expire old jobs"),
                 Err(e) => warn!(error = %e, "job janitor failed"),
+            }
+        }
+        if !asked && related_at.elapsed() >= relate_every {
+            related_at = tokio::time::Instant::now();
+            let s = shared.clone();
+            match tokio::task::spawn_blocking(move || crate::service::inventory::relate_guests(&s))
+                .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => info!(vms = n, "set the host VMs run on from their hosts' guests"),
+                Ok(Err(e)) => warn!(error = %e, "could not relate VMs to their hosts"),
+                Err(e) => warn!(error = %e, "relating VMs to their hosts failed"),
             }
         }
         match shared.pki.list() {

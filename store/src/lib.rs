@@ -305,7 +305,7 @@ pub trait Store: Send + Sync {
         &self,
         edits: &[AssetEdit],
         source: Source,
-        user: &str,
+        user: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<AssetRecord>, StoreError>;
     /// Change records at or after `since_ms` and before `until_ms` (none:

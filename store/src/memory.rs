@@ -269,7 +269,7 @@ impl Store for MemoryStore {
         &self,
         edits: &[AssetEdit],
         source: Source,
-        user: &str,
+        user: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<AssetRecord>, StoreError> {
         let mut d = self.data();
@@ -298,7 +298,7 @@ impl Store for MemoryStore {
                         document.clone(),
                         source,
                         None,
-                        Some(user.to_owned()),
+                        user.map(str::to_owned),
                         now_ms,
                     ) {
                         entries.push((rec.id.clone(), e));
@@ -314,7 +314,7 @@ impl Store for MemoryStore {
                         AssetRecord::create(None, document.clone(), serde_json::json!({}), now_ms);
                     rec.expected_serial = expected_serial.clone();
                     first.source = source;
-                    first.user = Some(user.to_owned());
+                    first.user = user.map(str::to_owned);
                     if let Some(s) = expected_serial {
                         planned.push((s.clone(), rec.id.clone()));
                     }

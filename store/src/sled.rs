@@ -794,7 +794,7 @@ impl Store for SledStore {
         &self,
         edits: &[AssetEdit],
         source: Source,
-        user: &str,
+        user: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<AssetRecord>, StoreError> {
         let every = self.checkpoint_every();
@@ -822,7 +822,7 @@ impl Store for SledStore {
                                 document.clone(),
                                 source,
                                 None,
-                                Some(user.to_owned()),
+                                user.map(str::to_owned),
                                 now_ms,
                             ) {
                                 Self::put_asset_tx(a, hd, &rec, Some(base), every)?;
@@ -842,7 +842,7 @@ impl Store for SledStore {
                             );
                             rec.expected_serial = expected_serial.clone();
                             first.source = source;
-                            first.user = Some(user.to_owned());
+                            first.user = user.map(str::to_owned);
                             a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
                             Self::put_history(h, &rec.id, &first)?;
                             if let Some(s) = expected_serial {

@@ -718,8 +718,51 @@ fn import_rows(
         .collect();
     shared
         .store
-        .apply_edits(&edits, Source::Import, user, now_ms())?;
+        .apply_edits(&edits, Source::Import, Some(user), now_ms())?;
     Ok((matched, created))
+}
+
+/// Sets `runs_on` of every VM whose system UUID a host reports among its
+/// running guests (`facts.guests`), when it differs: the facts are newer
+/// than a hand-set value. Each change is versioned with source `collect`.
+/// Returns how many VMs changed.
+pub fn relate_guests(shared: &Shared) -> Result<usize, ServiceError> {
+    use inventory::relations::{guest_uuids, relation, set, targets, vm_uuid};
+    let mut host_of: std::collections::HashMap<String, AssetId> = std::collections::HashMap::new();
+    shared.store.scan_assets(None, &mut |rec| {
+        for uuid in guest_uuids(&rec) {
+            host_of.insert(uuid, rec.id.clone());
+        }
+        true
+    })?;
+    if host_of.is_empty() {
+        return Ok(0);
+    }
+    let Some(runs_on) = relation("runs_on") else {
+        return Ok(0);
+    };
+    let mut edits = Vec::new();
+    shared.store.scan_assets(None, &mut |rec| {
+        if let Some(host) = vm_uuid(&rec).and_then(|u| host_of.get(&u))
+            && *host != rec.id
+            && targets(&rec.document, runs_on) != [host.clone()]
+        {
+            let mut doc = rec.document.clone();
+            set(&mut doc, runs_on, std::slice::from_ref(host));
+            edits.push(AssetEdit::Update {
+                id: rec.id.clone(),
+                document: doc,
+                if_version: Some(rec.version),
+            });
+        }
+        true
+    })?;
+    if !edits.is_empty() {
+        shared
+            .store
+            .apply_edits(&edits, Source::Collect, None, now_ms())?;
+    }
+    Ok(edits.len())
 }
 
 /// Answers an inventory request.

@@ -9,6 +9,7 @@ pub mod dmi;
 pub mod dns;
 pub mod gateway;
 pub mod gpus;
+pub mod guests;
 pub mod host;
 pub mod kernel;
 pub mod machine_id;
@@ -79,6 +80,7 @@ pub const COLLECTORS: &[Collector] = &[
     ("timezone", timezone::collect),
     ("packages", packages::collect),
     ("gpus", gpus::collect),
+    ("guests", guests::collect),
 ];
 
 /// Whether `name` is a known collector.
