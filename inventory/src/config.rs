@@ -17,10 +17,19 @@ pub struct InventoryConfig {
     /// Fact paths (keys joined by `:`, `*` for any key) that change on every
     /// collect; they are kept current but not recorded as changes.
     pub volatile: Vec<String>,
-    /// Manual fields operators may set and import.
+    /// Extra manual fields operators may set and import, besides the
+    /// built-in ones (name, site, rack, rack_unit, owner, department,
+    /// business_line, asset_tag, notes, serial); text values.
     pub manual_fields: Vec<String>,
+    /// Extra asset kinds, besides the built-in ones (server, vm,
+    /// container_host, switch, router, firewall, load_balancer, storage,
+    /// pdu, rack, site, patch_panel, other).
+    pub kinds: Vec<String>,
     /// Allowed status transitions: status -> statuses it may change to.
     pub transitions: BTreeMap<String, Vec<String>>,
+    /// The currency of purchase costs that name none (ISO 4217, default
+    /// EUR).
+    pub currency: String,
     /// Seconds between two passes that set `runs_on` of VMs from the
     /// guests their hosts report (default 60).
     pub relate_every_secs: u64,
@@ -41,18 +50,8 @@ impl Default for InventoryConfig {
             .iter()
             .map(|s| s.to_string())
             .collect(),
-            manual_fields: [
-                "site",
-                "rack",
-                "rack_unit",
-                "owner",
-                "business_line",
-                "notes",
-                "asset_tag",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            manual_fields: Vec::new(),
+            kinds: Vec::new(),
             transitions: BTreeMap::from([
                 t("planned", &["active", "decommissioned"]),
                 t("active", &["maintenance", "decommissioned"]),
@@ -60,11 +59,36 @@ impl Default for InventoryConfig {
                 t("decommissioned", &[]),
             ]),
             relate_every_secs: 60,
+            currency: "EUR".into(),
         }
     }
 }
 
+/// The manual fields every master has.
+pub const BUILTIN_MANUAL: &[&str] = &[
+    "name",
+    "site",
+    "rack",
+    "rack_unit",
+    "owner",
+    "department",
+    "business_line",
+    "asset_tag",
+    "notes",
+    "serial",
+];
+
 impl InventoryConfig {
+    /// The configured manual fields that are not built in (a config that
+    /// lists built-in ones keeps working).
+    pub fn extra_manual_fields(&self) -> Vec<String> {
+        self.manual_fields
+            .iter()
+            .filter(|f| !BUILTIN_MANUAL.contains(&f.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// Whether the status may change from `from` to `to`.
     pub fn allows(&self, from: &str, to: &str) -> bool {
         self.transitions

@@ -5,8 +5,11 @@
 //! The functions here are pure: they take records and the time and return
 //! new records; the store writes them in one transaction.
 
+pub mod audit;
 pub mod config;
 pub mod document;
+pub mod fields;
+pub mod finance;
 pub mod import;
 pub mod lookup;
 pub mod relations;
