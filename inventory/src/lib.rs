@@ -13,6 +13,7 @@ pub mod finance;
 pub mod import;
 pub mod lookup;
 pub mod relations;
+pub mod sheet;
 pub mod sort;
 
 use std::fmt;
