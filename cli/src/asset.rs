@@ -26,10 +26,36 @@ pub enum ListFormat {
 /// What `cmdb asset export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
-    /// CSV with a header row: the listing's columns and more facts, manual fields.
+    /// CSV with a header row: identity, manual, finance and relation
+    /// columns, then chosen facts.
     Csv,
+    /// An Excel workbook with the same columns (typed cells).
+    Xlsx,
     /// A JSON array of whole assets.
     Json,
+}
+
+impl ExportFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Xlsx => "xlsx",
+            ExportFormat::Json => "json",
+        }
+    }
+}
+
+/// How `cmdb report audit` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns, one row per group and currency.
+    Table,
+    /// The whole report as JSON.
+    Json,
+    /// CSV, one row per group and currency.
+    Csv,
+    /// An Excel workbook (give -o FILE).
+    Xlsx,
 }
 
 /// Sends an inventory request and returns the master's answer.
@@ -39,49 +65,6 @@ pub fn ask(socket: &Endpoint, req: AssetRequest) -> anyhow::Result<Value> {
         .with_context(|| crate::run::unreachable(socket))?;
     answer.map_err(|message| anyhow::anyhow!("{message}"))
 }
-
-/// The columns of `cmdb asset list`, as the master names them for `--sort`:
-/// (HEADER, JSON pointer).
-fn list_columns() -> Vec<(String, String)> {
-    master::service::inventory::LIST_COLUMNS
-        .iter()
-        .map(|(name, path)| {
-            (
-                name.to_ascii_uppercase(),
-                format!("/{}", path.replace('.', "/")),
-            )
-        })
-        .collect()
-}
-
-const EXPORT_COLUMNS: &[(&str, &str)] = &[
-    ("asset_id", "/asset_id"),
-    ("minion", "/minion"),
-    ("status", "/status"),
-    ("presence", "/presence"),
-    ("serial", "/serial"),
-    ("host", "/facts/host"),
-    ("fqdn", "/facts/fqdn"),
-    ("os", "/facts/os"),
-    ("osrelease", "/facts/osrelease"),
-    ("kernelrelease", "/facts/kernelrelease"),
-    ("manufacturer", "/facts/manufacturer"),
-    ("productname", "/facts/productname"),
-    ("uuid", "/facts/uuid"),
-    ("machine_id", "/facts/machine_id"),
-    ("virtual", "/facts/virtual"),
-    ("cpu_model", "/facts/cpu_model"),
-    ("num_cpus", "/facts/num_cpus"),
-    ("mem_total_bytes", "/facts/mem_total_bytes"),
-    ("ipv4", "/facts/ipv4"),
-    ("site", "/manual/site"),
-    ("rack", "/manual/rack"),
-    ("rack_unit", "/manual/rack_unit"),
-    ("owner", "/manual/owner"),
-    ("business_line", "/manual/business_line"),
-    ("asset_tag", "/manual/asset_tag"),
-    ("notes", "/manual/notes"),
-];
 
 fn cell(v: &Value, pointer: &str) -> String {
     v.pointer(pointer)
@@ -107,48 +90,265 @@ fn table_text<S: AsRef<str>>(rows: &[Value], columns: &[(S, S)]) -> String {
     table.render()
 }
 
-/// `cmdb asset list`: every asset (or those whose facts match `grain`), in
-/// the order `sort` names (the master sorts; see `GET /v1/assets?sort=`).
-pub fn list(
-    socket: &Endpoint,
-    grain: Option<String>,
-    sort: Option<String>,
-    out: ListFormat,
-) -> anyhow::Result<u8> {
-    let v = ask(
-        socket,
-        AssetRequest::List {
-            grain,
-            sort,
-            cursor: None,
-            limit: master::service::MAX_PAGE,
-        },
-    )?;
+/// The options of `cmdb asset list`.
+#[derive(Debug, Default)]
+pub struct ListArgs {
+    /// A grain expression.
+    pub grain: Option<String>,
+    /// A sort field.
+    pub sort: Option<String>,
+    /// A query (`--where`).
+    pub filter: Option<String>,
+    /// The columns, comma-separated paths.
+    pub fields: Option<String>,
+    /// At most this many.
+    pub limit: Option<usize>,
+    /// As of this time.
+    pub at: Option<String>,
+}
+
+/// `cmdb asset list`: the assets a query selects, in the order `sort` names
+/// (the master filters and sorts; see `GET /v1/assets`), with the listing's
+/// columns or the fields asked for.
+pub fn list(socket: &Endpoint, args: ListArgs, out: ListFormat) -> anyhow::Result<u8> {
+    if args.limit == Some(0) {
+        bail!("--limit must be at least 1");
+    }
+    let page = args.limit.map_or(master::service::MAX_PAGE, |l| {
+        l.min(master::service::MAX_PAGE)
+    });
+    let columns: Vec<(String, String)> = match &args.fields {
+        Some(f) => {
+            let mut cols = vec![("ASSET_ID".to_owned(), "asset_id".to_owned())];
+            for path in f.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                cols.push((path.to_ascii_uppercase(), path.to_owned()));
+            }
+            cols
+        }
+        None => master::service::inventory::LIST_COLUMNS
+            .iter()
+            .map(|(name, path)| (name.to_ascii_uppercase(), (*path).to_owned()))
+            .collect(),
+    };
+    let v = Client::new(socket)
+        .and_then(|c| {
+            c.asset_list(
+                AssetRequest::List {
+                    grain: args.grain,
+                    q: args.filter,
+                    fields: args.fields.clone(),
+                    at: args.at,
+                    sort: args.sort,
+                    cursor: None,
+                    limit: page,
+                },
+                args.limit,
+            )
+        })
+        .with_context(|| crate::run::unreachable(socket))?
+        .map_err(|message| anyhow::anyhow!("{message}"))?;
     let rows = v.as_array().cloned().unwrap_or_default();
-    let columns = list_columns();
     match out {
         ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        ListFormat::Csv => print!("{}", csv_text(&rows, &columns)?),
-        ListFormat::Table => print!("{}", table_text(&rows, &columns)),
+        ListFormat::Csv | ListFormat::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    columns
+                        .iter()
+                        .map(|(_, path)| {
+                            inventory::query::resolve(r, path)
+                                .map(crate::output::cell)
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .collect();
+            if out == ListFormat::Csv {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.write_record(columns.iter().map(|(h, _)| h.to_ascii_lowercase()))?;
+                for r in &cells {
+                    w.write_record(r)?;
+                }
+                print!("{}", String::from_utf8(w.into_inner()?)?);
+            } else {
+                let header: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
+                let mut table = Table::new(&header);
+                for r in cells {
+                    table.push(r);
+                }
+                print!("{}", table.render());
+            }
+        }
     }
     Ok(0)
 }
 
-/// `cmdb asset export --format csv|json`.
-pub fn export(socket: &Endpoint, format: ExportFormat) -> anyhow::Result<u8> {
-    let v = ask(
-        socket,
-        AssetRequest::List {
-            grain: None,
-            sort: None,
-            cursor: None,
-            limit: master::service::MAX_PAGE,
-        },
-    )?;
-    let rows = v.as_array().cloned().unwrap_or_default();
-    match format {
-        ExportFormat::Csv => print!("{}", csv_text(&rows, EXPORT_COLUMNS)?),
-        ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+/// Writes `bytes` to `output`, or to standard output.
+fn write_out(bytes: &[u8], output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    match output {
+        Some(path) => {
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(bytes).and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cmdb asset export`: the master's `GET /v1/assets/export`.
+pub fn export(
+    socket: &Endpoint,
+    format: ExportFormat,
+    filter: Option<String>,
+    facts: Option<String>,
+    at: Option<String>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    if format == ExportFormat::Xlsx && output.is_none() {
+        bail!("an XLSX export is a binary file: give -o FILE.xlsx");
+    }
+    let pairs: Vec<(&str, String)> = [
+        ("format", Some(format.as_str().to_owned())),
+        ("q", filter),
+        ("facts", facts),
+        ("at", at),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let uri = format!("/v1/assets/export?{}", serde_urlencoded::to_string(&pairs)?);
+    let bytes = Client::new(socket)
+        .and_then(|c| c.call_bytes(hyper::Method::GET, &uri, None))
+        .with_context(|| crate::run::unreachable(socket))?
+        .map_err(|message| anyhow::anyhow!("{message}"))?;
+    write_out(&bytes, output)?;
+    Ok(0)
+}
+
+/// `cmdb asset import FILE [--dry-run]`.
+pub fn import(
+    socket: &Endpoint,
+    file: &std::path::Path,
+    dry_run: bool,
+    out: ListFormat,
+) -> anyhow::Result<u8> {
+    use base64::Engine;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let xlsx = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+    let body = if xlsx {
+        serde_json::json!({
+            "xlsx": base64::engine::general_purpose::STANDARD.encode(&bytes),
+            "dry_run": dry_run,
+        })
+    } else {
+        let text = String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not UTF-8 text ({e}); an Excel file must be named .xlsx",
+                file.display()
+            )
+        })?;
+        serde_json::json!({ "csv": text, "dry_run": dry_run })
+    };
+    let v: Value = Client::new(socket)
+        .and_then(|c| c.call(hyper::Method::POST, "/v1/assets/import", Some(&body)))
+        .with_context(|| crate::run::unreachable(socket))?
+        .map_err(|message| anyhow::anyhow!("{}: {message}", file.display()))?;
+    if out == ListFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let changes = v["changes"].as_array().cloned().unwrap_or_default();
+    const COLS: &[(&str, &str)] = &[
+        ("ROW", "/row"),
+        ("ASSET_ID", "/asset_id"),
+        ("PATH", "/path"),
+        ("OLD", "/old"),
+        ("NEW", "/new"),
+    ];
+    if out == ListFormat::Csv {
+        print!("{}", csv_text(&changes, COLS)?);
+        return Ok(0);
+    }
+    if !changes.is_empty() {
+        print!("{}", table_text(&changes, COLS));
+    }
+    println!(
+        "{} {} rows: {} matched existing assets ({} unchanged), {} new assets{}",
+        if dry_run { "would import" } else { "imported" },
+        v["rows"],
+        v["matched"],
+        v["unchanged"],
+        v["created"],
+        match v["ignored_columns"].as_array() {
+            Some(cols) if !cols.is_empty() => format!(
+                "; read and ignored: {}",
+                cols.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => String::new(),
+        }
+    );
+    Ok(0)
+}
+
+/// `cmdb report audit`.
+pub fn audit(
+    socket: &Endpoint,
+    year: i32,
+    group_by: &str,
+    out: ReportFormat,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    let format = match out {
+        ReportFormat::Csv => "csv",
+        ReportFormat::Xlsx => "xlsx",
+        ReportFormat::Json | ReportFormat::Table => "json",
+    };
+    if out == ReportFormat::Xlsx && output.is_none() {
+        bail!("an XLSX report is a binary file: give -o FILE.xlsx");
+    }
+    let uri = format!(
+        "/v1/reports/audit?{}",
+        serde_urlencoded::to_string([
+            ("year", year.to_string()),
+            ("group_by", group_by.to_owned()),
+            ("format", format.to_owned()),
+        ])?
+    );
+    let bytes = Client::new(socket)
+        .and_then(|c| c.call_bytes(hyper::Method::GET, &uri, None))
+        .with_context(|| crate::run::unreachable(socket))?
+        .map_err(|message| anyhow::anyhow!("{message}"))?;
+    if out != ReportFormat::Table {
+        write_out(&bytes, output)?;
+        return Ok(0);
+    }
+    let report: inventory::audit::AuditReport = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("bad answer from the master: {e}"))?;
+    let (headers, rows) = report.table();
+    let header: Vec<String> = headers.iter().map(|h| h.to_ascii_uppercase()).collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut table = Table::new(&header);
+    for r in &rows {
+        table.push(r.iter().map(crate::output::cell).collect());
+    }
+    let mut text = table.render();
+    if output.is_none() {
+        print!("{text}");
+    } else {
+        text.push('\n');
+        write_out(text.as_bytes(), output)?;
     }
     Ok(0)
 }
@@ -422,10 +622,9 @@ pub fn changes(
     socket: &Endpoint,
     since: &str,
     until: Option<&str>,
+    filter: Option<String>,
     out: ListFormat,
 ) -> anyhow::Result<u8> {
-    let secs = parse_window(since)?;
-    let until_secs = until.map(parse_window).transpose()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -433,8 +632,9 @@ pub fn changes(
     let v = ask(
         socket,
         AssetRequest::Changes {
-            since_ms: now - secs * 1000,
-            until_ms: until_secs.map(|u| now - u * 1000),
+            since_ms: moment(since, now)?,
+            until_ms: until.map(|u| moment(u, now)).transpose()?,
+            q: filter,
             cursor: None,
             limit: master::service::MAX_PAGE,
         },
@@ -480,14 +680,31 @@ pub fn parse_window(s: &str) -> anyhow::Result<i64> {
     Ok(n * mult)
 }
 
+/// Unix milliseconds of a window back from `now` (`24h`) or a time
+/// (`2026-01-01` from the start of that day UTC, `2026-01-01T08:00:00Z`,
+/// unix milliseconds).
+fn moment(text: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(secs) = parse_window(text) {
+        return Ok(now - secs * 1000);
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Ok(day
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
+    }
+    inventory::lookup::parse_time(text)
+        .map_err(|e| anyhow::anyhow!("{e}, or a window back such as 90s, 30m, 24h, 7d"))
+}
+
 /// Splits `key=value` words.
-pub fn parse_fields(words: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn parse_fields(words: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
     words
         .iter()
         .map(|w| {
             w.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .with_context(|| format!("{w:?} is not key=value"))
+                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                .with_context(|| format!("{w:?} is not name=value"))
         })
         .collect()
 }
@@ -520,19 +737,6 @@ mod tests {
             csv_text(&rows, cols).expect("csv"),
             "asset_id,host\na1,\"web,1\"\n"
         );
-    }
-
-    #[test]
-    fn list_columns_are_the_masters_sort_columns() {
-        let headers: Vec<String> = list_columns().into_iter().map(|(h, _)| h).collect();
-        assert_eq!(
-            headers,
-            [
-                "ASSET_ID", "MINION", "HOST", "OS", "RELEASE", "SERIAL", "STATUS", "PRESENCE",
-                "SITE", "RACK"
-            ]
-        );
-        assert!(list_columns().contains(&("RELEASE".into(), "/facts/osrelease".into())));
     }
 
     #[test]

@@ -448,20 +448,7 @@ impl Client<'_> {
             }
         };
         match req {
-            AssetRequest::List {
-                grain,
-                sort,
-                cursor,
-                limit,
-            } => self.all_pages(
-                "/v1/assets",
-                &[
-                    ("grain", grain),
-                    ("sort", sort),
-                    ("limit", Some(limit.to_string())),
-                ],
-                cursor,
-            ),
+            list @ AssetRequest::List { .. } => self.asset_list(list, None),
             AssetRequest::Show { key, version, at } => self.call(
                 Method::GET,
                 &format!(
@@ -490,23 +477,29 @@ impl Client<'_> {
             ),
             AssetRequest::Patch {
                 key,
-                manual,
+                fields,
                 status,
                 ..
             } => self.call(
                 Method::PATCH,
                 &format!("/v1/assets/{}", segment(&key)),
-                Some(&serde_json::json!({ "manual": manual, "status": status })),
+                Some(&serde_json::json!({ "fields": fields, "status": status })),
             ),
-            AssetRequest::Import { csv, .. } => self.call(
+            AssetRequest::Add {
+                kind,
+                fields,
+                status,
+                ..
+            } => self.call(
                 Method::POST,
-                "/v1/assets/import",
-                Some(&serde_json::json!({ "csv": csv })),
+                "/v1/assets",
+                Some(&serde_json::json!({ "kind": kind, "fields": fields, "status": status })),
             ),
             AssetRequest::Dups => self.call(Method::GET, "/v1/assets/dups", none),
             AssetRequest::Changes {
                 since_ms,
                 until_ms,
+                q,
                 cursor,
                 limit,
             } => self.all_pages(
@@ -514,20 +507,82 @@ impl Client<'_> {
                 &[
                     ("since_ms", Some(since_ms.to_string())),
                     ("until_ms", until_ms.map(|u| u.to_string())),
+                    ("q", q),
                     ("limit", Some(limit.to_string())),
                 ],
                 cursor,
+                None,
+            ),
+            AssetRequest::Audit { year, group_by } => self.call(
+                Method::GET,
+                &format!(
+                    "/v1/reports/audit{}",
+                    q(&[
+                        ("year", Some(year.to_string())),
+                        ("group_by", Some(group_by))
+                    ])
+                ),
+                none,
             ),
         }
     }
 
-    /// Every item of a paged list from `cursor` on, following `next`: one
-    /// JSON array.
+    /// The assets a listing selects, following `next` up to `max` items
+    /// (none: all), as one JSON array.
+    pub fn asset_list(
+        &self,
+        req: AssetRequest,
+        max: Option<usize>,
+    ) -> io::Result<Result<serde_json::Value, String>> {
+        let AssetRequest::List {
+            grain,
+            q,
+            fields,
+            at,
+            sort,
+            cursor,
+            limit,
+        } = req
+        else {
+            return Ok(Err("not a listing".into()));
+        };
+        self.all_pages(
+            "/v1/assets",
+            &[
+                ("grain", grain),
+                ("q", q),
+                ("fields", fields),
+                ("at", at),
+                ("sort", sort),
+                ("limit", Some(limit.to_string())),
+            ],
+            cursor,
+            max,
+        )
+    }
+
+    /// One request whose answer is kept as bytes (a file to save), or the
+    /// problem's detail.
+    pub fn call_bytes(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+    ) -> io::Result<Result<Vec<u8>, String>> {
+        Ok(self
+            .rt
+            .block_on(self.call_async(method, uri, body))?
+            .map(|b| b.to_vec()))
+    }
+
+    /// Every item of a paged list from `cursor` on, following `next` (up
+    /// to `max` items when given): one JSON array.
     pub fn all_pages(
         &self,
         path: &str,
         params: &[(&str, Option<String>)],
         mut cursor: Option<String>,
+        max: Option<usize>,
     ) -> io::Result<Result<serde_json::Value, String>> {
         let none: Option<&()> = None;
         let mut items = Vec::new();
@@ -546,6 +601,12 @@ impl Client<'_> {
                     Err(problem) => return Ok(Err(problem)),
                 };
             items.extend(page.items);
+            if let Some(max) = max
+                && items.len() >= max
+            {
+                items.truncate(max);
+                return Ok(Ok(serde_json::Value::Array(items)));
+            }
             match page.next {
                 Some(n) => cursor = Some(n),
                 None => return Ok(Ok(serde_json::Value::Array(items))),

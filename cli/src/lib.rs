@@ -51,7 +51,7 @@ pub fn all<T: DeserializeOwned>(
 ) -> anyhow::Result<Vec<T>> {
     let client = Client::new(socket).with_context(|| run::unreachable(socket))?;
     let items = client
-        .all_pages(path, params, None)
+        .all_pages(path, params, None, None)
         .with_context(|| run::unreachable(socket))?
         .map_err(|m| anyhow::anyhow!("{m}"))?;
     Ok(serde_json::from_value(items)?)

@@ -293,27 +293,91 @@ mod tests {
 
     #[test]
     fn an_audit_of_a_small_fleet_by_hand() {
-        let mut db1 = asset("server", "active", Some("finance"), "4800", "2024-03-15", 4, None);
+        let mut db1 = asset(
+            "server",
+            "active",
+            Some("finance"),
+            "4800",
+            "2024-03-15",
+            4,
+            None,
+        );
         db1.finance.warranty_end = day("2026-03-15");
-        let mut usd = asset("server", "active", Some("finance"), "300", "2025-12-01", 1, None);
+        let mut usd = asset(
+            "server",
+            "active",
+            Some("finance"),
+            "300",
+            "2025-12-01",
+            1,
+            None,
+        );
         usd.finance.currency = Some("USD".into());
         let fleet = vec![
             // 2025: 1200.00 depreciated, book 2600.00, warranty ends 2026.
             db1,
             // 1000.00 / 36 months, bought 2025: 333.33, book 666.67.
-            asset("server", "active", Some("finance"), "1000", "2025-01-10", 3, None),
+            asset(
+                "server",
+                "active",
+                Some("finance"),
+                "1000",
+                "2025-01-10",
+                3,
+                None,
+            ),
             // Fully depreciated at the end of 2024: 0 and 0.
-            asset("server", "decommissioned", Some("finance"), "2400", "2021-01-01", 4, Some("2026-02-01")),
+            asset(
+                "server",
+                "decommissioned",
+                Some("finance"),
+                "2400",
+                "2021-01-01",
+                4,
+                Some("2026-02-01"),
+            ),
             // 20.00 a month; 2025: 240.00, book 600.00.
-            asset("switch", "active", Some("network"), "1200", "2023-07-01", 5, None),
+            asset(
+                "switch",
+                "active",
+                Some("network"),
+                "1200",
+                "2023-07-01",
+                5,
+                None,
+            ),
             // 10.00 a month from June 2025: 70.00, book 530.00.
-            asset("pdu", "planned", Some("network"), "600", "2025-06-01", 5, None),
+            asset(
+                "pdu",
+                "planned",
+                Some("network"),
+                "600",
+                "2025-06-01",
+                5,
+                None,
+            ),
             // 100.00 a month from January 2023: book 2400.00 at the end of
             // 2024; retired in April 2025 after 4 more months (400.00
             // depreciated), the 2000.00 left written off.
-            asset("storage", "decommissioned", None, "4800", "2023-01-01", 4, Some("2025-04-30")),
+            asset(
+                "storage",
+                "decommissioned",
+                None,
+                "4800",
+                "2023-01-01",
+                4,
+                Some("2025-04-30"),
+            ),
             // Retired before 2025: not in the audit.
-            asset("server", "decommissioned", None, "100", "2020-01-01", 1, Some("2024-06-01")),
+            asset(
+                "server",
+                "decommissioned",
+                None,
+                "100",
+                "2020-01-01",
+                1,
+                Some("2024-06-01"),
+            ),
             // Bought after 2025: not in the audit.
             asset("server", "active", None, "100", "2026-01-01", 1, None),
             // In dollars: 25.00 a month, one month in 2025.
@@ -333,7 +397,10 @@ mod tests {
         assert_eq!(eur.book_value, Money(326_667));
         assert_eq!(eur.depreciation, Money(153_333));
         let usd = &fin.totals["USD"];
-        assert_eq!((usd.purchase_cost, usd.book_value, usd.depreciation), (Money(30_000), Money(27_500), Money(2_500)));
+        assert_eq!(
+            (usd.purchase_cost, usd.book_value, usd.depreciation),
+            (Money(30_000), Money(27_500), Money(2_500))
+        );
         let net = &r.groups[1];
         assert_eq!(net.assets, 2);
         assert_eq!(net.by_kind.get("pdu"), Some(&1));

@@ -276,7 +276,9 @@ impl Schema {
             Some(match spec.ty {
                 FieldType::Text => {
                     if text.chars().count() > MAX_TEXT
-                        || text.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+                        || text
+                            .chars()
+                            .any(|c| c.is_control() && c != '\n' && c != '\t')
                     {
                         return Err(bad());
                     }
@@ -290,9 +292,11 @@ impl Schema {
                     Value::from(n)
                 }
                 FieldType::Date => Value::String(parse_date(text).ok_or_else(bad)?.to_string()),
-                FieldType::Money => {
-                    Value::String(crate::finance::Money::parse(text).ok_or_else(bad)?.to_string())
-                }
+                FieldType::Money => Value::String(
+                    crate::finance::Money::parse(text)
+                        .ok_or_else(bad)?
+                        .to_string(),
+                ),
                 FieldType::Currency => {
                     if text.len() != 3 || !text.bytes().all(|b| b.is_ascii_alphabetic()) {
                         return Err(bad());
@@ -454,8 +458,14 @@ mod tests {
     fn good_values_are_stored_in_their_canonical_form() {
         assert_eq!(value("site", "  FRA1 "), Some(json!("FRA1")));
         assert_eq!(value("manual.rack_unit", "42"), Some(json!(42)));
-        assert_eq!(value("purchase_date", "2024-02-29"), Some(json!("2024-02-29")));
-        assert_eq!(value("finance:purchase_cost", "1234.5"), Some(json!("1234.50")));
+        assert_eq!(
+            value("purchase_date", "2024-02-29"),
+            Some(json!("2024-02-29"))
+        );
+        assert_eq!(
+            value("finance:purchase_cost", "1234.5"),
+            Some(json!("1234.50"))
+        );
         assert_eq!(value("purchase_cost", "1,234"), Some(json!("1234.00")));
         assert_eq!(value("purchase_cost", "0"), Some(json!("0.00")));
         assert_eq!(value("currency", "usd"), Some(json!("USD")));
@@ -471,7 +481,10 @@ mod tests {
         let j = schema().parse_json("rack_unit", &json!(7)).expect("number");
         assert_eq!(j.value, Some(json!(7)));
         assert_eq!(
-            schema().parse_json("owner", &Value::Null).expect("null").value,
+            schema()
+                .parse_json("owner", &Value::Null)
+                .expect("null")
+                .value,
             None
         );
     }
@@ -479,7 +492,11 @@ mod tests {
     #[test]
     fn bad_values_name_the_field_the_value_and_the_form() {
         for (name, raw, words) in [
-            ("purchase_date", "2024-13-01", "finance.purchase_date: \"2024-13-01\" is not a date (YYYY-MM-DD)"),
+            (
+                "purchase_date",
+                "2024-13-01",
+                "finance.purchase_date: \"2024-13-01\" is not a date (YYYY-MM-DD)",
+            ),
             ("purchase_date", "2023-02-29", "not a date"),
             ("warranty_end", "1/2/2026", "not a date"),
             ("purchase_cost", "12.345", "at most two decimals"),
@@ -494,11 +511,19 @@ mod tests {
             ("name", "a\u{7}b", "manual.name"),
         ] {
             let e = schema().parse(name, raw).expect_err(raw).to_string();
-            assert!(e.contains(words) || words == "not an amount" && e.contains("is not an amount"), "{name}={raw}: {e}");
+            assert!(
+                e.contains(words) || words == "not an amount" && e.contains("is not an amount"),
+                "{name}={raw}: {e}"
+            );
         }
-        let e = schema().parse("colour", "red").expect_err("unknown").to_string();
+        let e = schema()
+            .parse("colour", "red")
+            .expect_err("unknown")
+            .to_string();
         assert!(
-            e.contains("unknown field \"colour\"") && e.contains("department") && e.contains("purchase_cost"),
+            e.contains("unknown field \"colour\"")
+                && e.contains("department")
+                && e.contains("purchase_cost"),
             "{e}"
         );
         assert!(schema().parse("facts.os", "x").is_err());
@@ -513,7 +538,10 @@ mod tests {
         assert_eq!(k.parse("Switch").expect("switch").as_str(), "switch");
         assert_eq!(k.parse("ups").expect("ups").as_str(), "ups");
         let e = k.parse("spaceship").expect_err("unknown").to_string();
-        assert!(e.contains("spaceship") && e.contains("pdu") && e.contains("ups"), "{e}");
+        assert!(
+            e.contains("spaceship") && e.contains("pdu") && e.contains("ups"),
+            "{e}"
+        );
         assert!(Kinds::new(&["no way".into()]).is_err());
     }
 }

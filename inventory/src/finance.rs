@@ -151,7 +151,11 @@ impl Finance {
             purchase_cost: finance["purchase_cost"]
                 .as_str()
                 .and_then(Money::parse)
-                .or_else(|| finance["purchase_cost"].as_f64().and_then(|f| Money::parse(&f.to_string()))),
+                .or_else(|| {
+                    finance["purchase_cost"]
+                        .as_f64()
+                        .and_then(|f| Money::parse(&f.to_string()))
+                }),
             currency: text("currency"),
             warranty_end: finance["warranty_end"].as_str().and_then(parse_date),
             depreciation_years: finance["depreciation_years"]
@@ -270,7 +274,9 @@ mod tests {
         ] {
             assert_eq!(Money::parse(text), Some(Money(cents)), "{text}");
         }
-        for bad in ["", "-1", "1.", ".5", "1.234", "1e3", "12,34", "1,2345", "abc", "NaN"] {
+        for bad in [
+            "", "-1", "1.", ".5", "1.234", "1e3", "12,34", "1,2345", "abc", "NaN",
+        ] {
             assert_eq!(Money::parse(bad), None, "{bad}");
         }
         assert_eq!(Money(123_405).to_string(), "1234.05");

@@ -12,6 +12,7 @@ pub mod fields;
 pub mod finance;
 pub mod import;
 pub mod lookup;
+pub mod query;
 pub mod relations;
 pub mod sheet;
 pub mod sort;

@@ -163,7 +163,10 @@ pub fn read_csv(bytes: &[u8]) -> Result<Table, SheetError> {
     let mut line_at = |byte: usize| {
         let end = byte.min(bytes.len());
         if end >= counted_to {
-            lines_before += bytes[counted_to..end].iter().filter(|b| **b == b'\n').count();
+            lines_before += bytes[counted_to..end]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
             counted_to = end;
         }
         lines_before + 1
@@ -217,10 +220,7 @@ pub fn read_csv(bytes: &[u8]) -> Result<Table, SheetError> {
             return Err(table.error(
                 number,
                 width,
-                format!(
-                    "{} fields where the header has {width}",
-                    cells.len()
-                ),
+                format!("{} fields where the header has {width}", cells.len()),
             ));
         }
         if cells.len() < width {
@@ -409,7 +409,11 @@ fn xlsx_err(e: rust_xlsxwriter::XlsxError) -> SheetError {
 /// Writes a table as an XLSX workbook of one sheet: the header bold,
 /// frozen and filterable, numbers and dates typed, amounts with two
 /// decimals, text always as text.
-pub fn write_xlsx(sheet: &str, headers: &[String], rows: &[Vec<Cell>]) -> Result<Vec<u8>, SheetError> {
+pub fn write_xlsx(
+    sheet: &str,
+    headers: &[String],
+    rows: &[Vec<Cell>],
+) -> Result<Vec<u8>, SheetError> {
     use rust_xlsxwriter::{Format, Workbook};
     if rows.len() >= 1_048_575 {
         return Err(SheetError::File(format!(
@@ -494,13 +498,31 @@ mod tests {
     fn csv_reads_with_places_and_guards() {
         let t = read_csv(b"\xef\xbb\xbfSerial , Site\n S1 ,FRA1\n\n\"S,2\",\n").expect("csv");
         assert_eq!(t.headers, ["serial", "site"]);
-        assert_eq!(t.rows[0], Row { number: 2, cells: h(&["S1", "FRA1"]) });
-        assert_eq!(t.rows[1], Row { number: 4, cells: h(&["S,2", ""]) });
+        assert_eq!(
+            t.rows[0],
+            Row {
+                number: 2,
+                cells: h(&["S1", "FRA1"])
+            }
+        );
+        assert_eq!(
+            t.rows[1],
+            Row {
+                number: 4,
+                cells: h(&["S,2", ""])
+            }
+        );
         assert_eq!(t.place(&t.rows[1], 1), "line 4, column 2 (site)");
         for (text, want) in [
-            (&b"a,b\n1,2,3\n"[..], "line 2, column 3: 3 fields where the header has 2"),
+            (
+                &b"a,b\n1,2,3\n"[..],
+                "line 2, column 3: 3 fields where the header has 2",
+            ),
             (b"a,b\n1\n", "line 2: 1 fields where the header has 2"),
-            (b"a,a\n1,2\n", "line 1, column 2 (a): \"a\" is also column 1"),
+            (
+                b"a,a\n1,2\n",
+                "line 1, column 2 (a): \"a\" is also column 1",
+            ),
             (b"a,,b\n", "line 1, column 2: the column has no name"),
             (b"a\n\xff\xfe\n", "line 2, column 1 (a): not UTF-8"),
             (b"", "empty"),
@@ -509,7 +531,12 @@ mod tests {
             assert!(e.contains(want), "{e} lacks {want}");
         }
         let long = format!("a\n{}\n", "x".repeat(MAX_CELL + 1));
-        assert!(read_csv(long.as_bytes()).expect_err("long").to_string().contains("longer than"));
+        assert!(
+            read_csv(long.as_bytes())
+                .expect_err("long")
+                .to_string()
+                .contains("longer than")
+        );
     }
 
     #[test]
@@ -526,11 +553,22 @@ mod tests {
         let headers = h(&["a", "b", "c", "d", "e", "f", "g"]);
         let bytes = write_csv(&headers, &rows);
         let text = String::from_utf8(bytes.clone()).expect("utf8");
-        assert!(text.contains("'=1+1") && text.contains("'-5 degrees"), "{text}");
+        assert!(
+            text.contains("'=1+1") && text.contains("'-5 degrees"),
+            "{text}"
+        );
         let t = read_csv(&bytes).expect("read");
         assert_eq!(
             t.rows[0].cells,
-            h(&["=1+1", "-5 degrees", "1234.50", "2025-03-01", "42", "say \"hi\", twice", ""])
+            h(&[
+                "=1+1",
+                "-5 degrees",
+                "1234.50",
+                "2025-03-01",
+                "42",
+                "say \"hi\", twice",
+                ""
+            ])
         );
     }
 
@@ -555,10 +593,21 @@ mod tests {
         assert_eq!(t.headers, headers);
         assert_eq!(
             t.rows[0].cells,
-            h(&["db-1", "4800", "2024-03-15", "3", "0.25", "=HYPERLINK(\"x\")", "true"])
+            h(&[
+                "db-1",
+                "4800",
+                "2024-03-15",
+                "3",
+                "0.25",
+                "=HYPERLINK(\"x\")",
+                "true"
+            ])
         );
         assert_eq!(t.rows[1].cells, h(&["sw-1", "", "", "", "", "", ""]));
-        assert_eq!(t.place(&t.rows[1], 3), "sheet \"assets\", row 3, column D (units)");
+        assert_eq!(
+            t.place(&t.rows[1], 3),
+            "sheet \"assets\", row 3, column D (units)"
+        );
 
         // A workbook as a spreadsheet program leaves it: a formula with its
         // cached result, an error cell.
@@ -568,21 +617,34 @@ mod tests {
         ws.write_string(0, 0, "serial").expect("w");
         ws.write_string(0, 1, "purchase_cost").expect("w");
         ws.write_string(1, 0, "S1").expect("w");
-        ws.write_formula(1, 1, rust_xlsxwriter::Formula::new("=1000+200").set_result("1200"))
-            .expect("w");
+        ws.write_formula(
+            1,
+            1,
+            rust_xlsxwriter::Formula::new("=1000+200").set_result("1200"),
+        )
+        .expect("w");
         let bytes = book.save_to_buffer().expect("save");
         let t = read_xlsx(&bytes).expect("read");
         assert_eq!(t.rows[0].cells, h(&["S1", "1200"]));
         let mut book = rust_xlsxwriter::Workbook::new();
         let ws = book.add_worksheet();
         ws.write_string(0, 0, "serial").expect("w");
-        ws.write_formula(1, 0, rust_xlsxwriter::Formula::new("=1/0").set_result("#DIV/0!"))
-            .expect("w");
+        ws.write_formula(
+            1,
+            0,
+            rust_xlsxwriter::Formula::new("=1/0").set_result("#DIV/0!"),
+        )
+        .expect("w");
         let e = read_xlsx(&book.save_to_buffer().expect("save"))
             .expect_err("error cell")
             .to_string();
-        assert!(e.contains("sheet \"Sheet1\", row 2, column A (serial)"), "{e}");
-        let e = read_xlsx(b"PK\x03\x04 not really").expect_err("garbage").to_string();
+        assert!(
+            e.contains("sheet \"Sheet1\", row 2, column A (serial)"),
+            "{e}"
+        );
+        let e = read_xlsx(b"PK\x03\x04 not really")
+            .expect_err("garbage")
+            .to_string();
         assert!(e.contains("not an XLSX workbook"), "{e}");
     }
 
@@ -603,7 +665,15 @@ mod tests {
 
     #[test]
     fn columns_are_lettered_like_a_spreadsheet() {
-        for (n, want) in [(0, "A"), (25, "Z"), (26, "AA"), (51, "AZ"), (52, "BA"), (701, "ZZ"), (702, "AAA")] {
+        for (n, want) in [
+            (0, "A"),
+            (25, "Z"),
+            (26, "AA"),
+            (51, "AZ"),
+            (52, "BA"),
+            (701, "ZZ"),
+            (702, "AAA"),
+        ] {
             assert_eq!(column_letters(n), want);
         }
     }

@@ -138,15 +138,47 @@ enum Command {
     },
     /// Every field that changed across the fleet in a time window.
     Changes {
-        /// How far back: 90s, 30m, 24h, 7d.
+        /// From when: how far back (90s, 30m, 24h, 7d) or a time
+        /// (2026-01-01 from the start of that day UTC, 2026-01-01T08:00:00Z).
         #[arg(long, default_value = "24h")]
         since: String,
-        /// Only changes older than this (same units); default: up to now.
+        /// Only changes before this (a window back or a time); default: up to now.
         #[arg(long)]
         until: Option<String>,
+        /// Only changes of the assets this query selects (as they are now),
+        /// e.g. 'department = finance and kind = server'.
+        #[arg(long = "where", value_name = "EXPR")]
+        filter: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         out: ListFormat,
+    },
+    /// Reports over the inventory.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// The year-end audit: per department, business line or site, assets by
+    /// kind and status, purchase cost, book value at year end (straight-line,
+    /// monthly), depreciation in the year, assets bought and retired in the
+    /// year, warranties ending the next year.
+    Audit {
+        /// The year.
+        #[arg(long)]
+        year: i32,
+        /// Group by department, business_line or site.
+        #[arg(long, default_value = "department")]
+        group_by: String,
+        /// Output format: table, json, csv or xlsx (xlsx needs -o).
+        #[arg(long, value_enum, default_value = "table")]
+        out: asset::ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -169,6 +201,24 @@ enum AssetCommand {
         /// way, ties by asset id.
         #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
         sort: Option<String>,
+        /// Only assets this query selects: comparisons on any path
+        /// (facts.os = Debian, finance.warranty_end < 2027-01-01,
+        /// facts.mem_total_bytes >= 64G, status in (active, maintenance),
+        /// name ~ 'web*'), and/or/not, parentheses. A bare name is looked
+        /// up under facts, then manual, then finance.
+        #[arg(long = "where", value_name = "EXPR")]
+        filter: Option<String>,
+        /// The columns: paths as in --where (os,department,finance.purchase_cost);
+        /// default: the listing's columns.
+        #[arg(long, value_name = "F,…")]
+        fields: Option<String>,
+        /// At most this many assets.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Every asset as it was at this time (2026-01-31 as that day
+        /// closed UTC, 2026-01-31T14:00:00Z, unix milliseconds).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         out: ListFormat,
@@ -210,13 +260,39 @@ enum AssetCommand {
         #[arg(long, value_enum, default_value = "nested")]
         out: OutputFormat,
     },
-    /// Set manual fields: site, rack, rack_unit, owner, business_line, notes, asset_tag.
+    /// Set fields, relations or the kind of an asset, in one versioned change.
+    ///
+    /// Manual fields: name, site, rack, rack_unit, owner, department,
+    /// business_line, asset_tag, notes, serial and configured extras.
+    /// Finance fields: vendor, purchase_date and warranty_end (YYYY-MM-DD),
+    /// purchase_cost (e.g. 1234.50), currency (EUR), depreciation_years.
+    /// Relations: runs_on=HOST, located_in=RACK, connected_to=SW1,SW2 (any
+    /// reference to an asset). kind=KIND.
     Set {
         /// Asset id, minion id, serial, asset tag, name, IP or MAC address.
         id: String,
-        /// key=value pairs; an empty value removes the field.
+        /// name=value pairs; an empty value removes the field.
         #[arg(required = true)]
         fields: Vec<String>,
+    },
+    /// Enter an asset no minion reports: a switch, a PDU, a rack, a planned server.
+    ///
+    /// Kinds: server, vm, container_host, switch, router, firewall,
+    /// load_balancer, storage, pdu, rack, site, patch_panel, other, and
+    /// configured ones. Fields as for `asset set`, e.g.
+    /// `cmdb asset add switch name=sw-core-1 serial=FOC1234 site=FRA1
+    /// located_in=rack-12 purchase_cost=4200 purchase_date=2025-03-01`.
+    Add {
+        /// Its kind.
+        kind: String,
+        /// name=value pairs.
+        fields: Vec<String>,
+        /// Its status (default active; planned for one not delivered yet).
+        #[arg(long)]
+        status: Option<String>,
+        /// Output format (nested: one line with its asset id).
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
     },
     /// Change the operator status (planned, active, maintenance, decommissioned).
     Status {
@@ -225,16 +301,45 @@ enum AssetCommand {
         /// New status.
         status: String,
     },
-    /// Import a CSV purchase list (header with a serial column); all or nothing.
+    /// Import a spreadsheet (CSV, or XLSX by its .xlsx name), all or nothing.
+    ///
+    /// Each row is matched to an asset by its asset_id column, else serial,
+    /// else minion; rows matching none become new assets (kind from a kind
+    /// column, default server; status planned unless a status column says
+    /// otherwise), claimed by the first minion that reports their serial.
+    /// Columns: manual and finance fields, kind, status, relations; facts.*,
+    /// presence, version and book_value (as exported) are read and ignored.
+    /// An empty cell removes the field. Errors name the sheet, row and column.
     Import {
-        /// The CSV file.
+        /// The file.
         file: PathBuf,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value = "table")]
+        out: ListFormat,
     },
-    /// Print every asset.
+    /// Write the assets as a spreadsheet: every manual, finance and relation
+    /// column and chosen facts (it imports back).
     Export {
         /// The file format.
         #[arg(long, value_enum, default_value = "json")]
         format: ExportFormat,
+        /// Only assets this query selects (as for asset list --where).
+        #[arg(long = "where", value_name = "EXPR")]
+        filter: Option<String>,
+        /// Fact columns, comma-separated keys (default: host, fqdn, os, osrelease,
+        /// manufacturer, productname, uuid, virtual, cpu_model, num_cpus,
+        /// mem_total_bytes, ipv4).
+        #[arg(long, value_name = "K,…")]
+        facts: Option<String>,
+        /// The assets as they were at this time.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Write to this file (needed for xlsx) instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
     },
     /// Assets that share a system serial number.
     Dups {
@@ -446,9 +551,21 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions { shell, program } => completions(shell, program),
         Command::Manpages { dir } => manpages(&dir),
         Command::Events { tag, out } => cli::events::follow(&socket, tag.as_deref(), out),
-        Command::Changes { since, until, out } => {
-            asset::changes(&socket, &since, until.as_deref(), out)
-        }
+        Command::Report {
+            command:
+                ReportCommand::Audit {
+                    year,
+                    group_by,
+                    out,
+                    output,
+                },
+        } => asset::audit(&socket, year, &group_by, out, output.as_deref()),
+        Command::Changes {
+            since,
+            until,
+            filter,
+            out,
+        } => asset::changes(&socket, &since, until.as_deref(), filter, out),
         Command::Asset { command } => run_asset(&socket, command),
         Command::User { command } => match command {
             UserCommand::Add {
@@ -481,7 +598,26 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
 fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::Result<u8> {
     let user = cli::current_user();
     match command {
-        AssetCommand::List { grain, sort, out } => asset::list(socket, grain, sort, out),
+        AssetCommand::List {
+            grain,
+            sort,
+            filter,
+            fields,
+            limit,
+            at,
+            out,
+        } => asset::list(
+            socket,
+            asset::ListArgs {
+                grain,
+                sort,
+                filter,
+                fields,
+                limit,
+                at,
+            },
+            out,
+        ),
         AssetCommand::Show {
             id,
             version,
@@ -496,16 +632,49 @@ fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::R
                 socket,
                 AssetRequest::Patch {
                     key: id,
-                    manual: fields,
+                    fields,
                     status: None,
                     if_match: None,
                     user,
                 },
             )?;
             asset::show_value(
-                &serde_json::json!({"manual": v["manual"]}),
+                &serde_json::json!({
+                    "asset_id": v["asset_id"],
+                    "version": v["version"],
+                    "manual": v["manual"],
+                    "finance": v["finance"],
+                    "relations": v["relations"],
+                }),
                 OutputFormat::Nested,
             );
+            Ok(0)
+        }
+        AssetCommand::Add {
+            kind,
+            fields,
+            status,
+            out,
+        } => {
+            let fields = asset::parse_fields(&fields)?;
+            let v = asset::ask(
+                socket,
+                AssetRequest::Add {
+                    kind,
+                    fields,
+                    status,
+                    user,
+                },
+            )?;
+            match out {
+                OutputFormat::Nested => println!(
+                    "{} {}: {}",
+                    v["kind"].as_str().unwrap_or_default(),
+                    v["name"].as_str().unwrap_or("(unnamed)"),
+                    v["asset_id"].as_str().unwrap_or_default()
+                ),
+                other => asset::show_value(&v, other),
+            }
             Ok(0)
         }
         AssetCommand::Status { id, status } => {
@@ -513,7 +682,7 @@ fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::R
                 socket,
                 AssetRequest::Patch {
                     key: id,
-                    manual: Default::default(),
+                    fields: Default::default(),
                     status: Some(status),
                     if_match: None,
                     user,
@@ -526,17 +695,14 @@ fn run_asset(socket: &cli::client::Endpoint, command: AssetCommand) -> anyhow::R
             );
             Ok(0)
         }
-        AssetCommand::Import { file } => {
-            let csv = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let v = asset::ask(socket, AssetRequest::Import { csv, user })?;
-            println!(
-                "imported {} rows: {} matched existing assets, {} new planned assets",
-                v["rows"], v["matched"], v["created"]
-            );
-            Ok(0)
-        }
-        AssetCommand::Export { format } => asset::export(socket, format),
+        AssetCommand::Import { file, dry_run, out } => asset::import(socket, &file, dry_run, out),
+        AssetCommand::Export {
+            format,
+            filter,
+            facts,
+            at,
+            output,
+        } => asset::export(socket, format, filter, facts, at, output.as_deref()),
         AssetCommand::Dups { out } => asset::dups(socket, out),
     }
 }

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, doc};
 use crate::service::inventory::{AssetAnswer, AssetRequest, handle};
-use crate::service::inventory::{AssetView, ChangeFeedEntry, DiffView, HistoryView, ImportSummary};
+use crate::service::inventory::{AssetView, ChangeFeedEntry, DiffView, HistoryView};
 use crate::service::{Page, ServiceError, page_limit};
 use store::access::Role;
 
@@ -24,6 +24,19 @@ use store::access::Role;
 pub struct ListQuery {
     /// Only assets whose facts match this grain expression (`key:value`).
     pub grain: Option<String>,
+    /// Only assets this query selects: comparisons on any path
+    /// (`facts.os = Debian`, `finance.warranty_end < 2027-01-01`,
+    /// `facts.mem_total_bytes >= 64G`, `status in (active, maintenance)`,
+    /// `name ~ 'web*'`) joined with `and`, `or`, `not` and parentheses; a
+    /// bare name is looked up under facts, then manual, then finance.
+    pub q: Option<String>,
+    /// Only these paths of each asset's facts, manual, finance and
+    /// relations, comma-separated (`os,facts.num_cpus,department`); the
+    /// asset's id, kind, name, status and other top fields always come.
+    pub fields: Option<String>,
+    /// Every asset as it was at this time (a date, a date and time, or
+    /// unix milliseconds); assets created later are left out.
+    pub at: Option<String>,
     /// Order by a column (`asset_id` or `id`, `minion`, `host`, `os`,
     /// `release`, `serial`, `status`, `presence`, `site`, `rack`) or a path
     /// into the asset (`facts.mem_total_bytes`, `manual.owner`, `version`,
@@ -75,31 +88,98 @@ pub struct ChangesQuery {
     pub since_ms: Option<i64>,
     /// Changes before this time, unix milliseconds (default: up to now).
     pub until_ms: Option<i64>,
+    /// Only changes of the assets this query selects, as they are now (the
+    /// language of `GET /v1/assets?q=`).
+    pub q: Option<String>,
     /// At most this many (1 to 1000, default 1000).
     pub limit: Option<usize>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
 }
 
-/// `PATCH /v1/assets/{ref}`: manual fields and a status transition.
+/// `PATCH /v1/assets/{ref}`: fields, relations and a status transition,
+/// in one versioned change.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 pub struct AssetPatch {
-    /// Manual fields to set; an empty value removes the field.
+    /// Fields by name: manual ones (`name`, `site`, `rack`, `rack_unit`,
+    /// `owner`, `department`, `business_line`, `asset_tag`, `notes`,
+    /// `serial`, configured extras), finance ones (`vendor`,
+    /// `purchase_date`, `purchase_cost`, `currency`, `warranty_end`,
+    /// `depreciation_years`), `kind`, and relations (`runs_on`,
+    /// `located_in`, `connected_to`: asset references, several as a list
+    /// or separated by commas). Null or an empty text removes the field.
+    #[serde(default)]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// Manual fields as text (the same as giving them in `fields`).
     #[serde(default)]
     pub manual: BTreeMap<String, String>,
     /// New operator status.
     pub status: Option<String>,
 }
 
-/// `POST /v1/assets/import`: a CSV purchase list.
+/// `POST /v1/assets`: an asset entered by hand.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
+pub struct NewAsset {
+    /// Its kind: `server`, `vm`, `container_host`, `switch`, `router`,
+    /// `firewall`, `load_balancer`, `storage`, `pdu`, `rack`, `site`,
+    /// `patch_panel`, `other` or a configured one.
+    pub kind: String,
+    /// Fields by name, as for `PATCH /v1/assets/{key}`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// Its status (default `active`; `planned` for one not delivered yet).
+    pub status: Option<String>,
+}
+
+/// `POST /v1/assets/import`: a spreadsheet, CSV or XLSX (one of them).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 pub struct ImportRequest {
-    /// The file's text.
-    pub csv: String,
+    /// A CSV file's text (header row first).
+    pub csv: Option<String>,
+    /// An XLSX file, base64 (its first sheet is read; formulas are never
+    /// evaluated, their cached values are used).
+    pub xlsx: Option<String>,
+    /// Only report what would change; write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `GET /v1/assets/export` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv`, `xlsx` or `json` (default csv).
+    pub format: Option<String>,
+    /// Only assets this query selects (as for `GET /v1/assets`).
+    pub q: Option<String>,
+    /// The fact columns, comma-separated keys (default: host, fqdn, os,
+    /// osrelease, manufacturer, productname, uuid, virtual, cpu_model,
+    /// num_cpus, mem_total_bytes, ipv4).
+    pub facts: Option<String>,
+    /// Every asset as it was at this time.
+    pub at: Option<String>,
+}
+
+/// `GET /v1/reports/audit` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// The year.
+    pub year: i32,
+    /// `department`, `business_line` or `site` (default department).
+    pub group_by: Option<String>,
+    /// `json`, `csv` or `xlsx` (default json).
+    pub format: Option<String>,
 }
 
 fn answer(st: &ApiState, req: AssetRequest) -> Result<Json<AssetAnswer>, ApiError> {
@@ -115,6 +195,9 @@ async fn list(
         &st,
         AssetRequest::List {
             grain: q.grain,
+            q: q.q,
+            fields: q.fields,
+            at: q.at,
             sort: q.sort,
             cursor: q.cursor,
             limit: page_limit(q.limit, 100)?,
@@ -212,11 +295,15 @@ async fn patch(
     ApiJson(p): ApiJson<AssetPatch>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator, "change assets")?;
+    let mut fields = p.fields;
+    for (k, v) in p.manual {
+        fields.insert(k, serde_json::Value::String(v));
+    }
     let answer = handle(
         &st.shared,
         AssetRequest::Patch {
             key,
-            manual: p.manual,
+            fields,
             status: p.status,
             if_match: if_match(&headers)?,
             user: caller.user.name.clone(),
@@ -237,20 +324,188 @@ async fn patch(
     Ok(with_etag(answer))
 }
 
-#[utoipa::path(post, path = "/v1/assets/import", tag = "assets", request_body = ImportRequest, responses((status = 200, description = "what the import did", body = ImportSummary), doc::BadRequest, doc::Refused, doc::BadBody, doc::Failed))]
+#[utoipa::path(post, path = "/v1/assets", tag = "assets", request_body = NewAsset, responses((status = 201, description = "the new asset", body = AssetView, headers(("ETag" = String, description = "its version"), ("Location" = String, description = "its address"))), doc::BadRequest, doc::Refused, doc::Conflict, doc::BadBody, doc::Failed))]
+async fn add(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(new): ApiJson<NewAsset>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator, "enter assets")?;
+    let answer = handle(
+        &st.shared,
+        AssetRequest::Add {
+            kind: new.kind,
+            fields: new.fields,
+            status: new.status,
+            user: caller.user.name.clone(),
+        },
+    )?;
+    let location = match &answer {
+        AssetAnswer::Asset(a) => {
+            let ev = crate::events::AssetEvent {
+                asset_id: a.asset_id.as_str(),
+                version: a.latest_version,
+                source: "manual",
+                by: &caller.user.name,
+            };
+            st.shared.events.emit(
+                || format!("cmdb/asset/{}/created", a.asset_id.as_str()),
+                &ev,
+            );
+            HeaderValue::from_str(&format!("/v1/assets/{}", a.asset_id)).ok()
+        }
+        _ => None,
+    };
+    let mut resp = with_etag(answer);
+    *resp.status_mut() = axum::http::StatusCode::CREATED;
+    if let Some(l) = location {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
+    Ok(resp)
+}
+
+#[utoipa::path(post, path = "/v1/assets/import", tag = "assets", request_body = ImportRequest, responses((status = 200, description = "what the import did, or would do in a dry run", body = crate::service::sheets::ImportSummary), doc::BadRequest, doc::Refused, doc::Conflict, doc::Precondition, doc::BadBody, doc::Failed))]
 async fn import(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<ImportRequest>,
-) -> Result<Json<AssetAnswer>, ApiError> {
+) -> Result<Json<crate::service::sheets::ImportSummary>, ApiError> {
+    use base64::Engine;
     caller.require(Role::Operator, "import assets")?;
-    answer(
-        &st,
-        AssetRequest::Import {
-            csv: req.csv,
-            user: caller.user.name,
-        },
-    )
+    let table = match (req.csv, req.xlsx) {
+        (Some(csv), None) => inventory::sheet::read_csv(csv.as_bytes()),
+        (None, Some(b64)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| {
+                    ApiError(ServiceError::Unprocessable(format!(
+                        "xlsx: not base64 ({e})"
+                    )))
+                })?;
+            inventory::sheet::read_xlsx(&bytes)
+        }
+        _ => {
+            return Err(ApiError(ServiceError::Unprocessable(
+                "give one file: csv (its text) or xlsx (base64)".into(),
+            )));
+        }
+    }
+    .map_err(|e| ApiError(ServiceError::Unprocessable(e.to_string())))?;
+    let shared = st.shared.clone();
+    let user = caller.user.name.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        crate::service::sheets::import(&shared, &table, &user, req.dry_run)
+    })
+    .await
+    .map_err(|e| ApiError(ServiceError::Unavailable(format!("import failed: {e}"))))??;
+    Ok(Json(summary))
+}
+
+/// A file to download: its bytes, type and name.
+fn download(bytes: Vec<u8>, content_type: &str, name: &str) -> Response {
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// A table as CSV or XLSX, or `None` for another format.
+fn table_file(
+    format: &str,
+    sheet: &str,
+    headers: &[String],
+    rows: &[Vec<inventory::sheet::Cell>],
+) -> Result<Option<Response>, ApiError> {
+    Ok(match format {
+        "csv" => Some(download(
+            inventory::sheet::write_csv(headers, rows),
+            "text/csv; charset=utf-8",
+            &format!("{sheet}.csv"),
+        )),
+        "xlsx" => Some(download(
+            inventory::sheet::write_xlsx(sheet, headers, rows)
+                .map_err(|e| ApiError(ServiceError::Unavailable(e.to_string())))?,
+            XLSX,
+            &format!("{sheet}.xlsx"),
+        )),
+        _ => None,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/assets/export", tag = "assets", params(ExportQuery), responses((status = 200, description = "the assets as a spreadsheet: CSV (text/csv), XLSX, or a JSON array of assets", content((String = "text/csv"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<AssetView> = "application/json"))), doc::BadRequest, doc::Refused, doc::Failed))]
+async fn export(
+    State(st): State<ApiState>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let format = q.format.unwrap_or_else(|| "csv".into());
+    if !matches!(format.as_str(), "csv" | "xlsx" | "json") {
+        return Err(ApiError(ServiceError::Invalid(format!(
+            "format {format:?}: give csv, xlsx or json"
+        ))));
+    }
+    let facts: Vec<String> = match &q.facts {
+        Some(f) => f
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(|f| f.strip_prefix("facts.").unwrap_or(f).to_owned())
+            .collect(),
+        None => crate::service::sheets::DEFAULT_FACTS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+    };
+    let shared = st.shared.clone();
+    let (q_text, at) = (q.q, q.at);
+    let json = format == "json";
+    let (headers, rows, views) = tokio::task::spawn_blocking(move || {
+        crate::service::sheets::export(&shared, q_text.as_deref(), at.as_deref(), &facts, json)
+    })
+    .await
+    .map_err(|e| ApiError(ServiceError::Unavailable(format!("export failed: {e}"))))??;
+    if json {
+        return Ok(Json(views).into_response());
+    }
+    table_file(&format, "assets", &headers, &rows)?
+        .ok_or_else(|| ApiError(ServiceError::Invalid(format!("format {format:?}"))))
+}
+
+#[utoipa::path(get, path = "/v1/reports/audit", tag = "reports", params(AuditQuery), responses((status = 200, description = "the year-end audit: per group, assets by kind and status, purchase cost, book value at year end, depreciation, assets bought and retired in the year, warranties ending the next year; as JSON, CSV or XLSX", content((inventory::audit::AuditReport = "application/json"), (String = "text/csv"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))), doc::BadRequest, doc::Refused, doc::Failed))]
+async fn audit(
+    State(st): State<ApiState>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let format = q.format.unwrap_or_else(|| "json".into());
+    if !matches!(format.as_str(), "csv" | "xlsx" | "json") {
+        return Err(ApiError(ServiceError::Invalid(format!(
+            "format {format:?}: give json, csv or xlsx"
+        ))));
+    }
+    let shared = st.shared.clone();
+    let group_by = q.group_by.unwrap_or_else(|| "department".into());
+    let year = q.year;
+    let report = tokio::task::spawn_blocking(move || {
+        crate::service::inventory::audit(&shared, year, &group_by)
+    })
+    .await
+    .map_err(|e| ApiError(ServiceError::Unavailable(format!("audit failed: {e}"))))??;
+    if format == "json" {
+        return Ok(Json(report).into_response());
+    }
+    let (headers, rows) = report.table();
+    let rows: Vec<Vec<inventory::sheet::Cell>> = rows
+        .iter()
+        .map(|r| r.iter().map(inventory::sheet::to_cell).collect())
+        .collect();
+    table_file(&format, &format!("audit-{year}"), &headers, &rows)?
+        .ok_or_else(|| ApiError(ServiceError::Invalid(format!("format {format:?}"))))
 }
 
 #[utoipa::path(get, path = "/v1/assets/dups", tag = "assets", responses((status = 200, description = "assets sharing a serial, by serial", body = std::collections::BTreeMap<String, Vec<serde_json::Value>>), doc::Refused, doc::Failed))]
@@ -268,6 +523,7 @@ async fn changes(
         AssetRequest::Changes {
             since_ms: q.since_ms.unwrap_or(0),
             until_ms: q.until_ms,
+            q: q.q,
             cursor: q.cursor,
             limit: page_limit(q.limit, 1000)?,
         },
@@ -277,8 +533,10 @@ async fn changes(
 /// The inventory routes.
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
+        .routes(routes!(list, add))
         .routes(routes!(import))
+        .routes(routes!(export))
+        .routes(routes!(audit))
         .routes(routes!(dups))
         .routes(routes!(show, patch))
         .routes(routes!(history))

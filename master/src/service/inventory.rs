@@ -23,6 +23,16 @@ pub enum AssetRequest {
     List {
         /// `key:value` grain expression.
         grain: Option<String>,
+        /// A query (`facts.os = Debian and department = games`).
+        #[serde(default)]
+        q: Option<String>,
+        /// Only these paths of facts, manual, finance and relations
+        /// (comma-separated, as in queries); none: all.
+        #[serde(default)]
+        fields: Option<String>,
+        /// Every asset as it was at this time.
+        #[serde(default)]
+        at: Option<String>,
         /// Order by this column or path (`-` first: descending); none: by
         /// asset id.
         #[serde(default)]
@@ -60,10 +70,11 @@ pub enum AssetRequest {
     /// Set manual fields and/or change the operator status, in one
     /// versioned change.
     Patch {
-        /// Asset id or minion id.
+        /// Asset id, minion id, serial, asset tag, name, IP or MAC.
         key: String,
-        /// Field values; an empty value removes the field.
-        manual: BTreeMap<String, String>,
+        /// Field values by name (manual and finance fields, `serial`,
+        /// `kind`, relations); null or an empty text removes the field.
+        fields: BTreeMap<String, Value>,
         /// New status.
         status: Option<String>,
         /// The version the caller read (`If-Match`); a newer one refuses
@@ -72,21 +83,37 @@ pub enum AssetRequest {
         /// Who.
         user: String,
     },
-    /// Import a CSV purchase list.
-    Import {
-        /// The file's text.
-        csv: String,
+    /// Enter an asset no minion reports (a switch, a PDU, a rack, a
+    /// planned server).
+    Add {
+        /// Its kind.
+        kind: String,
+        /// Field values by name, as for a patch.
+        fields: BTreeMap<String, Value>,
+        /// Its status (default active).
+        status: Option<String>,
         /// Who.
         user: String,
     },
     /// Assets sharing a system serial number.
     Dups,
+    /// The year-end audit: per group, assets by kind and status, cost,
+    /// book value and depreciation.
+    Audit {
+        /// The year.
+        year: i32,
+        /// `department`, `business_line` or `site`.
+        group_by: String,
+    },
     /// Every change since a time.
     Changes {
         /// From this time, unix milliseconds.
         since_ms: i64,
         /// Before this time (none: up to now).
         until_ms: Option<i64>,
+        /// Only changes of the assets this query selects (as they are now).
+        #[serde(default)]
+        q: Option<String>,
         /// After this cursor (a page's `next`).
         cursor: Option<String>,
         /// At most this many.
@@ -251,17 +278,6 @@ pub struct Link {
     pub name: Option<String>,
 }
 
-/// What an import did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ImportSummary {
-    /// Rows read.
-    pub rows: usize,
-    /// Rows matched to existing assets.
-    pub matched: usize,
-    /// Assets created.
-    pub created: usize,
-}
-
 /// One line of the fleet-wide change feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeFeedEntry {
@@ -299,12 +315,12 @@ pub enum AssetAnswer {
     History(HistoryView),
     /// A diff.
     Diff(DiffView),
-    /// An import's result.
-    Import(ImportSummary),
     /// Assets sharing a serial, by serial.
     Dups(BTreeMap<String, Vec<Value>>),
     /// The change feed.
     Changes(Page<ChangeFeedEntry>),
+    /// The year-end audit.
+    Audit(Box<inventory::audit::AuditReport>),
 }
 
 fn history_view(h: &ChangeRecord) -> HistoryEntry {
@@ -467,6 +483,7 @@ fn rebuild(shared: &Shared, rec: &AssetRecord, version: u64) -> Result<Value, Se
 /// names as well as paths.
 pub const LIST_COLUMNS: &[(&str, &str)] = &[
     ("asset_id", "asset_id"),
+    ("kind", "kind"),
     ("minion", "minion"),
     ("host", "facts.host"),
     ("os", "facts.os"),
@@ -489,7 +506,11 @@ const VIEW_FIELDS: &[&str] = &[
     "serial",
     "created_ms",
     "last_collect_ms",
+    "kind",
+    "name",
     "manual",
+    "finance",
+    "relations",
     "facts",
 ];
 
@@ -516,7 +537,9 @@ impl AssetSort {
         match column {
             Some((_, path)) if rest.is_empty() => field.path = (*path).to_owned(),
             _ if VIEW_FIELDS.contains(&root.as_str()) => {
-                if matches!(root.as_str(), "facts" | "manual") && rest.is_empty() {
+                if matches!(root.as_str(), "facts" | "manual" | "finance" | "relations")
+                    && rest.is_empty()
+                {
                     return Err(ServiceError::Invalid(format!(
                         "sort field {text:?} names all of {root}: give a key under it, \
                          such as {root}.{}",
@@ -556,6 +579,10 @@ impl AssetSort {
             "serial" => return view.serial.as_ref().map(|s| json!(s)),
             "created_ms" => return Some(json!(view.created_ms)),
             "last_collect_ms" => return view.last_collect_ms.map(|t| json!(t)),
+            "kind" => return Some(json!(view.kind)),
+            "name" => return view.name.as_ref().map(|n| json!(n)),
+            "finance" => &view.finance,
+            "relations" => &view.relations,
             "status" => &view.status,
             "presence" => &view.presence,
             "manual" => &view.manual,
@@ -611,7 +638,7 @@ impl SortCursor {
 /// are read again by id.
 fn sorted_page(
     shared: &Shared,
-    matcher: Option<&protocol::Matcher>,
+    filter: &Filter,
     sort: &AssetSort,
     cursor: Option<&str>,
     limit: usize,
@@ -626,19 +653,25 @@ fn sorted_page(
             .then_with(|| a.1.cmp(&b.1))
     };
     let mut keyed: Vec<(Option<Value>, AssetId)> = Vec::new();
+    let mut failed = None;
     shared.store.scan_assets(None, &mut |rec| {
-        if let Some(m) = matcher
-            && !m.matches("", Some(&rec.full_facts()))
-        {
-            return true;
-        }
-        let view = latest_view(rec);
+        let view = match filter.view(shared, rec) {
+            Ok(Some(v)) => v,
+            Ok(None) => return true,
+            Err(e) => {
+                failed = Some(e);
+                return false;
+            }
+        };
         let key = (sort.value_of(&view), view.asset_id);
         if after.as_ref().is_none_or(|a| order(&key, a).is_gt()) {
             keyed.push(key);
         }
         true
     })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     keyed.sort_by(order);
     let more = keyed.len() > limit;
     keyed.truncate(limit);
@@ -656,70 +689,192 @@ fn sorted_page(
     let mut items = Vec::with_capacity(keyed.len());
     for (_, id) in &keyed {
         // An asset removed since the scan is left out.
-        if let Some(rec) = shared.store.asset(id)? {
-            items.push(latest_view(rec));
+        if let Some(rec) = shared.store.asset(id)?
+            && let Some(view) = filter.view(shared, rec)?
+        {
+            items.push(filter.trim(view));
         }
     }
     Ok(AssetAnswer::Assets(Page { items, next }))
 }
 
-/// Applies checked CSV rows: a row whose serial an asset has sets its
-/// manual fields, the others become planned assets. Returns (matched,
-/// created).
-fn import_rows(
-    shared: &Shared,
-    rows: &[inventory::import::ImportRow],
-    user: &str,
-) -> Result<(usize, usize), ServiceError> {
-    let mut by_serial = std::collections::HashMap::new();
-    shared.store.scan_assets(None, &mut |rec| {
-        if let Some(s) = rec.serial() {
-            by_serial.entry(s).or_insert(rec);
+/// Which assets a listing or an export holds, at which time, with which
+/// parts.
+pub struct Filter {
+    grain: Option<protocol::Matcher>,
+    query: Option<inventory::query::Expr>,
+    fields: Option<Vec<String>>,
+    at_ms: Option<i64>,
+}
+
+impl Filter {
+    /// Checks the parameters of a listing: a grain expression, a query,
+    /// fields (comma-separated paths) and a time.
+    pub fn new(
+        grain: Option<&str>,
+        q: Option<&str>,
+        fields: Option<&str>,
+        at: Option<&str>,
+    ) -> Result<Filter, ServiceError> {
+        let grain = match grain {
+            Some(g) => Some(
+                protocol::Target::Grain(g.to_owned())
+                    .matcher()
+                    .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let query = match q.map(str::trim).filter(|q| !q.is_empty()) {
+            Some(text) => Some(
+                inventory::query::parse(text)
+                    .map_err(|e| ServiceError::Invalid(format!("q: {e}\n{}", e.caret(text))))?,
+            ),
+            None => None,
+        };
+        let fields = fields.map(|f| {
+            f.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<String>>()
+        });
+        if let Some(f) = &fields
+            && let Some(bad) = f
+                .iter()
+                .find(|p| p.len() > inventory::sort::MAX_FIELD_BYTES)
+        {
+            return Err(ServiceError::Invalid(format!(
+                "fields: a path of {} bytes is longer than {}",
+                bad.len(),
+                inventory::sort::MAX_FIELD_BYTES
+            )));
         }
-        true
-    })?;
-    let (mut matched, mut created) = (0, 0);
-    let edits: Vec<AssetEdit> = rows
-        .iter()
-        .map(|row| match by_serial.get(&row.serial) {
-            Some(rec) => {
-                matched += 1;
-                let mut doc = rec.document.clone();
-                for (k, v) in &row.fields {
-                    doc["manual"][k] = json!(v);
-                }
-                AssetEdit::Update {
-                    id: rec.id.clone(),
-                    document: doc,
-                    if_version: Some(rec.version),
-                }
-            }
-            None => {
-                created += 1;
-                let manual = row
-                    .fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(v)))
-                    .collect();
-                let mut doc = inventory::new_document(
-                    "server",
-                    json!({}),
-                    Status::Planned,
-                    manual,
-                    serde_json::Map::new(),
-                );
-                doc["presence"] = json!("unknown");
-                AssetEdit::Create {
-                    document: doc,
-                    expected_serial: Some(row.serial.clone()),
-                }
-            }
+        let at_ms = at
+            .map(inventory::lookup::parse_time)
+            .transpose()
+            .map_err(|e| ServiceError::Invalid(format!("at: {e}")))?;
+        Ok(Filter {
+            grain,
+            query,
+            fields,
+            at_ms,
         })
-        .collect();
-    shared
-        .store
-        .apply_edits(&edits, Source::Import, Some(user), now_ms())?;
-    Ok((matched, created))
+    }
+
+    /// The view of `rec` (as it was at the filter's time) when it passes,
+    /// else `None`.
+    pub fn view(
+        &self,
+        shared: &Shared,
+        rec: AssetRecord,
+    ) -> Result<Option<AssetView>, ServiceError> {
+        let mut view = match self.at_ms {
+            None => {
+                if let Some(m) = &self.grain
+                    && !m.matches("", Some(&rec.full_facts()))
+                {
+                    return Ok(None);
+                }
+                latest_view(rec)
+            }
+            Some(at_ms) => {
+                let history = shared.store.history(&rec.id)?;
+                let v = match inventory::lookup::version_at(&rec, &history, at_ms) {
+                    inventory::lookup::At::Version(v) => v,
+                    // Not there yet, or that time was pruned: left out.
+                    _ => return Ok(None),
+                };
+                let Some(doc) = inventory::rebuild(&rec, &history, v) else {
+                    return Ok(None);
+                };
+                if let Some(m) = &self.grain
+                    && !m.matches("", Some(&doc["facts"]))
+                {
+                    return Ok(None);
+                }
+                record_view(&rec, &doc, v)
+            }
+        };
+        if let Some(q) = &self.query {
+            let root = into_root(&mut view);
+            let keep = q.matches(&root);
+            out_of_root(&mut view, root);
+            if !keep {
+                return Ok(None);
+            }
+        }
+        Ok(Some(view))
+    }
+
+    /// `view` with only the asked fields of its facts, manual, finance and
+    /// relations (all when none were asked).
+    pub fn trim(&self, mut view: AssetView) -> AssetView {
+        let Some(fields) = &self.fields else {
+            return view;
+        };
+        let root = into_root(&mut view);
+        let mut kept = json!({"facts": {}, "manual": {}, "finance": {}, "relations": {}});
+        for path in fields {
+            for full in [
+                path.clone(),
+                format!("facts.{path}"),
+                format!("manual.{path}"),
+                format!("finance.{path}"),
+            ] {
+                let (section, rest) = inventory::sort::split_root(&full);
+                if !matches!(section, "facts" | "manual" | "finance" | "relations")
+                    || rest.is_empty()
+                {
+                    continue;
+                }
+                if let Some(v) = inventory::sort::lookup(&root, &full) {
+                    let keys: Vec<String> = rest.split(['.', ':']).map(str::to_owned).collect();
+                    let mut at = &mut kept[section];
+                    for k in &keys {
+                        at = &mut at[k.as_str()];
+                    }
+                    *at = v.clone();
+                    break;
+                }
+            }
+        }
+        out_of_root(&mut view, kept);
+        view
+    }
+}
+
+/// An asset view as the JSON object queries are evaluated on; the big
+/// parts are moved, not copied ([`out_of_root`] moves them back).
+fn into_root(view: &mut AssetView) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("asset_id".into(), json!(view.asset_id));
+    m.insert("kind".into(), json!(view.kind));
+    m.insert("name".into(), json!(view.name));
+    m.insert("minion".into(), json!(view.minion));
+    m.insert("status".into(), view.status.clone());
+    m.insert("presence".into(), view.presence.clone());
+    m.insert("serial".into(), json!(view.serial));
+    m.insert("version".into(), json!(view.version));
+    m.insert("created_ms".into(), json!(view.created_ms));
+    m.insert("last_collect_ms".into(), json!(view.last_collect_ms));
+    if let Some(b) = inventory::finance::Finance::from_document(&view.finance)
+        .book_value_on(chrono::Utc::now().date_naive())
+    {
+        m.insert("book_value".into(), json!(b.to_string()));
+    }
+    m.insert("facts".into(), view.facts.take());
+    m.insert("manual".into(), view.manual.take());
+    m.insert("finance".into(), view.finance.take());
+    m.insert("relations".into(), view.relations.take());
+    Value::Object(m)
+}
+
+fn out_of_root(view: &mut AssetView, mut root: Value) {
+    let mut take = |k: &str| root.get_mut(k).map(Value::take).unwrap_or(json!({}));
+    view.facts = take("facts");
+    view.manual = take("manual");
+    view.finance = take("finance");
+    view.relations = take("relations");
 }
 
 /// Sets `runs_on` of every VM whose system UUID a host reports among its
@@ -765,27 +920,97 @@ pub fn relate_guests(shared: &Shared) -> Result<usize, ServiceError> {
     Ok(edits.len())
 }
 
+/// The year-end audit of `year`, grouped by a manual field.
+pub fn audit(
+    shared: &Shared,
+    year: i32,
+    group_by: &str,
+) -> Result<inventory::audit::AuditReport, ServiceError> {
+    use inventory::audit::{AuditAsset, GroupBy};
+    if !(1970..=9999).contains(&year) {
+        return Err(ServiceError::Invalid(format!(
+            "year {year} is out of range (1970 to 9999)"
+        )));
+    }
+    let group = GroupBy::parse(group_by).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let day = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive());
+    let mut assets = Vec::new();
+    let mut retired: Vec<(usize, AssetId)> = Vec::new();
+    shared.store.scan_assets(None, &mut |rec| {
+        if rec.status() == Status::Decommissioned {
+            retired.push((assets.len(), rec.id.clone()));
+        }
+        assets.push(AuditAsset {
+            kind: rec.kind(),
+            status: rec.status().as_str().to_owned(),
+            group: rec.document["manual"][group.field()]
+                .as_str()
+                .map(str::to_owned),
+            finance: inventory::finance::Finance::from_document(&rec.document["finance"]),
+            added_on: day(rec.created_ms),
+            retired_on: None,
+        });
+        true
+    })?;
+    // When each retired asset became decommissioned: its last status change.
+    for (i, id) in retired {
+        let when = shared
+            .store
+            .history(&id)?
+            .iter()
+            .rev()
+            .find(|h| {
+                h.changes.iter().any(|c| {
+                    c.path == ["status"]
+                        && c.new.as_ref().and_then(Value::as_str) == Some("decommissioned")
+                }) || h
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s["status"] == "decommissioned")
+            })
+            .map(|h| h.at_ms);
+        if let Some(a) = assets.get_mut(i) {
+            a.retired_on = when.and_then(day);
+        }
+    }
+    Ok(inventory::audit::audit(
+        year,
+        group,
+        &shared.cfg.inventory.currency,
+        assets,
+    ))
+}
+
+fn parse_status(s: &str) -> Result<Status, ServiceError> {
+    Status::parse(s).ok_or_else(|| {
+        ServiceError::Unprocessable(format!(
+            "unknown status {s:?} (planned, active, maintenance, decommissioned)"
+        ))
+    })
+}
+
 /// Answers an inventory request.
 pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, ServiceError> {
     let cfg = &shared.cfg.inventory;
     match req {
         AssetRequest::List {
             grain,
+            q,
+            fields,
+            at,
             sort,
             cursor,
             limit,
         } => {
-            let matcher = match grain {
-                Some(g) => Some(
-                    protocol::Target::Grain(g)
-                        .matcher()
-                        .map_err(|e| ServiceError::Invalid(e.to_string()))?,
-                ),
-                None => None,
-            };
+            let filter = Filter::new(
+                grain.as_deref(),
+                q.as_deref(),
+                fields.as_deref(),
+                at.as_deref(),
+            )?;
             if let Some(sort) = sort {
                 let sort = AssetSort::parse(&sort)?;
-                return sorted_page(shared, matcher.as_ref(), &sort, cursor.as_deref(), limit);
+                return sorted_page(shared, &filter, &sort, cursor.as_deref(), limit);
             }
             let after = match &cursor {
                 Some(c) => Some(AssetId::parse(c).ok_or_else(|| {
@@ -795,24 +1020,33 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             };
             let mut items = Vec::new();
             let mut more = false;
+            let mut failed = None;
             shared.store.scan_assets(after.as_ref(), &mut |rec| {
-                if let Some(m) = &matcher
-                    && !m.matches("", Some(&rec.full_facts()))
-                {
-                    return true;
+                match filter.view(shared, rec) {
+                    Ok(Some(view)) => {
+                        if items.len() == limit {
+                            more = true;
+                            return false;
+                        }
+                        items.push(view);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
                 }
-                if items.len() == limit {
-                    more = true;
-                    return false;
-                }
-                items.push(latest_view(rec));
                 true
             })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
             let next = if more {
                 items.last().map(|a: &AssetView| a.asset_id.to_string())
             } else {
                 None
             };
+            let items = items.into_iter().map(|v| filter.trim(v)).collect();
             Ok(AssetAnswer::Assets(Page { items, next }))
         }
         AssetRequest::Show { key, version, at } => {
@@ -860,34 +1094,26 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
         }
         AssetRequest::Patch {
             key,
-            manual,
+            fields,
             status,
             if_match,
             user,
         } => {
-            if manual.is_empty() && status.is_none() {
+            if fields.is_empty() && status.is_none() {
                 return Err(ServiceError::Unprocessable(
-                    "nothing to change: give manual fields or a status".into(),
+                    "nothing to change: give fields or a status".into(),
                 ));
             }
-            for k in manual.keys() {
-                if !cfg.manual_fields.contains(k) {
-                    return Err(ServiceError::Unprocessable(format!(
-                        "{k:?} is not a manual field (allowed: {})",
-                        cfg.manual_fields.join(", ")
-                    )));
-                }
-            }
-            let to = match &status {
-                Some(s) => Some(Status::parse(s).ok_or_else(|| {
-                    ServiceError::Unprocessable(format!(
-                        "unknown status {s:?} (planned, active, maintenance, decommissioned)"
-                    ))
-                })?),
-                None => None,
-            };
+            let to = status.as_deref().map(parse_status).transpose()?;
             let rec = resolve(shared, &key)?;
-            let source = if manual.is_empty() {
+            // The field changes are worked out (references resolved, types
+            // checked) before the write, which applies them to the document
+            // as it is then.
+            let schema = super::entry::schema(shared)?;
+            let mut wanted = rec.document.clone();
+            super::entry::apply(shared, &schema, &mut wanted, &fields, Some(&rec.id))?;
+            let changes = diff(&rec.document, &wanted);
+            let source = if fields.is_empty() {
                 Source::Status
             } else {
                 Source::Manual
@@ -905,15 +1131,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                         )));
                     }
                     let mut doc = r.document.clone();
-                    for (k, v) in &manual {
-                        if v.is_empty() {
-                            if let Some(m) = doc["manual"].as_object_mut() {
-                                m.remove(k);
-                            }
-                        } else {
-                            doc["manual"][k] = json!(v);
-                        }
-                    }
+                    inventory::document::apply(&mut doc, &changes);
                     if let Some(to) = to {
                         let from = r.status();
                         if from != to && !cfg.allows(from.as_str(), to.as_str()) {
@@ -937,16 +1155,68 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                 rec.version,
             ))))
         }
-        AssetRequest::Import { csv, user } => {
-            let rows = inventory::import::parse(&csv, &cfg.manual_fields)
-                .map_err(ServiceError::Unprocessable)?;
-            let (matched, created) = import_rows(shared, &rows, &user)?;
-            Ok(AssetAnswer::Import(ImportSummary {
-                rows: rows.len(),
-                matched,
-                created,
-            }))
+        AssetRequest::Add {
+            kind,
+            fields,
+            status,
+            user,
+        } => {
+            let kind = super::entry::kinds(shared)?
+                .parse(kind.trim())
+                .map_err(|e| ServiceError::Unprocessable(e.to_string()))?;
+            let status = match status.as_deref() {
+                Some(s) => parse_status(s)?,
+                None => Status::Active,
+            };
+            let schema = super::entry::schema(shared)?;
+            let mut doc = inventory::new_document(
+                kind.as_str(),
+                json!({}),
+                status,
+                serde_json::Map::new(),
+                serde_json::Map::new(),
+            );
+            doc["presence"] = json!("unknown");
+            super::entry::apply(shared, &schema, &mut doc, &fields, None)?;
+            let serial = doc["manual"]["serial"].as_str().map(str::to_owned);
+            if let Some(serial) = &serial {
+                let mut taken = None;
+                shared.store.scan_assets(None, &mut |rec| {
+                    if rec.serial().is_some_and(|s| s.eq_ignore_ascii_case(serial)) {
+                        taken = Some(rec.id);
+                        return false;
+                    }
+                    true
+                })?;
+                if let Some(id) = taken {
+                    return Err(ServiceError::Conflict(format!(
+                        "serial {serial:?} is already asset {id}'s: change that one \
+                         (cmdb asset set {id} …) instead of entering it again"
+                    )));
+                }
+            }
+            let created = shared.store.apply_edits(
+                &[AssetEdit::Create {
+                    document: doc,
+                    expected_serial: serial,
+                }],
+                Source::Manual,
+                Some(&user),
+                now_ms(),
+            )?;
+            let rec = created
+                .into_iter()
+                .next()
+                .ok_or_else(|| ServiceError::Unavailable("the store created no asset".into()))?;
+            Ok(AssetAnswer::Asset(Box::new(record_view(
+                &rec,
+                &rec.document,
+                rec.version,
+            ))))
         }
+        AssetRequest::Audit { year, group_by } => Ok(AssetAnswer::Audit(Box::new(audit(
+            shared, year, &group_by,
+        )?))),
         AssetRequest::Dups => {
             let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             for rec in shared.store.assets()? {
@@ -960,6 +1230,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
         AssetRequest::Changes {
             since_ms,
             until_ms,
+            q,
             cursor,
             limit,
         } => {
@@ -986,12 +1257,47 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                 }
                 None => None,
             };
-            let records = shared.store.changes_between(
-                since_ms,
-                until_ms,
-                from.as_ref().map(|(at, id, v, _)| (*at, id, *v)),
-                limit + 2,
-            )?;
+            let filter = Filter::new(None, q.as_deref(), None, None)?;
+            let wanted = limit + 2;
+            let mut records = Vec::new();
+            let mut chunk_from = from.as_ref().map(|(at, id, v, _)| (*at, id.clone(), *v));
+            let mut selected: std::collections::HashMap<AssetId, bool> =
+                std::collections::HashMap::new();
+            let mut later = false;
+            loop {
+                let chunk = shared.store.changes_between(
+                    since_ms,
+                    until_ms,
+                    chunk_from.as_ref().map(|(at, id, v)| (*at, id, *v)),
+                    wanted,
+                )?;
+                let full = chunk.len() == wanted;
+                let mut last = None;
+                for (rec, h) in chunk {
+                    let key = (h.at_ms, rec.id.clone(), h.version);
+                    // A later chunk starts with the record the last one ended on.
+                    if later && chunk_from.as_ref() == Some(&key) {
+                        continue;
+                    }
+                    last = Some(key);
+                    let keep = match selected.get(&rec.id) {
+                        Some(k) => *k,
+                        None => {
+                            let k = filter.view(shared, rec.clone())?.is_some();
+                            selected.insert(rec.id.clone(), k);
+                            k
+                        }
+                    };
+                    if keep {
+                        records.push((rec, h));
+                    }
+                }
+                if q.is_none() || !full || records.len() >= wanted || last.is_none() {
+                    break;
+                }
+                chunk_from = last;
+                later = true;
+            }
             let mut items: Vec<(u64, ChangeFeedEntry)> = Vec::new();
             for (rec, h) in records {
                 let entry =

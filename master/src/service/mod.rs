@@ -3,9 +3,11 @@
 //! history and changes) and [`keys`]. Adapters (the HTTP API in `api`) turn
 //! requests into calls and [`ServiceError`] into their own error shape.
 
+pub mod entry;
 pub mod inventory;
 pub mod jobs;
 pub mod keys;
+pub mod sheets;
 pub mod users;
 
 use serde::{Deserialize, Serialize};

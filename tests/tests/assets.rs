@@ -1,0 +1,503 @@
+//! The asset model through real processes: assets entered by hand, typed
+//! manual and finance fields, relations on both ends (VMs related to their
+//! hosts from the guests the hosts report), lookups by any reference, and
+//! assets as they were at a past time.
+
+use serde_json::Value;
+use tests::fixture::fixture_minion;
+use tests::{Cluster, ClusterOpts, text, wait_until};
+
+fn json_out(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad json ({e}): {}", text(&out.stdout)))
+}
+
+/// `cmdb asset show REF --out json`.
+fn show(c: &Cluster, reference: &str) -> Value {
+    json_out(&c.cmdb(&["asset", "show", reference, "--out", "json"]))
+}
+
+/// The stderr of a `cmdb` command that must fail.
+fn refused(out: &std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got: {}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+/// A GET over the API's unix socket; the answer must be 200 and JSON.
+fn api_get(c: &Cluster, path: &str) -> Value {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-f", "-m", "20", "--unix-socket"])
+        .arg(c.master_state().join("api.sock"))
+        .arg(format!("http://cmdb{path}"))
+        .output()
+        .expect("curl");
+    json_out(&out)
+}
+
+fn collect(c: &Cluster, target: &str) {
+    let (_, stderr, code) = c.run_json(&[target, "collect"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+fn links(v: &Value) -> Vec<(String, String)> {
+    v["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["relation"].as_str().unwrap_or_default().to_owned(),
+                l["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_switch_entered_by_hand_is_found_by_serial_and_related_on_both_ends() {
+    let mut c = Cluster::start(ClusterOpts {
+        master_extra: "[inventory]\nrelate_every_secs = 1\n".into(),
+    });
+    // A KVM host running one guest, and that guest as a minion of its own.
+    let vm_uuid = "6f1e0c52-3d7a-4b8e-9a61-0c2f3e4d5a6b";
+    let (host_root, _) = fixture_minion(&mut c, "hv01", "hv01", "HV0001", "");
+    let qemu = host_root.path.join("run/libvirt/qemu");
+    std::fs::create_dir_all(&qemu).expect("mkdir");
+    std::fs::write(
+        qemu.join("vm01.xml"),
+        format!(
+            "<domstatus state='running'>\n<domain type='kvm' id='1'>\n<name>vm01</name>\n\
+             <uuid>{vm_uuid}</uuid>\n</domain>\n</domstatus>\n"
+        ),
+    )
+    .expect("write");
+    let (vm_root, _) = fixture_minion(&mut c, "vm01", "vm01", "VM0001", "");
+    let dmi = vm_root.path.join("sys/class/dmi/id");
+    std::fs::write(dmi.join("sys_vendor"), "QEMU\n").expect("write");
+    std::fs::write(
+        dmi.join("product_uuid"),
+        format!("{}\n", vm_uuid.to_uppercase()),
+    )
+    .expect("write");
+    collect(&c, "*");
+    let host = show(&c, "hv01");
+    let host_id = host["asset_id"].as_str().expect("id").to_owned();
+    assert_eq!(host["kind"], "server");
+    assert_eq!(show(&c, "vm01")["kind"], "vm");
+    // The master relates the VM to its host from the guests it reports.
+    wait_until("vm01 runs on hv01", || {
+        show(&c, "vm01")["relations"]["runs_on"] == host_id.as_str()
+    });
+    assert_eq!(
+        links(&show(&c, "vm01")),
+        [("runs_on".into(), "hv01".into())]
+    );
+    assert_eq!(links(&show(&c, "hv01")), [("hosts".into(), "vm01".into())]);
+    let history = json_out(&c.cmdb(&["asset", "history", "vm01", "--out", "json"]));
+    assert!(
+        history["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .any(|h| {
+                h["source"] == "collect"
+                    && h["changes"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().any(|ch| ch["path"] == "relations:runs_on"))
+            }),
+        "the relation is a versioned change: {history}"
+    );
+
+    // A rack and a switch in it, entered by hand.
+    let out = c.cmdb(&["asset", "add", "rack", "name=rack-12", "site=FRA1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = c.cmdb(&[
+        "asset",
+        "add",
+        "switch",
+        "name=sw-core-1",
+        "serial=FOC1234X",
+        "located_in=rack-12",
+        "department=Network",
+        "purchase_cost=4200",
+        "purchase_date=2025-03-01",
+        "depreciation_years=5",
+        "currency=eur",
+        "rack_unit=42",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("switch sw-core-1: "),
+        "{}",
+        text(&out.stdout)
+    );
+    let sw = show(&c, "foc1234x");
+    assert_eq!(sw["kind"], "switch");
+    assert_eq!(sw["serial"], "FOC1234X");
+    assert_eq!(sw["status"], "active");
+    assert_eq!(sw["manual"]["department"], "Network");
+    assert_eq!(sw["manual"]["rack_unit"], 42);
+    assert_eq!(sw["finance"]["purchase_cost"], "4200.00");
+    assert_eq!(sw["finance"]["purchase_date"], "2025-03-01");
+    assert_eq!(sw["finance"]["currency"], "EUR");
+    assert_eq!(links(&sw), [("located_in".into(), "rack-12".into())]);
+    assert_eq!(
+        links(&show(&c, "rack-12")),
+        [("contains".into(), "sw-core-1".into())]
+    );
+    // Cabled: shown once on each end.
+    let out = c.cmdb(&["asset", "set", "hv01", "connected_to=sw-core-1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        links(&show(&c, "sw-core-1")),
+        [
+            ("connected_to".into(), "hv01".into()),
+            ("located_in".into(), "rack-12".into())
+        ]
+    );
+    assert!(links(&show(&c, "hv01")).contains(&("connected_to".into(), "sw-core-1".into())));
+
+    // Bad input names what is wrong and writes nothing.
+    let before = c.cmdb(&["asset", "list", "--out", "json"]);
+    for (args, words) in [
+        (
+            vec!["asset", "add", "spaceship", "name=x"],
+            vec!["spaceship", "switch", "pdu"],
+        ),
+        (
+            vec!["asset", "add", "switch", "purchase_date=2025-13-01"],
+            vec!["purchase_date", "2025-13-01"],
+        ),
+        (
+            vec!["asset", "add", "switch", "purchase_cost=12.345"],
+            vec!["purchase_cost", "12.345"],
+        ),
+        (
+            vec!["asset", "add", "switch", "rack_unit=top"],
+            vec!["rack_unit", "top"],
+        ),
+        (
+            vec!["asset", "add", "switch", "serial=FOC1234X"],
+            vec!["FOC1234X", "already"],
+        ),
+        (
+            vec!["asset", "set", "sw-core-1", "colour=red"],
+            vec!["colour"],
+        ),
+        (
+            vec!["asset", "set", "vm01", "runs_on=vm01"],
+            vec!["runs_on", "itself"],
+        ),
+        (
+            vec!["asset", "set", "vm01", "runs_on=hv01,sw-core-1"],
+            vec!["runs_on", "one asset"],
+        ),
+        (
+            vec!["asset", "set", "vm01", "located_in=nowhere-9"],
+            vec!["located_in", "nowhere-9"],
+        ),
+    ] {
+        let err = refused(&c.cmdb(&args));
+        for w in words {
+            assert!(err.contains(w), "{args:?}: {w:?} not in {err}");
+        }
+    }
+    assert_eq!(
+        json_out(&before).as_array().map(Vec::len),
+        json_out(&c.cmdb(&["asset", "list", "--out", "json"]))
+            .as_array()
+            .map(Vec::len),
+        "a refused entry wrote nothing"
+    );
+
+    // Lookups by IP, MAC and asset tag; an ambiguous reference lists its
+    // matches. Both minions run on this one machine, so they report the
+    // same addresses.
+    let ip = host["facts"]["ipv6"]
+        .as_array()
+        .and_then(|a| a.iter().filter_map(Value::as_str).next())
+        .expect("an address")
+        .to_owned();
+    let err = refused(&c.cmdb(&["asset", "show", &ip]));
+    assert!(
+        err.contains("ambiguous") && err.matches("by IP address").count() == 2,
+        "{err}"
+    );
+    let mac = host["facts"]["hwaddr_interfaces"]
+        .as_object()
+        .and_then(|m| {
+            m.values()
+                .filter_map(Value::as_str)
+                .find(|m| *m != "00:00:00:00:00:00")
+        })
+        .expect("a MAC")
+        .to_uppercase()
+        .replace(':', "-");
+    let err = refused(&c.cmdb(&["asset", "show", &mac]));
+    assert!(err.matches("by MAC address").count() == 2, "{err}");
+    let out = c.cmdb(&["asset", "set", "hv01", "asset_tag=INV-0042"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(show(&c, "inv-0042")["asset_id"], host_id.as_str());
+    for _ in 0..2 {
+        let out = c.cmdb(&["asset", "add", "pdu", "name=pdu-a"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let err = refused(&c.cmdb(&["asset", "show", "pdu-a"]));
+    assert!(
+        err.contains("ambiguous") && err.matches("pdu pdu-a").count() == 2,
+        "{err}"
+    );
+    let err = refused(&c.cmdb(&["asset", "show", "no-such-thing"]));
+    assert!(err.contains("no asset \"no-such-thing\""), "{err}");
+}
+
+#[test]
+fn an_asset_is_shown_as_it_was_at_a_time() {
+    let c = Cluster::start(ClusterOpts::default());
+    let out = c.cmdb(&["asset", "add", "pdu", "name=pdu-7", "owner=alice"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = show(&c, "pdu-7");
+    let created = first["created_ms"].as_i64().expect("created");
+    let out = c.cmdb(&["asset", "set", "pdu-7", "owner=bob"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let history = json_out(&c.cmdb(&["asset", "history", "pdu-7", "--out", "json"]));
+    let changed = history["history"][1]["at_ms"].as_i64().expect("changed");
+    assert!(changed >= created);
+    let at = |t: i64| {
+        json_out(&c.cmdb(&[
+            "asset",
+            "show",
+            "pdu-7",
+            "--at",
+            &t.to_string(),
+            "--out",
+            "json",
+        ]))
+    };
+    if changed > created {
+        let then = at(changed - 1);
+        assert_eq!(then["manual"]["owner"], "alice");
+        assert_eq!(then["version"], 0);
+    }
+    let now = at(changed);
+    assert_eq!(now["manual"]["owner"], "bob");
+    assert_eq!(now["version"], 1);
+    // A date reads as the end of that day (UTC).
+    let today = chrono::DateTime::from_timestamp_millis(changed)
+        .expect("time")
+        .format("%Y-%m-%d")
+        .to_string();
+    let by_date = json_out(&c.cmdb(&["asset", "show", "pdu-7", "--at", &today, "--out", "json"]));
+    assert_eq!(by_date["manual"]["owner"], "bob");
+    let err = refused(&c.cmdb(&["asset", "show", "pdu-7", "--at", "2001-01-01"]));
+    assert!(err.contains("did not exist at 2001-01-01"), "{err}");
+    let err = refused(&c.cmdb(&["asset", "show", "pdu-7", "--at", "yesterday"]));
+    assert!(err.contains("\"yesterday\" is not a time"), "{err}");
+}
+
+/// Assets of a fixture fleet entered by hand, with finance figures whose
+/// audit totals are worked out below.
+fn enter_fleet(c: &Cluster) {
+    let rows = [
+        // kind, name, department, cost, bought, years, status
+        (
+            "server",
+            "db-1",
+            "finance",
+            "4800",
+            "2024-03-15",
+            "4",
+            "active",
+        ),
+        (
+            "server",
+            "db-2",
+            "finance",
+            "1000",
+            "2025-01-10",
+            "3",
+            "active",
+        ),
+        (
+            "switch",
+            "sw-1",
+            "network",
+            "1200",
+            "2023-07-01",
+            "5",
+            "active",
+        ),
+        (
+            "pdu",
+            "pdu-1",
+            "network",
+            "600",
+            "2025-06-01",
+            "5",
+            "planned",
+        ),
+        (
+            "server",
+            "old-1",
+            "finance",
+            "2400",
+            "2021-01-01",
+            "4",
+            "active",
+        ),
+    ];
+    for (kind, name, dept, cost, bought, years, status) in rows {
+        let out = c.cmdb(&[
+            "asset",
+            "add",
+            kind,
+            &format!("name={name}"),
+            &format!("department={dept}"),
+            &format!("purchase_cost={cost}"),
+            &format!("purchase_date={bought}"),
+            &format!("depreciation_years={years}"),
+            "--status",
+            status,
+        ]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    }
+    let out = c.cmdb(&[
+        "asset",
+        "set",
+        "db-1",
+        "warranty_end=2026-03-15",
+        "business_line=games",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // old-1 retires (within this year: counted as retired in it).
+    let out = c.cmdb(&["asset", "status", "old-1", "decommissioned"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn names(v: &Value) -> Vec<String> {
+    let mut n: Vec<String> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn queries_select_over_facts_manual_and_finance_and_point_at_errors() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    fixture_minion(&mut c, "web01", "web01", "WEB0001", "");
+    collect(&c, "web01");
+    enter_fleet(&c);
+    let out = c.cmdb(&[
+        "asset",
+        "set",
+        "web01",
+        "department=finance",
+        "purchase_cost=9000.50",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = |q: &str| {
+        names(&json_out(
+            &c.cmdb(&["asset", "list", "--where", q, "--out", "json"]),
+        ))
+    };
+    assert_eq!(
+        list("department = finance and kind = server"),
+        ["db-1", "db-2", "old-1", "web01"]
+    );
+    assert_eq!(
+        list("finance.purchase_cost >= 2400 and not status = decommissioned"),
+        ["db-1", "web01"]
+    );
+    assert_eq!(list("kind in (switch, pdu)"), ["pdu-1", "sw-1"]);
+    assert_eq!(
+        list("name ~ 'db-*' or warranty_end < 2027-01-01"),
+        ["db-1", "db-2"]
+    );
+    assert_eq!(list("facts.mem_total_bytes >= 1K and os ~ '*'"), ["web01"]);
+    assert_eq!(list("purchase_date < 2024-01-01"), ["old-1", "sw-1"]);
+    assert_eq!(list("manual.business_line = GAMES"), ["db-1"]);
+    // --fields picks the columns; --limit stops early.
+    let out = c.cmdb(&[
+        "asset",
+        "list",
+        "--where",
+        "kind = server",
+        "--fields",
+        "department,purchase_cost",
+        "--sort",
+        "name",
+        "--limit",
+        "2",
+    ]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[0].contains("DEPARTMENT") && lines[0].contains("PURCHASE_COST"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("finance") && lines[1].contains("4800.00"),
+        "{table}"
+    );
+    // The API answers the same language, with fields trimming the facts.
+    let page = api_get(
+        &c,
+        "/v1/assets?q=kind%20%3D%20server%20and%20department%20%3D%20finance&fields=os,purchase_cost&sort=name&limit=10",
+    );
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 4, "{page}");
+    let web = items.iter().find(|a| a["name"] == "web01").expect("web01");
+    assert_eq!(web["facts"].as_object().map(|f| f.len()), Some(1), "{web}");
+    assert!(web["facts"]["os"].is_string(), "{web}");
+    assert_eq!(
+        web["finance"],
+        serde_json::json!({"purchase_cost": "9000.50"})
+    );
+    assert_eq!(web["manual"], serde_json::json!({}));
+    // Parse errors point at the column.
+    for (q, col) in [
+        ("os =", "column 5"),
+        ("(os = a", "column 8"),
+        ("os == a", "column 5"),
+        ("kind in (a,", "column 12"),
+    ] {
+        let err = refused(&c.cmdb(&["asset", "list", "--where", q]));
+        assert!(err.contains(col), "{q:?}: {col} not in {err}");
+        assert!(err.contains('^'), "{q:?}: no caret in {err}");
+    }
+    // Changes of the assets a query selects.
+    let out = c.cmdb(&[
+        "changes",
+        "--since",
+        "1h",
+        "--where",
+        "name = sw-1",
+        "--out",
+        "json",
+    ]);
+    let feed = json_out(&out);
+    assert!(!feed.as_array().expect("feed").is_empty());
+    assert!(
+        feed.as_array()
+            .expect("feed")
+            .iter()
+            .all(|e| e["asset_id"] == show(&c, "sw-1")["asset_id"]),
+        "{feed}"
+    );
+}
