@@ -285,7 +285,12 @@ impl Schema {
                     Value::String(text.to_owned())
                 }
                 FieldType::Integer { min, max } => {
-                    let n: i64 = text.parse().map_err(|_| bad())?;
+                    // Rack units are often written U20.
+                    let digits = match spec.name.as_str() {
+                        "rack_unit" => text.strip_prefix(['U', 'u']).unwrap_or(text),
+                        _ => text,
+                    };
+                    let n: i64 = digits.parse().map_err(|_| bad())?;
                     if n < min || n > max {
                         return Err(bad());
                     }
@@ -458,6 +463,7 @@ mod tests {
     fn good_values_are_stored_in_their_canonical_form() {
         assert_eq!(value("site", "  FRA1 "), Some(json!("FRA1")));
         assert_eq!(value("manual.rack_unit", "42"), Some(json!(42)));
+        assert_eq!(value("rack_unit", "U20"), Some(json!(20)));
         assert_eq!(
             value("purchase_date", "2024-02-29"),
             Some(json!("2024-02-29"))

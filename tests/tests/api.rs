@@ -320,7 +320,7 @@ fn bad_requests_get_problem_documents_and_change_nothing() {
             Some(r#"{"manual":{"colour":"red"}}"#),
             true,
             422,
-            "not a manual field",
+            "unknown field \"colour\"",
         ),
         (
             "PATCH",

@@ -501,3 +501,312 @@ fn queries_select_over_facts_manual_and_finance_and_point_at_errors() {
         "{feed}"
     );
 }
+
+#[test]
+fn the_year_end_audit_matches_totals_worked_out_by_hand() {
+    let c = Cluster::start(ClusterOpts::default());
+    enter_fleet(&c);
+    let r = json_out(&c.cmdb(&["report", "audit", "--year", "2025", "--out", "json"]));
+    let group = |name: &str| {
+        r["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .find(|g| g["group"] == name)
+            .unwrap_or_else(|| panic!("no group {name}: {r}"))
+            .clone()
+    };
+    // finance: db-1 (4800.00 over 4 years from March 2024: 100.00 a month,
+    // 1200.00 in 2025, book 2600.00), db-2 (1000.00 over 3 years from
+    // January 2025: 12/36 = 333.33, book 666.67), old-1 (2400.00 over 4
+    // years from January 2021: fully depreciated at the end of 2024).
+    let fin = group("finance");
+    assert_eq!(fin["assets"], 3);
+    assert_eq!(fin["totals"]["EUR"]["purchase_cost"], "8200.00");
+    assert_eq!(fin["totals"]["EUR"]["book_value"], "3266.67");
+    assert_eq!(fin["totals"]["EUR"]["depreciation"], "1533.33");
+    assert_eq!(fin["bought"], 1);
+    assert_eq!(fin["retired"], 0);
+    assert_eq!(fin["warranty_next_year"], 1);
+    assert_eq!(fin["by_status"]["decommissioned"], 1);
+    // network: sw-1 (1200.00 over 5 years from July 2023: 20.00 a month,
+    // 240.00 in 2025, book 600.00), pdu-1 (600.00 over 5 years from June
+    // 2025: 7 months of 10.00, book 530.00).
+    let net = group("network");
+    assert_eq!(net["assets"], 2);
+    assert_eq!(net["by_kind"]["pdu"], 1);
+    assert_eq!(net["totals"]["EUR"]["purchase_cost"], "1800.00");
+    assert_eq!(net["totals"]["EUR"]["book_value"], "1130.00");
+    assert_eq!(net["totals"]["EUR"]["depreciation"], "310.00");
+    assert_eq!(r["total"]["assets"], 5);
+    assert_eq!(r["total"]["totals"]["EUR"]["purchase_cost"], "10000.00");
+    assert_eq!(r["total"]["totals"]["EUR"]["book_value"], "4396.67");
+    assert_eq!(r["total"]["totals"]["EUR"]["depreciation"], "1843.33");
+    // old-1 was decommissioned this year.
+    let this_year = chrono::Utc::now().format("%Y").to_string();
+    let now = json_out(&c.cmdb(&["report", "audit", "--year", &this_year, "--out", "json"]));
+    let fin_now = now["groups"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["group"] == "finance"))
+        .expect("finance");
+    assert_eq!(fin_now["retired"], 1, "{now}");
+    // The same figures as a table, CSV and XLSX.
+    let table = text(&c.cmdb(&["report", "audit", "--year", "2025"]).stdout);
+    assert!(table.starts_with("GROUP"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("network") && l.contains("1130.00")),
+        "{table}"
+    );
+    let csv = text(
+        &c.cmdb(&["report", "audit", "--year", "2025", "--out", "csv"])
+            .stdout,
+    );
+    assert!(csv.starts_with("group,currency,assets,"), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("total,EUR,5,")), "{csv}");
+    let file = c.dir.path().join("audit.xlsx");
+    let out = c.cmdb(&[
+        "report",
+        "audit",
+        "--year",
+        "2025",
+        "--out",
+        "xlsx",
+        "-o",
+        file.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = read_xlsx(&file);
+    let total = rows.iter().find(|r| r[0] == "total").expect("total row");
+    assert_eq!(total[6], "4396.67", "{total:?}");
+    // By site: nobody has one.
+    let by_site = json_out(&c.cmdb(&[
+        "report",
+        "audit",
+        "--year",
+        "2025",
+        "--group-by",
+        "site",
+        "--out",
+        "json",
+    ]));
+    assert_eq!(by_site["groups"][0]["group"], "(none)");
+    let err = refused(&c.cmdb(&["report", "audit", "--year", "2025", "--group-by", "colour"]));
+    assert!(
+        err.contains("colour") && err.contains("business_line"),
+        "{err}"
+    );
+}
+
+/// Every row of the first sheet of an XLSX file as text, read with calamine
+/// (not with the code that wrote it): dates as YYYY-MM-DD, whole numbers
+/// without decimals, amounts with two.
+fn read_xlsx(path: &std::path::Path) -> Vec<Vec<String>> {
+    use calamine::{Data, Reader};
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(path).expect("open xlsx");
+    let range = book.worksheet_range_at(0).expect("a sheet").expect("sheet");
+    range
+        .rows()
+        .map(|r| {
+            r.iter()
+                .map(|d| match d {
+                    Data::Empty => String::new(),
+                    Data::String(s) => s.clone(),
+                    Data::Float(f) if f.fract() == 0.0 => format!("{}", *f as i64),
+                    Data::Float(f) => format!("{f:.2}"),
+                    Data::Int(i) => i.to_string(),
+                    Data::Bool(b) => b.to_string(),
+                    Data::DateTime(dt) => dt.as_datetime().expect("date").date().to_string(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Writes rows of text as an XLSX sheet with rust_xlsxwriter: numbers as
+/// numbers, everything else as text.
+fn write_xlsx(path: &std::path::Path, rows: &[Vec<String>]) {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let ws = book.add_worksheet();
+    ws.set_name("edited").expect("name");
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            let (r, c) = (r as u32, c as u16);
+            match cell.parse::<f64>() {
+                Ok(n) if r > 0 && !cell.is_empty() => ws.write_number(r, c, n),
+                _ => ws.write_string(r, c, cell),
+            }
+            .expect("write");
+        }
+    }
+    book.save(path).expect("save");
+}
+
+#[test]
+fn an_xlsx_round_trip_changes_exactly_the_edited_cell() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    fixture_minion(&mut c, "web01", "web01", "WEB0001", "");
+    collect(&c, "web01");
+    enter_fleet(&c);
+    let out = c.cmdb(&["asset", "set", "web01", "cost_center=CC-7", "owner=dave"]);
+    assert!(!out.status.success(), "cost_center is not configured yet");
+    let file = c.dir.path().join("assets.xlsx");
+    let out = c.cmdb(&[
+        "asset",
+        "export",
+        "--format",
+        "xlsx",
+        "-o",
+        file.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut rows = read_xlsx(&file);
+    let header = rows[0].clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}: {header:?}"))
+    };
+    assert_eq!(rows.len(), 7, "a header and six assets");
+    let sw = rows
+        .iter()
+        .position(|r| r[col("name")] == "sw-1")
+        .expect("sw-1");
+    assert_eq!(rows[sw][col("purchase_cost")], "1200", "{:?}", rows[sw]);
+    assert_eq!(rows[sw][col("purchase_date")], "2023-07-01");
+    assert_eq!(rows[sw][col("kind")], "switch");
+    let web = rows
+        .iter()
+        .position(|r| r[col("minion")] == "web01")
+        .expect("web01");
+    assert_eq!(rows[web][col("facts.host")], "web01");
+    rows[sw][col("owner")] = "carol".into();
+    let edited = c.dir.path().join("edited.xlsx");
+    write_xlsx(&edited, &rows);
+    let sw_before = show(&c, "sw-1");
+
+    // A dry run says what would change and changes nothing.
+    let dry = json_out(&c.cmdb(&[
+        "asset",
+        "import",
+        edited.to_str().expect("path"),
+        "--dry-run",
+        "--out",
+        "json",
+    ]));
+    assert_eq!(dry["matched"], 6, "{dry}");
+    assert_eq!(dry["created"], 0, "{dry}");
+    assert_eq!(dry["unchanged"], 5, "{dry}");
+    let changes = dry["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{dry}");
+    assert_eq!(changes[0]["path"], "manual:owner");
+    assert_eq!(changes[0]["new"], "carol");
+    assert_eq!(changes[0]["asset_id"], sw_before["asset_id"]);
+    assert_eq!(show(&c, "sw-1")["version"], sw_before["version"]);
+
+    let out = c.cmdb(&["asset", "import", edited.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("imported 6 rows: 6 matched existing assets (5 unchanged), 0 new assets"),
+        "{}",
+        text(&out.stdout)
+    );
+    let sw_after = show(&c, "sw-1");
+    assert_eq!(sw_after["manual"]["owner"], "carol");
+    assert_eq!(
+        sw_after["version"],
+        sw_before["version"].as_u64().expect("v") + 1
+    );
+    let history = json_out(&c.cmdb(&["asset", "history", "sw-1", "--out", "json"]));
+    let last = history["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .expect("last")
+        .clone();
+    assert_eq!(last["source"], "import");
+    assert_eq!(last["changes"].as_array().map(Vec::len), Some(1), "{last}");
+
+    // A formula's cached value is what is read; new rows become planned
+    // assets matched later by serial.
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let ws = book.add_worksheet();
+    for (i, h) in ["serial", "kind", "name", "purchase_cost", "purchase_date"]
+        .iter()
+        .enumerate()
+    {
+        ws.write_string(0, i as u16, *h).expect("w");
+    }
+    ws.write_string(1, 0, "NEW-0001").expect("w");
+    ws.write_string(1, 1, "storage").expect("w");
+    ws.write_string(1, 2, "nas-1").expect("w");
+    ws.write_formula(
+        1,
+        3,
+        rust_xlsxwriter::Formula::new("=1000+200").set_result("1200"),
+    )
+    .expect("w");
+    ws.write_string(1, 4, "2025-02-01").expect("w");
+    let formula = c.dir.path().join("formula.xlsx");
+    book.save(&formula).expect("save");
+    let out = c.cmdb(&["asset", "import", formula.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let nas = show(&c, "NEW-0001");
+    assert_eq!(nas["finance"]["purchase_cost"], "1200.00");
+    assert_eq!(nas["kind"], "storage");
+    assert_eq!(nas["status"], "planned");
+
+    // Bad files name the place and write nothing.
+    let count = || {
+        json_out(&c.cmdb(&["asset", "list", "--out", "json"]))
+            .as_array()
+            .map(Vec::len)
+    };
+    let before = count();
+    for (name, body, words) in [
+        (
+            "unknown.csv",
+            "name,colour\nx,red\n",
+            vec!["line 1, column 2", "unknown column \"colour\""],
+        ),
+        (
+            "date.csv",
+            "name,purchase_date\nok-1,2025-01-01\nbad-1,2025-02-30\n",
+            vec![
+                "line 3, column 2 (purchase_date)",
+                "2025-02-30",
+                "not a date",
+            ],
+        ),
+        (
+            "dup.csv",
+            "serial,name\nDUP-1,a\nDUP-1,b\n",
+            vec!["line 3", "serial DUP-1 is also on row 2"],
+        ),
+        (
+            "status.csv",
+            "asset_id,status\nnot-an-id,active\n",
+            vec!["line 2, column 1 (asset_id)", "not an asset id"],
+        ),
+        (
+            "money.csv",
+            "name,purchase_cost\nx,12.345\n",
+            vec!["line 2, column 2 (purchase_cost)"],
+        ),
+    ] {
+        let path = c.dir.path().join(name);
+        std::fs::write(&path, body).expect("write");
+        let err = refused(&c.cmdb(&["asset", "import", path.to_str().expect("path")]));
+        for w in words {
+            assert!(err.contains(w), "{name}: {w:?} not in {err}");
+        }
+    }
+    assert_eq!(count(), before, "nothing written by a refused import");
+    let bogus = c.dir.path().join("bogus.xlsx");
+    std::fs::write(&bogus, b"PK\x03\x04garbage").expect("write");
+    let err = refused(&c.cmdb(&["asset", "import", bogus.to_str().expect("path")]));
+    assert!(err.contains("not an XLSX workbook"), "{err}");
+}

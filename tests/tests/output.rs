@@ -77,8 +77,8 @@ fn every_table_names_the_columns_of_its_command() {
     assert_eq!(
         header(&table),
         [
-            "ASSET_ID", "MINION", "HOST", "OS", "RELEASE", "SERIAL", "STATUS", "PRESENCE", "SITE",
-            "RACK"
+            "ASSET_ID", "KIND", "MINION", "HOST", "OS", "RELEASE", "SERIAL", "STATUS", "PRESENCE",
+            "SITE", "RACK"
         ],
         "{table}"
     );
@@ -223,7 +223,7 @@ fn an_unknown_output_format_is_refused_naming_it_and_the_allowed_ones() {
             "cmdb",
             &["asset", "export", "--format", "table"],
             "'table'",
-            "csv, json",
+            "csv, xlsx, json",
         ),
         ("cmdb", &["events", "--out", "yaml"], "'yaml'", "text, json"),
         (

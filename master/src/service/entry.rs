@@ -128,12 +128,15 @@ pub fn apply(
                 doc["kind"] = json!(kind);
             }
             _ => {
-                let parsed = schema.parse_json(name, value).map_err(|e| {
-                    let relations: Vec<&str> = RELATIONS.iter().map(|r| r.name).collect();
-                    ServiceError::Unprocessable(format!(
-                        "{e}; also: serial, kind, {}",
-                        relations.join(", ")
-                    ))
+                let parsed = schema.parse_json(name, value).map_err(|e| match e {
+                    inventory::fields::FieldError::Unknown { .. } => {
+                        let relations: Vec<&str> = RELATIONS.iter().map(|r| r.name).collect();
+                        ServiceError::Unprocessable(format!(
+                            "{e}; also: serial, kind, {}",
+                            relations.join(", ")
+                        ))
+                    }
+                    other => ServiceError::Unprocessable(other.to_string()),
                 })?;
                 let section = match parsed.section {
                     Section::Manual => "manual",

@@ -77,7 +77,8 @@ pub fn export_row(view: &AssetView, columns: &[String], today: chrono::NaiveDate
             let v: Value = match c.as_str() {
                 "asset_id" => json!(view.asset_id),
                 "kind" => json!(view.kind),
-                "name" => json!(view.name),
+                // The manual name: a collected asset's host name is a fact.
+                "name" => view.manual["name"].clone(),
                 "minion" => json!(view.minion),
                 "status" => view.status.clone(),
                 "presence" => view.presence.clone(),
