@@ -465,15 +465,15 @@ async fn export(
     let shared = st.shared.clone();
     let (q_text, at) = (q.q, q.at);
     let json = format == "json";
-    let (headers, rows, views) = tokio::task::spawn_blocking(move || {
+    let export = tokio::task::spawn_blocking(move || {
         crate::service::sheets::export(&shared, q_text.as_deref(), at.as_deref(), &facts, json)
     })
     .await
     .map_err(|e| ApiError(ServiceError::Unavailable(format!("export failed: {e}"))))??;
     if json {
-        return Ok(Json(views).into_response());
+        return Ok(Json(export.assets).into_response());
     }
-    table_file(&format, "assets", &headers, &rows)?
+    table_file(&format, "assets", &export.columns, &export.rows)?
         .ok_or_else(|| ApiError(ServiceError::Invalid(format!("format {format:?}"))))
 }
 

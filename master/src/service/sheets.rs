@@ -119,8 +119,19 @@ pub fn export_row(view: &AssetView, columns: &[String], today: chrono::NaiveDate
         .collect()
 }
 
+/// An export: the header and one row per asset, or the assets themselves
+/// (for JSON).
+pub struct Export {
+    /// The column names.
+    pub columns: Vec<String>,
+    /// One row per asset.
+    pub rows: Vec<Vec<Cell>>,
+    /// The assets (a JSON export), instead of rows.
+    pub assets: Vec<AssetView>,
+}
+
 /// The export of the assets `q` selects (as they were `at` a time): the
-/// header, one row per asset, and (`with_views`) the assets themselves for
+/// header, one row per asset, or (`with_views`) the assets themselves for
 /// a JSON export instead of the rows.
 pub fn export(
     shared: &Shared,
@@ -128,7 +139,7 @@ pub fn export(
     at: Option<&str>,
     facts: &[String],
     with_views: bool,
-) -> Result<(Vec<String>, Vec<Vec<Cell>>, Vec<AssetView>), ServiceError> {
+) -> Result<Export, ServiceError> {
     let filter = super::inventory::Filter::new(None, q, None, at)?;
     let schema = super::entry::schema(shared)?;
     let columns = export_columns(&schema, facts);
@@ -149,7 +160,11 @@ pub fn export(
     })?;
     match failed {
         Some(e) => Err(e),
-        None => Ok((columns, rows, views)),
+        None => Ok(Export {
+            columns,
+            rows,
+            assets: views,
+        }),
     }
 }
 
