@@ -204,7 +204,24 @@ struct SizeReport {
     floor_ping: f64,
     floor_collect: f64,
     api: ApiReport,
+    model: ModelReport,
     other_cores: f64,
+}
+
+/// What the asset-model phase measured (seconds of whole `cmdb` runs).
+#[derive(Default)]
+struct ModelReport {
+    /// Importing finance and organisation fields for every asset (CSV).
+    import: f64,
+    /// `asset list --where` with two conditions: each run, and the assets
+    /// it selected.
+    list: Vec<f64>,
+    list_rows: usize,
+    /// `report audit`: each run.
+    audit: Vec<f64>,
+    /// `asset export --format xlsx`: each run, and the file's size.
+    export: Vec<f64>,
+    export_bytes: u64,
 }
 
 /// What the API phase measured.
@@ -487,6 +504,90 @@ fn api_phase(c: &Cluster, cli: &Cli) -> anyhow::Result<ApiReport> {
     Ok(r)
 }
 
+/// One `cmdb` run that must succeed: its wall time and its output.
+fn timed(c: &Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)> {
+    let t = Instant::now();
+    let out = c.cmdb(args);
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "cmdb {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((secs, out.stdout))
+}
+
+/// Finance and organisation fields for every swarm asset (one import),
+/// then queries, the audit and an XLSX export, each timed as a whole
+/// `cmdb` run.
+fn model_phase(c: &Cluster, n: usize) -> anyhow::Result<ModelReport> {
+    let mut r = ModelReport::default();
+    let mut csv = String::from(
+        "minion,department,business_line,purchase_cost,purchase_date,depreciation_years,warranty_end\n",
+    );
+    let depts = ["finance", "games", "network", "platform"];
+    for i in 0..n {
+        let months = i % 72;
+        let _ = writeln!(
+            csv,
+            "swarm-{i:05},{},bl-{},{}.50,{}-{:02}-15,{},{}-06-30",
+            depts[i % depts.len()],
+            i % 7,
+            1000 + (i % 50) * 100,
+            2020 + months / 12,
+            months % 12 + 1,
+            3 + i % 4,
+            2026 + i % 4,
+        );
+    }
+    let file = c.dir.path().join("finance.csv");
+    std::fs::write(&file, csv)?;
+    let file = file.to_str().context("path")?.to_owned();
+    r.import = timed(c, &["asset", "import", &file])?.0;
+    let year = chrono::Utc::now().format("%Y").to_string();
+    for _ in 0..5 {
+        let (secs, out) = timed(
+            c,
+            &[
+                "asset",
+                "list",
+                "--where",
+                "department = finance and facts.num_cpus >= 64",
+                "--out",
+                "json",
+            ],
+        )?;
+        r.list.push(secs);
+        r.list_rows = serde_json::from_slice::<serde_json::Value>(&out)?
+            .as_array()
+            .map_or(0, Vec::len);
+    }
+    for _ in 0..3 {
+        r.audit.push(timed(c, &["report", "audit", "--year", &year, "--out", "json"])?.0);
+    }
+    let xlsx = c.dir.path().join("assets.xlsx");
+    let xlsx_arg = xlsx.to_str().context("path")?.to_owned();
+    for _ in 0..3 {
+        r.export
+            .push(timed(c, &["asset", "export", "--format", "xlsx", "-o", &xlsx_arg])?.0);
+    }
+    r.export_bytes = std::fs::metadata(&xlsx)?.len();
+    for v in [&mut r.list, &mut r.audit, &mut r.export] {
+        v.sort_by(f64::total_cmp);
+    }
+    eprintln!(
+        "model: import {:.2} s; list --where median {:.3} s ({} assets); audit median {:.3} s; xlsx export median {:.2} s ({} KiB)",
+        r.import,
+        percentile(&r.list, 0.5),
+        r.list_rows,
+        percentile(&r.audit, 0.5),
+        percentile(&r.export, 0.5),
+        r.export_bytes / 1024
+    );
+    Ok(r)
+}
+
 fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     let mut r = SizeReport {
         n,
@@ -548,6 +649,8 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     r.idle_cpu_pct = (cpu_secs(pid) - cpu0) / cli.master_idle as f64 * 100.0;
     eprintln!("== {n} minions: API");
     r.api = api_phase(&c, cli)?;
+    eprintln!("== {n} minions: asset model");
+    r.model = model_phase(&c, n)?;
     r.other_cores = other.cores(&ours);
     eprintln!(
         "other processes used {:.2} cores on average during pings, collects and API",
@@ -847,6 +950,50 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
                 r.n,
                 a.signed_small.rate(),
                 a.signed_small.err
+            );
+        }
+        None => {
+            let _ = writeln!(o, "- no size of 9,000 or more in this run.");
+        }
+    }
+
+    let _ = writeln!(o, "\n## The asset model\n");
+    let _ = writeln!(
+        o,
+        "After the API phase, with the swarm connected: one CSV import giving every asset a department, business line, purchase cost and date, depreciation period and warranty end (matched by minion id); then `cmdb asset list --where 'department = finance and facts.num_cpus >= 64' --out json` five times, `cmdb report audit --year <this year> --out json` three times and `cmdb asset export --format xlsx -o FILE` three times. Times are whole `cmdb` runs (process start to exit, the master's work included), medians.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| assets | import (all fields) | list --where, 2 conditions | audit | XLSX export of all |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for r in sizes {
+        let m = &r.model;
+        let _ = writeln!(
+            o,
+            "| {} | {:.2} s | {:.0} ms ({} selected) | {:.0} ms | {:.2} s ({:.1} MiB) |",
+            r.n,
+            m.import,
+            percentile(&m.list, 0.5) * 1000.0,
+            m.list_rows,
+            percentile(&m.audit, 0.5) * 1000.0,
+            percentile(&m.export, 0.5),
+            m.export_bytes as f64 / 1048576.0
+        );
+    }
+    let _ = writeln!(o, "\nGoals (issue), at the largest size of 9,000 or more:\n");
+    match sizes.iter().filter(|r| r.n >= 9000).max_by_key(|r| r.n) {
+        Some(r) => {
+            let m = &r.model;
+            let _ = writeln!(
+                o,
+                "- `asset list --where` with two conditions ≤ 150 ms: {} ({:.0} ms)\n- the audit ≤ 1 s: {} ({:.0} ms)\n- XLSX export of all ≤ 3 s: {} ({:.2} s)",
+                met(percentile(&m.list, 0.5) <= 0.150),
+                percentile(&m.list, 0.5) * 1000.0,
+                met(percentile(&m.audit, 0.5) <= 1.0),
+                percentile(&m.audit, 0.5) * 1000.0,
+                met(percentile(&m.export, 0.5) <= 3.0),
+                percentile(&m.export, 0.5)
             );
         }
         None => {

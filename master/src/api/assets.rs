@@ -324,7 +324,7 @@ async fn patch(
     Ok(with_etag(answer))
 }
 
-#[utoipa::path(post, path = "/v1/assets", tag = "assets", request_body = NewAsset, responses((status = 201, description = "the new asset", body = AssetView, headers(("ETag" = String, description = "its version"), ("Location" = String, description = "its address"))), doc::BadRequest, doc::Refused, doc::Conflict, doc::BadBody, doc::Failed))]
+#[utoipa::path(post, path = "/v1/assets", tag = "assets", request_body = NewAsset, responses((status = 201, description = "the new asset", body = AssetView, headers(("ETag" = String, description = "its version"))), doc::BadRequest, doc::Refused, doc::Conflict, doc::BadBody, doc::Failed))]
 async fn add(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -340,27 +340,20 @@ async fn add(
             user: caller.user.name.clone(),
         },
     )?;
-    let location = match &answer {
-        AssetAnswer::Asset(a) => {
-            let ev = crate::events::AssetEvent {
-                asset_id: a.asset_id.as_str(),
-                version: a.latest_version,
-                source: "manual",
-                by: &caller.user.name,
-            };
-            st.shared.events.emit(
-                || format!("cmdb/asset/{}/created", a.asset_id.as_str()),
-                &ev,
-            );
-            HeaderValue::from_str(&format!("/v1/assets/{}", a.asset_id)).ok()
-        }
-        _ => None,
-    };
+    if let AssetAnswer::Asset(a) = &answer {
+        let ev = crate::events::AssetEvent {
+            asset_id: a.asset_id.as_str(),
+            version: a.latest_version,
+            source: "manual",
+            by: &caller.user.name,
+        };
+        st.shared.events.emit(
+            || format!("cmdb/asset/{}/created", a.asset_id.as_str()),
+            &ev,
+        );
+    }
     let mut resp = with_etag(answer);
     *resp.status_mut() = axum::http::StatusCode::CREATED;
-    if let Some(l) = location {
-        resp.headers_mut().insert(header::LOCATION, l);
-    }
     Ok(resp)
 }
 
