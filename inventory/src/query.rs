@@ -33,9 +33,11 @@
 //!   it.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{NaiveDate, NaiveDateTime};
+use regex::Regex;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -723,13 +725,66 @@ pub fn resolve<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     })
 }
 
-impl Expr {
+/// A query ready to be evaluated over many assets: its glob patterns
+/// compiled once.
+#[derive(Debug, Clone)]
+pub struct Query {
+    expr: Expr,
+    globs: HashMap<String, Option<Regex>>,
+}
+
+impl Query {
+    /// Compiles the patterns of `expr`.
+    pub fn new(expr: Expr) -> Query {
+        let mut globs = HashMap::new();
+        expr.collect_globs(&mut globs);
+        Query { expr, globs }
+    }
+
     /// Whether an asset's query view matches.
     pub fn matches(&self, root: &Value) -> bool {
+        self.expr.eval(root, &self.globs)
+    }
+
+    /// The query.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+}
+
+impl Expr {
+    fn collect_globs(&self, out: &mut HashMap<String, Option<Regex>>) {
         match self {
-            Expr::And(a, b) => a.matches(root) && b.matches(root),
-            Expr::Or(a, b) => a.matches(root) || b.matches(root),
-            Expr::Not(e) => !e.matches(root),
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.collect_globs(out);
+                b.collect_globs(out);
+            }
+            Expr::Not(e) => e.collect_globs(out),
+            Expr::Cmp {
+                op: Op::Glob | Op::NotGlob,
+                value,
+                ..
+            } => {
+                out.entry(value.clone())
+                    .or_insert_with(|| protocol::fnmatch::compile(value, true).ok());
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether an asset's query view matches (compiling its patterns on
+    /// each call: over many assets, use [`Query`]).
+    pub fn matches(&self, root: &Value) -> bool {
+        let mut globs = HashMap::new();
+        self.collect_globs(&mut globs);
+        self.eval(root, &globs)
+    }
+
+    fn eval(&self, root: &Value, globs: &HashMap<String, Option<Regex>>) -> bool {
+        match self {
+            Expr::And(a, b) => a.eval(root, globs) && b.eval(root, globs),
+            Expr::Or(a, b) => a.eval(root, globs) || b.eval(root, globs),
+            Expr::Not(e) => !e.eval(root, globs),
             Expr::In {
                 path,
                 values,
@@ -752,14 +807,14 @@ impl Expr {
                     Op::Eq => any(&|v| lit.equals(v)),
                     Op::Ne => !any(&|v| lit.equals(v)),
                     Op::Glob | Op::NotGlob => {
-                        let hit = match protocol::fnmatch::compile(value, true) {
-                            Ok(re) => any(&|v| match v {
+                        let hit = match globs.get(value) {
+                            Some(Some(re)) => any(&|v| match v {
                                 Value::String(s) => re.is_match(s),
                                 Value::Number(n) => re.is_match(&n.to_string()),
                                 Value::Bool(b) => re.is_match(&b.to_string()),
                                 _ => false,
                             }),
-                            Err(_) => false,
+                            _ => false,
                         };
                         hit == (*op == Op::Glob)
                     }

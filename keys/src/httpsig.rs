@@ -1,5 +1,6 @@
 //! HTTP Message Signatures (RFC 9421) as the API uses them: ed25519 over
-//! `"@method" "@target-uri" "content-digest"` with the parameters
+//! `"@method" "@target-uri" "content-digest"` (and `"if-match"` when the
+//! request carries that precondition) with the parameters
 //! `created`, `keyid` (the user name) and `nonce` (`alg="ed25519"` and
 //! `expires` optional), and the body's RFC 9530 `Content-Digest` (SHA-256).
 //!
@@ -18,6 +19,10 @@ pub const LABEL: &str = "sig1";
 
 /// The components every signature must cover, in the order signed.
 pub const COVERED: [&str; 3] = ["@method", "@target-uri", "content-digest"];
+
+/// The header a signature also covers when the request carries it (a
+/// precondition that changes what a write does).
+pub const IF_MATCH: &str = "if-match";
 
 /// Why a signed request was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -108,6 +113,7 @@ fn signature_base(
     method: &str,
     target_uri: &str,
     digest: &str,
+    if_match: Option<&str>,
     params_text: &str,
 ) -> String {
     let mut base = String::new();
@@ -115,6 +121,7 @@ fn signature_base(
         let value = match name.as_str() {
             "@method" => method,
             "@target-uri" => target_uri,
+            IF_MATCH => if_match.unwrap_or_default().trim(),
             _ => digest.trim(),
         };
         base.push_str(&format!("\"{name}\": {value}\n"));
@@ -138,8 +145,25 @@ pub fn sign(
     target_uri: &str,
     body: &[u8],
 ) -> Result<Signed, String> {
+    sign_with_if_match(key, params, method, target_uri, body, None)
+}
+
+/// Signs a request that carries `If-Match: if_match` (when given), which
+/// the signature then covers too.
+pub fn sign_with_if_match(
+    key: &SigningKey,
+    params: &Params,
+    method: &str,
+    target_uri: &str,
+    body: &[u8],
+    if_match: Option<&str>,
+) -> Result<Signed, String> {
     let digest = content_digest(body);
-    let items = COVERED
+    let mut order: Vec<String> = COVERED.iter().map(|c| (*c).to_owned()).collect();
+    if if_match.is_some() {
+        order.push(IF_MATCH.to_owned());
+    }
+    let items = order
         .iter()
         .map(|c| sf_string(c).map(Item::new))
         .collect::<Result<Vec<_>, _>>()?;
@@ -167,8 +191,7 @@ pub fn sign(
         .insert(sf_key("nonce"), sf_string(&params.nonce)?);
     inner.params.insert(sf_key("alg"), sf_string("ed25519")?);
     let params_text = serialize_inner(inner)?;
-    let order: Vec<String> = COVERED.iter().map(|c| (*c).to_owned()).collect();
-    let base = signature_base(&order, method, target_uri, &digest, &params_text);
+    let base = signature_base(&order, method, target_uri, &digest, if_match, &params_text);
     let sig = key.sign(base.as_bytes());
     Ok(Signed {
         content_digest: digest,
@@ -222,9 +245,12 @@ pub fn parse(signature_input: &str, signature: &str) -> Result<Claim, SigError> 
     sorted.sort();
     let mut wanted: Vec<String> = COVERED.iter().map(|c| (*c).to_owned()).collect();
     wanted.sort();
-    if sorted != wanted {
+    let mut with_if_match = wanted.clone();
+    with_if_match.push(IF_MATCH.to_owned());
+    with_if_match.sort();
+    if sorted != wanted && sorted != with_if_match {
         return Err(SigError::Input(format!(
-            "the signature must cover exactly \"@method\" \"@target-uri\" \"content-digest\"; it covers {}",
+            "the signature must cover exactly \"@method\" \"@target-uri\" \"content-digest\" (and \"if-match\" with an If-Match header); it covers {}",
             order
                 .iter()
                 .map(|c| format!("{c:?}"))
@@ -300,20 +326,28 @@ pub fn parse(signature_input: &str, signature: &str) -> Result<Claim, SigError> 
 }
 
 impl Claim {
-    /// Verifies the signature over the request's method, full URI and
-    /// `Content-Digest` header (checked against the body apart).
+    /// Whether the signature covers the request's `If-Match` header.
+    pub fn covers_if_match(&self) -> bool {
+        self.order.iter().any(|c| c == IF_MATCH)
+    }
+
+    /// Verifies the signature over the request's method, full URI,
+    /// `Content-Digest` header (checked against the body apart) and, when
+    /// it covers it, `If-Match` header.
     pub fn verify(
         &self,
         key: &VerifyingKey,
         method: &str,
         target_uri: &str,
         content_digest: &str,
+        if_match: Option<&str>,
     ) -> Result<(), SigError> {
         let base = signature_base(
             &self.order,
             method,
             target_uri,
             content_digest,
+            if_match,
             &self.params_text,
         );
         key.verify_strict(base.as_bytes(), &self.signature)
@@ -349,7 +383,7 @@ mod tests {
         assert_eq!(claim.params, params());
         let vk = key.verifying_key();
         claim
-            .verify(&vk, "POST", URI, &s.content_digest)
+            .verify(&vk, "POST", URI, &s.content_digest, None)
             .expect("verifies");
         check_digest(&s.content_digest, body).expect("digest");
 
@@ -357,26 +391,68 @@ mod tests {
             check_digest(&s.content_digest, b"{}"),
             Err(SigError::DigestMismatch)
         );
-        assert!(claim.verify(&vk, "GET", URI, &s.content_digest).is_err());
+        assert!(
+            claim
+                .verify(&vk, "GET", URI, &s.content_digest, None)
+                .is_err()
+        );
         assert!(
             claim
                 .verify(
                     &vk,
                     "POST",
                     "https://127.0.0.1:4507/v1/jobs",
-                    &s.content_digest
+                    &s.content_digest,
+                    None
                 )
                 .is_err()
         );
         assert!(
             claim
-                .verify(&vk, "POST", URI, &content_digest(b"{}"))
+                .verify(&vk, "POST", URI, &content_digest(b"{}"), None)
                 .is_err()
         );
         let other = SigningKey::from_bytes(&[4; 32]).verifying_key();
         assert_eq!(
-            claim.verify(&other, "POST", URI, &s.content_digest),
+            claim.verify(&other, "POST", URI, &s.content_digest, None),
             Err(SigError::Invalid("alice".into()))
+        );
+    }
+
+    #[test]
+    fn an_if_match_precondition_is_covered_when_sent() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let vk = key.verifying_key();
+        let body = br#"{"fields":{"owner":"web"}}"#;
+        let s =
+            sign_with_if_match(&key, &params(), "PATCH", URI, body, Some("\"7\"")).expect("sign");
+        assert!(
+            s.signature_input
+                .contains(r#""content-digest" "if-match")"#),
+            "{}",
+            s.signature_input
+        );
+        let claim = parse(&s.signature_input, &s.signature).expect("parse");
+        assert!(claim.covers_if_match());
+        claim
+            .verify(&vk, "PATCH", URI, &s.content_digest, Some("\"7\""))
+            .expect("verifies");
+        // Another precondition, or none, is not what was signed.
+        assert!(
+            claim
+                .verify(&vk, "PATCH", URI, &s.content_digest, Some("\"8\""))
+                .is_err()
+        );
+        assert!(
+            claim
+                .verify(&vk, "PATCH", URI, &s.content_digest, None)
+                .is_err()
+        );
+        let plain = sign(&key, &params(), "PATCH", URI, body).expect("sign");
+        assert!(
+            !parse(&plain.signature_input, &plain.signature)
+                .expect("parse")
+                .covers_if_match()
         );
     }
 
@@ -393,7 +469,7 @@ mod tests {
         let header = format!("x=:{}:", STANDARD.encode(sig.to_bytes()));
         let claim = parse(input, &header).expect("parse");
         claim
-            .verify(&key.verifying_key(), "GET", URI, &digest)
+            .verify(&key.verifying_key(), "GET", URI, &digest, None)
             .expect("verifies");
     }
 

@@ -278,3 +278,71 @@ fn a_pubkey_that_is_not_ed25519_is_refused_when_adding_the_user() {
     let users = stdout_ok(&c.cmdb(&["user", "list", "--out", "json"]));
     assert!(!users.contains("rsa"), "{users}");
 }
+
+#[test]
+fn an_if_match_precondition_is_signed_with_the_request() {
+    let c = Cluster::start(ClusterOpts::default());
+    let (_, dora) = keygen(c.dir.path(), "dora");
+    let line = keys::openssh::public_to_line(&dora.verifying_key());
+    stdout_ok(&c.cmdb(&[
+        "user", "add", "dora", "--role", "operator", "--pubkey", &line,
+    ]));
+    stdout_ok(&c.cmdb(&["asset", "add", "pdu", "name=pdu-9"]));
+    let path = "/v1/assets/pdu-9";
+    let body = r#"{"fields":{"owner":"dora"}}"#;
+    let uri = format!("https://127.0.0.1:{}{path}", c.api_port);
+    let with = |s: keys::httpsig::Signed, if_match: &str| {
+        vec![
+            ("content-digest".to_owned(), s.content_digest),
+            ("signature-input".to_owned(), s.signature_input),
+            ("signature".to_owned(), s.signature),
+            ("if-match".to_owned(), if_match.to_owned()),
+        ]
+    };
+    // A precondition the signature does not cover.
+    let plain = sign(&dora, &params("dora"), "PATCH", &uri, body.as_bytes()).expect("sign");
+    refused(
+        curl(&c, "PATCH", path, &with(plain, "\"0\""), body),
+        "does not cover",
+    );
+    // Signed for one version, sent with another.
+    let s = keys::httpsig::sign_with_if_match(
+        &dora,
+        &params("dora"),
+        "PATCH",
+        &uri,
+        body.as_bytes(),
+        Some("\"0\""),
+    )
+    .expect("sign");
+    refused(
+        curl(&c, "PATCH", path, &with(s, "\"3\""), body),
+        "does not verify",
+    );
+    // Signed, but the asset is not at that version: 412.
+    let s = keys::httpsig::sign_with_if_match(
+        &dora,
+        &params("dora"),
+        "PATCH",
+        &uri,
+        body.as_bytes(),
+        Some("\"3\""),
+    )
+    .expect("sign");
+    let (status, v) = curl(&c, "PATCH", path, &with(s, "\"3\""), body);
+    assert_eq!(status, 412, "{v}");
+    // Signed and current.
+    let s = keys::httpsig::sign_with_if_match(
+        &dora,
+        &params("dora"),
+        "PATCH",
+        &uri,
+        body.as_bytes(),
+        Some("\"0\""),
+    )
+    .expect("sign");
+    let (status, v) = curl(&c, "PATCH", path, &with(s, "\"0\""), body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["manual"]["owner"], "dora");
+    assert_eq!(v["version"], 1);
+}

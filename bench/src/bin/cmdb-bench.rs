@@ -564,7 +564,8 @@ fn model_phase(c: &Cluster, n: usize) -> anyhow::Result<ModelReport> {
             .map_or(0, Vec::len);
     }
     for _ in 0..3 {
-        r.audit.push(timed(c, &["report", "audit", "--year", &year, "--out", "json"])?.0);
+        r.audit
+            .push(timed(c, &["report", "audit", "--year", &year, "--out", "json"])?.0);
     }
     let xlsx = c.dir.path().join("assets.xlsx");
     let xlsx_arg = xlsx.to_str().context("path")?.to_owned();
@@ -981,7 +982,10 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
             m.export_bytes as f64 / 1048576.0
         );
     }
-    let _ = writeln!(o, "\nGoals (issue), at the largest size of 9,000 or more:\n");
+    let _ = writeln!(
+        o,
+        "\nGoals (issue), at the largest size of 9,000 or more:\n"
+    );
     match sizes.iter().filter(|r| r.n >= 9000).max_by_key(|r| r.n) {
         Some(r) => {
             let m = &r.model;

@@ -160,9 +160,24 @@ pub async fn authenticate(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let target_uri = format!("https://{host}{path}");
+    // A precondition changes what a write does: it must be signed too.
+    let if_match = match parts.headers.get(header::IF_MATCH) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ServiceError::Unauthenticated("If-Match is not ASCII".into()))?,
+        ),
+        None => None,
+    };
+    if if_match.is_some() && !claim.covers_if_match() {
+        return Err(ServiceError::Unauthenticated(
+            "the request has an If-Match header its signature does not cover: \
+             sign \"if-match\" too"
+                .into(),
+        ));
+    }
     let verified = shared.users.signing_key(&keyid).and_then(|(user, key)| {
         claim
-            .verify(&key, parts.method.as_str(), &target_uri, digest)
+            .verify(&key, parts.method.as_str(), &target_uri, digest, if_match)
             .map(|()| user)
             .map_err(unauth)
     });

@@ -702,7 +702,7 @@ fn sorted_page(
 /// parts.
 pub struct Filter {
     grain: Option<protocol::Matcher>,
-    query: Option<inventory::query::Expr>,
+    query: Option<inventory::query::Query>,
     fields: Option<Vec<String>>,
     at_ms: Option<i64>,
 }
@@ -725,10 +725,10 @@ impl Filter {
             None => None,
         };
         let query = match q.map(str::trim).filter(|q| !q.is_empty()) {
-            Some(text) => Some(
+            Some(text) => Some(inventory::query::Query::new(
                 inventory::query::parse(text)
                     .map_err(|e| ServiceError::Invalid(format!("q: {e}\n{}", e.caret(text))))?,
-            ),
+            )),
             None => None,
         };
         let fields = fields.map(|f| {
