@@ -130,13 +130,27 @@ pub fn list(socket: &Endpoint, args: ListArgs, out: ListFormat) -> anyhow::Resul
             .map(|(name, path)| (name.to_ascii_uppercase(), (*path).to_owned()))
             .collect(),
     };
+    // A table or CSV needs only its columns: the master sends only those
+    // parts of each asset (JSON gets whole assets unless --fields says).
+    let fields = match (&args.fields, out) {
+        (Some(f), _) => Some(f.clone()),
+        (None, ListFormat::Json) => None,
+        (None, _) => Some(
+            columns
+                .iter()
+                .map(|(_, path)| path.as_str())
+                .filter(|p| p.contains('.'))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    };
     let v = Client::new(socket)
         .and_then(|c| {
             c.asset_list(
                 AssetRequest::List {
                     grain: args.grain,
                     q: args.filter,
-                    fields: args.fields.clone(),
+                    fields,
                     at: args.at,
                     sort: args.sort,
                     cursor: None,
