@@ -374,6 +374,12 @@ impl SledStore {
     /// checkpoint, head and change records are read apart; a collect that
     /// moves the checkpoint in between is met by reading again.
     fn load(&self, base: &[u8]) -> Result<AssetRecord, StoreError> {
+        // Most loads succeed at once: decode from the stored bytes without
+        // copying them.
+        let first = self.load_once(base);
+        if first.is_ok() {
+            return first;
+        }
         let mut base = base.to_vec();
         let mut tries = 0;
         loop {
