@@ -1,6 +1,8 @@
 //! The asset inventory: one record per asset with its current document
-//! (facts, manual fields, operator status, observed presence) and a history
-//! of field-level changes from which any earlier version is rebuilt.
+//! (kind, facts, manual and finance fields, relations, operator status,
+//! observed presence) and a history of field-level changes from which any
+//! earlier version is rebuilt; the query language, spreadsheets in and
+//! out, depreciation and the year-end audit.
 //!
 //! The functions here are pure: they take records and the time and return
 //! new records; the store writes them in one transaction.
@@ -10,7 +12,6 @@ pub mod config;
 pub mod document;
 pub mod fields;
 pub mod finance;
-pub mod import;
 pub mod lookup;
 pub mod query;
 pub mod relations;
@@ -126,7 +127,7 @@ pub enum Source {
     Status,
     /// Presence changed (heartbeats came or stopped).
     Presence,
-    /// A CSV import.
+    /// A spreadsheet import (CSV or XLSX).
     Import,
 }
 
