@@ -759,6 +759,20 @@ fn an_xlsx_round_trip_changes_exactly_the_edited_cell() {
     assert_eq!(nas["kind"], "storage");
     assert_eq!(nas["status"], "planned");
 
+    // Rows without an asset id or serial are matched by minion id.
+    let by_minion = c.dir.path().join("by-minion.csv");
+    std::fs::write(&by_minion, "minion,owner,rack_unit\nweb01,erin,U7\n").expect("write");
+    let out = c.cmdb(&["asset", "import", by_minion.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let web = show(&c, "web01");
+    assert_eq!(
+        (
+            web["manual"]["owner"].clone(),
+            web["manual"]["rack_unit"].clone()
+        ),
+        (Value::from("erin"), Value::from(7))
+    );
+
     // Bad files name the place and write nothing.
     let count = || {
         json_out(&c.cmdb(&["asset", "list", "--out", "json"]))
