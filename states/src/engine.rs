@@ -1,6 +1,8 @@
 //! Applying a plan of states: requisites, test mode, results and timing.
 
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
@@ -8,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::modules;
 use crate::order::Plan;
 use crate::sls::{ReqKind, State};
+use crate::template::Renderer;
 
 /// Fetches `cmdb://` sources from the master.
 pub type Fetch<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
@@ -20,6 +23,110 @@ pub struct Context<'a> {
     pub fetch: Fetch<'a>,
     /// Where replaced files are backed up.
     pub backup_dir: PathBuf,
+    /// Renders `template: jinja` files with the run's grains and pillar.
+    pub renderer: &'a Renderer,
+    /// In test mode, the files and directories earlier states of the run
+    /// would have created or changed.
+    pub predicted: Predicted,
+}
+
+impl<'a> Context<'a> {
+    /// A context with nothing predicted yet.
+    pub fn new(
+        test: bool,
+        fetch: Fetch<'a>,
+        backup_dir: PathBuf,
+        renderer: &'a Renderer,
+    ) -> Context<'a> {
+        Context {
+            test,
+            fetch,
+            backup_dir,
+            renderer,
+            predicted: Predicted::default(),
+        }
+    }
+
+    /// Whether `path` is a directory, or (in test mode) one an earlier
+    /// state would have created.
+    pub fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir() || self.test && self.predicted.is_dir(path)
+    }
+
+    /// Whether `path` exists, or (in test mode) an earlier state would have
+    /// created it.
+    pub fn exists(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok() || self.test && self.predicted.entry(path).is_some()
+    }
+
+    /// The file's bytes: in test mode those an earlier state would have
+    /// written, otherwise those on disk.
+    pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        if self.test
+            && let Some(Entry::File(data)) = self.predicted.entry(path)
+        {
+            return Some(data);
+        }
+        std::fs::read(path).ok()
+    }
+
+    /// In test mode, remembers that `path` would be a directory (with its
+    /// parents).
+    pub fn predict_dir(&self, path: &Path) {
+        if self.test {
+            self.predicted.set(path, Entry::Dir);
+        }
+    }
+
+    /// In test mode, remembers what `path` would hold (its parents become
+    /// directories).
+    pub fn predict_file(&self, path: &Path, data: Vec<u8>) {
+        if self.test {
+            if let Some(parent) = path.parent() {
+                self.predicted.set(parent, Entry::Dir);
+            }
+            self.predicted.set(path, Entry::File(data));
+        }
+    }
+}
+
+/// What an earlier state of a test run would have made of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A directory.
+    Dir,
+    /// A file with these bytes.
+    File(Vec<u8>),
+}
+
+/// The paths earlier states of a test run would have created, so later
+/// states judge them as present.
+#[derive(Debug, Default)]
+pub struct Predicted {
+    paths: RefCell<BTreeMap<PathBuf, Entry>>,
+}
+
+impl Predicted {
+    fn set(&self, path: &Path, entry: Entry) {
+        let mut paths = self.paths.borrow_mut();
+        if entry == Entry::Dir {
+            for a in path.ancestors().skip(1) {
+                if a.as_os_str().is_empty() || a.is_dir() {
+                    break;
+                }
+                paths.insert(a.to_path_buf(), Entry::Dir);
+            }
+        }
+        paths.insert(path.to_path_buf(), entry);
+    }
+
+    fn entry(&self, path: &Path) -> Option<Entry> {
+        self.paths.borrow().get(path).cloned()
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.entry(path) == Some(Entry::Dir)
+    }
 }
 
 /// The outcome of one state.
@@ -197,11 +304,8 @@ mod tests {
         let states = compile(&l, &["s".into()]).expect("compile");
         let p = plan(&states).expect("plan");
         let fetch = |_: &str| -> Result<Vec<u8>, String> { Err("no master".into()) };
-        let ctx = Context {
-            test,
-            fetch: &fetch,
-            backup_dir: dir.join("backup"),
-        };
+        let renderer = Renderer::new(Default::default(), None);
+        let ctx = Context::new(test, &fetch, dir.join("backup"), &renderer);
         apply(&states, &p, &ctx)
     }
 

@@ -15,6 +15,7 @@ pub mod order;
 pub mod roots;
 pub mod sls;
 pub mod system;
+pub mod template;
 pub mod top;
 
 pub use engine::{Context, StateResult, apply};

@@ -45,7 +45,7 @@ fn state_apply_test_mode_then_real_then_idempotent_on_three_minions() {
             s[0]["comment"]
                 .as_str()
                 .expect("c")
-                .contains("set to be changed")
+                .contains("would be created")
         );
     }
     assert!(!out.exists(), "test mode changed nothing");
