@@ -396,6 +396,25 @@ fn process(
                 }
             }
         }
+        RequestBody::Pillar => {
+            let grains = shared
+                .store
+                .asset_of_minion(id.as_str())
+                .ok()
+                .flatten()
+                .map(|a| a.full_facts())
+                .unwrap_or_else(|| serde_json::json!({}));
+            match crate::fileserver::pillar(&shared.cfg.pillar_roots, id.as_str(), &grains) {
+                Ok(data) => {
+                    debug!(minion_id = %id, "sent pillar");
+                    ReplyBody::Pillar { data }
+                }
+                Err(e) => {
+                    warn!(minion_id = %id, error = %e, "could not compile pillar");
+                    return Err(with_channel(req.id, ErrorKind::Internal, e.to_string()));
+                }
+            }
+        }
         RequestBody::Auth(_) => {
             return Err(with_channel(
                 req.id,

@@ -50,6 +50,8 @@ pub enum RequestBody {
     /// Part of a return too large for one frame, sent in order; the last
     /// part is answered as the whole return would be.
     ReturnChunk(ReturnChunk),
+    /// Send me my pillar, compiled for my verified identity.
+    Pillar,
 }
 
 /// Bytes of a return a chunk carries at most.
@@ -185,6 +187,12 @@ pub enum ReplyBody {
     FileStored {
         /// Bytes stored so far.
         size: u64,
+    },
+    /// The requesting minion's pillar (sealed to it like every reply to
+    /// an accepted minion).
+    Pillar {
+        /// The compiled pillar, a mapping.
+        data: Value,
     },
     /// A part of a large return was received.
     ChunkStored {

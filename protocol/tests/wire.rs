@@ -84,6 +84,7 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|running| RequestBody::Heartbeat(Heartbeat { running })),
         Just(RequestBody::MissedJobs(MissedJobs {})),
         Just(RequestBody::Leaving),
+        Just(RequestBody::Pillar),
         (
             jid(),
             any::<u64>(),
@@ -188,6 +189,9 @@ fn reply() -> impl Strategy<Value = Reply> {
         }),
         any::<u64>().prop_map(|size| ReplyBody::FileStored { size }),
         any::<u64>().prop_map(|received| ReplyBody::ChunkStored { received }),
+        (".{0,10}", any::<i64>()).prop_map(|(k, v)| ReplyBody::Pillar {
+            data: serde_json::json!({ k: v }),
+        }),
     ];
     (any::<u64>(), body).prop_map(|(re, body)| Reply { re, body })
 }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod modules;
 pub mod order;
+pub mod pillar;
 pub mod roots;
 pub mod sls;
 pub mod system;

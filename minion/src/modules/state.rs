@@ -49,14 +49,22 @@ impl Loader for FileLoader {
     }
 }
 
-/// The variables templates of this run see.
-async fn template_vars(ctx: &CallContext, test: bool) -> Vars {
-    Vars {
-        grains: ctx.facts().await,
-        pillar: Value::Object(Map::new()),
-        opts: json!({"id": ctx.id, "test": test, "saltenv": "base"}),
-        saltenv: "base".into(),
+/// The variables templates of this run see: the facts, and the pillar
+/// from the master with the `pillar=` argument merged over it.
+async fn template_vars(
+    ctx: &CallContext,
+    kwargs: &BTreeMap<String, String>,
+) -> Result<Vars, String> {
+    let mut pillar = super::pillar::fetch(ctx).await?;
+    if let Some(text) = kwargs.get("pillar") {
+        states::pillar::merge(&mut pillar, super::pillar::parse_override(text)?);
     }
+    Ok(Vars {
+        grains: ctx.facts().await,
+        pillar,
+        opts: json!({"id": ctx.id, "test": test_mode(kwargs), "saltenv": "base"}),
+        saltenv: "base".into(),
+    })
 }
 
 fn test_mode(kwargs: &BTreeMap<String, String>) -> bool {
@@ -74,12 +82,20 @@ fn sls_names(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-async fn run_states(ctx: &CallContext, names: Option<Vec<String>>, test: bool) -> Outcome {
+async fn run_states(
+    ctx: &CallContext,
+    names: Option<Vec<String>>,
+    kwargs: &BTreeMap<String, String>,
+) -> Outcome {
     let files = match ctx.files() {
         Ok(f) => f,
         Err(e) => return Outcome::fail(e, 1),
     };
-    let vars = template_vars(ctx, test).await;
+    let test = test_mode(kwargs);
+    let vars = match template_vars(ctx, kwargs).await {
+        Ok(v) => v,
+        Err(e) => return Outcome::fail(e, 1),
+    };
     let backup_dir = ctx.state_dir.join("file_backup");
     let rt = tokio::runtime::Handle::current();
     let id = ctx.id.clone();
@@ -129,12 +145,12 @@ pub async fn apply(
 ) -> Outcome {
     let names = sls_names(args);
     let names = (!names.is_empty()).then_some(names);
-    run_states(ctx, names, test_mode(kwargs)).await
+    run_states(ctx, names, kwargs).await
 }
 
 /// `state.highstate [test=true]`: every state file `top.sls` gives this minion.
 pub async fn highstate(kwargs: &BTreeMap<String, String>, ctx: &CallContext) -> Outcome {
-    run_states(ctx, None, test_mode(kwargs)).await
+    run_states(ctx, None, kwargs).await
 }
 
 /// `state.show_sls sls,…`: the compiled states, without running them.
@@ -147,7 +163,10 @@ pub async fn show_sls(args: &[String], ctx: &CallContext) -> Outcome {
     if names.is_empty() {
         return Outcome::fail("state.show_sls needs a state file name", 1);
     }
-    let vars = template_vars(ctx, false).await;
+    let vars = match template_vars(ctx, &BTreeMap::new()).await {
+        Ok(v) => v,
+        Err(e) => return Outcome::fail(e, 1),
+    };
     let rt = tokio::runtime::Handle::current();
     let joined = tokio::task::spawn_blocking(move || {
         let loader = FileLoader { files, rt };
