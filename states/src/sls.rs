@@ -52,6 +52,16 @@ pub enum ReqKind {
     Onchanges,
     /// Run only when the target failed.
     Onfail,
+    /// Run after; fail only when every target failed.
+    RequireAny,
+    /// Run only when any target changed (as `onchanges`).
+    OnchangesAny,
+    /// No ordering; when the target changed, the module's watch action
+    /// runs once at the end of the run.
+    Listen,
+    /// Run before the target, and only when the target (tried in test
+    /// mode) would change.
+    Prereq,
 }
 
 impl ReqKind {
@@ -65,6 +75,10 @@ impl ReqKind {
             "watch" => ReqKind::Watch,
             "onchanges" => ReqKind::Onchanges,
             "onfail" => ReqKind::Onfail,
+            "require_any" => ReqKind::RequireAny,
+            "onchanges_any" => ReqKind::OnchangesAny,
+            "listen" => ReqKind::Listen,
+            "prereq" => ReqKind::Prereq,
             _ => return None,
         };
         Some((kind, reverse))
@@ -77,6 +91,10 @@ impl ReqKind {
             ReqKind::Watch => "watch",
             ReqKind::Onchanges => "onchanges",
             ReqKind::Onfail => "onfail",
+            ReqKind::RequireAny => "require_any",
+            ReqKind::OnchangesAny => "onchanges_any",
+            ReqKind::Listen => "listen",
+            ReqKind::Prereq => "prereq",
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::sls::State;
 /// Every supported `module.function`.
 pub const FUNCTIONS: &[&str] = &[
     "cmd.run",
+    "cmd.wait",
     "file.absent",
     "file.directory",
     "file.managed",
@@ -35,6 +36,7 @@ pub fn call(s: &State, ctx: &Context<'_>) -> StateResult {
         ("file", "absent") => file::absent(s, ctx),
         ("file", "replace") => file::replace(s, ctx),
         ("cmd", "run") => cmd::run(s, ctx),
+        ("cmd", "wait") => cmd::wait(s, ctx),
         ("pkg", "installed") => pkg::installed(s, ctx),
         ("pkg", "removed") => pkg::removed(s, ctx),
         ("service", "running") => service::running(s, ctx),
@@ -55,6 +57,7 @@ pub fn call(s: &State, ctx: &Context<'_>) -> StateResult {
 pub fn watch(s: &State, ctx: &Context<'_>) -> Option<StateResult> {
     match (s.module.as_str(), s.function.as_str()) {
         ("service", "running") => Some(service::restart(s, ctx)),
+        ("cmd", "wait") => Some(cmd::run(s, ctx)),
         _ => None,
     }
 }
