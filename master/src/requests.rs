@@ -396,6 +396,22 @@ fn process(
                 }
             }
         }
+        RequestBody::FileList(l) => match states::roots::list(&shared.cfg.file_roots, &l.path) {
+            Ok(files) => ReplyBody::FileList {
+                files: files
+                    .into_iter()
+                    .map(|f| protocol::ListedFile {
+                        path: f.path,
+                        size: f.size,
+                        sha256: f.sha256,
+                    })
+                    .collect(),
+            },
+            Err(e) => {
+                warn!(minion_id = %id, path = %l.path.escape_debug(), error = %e, "refused a file listing");
+                return Err(with_channel(req.id, file_error_kind(&e), e.to_string()));
+            }
+        },
         RequestBody::Pillar => {
             let grains = shared
                 .store

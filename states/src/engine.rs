@@ -15,8 +15,17 @@ use crate::template::Renderer;
 /// Fetches `cmdb://` sources from the master.
 pub type Fetch<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
 
+/// Lists the files below a `cmdb://` directory.
+pub type List<'a> = &'a dyn Fn(&str) -> Result<Vec<crate::roots::Listed>, String>;
+
+fn no_listing(path: &str) -> Result<Vec<crate::roots::Listed>, String> {
+    Err(format!("cannot list cmdb://{path}: no file server"))
+}
+
 /// What the state modules may use.
 pub struct Context<'a> {
+    /// Lists `cmdb://` directories (`file.recurse`).
+    pub list: List<'a>,
     /// Test mode: change nothing, say what would change.
     pub test: bool,
     /// Fetches `cmdb://path` files.
@@ -39,6 +48,7 @@ impl<'a> Context<'a> {
         renderer: &'a Renderer,
     ) -> Context<'a> {
         Context {
+            list: &no_listing,
             test,
             fetch,
             backup_dir,
@@ -268,7 +278,8 @@ pub fn apply(states: &[State], plan: &Plan, ctx: &Context<'_>) -> (Map<String, V
     let mut results: Vec<Option<StateResult>> = vec![None; states.len()];
     let mut out = Map::new();
     let mut all_ok = true;
-    let probe = Context::new(true, ctx.fetch, ctx.backup_dir.clone(), ctx.renderer);
+    let mut probe = Context::new(true, ctx.fetch, ctx.backup_dir.clone(), ctx.renderer);
+    probe.list = ctx.list;
     for (run_num, &i) in plan.order.iter().enumerate() {
         let s = &states[i];
         let started = Instant::now();

@@ -63,6 +63,21 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// The files below the directory `rel`, from a blocking thread of the
+    /// runtime `rt`.
+    pub fn list_blocking(
+        &self,
+        rel: &str,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<Vec<states::roots::Listed>, String> {
+        match self {
+            FileSource::Master(m) => rt.block_on(crate::files::list(m, rel)),
+            FileSource::Local(roots) => states::roots::list(roots, rel).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 fn read_local(roots: &[std::path::PathBuf], rel: &str) -> Result<Vec<u8>, String> {
     let path = states::roots::resolve(roots, rel).map_err(|e| e.to_string())?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))

@@ -122,7 +122,9 @@ async fn run_states(
                 states::sls::compile_with(&loader, &names, &renderer).map_err(|e| e.to_string())?;
             let plan = states::order::plan(&list).map_err(|e| e.to_string())?;
             let fetch = |p: &str| loader.fetch(p);
-            let sctx = states::Context::new(test, &fetch, backup_dir, &renderer);
+            let listing = |p: &str| loader.files.list_blocking(p, &loader.rt);
+            let mut sctx = states::Context::new(test, &fetch, backup_dir, &renderer);
+            sctx.list = &listing;
             Ok(states::apply(&list, &plan, &sctx))
         })
         .await;

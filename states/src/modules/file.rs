@@ -23,13 +23,13 @@ pub fn parse_mode(s: &State) -> Result<Option<u32>, String> {
         .ok_or_else(|| format!("mode {text:?} is not an octal file mode (quote it: \"0644\")"))
 }
 
-fn mode_of(path: &Path) -> Option<u32> {
+pub(crate) fn mode_of(path: &Path) -> Option<u32> {
     fs::metadata(path)
         .ok()
         .map(|m| m.permissions().mode() & 0o7777)
 }
 
-fn owner_changes(
+pub(crate) fn owner_changes(
     s: &State,
     path: &Path,
     changes: &mut Map<String, Value>,
@@ -59,7 +59,7 @@ fn owner_changes(
     Ok((uid, gid))
 }
 
-fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
+pub(crate) fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
     match (std::str::from_utf8(old), std::str::from_utf8(new)) {
         (Ok(a), Ok(b)) => similar::TextDiff::from_lines(a, b)
             .unified_diff()
@@ -89,7 +89,7 @@ pub(crate) fn ensure_parent(path: &Path, makedirs: bool, ctx: &Context<'_>) -> R
     fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))
 }
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.cmdb-tmp",

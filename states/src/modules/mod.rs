@@ -2,6 +2,8 @@
 
 pub mod cmd;
 pub mod file;
+pub mod file_text;
+pub mod file_tree;
 pub mod pkg;
 pub mod service;
 pub mod user;
@@ -16,9 +18,14 @@ pub const FUNCTIONS: &[&str] = &[
     "cmd.run",
     "cmd.wait",
     "file.absent",
+    "file.append",
+    "file.blockreplace",
     "file.directory",
+    "file.line",
     "file.managed",
+    "file.recurse",
     "file.replace",
+    "file.symlink",
     "group.present",
     "pkg.installed",
     "pkg.removed",
@@ -35,6 +42,11 @@ pub fn call(s: &State, ctx: &Context<'_>) -> StateResult {
         ("file", "directory") => file::directory(s, ctx),
         ("file", "absent") => file::absent(s, ctx),
         ("file", "replace") => file::replace(s, ctx),
+        ("file", "append") => file_text::append(s, ctx),
+        ("file", "blockreplace") => file_text::blockreplace(s, ctx),
+        ("file", "line") => file_text::line(s, ctx),
+        ("file", "symlink") => file_tree::symlink(s, ctx),
+        ("file", "recurse") => file_tree::recurse(s, ctx),
         ("cmd", "run") => cmd::run(s, ctx),
         ("cmd", "wait") => cmd::wait(s, ctx),
         ("pkg", "installed") => pkg::installed(s, ctx),
