@@ -1,10 +1,15 @@
-//! State modules: `file`, `cmd`, `pkg`, `service`, `user`, `group`.
+//! State modules: `file`, `cmd`, `pkg`, `pkgrepo`, `service`, `user`,
+//! `group`, `cron`, `archive`, `git`.
 
+pub mod archive;
 pub mod cmd;
+pub mod cron;
 pub mod file;
 pub mod file_text;
 pub mod file_tree;
+pub mod git;
 pub mod pkg;
+pub mod pkgrepo;
 pub mod service;
 pub mod user;
 
@@ -15,8 +20,11 @@ use crate::sls::State;
 
 /// Every supported `module.function`.
 pub const FUNCTIONS: &[&str] = &[
+    "archive.extracted",
     "cmd.run",
     "cmd.wait",
+    "cron.absent",
+    "cron.present",
     "file.absent",
     "file.append",
     "file.blockreplace",
@@ -26,12 +34,17 @@ pub const FUNCTIONS: &[&str] = &[
     "file.recurse",
     "file.replace",
     "file.symlink",
+    "git.latest",
+    "group.absent",
     "group.present",
     "pkg.installed",
     "pkg.removed",
+    "pkgrepo.absent",
+    "pkgrepo.managed",
     "service.dead",
     "service.enabled",
     "service.running",
+    "user.absent",
     "user.present",
 ];
 
@@ -55,6 +68,14 @@ pub fn call(s: &State, ctx: &Context<'_>) -> StateResult {
         ("service", "dead") => service::dead(s, ctx),
         ("service", "enabled") => service::enabled(s, ctx),
         ("user", "present") => user::user_present(s, ctx),
+        ("user", "absent") => user::user_absent(s, ctx),
+        ("group", "absent") => user::group_absent(s, ctx),
+        ("cron", "present") => cron::present(s, ctx),
+        ("cron", "absent") => cron::absent(s, ctx),
+        ("archive", "extracted") => archive::extracted(s, ctx),
+        ("pkgrepo", "managed") => pkgrepo::managed(s, ctx),
+        ("pkgrepo", "absent") => pkgrepo::absent(s, ctx),
+        ("git", "latest") => git::latest(s, ctx),
         ("group", "present") => user::group_present(s, ctx),
         _ => StateResult::fail(format!(
             "State '{}' was not found (supported: {})",
