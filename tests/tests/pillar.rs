@@ -129,3 +129,81 @@ fn templated_states_use_grains_pillar_and_the_command_line_pillar() {
         "{e}"
     );
 }
+
+/// The worked example of docs/states.md: a site with a template, pillar
+/// and a restart on change, with a stand-in for the service.
+#[test]
+fn worked_example_on_three_minions_test_then_real_then_idempotent() {
+    let ids = ["web01", "web02", "web03"];
+    let c = cluster(&ids);
+    let base = c.dir.path().join("hosts");
+    let (srv, p) = (c.dir.path().join("srv"), c.dir.path().join("pillar"));
+    write(&p.join("top.sls"), "base:\n  'web*':\n    - site\n");
+    write(
+        &p.join("site.sls"),
+        &format!(
+            "site:\n  server_name: {{{{ grains['id'] }}}}.example.com\n  port: 8080\n  \
+             root: {b}/{{{{ grains['id'] }}}}/www\n  conf_dir: {b}/{{{{ grains['id'] }}}}/conf\n  \
+             restart: echo restarted >> {b}/{{{{ grains['id'] }}}}/restarts\n",
+            b = base.display()
+        ),
+    );
+    write(
+        &srv.join("site/init.sls"),
+        "{% set site = pillar['site'] %}\n\
+         site-root:\n  file.directory:\n    - name: {{ site.root }}\n    - makedirs: true\n\n\
+         site-index:\n  file.managed:\n    - name: {{ site.root }}/index.html\n    - contents: \"hello from {{ grains['id'] }}\"\n\n\
+         site-config:\n  file.managed:\n    - name: {{ site.conf_dir }}/site.conf\n    - source: cmdb://site/site.conf.j2\n    - template: jinja\n    - makedirs: true\n    - context:\n        site: {{ site | json }}\n\n\
+         site-restart:\n  cmd.wait:\n    - name: {{ site.restart }}\n    - watch:\n      - file: site-config\n",
+    );
+    write(
+        &srv.join("site/site.conf.j2"),
+        "server {\n    listen {{ site.port }};\n    server_name {{ site.server_name }};\n    root {{ site.root }};\n}\n",
+    );
+    let (v, stderr, code) = c.run_json(&["web*", "state.apply", "site", "test=true"]);
+    assert_eq!(code, 0, "{stderr} {v}");
+    for id in ids {
+        let s = states_of(&v[id]);
+        assert_eq!(s.len(), 4, "{v}");
+        assert!(s[..3].iter().all(|x| x["result"] == Value::Null), "{v}");
+        assert!(
+            s[1]["comment"]
+                .as_str()
+                .expect("c")
+                .contains("would be created"),
+            "index.html's directory comes from site-root: {v}"
+        );
+    }
+    assert!(!base.exists(), "a dry run changes nothing");
+
+    let (v, stderr, code) = c.run_json(&["web*", "state.apply", "site"]);
+    assert_eq!(code, 0, "{stderr} {v}");
+    for id in ids {
+        let conf = std::fs::read_to_string(base.join(id).join("conf/site.conf")).expect("conf");
+        assert_eq!(
+            conf,
+            format!(
+                "server {{\n    listen 8080;\n    server_name {id}.example.com;\n    root {}/{id}/www;\n}}\n",
+                base.display()
+            )
+        );
+        assert_eq!(
+            std::fs::read_to_string(base.join(id).join("restarts")).expect("restarted"),
+            "restarted\n"
+        );
+    }
+
+    let (v, _, code) = c.run_json(&["web*", "state.apply", "site"]);
+    assert_eq!(code, 0);
+    for id in ids {
+        assert!(
+            states_of(&v[id]).iter().all(|x| x["changes"] == json!({})),
+            "second run changes nothing: {v}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(base.join(id).join("restarts")).expect("restarts"),
+            "restarted\n",
+            "no restart without a change"
+        );
+    }
+}
