@@ -35,6 +35,9 @@ pub struct MasterConfig {
     pub autoreject: Vec<String>,
     /// Directories of state files and files served as `cmdb://path`.
     pub file_roots: Vec<PathBuf>,
+    /// Directories of pillar files, with their own `top.sls` (default
+    /// `/srv/cmdb/pillar`); each minion gets only the pillar compiled for it.
+    pub pillar_roots: Vec<PathBuf>,
     /// Request workers that verify, decode, store and reply (default 4).
     pub workers: usize,
     /// Capacity of the queue between the request socket and the workers.
@@ -135,6 +138,7 @@ impl Default for MasterConfig {
             autosign: Vec::new(),
             autoreject: Vec::new(),
             file_roots: vec!["/srv/cmdb".into()],
+            pillar_roots: vec!["/srv/cmdb/pillar".into()],
             workers: 4,
             request_queue: 16_384,
             max_frame_bytes: protocol::MAX_FRAME_DEFAULT,

@@ -14,6 +14,25 @@ pub const CHUNK: u32 = 1024 * 1024;
 
 pub use states::roots::{FileError, check_relative, resolve};
 
+/// The pillar of minion `id` compiled from `pillar_roots` with its facts
+/// `grains`; files are read as `cmdb://` files are, within their roots.
+pub fn pillar(
+    pillar_roots: &[PathBuf],
+    id: &str,
+    grains: &serde_json::Value,
+) -> Result<serde_json::Value, states::StateError> {
+    let read = |rel: &str| -> Result<Option<String>, String> {
+        match resolve(pillar_roots, rel) {
+            Ok(p) => fs::read_to_string(&p)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", p.display())),
+            Err(FileError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    states::pillar::compile(&read, id, grains)
+}
+
 /// SHA-256 of everything `r` yields.
 pub fn hash_reader(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
     let mut h = Sha256::new();

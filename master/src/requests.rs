@@ -396,6 +396,41 @@ fn process(
                 }
             }
         }
+        RequestBody::FileList(l) => match states::roots::list(&shared.cfg.file_roots, &l.path) {
+            Ok(files) => ReplyBody::FileList {
+                files: files
+                    .into_iter()
+                    .map(|f| protocol::ListedFile {
+                        path: f.path,
+                        size: f.size,
+                        sha256: f.sha256,
+                    })
+                    .collect(),
+            },
+            Err(e) => {
+                warn!(minion_id = %id, path = %l.path.escape_debug(), error = %e, "refused a file listing");
+                return Err(with_channel(req.id, file_error_kind(&e), e.to_string()));
+            }
+        },
+        RequestBody::Pillar => {
+            let grains = shared
+                .store
+                .asset_of_minion(id.as_str())
+                .ok()
+                .flatten()
+                .map(|a| a.full_facts())
+                .unwrap_or_else(|| serde_json::json!({}));
+            match crate::fileserver::pillar(&shared.cfg.pillar_roots, id.as_str(), &grains) {
+                Ok(data) => {
+                    debug!(minion_id = %id, "sent pillar");
+                    ReplyBody::Pillar { data }
+                }
+                Err(e) => {
+                    warn!(minion_id = %id, error = %e, "could not compile pillar");
+                    return Err(with_channel(req.id, ErrorKind::Internal, e.to_string()));
+                }
+            }
+        }
         RequestBody::Auth(_) => {
             return Err(with_channel(
                 req.id,

@@ -46,6 +46,26 @@ pub async fn fetch(m: &Minion, path: &str) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Lists the files below `cmdb://path` (a directory) on the master.
+pub async fn list(m: &Minion, path: &str) -> Result<Vec<states::roots::Listed>, String> {
+    let link = m.link().ok_or("not connected to the master")?;
+    let req = RequestBody::FileList(protocol::FileList {
+        path: path.to_owned(),
+    });
+    let reply = link.request(req, false).await.map_err(|e| e.to_string())?;
+    let ReplyBody::FileList { files } = reply.body else {
+        return Err("unexpected answer to a file listing".into());
+    };
+    Ok(files
+        .into_iter()
+        .map(|f| states::roots::Listed {
+            path: f.path,
+            size: f.size,
+            sha256: f.sha256,
+        })
+        .collect())
+}
+
 /// Pushes the local file `local` to the master as `remote` (a relative path
 /// inside this minion's directory there). Returns the bytes sent.
 pub async fn push(m: &Minion, local: &Path, remote: &str) -> Result<u64, String> {

@@ -20,8 +20,8 @@ pub use error::ProtocolError;
 pub use id::MinionId;
 pub use jid::{Jid, JidGenerator};
 pub use message::{
-    AuthReply, AuthRequest, AuthStatus, ErrorKind, FilePush, FileRead, HandedKey, Heartbeat,
-    HeartbeatReply, Job, JobReturn, KEY_GROUPS, KeyHandOver, MissedJobs, Publish,
-    RETURN_CHUNK_BYTES, Reply, ReplyBody, Request, RequestBody, ReturnChunk, key_topic,
+    AuthReply, AuthRequest, AuthStatus, ErrorKind, FileList, FilePush, FileRead, HandedKey,
+    Heartbeat, HeartbeatReply, Job, JobReturn, KEY_GROUPS, KeyHandOver, ListedFile, MissedJobs,
+    Publish, RETURN_CHUNK_BYTES, Reply, ReplyBody, Request, RequestBody, ReturnChunk, key_topic,
 };
 pub use target::{Matcher, Target};

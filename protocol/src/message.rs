@@ -50,6 +50,29 @@ pub enum RequestBody {
     /// Part of a return too large for one frame, sent in order; the last
     /// part is answered as the whole return would be.
     ReturnChunk(ReturnChunk),
+    /// Send me my pillar, compiled for my verified identity.
+    Pillar,
+    /// List the files below a directory of the master's file roots.
+    FileList(FileList),
+}
+
+/// A directory of the master's file roots to list (`file.recurse`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileList {
+    /// Path relative to the file roots, as in `cmdb://path`.
+    pub path: String,
+}
+
+/// A file in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedFile {
+    /// Path relative to the listed directory, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes.
+    #[serde(with = "serde_bytes")]
+    pub sha256: Vec<u8>,
 }
 
 /// Bytes of a return a chunk carries at most.
@@ -185,6 +208,17 @@ pub enum ReplyBody {
     FileStored {
         /// Bytes stored so far.
         size: u64,
+    },
+    /// The requesting minion's pillar (sealed to it like every reply to
+    /// an accepted minion).
+    Pillar {
+        /// The compiled pillar, a mapping.
+        data: Value,
+    },
+    /// The files below a listed directory, sorted by path.
+    FileList {
+        /// The files.
+        files: Vec<ListedFile>,
     },
     /// A part of a large return was received.
     ChunkStored {

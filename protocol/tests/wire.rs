@@ -84,6 +84,8 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|running| RequestBody::Heartbeat(Heartbeat { running })),
         Just(RequestBody::MissedJobs(MissedJobs {})),
         Just(RequestBody::Leaving),
+        Just(RequestBody::Pillar),
+        ".{0,20}".prop_map(|path| RequestBody::FileList(protocol::FileList { path })),
         (
             jid(),
             any::<u64>(),
@@ -188,6 +190,21 @@ fn reply() -> impl Strategy<Value = Reply> {
         }),
         any::<u64>().prop_map(|size| ReplyBody::FileStored { size }),
         any::<u64>().prop_map(|received| ReplyBody::ChunkStored { received }),
+        prop::collection::vec((".{0,10}", any::<u64>()), 0..3).prop_map(|fs| {
+            ReplyBody::FileList {
+                files: fs
+                    .into_iter()
+                    .map(|(path, size)| protocol::ListedFile {
+                        path,
+                        size,
+                        sha256: vec![7; 32],
+                    })
+                    .collect(),
+            }
+        }),
+        (".{0,10}", any::<i64>()).prop_map(|(k, v)| ReplyBody::Pillar {
+            data: serde_json::json!({ k: v }),
+        }),
     ];
     (any::<u64>(), body).prop_map(|(re, body)| Reply { re, body })
 }

@@ -23,6 +23,17 @@ pub enum StateError {
         /// What is wrong.
         reason: String,
     },
+    /// A template could not be rendered (undefined variable, syntax,
+    /// missing include), or its output still holds `{{`.
+    #[error("{file}, line {line}: {reason}")]
+    Render {
+        /// The template's path relative to the file roots.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// A state declaration is wrong.
     #[error("{file}, line {line}, state {id:?}: {reason}")]
     Declaration {

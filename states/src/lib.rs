@@ -12,9 +12,11 @@ pub mod engine;
 pub mod error;
 pub mod modules;
 pub mod order;
+pub mod pillar;
 pub mod roots;
 pub mod sls;
 pub mod system;
+pub mod template;
 pub mod top;
 
 pub use engine::{Context, StateResult, apply};

@@ -20,6 +20,23 @@ fn matches(s: &State, module: Option<&str>, target: &str) -> bool {
         && (s.id == target || s.name == target || module == Some("sls") && s.sls == target)
 }
 
+/// Salt's `order:` argument as a sort key: `first`, then numbers
+/// ascending, then states without one, then `last`.
+fn order_key(s: &State) -> (u8, i64) {
+    match s.args.get("order") {
+        Some(serde_json::Value::String(w)) if w == "first" => (0, 0),
+        Some(serde_json::Value::String(w)) if w == "last" => (3, 0),
+        Some(v) => match v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+        {
+            Some(n) => (1, n),
+            None => (2, 0),
+        },
+        None => (2, 0),
+    }
+}
+
 /// Resolves requisites and orders the states.
 pub fn plan(states: &[State]) -> Result<Plan, StateError> {
     let n = states.len();
@@ -55,29 +72,49 @@ pub fn plan(states: &[State]) -> Result<Plan, StateError> {
     }
     let deps: Vec<Vec<(ReqKind, usize)>> =
         deps.into_iter().map(|d| d.into_iter().collect()).collect();
-    let mut indegree: Vec<usize> = deps
-        .iter()
-        .map(|d| d.iter().map(|(_, j)| *j).collect::<BTreeSet<_>>().len())
-        .collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // before[i]: the states that must run before i.
+    let mut before: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
     for (i, d) in deps.iter().enumerate() {
-        for j in d.iter().map(|(_, j)| *j).collect::<BTreeSet<_>>() {
+        for &(kind, j) in d {
+            match kind {
+                ReqKind::Listen => {}
+                ReqKind::Prereq => {
+                    before[j].insert(i);
+                }
+                _ => {
+                    before[i].insert(j);
+                }
+            }
+        }
+    }
+    let mut indegree: Vec<usize> = before.iter().map(BTreeSet::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, b) in before.iter().enumerate() {
+        for &j in b {
             dependents[j].push(i);
         }
     }
-    let mut ready: BTreeSet<usize> = (0..n).filter(|i| indegree[*i] == 0).collect();
+    let keys: Vec<(u8, i64)> = states.iter().map(order_key).collect();
+    let mut ready: BTreeSet<((u8, i64), usize)> = (0..n)
+        .filter(|i| indegree[*i] == 0)
+        .map(|i| (keys[i], i))
+        .collect();
     let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
+    while let Some((_, i)) = ready.pop_first() {
         order.push(i);
         for &d in &dependents[i] {
             indegree[d] -= 1;
             if indegree[d] == 0 {
-                ready.insert(d);
+                ready.insert((keys[d], d));
             }
         }
     }
     if order.len() < n {
-        return Err(StateError::Cycle(describe_cycle(states, &deps, &indegree)));
+        let edges: Vec<Vec<(ReqKind, usize)>> = before
+            .iter()
+            .map(|b| b.iter().map(|j| (ReqKind::Require, *j)).collect())
+            .collect();
+        return Err(StateError::Cycle(describe_cycle(states, &edges, &indegree)));
     }
     Ok(Plan { order, deps })
 }
@@ -140,5 +177,17 @@ mod tests {
             err.contains("s, line 1, state \"a\": requisite require pkg: nope"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn order_argument_and_prereq_and_listen_shape_the_order() {
+        let l = loader(&[(
+            "s",
+            "a:\n  cmd.run: []\nb:\n  cmd.run:\n    - order: last\nc:\n  cmd.run:\n    - order: 2\nd:\n  cmd.run:\n    - order: 1\ne:\n  cmd.run:\n    - order: first\n    - listen:\n      - cmd: a\nf:\n  cmd.run:\n    - prereq:\n      - cmd: d\n",
+        )]);
+        let states = compile(&l, &["s".into()]).expect("compile");
+        let p = plan(&states).expect("plan");
+        let ids: Vec<&str> = p.order.iter().map(|i| states[*i].id.as_str()).collect();
+        assert_eq!(ids, ["e", "c", "a", "f", "d", "b"]);
     }
 }

@@ -23,12 +23,22 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use crate::error::StateError;
+use crate::template::{Renderer, Vars};
+
+/// A state file as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlsFile {
+    /// Its path relative to the file roots (`web/nginx/init.sls`).
+    pub path: String,
+    /// Its text, before rendering.
+    pub text: String,
+}
 
 /// Reads state files by sls name (`web.nginx` is `web/nginx.sls` or
 /// `web/nginx/init.sls`).
 pub trait Loader {
-    /// The text of the state file `sls`.
-    fn load(&self, sls: &str) -> Result<String, String>;
+    /// The state file `sls`.
+    fn load(&self, sls: &str) -> Result<SlsFile, String>;
 }
 
 /// The kinds of requisite.
@@ -42,6 +52,16 @@ pub enum ReqKind {
     Onchanges,
     /// Run only when the target failed.
     Onfail,
+    /// Run after; fail only when every target failed.
+    RequireAny,
+    /// Run only when any target changed (as `onchanges`).
+    OnchangesAny,
+    /// No ordering; when the target changed, the module's watch action
+    /// runs once at the end of the run.
+    Listen,
+    /// Run before the target, and only when the target (tried in test
+    /// mode) would change.
+    Prereq,
 }
 
 impl ReqKind {
@@ -55,6 +75,10 @@ impl ReqKind {
             "watch" => ReqKind::Watch,
             "onchanges" => ReqKind::Onchanges,
             "onfail" => ReqKind::Onfail,
+            "require_any" => ReqKind::RequireAny,
+            "onchanges_any" => ReqKind::OnchangesAny,
+            "listen" => ReqKind::Listen,
+            "prereq" => ReqKind::Prereq,
             _ => return None,
         };
         Some((kind, reverse))
@@ -67,6 +91,10 @@ impl ReqKind {
             ReqKind::Watch => "watch",
             ReqKind::Onchanges => "onchanges",
             ReqKind::Onfail => "onfail",
+            ReqKind::RequireAny => "require_any",
+            ReqKind::OnchangesAny => "onchanges_any",
+            ReqKind::Listen => "listen",
+            ReqKind::Prereq => "prereq",
         }
     }
 }
@@ -137,6 +165,7 @@ fn top_level_lines(text: &str) -> Vec<(String, usize)> {
 
 struct Parser<'a> {
     loader: &'a dyn Loader,
+    renderer: &'a Renderer,
     seen: BTreeSet<String>,
     states: Vec<State>,
 }
@@ -146,10 +175,11 @@ impl Parser<'_> {
         if !self.seen.insert(sls.to_owned()) {
             return Ok(());
         }
-        let text = self.loader.load(sls).map_err(|reason| StateError::Load {
+        let file = self.loader.load(sls).map_err(|reason| StateError::Load {
             file: sls.to_owned(),
             reason,
         })?;
+        let text = self.renderer.render(&file.path, &file.text, None)?;
         let lines = top_level_lines(&text);
         let line_of = |id: &str| lines.iter().find(|(k, _)| k == id).map_or(0, |(_, l)| *l);
         let doc: IndexMap<String, Value> = if text.trim().is_empty() {
@@ -315,10 +345,21 @@ fn parse_requisites(kind: ReqKind, reverse: bool, v: Value) -> Result<Vec<Requis
 }
 
 /// Loads `sls_names` (and what they include) into states in declaration
-/// order.
+/// order, rendered as templates with no grains, pillar or includes.
 pub fn compile(loader: &dyn Loader, sls_names: &[String]) -> Result<Vec<State>, StateError> {
+    compile_with(loader, sls_names, &Renderer::new(Vars::default(), None))
+}
+
+/// Loads `sls_names` (and what they include) into states in declaration
+/// order; each file is rendered by `renderer` before it is parsed.
+pub fn compile_with(
+    loader: &dyn Loader,
+    sls_names: &[String],
+    renderer: &Renderer,
+) -> Result<Vec<State>, StateError> {
     let mut p = Parser {
         loader,
+        renderer,
         seen: BTreeSet::new(),
         states: Vec::new(),
     };
@@ -337,10 +378,13 @@ pub(crate) mod tests {
     pub struct MapLoader(pub HashMap<String, String>);
 
     impl Loader for MapLoader {
-        fn load(&self, sls: &str) -> Result<String, String> {
+        fn load(&self, sls: &str) -> Result<SlsFile, String> {
             self.0
                 .get(sls)
-                .cloned()
+                .map(|text| SlsFile {
+                    path: format!("{}.sls", sls.replace('.', "/")),
+                    text: text.clone(),
+                })
                 .ok_or_else(|| format!("no state file {sls}"))
         }
     }
@@ -394,5 +438,29 @@ pub(crate) mod tests {
         );
         let l = loader(&[]);
         assert!(compile(&l, &["missing".into()]).is_err());
+    }
+
+    #[test]
+    fn state_files_are_rendered_before_parsing() {
+        let l = loader(&[(
+            "web",
+            "{% for site in pillar.sites %}\n/srv/{{ site }}:\n  file.directory: []\n{% endfor %}\n{{ grains['id'] }}-motd:\n  file.managed:\n    - name: /etc/motd\n    - contents: {{ grains.id | yaml }}\n",
+        )]);
+        let vars = Vars {
+            grains: serde_json::json!({"id": "web01"}),
+            pillar: serde_json::json!({"sites": ["a", "b"]}),
+            ..Default::default()
+        };
+        let states =
+            compile_with(&l, &["web".into()], &Renderer::new(vars, None)).expect("compile");
+        let ids: Vec<&str> = states.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["/srv/a", "/srv/b", "web01-motd"]);
+        assert_eq!(states[2].args["contents"], "web01");
+
+        let err = compile(&l, &["web".into()])
+            .expect_err("no pillar")
+            .to_string();
+        assert!(err.starts_with("web.sls, line 1:"), "{err}");
+        assert!(err.contains("undefined"), "{err}");
     }
 }

@@ -25,9 +25,27 @@ impl Ran {
 
 /// Runs `argv` with extra environment variables.
 pub fn run_env(argv: &[&str], env: &[(&str, &str)], cwd: Option<&str>) -> Result<Ran, String> {
+    run_full(argv, env, cwd, None)
+}
+
+/// Runs `argv` with `input` on its standard input.
+pub fn run_input(argv: &[&str], input: &str) -> Result<Ran, String> {
+    run_full(argv, &[], None, Some(input))
+}
+
+fn run_full(
+    argv: &[&str],
+    env: &[(&str, &str)],
+    cwd: Option<&str>,
+    input: Option<&str>,
+) -> Result<Ran, String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
     let mut c = Command::new(prog);
-    c.args(args).stdin(Stdio::null());
+    c.args(args).stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     for (k, v) in env {
         c.env(k, v);
     }
@@ -40,6 +58,13 @@ pub fn run_env(argv: &[&str], env: &[(&str, &str)], cwd: Option<&str>) -> Result
         .spawn()
         .map_err(|e| format!("{prog}: {e}"))?;
     let pid = child.id();
+    let mut child = child;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("{prog}: {e}"))?;
+    }
     let out = child
         .wait_with_output()
         .map_err(|e| format!("{prog}: {e}"))?;

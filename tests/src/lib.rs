@@ -264,9 +264,11 @@ impl Cluster {
         };
         let cfg = format!(
             "interface = \"127.0.0.1\"\npublish_port = {publish_port}\nret_port = {ret_port}\n\
-             state_dir = \"{}\"\nfile_roots = [\"{}\"]\npresence_secs = 5\n{}\n{api}",
+             state_dir = \"{}\"\nfile_roots = [\"{}\"]\npillar_roots = [\"{}\"]\n\
+             presence_secs = 5\n{}\n{api}",
             state.display(),
             dir.path().join("srv").display(),
+            dir.path().join("pillar").display(),
             opts.master_extra
         );
         std::fs::write(dir.path().join("master.toml"), cfg).expect("write master.toml");

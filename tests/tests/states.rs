@@ -45,7 +45,7 @@ fn state_apply_test_mode_then_real_then_idempotent_on_three_minions() {
             s[0]["comment"]
                 .as_str()
                 .expect("c")
-                .contains("set to be changed")
+                .contains("would be created")
         );
     }
     assert!(!out.exists(), "test mode changed nothing");
@@ -325,4 +325,47 @@ fn a_large_file_reaches_three_minions_intact() {
         let got = std::fs::read(&dest).expect("copied");
         assert!(got == data, "{} differs from the source", dest.display());
     }
+}
+
+#[test]
+fn file_recurse_of_a_thousand_files_is_idempotent() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    c.start_accepted(&["web01"]);
+    let tree = srv(&c).join("tree");
+    for i in 0..1000 {
+        write(
+            &tree.join(format!("d{}/f{i}.txt", i % 10)),
+            &format!("file {i}\n"),
+        );
+    }
+    let dest = c.dir.path().join("dest");
+    write(
+        &srv(&c).join("tree.sls"),
+        &format!(
+            "{}:\n  file.recurse:\n    - source: cmdb://tree\n    - makedirs: true\n    - clean: true\n",
+            dest.display()
+        ),
+    );
+    let (v, stderr, code) = c.run_json(&["-t", "60", "web01", "state.apply", "tree"]);
+    assert_eq!(code, 0, "{stderr} {v}");
+    let s = states_of(&v["web01"]);
+    assert_eq!(s[0]["changes"].as_object().map(|m| m.len()), Some(1000));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("d7/f997.txt")).expect("copied"),
+        "file 997\n"
+    );
+    let (v, _, code) = c.run_json(&["-t", "60", "web01", "state.apply", "tree"]);
+    assert_eq!(code, 0);
+    assert_eq!(states_of(&v["web01"])[0]["changes"], json!({}), "{v}");
+    std::fs::write(tree.join("d3/f3.txt"), "edited\n").expect("edit");
+    std::fs::write(dest.join("extra"), "x").expect("extra");
+    let (v, _, _) = c.run_json(&["-t", "60", "web01", "state.apply", "tree"]);
+    let changes = states_of(&v["web01"])[0]["changes"].clone();
+    assert_eq!(
+        changes,
+        json!({
+            dest.join("d3/f3.txt").display().to_string(): "updated",
+            dest.join("extra").display().to_string(): "removed",
+        })
+    );
 }

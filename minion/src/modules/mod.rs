@@ -3,6 +3,7 @@
 pub mod cmd;
 pub mod cp;
 pub mod grains;
+pub mod pillar;
 pub mod saltutil;
 pub mod state;
 pub mod sys;
@@ -58,6 +59,21 @@ impl FileSource {
         match self {
             FileSource::Master(m) => rt.block_on(crate::files::fetch(m, rel)),
             FileSource::Local(roots) => read_local(roots, rel),
+        }
+    }
+}
+
+impl FileSource {
+    /// The files below the directory `rel`, from a blocking thread of the
+    /// runtime `rt`.
+    pub fn list_blocking(
+        &self,
+        rel: &str,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<Vec<states::roots::Listed>, String> {
+        match self {
+            FileSource::Master(m) => rt.block_on(crate::files::list(m, rel)),
+            FileSource::Local(roots) => states::roots::list(roots, rel).map_err(|e| e.to_string()),
         }
     }
 }
@@ -227,6 +243,36 @@ pub const SIGNATURES: &[Signature] = &[
         doc: "Every fact, as collect.",
     },
     Signature {
+        name: "pillar.get",
+        args: &["key", "default"],
+        required: 1,
+        kwargs: &["delimiter"],
+        doc: "One value of this minion's pillar by its path (`site:port`; delimiter=':' by \
+              default), or `default` (empty by default) when there is none.",
+    },
+    Signature {
+        name: "pillar.item",
+        args: &["keys*"],
+        required: 0,
+        kwargs: &[],
+        doc: "The named top-level keys of this minion's pillar.",
+    },
+    Signature {
+        name: "pillar.items",
+        args: &[],
+        required: 0,
+        kwargs: &[],
+        doc: "This minion's whole pillar, compiled by the master from pillar_roots for this \
+              minion only.",
+    },
+    Signature {
+        name: "pillar.refresh",
+        args: &[],
+        required: 0,
+        kwargs: &[],
+        doc: "Compiles this minion's pillar anew on the master; true when it compiles.",
+    },
+    Signature {
         name: "saltutil.kill_job",
         args: &["jid"],
         required: 1,
@@ -244,16 +290,18 @@ pub const SIGNATURES: &[Signature] = &[
         name: "state.apply",
         args: &["mods*"],
         required: 0,
-        kwargs: &["test"],
+        kwargs: &["pillar", "test"],
         doc: "Applies the named state files (comma-separated or separate), or the highstate \
-              without names; test=true only reports what would change.",
+              without names; test=true only reports what would change; pillar='{\"x\": 1}' \
+              is merged over this minion's pillar for this run.",
     },
     Signature {
         name: "state.highstate",
         args: &[],
         required: 0,
-        kwargs: &["test"],
-        doc: "Applies every state file top.sls gives this minion; test=true only reports.",
+        kwargs: &["pillar", "test"],
+        doc: "Applies every state file top.sls gives this minion; test=true only reports; \
+              pillar='{...}' is merged over the pillar.",
     },
     Signature {
         name: "state.show_sls",
@@ -266,7 +314,7 @@ pub const SIGNATURES: &[Signature] = &[
         name: "state.sls",
         args: &["mods*"],
         required: 0,
-        kwargs: &["test"],
+        kwargs: &["pillar", "test"],
         doc: "As state.apply.",
     },
     Signature {
@@ -456,6 +504,10 @@ pub async fn call(
         "grains.get" => grains::get(args, kwargs, ctx).await,
         "cp.get_file" => cp::get_file(args, kwargs, ctx).await,
         "cp.push" => cp::push(args, kwargs, ctx).await,
+        "pillar.items" => pillar::items(ctx).await,
+        "pillar.item" => pillar::item(args, ctx).await,
+        "pillar.get" => pillar::get(args, kwargs, ctx).await,
+        "pillar.refresh" => pillar::refresh(ctx).await,
         "saltutil.running" => saltutil::running(ctx),
         "saltutil.kill_job" => saltutil::kill_job(args, ctx),
         "state.apply" | "state.sls" => state::apply(args, kwargs, ctx).await,

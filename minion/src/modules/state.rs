@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
-use states::sls::Loader;
+use states::sls::{Loader, SlsFile};
+use states::template::{FileFetch, Renderer, Vars};
 
 use super::{CallContext, FileSource, Outcome};
 
@@ -21,22 +24,47 @@ impl FileLoader {
     fn fetch(&self, path: &str) -> Result<Vec<u8>, String> {
         self.files.fetch_blocking(path, &self.rt)
     }
+
+    /// The same file source, for the template engine's includes.
+    fn shared(&self) -> FileFetch {
+        let (files, rt) = (self.files.clone(), self.rt.clone());
+        Arc::new(move |path: &str| files.fetch_blocking(path, &rt))
+    }
 }
 
 impl Loader for FileLoader {
-    fn load(&self, sls: &str) -> Result<String, String> {
+    fn load(&self, sls: &str) -> Result<SlsFile, String> {
         if sls.is_empty() || sls.contains('/') || sls.split('.').any(str::is_empty) {
             return Err(format!("{sls:?} is not a state file name"));
         }
         let base = sls.replace('.', "/");
-        let bytes = self
-            .fetch(&format!("{base}.sls"))
-            .or_else(|_| self.fetch(&format!("{base}/init.sls")))
-            .map_err(|_| {
+        let (path, bytes) = [format!("{base}.sls"), format!("{base}/init.sls")]
+            .into_iter()
+            .find_map(|p| self.fetch(&p).ok().map(|b| (p, b)))
+            .ok_or_else(|| {
                 format!("no state file {base}.sls or {base}/init.sls in the file roots")
             })?;
-        String::from_utf8(bytes).map_err(|_| format!("{base}.sls is not UTF-8"))
+        let text = String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8"))?;
+        Ok(SlsFile { path, text })
     }
+}
+
+/// The variables templates of this run see: the facts, and the pillar
+/// from the master with the `pillar=` argument merged over it.
+async fn template_vars(
+    ctx: &CallContext,
+    kwargs: &BTreeMap<String, String>,
+) -> Result<Vars, String> {
+    let mut pillar = super::pillar::fetch(ctx).await?;
+    if let Some(text) = kwargs.get("pillar") {
+        states::pillar::merge(&mut pillar, super::pillar::parse_override(text)?);
+    }
+    Ok(Vars {
+        grains: ctx.facts().await,
+        pillar,
+        opts: json!({"id": ctx.id, "test": test_mode(kwargs), "saltenv": "base"}),
+        saltenv: "base".into(),
+    })
 }
 
 fn test_mode(kwargs: &BTreeMap<String, String>) -> bool {
@@ -54,15 +82,19 @@ fn sls_names(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-async fn run_states(ctx: &CallContext, names: Option<Vec<String>>, test: bool) -> Outcome {
+async fn run_states(
+    ctx: &CallContext,
+    names: Option<Vec<String>>,
+    kwargs: &BTreeMap<String, String>,
+) -> Outcome {
     let files = match ctx.files() {
         Ok(f) => f,
         Err(e) => return Outcome::fail(e, 1),
     };
-    let grains = if names.is_none() {
-        Some(ctx.facts().await)
-    } else {
-        None
+    let test = test_mode(kwargs);
+    let vars = match template_vars(ctx, kwargs).await {
+        Ok(v) => v,
+        Err(e) => return Outcome::fail(e, 1),
     };
     let backup_dir = ctx.state_dir.join("file_backup");
     let rt = tokio::runtime::Handle::current();
@@ -70,6 +102,7 @@ async fn run_states(ctx: &CallContext, names: Option<Vec<String>>, test: bool) -
     let joined =
         tokio::task::spawn_blocking(move || -> Result<(Map<String, Value>, bool), String> {
             let loader = FileLoader { files, rt };
+            let renderer = Renderer::new(vars, Some(loader.shared()));
             let names = match names {
                 Some(n) => n,
                 None => {
@@ -78,21 +111,20 @@ async fn run_states(ctx: &CallContext, names: Option<Vec<String>>, test: bool) -
                         .map_err(|e| format!("top.sls: {e}"))?;
                     let top =
                         String::from_utf8(top).map_err(|_| "top.sls is not UTF-8".to_string())?;
-                    states::top::states_for(&top, &id, grains.as_ref())
+                    states::top::states_for(&top, &id, Some(&renderer.vars().grains))
                         .map_err(|e| e.to_string())?
                 }
             };
             if names.is_empty() {
                 return Err("No states found for this minion".into());
             }
-            let list = states::compile(&loader, &names).map_err(|e| e.to_string())?;
+            let list =
+                states::sls::compile_with(&loader, &names, &renderer).map_err(|e| e.to_string())?;
             let plan = states::order::plan(&list).map_err(|e| e.to_string())?;
             let fetch = |p: &str| loader.fetch(p);
-            let sctx = states::Context {
-                test,
-                fetch: &fetch,
-                backup_dir,
-            };
+            let listing = |p: &str| loader.files.list_blocking(p, &loader.rt);
+            let mut sctx = states::Context::new(test, &fetch, backup_dir, &renderer);
+            sctx.list = &listing;
             Ok(states::apply(&list, &plan, &sctx))
         })
         .await;
@@ -115,12 +147,12 @@ pub async fn apply(
 ) -> Outcome {
     let names = sls_names(args);
     let names = (!names.is_empty()).then_some(names);
-    run_states(ctx, names, test_mode(kwargs)).await
+    run_states(ctx, names, kwargs).await
 }
 
 /// `state.highstate [test=true]`: every state file `top.sls` gives this minion.
 pub async fn highstate(kwargs: &BTreeMap<String, String>, ctx: &CallContext) -> Outcome {
-    run_states(ctx, None, test_mode(kwargs)).await
+    run_states(ctx, None, kwargs).await
 }
 
 /// `state.show_sls sls,…`: the compiled states, without running them.
@@ -133,10 +165,16 @@ pub async fn show_sls(args: &[String], ctx: &CallContext) -> Outcome {
     if names.is_empty() {
         return Outcome::fail("state.show_sls needs a state file name", 1);
     }
+    let vars = match template_vars(ctx, &BTreeMap::new()).await {
+        Ok(v) => v,
+        Err(e) => return Outcome::fail(e, 1),
+    };
     let rt = tokio::runtime::Handle::current();
     let joined = tokio::task::spawn_blocking(move || {
         let loader = FileLoader { files, rt };
-        let list = states::compile(&loader, &names).map_err(|e| e.to_string())?;
+        let renderer = Renderer::new(vars, Some(loader.shared()));
+        let list =
+            states::sls::compile_with(&loader, &names, &renderer).map_err(|e| e.to_string())?;
         states::order::plan(&list).map_err(|e| e.to_string())?;
         let mut out = Map::new();
         for s in list {

@@ -1,38 +1,16 @@
-//! `cmd.run` with `unless`, `onlyif`, `creates` and `cwd`.
+//! `cmd.run` with `cwd` (`unless`, `onlyif` and `creates` are checked by
+//! the engine, for every state).
 
 use serde_json::json;
 
-use super::{arg_list, arg_str};
+use super::arg_str;
 use crate::engine::{Context, StateResult};
 use crate::sls::State;
 use crate::system;
 
-fn conditions(s: &State, key: &str) -> Vec<String> {
-    arg_list(s, key).unwrap_or_default()
-}
-
-/// `cmd.run`: runs `name` through `/bin/sh -c` unless a condition says not to.
+/// `cmd.run`: runs `name` through `/bin/sh -c`.
 pub fn run(s: &State, ctx: &Context<'_>) -> StateResult {
     let cwd = arg_str(s, "cwd");
-    for path in conditions(s, "creates") {
-        if std::path::Path::new(&path).exists() {
-            return StateResult::ok(format!("{path} exists"));
-        }
-    }
-    for cond in conditions(s, "onlyif") {
-        match system::shell(&cond, cwd) {
-            Ok(r) if r.ok() => {}
-            Ok(_) => return StateResult::ok("onlyif condition is false"),
-            Err(e) => return StateResult::fail(e),
-        }
-    }
-    for cond in conditions(s, "unless") {
-        match system::shell(&cond, cwd) {
-            Ok(r) if r.ok() => return StateResult::ok("unless condition is true"),
-            Ok(_) => {}
-            Err(e) => return StateResult::fail(e),
-        }
-    }
     if ctx.test {
         return StateResult::would(
             format!("Command \"{}\" would have been executed", s.name),
@@ -51,4 +29,10 @@ pub fn run(s: &State, ctx: &Context<'_>) -> StateResult {
         }
         Err(e) => StateResult::fail(e),
     }
+}
+
+/// `cmd.wait`: does nothing by itself; runs `name` when a state it watches
+/// (or listens to) changed something.
+pub fn wait(s: &State, _ctx: &Context<'_>) -> StateResult {
+    StateResult::ok(format!("Command \"{}\" waits for a watched change", s.name))
 }

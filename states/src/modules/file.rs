@@ -23,13 +23,13 @@ pub fn parse_mode(s: &State) -> Result<Option<u32>, String> {
         .ok_or_else(|| format!("mode {text:?} is not an octal file mode (quote it: \"0644\")"))
 }
 
-fn mode_of(path: &Path) -> Option<u32> {
+pub(crate) fn mode_of(path: &Path) -> Option<u32> {
     fs::metadata(path)
         .ok()
         .map(|m| m.permissions().mode() & 0o7777)
 }
 
-fn owner_changes(
+pub(crate) fn owner_changes(
     s: &State,
     path: &Path,
     changes: &mut Map<String, Value>,
@@ -59,7 +59,7 @@ fn owner_changes(
     Ok((uid, gid))
 }
 
-fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
+pub(crate) fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
     match (std::str::from_utf8(old), std::str::from_utf8(new)) {
         (Ok(a), Ok(b)) => similar::TextDiff::from_lines(a, b)
             .unified_diff()
@@ -69,11 +69,12 @@ fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
     }
 }
 
-fn ensure_parent(path: &Path, makedirs: bool, test: bool) -> Result<(), String> {
+pub(crate) fn ensure_parent(path: &Path, makedirs: bool, ctx: &Context<'_>) -> Result<(), String> {
+    let test = ctx.test;
     let Some(parent) = path.parent() else {
         return Ok(());
     };
-    if parent.as_os_str().is_empty() || parent.is_dir() {
+    if parent.as_os_str().is_empty() || ctx.is_dir(parent) {
         return Ok(());
     }
     if !makedirs {
@@ -88,7 +89,7 @@ fn ensure_parent(path: &Path, makedirs: bool, test: bool) -> Result<(), String> 
     fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))
 }
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.cmdb-tmp",
@@ -117,21 +118,72 @@ fn backup(ctx: &Context<'_>, path: &Path) -> Result<String, String> {
     Ok(dest.display().to_string())
 }
 
-fn content(s: &State, ctx: &Context<'_>) -> Result<Vec<u8>, String> {
-    if let Some(src) = arg_str(s, "source") {
+fn fetch_source(s: &State, ctx: &Context<'_>) -> Result<Option<(String, Vec<u8>)>, String> {
+    let sources: Vec<String> = match s.args.get("source") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Array(_)) => super::arg_list(s, "source").unwrap_or_default(),
+        Some(other) => {
+            return Err(format!(
+                "source {other} must be a cmdb:// path or a list of them"
+            ));
+        }
+    };
+    let mut errors = Vec::new();
+    for src in &sources {
         let Some(rel) = src.strip_prefix("cmdb://") else {
             return Err(format!("source {src:?} must be a cmdb:// path"));
         };
-        return (ctx.fetch)(rel).map_err(|e| format!("cannot fetch {src}: {e}"));
+        match (ctx.fetch)(rel) {
+            Ok(bytes) => return Ok(Some((rel.to_owned(), bytes))),
+            Err(e) => errors.push(format!("cannot fetch {src}: {e}")),
+        }
     }
-    if let Some(text) = arg_text(s, "contents") {
+    Err(errors.join("; "))
+}
+
+/// The template context of `file.managed`: `defaults` with `context` over it.
+fn template_context(s: &State) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    for key in ["defaults", "context"] {
+        match s.args.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => out.extend(m.clone()),
+            Some(other) => return Err(format!("{key} must be a mapping, not {other}")),
+        }
+    }
+    Ok(out)
+}
+
+/// The bytes `file.managed` (and `file.append`) would write: the `source`
+/// or `contents`, rendered when `template: jinja` is given.
+pub(crate) fn content(s: &State, ctx: &Context<'_>) -> Result<Vec<u8>, String> {
+    let (name, raw) = if let Some((rel, bytes)) = fetch_source(s, ctx)? {
+        (rel, bytes)
+    } else if let Some(text) = arg_text(s, "contents") {
         let mut t = text;
         if !t.ends_with('\n') {
             t.push('\n');
         }
-        return Ok(t.into_bytes());
+        (format!("{} (contents)", s.id), t.into_bytes())
+    } else {
+        return Err(format!("{} needs source or contents", s.fun()));
+    };
+    match arg_str(s, "template") {
+        None => Ok(raw),
+        Some("jinja") => {
+            let text = String::from_utf8(raw)
+                .map_err(|_| format!("{name} is not UTF-8 and cannot be a template"))?;
+            let extra = template_context(s)?;
+            ctx.renderer
+                .render(&name, &text, Some(&extra))
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string())
+        }
+        Some(other) => Err(format!(
+            "template {other:?} is not supported (use template: jinja)"
+        )),
     }
-    Err("file.managed needs source or contents".into())
 }
 
 /// `file.managed`: the file holds `contents` (or the `cmdb://` `source`),
@@ -154,8 +206,8 @@ fn managed_inner(s: &State, ctx: &Context<'_>) -> Result<StateResult, String> {
     }
     let new = content(s, ctx)?;
     let mode = parse_mode(s)?;
-    ensure_parent(path, arg_bool(s, "makedirs").unwrap_or(false), ctx.test)?;
-    let old = fs::read(path).ok();
+    ensure_parent(path, arg_bool(s, "makedirs").unwrap_or(false), ctx)?;
+    let old = ctx.read(path);
     let mut changes = Map::new();
     match &old {
         None => {
@@ -178,10 +230,13 @@ fn managed_inner(s: &State, ctx: &Context<'_>) -> Result<StateResult, String> {
         )));
     }
     if ctx.test {
-        return Ok(StateResult::would(
-            format!("The file {} is set to be changed", s.name),
-            Value::Object(changes),
-        ));
+        ctx.predict_file(path, new);
+        let comment = if old.is_none() {
+            format!("The file {} would be created", s.name)
+        } else {
+            format!("The file {} is set to be changed", s.name)
+        };
+        return Ok(StateResult::would(comment, Value::Object(changes)));
     }
     let mut comment = format!("File {} updated", s.name);
     if let Some(o) = &old
@@ -210,12 +265,12 @@ pub fn directory(s: &State, ctx: &Context<'_>) -> StateResult {
         Ok(m) => m,
         Err(e) => return StateResult::fail(e),
     };
-    if path.exists() && !path.is_dir() {
+    if ctx.exists(path) && !ctx.is_dir(path) {
         return StateResult::fail(format!("{} exists and is not a directory", s.name));
     }
     let mut changes = Map::new();
-    if !path.exists() {
-        if let Err(e) = ensure_parent(path, arg_bool(s, "makedirs").unwrap_or(false), ctx.test) {
+    if !ctx.exists(path) {
+        if let Err(e) = ensure_parent(path, arg_bool(s, "makedirs").unwrap_or(false), ctx) {
             return StateResult::fail(e);
         }
         changes.insert(s.name.clone(), json!("New Dir"));
@@ -232,10 +287,13 @@ pub fn directory(s: &State, ctx: &Context<'_>) -> StateResult {
         return StateResult::ok(format!("Directory {} is in the correct state", s.name));
     }
     if ctx.test {
-        return StateResult::would(
-            format!("Directory {} would be updated", s.name),
-            Value::Object(changes),
-        );
+        let comment = if ctx.exists(path) {
+            format!("Directory {} would be updated", s.name)
+        } else {
+            format!("Directory {} would be created", s.name)
+        };
+        ctx.predict_dir(path);
+        return StateResult::would(comment, Value::Object(changes));
     }
     let done = fs::create_dir_all(path)
         .and_then(|_| match mode {
@@ -296,9 +354,10 @@ pub fn replace(s: &State, ctx: &Context<'_>) -> StateResult {
     let count = arg_text(s, "count")
         .and_then(|c| c.parse::<usize>().ok())
         .unwrap_or(0);
-    let old = match fs::read_to_string(&s.name) {
-        Ok(t) => t,
-        Err(e) => return StateResult::fail(format!("{}: {e}", s.name)),
+    let old = match ctx.read(Path::new(&s.name)).map(String::from_utf8) {
+        Some(Ok(t)) => t,
+        Some(Err(_)) => return StateResult::fail(format!("{} is not UTF-8 text", s.name)),
+        None => return StateResult::fail(format!("{}: no such file", s.name)),
     };
     let new = re.replacen(&old, count, repl.as_str()).into_owned();
     if new == old {
@@ -306,6 +365,7 @@ pub fn replace(s: &State, ctx: &Context<'_>) -> StateResult {
     }
     let changes = json!({"diff": unified_diff(&s.name, old.as_bytes(), new.as_bytes())});
     if ctx.test {
+        ctx.predict_file(Path::new(&s.name), new.into_bytes());
         return StateResult::would(
             format!("Changes would have been made to {}", s.name),
             changes,
@@ -327,6 +387,15 @@ mod tests {
     use crate::sls::tests::loader;
 
     fn run(sls: &str, test: bool, dir: &Path) -> Map<String, Value> {
+        run_with(sls, test, dir, crate::template::Vars::default())
+    }
+
+    fn run_with(
+        sls: &str,
+        test: bool,
+        dir: &Path,
+        vars: crate::template::Vars,
+    ) -> Map<String, Value> {
         let l = loader(&[("s", sls)]);
         let states = compile(&l, &["s".into()]).expect("compile");
         let p = plan(&states).expect("plan");
@@ -334,15 +403,14 @@ mod tests {
         let fetch = move |path: &str| -> Result<Vec<u8>, String> {
             if path == "files/src.txt" {
                 fs::read(&src).map_err(|e| e.to_string())
+            } else if path == "files/app.conf.j2" {
+                Ok(b"port={{ port }} host={{ grains.id }} mode={{ mode }}\n".to_vec())
             } else {
                 Err(format!("no {path}"))
             }
         };
-        let ctx = Context {
-            test,
-            fetch: &fetch,
-            backup_dir: dir.join("backup"),
-        };
+        let renderer = crate::template::Renderer::new(vars, None);
+        let ctx = Context::new(test, &fetch, dir.join("backup"), &renderer);
         apply(&states, &p, &ctx).0
     }
 
@@ -438,6 +506,89 @@ mod tests {
                 .as_str()
                 .expect("c")
                 .contains("cannot fetch")
+        );
+    }
+
+    #[test]
+    fn managed_renders_jinja_with_context_over_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("app.conf");
+        let sls = format!(
+            "{}:\n  file.managed:\n    - source: cmdb://files/app.conf.j2\n    - template: jinja\n    - defaults:\n        port: 80\n        mode: prod\n    - context:\n        port: 8080\n",
+            f.display()
+        );
+        let vars = crate::template::Vars {
+            grains: json!({"id": "web01"}),
+            ..Default::default()
+        };
+        let r = run_with(&sls, false, dir.path(), vars.clone());
+        assert_eq!(only(&r)["result"], true, "{r:?}");
+        assert_eq!(
+            fs::read_to_string(&f).expect("read"),
+            "port=8080 host=web01 mode=prod\n"
+        );
+        let r = run_with(&sls.replace("jinja", "mako"), false, dir.path(), vars);
+        assert_eq!(only(&r)["result"], false);
+        let sls = format!(
+            "{}:\n  file.managed:\n    - source: cmdb://files/app.conf.j2\n    - template: jinja\n",
+            f.display()
+        );
+        let r = run(&sls, false, dir.path());
+        let comment = only(&r)["comment"].as_str().expect("c").to_owned();
+        assert!(
+            comment.contains("files/app.conf.j2, line 1") && comment.contains("undefined"),
+            "{comment}"
+        );
+        assert_eq!(
+            fs::read_to_string(&f).expect("read"),
+            "port=8080 host=web01 mode=prod\n",
+            "a failed render changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_treats_what_earlier_states_create_as_present() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path().join("site/conf");
+        let sls = format!(
+            "{d}:\n  file.directory:\n    - makedirs: true\n{d}/a.conf:\n  file.managed:\n    - contents: listen 80\n{d}/a.conf-edit:\n  file.replace:\n    - name: {d}/a.conf\n    - pattern: \"80\"\n    - repl: \"8080\"\n{d}/sub:\n  file.directory: []\n",
+            d = d.display()
+        );
+        let r = run(&sls, true, dir.path());
+        for v in r.values() {
+            assert_eq!(v["result"], Value::Null, "{v}");
+        }
+        let managed = r
+            .values()
+            .find(|v| v["__id__"] == format!("{}/a.conf", d.display()))
+            .expect("managed");
+        assert!(
+            managed["comment"]
+                .as_str()
+                .expect("c")
+                .contains("would be created"),
+            "{managed}"
+        );
+        let edit = r
+            .values()
+            .find(|v| v["__id__"].as_str().is_some_and(|i| i.ends_with("-edit")))
+            .expect("replace");
+        assert!(
+            edit["changes"]["diff"]
+                .as_str()
+                .expect("diff")
+                .contains("+listen 8080"),
+            "{edit}"
+        );
+        assert!(
+            !dir.path().join("site").exists(),
+            "a dry run creates nothing"
+        );
+        let r = run(&sls, false, dir.path());
+        assert!(r.values().all(|v| v["result"] == true), "{r:?}");
+        assert_eq!(
+            fs::read_to_string(d.join("a.conf")).expect("read"),
+            "listen 8080\n"
         );
     }
 }

@@ -1,8 +1,15 @@
-//! State modules: `file`, `cmd`, `pkg`, `service`, `user`, `group`.
+//! State modules: `file`, `cmd`, `pkg`, `pkgrepo`, `service`, `user`,
+//! `group`, `cron`, `archive`, `git`.
 
+pub mod archive;
 pub mod cmd;
+pub mod cron;
 pub mod file;
+pub mod file_text;
+pub mod file_tree;
+pub mod git;
 pub mod pkg;
+pub mod pkgrepo;
 pub mod service;
 pub mod user;
 
@@ -13,17 +20,31 @@ use crate::sls::State;
 
 /// Every supported `module.function`.
 pub const FUNCTIONS: &[&str] = &[
+    "archive.extracted",
     "cmd.run",
+    "cmd.wait",
+    "cron.absent",
+    "cron.present",
     "file.absent",
+    "file.append",
+    "file.blockreplace",
     "file.directory",
+    "file.line",
     "file.managed",
+    "file.recurse",
     "file.replace",
+    "file.symlink",
+    "git.latest",
+    "group.absent",
     "group.present",
     "pkg.installed",
     "pkg.removed",
+    "pkgrepo.absent",
+    "pkgrepo.managed",
     "service.dead",
     "service.enabled",
     "service.running",
+    "user.absent",
     "user.present",
 ];
 
@@ -34,13 +55,27 @@ pub fn call(s: &State, ctx: &Context<'_>) -> StateResult {
         ("file", "directory") => file::directory(s, ctx),
         ("file", "absent") => file::absent(s, ctx),
         ("file", "replace") => file::replace(s, ctx),
+        ("file", "append") => file_text::append(s, ctx),
+        ("file", "blockreplace") => file_text::blockreplace(s, ctx),
+        ("file", "line") => file_text::line(s, ctx),
+        ("file", "symlink") => file_tree::symlink(s, ctx),
+        ("file", "recurse") => file_tree::recurse(s, ctx),
         ("cmd", "run") => cmd::run(s, ctx),
+        ("cmd", "wait") => cmd::wait(s, ctx),
         ("pkg", "installed") => pkg::installed(s, ctx),
         ("pkg", "removed") => pkg::removed(s, ctx),
         ("service", "running") => service::running(s, ctx),
         ("service", "dead") => service::dead(s, ctx),
         ("service", "enabled") => service::enabled(s, ctx),
         ("user", "present") => user::user_present(s, ctx),
+        ("user", "absent") => user::user_absent(s, ctx),
+        ("group", "absent") => user::group_absent(s, ctx),
+        ("cron", "present") => cron::present(s, ctx),
+        ("cron", "absent") => cron::absent(s, ctx),
+        ("archive", "extracted") => archive::extracted(s, ctx),
+        ("pkgrepo", "managed") => pkgrepo::managed(s, ctx),
+        ("pkgrepo", "absent") => pkgrepo::absent(s, ctx),
+        ("git", "latest") => git::latest(s, ctx),
         ("group", "present") => user::group_present(s, ctx),
         _ => StateResult::fail(format!(
             "State '{}' was not found (supported: {})",
@@ -55,6 +90,7 @@ pub fn call(s: &State, ctx: &Context<'_>) -> StateResult {
 pub fn watch(s: &State, ctx: &Context<'_>) -> Option<StateResult> {
     match (s.module.as_str(), s.function.as_str()) {
         ("service", "running") => Some(service::restart(s, ctx)),
+        ("cmd", "wait") => Some(cmd::run(s, ctx)),
         _ => None,
     }
 }

@@ -1,5 +1,6 @@
 //! `service.running`, `service.dead`, `service.enabled` through systemd;
-//! a watched change restarts a running service.
+//! a watched change restarts a running service (or reloads it with
+//! `reload: true`).
 
 use serde_json::{Map, Value, json};
 
@@ -93,20 +94,26 @@ pub fn enabled(s: &State, ctx: &Context<'_>) -> StateResult {
     converge(s, ctx, None, Some(true))
 }
 
-/// Restart after a watched state changed.
+/// After a watched state changed: restart, or `systemctl reload` with
+/// `reload: true`.
 pub fn restart(s: &State, ctx: &Context<'_>) -> StateResult {
+    let (verb, done) = if arg_bool(s, "reload").unwrap_or(false) {
+        ("reload", "reloaded")
+    } else {
+        ("restart", "restarted")
+    };
     if ctx.test {
         return StateResult::would(
-            format!("Service {} would be restarted", s.name),
-            json!({"restarted": s.name}),
+            format!("Service {} would be {done}", s.name),
+            json!({ done: s.name }),
         );
     }
-    match systemctl(&["restart", &s.name]) {
+    match systemctl(&[verb, &s.name]) {
         Ok(r) if r.ok() => StateResult::changed(
-            format!("Service {} restarted", s.name),
-            json!({"restarted": s.name}),
+            format!("Service {} {done}", s.name),
+            json!({ done: s.name }),
         ),
-        Ok(r) => StateResult::fail(format!("restart of {} failed: {}", s.name, r.stderr)),
+        Ok(r) => StateResult::fail(format!("{verb} of {} failed: {}", s.name, r.stderr)),
         Err(e) => StateResult::fail(e),
     }
 }

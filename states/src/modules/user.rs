@@ -149,3 +149,38 @@ pub fn group_present(s: &State, ctx: &Context<'_>) -> StateResult {
         },
     }
 }
+
+fn absent(kind: &str, tool: &str, s: &State, ctx: &Context<'_>) -> StateResult {
+    let name = s.name.as_str();
+    let db = if kind == "User" { "passwd" } else { "group" };
+    match getent(db, name) {
+        Err(e) => StateResult::fail(e),
+        Ok(None) => StateResult::ok(format!("{kind} {name} is not present")),
+        Ok(Some(_)) => {
+            let changes = json!({ name: "removed" });
+            if ctx.test {
+                return StateResult::would(format!("{kind} {name} set for removal"), changes);
+            }
+            let mut argv = vec![tool];
+            if kind == "User" && super::arg_bool(s, "purge").unwrap_or(false) {
+                argv.push("-r");
+            }
+            argv.push(name);
+            match exec(&argv) {
+                Ok(()) => StateResult::changed(format!("Removed {kind} {name}"), changes),
+                Err(e) => StateResult::fail(e),
+            }
+        }
+    }
+}
+
+/// `user.absent`: the account does not exist (`purge: true` removes its
+/// home too).
+pub fn user_absent(s: &State, ctx: &Context<'_>) -> StateResult {
+    absent("User", "userdel", s, ctx)
+}
+
+/// `group.absent`: the group does not exist.
+pub fn group_absent(s: &State, ctx: &Context<'_>) -> StateResult {
+    absent("Group", "groupdel", s, ctx)
+}
