@@ -111,6 +111,9 @@ async fn run_states(
                         .map_err(|e| format!("top.sls: {e}"))?;
                     let top =
                         String::from_utf8(top).map_err(|_| "top.sls is not UTF-8".to_string())?;
+                    let top = renderer
+                        .render("top.sls", &top, None)
+                        .map_err(|e| e.to_string())?;
                     states::top::states_for(&top, &id, Some(&renderer.vars().grains))
                         .map_err(|e| e.to_string())?
                 }

@@ -168,8 +168,6 @@ fn recurse_inner(s: &State, ctx: &Context<'_>) -> Result<StateResult, String> {
             .is_some_and(|h| Sha256::digest(h).as_slice() == f.sha256.as_slice())
         {
             None
-        } else if ctx.test {
-            Some(Vec::new())
         } else {
             Some(
                 (ctx.fetch)(&format!("{rel}/{}", f.path))

@@ -110,44 +110,95 @@ pub fn user_present(s: &State, ctx: &Context<'_>) -> StateResult {
     }
 }
 
-/// `group.present`: the group exists (with `gid` when given).
+/// The member list a group should have: exactly `members` when given,
+/// else the current ones with `add` added and `del` taken away; sorted.
+pub fn wanted_members(
+    current: &[String],
+    members: Option<&[String]>,
+    add: &[String],
+    del: &[String],
+) -> Vec<String> {
+    let mut out: Vec<String> = match members {
+        Some(m) => m.to_vec(),
+        None => current.iter().chain(add).cloned().collect(),
+    };
+    out.retain(|m| !m.is_empty() && !del.contains(m));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `group.present`: the group exists (with `gid` when given), with exactly
+/// the users `members`, or with `addusers` and without `delusers`.
 pub fn group_present(s: &State, ctx: &Context<'_>) -> StateResult {
     let name = s.name.as_str();
     let gid = arg_text(s, "gid");
+    let members = arg_list(s, "members");
+    let add = arg_list(s, "addusers").unwrap_or_default();
+    let del = arg_list(s, "delusers").unwrap_or_default();
     let current = match getent("group", name) {
         Ok(c) => c,
         Err(e) => return StateResult::fail(e),
     };
-    match current {
+    let have: Vec<String> = current
+        .as_ref()
+        .and_then(|c| c.get(3))
+        .map(|m| m.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let have_sorted = wanted_members(&have, None, &[], &[]);
+    let want = wanted_members(&have, members.as_deref(), &add, &del);
+    let mut changes = serde_json::Map::new();
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    match &current {
         None => {
-            let changes = json!({"name": name, "gid": gid});
-            if ctx.test {
-                return StateResult::would(format!("Group {name} set to be added"), changes);
-            }
-            let mut argv = vec!["groupadd"];
+            changes.insert("name".into(), json!(name));
+            let mut argv = vec!["groupadd".to_owned()];
             if let Some(g) = &gid {
-                argv.extend(["-g", g.as_str()]);
+                changes.insert("gid".into(), json!(g));
+                argv.extend(["-g".to_owned(), g.clone()]);
             }
-            argv.push(name);
-            match exec(&argv) {
-                Ok(()) => StateResult::changed(format!("New group {name} created"), changes),
-                Err(e) => StateResult::fail(e),
+            argv.push(name.to_owned());
+            steps.push(argv);
+        }
+        Some(cur) => {
+            if let Some(g) = &gid
+                && cur.get(2) != Some(g)
+            {
+                changes.insert("gid".into(), json!(g));
+                steps.push(vec!["groupmod".into(), "-g".into(), g.clone(), name.into()]);
             }
         }
-        Some(cur) => match gid {
-            Some(g) if cur.get(2) != Some(&g) => {
-                let changes = json!({"gid": g});
-                if ctx.test {
-                    return StateResult::would(format!("Group {name} set to be changed"), changes);
-                }
-                match exec(&["groupmod", "-g", g.as_str(), name]) {
-                    Ok(()) => StateResult::changed(format!("Updated group {name}"), changes),
-                    Err(e) => StateResult::fail(e),
-                }
-            }
-            _ => StateResult::ok(format!("Group {name} is present and up to date")),
-        },
     }
+    if want != have_sorted {
+        changes.insert("members".into(), json!(want));
+        steps.push(vec![
+            "gpasswd".into(),
+            "-M".into(),
+            want.join(","),
+            name.into(),
+        ]);
+    }
+    if steps.is_empty() {
+        return StateResult::ok(format!("Group {name} is present and up to date"));
+    }
+    if ctx.test {
+        return StateResult::would(
+            format!("Group {name} set to be changed"),
+            Value::Object(changes),
+        );
+    }
+    for argv in steps {
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        if let Err(e) = exec(&refs) {
+            return StateResult::fail(e);
+        }
+    }
+    let comment = if current.is_none() {
+        format!("New group {name} created")
+    } else {
+        format!("Updated group {name}")
+    };
+    StateResult::changed(comment, Value::Object(changes))
 }
 
 fn absent(kind: &str, tool: &str, s: &State, ctx: &Context<'_>) -> StateResult {
@@ -183,4 +234,30 @@ pub fn user_absent(s: &State, ctx: &Context<'_>) -> StateResult {
 /// `group.absent`: the group does not exist.
 pub fn group_absent(s: &State, ctx: &Context<'_>) -> StateResult {
     absent("Group", "groupdel", s, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn group_members_exact_or_added_and_removed() {
+        let cur = v(&["carol", "alice"]);
+        assert_eq!(
+            wanted_members(&cur, Some(&v(&["bob", "alice"])), &[], &[]),
+            v(&["alice", "bob"])
+        );
+        assert_eq!(
+            wanted_members(&cur, None, &v(&["dave", "alice"]), &v(&["carol"])),
+            v(&["alice", "dave"])
+        );
+        assert_eq!(
+            wanted_members(&v(&[""]), None, &[], &[]),
+            Vec::<String>::new()
+        );
+    }
 }
