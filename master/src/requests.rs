@@ -497,6 +497,15 @@ fn store_return(
     if !outcome.is_new() {
         info!(minion_id = %id, jid = %ret.jid, "ignored duplicate return");
     }
+    // A new asset may be a VM a host already lists, and a host's guests
+    // may have changed: the next relating pass has work.
+    let new_asset = matches!(outcome, Stored::Asset { version: 0, .. });
+    let guests = ret.data["guests"].as_array().is_some_and(|g| !g.is_empty());
+    if new_asset || (guests && outcome.is_new()) {
+        shared
+            .relate_pending
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(outcome)
 }
 

@@ -68,6 +68,9 @@ pub struct Shared {
     pub auth_limiter: crate::requests::AuthLimiter,
     /// Keys in `pending/` (refreshed each second, counted up on new keys).
     pub pending_keys: std::sync::atomic::AtomicUsize,
+    /// A collect stored a new asset or a host's guests since the last pass
+    /// relating VMs to their hosts.
+    pub relate_pending: std::sync::atomic::AtomicBool,
     /// Rate-limited logging of limit refusals.
     pub limit_log: crate::requests::LimitLog,
     /// Large returns arriving in parts.
@@ -157,6 +160,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         keyring,
         auth_limiter: crate::requests::AuthLimiter::default(),
         pending_keys: std::sync::atomic::AtomicUsize::new(listing.pending.len()),
+        relate_pending: std::sync::atomic::AtomicBool::new(true),
         limit_log: crate::requests::LimitLog::default(),
         chunks: crate::chunks::Assembly::new(
             cfg.max_return_bytes,
@@ -388,7 +392,12 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 Err(e) => warn!(error = %e, "job janitor failed"),
             }
         }
-        if !asked && related_at.elapsed() >= relate_every {
+        if !asked
+            && related_at.elapsed() >= relate_every
+            && shared
+                .relate_pending
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
             related_at = tokio::time::Instant::now();
             let s = shared.clone();
             match tokio::task::spawn_blocking(move || crate::service::inventory::relate_guests(&s))

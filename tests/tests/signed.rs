@@ -299,6 +299,17 @@ fn an_if_match_precondition_is_signed_with_the_request() {
             ("if-match".to_owned(), if_match.to_owned()),
         ]
     };
+    let sign_for = |version: &str| {
+        keys::httpsig::sign_with_if_match(
+            &dora,
+            &params("dora"),
+            "PATCH",
+            &uri,
+            body.as_bytes(),
+            Some(version),
+        )
+        .expect("sign")
+    };
     // A precondition the signature does not cover.
     let plain = sign(&dora, &params("dora"), "PATCH", &uri, body.as_bytes()).expect("sign");
     refused(
@@ -306,42 +317,15 @@ fn an_if_match_precondition_is_signed_with_the_request() {
         "does not cover",
     );
     // Signed for one version, sent with another.
-    let s = keys::httpsig::sign_with_if_match(
-        &dora,
-        &params("dora"),
-        "PATCH",
-        &uri,
-        body.as_bytes(),
-        Some("\"0\""),
-    )
-    .expect("sign");
     refused(
-        curl(&c, "PATCH", path, &with(s, "\"3\""), body),
+        curl(&c, "PATCH", path, &with(sign_for("\"0\""), "\"3\""), body),
         "does not verify",
     );
     // Signed, but the asset is not at that version: 412.
-    let s = keys::httpsig::sign_with_if_match(
-        &dora,
-        &params("dora"),
-        "PATCH",
-        &uri,
-        body.as_bytes(),
-        Some("\"3\""),
-    )
-    .expect("sign");
-    let (status, v) = curl(&c, "PATCH", path, &with(s, "\"3\""), body);
+    let (status, v) = curl(&c, "PATCH", path, &with(sign_for("\"3\""), "\"3\""), body);
     assert_eq!(status, 412, "{v}");
     // Signed and current.
-    let s = keys::httpsig::sign_with_if_match(
-        &dora,
-        &params("dora"),
-        "PATCH",
-        &uri,
-        body.as_bytes(),
-        Some("\"0\""),
-    )
-    .expect("sign");
-    let (status, v) = curl(&c, "PATCH", path, &with(s, "\"0\""), body);
+    let (status, v) = curl(&c, "PATCH", path, &with(sign_for("\"0\""), "\"0\""), body);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["manual"]["owner"], "dora");
     assert_eq!(v["version"], 1);

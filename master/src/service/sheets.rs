@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::ServiceError;
-use super::inventory::AssetView;
+use super::inventory::{AssetView, ChangeView};
 use crate::server::{Shared, now_ms};
 use inventory::fields::Schema;
 use inventory::relations::RELATIONS;
@@ -175,12 +175,10 @@ pub struct ImportChange {
     pub row: usize,
     /// The asset (none: a new one).
     pub asset_id: Option<AssetId>,
-    /// The field's path (`manual:site`, `finance:purchase_cost`, `status`…).
-    pub path: String,
-    /// Before.
-    pub old: Option<Value>,
-    /// After.
-    pub new: Option<Value>,
+    /// The field (`manual:site`, `finance:purchase_cost`, `status`…; empty
+    /// with `new: "created"` for a new asset), before and after.
+    #[serde(flatten)]
+    pub change: ChangeView,
 }
 
 /// What an import did, or would do in a dry run.
@@ -416,9 +414,11 @@ pub fn import(
                 summary.changes.extend(changes.iter().map(|c| ImportChange {
                     row: row.number,
                     asset_id: Some(rec.id.clone()),
-                    path: c.path_text(),
-                    old: c.old.clone(),
-                    new: c.new.clone(),
+                    change: ChangeView {
+                        path: c.path_text(),
+                        old: c.old.clone(),
+                        new: c.new.clone(),
+                    },
                 }));
                 edits.push(AssetEdit::Update {
                     id: rec.id.clone(),
@@ -448,9 +448,11 @@ pub fn import(
                 summary.changes.push(ImportChange {
                     row: row.number,
                     asset_id: None,
-                    path: String::new(),
-                    old: None,
-                    new: Some(json!("created")),
+                    change: ChangeView {
+                        path: String::new(),
+                        old: None,
+                        new: Some(json!("created")),
+                    },
                 });
                 let serial = doc["manual"]["serial"].as_str().map(str::to_owned);
                 edits.push(AssetEdit::Create {
