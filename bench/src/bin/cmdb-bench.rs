@@ -930,7 +930,7 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
         o,
         "\n\"floor per return\" is the ping floor divided by the minions: one core's cost to verify and decode one signed, sealed envelope, about one ed25519 verification; the latency ratio says how many of those one request took. \"requests/s ÷ floor returns/s\" is the signed request rate over the rate at which one core verifies return envelopes (minions / ping floor): the share of one core that rate would need if a request cost no more than one verified return.\n"
     );
-    let _ = writeln!(o, "Goals (issue), at the largest size of 9,000 or more:\n");
+    let _ = writeln!(o, "Goals, at the largest size of 9,000 or more:\n");
     match sizes.iter().filter(|r| r.n >= 9000).max_by_key(|r| r.n) {
         Some(r) => {
             let a = &r.api;
@@ -982,10 +982,7 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
             m.export_bytes as f64 / 1048576.0
         );
     }
-    let _ = writeln!(
-        o,
-        "\nGoals (issue), at the largest size of 9,000 or more:\n"
-    );
+    let _ = writeln!(o, "\nGoals, at the largest size of 9,000 or more:\n");
     match sizes.iter().filter(|r| r.n >= 9000).max_by_key(|r| r.n) {
         Some(r) => {
             let m = &r.model;
