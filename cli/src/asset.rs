@@ -383,6 +383,7 @@ const SHOW_FIELDS: &[&str] = &[
     "last_collect_ms",
     "manual",
     "finance",
+    "book_value",
     "relations",
     "links",
     "facts",

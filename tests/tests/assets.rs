@@ -150,6 +150,17 @@ fn a_switch_entered_by_hand_is_found_by_serial_and_related_on_both_ends() {
     assert_eq!(sw["finance"]["purchase_cost"], "4200.00");
     assert_eq!(sw["finance"]["purchase_date"], "2025-03-01");
     assert_eq!(sw["finance"]["currency"], "EUR");
+    // 4200.00 over 5 years from March 2025: 70.00 a month, this month
+    // included.
+    let today = chrono::Utc::now().date_naive();
+    use chrono::Datelike;
+    let months = ((today.year() - 2025) * 12 + today.month() as i32 - 3 + 1).clamp(0, 60);
+    let book = 420_000 - (420_000 * i64::from(months) + 30) / 60;
+    assert_eq!(
+        sw["book_value"],
+        format!("{}.{:02}", book / 100, book % 100),
+        "{sw}"
+    );
     assert_eq!(links(&sw), [("located_in".into(), "rack-12".into())]);
     assert_eq!(
         links(&show(&c, "rack-12")),

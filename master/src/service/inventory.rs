@@ -253,6 +253,10 @@ pub struct AssetView {
     pub manual: Value,
     /// Finance fields.
     pub finance: Value,
+    /// Its book value today (straight-line, monthly; computed from the
+    /// finance fields, never stored), when it has a cost, a purchase date
+    /// and a depreciation period.
+    pub book_value: Option<String>,
     /// Relations it holds: `runs_on`, `located_in` (an asset id each),
     /// `connected_to` (a list of asset ids).
     pub relations: Value,
@@ -369,6 +373,7 @@ fn latest_view(mut rec: AssetRecord) -> AssetView {
         kind,
         name,
         manual: or_empty(manual),
+        book_value: book_value(&finance),
         finance: or_empty(finance),
         relations: or_empty(relations),
         links: Vec::new(),
@@ -399,11 +404,19 @@ fn record_view(rec: &AssetRecord, document: &Value, version: u64) -> AssetView {
         kind: then.kind(),
         name: then.name(),
         manual: or_empty(document["manual"].clone()),
+        book_value: book_value(&document["finance"]),
         finance: or_empty(document["finance"].clone()),
         relations: or_empty(document["relations"].clone()),
         links: Vec::new(),
         facts,
     }
+}
+
+/// The book value today of an asset with these finance fields.
+fn book_value(finance: &Value) -> Option<String> {
+    inventory::finance::Finance::from_document(finance)
+        .book_value_on(chrono::Utc::now().date_naive())
+        .map(|m| m.to_string())
 }
 
 /// An absent section shown as an empty object.
@@ -857,11 +870,7 @@ fn into_root(view: &mut AssetView) -> Value {
     m.insert("version".into(), json!(view.version));
     m.insert("created_ms".into(), json!(view.created_ms));
     m.insert("last_collect_ms".into(), json!(view.last_collect_ms));
-    if let Some(b) = inventory::finance::Finance::from_document(&view.finance)
-        .book_value_on(chrono::Utc::now().date_naive())
-    {
-        m.insert("book_value".into(), json!(b.to_string()));
-    }
+    m.insert("book_value".into(), json!(view.book_value));
     m.insert("facts".into(), view.facts.take());
     m.insert("manual".into(), view.manual.take());
     m.insert("finance".into(), view.finance.take());
@@ -1370,6 +1379,7 @@ mod tests {
             name: Some("web2".into()),
             manual: json!({"site": "FRA1"}),
             finance: json!({}),
+            book_value: None,
             relations: json!({}),
             links: Vec::new(),
             facts,
