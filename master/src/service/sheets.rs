@@ -487,21 +487,10 @@ fn in_row(table: &Table, row: &inventory::sheet::Row, e: ServiceError) -> Servic
 /// Where a header cell is, for messages.
 fn header_place(table: &Table, col: usize) -> String {
     match &table.sheet {
-        Some(sheet) => format!("sheet {sheet:?}, row 1, column {}", column_letters(col)),
+        Some(sheet) => format!(
+            "sheet {sheet:?}, row 1, column {}",
+            inventory::sheet::column_letters(col)
+        ),
         None => format!("line 1, column {}", col + 1),
     }
-}
-
-/// `A`, `B`, … `Z`, `AA`… for a zero-based column.
-fn column_letters(mut col: usize) -> String {
-    let mut out = Vec::new();
-    loop {
-        out.push(b'A' + (col % 26) as u8);
-        if col < 26 {
-            break;
-        }
-        col = col / 26 - 1;
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
 }
