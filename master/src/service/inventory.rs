@@ -666,25 +666,13 @@ fn sorted_page(
             .then_with(|| a.1.cmp(&b.1))
     };
     let mut keyed: Vec<(Option<Value>, AssetId)> = Vec::new();
-    let mut failed = None;
-    shared.store.scan_assets(None, &mut |rec| {
-        let view = match filter.view(shared, rec) {
-            Ok(Some(v)) => v,
-            Ok(None) => return true,
-            Err(e) => {
-                failed = Some(e);
-                return false;
-            }
-        };
+    filter.scan(shared, None, &mut |view| {
         let key = (sort.value_of(&view), view.asset_id);
         if after.as_ref().is_none_or(|a| order(&key, a).is_gt()) {
             keyed.push(key);
         }
         true
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
     keyed.sort_by(order);
     let more = keyed.len() > limit;
     keyed.truncate(limit);
@@ -817,6 +805,28 @@ impl Filter {
             }
         }
         Ok(Some(view))
+    }
+
+    /// Each asset after `after` (in id order) that passes, as its view,
+    /// handed to `visit` until it answers false.
+    pub fn scan(
+        &self,
+        shared: &Shared,
+        after: Option<&AssetId>,
+        visit: &mut dyn FnMut(AssetView) -> bool,
+    ) -> Result<(), ServiceError> {
+        let mut failed = None;
+        shared
+            .store
+            .scan_assets(after, &mut |rec| match self.view(shared, rec) {
+                Ok(Some(view)) => visit(view),
+                Ok(None) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// `view` with only the asked fields of its facts, manual, finance and
@@ -1029,27 +1039,14 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             };
             let mut items = Vec::new();
             let mut more = false;
-            let mut failed = None;
-            shared.store.scan_assets(after.as_ref(), &mut |rec| {
-                match filter.view(shared, rec) {
-                    Ok(Some(view)) => {
-                        if items.len() == limit {
-                            more = true;
-                            return false;
-                        }
-                        items.push(view);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
+            filter.scan(shared, after.as_ref(), &mut |view| {
+                if items.len() == limit {
+                    more = true;
+                    return false;
                 }
+                items.push(view);
                 true
             })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
             let next = if more {
                 items.last().map(|a: &AssetView| a.asset_id.to_string())
             } else {

@@ -145,27 +145,19 @@ pub fn export(
     let columns = export_columns(&schema, facts);
     let today = chrono::Utc::now().date_naive();
     let (mut rows, mut views) = (Vec::new(), Vec::new());
-    let mut failed = None;
-    shared.store.scan_assets(None, &mut |rec| {
-        match filter.view(shared, rec) {
-            Ok(Some(view)) if with_views => views.push(view),
-            Ok(Some(view)) => rows.push(export_row(&view, &columns, today)),
-            Ok(None) => {}
-            Err(e) => {
-                failed = Some(e);
-                return false;
-            }
+    filter.scan(shared, None, &mut |view| {
+        if with_views {
+            views.push(view);
+        } else {
+            rows.push(export_row(&view, &columns, today));
         }
         true
     })?;
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(Export {
-            columns,
-            rows,
-            assets: views,
-        }),
-    }
+    Ok(Export {
+        columns,
+        rows,
+        assets: views,
+    })
 }
 
 /// One field an import changes (or, in a dry run, would change).
