@@ -70,7 +70,7 @@ pub fn export_columns(schema: &Schema, facts: &[String]) -> Vec<String> {
 }
 
 /// One asset as a row of `columns`.
-pub fn export_row(view: &AssetView, columns: &[String], today: chrono::NaiveDate) -> Vec<Cell> {
+pub fn export_row(view: &AssetView, columns: &[String]) -> Vec<Cell> {
     columns
         .iter()
         .map(|c| {
@@ -84,11 +84,7 @@ pub fn export_row(view: &AssetView, columns: &[String], today: chrono::NaiveDate
                 "presence" => view.presence.clone(),
                 "serial" => json!(view.serial),
                 "book_value" => {
-                    let f = inventory::finance::Finance::from_document(&view.finance);
-                    return match f.book_value_on(today) {
-                        Some(m) => Cell::Decimal(m.to_string()),
-                        None => Cell::Empty,
-                    };
+                    return view.book_value.clone().map_or(Cell::Empty, Cell::Decimal);
                 }
                 other => {
                     if let Some(fact) = other.strip_prefix("facts.") {
@@ -143,13 +139,12 @@ pub fn export(
     let filter = super::inventory::Filter::new(None, q, None, at)?;
     let schema = super::entry::schema(shared)?;
     let columns = export_columns(&schema, facts);
-    let today = chrono::Utc::now().date_naive();
     let (mut rows, mut views) = (Vec::new(), Vec::new());
     filter.scan(shared, None, &mut |view| {
         if with_views {
             views.push(view);
         } else {
-            rows.push(export_row(&view, &columns, today));
+            rows.push(export_row(&view, &columns));
         }
         true
     })?;
