@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds cmdb, starts a master and one minion on this host under a scratch
 # directory, accepts the minion's key, runs test.ping and collect, prints the
-# facts, and stops both daemons again. Traffic stays on 127.0.0.1.
+# facts, makes a web UI user and prints the UI's address and login. On a
+# terminal both daemons keep running until Ctrl-C (so the UI can be tried);
+# otherwise (CI, a pipe) the login is checked once and both stop. Traffic
+# stays on 127.0.0.1.
 #
 #   bash scripts/quickstart.sh            # scratch dir is a new temp dir
 #   CMDB_SCRATCH=/tmp/cmdb bash scripts/quickstart.sh
@@ -35,4 +38,27 @@ echo "== cmdb run '*' test.ping"
 "$bin/cmdb" -c "$scratch/master.toml" run '*' test.ping
 echo "== cmdb run '*' collect"
 "$bin/cmdb" -c "$scratch/master.toml" run '*' collect
+
+# A web UI user with a random password, given on two lines of stdin.
+password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
+printf '%s\n%s\n' "$password" "$password" |
+  "$bin/cmdb" -c "$scratch/master.toml" user add admin --role admin --password
+fingerprint=$(grep -o 'fingerprint[^ ]*' "$scratch/master.log" | head -1 | cut -d= -f2 | tr -d '"')
+ui="https://127.0.0.1:$api_port/ui"
+# The login works: the form's token, then the session cookie.
+jar="$scratch/ui-cookies"
+token=$(curl -sk -c "$jar" "$ui/login" | grep -o 'name="csrf" value="[^"]*"' | head -1 | cut -d'"' -f4)
+status=$(curl -sk -b "$jar" -c "$jar" -o /dev/null -w '%{http_code}' \
+  --data-urlencode "csrf=$token" --data-urlencode "user=admin" \
+  --data-urlencode "password=$password" --data-urlencode "next=/ui" "$ui/login")
+curl -skf -b "$jar" -o /dev/null "$ui/assets"
+rm -f "$jar"
+echo "== web UI: $ui"
+echo "   log in as admin, password $password"
+echo "   (self-signed certificate, SHA-256 $fingerprint; login answered $status)"
 echo "== scratch dir: $scratch (configs, state and logs)"
+if [ -t 0 ] && [ -t 1 ] && [ "${CI:-}" != "true" ]; then
+  echo "== the master and the minion keep running; Ctrl-C stops both"
+  trap 'exit 0' INT
+  wait
+fi

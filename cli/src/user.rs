@@ -3,6 +3,7 @@
 //! Exit codes: 0 on success, 1 when the master refuses (an existing user,
 //! no such user or token, not an admin) or cannot be reached.
 
+use anyhow::Context;
 use hyper::Method;
 use serde::Serialize;
 
@@ -10,8 +11,10 @@ use crate::asset::format_ms;
 use crate::client::{Endpoint, segment};
 use crate::output::{OutputFormat, Table, render};
 use crate::{all, call, call_empty};
-use master::access::{Role, User};
-use master::service::users::{CreatedToken, NewToken, NewUser, TokenView};
+use master::access::Role;
+use master::service::users::{
+    CreatedToken, MIN_PASSWORD_CHARS, NewPassword, NewToken, NewUser, TokenView, UserView,
+};
 
 fn print_json(v: &impl Serialize, out: OutputFormat) -> anyhow::Result<()> {
     let value = serde_json::to_value(v)?;
@@ -35,7 +38,13 @@ pub fn add(
     targets: Vec<String>,
     functions: Vec<String>,
     pubkey: Option<String>,
+    password: bool,
 ) -> anyhow::Result<u8> {
+    let password = if password {
+        Some(read_password()?)
+    } else {
+        None
+    };
     let pubkey = match pubkey {
         Some(p) if p.trim_start().starts_with("ssh-") => Some(p),
         Some(path) => Some(
@@ -52,17 +61,26 @@ pub fn add(
         targets,
         functions,
         pubkey,
+        password,
     };
-    let user: User = call(socket, Method::POST, "/v1/users", Some(&new))?;
+    let user: UserView = call(socket, Method::POST, "/v1/users", Some(&new))?;
     println!("added user {} ({})", user.name, user.role.as_str());
     Ok(0)
 }
 
 /// `cmdb user list`.
 pub fn list(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
-    let users: Vec<User> = all(socket, "/v1/users", &[("limit", Some("1000".into()))])?;
+    let users: Vec<UserView> = all(socket, "/v1/users", &[("limit", Some("1000".into()))])?;
     if out == OutputFormat::Table {
-        let mut table = Table::new(&["NAME", "ROLE", "TARGETS", "FUNCTIONS", "PUBKEY", "CREATED"]);
+        let mut table = Table::new(&[
+            "NAME",
+            "ROLE",
+            "TARGETS",
+            "FUNCTIONS",
+            "PUBKEY",
+            "PASSWORD",
+            "CREATED",
+        ]);
         for u in &users {
             table.push(vec![
                 u.name.clone(),
@@ -70,6 +88,7 @@ pub fn list(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
                 u.targets.join(","),
                 u.functions.join(","),
                 if u.pubkey.is_some() { "yes" } else { "no" }.to_owned(),
+                if u.password { "yes" } else { "no" }.to_owned(),
                 format_ms(u.created_ms),
             ]);
         }
@@ -84,6 +103,54 @@ pub fn list(socket: &Endpoint, out: OutputFormat) -> anyhow::Result<u8> {
         })
         .collect();
     print_json(&map, out)?;
+    Ok(0)
+}
+
+/// A new password: asked twice on the terminal, or the first two lines of
+/// standard input when it is not a terminal.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let (first, second) = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ")?;
+        let second = rpassword::prompt_password("the same again: ")?;
+        (first, second)
+    } else {
+        let mut lines = std::io::stdin().lines();
+        let mut next = |what: &str| -> anyhow::Result<String> {
+            lines
+                .next()
+                .transpose()?
+                .ok_or_else(|| anyhow::anyhow!("standard input ended before the {what}"))
+        };
+        let first = next("password")?;
+        let second = next("password's second line (the same again)")?;
+        (first, second)
+    };
+    if first != second {
+        anyhow::bail!("the two passwords differ; nothing was changed");
+    }
+    if first.chars().count() < MIN_PASSWORD_CHARS {
+        anyhow::bail!("the password is too short: give at least {MIN_PASSWORD_CHARS} characters");
+    }
+    Ok(first)
+}
+
+/// `cmdb user passwd`.
+pub fn passwd(socket: &Endpoint, name: &str) -> anyhow::Result<u8> {
+    let body = NewPassword {
+        password: read_password()?,
+    };
+    let client =
+        crate::client::Client::new(socket).with_context(|| crate::run::unreachable(socket))?;
+    client
+        .call_no_content(
+            Method::PUT,
+            &format!("/v1/users/{}/password", segment(name)),
+            Some(&body),
+        )
+        .with_context(|| crate::run::unreachable(socket))?
+        .map_err(|m| anyhow::anyhow!("{m}"))?;
+    println!("set the password of {name}");
     Ok(0)
 }
 

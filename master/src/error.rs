@@ -36,4 +36,12 @@ pub enum MasterError {
     /// A protocol rule was broken.
     #[error(transparent)]
     Protocol(#[from] protocol::ProtocolError),
+    /// A web UI template compiled into the binary does not parse.
+    #[error("web UI template {name}: {reason}")]
+    Template {
+        /// The template.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }

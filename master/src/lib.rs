@@ -22,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod throttle;
 pub mod transport;
+pub mod ui;
 
 pub use ::inventory;
 pub use ::store;

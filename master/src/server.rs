@@ -215,6 +215,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         shared: shared.clone(),
         cancel: cancel.clone(),
         nonces: Default::default(),
+        ui: Arc::new(crate::ui::Ui::new()?),
     };
     if let Some((listener, acceptor)) = api_tls {
         tasks.spawn(crate::api::tls::serve(

@@ -31,7 +31,7 @@ impl Role {
 }
 
 /// A user of the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The name, recorded with every write.
     pub name: String,
@@ -52,6 +52,13 @@ pub struct User {
     pub pubkey: Option<String>,
     /// Created, unix milliseconds.
     pub created_ms: i64,
+    /// The argon2id hash (PHC string) of the password the user logs in to
+    /// the web UI with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// The user's saved views of the asset list: name -> query string.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub views: std::collections::BTreeMap<String, String>,
 }
 
 impl User {
@@ -167,6 +174,8 @@ mod tests {
             functions: vec!["test.*".into(), "cmd.run".into()],
             pubkey: None,
             created_ms: 0,
+            password_hash: None,
+            views: Default::default(),
         };
         assert!(op.may_run("test.ping") && op.may_run("cmd.run") && !op.may_run("state.apply"));
         assert!(op.may_target("web01") && !op.may_target("db01"));

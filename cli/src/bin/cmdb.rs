@@ -414,6 +414,17 @@ enum UserCommand {
         /// (`cmdb --key`): a file, or the `ssh-ed25519 AAAA…` line itself.
         #[arg(long)]
         pubkey: Option<String>,
+        /// Give the user a password for the web UI: read from the terminal
+        /// (asked twice), or when standard input is not a terminal, its
+        /// first two lines (the password and the same again).
+        #[arg(long)]
+        password: bool,
+    },
+    /// Set a user's web UI password (admins: anyone's; others: their own),
+    /// read as for `user add --password`.
+    Passwd {
+        /// The name.
+        name: String,
     },
     /// Every user.
     List {
@@ -574,7 +585,9 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                 targets,
                 functions,
                 pubkey,
-            } => user::add(&socket, name, role, targets, functions, pubkey),
+                password,
+            } => user::add(&socket, name, role, targets, functions, pubkey, password),
+            UserCommand::Passwd { name } => user::passwd(&socket, &name),
             UserCommand::List { out } => user::list(&socket, out),
             UserCommand::Remove { name } => user::remove(&socket, &name),
         },

@@ -287,7 +287,7 @@ fn with_etag(answer: AssetAnswer) -> Response {
 }
 
 #[utoipa::path(patch, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id, minion id, serial, asset tag, name, IP or MAC"), ("If-Match" = Option<String>, Header, description = "the ETag a GET answered; a newer version refuses the change (412)")), request_body = AssetPatch, responses((status = 200, description = "the changed asset", body = AssetView, headers(("ETag" = String, description = "its new version"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Precondition, doc::BadBody, doc::Failed))]
-async fn patch(
+pub(crate) async fn patch(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
@@ -433,7 +433,7 @@ fn table_file(
 }
 
 #[utoipa::path(get, path = "/v1/assets/export", tag = "assets", params(ExportQuery), responses((status = 200, description = "the assets as a spreadsheet: CSV (text/csv), XLSX, or a JSON array of assets", content((String = "text/csv"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<AssetView> = "application/json"))), doc::BadRequest, doc::Refused, doc::Failed))]
-async fn export(
+pub(crate) async fn export(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
@@ -471,7 +471,7 @@ async fn export(
 }
 
 #[utoipa::path(get, path = "/v1/reports/audit", tag = "reports", params(AuditQuery), responses((status = 200, description = "the year-end audit: per group, assets by kind and status, purchase cost, book value at year end, depreciation, assets bought and retired in the year, warranties ending the next year; as JSON, CSV or XLSX", content((inventory::audit::AuditReport = "application/json"), (String = "text/csv"), (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))), doc::BadRequest, doc::Refused, doc::Failed))]
-async fn audit(
+pub(crate) async fn audit(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {

@@ -118,7 +118,7 @@ pub struct Done {
 }
 
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobRequest, responses((status = 201, description = "published", body = JobCreated), doc::BadRequest, doc::Refused, doc::BadBody, doc::Failed))]
-async fn create(
+pub(crate) async fn create(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<JobRequest>,
@@ -239,7 +239,7 @@ fn sse_event(ev: JobEvent) -> Event {
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{jid}/returns", tag = "jobs", params(("jid" = String, Path, description = "job id"), ReturnsQuery), responses((status = 200, description = "server-sent events: `ret` (a JobReturn) for each return, then `done` ({missing})", content_type = "text/event-stream", body = ReturnsEvent), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed))]
-async fn returns(
+pub(crate) async fn returns(
     State(st): State<ApiState>,
     Path(jid): Path<String>,
     ApiQuery(q): ApiQuery<ReturnsQuery>,

@@ -25,7 +25,7 @@ async fn list(
 }
 
 #[utoipa::path(post, path = "/v1/keys/{id}/accept", tag = "keys", params(("id" = String, Path, description = "minion id"), Widen), responses((status = 200, description = "the accepted key", body = KeyView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed, doc::Unavailable))]
-async fn accept(
+pub(crate) async fn accept(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -38,7 +38,7 @@ async fn accept(
 }
 
 #[utoipa::path(post, path = "/v1/keys/{id}/reject", tag = "keys", params(("id" = String, Path, description = "minion id"), Widen), responses((status = 200, description = "the rejected key", body = KeyView), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed, doc::Unavailable))]
-async fn reject(
+pub(crate) async fn reject(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -52,7 +52,7 @@ async fn reject(
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "minion id")), responses((status = 200, description = "the deleted keys", body = Vec<KeyView>), doc::BadRequest, doc::Refused, doc::NotFound, doc::Failed, doc::Unavailable))]
-async fn delete(
+pub(crate) async fn delete(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,

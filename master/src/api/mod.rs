@@ -46,6 +46,8 @@ pub struct ApiState {
     pub cancel: CancellationToken,
     /// Nonces of signed requests seen within the clock window.
     pub nonces: Arc<signed::NonceCache>,
+    /// The web UI: templates and sessions.
+    pub ui: Arc<crate::ui::Ui>,
 }
 
 /// Who makes a request, as established by the listener.
@@ -68,6 +70,8 @@ impl Caller {
                 functions: Vec::new(),
                 pubkey: None,
                 created_ms: 0,
+                password_hash: None,
+                views: Default::default(),
             },
             token_id: None,
         }

@@ -223,8 +223,12 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
 /// Serves the API over TLS until cancelled.
 pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: ApiState) {
     let cancel = state.cancel.clone();
-    let app =
-        router(state.clone()).layer(axum::middleware::from_fn_with_state(state, authenticate));
+    let app = router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .merge(crate::ui::router(state));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {

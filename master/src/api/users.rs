@@ -7,19 +7,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Caller, PageQuery, Problem, doc};
-use crate::service::users::{CreatedToken, NewToken, NewUser, TokenView};
+use crate::service::users::{CreatedToken, NewPassword, NewToken, NewUser, TokenView, UserView};
 use crate::service::{Page, ServiceError, page_limit};
-use store::access::{Role, User};
+use store::access::Role;
 
-#[utoipa::path(get, path = "/v1/users", tag = "users", params(PageQuery), responses((status = 200, description = "users by name", body = Page<User>), doc::BadRequest, doc::Refused, doc::Failed))]
+#[utoipa::path(get, path = "/v1/users", tag = "users", params(PageQuery), responses((status = 200, description = "users by name", body = Page<UserView>), doc::BadRequest, doc::Refused, doc::Failed))]
 async fn list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Json<Page<User>>, ApiError> {
+) -> Result<Json<Page<UserView>>, ApiError> {
     caller.require(Role::Admin, "manage users")?;
     let limit = page_limit(q.limit, 100)?;
-    let users = st.shared.users.list()?;
+    let users: Vec<UserView> = st.shared.users.list()?.iter().map(UserView::from).collect();
     Ok(Json(Page::of(
         users,
         |u| u.name.clone(),
@@ -29,16 +29,35 @@ async fn list(
     )))
 }
 
-#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "the new user", body = User), doc::BadRequest, doc::Refused, doc::Conflict, doc::BadBody, doc::Failed))]
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "the new user", body = UserView), doc::BadRequest, doc::Refused, doc::Conflict, doc::BadBody, doc::Failed))]
 async fn add(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     ApiJson(new): ApiJson<NewUser>,
-) -> Result<(StatusCode, Json<User>), ApiError> {
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     caller.require(Role::Admin, "manage users")?;
     let user = st.shared.users.add(new)?;
     tracing::info!(by = %caller.user.name, user = %user.name, role = user.role.as_str(), "user added");
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))))
+}
+
+#[utoipa::path(put, path = "/v1/users/{name}/password", tag = "users", params(("name" = String, Path, description = "user name")), request_body = NewPassword, responses((status = 204, description = "the web UI password is set; sessions already open stay open"), doc::BadRequest, doc::Refused, doc::NotFound, doc::BadBody, doc::Failed))]
+async fn password(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    ApiJson(new): ApiJson<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    if name != caller.user.name {
+        caller.require(Role::Admin, "set another user's password")?;
+    }
+    let shared = st.shared.clone();
+    let who = name.clone();
+    tokio::task::spawn_blocking(move || shared.users.set_password(&who, &new.password))
+        .await
+        .map_err(|e| ServiceError::Unavailable(format!("password: {e}")))??;
+    tracing::info!(by = %caller.user.name, user = %name, "password set");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(delete, path = "/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "user name")), responses((status = 204, description = "removed with its tokens"), (status = 409, description = "a user cannot remove itself", body = Problem, content_type = "application/problem+json"), doc::Refused, doc::NotFound, doc::Failed))]
@@ -113,6 +132,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list, add))
         .routes(routes!(remove))
+        .routes(routes!(password))
         .routes(routes!(tokens, create_token))
         .routes(routes!(revoke))
 }

@@ -31,6 +31,90 @@ pub struct NewUser {
     /// its private key.
     #[serde(default)]
     pub pubkey: Option<String>,
+    /// A password for the web UI (at least 8 characters); stored only as
+    /// an argon2id hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A user as the API shows it: never its password hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserView {
+    /// The name, recorded with every write.
+    pub name: String,
+    /// What the user may do.
+    pub role: Role,
+    /// For operators: globs of the minion ids they may target.
+    pub targets: Vec<String>,
+    /// For operators: globs of the functions they may run.
+    pub functions: Vec<String>,
+    /// The OpenSSH public key that signs the user's requests, if any.
+    pub pubkey: Option<String>,
+    /// Whether the user has a password for the web UI.
+    pub password: bool,
+    /// Created, unix milliseconds.
+    pub created_ms: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            name: u.name.clone(),
+            role: u.role,
+            targets: u.targets.clone(),
+            functions: u.functions.clone(),
+            pubkey: u.pubkey.clone(),
+            password: u.password_hash.is_some(),
+            created_ms: u.created_ms,
+        }
+    }
+}
+
+/// `PUT /v1/users/{name}/password`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
+pub struct NewPassword {
+    /// The new password (at least 8 characters).
+    pub password: String,
+}
+
+/// Shortest password taken.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password taken (argon2 hashes any length; this bounds the work).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The argon2id hash of a password, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, ServiceError> {
+    use argon2::password_hash::PasswordHasher;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ServiceError::Unprocessable(format!(
+            "the password is too short: give at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ServiceError::Unprocessable(format!(
+            "the password is too long: at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Unavailable(format!("cannot hash the password: {e}")))
+}
+
+/// Whether `password` matches the PHC string `hash`.
+fn password_matches(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    use argon2::password_hash::phc::PasswordHash;
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    PasswordHash::new(hash).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A token to create.
@@ -121,6 +205,8 @@ impl UsersService {
             functions: new.functions,
             pubkey,
             created_ms: now_ms(),
+            password_hash: new.password.as_deref().map(hash_password).transpose()?,
+            views: Default::default(),
         };
         self.store.put_user(&user)?;
         Ok(user)
@@ -129,6 +215,79 @@ impl UsersService {
     /// Every user.
     pub fn list(&self) -> Result<Vec<User>, ServiceError> {
         Ok(self.store.users()?)
+    }
+
+    /// A user by name.
+    pub fn get(&self, name: &str) -> Result<User, ServiceError> {
+        self.store
+            .user(name)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no user {name}")))
+    }
+
+    /// Sets (or replaces) a user's web UI password.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), ServiceError> {
+        let mut user = self.get(name)?;
+        user.password_hash = Some(hash_password(password)?);
+        self.store.put_user(&user)?;
+        Ok(())
+    }
+
+    /// The user a name and password log in, or `None` (an unknown user, no
+    /// password set, or a wrong one: the caller cannot tell which). An
+    /// unknown user costs one hash like a known one.
+    pub fn login(&self, name: &str, password: &str) -> Result<Option<User>, ServiceError> {
+        // The hash of a random password, checked when the user is unknown
+        // or has no password, so that a login takes as long either way.
+        static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let decoy = DECOY.get_or_init(|| {
+            let pw: [u8; 16] = random().unwrap_or([7; 16]);
+            hash_password(&format!("{pw:?}")).unwrap_or_default()
+        });
+        match self.store.user(name)? {
+            Some(user) => {
+                let hash = user.password_hash.as_deref().unwrap_or(decoy);
+                let ok = password_matches(hash, password) && user.password_hash.is_some();
+                Ok(ok.then_some(user))
+            }
+            None => {
+                let _ = password_matches(decoy, password);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Saves (or replaces) one of a user's views of the asset list.
+    pub fn save_view(&self, name: &str, view: &str, query: &str) -> Result<(), ServiceError> {
+        let view = view.trim();
+        if view.is_empty() || view.chars().count() > 64 || view.chars().any(char::is_control) {
+            return Err(ServiceError::Unprocessable(
+                "a view's name is 1 to 64 characters without control characters".into(),
+            ));
+        }
+        if query.len() > 8192 {
+            return Err(ServiceError::Unprocessable(
+                "a view's query is at most 8192 bytes".into(),
+            ));
+        }
+        let mut user = self.get(name)?;
+        if user.views.len() >= 100 && !user.views.contains_key(view) {
+            return Err(ServiceError::Conflict(
+                "a user keeps at most 100 views; delete one first".into(),
+            ));
+        }
+        user.views.insert(view.to_owned(), query.to_owned());
+        self.store.put_user(&user)?;
+        Ok(())
+    }
+
+    /// Deletes one of a user's saved views.
+    pub fn delete_view(&self, name: &str, view: &str) -> Result<(), ServiceError> {
+        let mut user = self.get(name)?;
+        if user.views.remove(view).is_none() {
+            return Err(ServiceError::NotFound(format!("no view {view:?}")));
+        }
+        self.store.put_user(&user)?;
+        Ok(())
     }
 
     /// Removes a user and its tokens.
