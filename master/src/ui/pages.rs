@@ -510,6 +510,7 @@ fn row(v: &AssetView) -> minijinja::Value {
     let manual = |k: &str| v.manual.get(k).map(view::text).unwrap_or_default();
     context! {
         asset_id => v.asset_id.as_str(),
+        minion => v.minion.clone(),
         name => v.name.clone().or_else(|| v.minion.clone()).unwrap_or_else(|| v.asset_id.as_str().to_owned()),
         kind => v.kind.clone(),
         status => view::text(&v.status),
