@@ -145,7 +145,15 @@ fn every_table_names_the_columns_of_its_command() {
     let table = stdout_ok(&c.cmdb(&["user", "list", "--out", "table"]));
     assert_eq!(
         header(&table),
-        ["NAME", "ROLE", "TARGETS", "FUNCTIONS", "PUBKEY", "CREATED"],
+        [
+            "NAME",
+            "ROLE",
+            "TARGETS",
+            "FUNCTIONS",
+            "PUBKEY",
+            "PASSWORD",
+            "CREATED"
+        ],
         "{table}"
     );
     assert!(
