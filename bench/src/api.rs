@@ -28,6 +28,8 @@ pub enum Auth {
         /// The user's private key.
         key: Arc<keys::SigningKey>,
     },
+    /// A web UI session: the `Cookie` header's value.
+    Cookie(String),
 }
 
 /// A TLS connector that accepts only the certificate `fingerprint`.
@@ -83,14 +85,39 @@ impl Conn {
 
     /// `GET uri` (path and query): the status and the whole body.
     pub async fn get(&mut self, uri: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        let (status, _, body) = self.send(Method::GET, uri, None).await?;
+        Ok((status, body))
+    }
+
+    /// A request with an optional URL-encoded form: the status, the
+    /// headers and the whole body.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        uri: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> anyhow::Result<(StatusCode, hyper::HeaderMap, Bytes)> {
+        let body = match form {
+            Some(f) => Bytes::from(serde_urlencoded::to_string(f)?),
+            None => Bytes::new(),
+        };
         let mut req = Request::builder()
-            .method(Method::GET)
+            .method(method.clone())
             .uri(uri)
             .header(hyper::header::HOST, self.host.as_str());
+        if form.is_some() {
+            req = req.header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        }
         match &self.auth {
             Auth::None => {}
             Auth::Bearer(t) => {
                 req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            Auth::Cookie(c) => {
+                req = req.header(hyper::header::COOKIE, c.as_str());
             }
             Auth::Signed { user, key } => {
                 let mut nonce = [0u8; 16];
@@ -102,7 +129,7 @@ impl Conn {
                     expires: None,
                 };
                 let target = format!("https://{}{uri}", self.host);
-                let signed = keys::httpsig::sign(key, &params, "GET", &target, b"")
+                let signed = keys::httpsig::sign(key, &params, method.as_str(), &target, &body)
                     .map_err(anyhow::Error::msg)?;
                 req = req
                     .header("content-digest", signed.content_digest)
@@ -110,12 +137,18 @@ impl Conn {
                     .header("signature", signed.signature);
             }
         }
-        let req = req.body(Full::new(Bytes::new()))?;
+        let req = req.body(Full::new(body))?;
         self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let body = resp.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        Ok((status, headers, body))
+    }
+
+    /// Sends the cookie `value` (`name=value`) with every later request.
+    pub fn set_cookie(&mut self, value: String) {
+        self.auth = Auth::Cookie(value);
     }
 
     /// `GET uri`, refusing anything but 200.

@@ -205,6 +205,7 @@ struct SizeReport {
     floor_collect: f64,
     api: ApiReport,
     model: ModelReport,
+    ui: UiReport,
     other_cores: f64,
 }
 
@@ -222,6 +223,19 @@ struct ModelReport {
     /// `asset export --format xlsx`: each run, and the file's size.
     export: Vec<f64>,
     export_bytes: u64,
+}
+
+/// What the web UI phase measured (milliseconds per page, client side,
+/// one keep-alive TLS connection with a session cookie).
+#[derive(Default)]
+struct UiReport {
+    /// The first page of the assets list: each request, and its size.
+    assets_ms: Vec<f64>,
+    assets_bytes: usize,
+    /// Rows on it.
+    rows: usize,
+    /// The dashboard (counts over every asset): each request.
+    dashboard_ms: Vec<f64>,
 }
 
 /// What the API phase measured.
@@ -518,6 +532,103 @@ fn timed(c: &Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)> {
     Ok((secs, out.stdout))
 }
 
+/// `cmdb user add NAME --role reader --password` with the password on stdin.
+fn add_ui_user(c: &Cluster, name: &str, password: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(bin_dir().join("cmdb"))
+        .arg("-c")
+        .arg(c.master_config())
+        .args(["user", "add", name, "--role", "reader", "--password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{password}\n{password}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "cmdb user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Logs in to the web UI as a reader and times its first assets page and
+/// its dashboard.
+fn ui_phase(c: &Cluster) -> anyhow::Result<UiReport> {
+    use bench::api::{Auth, Conn, pinned_connector};
+    use hyper::{Method, StatusCode};
+    let mut r = UiReport::default();
+    let password = "bench-ui-password";
+    add_ui_user(c, "bench-ui", password)?;
+    let connector = pinned_connector(&master_fingerprint(c)?)?;
+    let port = c.api_port;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut conn = Conn::tls(&connector, port, Auth::None).await?;
+        let (_, headers, body) = conn.send(Method::GET, "/ui/login", None).await?;
+        let cookie = |headers: &hyper::HeaderMap, name: &str| {
+            headers
+                .get_all(hyper::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| v.split(';').next())
+                .find(|v| v.starts_with(name))
+                .map(str::to_owned)
+        };
+        let login_cookie = cookie(&headers, "__Host-cmdb_login").context("no login cookie")?;
+        let body = String::from_utf8_lossy(&body);
+        let marker = "name=\"csrf\" value=\"";
+        let start = body.find(marker).context("no csrf field")? + marker.len();
+        let csrf = body[start..]
+            .split('"')
+            .next()
+            .context("no csrf value")?
+            .to_owned();
+        conn.set_cookie(login_cookie);
+        let (status, headers, _) = conn
+            .send(
+                Method::POST,
+                "/ui/login",
+                Some(&[
+                    ("csrf", &csrf),
+                    ("user", "bench-ui"),
+                    ("password", password),
+                ]),
+            )
+            .await?;
+        if status != StatusCode::SEE_OTHER {
+            bail!("UI login: {status}");
+        }
+        conn.set_cookie(cookie(&headers, "__Host-cmdb_session").context("no session cookie")?);
+        let page = conn.get_ok("/ui/assets").await?;
+        r.assets_bytes = page.len();
+        r.rows = String::from_utf8_lossy(&page)
+            .matches("<tr data-asset=")
+            .count();
+        r.assets_ms = timed_gets(&mut conn, "/ui/assets", 30).await?;
+        r.dashboard_ms = timed_gets(&mut conn, "/ui", 5).await?;
+        anyhow::Ok(())
+    })?;
+    eprintln!(
+        "ui: assets page p50 {:.1} ms p99 {:.1} ms ({} rows, {} KiB); dashboard p50 {:.0} ms",
+        percentile(&r.assets_ms, 0.5),
+        percentile(&r.assets_ms, 0.99),
+        r.rows,
+        r.assets_bytes / 1024,
+        percentile(&r.dashboard_ms, 0.5)
+    );
+    Ok(r)
+}
+
 /// Finance and organisation fields for every swarm asset (one import),
 /// then queries, the audit and an XLSX export, each timed as a whole
 /// `cmdb` run.
@@ -652,6 +763,8 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     r.api = api_phase(&c, cli)?;
     eprintln!("== {n} minions: asset model");
     r.model = model_phase(&c, n)?;
+    eprintln!("== {n} minions: web UI");
+    r.ui = ui_phase(&c)?;
     r.other_cores = other.cores(&ours);
     eprintln!(
         "other processes used {:.2} cores on average during pings, collects and API",
@@ -995,6 +1108,47 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
                 percentile(&m.audit, 0.5) * 1000.0,
                 met(percentile(&m.export, 0.5) <= 3.0),
                 percentile(&m.export, 0.5)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "- no size of 9,000 or more in this run.");
+        }
+    }
+
+    let _ = writeln!(o, "\n## The web UI\n");
+    let _ = writeln!(
+        o,
+        "After the asset model phase: a reader logs in through the login form on one keep-alive TLS connection, then `GET /ui/assets` (the first page of the assets list, 50 rows, rendered by the server) 30 times and `GET /ui` (the dashboard, counting every asset) 5 times, after 5 unmeasured requests each. Milliseconds per request as the client sees them.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| assets | assets page p50 | p99 | size | dashboard p50 |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for r in sizes {
+        let u = &r.ui;
+        let _ = writeln!(
+            o,
+            "| {} | {:.1} ms | {:.1} ms | {:.0} KiB ({} rows) | {:.0} ms |",
+            r.n,
+            percentile(&u.assets_ms, 0.5),
+            percentile(&u.assets_ms, 0.99),
+            u.assets_bytes as f64 / 1024.0,
+            u.rows,
+            percentile(&u.dashboard_ms, 0.5)
+        );
+    }
+    let _ = writeln!(o, "\nGoals, at the largest size of 9,000 or more:\n");
+    match sizes.iter().filter(|r| r.n >= 9000).max_by_key(|r| r.n) {
+        Some(r) => {
+            let u = &r.ui;
+            let _ = writeln!(
+                o,
+                "- the first page of the assets list in ≤ 200 ms: {} (p99 {:.0} ms)\n- and ≤ 300 KB: {} ({:.0} KB)",
+                met(percentile(&u.assets_ms, 0.99) <= 200.0),
+                percentile(&u.assets_ms, 0.99),
+                met(u.assets_bytes <= 300_000),
+                u.assets_bytes as f64 / 1000.0
             );
         }
         None => {
