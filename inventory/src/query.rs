@@ -693,7 +693,7 @@ fn scalars(v: &Value) -> Vec<&Value> {
 }
 
 /// The top-level keys of an asset's query view.
-const TOP: &[&str] = &[
+pub const TOP: &[&str] = &[
     "asset_id",
     "minion",
     "kind",

@@ -50,6 +50,8 @@ pub struct Shared {
     pub pki: PkiStore,
     /// Storage.
     pub store: Arc<dyn Store>,
+    /// Every asset's current query view, for listings.
+    pub index: Arc<crate::service::index::AssetIndex>,
     /// Jobs: publishing, the live table, following returns.
     pub jobs: JobsService,
     /// Users and tokens of the API.
@@ -101,7 +103,11 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         &pki.root().join("master.pem"),
         &pki.root().join("master.pub"),
     )?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.db_path(), cfg.inventory.clone())?);
+    let index = Arc::new(crate::service::index::AssetIndex::default());
+    let store: Arc<dyn Store> = Arc::new(crate::service::index::IndexedStore::new(
+        Arc::new(SledStore::open(&cfg.db_path(), cfg.inventory.clone())?),
+        index.clone(),
+    ));
 
     let conn_limit = transport::connection_limit(&cfg, daemon::raise_nofile_limit());
     let (pub_sock, pub_watch): (zeromq::PubSocket, _) = transport::bind(
@@ -169,6 +175,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         gate: gate.clone(),
         pki,
         store: store.clone(),
+        index,
         jobs,
         users: crate::service::users::UsersService::new(store.clone()),
         boot_id: random_u64(),
@@ -355,12 +362,32 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut swept_at: Option<tokio::time::Instant> = None;
     let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
     let mut related_at = tokio::time::Instant::now();
+    let mut last_dirty = usize::MAX;
     loop {
         let asked = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => false,
             _ = shared.keyring.rotation_asked() => true,
         };
+        // The asset index is read again once writes have paused for a
+        // tick (not while a fleet collect is being stored), so that the
+        // next listing finds it fresh.
+        if !asked {
+            let dirty = shared.index.dirty_len();
+            if dirty == last_dirty && (dirty > 0 || !shared.index.is_loaded()) {
+                let sh = shared.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    crate::service::inventory::Filter::refresh_index(&sh)
+                })
+                .await;
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "could not refresh the asset index"),
+                    Err(e) => warn!(error = %e, "asset index refresh failed"),
+                }
+            }
+            last_dirty = shared.index.dirty_len();
+        }
         if !asked && swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             swept_at = Some(tokio::time::Instant::now());
             let keep_ms = match shared.cfg.keep_jobs {

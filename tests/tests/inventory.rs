@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use tests::fixture::{HostRoot, fixture_minion, plugin};
-use tests::{Cluster, ClusterOpts, text};
+use tests::{Cluster, ClusterOpts, stdout_ok, text};
 
 fn json_out(out: &std::process::Output) -> Value {
     assert!(
@@ -542,4 +542,94 @@ fn asset_list_sorts_by_a_fact_or_a_column_with_missing_values_last() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}
+
+/// The minion ids `cmdb asset list --where QUERY --sort SORT` prints, in order.
+fn listed(c: &Cluster, query: &str, sort: &str) -> Vec<String> {
+    let out = stdout_ok(&c.cmdb(&[
+        "asset",
+        "list",
+        "--where",
+        query,
+        "--sort",
+        sort,
+        "--fields",
+        "minion,inlet_temp_c",
+        "--out",
+        "csv",
+    ]));
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1).map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn listings_follow_every_write_at_once_and_after_a_restart() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    let mut temps = Vec::new();
+    for (id, serial, t) in [("web01", "CZ1", "21"), ("web02", "CZ2", "30")] {
+        let (_root, plugins) = fixture_minion(&mut c, id, id, serial, "");
+        let temp = c.dir.path().join(format!("{id}-temp"));
+        std::fs::write(&temp, t).expect("write");
+        plugin(
+            &plugins,
+            "rack_sensor",
+            &format!(
+                "echo \"{{\\\"inlet_temp_c\\\": $(cat {}), \\\"slots\\\": [{}]}}\"",
+                temp.display(),
+                (1..=50)
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        );
+        temps.push(temp);
+    }
+    collect(&c, "web*");
+    assert_eq!(listed(&c, "inlet_temp_c >= 25", "minion"), ["web02"]);
+    assert_eq!(
+        listed(&c, "inlet_temp_c > 0", "-facts.inlet_temp_c"),
+        ["web02", "web01"]
+    );
+
+    // A collect that changes a fact is seen by the very next listing.
+    std::fs::write(&temps[0], "40").expect("write");
+    collect(&c, "web01");
+    assert_eq!(
+        listed(&c, "inlet_temp_c >= 25", "minion"),
+        ["web01", "web02"]
+    );
+    assert_eq!(
+        listed(&c, "inlet_temp_c > 0", "-facts.inlet_temp_c"),
+        ["web01", "web02"]
+    );
+
+    // So are a manual field, a status change and an import.
+    let ok = |args: &[&str]| {
+        let out = c.cmdb(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    ok(&["asset", "set", "web02", "department=finance"]);
+    assert_eq!(listed(&c, "department = finance", "minion"), ["web02"]);
+    ok(&["asset", "status", "web02", "maintenance"]);
+    assert_eq!(listed(&c, "status = maintenance", "minion"), ["web02"]);
+    let csv = c.dir.path().join("owners.csv");
+    std::fs::write(&csv, "minion,owner\nweb01,bob\n").expect("write");
+    ok(&["asset", "import", csv.to_str().expect("path")]);
+    assert_eq!(listed(&c, "owner = bob", "minion"), ["web01"]);
+    // A query into a large fact (left out of the index) reads the store.
+    assert_eq!(
+        listed(&c, "facts.slots = 42 and department = finance", "minion"),
+        ["web02"]
+    );
+
+    // After a restart the index is built again from the store.
+    c.master_mut().terminate();
+    c.start_master();
+    assert_eq!(
+        listed(&c, "department = finance or owner = bob", "minion"),
+        ["web01", "web02"]
+    );
+    assert_eq!(listed(&c, "inlet_temp_c >= 35", "minion"), ["web01"]);
 }

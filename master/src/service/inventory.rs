@@ -690,9 +690,7 @@ fn sorted_page(
     let mut items = Vec::with_capacity(keyed.len());
     for (_, id) in &keyed {
         // An asset removed since the scan is left out.
-        if let Some(rec) = shared.store.asset(id)?
-            && let Some(view) = filter.view(shared, rec)?
-        {
+        if let Some(view) = filter.view_by_id(shared, id)? {
             items.push(filter.trim(view));
         }
     }
@@ -706,6 +704,41 @@ pub struct Filter {
     query: Option<inventory::query::Query>,
     fields: Option<Vec<String>>,
     at_ms: Option<i64>,
+    /// Paths the caller reads from each view besides `fields` (a sort).
+    needs: Vec<String>,
+}
+
+/// An asset's query view with every fact: what the index keeps (large
+/// facts left out) and queries read.
+pub fn query_root(rec: AssetRecord) -> Value {
+    let mut view = latest_view(rec);
+    into_root(&mut view)
+}
+
+/// A view from a query root (the index's entry): the latest version, no
+/// links.
+fn view_from_root(id: &AssetId, root: &Value, version: u64) -> AssetView {
+    let text = |k: &str| root.get(k).and_then(Value::as_str).map(str::to_owned);
+    let part = |k: &str| root.get(k).cloned().unwrap_or_else(|| json!({}));
+    AssetView {
+        asset_id: id.clone(),
+        minion: text("minion"),
+        version,
+        latest_version: version,
+        status: root.get("status").cloned().unwrap_or(Value::Null),
+        presence: root.get("presence").cloned().unwrap_or(Value::Null),
+        serial: text("serial"),
+        created_ms: root.get("created_ms").and_then(Value::as_i64).unwrap_or(0),
+        last_collect_ms: root.get("last_collect_ms").and_then(Value::as_i64),
+        kind: text("kind").unwrap_or_default(),
+        name: text("name"),
+        manual: part("manual"),
+        book_value: text("book_value"),
+        finance: part("finance"),
+        relations: part("relations"),
+        links: Vec::new(),
+        facts: part("facts"),
+    }
 }
 
 impl Filter {
@@ -759,7 +792,96 @@ impl Filter {
             query,
             fields,
             at_ms,
+            needs: Vec::new(),
         })
+    }
+
+    /// Says that the caller reads `path` from each view too (a sort).
+    pub fn need(&mut self, path: &str) {
+        self.needs.push(path.to_owned());
+    }
+
+    /// Whether the index's entry holds every path this listing reads from
+    /// a view (only when it asks for some fields).
+    fn entry_serves_views(&self, e: &super::index::Entry) -> bool {
+        self.fields
+            .as_ref()
+            .is_some_and(|f| f.iter().chain(&self.needs).all(|p| e.covers(p)))
+    }
+
+    /// The view of the asset `id` now (from the index when it holds what
+    /// the listing reads), if it passes.
+    pub fn view_by_id(
+        &self,
+        shared: &Shared,
+        id: &AssetId,
+    ) -> Result<Option<AssetView>, ServiceError> {
+        if self.at_ms.is_none()
+            && self.grain.is_none()
+            && let Some(e) = shared.index.get(id)
+            && self.entry_serves_views(&e)
+            && self.query_paths().iter().all(|p| e.covers(p))
+        {
+            if self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+                return Ok(None);
+            }
+            return Ok(Some(view_from_root(id, &e.root, e.version)));
+        }
+        match shared.store.asset(id)? {
+            Some(rec) => self.view(shared, rec),
+            None => Ok(None),
+        }
+    }
+
+    fn query_paths(&self) -> Vec<&str> {
+        self.query
+            .as_ref()
+            .map(|q| q.expr().paths())
+            .unwrap_or_default()
+    }
+
+    /// Brings the index up to date.
+    pub fn refresh_index(shared: &Shared) -> Result<(), ServiceError> {
+        shared.index.refresh(&*shared.store, &query_root)?;
+        Ok(())
+    }
+
+    /// `scan` over the index: a query the entries cover is answered from
+    /// them, and so are views when the listing asks only for fields they
+    /// hold; anything else reads that asset from the store.
+    fn scan_indexed(
+        &self,
+        shared: &Shared,
+        after: Option<&AssetId>,
+        visit: &mut dyn FnMut(AssetView) -> bool,
+    ) -> Result<(), ServiceError> {
+        Filter::refresh_index(shared)?;
+        let paths = self.query_paths();
+        for (id, e) in shared.index.after(after) {
+            let from_entry = paths.iter().all(|p| e.covers(p));
+            if from_entry && self.entry_serves_views(&e) {
+                if self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+                    continue;
+                }
+                if !visit(view_from_root(&id, &e.root, e.version)) {
+                    break;
+                }
+                continue;
+            }
+            if from_entry && self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+                continue;
+            }
+            // An asset removed since the index was read is left out.
+            let Some(rec) = shared.store.asset(&id)? else {
+                continue;
+            };
+            if let Some(view) = self.view(shared, rec)?
+                && !visit(view)
+            {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The view of `rec` (as it was at the filter's time) when it passes,
@@ -815,6 +937,9 @@ impl Filter {
         after: Option<&AssetId>,
         visit: &mut dyn FnMut(AssetView) -> bool,
     ) -> Result<(), ServiceError> {
+        if self.at_ms.is_none() && self.grain.is_none() {
+            return self.scan_indexed(shared, after, visit);
+        }
         let mut failed = None;
         shared
             .store
@@ -1021,7 +1146,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             cursor,
             limit,
         } => {
-            let filter = Filter::new(
+            let mut filter = Filter::new(
                 grain.as_deref(),
                 q.as_deref(),
                 fields.as_deref(),
@@ -1029,6 +1154,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             )?;
             if let Some(sort) = sort {
                 let sort = AssetSort::parse(&sort)?;
+                filter.need(&sort.field.path);
                 return sorted_page(shared, &filter, &sort, cursor.as_deref(), limit);
             }
             let after = match &cursor {

@@ -4,6 +4,7 @@
 //! requests into calls and [`ServiceError`] into their own error shape.
 
 pub mod entry;
+pub mod index;
 pub mod inventory;
 pub mod jobs;
 pub mod keys;

@@ -1,0 +1,393 @@
+//! An in-memory index of every asset's current query view, so that a
+//! listing, a query or the dashboard does not decode every record.
+//!
+//! Each entry holds the asset's top fields, manual, finance and relation
+//! fields and its small facts; large facts (package lists, mounts, disks,
+//! NICs: anything over [`SMALL_NODES`] values) are left out and named, and
+//! a query, sort or field list that reaches into one of them reads that
+//! asset from the store instead. [`IndexedStore`] wraps the engine and
+//! marks every asset a write touches; [`AssetIndex::refresh`] reads those
+//! again (and everything at first use, and again when the day changes,
+//! since book values are as of today).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use inventory::{AssetId, AssetRecord, ChangeRecord, Source};
+use protocol::{Jid, JobReturn};
+use serde_json::Value;
+use store::access::{Token, User};
+use store::{AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored};
+
+/// A fact with more values than this (counting every value in it) is left
+/// out of the index.
+pub const SMALL_NODES: usize = 24;
+
+/// One asset in the index.
+#[derive(Debug)]
+pub struct Entry {
+    /// Its version.
+    pub version: u64,
+    /// Its query view (the shape queries and sorts read), large facts left
+    /// out.
+    pub root: Value,
+    /// The facts left out.
+    pub pruned: HashSet<String>,
+}
+
+fn nodes(v: &Value, limit: usize) -> usize {
+    let mut n = 1;
+    match v {
+        Value::Object(m) => {
+            for x in m.values() {
+                n += nodes(x, limit);
+                if n > limit {
+                    break;
+                }
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                n += nodes(x, limit);
+                if n > limit {
+                    break;
+                }
+            }
+        }
+        _ => {}
+    }
+    n
+}
+
+impl Entry {
+    /// The entry of `root` (a query view with every fact).
+    pub fn of(version: u64, mut root: Value) -> Entry {
+        let mut pruned = HashSet::new();
+        if let Some(Value::Object(facts)) = root.get_mut("facts") {
+            facts.retain(|k, v| {
+                let small = nodes(v, SMALL_NODES) <= SMALL_NODES;
+                if !small {
+                    pruned.insert(k.clone());
+                }
+                small
+            });
+        }
+        Entry {
+            version,
+            root,
+            pruned,
+        }
+    }
+
+    /// Whether `path` (as queries, sorts and field lists name them) reads
+    /// only what the entry holds.
+    pub fn covers(&self, path: &str) -> bool {
+        let (first, rest) = inventory::sort::split_root(path);
+        match first {
+            "facts" => {
+                let (key, _) = inventory::sort::split_root(rest);
+                !self.pruned.contains(key)
+            }
+            _ if inventory::query::TOP.contains(&first) => true,
+            // A bare name is looked up under facts first.
+            bare => !self.pruned.contains(bare),
+        }
+    }
+}
+
+/// The index: entries by asset id and the ids written since they were
+/// read.
+#[derive(Default)]
+pub struct AssetIndex {
+    entries: Mutex<BTreeMap<AssetId, Arc<Entry>>>,
+    dirty: Mutex<HashSet<AssetId>>,
+    loaded: AtomicBool,
+    /// The day (days since the epoch, UTC) the entries were read.
+    day: AtomicI64,
+    /// One refresh at a time.
+    refreshing: Mutex<()>,
+}
+
+fn today() -> i64 {
+    crate::server::now_ms().div_euclid(86_400_000)
+}
+
+impl AssetIndex {
+    /// Marks an asset as written: it is read again before the index is
+    /// used next.
+    pub fn mark(&self, id: &AssetId) {
+        if let Ok(mut d) = self.dirty.lock() {
+            d.insert(id.clone());
+        }
+    }
+
+    /// Brings the index up to date with `store`, building each entry with
+    /// `build` (the asset's query view).
+    pub fn refresh(
+        &self,
+        store: &dyn Store,
+        build: &dyn Fn(AssetRecord) -> Value,
+    ) -> Result<(), StoreError> {
+        let poisoned = || StoreError::Engine("the asset index's lock was poisoned".into());
+        let _one = self.refreshing.lock().map_err(|_| poisoned())?;
+        let day = today();
+        if !self.loaded.load(Ordering::Acquire) || self.day.load(Ordering::Acquire) != day {
+            // Anything written from here on is read again below or later.
+            self.dirty.lock().map_err(|_| poisoned())?.clear();
+            let mut map = BTreeMap::new();
+            store.scan_assets(None, &mut |rec| {
+                let version = rec.version;
+                map.insert(rec.id.clone(), Arc::new(Entry::of(version, build(rec))));
+                true
+            })?;
+            *self.entries.lock().map_err(|_| poisoned())? = map;
+            self.day.store(day, Ordering::Release);
+            self.loaded.store(true, Ordering::Release);
+        }
+        let dirty: Vec<AssetId> = std::mem::take(&mut *self.dirty.lock().map_err(|_| poisoned())?)
+            .into_iter()
+            .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let mut fresh = Vec::with_capacity(dirty.len());
+        for id in &dirty {
+            match store.asset(id) {
+                Ok(rec) => fresh.push((
+                    id.clone(),
+                    rec.map(|r| {
+                        let version = r.version;
+                        Arc::new(Entry::of(version, build(r)))
+                    }),
+                )),
+                Err(e) => {
+                    // Read them again next time.
+                    self.dirty
+                        .lock()
+                        .map_err(|_| poisoned())?
+                        .extend(dirty.iter().cloned());
+                    return Err(e);
+                }
+            }
+        }
+        let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        for (id, entry) in fresh {
+            match entry {
+                Some(e) => entries.insert(id, e),
+                None => entries.remove(&id),
+            };
+        }
+        Ok(())
+    }
+
+    /// The entries after `after` (all when none), in id order.
+    pub fn after(&self, after: Option<&AssetId>) -> Vec<(AssetId, Arc<Entry>)> {
+        use std::ops::Bound;
+        let Ok(entries) = self.entries.lock() else {
+            return Vec::new();
+        };
+        let start = match after {
+            Some(id) => Bound::Excluded(id.clone()),
+            None => Bound::Unbounded,
+        };
+        entries
+            .range((start, Bound::Unbounded))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The entry of one asset.
+    pub fn get(&self, id: &AssetId) -> Option<Arc<Entry>> {
+        self.entries.lock().ok()?.get(id).cloned()
+    }
+
+    /// Whether every asset has been read (and on the current day).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire) && self.day.load(Ordering::Acquire) == today()
+    }
+
+    /// How many ids wait to be read again.
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.lock().map_or(0, |d| d.len())
+    }
+}
+
+/// A store that tells the index which assets each write touched.
+pub struct IndexedStore {
+    inner: Arc<dyn Store>,
+    index: Arc<AssetIndex>,
+}
+
+impl IndexedStore {
+    /// Wraps `inner`, marking written assets in `index`.
+    pub fn new(inner: Arc<dyn Store>, index: Arc<AssetIndex>) -> IndexedStore {
+        IndexedStore { inner, index }
+    }
+}
+
+impl Store for IndexedStore {
+    fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.inner.put_job(job)
+    }
+    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_live_job(job, envelope)
+    }
+    fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.inner.drop_envelopes(before_ms)
+    }
+    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
+        self.inner.live_jobs(since_ms)
+    }
+    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.job(jid)
+    }
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
+        let stored = self.inner.put_return(ret, now_ms)?;
+        if let Stored::Asset { id, .. } = &stored {
+            self.index.mark(id);
+        }
+        Ok(stored)
+    }
+    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError> {
+        self.inner.asset(id)
+    }
+    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, StoreError> {
+        self.inner.asset_of_minion(minion)
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+    fn assets(&self) -> Result<Vec<AssetRecord>, StoreError> {
+        self.inner.assets()
+    }
+    fn scan_assets(
+        &self,
+        after: Option<&AssetId>,
+        visit: &mut dyn FnMut(AssetRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan_assets(after, visit)
+    }
+    fn expire_jobs(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.inner.expire_jobs(before_ms)
+    }
+    fn jobs_before(
+        &self,
+        before: Option<&Jid>,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        self.inner.jobs_before(before, limit)
+    }
+    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.inner.history(id)
+    }
+    fn edit_asset(
+        &self,
+        id: &AssetId,
+        source: Source,
+        user: Option<String>,
+        now_ms: i64,
+        edit: &dyn Fn(&AssetRecord) -> Result<Value, StoreError>,
+    ) -> Result<AssetRecord, StoreError> {
+        let done = self.inner.edit_asset(id, source, user, now_ms, edit);
+        // Marked even when refused: nothing is lost by reading it again.
+        self.index.mark(id);
+        done
+    }
+    fn apply_edits(
+        &self,
+        edits: &[AssetEdit],
+        source: Source,
+        user: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<AssetRecord>, StoreError> {
+        let done = self.inner.apply_edits(edits, source, user, now_ms)?;
+        for rec in &done {
+            self.index.mark(&rec.id);
+        }
+        Ok(done)
+    }
+    fn changes_between(
+        &self,
+        since_ms: i64,
+        until_ms: Option<i64>,
+        from: Option<(i64, &AssetId, u64)>,
+        max: usize,
+    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError> {
+        self.inner.changes_between(since_ms, until_ms, from, max)
+    }
+    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, StoreError> {
+        self.inner.returns(jid)
+    }
+    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError> {
+        self.inner.returned_minions(jid)
+    }
+    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.inner.set_last_seen(minion, at_ms)
+    }
+    fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.last_seen(minion)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.inner.put_user(user)
+    }
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.inner.user(name)
+    }
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.inner.users()
+    }
+    fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.remove_user(name)
+    }
+    fn put_token(&self, token: &Token) -> Result<(), StoreError> {
+        self.inner.put_token(token)
+    }
+    fn token(&self, id: &str) -> Result<Option<Token>, StoreError> {
+        self.inner.token(id)
+    }
+    fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        self.inner.tokens()
+    }
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.remove_token(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn large_facts_are_left_out_and_paths_into_them_are_not_covered() {
+        let packages: Vec<Value> = (0..100).map(|i| json!({"name": format!("p{i}")})).collect();
+        let e = Entry::of(
+            3,
+            json!({
+                "asset_id": "a", "status": "active",
+                "facts": {"os": "Debian", "num_cpus": 8, "ipv4": ["10.0.0.1"], "packages": packages},
+                "manual": {"department": "finance"},
+            }),
+        );
+        assert!(e.pruned.contains("packages"));
+        assert!(e.root["facts"].get("packages").is_none());
+        for covered in [
+            "facts.os",
+            "os",
+            "num_cpus",
+            "department",
+            "manual.owner",
+            "status",
+            "facts.nope",
+        ] {
+            assert!(e.covers(covered), "{covered}");
+        }
+        for not in ["facts.packages", "packages", "facts.packages.name"] {
+            assert!(!e.covers(not), "{not}");
+        }
+    }
+}
