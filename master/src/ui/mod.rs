@@ -277,6 +277,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui/changes", get(pages::changes))
         .route("/ui/audit", get(pages::audit))
         .route("/ui/audit/export", get(pages::audit_export))
+        .route("/ui/{*rest}", get(pages::not_found).post(pages::not_found))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)

@@ -102,6 +102,21 @@ fn seg(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A page that does not exist.
+pub async fn not_found(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Extension(login): Extension<Login>,
+    uri: axum::http::Uri,
+) -> Response {
+    error_page(
+        &st,
+        Some((&caller, &login)),
+        StatusCode::NOT_FOUND,
+        &format!("There is no page {}.", uri.path()),
+    )
+}
+
 // ---------------------------------------------------------------- login
 
 /// `GET /ui/login` parameters.
@@ -307,8 +322,25 @@ pub async fn dashboard(
         context! {
         total => c.total,
         charts => charts,
+        names => ser(names_of(&st.shared, &recent)),
         recent => ser(&recent), ..frame(&caller, &login, "dashboard") },
     )
+}
+
+/// The names of the assets of some changes (from the asset index), by
+/// asset id.
+fn names_of(
+    shared: &crate::server::Shared,
+    items: &[crate::service::inventory::ChangeFeedEntry],
+) -> BTreeMap<String, String> {
+    items
+        .iter()
+        .filter_map(|e| {
+            let entry = shared.index.get(&e.asset_id)?;
+            let name = entry.root.get("name")?.as_str()?.to_owned();
+            Some((e.asset_id.as_str().to_owned(), name))
+        })
+        .collect()
 }
 
 /// The newest `n` field changes of the fleet, newest first: the last hour,
@@ -401,7 +433,8 @@ pub async fn assets(
     ApiQuery(p): ApiQuery<AssetsQuery>,
 ) -> Response {
     let q = p.q.unwrap_or_default();
-    let sort = p.sort.unwrap_or_default();
+    // By name unless the list is asked for in another order.
+    let sort = p.sort.unwrap_or_else(|| "name".into());
     let shared = st.shared.clone();
     let (q2, sort2, cursor) = (q.clone(), sort.clone(), p.cursor.clone());
     let listed = blocking(move || {
@@ -615,6 +648,26 @@ pub async fn asset(
     Path(key): Path<String>,
     ApiQuery(p): ApiQuery<AssetQuery>,
 ) -> Response {
+    asset_page(&st, &caller, &login, key, p, None).await
+}
+
+/// What an edit that was refused sends back to the page: why, and the
+/// values as they were typed.
+struct Refused {
+    status: StatusCode,
+    error: String,
+    posted: BTreeMap<String, String>,
+}
+
+async fn asset_page(
+    st: &ApiState,
+    caller: &Caller,
+    login: &Login,
+    key: String,
+    p: AssetQuery,
+    refused: Option<Refused>,
+) -> Response {
+    let (st, caller, login) = (st.clone(), caller.clone(), login.clone());
     let shared = st.shared.clone();
     let at = p.at.clone().filter(|a| !a.trim().is_empty());
     let got = blocking(move || {
@@ -643,8 +696,12 @@ pub async fn asset(
         }
         Err(e) => return failed(&st, &caller, &login, e),
     };
-    let text_of =
-        |section: &Value, name: &str| section.get(name).map(view::text).unwrap_or_default();
+    let posted = refused.as_ref().map(|r| &r.posted);
+    let text_of = |section: &Value, name: &str| {
+        posted
+            .and_then(|p| p.get(name).cloned())
+            .unwrap_or_else(|| section.get(name).map(view::text).unwrap_or_default())
+    };
     let manual: Vec<EditField> = schema
         .manual_names()
         .map(|n| EditField {
@@ -663,10 +720,13 @@ pub async fn asset(
         .iter()
         .map(|n| EditField {
             name: (*n).to_owned(),
-            value: match asset.relations.get(*n) {
-                Some(Value::Array(a)) => a.iter().map(view::text).collect::<Vec<_>>().join(", "),
-                Some(v) => view::text(v),
-                None => String::new(),
+            value: match (posted.and_then(|p| p.get(*n)), asset.relations.get(*n)) {
+                (Some(typed), _) => typed.clone(),
+                (None, Some(Value::Array(a))) => {
+                    a.iter().map(view::text).collect::<Vec<_>>().join(", ")
+                }
+                (None, Some(v)) => view::text(v),
+                (None, None) => String::new(),
             },
         })
         .collect();
@@ -694,8 +754,10 @@ pub async fn asset(
     let versions: Vec<u64> = history.history.iter().map(|h| h.version).rev().collect();
     let id = asset.asset_id.as_str().to_owned();
     let historic = asset.version != asset.latest_version;
+    let status_code = refused.as_ref().map_or(StatusCode::OK, |r| r.status);
+    let refused_error = refused.map(|r| r.error);
     st.ui.render(
-        StatusCode::OK,
+        status_code,
         "asset.html",
         context! {
         a => ser(&*asset),
@@ -713,6 +775,7 @@ pub async fn asset(
         versions => versions,
         at => p.at.unwrap_or_default(),
         historic => historic,
+        refused => refused_error,
         done => match p.done.as_deref() {
             Some("saved") => Some("Saved."),
             Some("unchanged") => Some("Nothing was changed: the values are the ones it had."),
@@ -785,12 +848,63 @@ pub async fn edit_asset(
     if changed.is_empty() {
         return see_other(&format!("/ui/assets/{}?done=unchanged", seg(&id)));
     }
+    let typed: BTreeMap<String, String> = fields
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("f.").map(|n| (n.to_owned(), v.clone())))
+        .collect();
     let patch = crate::api::assets::AssetPatch {
         fields: changed,
         manual: BTreeMap::new(),
         status: None,
     };
-    write_patch(&st, caller, login, &id, version, patch, "saved").await
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        headers.insert(header::IF_MATCH, v);
+    }
+    match crate::api::assets::patch(
+        State(st.clone()),
+        Extension(caller.clone()),
+        Path(id.clone()),
+        headers,
+        ApiJson(patch),
+    )
+    .await
+    {
+        Ok(_) => see_other(&format!("/ui/assets/{}?done=saved", seg(&id))),
+        Err(ApiError(
+            e @ (ServiceError::Unprocessable(_)
+            | ServiceError::Conflict(_)
+            | ServiceError::Invalid(_)),
+        )) => {
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            let refused = Refused {
+                status,
+                error: format!(
+                    "Nothing was saved: {e}. Your values are kept below; correct them and save again."
+                ),
+                posted: typed,
+            };
+            asset_page(
+                &st,
+                &caller,
+                &login,
+                id,
+                AssetQuery::default(),
+                Some(refused),
+            )
+            .await
+        }
+        Err(ApiError(ServiceError::PreconditionFailed(why))) => failed(
+            &st,
+            &caller,
+            &login,
+            ServiceError::PreconditionFailed(format!(
+                "{why}. Someone changed this asset after you opened it; nothing of your edit was saved. Open it again to see the change."
+            )),
+        ),
+        Err(ApiError(e)) => failed(&st, &caller, &login, e),
+    }
 }
 
 /// Calls the API's `PATCH /v1/assets/{ref}` handler with `If-Match`.
@@ -860,8 +974,19 @@ pub async fn set_status(
 /// `GET /ui/assets/{key}/diff` parameters.
 #[derive(Debug, Default, Deserialize)]
 pub struct DiffParams {
-    from: Option<u64>,
-    to: Option<u64>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A version number from a form, or why not.
+fn version_param(name: &str, v: Option<&str>) -> Result<Option<u64>, ServiceError> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(t) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| ServiceError::Invalid(format!("{name} {t:?}: give a version number"))),
+    }
 }
 
 /// Two versions side by side: every field that differs, its value in
@@ -873,14 +998,21 @@ pub async fn diff(
     Path(key): Path<String>,
     ApiQuery(p): ApiQuery<DiffParams>,
 ) -> Response {
+    let (from, to) = match (
+        version_param("from", p.from.as_deref()),
+        version_param("to", p.to.as_deref()),
+    ) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return failed(&st, &caller, &login, e),
+    };
     let shared = st.shared.clone();
     let got = blocking(move || {
         let d = handle(
             &shared,
             AssetRequest::Diff {
                 key: key.clone(),
-                from: p.from,
-                to: p.to,
+                from,
+                to,
             },
         )?;
         let h = handle(&shared, AssetRequest::History { key })?;
@@ -1215,19 +1347,48 @@ pub async fn run_job(
         Ok(t) => t,
         Err(e) => return failed(&st, &caller, &login, e),
     };
-    let words = match shlex::split(&get("args")) {
-        Some(w) => w,
-        None => {
+    let fun = get("fun");
+    let line = get("args");
+    // A command takes the whole line, as typed.
+    let words = if fun.starts_with("cmd.") && !line.is_empty() {
+        vec![line]
+    } else {
+        match shlex::split(&line) {
+            Some(w) => w,
+            None => {
+                return failed(
+                    &st,
+                    &caller,
+                    &login,
+                    ServiceError::Invalid("the arguments have an unclosed quote".into()),
+                );
+            }
+        }
+    };
+    let target = get("target");
+    let shared = st.shared.clone();
+    let t = tt.target(&target);
+    match blocking(move || shared.jobs.expected_for(&t)).await {
+        Ok(set) if set.is_empty() => {
             return failed(
                 &st,
                 &caller,
                 &login,
-                ServiceError::Invalid("the arguments have an unclosed quote".into()),
+                ServiceError::Unprocessable(format!(
+                    "no accepted minion matches the target {target:?}; nothing was run"
+                )),
             );
         }
-    };
+        Ok(_) => {}
+        Err(e) => return failed(&st, &caller, &login, e),
+    }
     let (mut args, mut kwargs) = (Vec::new(), BTreeMap::new());
+    let whole = fun.starts_with("cmd.");
     for w in words {
+        if whole {
+            args.push(w);
+            continue;
+        }
         match w.split_once('=') {
             Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_') => {
                 kwargs.insert(k.to_owned(), v.to_owned());
@@ -1238,7 +1399,7 @@ pub async fn run_job(
     let req = crate::api::jobs::JobRequest {
         target: get("target"),
         target_type: tt,
-        fun: get("fun"),
+        fun,
         args,
         kwargs,
         batch: None,
@@ -1400,6 +1561,7 @@ pub async fn changes(
         since => since_text,
         q => q,
         error => error,
+        names => ser(names_of(&st.shared, &items)),
         items => ser(&items),
         next => next, ..frame(&caller, &login, "changes") },
     )
@@ -1435,9 +1597,23 @@ fn since(text: &str) -> Result<i64, ServiceError> {
 /// `GET /ui/audit` parameters.
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditParams {
-    year: Option<i32>,
+    year: Option<String>,
     group_by: Option<String>,
     format: Option<String>,
+}
+
+/// The audit's year: as given (1970 to 2200), else this year.
+fn audit_year(given: Option<&str>) -> Result<i32, ServiceError> {
+    match given.map(str::trim).filter(|y| !y.is_empty()) {
+        None => Ok(this_year()),
+        Some(y) => y
+            .parse::<i32>()
+            .ok()
+            .filter(|y| (1970..=2200).contains(y))
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!("year {y:?}: give a year such as {}", this_year()))
+            }),
+    }
 }
 
 fn this_year() -> i32 {
@@ -1452,7 +1628,10 @@ pub async fn audit(
     Extension(login): Extension<Login>,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Response {
-    let year = p.year.unwrap_or_else(|| this_year() - 1);
+    let year = match audit_year(p.year.as_deref()) {
+        Ok(y) => y,
+        Err(e) => return failed(&st, &caller, &login, e),
+    };
     let group_by = p.group_by.unwrap_or_else(|| "department".into());
     let shared = st.shared.clone();
     let g = group_by.clone();
@@ -1498,8 +1677,12 @@ pub async fn audit_export(
     Extension(login): Extension<Login>,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Response {
+    let year = match audit_year(p.year.as_deref()) {
+        Ok(y) => y,
+        Err(e) => return failed(&st, &caller, &login, e),
+    };
     let query = crate::api::assets::AuditQuery {
-        year: p.year.unwrap_or_else(|| this_year() - 1),
+        year,
         group_by: p.group_by,
         format: p.format,
     };

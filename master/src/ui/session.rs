@@ -17,9 +17,12 @@ pub const SESSION_COOKIE: &str = "__Host-cmdb_session";
 pub const LOGIN_COOKIE: &str = "__Host-cmdb_login";
 /// How long a session lasts after login.
 pub const SESSION_SECS: i64 = 8 * 3600;
-/// Failed logins allowed per user name and per address in
-/// [`FAILURE_WINDOW_SECS`]; more are refused until the window passes.
+/// Failed logins allowed per user name in [`FAILURE_WINDOW_SECS`]; more
+/// are refused until the window passes.
 pub const MAX_FAILURES: usize = 5;
+/// Failed logins allowed per address (several people may share one, behind
+/// a proxy or NAT).
+pub const MAX_ADDRESS_FAILURES: usize = 20;
 /// The window failed logins are counted in.
 pub const FAILURE_WINDOW_SECS: i64 = 15 * 60;
 /// Sessions kept at most (the oldest go first).
@@ -136,21 +139,24 @@ impl Sessions {
     pub fn locked_for(&self, user: &str, addr: &str) -> Option<i64> {
         let now = now_ms();
         let failures = self.failures.lock().ok()?;
-        [format!("user:{user}"), format!("addr:{addr}")]
-            .iter()
-            .filter_map(|k| failures.get(k))
-            .filter_map(|times| {
-                let recent: Vec<i64> = times
-                    .iter()
-                    .copied()
-                    .filter(|t| now - t < FAILURE_WINDOW_SECS * 1000)
-                    .collect();
-                (recent.len() >= MAX_FAILURES).then(|| {
-                    let oldest = recent.iter().min().copied().unwrap_or(now);
-                    ((oldest + FAILURE_WINDOW_SECS * 1000 - now + 999) / 1000).max(1)
-                })
+        [
+            (format!("user:{user}"), MAX_FAILURES),
+            (format!("addr:{addr}"), MAX_ADDRESS_FAILURES),
+        ]
+        .iter()
+        .filter_map(|(k, max)| failures.get(k).map(|t| (t, *max)))
+        .filter_map(|(times, max)| {
+            let recent: Vec<i64> = times
+                .iter()
+                .copied()
+                .filter(|t| now - t < FAILURE_WINDOW_SECS * 1000)
+                .collect();
+            (recent.len() >= max).then(|| {
+                let oldest = recent.iter().min().copied().unwrap_or(now);
+                ((oldest + FAILURE_WINDOW_SECS * 1000 - now + 999) / 1000).max(1)
             })
-            .max()
+        })
+        .max()
     }
 
     /// Counts a failed login for `user` from `addr`.
@@ -197,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn five_failures_lock_the_user_and_the_address_but_not_others() {
+    fn failures_lock_the_user_and_then_the_address_but_not_others() {
         let s = Sessions::default();
         for _ in 0..MAX_FAILURES - 1 {
             s.failed("ann", "10.0.0.1");
@@ -206,6 +212,14 @@ mod tests {
         s.failed("ann", "10.0.0.1");
         let secs = s.locked_for("ann", "10.0.0.9").expect("user locked");
         assert!(secs > 0 && secs <= FAILURE_WINDOW_SECS);
+        assert_eq!(
+            s.locked_for("bob", "10.0.0.1"),
+            None,
+            "others at the address"
+        );
+        for i in MAX_FAILURES..MAX_ADDRESS_FAILURES {
+            s.failed(&format!("guess{i}"), "10.0.0.1");
+        }
         assert!(s.locked_for("bob", "10.0.0.1").is_some(), "address locked");
         assert_eq!(s.locked_for("bob", "10.0.0.2"), None);
         s.succeeded("ann");

@@ -60,9 +60,12 @@
     source.addEventListener("done", function (ev) {
       var missing = [];
       try { missing = JSON.parse(ev.data).missing || []; } catch (e) { missing = []; }
-      live.textContent = missing.length
-        ? missing.length + " minion(s) did not return: " + missing.join(", ")
+      var failed = body.querySelectorAll(".b-failed").length;
+      var text = missing.length
+        ? missing.length + " minion(s) did not return: " + missing.join(", ") + "."
         : "Every minion returned.";
+      if (failed) { text += " " + failed + " failed."; }
+      live.textContent = text;
       live.setAttribute("data-done", "1");
       source.close();
     });
