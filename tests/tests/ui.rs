@@ -314,6 +314,39 @@ fn a_login_gives_a_fresh_secure_session_and_every_form_needs_its_csrf_token() {
         Some("finance")
     );
 
+    // A value the master refuses saves nothing and comes back as typed.
+    let page = b.get("/ui/assets/web01");
+    let version = hidden(&page.body, "version").expect("version field");
+    let r = b.post(
+        "/ui/assets/web01",
+        &[
+            ("csrf", &token),
+            ("version", &version),
+            ("f.owner", "carol"),
+            ("f.purchase_date", "31/12/2024"),
+        ],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("Nothing was saved"), "{}", r.body);
+    assert!(
+        r.body.contains("value=\"31&#x2f;12&#x2f;2024\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("value=\"carol\""), "{}", r.body);
+    assert_eq!(manual(&c, "web01", "owner"), None);
+
+    // Pages that do not exist and bad parameters are pages, not JSON.
+    for (path, status) in [("/ui/nothing-here", 404), ("/ui/audit?year=abc", 400)] {
+        let r = b.get(path);
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+    }
+
     // Logging out ends the session.
     let r = b.post("/ui/logout", &[("csrf", &token)]);
     assert_eq!(r.status, 303);
