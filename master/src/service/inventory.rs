@@ -717,9 +717,22 @@ pub fn query_root(rec: AssetRecord) -> Value {
 
 /// A view from a query root (the index's entry): the latest version, no
 /// links.
-fn view_from_root(id: &AssetId, root: &Value, version: u64) -> AssetView {
+fn view_from_root(
+    id: &AssetId,
+    root: &Value,
+    version: u64,
+    fields: Option<&[String]>,
+) -> AssetView {
     let text = |k: &str| root.get(k).and_then(Value::as_str).map(str::to_owned);
-    let part = |k: &str| root.get(k).cloned().unwrap_or_else(|| json!({}));
+    // Only the parts asked for are copied.
+    let kept = fields.map(|f| kept_parts(f, root));
+    let part = |k: &str| {
+        kept.as_ref()
+            .unwrap_or(root)
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    };
     AssetView {
         asset_id: id.clone(),
         minion: text("minion"),
@@ -796,6 +809,14 @@ impl Filter {
         })
     }
 
+    /// The paths a view from the index must hold: the fields asked for
+    /// and what the caller reads besides (none: every part).
+    fn wanted(&self) -> Option<Vec<String>> {
+        self.fields
+            .as_ref()
+            .map(|f| f.iter().chain(&self.needs).cloned().collect())
+    }
+
     /// Says that the caller reads `path` from each view too (a sort).
     pub fn need(&mut self, path: &str) {
         self.needs.push(path.to_owned());
@@ -825,7 +846,12 @@ impl Filter {
             if self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
                 return Ok(None);
             }
-            return Ok(Some(view_from_root(id, &e.root, e.version)));
+            return Ok(Some(view_from_root(
+                id,
+                &e.root,
+                e.version,
+                self.wanted().as_deref(),
+            )));
         }
         match shared.store.asset(id)? {
             Some(rec) => self.view(shared, rec),
@@ -857,13 +883,14 @@ impl Filter {
     ) -> Result<(), ServiceError> {
         Filter::refresh_index(shared)?;
         let paths = self.query_paths();
+        let wanted = self.wanted();
         for (id, e) in shared.index.after(after) {
             let from_entry = paths.iter().all(|p| e.covers(p));
             if from_entry && self.entry_serves_views(&e) {
                 if self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
                     continue;
                 }
-                if !visit(view_from_root(&id, &e.root, e.version)) {
+                if !visit(view_from_root(&id, &e.root, e.version, wanted.as_deref())) {
                     break;
                 }
                 continue;
@@ -961,34 +988,39 @@ impl Filter {
             return view;
         };
         let root = into_root(&mut view);
-        let mut kept = json!({"facts": {}, "manual": {}, "finance": {}, "relations": {}});
-        for path in fields {
-            for full in [
-                path.clone(),
-                format!("facts.{path}"),
-                format!("manual.{path}"),
-                format!("finance.{path}"),
-            ] {
-                let (section, rest) = inventory::sort::split_root(&full);
-                if !matches!(section, "facts" | "manual" | "finance" | "relations")
-                    || rest.is_empty()
-                {
-                    continue;
-                }
-                if let Some(v) = inventory::sort::lookup(&root, &full) {
-                    let keys: Vec<String> = rest.split(['.', ':']).map(str::to_owned).collect();
-                    let mut at = &mut kept[section];
-                    for k in &keys {
-                        at = &mut at[k.as_str()];
-                    }
-                    *at = v.clone();
-                    break;
-                }
-            }
-        }
+        let kept = kept_parts(fields, &root);
         out_of_root(&mut view, kept);
         view
     }
+}
+
+/// The facts, manual, finance and relation parts of `root` that `fields`
+/// name (each path as given, else under facts, manual, then finance).
+fn kept_parts(fields: &[String], root: &Value) -> Value {
+    let mut kept = json!({"facts": {}, "manual": {}, "finance": {}, "relations": {}});
+    for path in fields {
+        for full in [
+            path.clone(),
+            format!("facts.{path}"),
+            format!("manual.{path}"),
+            format!("finance.{path}"),
+        ] {
+            let (section, rest) = inventory::sort::split_root(&full);
+            if !matches!(section, "facts" | "manual" | "finance" | "relations") || rest.is_empty() {
+                continue;
+            }
+            if let Some(v) = inventory::sort::lookup(root, &full) {
+                let keys: Vec<String> = rest.split(['.', ':']).map(str::to_owned).collect();
+                let mut at = &mut kept[section];
+                for k in &keys {
+                    at = &mut at[k.as_str()];
+                }
+                *at = v.clone();
+                break;
+            }
+        }
+    }
+    kept
 }
 
 /// An asset view as the JSON object queries are evaluated on; the big

@@ -343,47 +343,37 @@ fn names_of(
         .collect()
 }
 
-/// The newest `n` field changes of the fleet, newest first: the last hour,
-/// else the last day, else the last week.
+/// The newest `n` field changes of the fleet, newest first, read from the
+/// shortest window (a minute, ten, an hour, a day, a week) that holds `n`;
+/// each window reads at most `4 n` changes, so a burst (a fleet collect,
+/// an import) costs no more than a quiet day.
 fn recent_changes(
     shared: &crate::server::Shared,
     n: usize,
 ) -> Result<Vec<crate::service::inventory::ChangeFeedEntry>, ServiceError> {
     let now = now_ms();
-    let mut kept = std::collections::VecDeque::new();
-    for window_ms in [3_600_000_i64, 86_400_000, 7 * 86_400_000] {
-        kept.clear();
-        let mut cursor = None;
-        for _ in 0..20 {
-            let AssetAnswer::Changes(page) = handle(
-                shared,
-                AssetRequest::Changes {
-                    since_ms: now - window_ms,
-                    until_ms: None,
-                    q: None,
-                    cursor: cursor.take(),
-                    limit: 1000,
-                },
-            )?
-            else {
-                break;
-            };
-            for e in page.items {
-                if kept.len() == n {
-                    kept.pop_front();
-                }
-                kept.push_back(e);
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        if kept.len() >= n {
+    let mut items = Vec::new();
+    for window_ms in [60_000_i64, 600_000, 3_600_000, 86_400_000, 7 * 86_400_000] {
+        let AssetAnswer::Changes(page) = handle(
+            shared,
+            AssetRequest::Changes {
+                since_ms: now - window_ms,
+                until_ms: None,
+                q: None,
+                cursor: None,
+                limit: n * 4,
+            },
+        )?
+        else {
+            break;
+        };
+        items = page.items;
+        if items.len() >= n {
             break;
         }
     }
-    Ok(kept.into_iter().rev().collect())
+    let skip = items.len().saturating_sub(n);
+    Ok(items.into_iter().skip(skip).rev().collect())
 }
 
 // --------------------------------------------------------------- assets
