@@ -2,8 +2,9 @@
 //! listing, a query or the dashboard does not decode every record.
 //!
 //! Each entry holds the asset's top fields, manual, finance and relation
-//! fields and its small facts; large facts (package lists, mounts, disks,
-//! NICs: anything over [`SMALL_NODES`] values) are left out and named, and
+//! fields and its plain facts (a value, or a short list of values); the
+//! rest (CPU and DMI details, mounts, disks, NICs, long lists) are left out
+//! and named, and
 //! a query, sort or field list that reaches into one of them reads that
 //! asset from the store instead. [`IndexedStore`] wraps the engine and
 //! marks every asset a write touches; [`AssetIndex::refresh`] reads those
@@ -20,9 +21,9 @@ use serde_json::Value;
 use store::access::{Token, User};
 use store::{AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored};
 
-/// A fact with more values than this (counting every value in it) is left
-/// out of the index.
-pub const SMALL_NODES: usize = 24;
+/// A list fact with more items than this is left out of the index (and so
+/// is every fact that is an object or a list of objects).
+pub const SMALL_LIST: usize = 16;
 
 /// One asset in the index.
 #[derive(Debug)]
@@ -36,28 +37,16 @@ pub struct Entry {
     pub pruned: HashSet<String>,
 }
 
-fn nodes(v: &Value, limit: usize) -> usize {
-    let mut n = 1;
+/// Whether a fact is kept in the index: a value, or a short list of
+/// values.
+fn plain(v: &Value) -> bool {
     match v {
-        Value::Object(m) => {
-            for x in m.values() {
-                n += nodes(x, limit);
-                if n > limit {
-                    break;
-                }
-            }
-        }
+        Value::Object(_) => false,
         Value::Array(a) => {
-            for x in a {
-                n += nodes(x, limit);
-                if n > limit {
-                    break;
-                }
-            }
+            a.len() <= SMALL_LIST && a.iter().all(|x| !x.is_object() && !x.is_array())
         }
-        _ => {}
+        _ => true,
     }
-    n
 }
 
 impl Entry {
@@ -66,11 +55,11 @@ impl Entry {
         let mut pruned = HashSet::new();
         if let Some(Value::Object(facts)) = root.get_mut("facts") {
             facts.retain(|k, v| {
-                let small = nodes(v, SMALL_NODES) <= SMALL_NODES;
-                if !small {
+                let keep = plain(v);
+                if !keep {
                     pruned.insert(k.clone());
                 }
-                small
+                keep
             });
         }
         Entry {
@@ -369,11 +358,11 @@ mod tests {
             3,
             json!({
                 "asset_id": "a", "status": "active",
-                "facts": {"os": "Debian", "num_cpus": 8, "ipv4": ["10.0.0.1"], "packages": packages},
+                "facts": {"os": "Debian", "num_cpus": 8, "ipv4": ["10.0.0.1"], "packages": packages, "dmi": {"serial": "X"}},
                 "manual": {"department": "finance"},
             }),
         );
-        assert!(e.pruned.contains("packages"));
+        assert!(e.pruned.contains("packages") && e.pruned.contains("dmi"));
         assert!(e.root["facts"].get("packages").is_none());
         for covered in [
             "facts.os",
@@ -386,7 +375,12 @@ mod tests {
         ] {
             assert!(e.covers(covered), "{covered}");
         }
-        for not in ["facts.packages", "packages", "facts.packages.name"] {
+        for not in [
+            "facts.packages",
+            "packages",
+            "facts.packages.name",
+            "dmi.serial",
+        ] {
             assert!(!e.covers(not), "{not}");
         }
     }
