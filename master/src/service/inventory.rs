@@ -666,12 +666,10 @@ fn sorted_page(
             .then_with(|| a.1.cmp(&b.1))
     };
     let mut keyed: Vec<(Option<Value>, AssetId)> = Vec::new();
-    filter.scan(shared, None, &mut |view| {
-        let key = (sort.value_of(&view), view.asset_id);
+    filter.scan_keys(shared, sort, &mut |key| {
         if after.as_ref().is_none_or(|a| order(&key, a).is_gt()) {
             keyed.push(key);
         }
-        true
     })?;
     keyed.sort_by(order);
     let more = keyed.len() > limit;
@@ -864,6 +862,48 @@ impl Filter {
             .as_ref()
             .map(|q| q.expr().paths())
             .unwrap_or_default()
+    }
+
+    /// The sort key and id of each asset that passes: from the index
+    /// when its entry holds the query's paths and the sort's, else from
+    /// the asset's view.
+    fn scan_keys(
+        &self,
+        shared: &Shared,
+        sort: &AssetSort,
+        visit: &mut dyn FnMut((Option<Value>, AssetId)),
+    ) -> Result<(), ServiceError> {
+        if self.at_ms.is_some() || self.grain.is_some() {
+            return self.scan(shared, None, &mut |view| {
+                visit((sort.value_of(&view), view.asset_id));
+                true
+            });
+        }
+        Filter::refresh_index(shared)?;
+        let paths = self.query_paths();
+        let path = match sort.field.path.as_str() {
+            "latest_version" => "version",
+            p => p,
+        };
+        for (id, e) in shared.index.after(None) {
+            if paths.iter().all(|p| e.covers(p)) && e.covers(path) {
+                if self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+                    continue;
+                }
+                let key = inventory::sort::lookup(&e.root, path)
+                    .filter(|v| !v.is_null())
+                    .cloned();
+                visit((key, id));
+                continue;
+            }
+            let Some(rec) = shared.store.asset(&id)? else {
+                continue;
+            };
+            if let Some(view) = self.view(shared, rec)? {
+                visit((sort.value_of(&view), view.asset_id));
+            }
+        }
+        Ok(())
     }
 
     /// Brings the index up to date.
