@@ -133,6 +133,11 @@ impl Sshd {
         self.spawn();
     }
 
+    /// The listening server's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().map_or(0, Proc::pid)
+    }
+
     /// The server's log so far.
     pub fn logs(&self) -> String {
         self.proc.as_ref().map(Proc::logs).unwrap_or_default()
