@@ -292,3 +292,61 @@ fn the_roster_is_collected_on_a_schedule() {
     let asset = json_out(&c.cmdb(&["asset", "show", "sched", "--out", "json"]));
     assert_eq!(asset["facts"]["id"], "sched", "{asset}");
 }
+
+/// `cmdb` against the master's TLS listener with `token`, with its own
+/// config dir for pinned certificates.
+fn remote(c: &Cluster, token: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(tests::bin_dir().join("cmdb"))
+        .args(["--url", &format!("https://127.0.0.1:{}", c.api_port)])
+        .args(args)
+        .env("XDG_CONFIG_HOME", c.dir.path().join("client-config"))
+        .env("CMDB_TOKEN", token)
+        .env_remove("CMDB_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run cmdb")
+}
+
+#[test]
+fn operators_run_over_ssh_only_what_their_acl_allows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sshd = Sshd::start(&dir.path().join("sshd"));
+    let login = sshd.login("root", "");
+    let roster = format!(
+        "{}{}",
+        entry("web1", &sshd, &login, ""),
+        entry("db1", &sshd, &login, "")
+    );
+    let c = cluster(&dir.path().join("roster"), &roster, "");
+    let ok = |out: &std::process::Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&c.cmdb(&[
+        "user", "add", "ops", "--role", "operator", "--targets", "web*", "--functions", "test.*",
+    ]));
+    ok(&c.cmdb(&["user", "add", "ann", "--role", "reader"]));
+    let token = |user: &str| {
+        ok(&c.cmdb(&["token", "create", user]))
+            .lines()
+            .last()
+            .expect("token")
+            .trim()
+            .to_owned()
+    };
+    let (ops, ann) = (token("ops"), token("ann"));
+    let out = remote(&c, &ops, &["ssh", "--out", "json", "web1", "test.ping"]);
+    let v: Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(v, serde_json::json!({"web1": true}));
+    for (args, words) in [
+        (&["ssh", "*", "test.ping"][..], "may not target db1"),
+        (&["ssh", "web1", "cmd.run", "id"][..], "may not run cmd.run"),
+    ] {
+        let out = remote(&c, &ops, args);
+        assert!(!out.status.success(), "{}", text(&out.stdout));
+        assert!(text(&out.stderr).contains(words), "{}", text(&out.stderr));
+    }
+    let out = remote(&c, &ann, &["ssh", "web1", "test.ping"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("operator"), "{}", text(&out.stderr));
+}
