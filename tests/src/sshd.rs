@@ -89,6 +89,13 @@ impl Sshd {
         Login { key }
     }
 
+    /// Makes a client key this server does not authorize.
+    pub fn stranger(&self, name: &str) -> Login {
+        let key = self.dir.join(format!("stranger_{name}"));
+        keygen(&key);
+        Login { key }
+    }
+
     /// The host key's public file.
     pub fn host_public(&self) -> PathBuf {
         self.dir.join("host_key.pub")
