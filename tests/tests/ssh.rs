@@ -368,3 +368,40 @@ fn operators_run_over_ssh_only_what_their_acl_allows() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn killing_a_job_over_ssh_ends_its_open_sessions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sshd = Sshd::start(&dir.path().join("sshd"));
+    let good = sshd.login("good", "");
+    let hang = sshd.login("hang", "command=\"sleep 600\"");
+    let roster = format!(
+        "{}{}",
+        entry("good", &sshd, &good, ""),
+        entry("hang", &sshd, &hang, "  timeout: 600\n")
+    );
+    let c = cluster(&dir.path().join("roster"), &roster, "");
+    let out = c.cmdb(&["ssh", "--async", "*", "test.ping"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jid = tests::jid_of(&out);
+    wait_until("the good host returned", || {
+        api_get(&c, &format!("/v1/jobs/{jid}"))["returns"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["minion"] == "good"))
+    });
+    let start = Instant::now();
+    let out = c.cmdb(&["jobs", "kill", &jid, "--out", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["hang"], "killed", "{report}");
+    assert_eq!(report["good"], "had already finished", "{report}");
+    wait_until("the killed host returned", || {
+        api_get(&c, &format!("/v1/jobs/{jid}"))["returns"]
+            .as_array()
+            .is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["minion"] == "hang" && r["data"] == "ssh failed: the job was killed")
+            })
+    });
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
