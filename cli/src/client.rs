@@ -23,8 +23,11 @@ use master::service::inventory::AssetRequest;
 /// entries refused when the job runs over SSH.
 #[derive(Debug, serde::Deserialize)]
 struct Created {
+    /// The job id.
     jid: Jid,
+    /// Who will return.
     expected: Vec<String>,
+    /// Roster entries refused (jobs over SSH), with why.
     #[serde(default)]
     refused: std::collections::BTreeMap<String, String>,
 }

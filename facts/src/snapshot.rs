@@ -132,13 +132,21 @@ pub fn probes_of(collectors: impl IntoIterator<Item = Collector>) -> Vec<Probe> 
 /// A host as read by [`script`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
+    /// File contents by path.
     files: BTreeMap<String, Vec<u8>>,
+    /// Directory entry names by path, sorted.
     dirs: BTreeMap<String, Vec<String>>,
+    /// Link targets by path.
     links: BTreeMap<String, String>,
+    /// Paths known to exist.
     present: BTreeSet<String>,
+    /// File-system usage by mount point.
     usage: BTreeMap<String, FsUsage>,
+    /// IPv4 addresses by interface, when `ip` answered.
     ipv4: Option<BTreeMap<String, Vec<String>>>,
+    /// The machine architecture.
     arch: Option<String>,
+    /// Command outputs by the command's words joined with spaces.
     commands: BTreeMap<String, Vec<u8>>,
 }
 

@@ -78,11 +78,17 @@ fn children_cpu_secs(pid: u32) -> f64 {
 
 /// One timed collect over SSH.
 struct SshRun {
+    /// Seconds of `cmdb ssh '*' collect`.
     wall: f64,
+    /// Hosts that returned facts.
     ok: usize,
+    /// CPU seconds of the master itself.
     master_cpu: f64,
+    /// CPU seconds of its ssh client processes.
     clients_cpu: f64,
+    /// CPU seconds of sshd and its sessions.
     sshd_cpu: f64,
+    /// Cores other processes kept busy meanwhile.
     other_cores: f64,
 }
 

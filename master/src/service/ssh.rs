@@ -73,9 +73,13 @@ pub struct HostKeyPinned {
 
 /// Jobs over SSH.
 pub struct SshService {
+    /// How sessions are opened.
     settings: Arc<Settings>,
+    /// The roster file, read by every job.
     roster: PathBuf,
+    /// The places of the session pool (`ssh_max_sessions`).
     sessions: Arc<Semaphore>,
+    /// One re-pinning at a time.
     repin: tokio::sync::Mutex<()>,
 }
 
