@@ -429,6 +429,26 @@ mod tests {
         assert!(!snap.exists("/nothing"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_answer_parses_or_is_refused_without_a_panic(
+            parts in proptest::collection::vec(
+                (proptest::sample::select(vec!["F", "D", "L", "E", "S", "I", "A", "C", "X", "END", "", "??"]),
+                 "[ -~\n]{0,40}"),
+                0..12,
+            ),
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let mut answer = noise;
+            for (kind, body) in parts {
+                answer.extend_from_slice(format!("\n{B} {kind} {body}").as_bytes());
+            }
+            if let Ok(snap) = Snapshot::parse(B, &answer) {
+                let _ = collect_from(&snap, &BTreeSet::new(), "x");
+            }
+        }
+    }
+
     #[test]
     fn ip_addr_lines() {
         let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\

@@ -165,6 +165,24 @@ mod tests {
         assert_eq!(db.known_hosts_name(), "[db1.example.com]:2222");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_roster_text_parses_or_is_refused_without_a_panic(text in "[ -~\n\t]{0,200}") {
+            let _ = Roster::parse(&text);
+        }
+
+        #[test]
+        fn any_entry_value_is_checked_without_a_panic(
+            id in "[ -~]{0,20}",
+            host in "[ -~]{0,20}",
+            port in proptest::num::i64::ANY,
+            user in "[ -~]{0,12}",
+        ) {
+            let yaml = format!("{id:?}:\n  host: {host:?}\n  port: {port}\n  user: {user:?}\n");
+            let _ = Roster::parse(&yaml);
+        }
+    }
+
     #[test]
     fn a_bad_entry_is_an_error_for_its_id_alone() {
         let r = Roster::parse(
