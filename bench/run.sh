@@ -3,6 +3,7 @@
 # fresh master and one cmdb-swarm process on 127.0.0.1. Writes BENCHMARKS.md.
 #   bash bench/run.sh                       # 1000, 5000, 9000 minions
 #   bash bench/run.sh --sizes 1000 --pings 5 --collects 3
+#   bash bench/run.sh --ssh 500 --ssh-sessions 50   # agentless collection only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins

@@ -16,8 +16,21 @@ use protocol::{Jid, JobReturn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use master::api::jobs::{Done, JobCreated, JobRequest};
+use master::api::jobs::{Done, JobRequest};
 use master::service::inventory::AssetRequest;
+
+/// The answer to starting a job: a `JobCreated`, with the roster
+/// entries refused when the job runs over SSH.
+#[derive(Debug, serde::Deserialize)]
+struct Created {
+    /// The job id.
+    jid: Jid,
+    /// Who will return.
+    expected: Vec<String>,
+    /// Roster entries refused (jobs over SSH), with why.
+    #[serde(default)]
+    refused: std::collections::BTreeMap<String, String>,
+}
 
 /// What the master answered.
 #[derive(Debug, Clone)]
@@ -28,6 +41,13 @@ pub enum Answer {
         jid: Jid,
         /// The minions expected to return.
         expected: Vec<String>,
+    },
+    /// A roster entry the job could not run on (over SSH).
+    Refused {
+        /// The id as written in the roster.
+        id: String,
+        /// Why.
+        reason: String,
     },
     /// A minion returned.
     Return {
@@ -350,9 +370,23 @@ impl<'a> Client<'a> {
         job: &JobRequest,
         timeout_secs: u64,
         wait: bool,
+        on_answer: impl FnMut(Answer) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.run_at("/v1/jobs", job, timeout_secs, wait, on_answer)
+    }
+
+    /// Starts a job with a POST of `body` to `path` (`/v1/jobs`, or
+    /// `/v1/ssh/jobs` for a job over SSH) and follows it as
+    /// [`Client::run`] does.
+    pub fn run_at<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout_secs: u64,
+        wait: bool,
         mut on_answer: impl FnMut(Answer) -> io::Result<()>,
     ) -> io::Result<()> {
-        let created: JobCreated = match self.call(Method::POST, "/v1/jobs", Some(job))? {
+        let created: Created = match self.call(Method::POST, path, Some(body))? {
             Ok(c) => c,
             Err(message) => return on_answer(Answer::Error { message }),
         };
@@ -362,6 +396,9 @@ impl<'a> Client<'a> {
             jid: created.jid,
             expected: created.expected,
         })?;
+        for (id, reason) in created.refused {
+            on_answer(Answer::Refused { id, reason })?;
+        }
         if !wait || nobody {
             return Ok(());
         }

@@ -1,8 +1,8 @@
-//! `cmdb run` and `cmdb jobs`.
+//! `cmdb run`, `cmdb ssh` and `cmdb jobs`.
 //!
-//! Exit codes: 0 when every expected minion returned success; 1 when a
-//! minion failed or did not return, no minion matched, or the master could
-//! not be reached. Minions that returned a non-zero retcode are listed on
+//! Exit codes: 0 when every expected minion (or roster host) returned
+//! success; 1 when one failed or did not return, a roster entry was
+//! refused, nothing matched, or the master could not be reached. Minions that returned a non-zero retcode are listed on
 //! stderr after `ERROR: Minions returned with non-zero exit code`.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::client::{Answer, Client, Endpoint};
 use crate::output::{OutputFormat, Table, render, return_text};
 use master::api::jobs::{JobRequest, TargetType};
+use master::api::ssh::{SshJobRequest, SshTargetType};
 use master::service::jobs::JobView;
 use master::store::{JobRecord, JobSummary};
 
@@ -55,6 +56,18 @@ pub struct RunArgs {
     pub batch_wait: Option<f64>,
     /// Output format.
     pub out: OutputFormat,
+    /// How the job reaches its targets.
+    pub via: Via,
+}
+
+/// How a job reaches its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Published to the minions (`cmdb run`).
+    Minions,
+    /// Run by the master over SSH on roster hosts (`cmdb ssh`); the
+    /// number is each session's timeout in seconds, if given.
+    Ssh(Option<u64>),
 }
 
 pub use protocol::text::split_args;
@@ -105,11 +118,34 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     let mut missing = Vec::new();
     let mut retcodes: BTreeMap<String, i32> = BTreeMap::new();
     let mut error = None;
+    let mut refused: Vec<String> = Vec::new();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     let show_progress = std::io::stderr().is_terminal();
     let client = Client::new(socket).with_context(|| unreachable(socket))?;
+    let (path, body) = match a.via {
+        Via::Minions => ("/v1/jobs", serde_json::to_value(&req)?),
+        Via::Ssh(session_timeout) => {
+            let target_type = match a.kind {
+                TargetKind::Glob => SshTargetType::Glob,
+                TargetKind::Regex => SshTargetType::Pcre,
+                TargetKind::List => SshTargetType::List,
+                TargetKind::Grain | TargetKind::Compound => {
+                    bail!("targets over SSH are globs, lists (-L) or regular expressions (-E)")
+                }
+            };
+            let ssh = SshJobRequest {
+                target: req.target,
+                target_type,
+                fun: req.fun,
+                args: req.args,
+                kwargs: req.kwargs,
+                timeout: session_timeout,
+            };
+            ("/v1/ssh/jobs", serde_json::to_value(&ssh)?)
+        }
+    };
     client
-        .run(&req, a.timeout, !a.asynchronous, |ev| {
+        .run_at(path, &body, a.timeout, !a.asynchronous, |ev| {
             match ev {
                 Answer::Started { jid, expected: e } => {
                     *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(jid.to_string());
@@ -130,6 +166,17 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
                         );
                         bar.enable_steady_tick(std::time::Duration::from_millis(200));
                     }
+                }
+                Answer::Refused { id, reason } => {
+                    failed = true;
+                    if a.out == OutputFormat::Nested {
+                        let mut one = Map::new();
+                        one.insert(id.clone(), Value::String(reason.clone()));
+                        let text = render(&one, OutputFormat::Nested);
+                        bar.suspend(|| print!("{text}"));
+                    }
+                    refused.push(id.clone());
+                    results.insert(id, Value::String(reason));
                 }
                 Answer::Return { ret } => {
                     bar.inc(1);
@@ -166,8 +213,13 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     if a.asynchronous {
         return Ok(0);
     }
-    if expected == 0 {
-        eprintln!("No minions matched the target. No command was sent, no jid was assigned.");
+    if expected == 0 && refused.is_empty() {
+        match a.via {
+            Via::Minions => eprintln!(
+                "No minions matched the target. No command was sent, no jid was assigned."
+            ),
+            Via::Ssh(_) => eprintln!("No roster entry matched the target. Nothing was run."),
+        }
         return Ok(1);
     }
     if a.out != OutputFormat::Nested {
@@ -175,6 +227,9 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     }
     for m in &missing {
         eprintln!("{m}: minion did not return. [No response]");
+    }
+    for id in &refused {
+        eprintln!("{id}: refused roster entry");
     }
     if !retcodes.is_empty() {
         eprintln!("ERROR: Minions returned with non-zero exit code");
@@ -217,6 +272,34 @@ fn interrupt_prints_the_jid() -> anyhow::Result<std::sync::Arc<std::sync::Mutex<
         std::process::exit(130);
     });
     Ok(slot)
+}
+
+/// `cmdb ssh --accept-new-hostkey ID`: forgets the host key pinned for a
+/// roster entry and pins the one it offers now.
+pub fn accept_new_hostkey(socket: &Endpoint, id: &str, out: OutputFormat) -> anyhow::Result<u8> {
+    let pinned: master::service::ssh::HostKeyPinned = crate::call(
+        socket,
+        hyper::Method::POST,
+        &format!("/v1/ssh/hostkeys/{}/accept", crate::client::segment(id)),
+        None::<&()>,
+    )?;
+    match out {
+        OutputFormat::Nested | OutputFormat::Table => {
+            for old in &pinned.previous {
+                println!("{}: forgot {} ({old})", pinned.id, pinned.host);
+            }
+            println!(
+                "{}: pinned {} ({})",
+                pinned.id, pinned.host, pinned.fingerprint
+            );
+        }
+        _ => {
+            let mut one = Map::new();
+            one.insert(pinned.id.clone(), serde_json::to_value(&pinned)?);
+            print!("{}", render(&one, out));
+        }
+    }
+    Ok(0)
 }
 
 /// `cmdb jobs active`.
@@ -329,7 +412,14 @@ fn job_view(job: &JobRecord) -> Map<String, Value> {
         "StartTime": crate::asset::format_ms(job.started_ms),
         "Minions": job.expected,
     });
-    v.as_object().cloned().unwrap_or_default()
+    let mut m = v.as_object().cloned().unwrap_or_default();
+    if job.transport == master::store::Transport::Ssh {
+        m.insert("Transport".into(), Value::String("ssh".into()));
+    }
+    if !job.refused.is_empty() {
+        m.insert("Refused".into(), serde_json::json!(job.refused));
+    }
+    m
 }
 
 /// The fields `jobs list` prints for a job: those of `jobs show` with how
@@ -484,6 +574,8 @@ mod tests {
             expected: vec!["db01".into(), "web01".into(), "web02".into()],
             user: "root".into(),
             started_ms: 1_700_000_000_000,
+            transport: Default::default(),
+            refused: Default::default(),
         };
         let ret = |minion: &str, success: bool, retcode: i32, data: Value| protocol::JobReturn {
             jid: jid.clone(),

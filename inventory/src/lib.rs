@@ -121,6 +121,8 @@ pub enum Source {
     Created,
     /// A collect (job return or agent push).
     Collect,
+    /// A collect over SSH, of a host without a minion.
+    Ssh,
     /// An operator set manual fields.
     Manual,
     /// An operator changed the status.
@@ -386,7 +388,8 @@ pub fn new_document(
 }
 
 /// Applies a collect to an asset (new when `existing` is none). Returns the
-/// updated record and the history entries to append.
+/// updated record and the history entries to append, a change recorded
+/// with `source` ([`Source::Collect`] or [`Source::Ssh`]).
 pub fn apply_collect(
     existing: Option<AssetRecord>,
     minion: &str,
@@ -394,6 +397,7 @@ pub fn apply_collect(
     jid: &Jid,
     cfg: &InventoryConfig,
     now_ms: i64,
+    source: Source,
 ) -> (AssetRecord, Vec<ChangeRecord>) {
     let (stable, volatile) = document::split_volatile(facts.clone(), &cfg.volatile);
     match existing {
@@ -432,7 +436,7 @@ pub fn apply_collect(
             let entry = ChangeRecord {
                 version: rec.version,
                 at_ms: now_ms,
-                source: Source::Collect,
+                source,
                 jid: Some(jid.clone()),
                 user: None,
                 changes,
@@ -483,14 +487,30 @@ mod tests {
         let cfg = InventoryConfig::default();
         let f1 = json!({"host": "a", "os": "Debian", "uptime_seconds": 1});
         let f2 = json!({"host": "b", "os": "Debian", "uptime_seconds": 2});
-        let (r0, h0) = apply_collect(None, "m", &f1, &jid(1), &cfg, 1);
+        let (r0, h0) = apply_collect(None, "m", &f1, &jid(1), &cfg, 1, Source::Collect);
         assert_eq!(h0.len(), 1);
         assert_eq!(r0.facts(), &json!({"host": "a", "os": "Debian"}));
-        let (r1, h1) = apply_collect(Some(r0.clone()), "m", &f2, &jid(2), &cfg, 2);
+        let (r1, h1) = apply_collect(
+            Some(r0.clone()),
+            "m",
+            &f2,
+            &jid(2),
+            &cfg,
+            2,
+            Source::Collect,
+        );
         assert_eq!(h1.len(), 1);
         assert_eq!(h1[0].changes.len(), 1);
         assert_eq!(h1[0].changes[0].path_text(), "facts:host");
-        let (r2, h2) = apply_collect(Some(r1.clone()), "m", &f2, &jid(3), &cfg, 3);
+        let (r2, h2) = apply_collect(
+            Some(r1.clone()),
+            "m",
+            &f2,
+            &jid(3),
+            &cfg,
+            3,
+            Source::Collect,
+        );
         assert!(h2.is_empty(), "an unchanged collect stores no diff");
         assert_eq!(r2.version, 1);
         let history: Vec<ChangeRecord> = h0.into_iter().chain(h1).collect();
@@ -503,7 +523,7 @@ mod tests {
     fn taking_the_full_facts_gives_what_copying_gives() {
         let cfg = InventoryConfig::default();
         let f = json!({"host": "a", "uptime_seconds": 7, "mounts": {"/": {"size_bytes": 9, "used_bytes": 3}}});
-        let (rec, _) = apply_collect(None, "m", &f, &jid(1), &cfg, 1);
+        let (rec, _) = apply_collect(None, "m", &f, &jid(1), &cfg, 1, Source::Collect);
         let copied = rec.full_facts();
         let mut owned = rec.clone();
         assert_eq!(owned.take_full_facts(), copied);

@@ -90,6 +90,50 @@ pub struct MasterConfig {
     pub inventory: InventoryConfig,
     /// The API's TCP listener (`[api]`).
     pub api: ApiConfig,
+    /// The roster of hosts reached over SSH, in Salt's format (default
+    /// `/etc/cmdb/roster`); read anew by every `cmdb ssh` job.
+    pub roster: PathBuf,
+    /// Most SSH sessions open at once, over every job (default 50).
+    pub ssh_max_sessions: usize,
+    /// Agentless collection over SSH (`[ssh]`).
+    pub ssh: SshConfig,
+}
+
+/// `[ssh]`: agentless collection over SSH.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshConfig {
+    /// Seconds between collects of the whole roster; 0 turns them off
+    /// (default 0).
+    pub collect_interval: u64,
+    /// Seconds one host's session may take, login included, unless its
+    /// roster entry says otherwise (default 30).
+    pub timeout: u64,
+    /// Whether roster entries may log in with `passwd` (default false:
+    /// such entries are refused).
+    pub allow_passwords: bool,
+    /// Private key used for entries without `priv` (default: the ssh
+    /// client's own identities).
+    #[serde(rename = "priv")]
+    pub private_key: Option<PathBuf>,
+    /// The OpenSSH client program (default `ssh`).
+    pub ssh_program: PathBuf,
+    /// An ssh_config file for the client (default: the client's usual
+    /// ones).
+    pub ssh_config: Option<PathBuf>,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            collect_interval: 0,
+            timeout: 30,
+            allow_passwords: false,
+            private_key: None,
+            ssh_program: "ssh".into(),
+            ssh_config: None,
+        }
+    }
 }
 
 /// `[api]`: the API's TCP listener.
@@ -159,6 +203,9 @@ impl Default for MasterConfig {
             auth_grace_secs: 10,
             inventory: InventoryConfig::default(),
             api: ApiConfig::default(),
+            roster: "/etc/cmdb/roster".into(),
+            ssh_max_sessions: 50,
+            ssh: SshConfig::default(),
         }
     }
 }
@@ -187,6 +234,12 @@ impl MasterConfig {
         if cfg.max_unauthenticated == 0 {
             return Err("max_unauthenticated must be at least 1".into());
         }
+        if cfg.ssh_max_sessions == 0 {
+            return Err("ssh_max_sessions must be at least 1".into());
+        }
+        if cfg.ssh.timeout == 0 {
+            return Err("ssh.timeout must be at least 1 second".into());
+        }
         if cfg.request_queue == 0 {
             return Err("request_queue must be at least 1".into());
         }
@@ -209,6 +262,11 @@ impl MasterConfig {
         self.db_path
             .clone()
             .unwrap_or_else(|| self.state_dir.join("db"))
+    }
+
+    /// The pinned host keys of SSH hosts (`<state_dir>/ssh_known_hosts`).
+    pub fn ssh_known_hosts(&self) -> PathBuf {
+        self.state_dir.join("ssh_known_hosts")
     }
 
     /// Where files pushed by minions are kept (`<state_dir>/minion_files`).

@@ -20,6 +20,7 @@ pub mod presence;
 pub mod requests;
 pub mod server;
 pub mod service;
+pub mod ssh;
 pub mod throttle;
 pub mod transport;
 pub mod ui;

@@ -552,6 +552,12 @@ fn on_return(
 /// restart a return may be known to the store and still new to a live
 /// job's watchers.
 pub fn notify_stored(shared: &Shared, ret: &JobReturn, outcome: &Stored) {
+    notify_stored_from(shared, ret, outcome, "collect");
+}
+
+/// As [`notify_stored`], naming where a changed asset's facts came from
+/// (`collect`, or `ssh` for a host collected over SSH).
+pub fn notify_stored_from(shared: &Shared, ret: &JobReturn, outcome: &Stored, source: &str) {
     let live_new = shared.jobs.tracker().on_return(ret) == ReturnOutcome::New;
     if live_new {
         debug!(minion_id = %ret.minion, jid = %ret.jid, "return delivered to watchers");
@@ -580,7 +586,7 @@ pub fn notify_stored(shared: &Shared, ret: &JobReturn, outcome: &Stored) {
         let ev = crate::events::AssetEvent {
             asset_id: id.as_str(),
             version: *version,
-            source: "collect",
+            source,
             by: ret.jid.as_str(),
         };
         shared

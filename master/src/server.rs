@@ -83,6 +83,8 @@ pub struct Shared {
     pub events: Arc<crate::events::EventBus>,
     /// Figures for `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Jobs over SSH on the hosts of the roster.
+    pub ssh: crate::service::ssh::SshService,
 }
 
 fn random_u64() -> u64 {
@@ -178,6 +180,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         index,
         jobs,
         users: crate::service::users::UsersService::new(store.clone()),
+        ssh: crate::service::ssh::SshService::new(&cfg),
         boot_id: random_u64(),
         nonces: NonceCache::default(),
         presence: crate::presence::Presence::new(
@@ -233,6 +236,12 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     tasks.spawn(crate::api::serve_unix(api_listener, api_state));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
+    if shared.cfg.ssh.collect_interval > 0 {
+        tasks.spawn(crate::service::ssh::schedule(
+            shared.clone(),
+            cancel.clone(),
+        ));
+    }
 
     info!(
         publish_port = shared.cfg.publish_port,

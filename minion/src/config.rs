@@ -140,16 +140,8 @@ impl MinionConfig {
             }
         }
         for name in cfg.collectors.keys() {
-            if !crate::collectors::is_collector(name) {
-                let known: Vec<&str> = crate::collectors::COLLECTORS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect();
-                return Err(format!(
-                    "collectors.{name}: unknown collector (known: {})",
-                    known.join(", ")
-                ));
-            }
+            name.parse::<facts::Collector>()
+                .map_err(|e| format!("collectors.{name}: {e}"))?;
         }
         if !(cfg.plugin_timeout.is_finite() && cfg.plugin_timeout > 0.0) {
             return Err("plugin_timeout must be a positive number of seconds".into());
@@ -163,14 +155,14 @@ impl MinionConfig {
 
 impl MinionConfig {
     /// What a collect reads and runs under these settings.
-    pub fn collect_settings(&self) -> crate::collectors::CollectSettings {
-        crate::collectors::CollectSettings {
+    pub fn collect_settings(&self) -> facts::CollectSettings {
+        facts::CollectSettings {
             root: self.root.clone(),
             disabled: self
                 .collectors
                 .iter()
                 .filter(|(_, on)| !**on)
-                .map(|(n, _)| n.clone())
+                .filter_map(|(n, _)| n.parse().ok())
                 .collect(),
             plugins_dir: Some(self.plugins_dir.clone()),
             plugin_timeout: Duration::from_secs_f64(self.plugin_timeout),
@@ -193,7 +185,11 @@ mod tests {
         let err = MinionConfig::parse("[collectors]\ngpu = false").expect_err("unknown");
         assert!(err.contains("collectors.gpu"), "{err}");
         let cfg = MinionConfig::parse("[collectors]\ngpus = false").expect("known");
-        assert!(cfg.collect_settings().disabled.contains("gpus"));
+        assert!(
+            cfg.collect_settings()
+                .disabled
+                .contains(&facts::Collector::Gpus)
+        );
     }
 
     #[test]

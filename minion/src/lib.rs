@@ -2,10 +2,9 @@
 //!
 //! [`run`] connects to the master, authenticates with the minion's ed25519
 //! key, takes signed jobs from the publish socket, runs them and returns
-//! signed results until acknowledged. [`collectors`] gather the host's asset
+//! signed results until acknowledged. The `facts` crate's collectors gather the host's asset
 //! facts, also without a master (`cmdb-minion collect --stdout`).
 
-pub mod collectors;
 pub mod config;
 pub mod error;
 pub mod executor;

@@ -212,9 +212,7 @@ impl Minion {
     /// Collects this host's facts now.
     pub async fn collect_now(&self) -> serde_json::Value {
         let settings = self.cfg.collect_settings();
-        serde_json::Value::Object(
-            crate::collectors::collect(&settings, self.ident.id.as_str()).await,
-        )
+        serde_json::Value::Object(facts::collect(&settings, self.ident.id.as_str()).await)
     }
 
     /// Sends a heartbeat with the running jobs.

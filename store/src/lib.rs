@@ -115,6 +115,24 @@ pub struct JobRecord {
     pub user: String,
     /// When it was published, unix milliseconds.
     pub started_ms: i64,
+    /// How it reached its targets.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Roster entries a job over SSH matched and could not run on (an id
+    /// that is not a valid minion id), by id as written, with why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, String>,
+}
+
+/// How a job reaches its targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Published to minions on the bus.
+    #[default]
+    Minion,
+    /// Run by the master over SSH on hosts of the roster.
+    Ssh,
 }
 
 /// A job as the job list shows it: the record without the names of the
@@ -245,7 +263,17 @@ pub trait Store: Send + Sync {
     /// transaction. The return is on disk after the next [`Store::flush`];
     /// the master flushes before it acknowledges, batching many returns
     /// into one flush.
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError>;
+    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
+        self.put_return_from(ret, Source::Collect, now_ms)
+    }
+    /// As [`Store::put_return`], recording a collect's asset change with
+    /// `source` ([`Source::Ssh`] for a host collected over SSH).
+    fn put_return_from(
+        &self,
+        ret: &JobReturn,
+        source: Source,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError>;
     /// An asset by id.
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError>;
     /// The asset a minion reports.
@@ -396,6 +424,39 @@ mod tests {
     }
 
     #[test]
+    fn a_collect_over_ssh_is_recorded_with_its_source_on_the_same_asset() {
+        for (_dir, s) in engines(InventoryConfig::default()) {
+            let collect = |n: i64, host: &str| {
+                let mut r = ret(
+                    &Jid::from_micros(1_700_000_000_000_000 + n).expect("jid"),
+                    "web1",
+                );
+                r.fun = "collect".into();
+                r.data = serde_json::json!({"host": host});
+                r
+            };
+            s.put_return_from(&collect(0, "a"), Source::Ssh, 0)
+                .expect("ssh");
+            s.put_return_from(&collect(1, "b"), Source::Ssh, 1)
+                .expect("ssh");
+            let first = s.asset_of_minion("web1").expect("read").expect("asset");
+            s.put_return(&collect(2, "c"), 2).expect("minion");
+            let rec = s.asset_of_minion("web1").expect("read").expect("asset");
+            assert_eq!(
+                rec.id, first.id,
+                "the minion's collect lands on the same asset"
+            );
+            let sources: Vec<Source> = s
+                .history(&rec.id)
+                .expect("history")
+                .iter()
+                .map(|h| h.source)
+                .collect();
+            assert_eq!(sources, [Source::Created, Source::Ssh, Source::Collect]);
+        }
+    }
+
+    #[test]
     fn retention_keeps_the_first_record_and_the_latest_changes() {
         let dir = tempfile::tempdir().expect("tmp");
         let inv = InventoryConfig {
@@ -496,6 +557,8 @@ mod tests {
                 expected: vec!["a".into(), "b".into()],
                 user: "root".into(),
                 started_ms: n as i64 * 1000,
+                transport: Default::default(),
+                refused: Default::default(),
             })
             .expect("job");
             s.put_return(&ret(jid, "a"), 0).expect("ret a");
@@ -682,6 +745,8 @@ mod tests {
                     expected: vec!["a".into()],
                     user: "root".into(),
                     started_ms: 0,
+                    transport: Default::default(),
+                    refused: Default::default(),
                 })
                 .expect("put");
             }

@@ -115,7 +115,12 @@ impl Store for MemoryStore {
         Ok(self.data().jobs.get(jid).cloned())
     }
 
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
+    fn put_return_from(
+        &self,
+        ret: &JobReturn,
+        source: Source,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError> {
         let mut d = self.data();
         let key = (ret.jid.clone(), ret.minion.to_string());
         if d.returns.contains_key(&key) {
@@ -144,6 +149,7 @@ impl Store for MemoryStore {
             &ret.jid,
             &self.inventory,
             now_ms,
+            source,
         );
         let mut stub = ret.clone();
         stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});

@@ -538,7 +538,12 @@ impl Store for SledStore {
         get_record(&self.jobs, jid.as_str())
     }
 
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
+    fn put_return_from(
+        &self,
+        ret: &JobReturn,
+        source: Source,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError> {
         let key = return_key(&ret.jid, ret.minion.as_str());
         let minion = ret.minion.as_str();
         let collect = is_collect(ret);
@@ -586,6 +591,7 @@ impl Store for SledStore {
                     &ret.jid,
                     cfg,
                     now_ms,
+                    source,
                 );
                 // The job cache keeps a reference to the asset version, not a
                 // second copy of the facts; `returns` rebuilds them.

@@ -68,6 +68,8 @@ fn apply(s: &dyn Store, ops: &[Op]) {
             expected: vec![format!("m{m}")],
             user: "root".into(),
             started_ms: at(n),
+            transport: Default::default(),
+            refused: Default::default(),
         };
         match op {
             Op::Collect { m, v } => {

@@ -8,6 +8,7 @@
 
 pub mod fixture;
 pub mod raw;
+pub mod sshd;
 pub mod zmtp;
 
 use std::collections::BTreeMap;

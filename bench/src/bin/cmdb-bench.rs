@@ -53,6 +53,165 @@ struct Cli {
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
+    /// Only measure agentless collection: this many roster entries, all
+    /// pointing at one local sshd of the benchmark's own, collected with
+    /// `cmdb ssh '*' collect`; the section replaces the one in `--out`.
+    #[arg(long, value_name = "HOSTS")]
+    ssh: Option<usize>,
+    /// With `--ssh`: the master's `ssh_max_sessions`.
+    #[arg(long, default_value_t = 50)]
+    ssh_sessions: usize,
+    /// With `--ssh`: timed collects of the whole roster (after one that
+    /// pins the host key and creates the assets).
+    #[arg(long, default_value_t = 2)]
+    ssh_collects: usize,
+}
+
+/// CPU seconds (user + system) a process's waited-for children have used.
+fn children_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(13) + t(14)) / ticks_per_sec()
+}
+
+/// One timed collect over SSH.
+struct SshRun {
+    /// Seconds of `cmdb ssh '*' collect`.
+    wall: f64,
+    /// Hosts that returned facts.
+    ok: usize,
+    /// CPU seconds of the master itself.
+    master_cpu: f64,
+    /// CPU seconds of its ssh client processes.
+    clients_cpu: f64,
+    /// CPU seconds of sshd and its sessions.
+    sshd_cpu: f64,
+    /// Cores other processes kept busy meanwhile.
+    other_cores: f64,
+}
+
+/// `--ssh HOSTS`: a roster of HOSTS entries on one local sshd, collected
+/// with `ssh_max_sessions` sessions; answers the report section.
+fn ssh_phase(cli: &Cli, hosts: usize) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let sshd = tests::sshd::Sshd::start(&dir.path().join("sshd"));
+    let login = sshd.login("bench", "");
+    let mut roster = String::new();
+    for i in 0..hosts {
+        writeln!(
+            roster,
+            "ssh-{i:04}:\n  host: 127.0.0.1\n  port: {}\n  user: root\n  priv: {}",
+            sshd.port,
+            login.key.display()
+        )?;
+    }
+    let roster_path = dir.path().join("roster");
+    std::fs::write(&roster_path, roster)?;
+    let c = Cluster::start(ClusterOpts {
+        master_extra: format!(
+            "roster = \"{}\"\nssh_max_sessions = {}\n",
+            roster_path.display(),
+            cli.ssh_sessions
+        ),
+    });
+    let master = c.master.as_ref().map(Proc::pid).context("master")?;
+    cmdb_ok(&c, &["ssh", "ssh-0000", "test.ping"])?;
+    let collect = |c: &Cluster| -> anyhow::Result<SshRun> {
+        let pids = [master];
+        let load = OtherLoad::start(&pids);
+        let (m0, k0) = (cpu_secs(master), children_cpu_secs(master));
+        let s0 = cpu_secs(sshd.pid()) + children_cpu_secs(sshd.pid());
+        let start = Instant::now();
+        let out = c.cmdb(&["ssh", "--out", "json", "*", "collect"]);
+        let wall = start.elapsed().as_secs_f64();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("cmdb ssh: {}", String::from_utf8_lossy(&out.stderr)))?;
+        let ok = v
+            .as_object()
+            .map_or(0, |m| m.values().filter(|f| f["num_cpus"].is_u64()).count());
+        let sshd_cpu = cpu_secs(sshd.pid()) + children_cpu_secs(sshd.pid()) - s0;
+        let other = load.cores(&pids);
+        Ok(SshRun {
+            wall,
+            ok,
+            master_cpu: cpu_secs(master) - m0,
+            clients_cpu: children_cpu_secs(master) - k0,
+            sshd_cpu,
+            // The ssh clients and sshd are the benchmark's too.
+            other_cores: (other - sshd_cpu / wall.max(1e-9)).max(0.0),
+        })
+    };
+    eprintln!("== ssh: first collect of {hosts} hosts (creates the assets)");
+    let first = collect(&c)?;
+    let mut runs = Vec::new();
+    for n in 0..cli.ssh_collects {
+        eprintln!("== ssh: collect {} of {}", n + 1, cli.ssh_collects);
+        runs.push(collect(&c)?);
+    }
+    let mut s = String::new();
+    writeln!(s, "## Agentless collection over SSH\n")?;
+    writeln!(
+        s,
+        "`bash bench/run.sh --ssh {hosts} --ssh-sessions {}`: {hosts} roster entries all \
+         pointing at one local sshd (key login, the benchmark's own), collected with \
+         `cmdb ssh '*' collect` through a master with `ssh_max_sessions = {}`. Each host \
+         is one ssh client process and one sshd session; the sshd and the clients share \
+         the machine with the master. Goal: the whole roster within 60 s. Measured on \
+         {}, {}.\n",
+        cli.ssh_sessions,
+        cli.ssh_sessions,
+        machine(),
+        source()
+    )?;
+    writeln!(
+        s,
+        "| collect | hosts with facts | wall | hosts/s | master CPU | ssh clients CPU | sshd CPU | other load (cores) | goal ≤ 60 s |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+    for (name, r) in std::iter::once(("first (new assets)".to_owned(), &first)).chain(
+        runs.iter()
+            .enumerate()
+            .map(|(i, r)| (format!("again #{}", i + 1), r)),
+    ) {
+        writeln!(
+            s,
+            "| {name} | {}/{hosts} | {:.1} s | {:.1} | {:.1} s ({:.0}% of a core) | {:.1} s | {:.1} s | {:.2} | {} |",
+            r.ok,
+            r.wall,
+            hosts as f64 / r.wall.max(1e-9),
+            r.master_cpu,
+            100.0 * r.master_cpu / r.wall.max(1e-9),
+            r.clients_cpu,
+            r.sshd_cpu,
+            r.other_cores,
+            met(r.wall <= 60.0 && r.ok == hosts)
+        )?;
+    }
+    Ok(s)
+}
+
+/// Replaces (or appends) the section starting `## Agentless collection
+/// over SSH` in the report at `path`.
+fn put_ssh_section(path: &std::path::Path, section: &str) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let head = "## Agentless collection over SSH";
+    let text = match old.find(head) {
+        Some(at) => {
+            let rest = &old[at + head.len()..];
+            let end = rest
+                .find("\n## ")
+                .map_or(old.len(), |e| at + head.len() + e + 1);
+            format!("{}{section}{}", &old[..at], &old[end..])
+        }
+        None if old.is_empty() => section.to_owned(),
+        None => format!(
+            "{}\n{section}",
+            old.trim_end_matches('\n').to_owned() + "\n"
+        ),
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn ticks_per_sec() -> f64 {
@@ -1192,6 +1351,12 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(hosts) = cli.ssh {
+        let section = ssh_phase(&cli, hosts)?;
+        put_ssh_section(&cli.out, &section)?;
+        print!("{section}");
+        return Ok(());
+    }
     if cli.floor_only {
         println!("| minions | floor: ping returns | floor: collect returns |");
         println!("|---|---|---|");

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use cli::asset::{self, ExportFormat, ListFormat};
 use cli::client::{Credentials, Endpoint, known_masters_file};
 use cli::output::OutputFormat;
-use cli::run::{RunArgs, TargetKind, jobs_list, jobs_show, run};
+use cli::run::{RunArgs, TargetKind, Via, jobs_list, jobs_show, run};
 use cli::user;
 use master::MasterConfig;
 use master::access::Role;
@@ -89,6 +89,39 @@ enum Command {
         /// Function, e.g. test.ping.
         fun: String,
         /// Arguments; NAME=VALUE is a keyword argument.
+        args: Vec<String>,
+    },
+    /// Run a function over SSH on hosts of the master's roster (hosts
+    /// without a minion): test.ping, collect, cmd.run, cmd.run_all. Output
+    /// and exit codes are those of `cmdb run`.
+    Ssh {
+        /// Target is a regular expression matched at the start of the id.
+        #[arg(short = 'E', long = "pcre", group = "kind")]
+        regex: bool,
+        /// Target is a comma-separated list of roster ids.
+        #[arg(short = 'L', long = "list", group = "kind")]
+        list: bool,
+        /// Seconds each host's session may take, login included (default:
+        /// the roster entry's timeout, else the master's `[ssh] timeout`).
+        #[arg(short = 't', long = "timeout")]
+        timeout: Option<u64>,
+        /// Print the job id and exit without waiting.
+        #[arg(long = "async")]
+        asynchronous: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "nested")]
+        out: OutputFormat,
+        /// Forget the host key pinned for roster entry ID and pin the one
+        /// it offers now (after a host was reinstalled).
+        #[arg(long = "accept-new-hostkey", value_name = "ID", conflicts_with_all = ["target", "fun", "args"])]
+        accept_new_hostkey: Option<String>,
+        /// Target expression over roster ids.
+        #[arg(required_unless_present = "accept_new_hostkey")]
+        target: Option<String>,
+        /// Function: test.ping, collect, cmd.run or cmd.run_all.
+        #[arg(required_unless_present = "accept_new_hostkey")]
+        fun: Option<String>,
+        /// Arguments (the command of cmd.run, quoted as one word).
         args: Vec<String>,
     },
     /// The job cache.
@@ -556,9 +589,43 @@ fn start(cli: Cli) -> anyhow::Result<u8> {
                     batch,
                     batch_wait,
                     out,
+                    via: Via::Minions,
                 },
             )
         }
+        Command::Ssh {
+            regex,
+            list,
+            timeout,
+            asynchronous,
+            out,
+            accept_new_hostkey,
+            target,
+            fun,
+            args,
+        } => match (accept_new_hostkey, target, fun) {
+            (Some(id), ..) => cli::run::accept_new_hostkey(&socket, &id, out),
+            (None, Some(target), Some(fun)) => run(
+                &socket,
+                RunArgs {
+                    kind: match (regex, list) {
+                        (true, _) => TargetKind::Regex,
+                        (_, true) => TargetKind::List,
+                        _ => TargetKind::Glob,
+                    },
+                    target,
+                    fun,
+                    args,
+                    timeout: 5,
+                    asynchronous,
+                    batch: None,
+                    batch_wait: None,
+                    out,
+                    via: Via::Ssh(timeout),
+                },
+            ),
+            _ => Err(anyhow::anyhow!("cmdb ssh needs a target and a function")),
+        },
         Command::Completions { shell, program } => completions(shell, program),
         Command::Manpages { dir } => manpages(&dir),
         Command::Events { tag, out } => cli::events::follow(&socket, tag.as_deref(), out),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod jobs;
 pub mod keys;
 pub mod signed;
+pub mod ssh;
 pub mod tls;
 pub mod users;
 
@@ -343,6 +344,7 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<ApiState> {
         .routes(utoipa_axum::routes!(health))
         .routes(utoipa_axum::routes!(metrics))
         .merge(jobs::routes())
+        .merge(ssh::routes())
         .merge(events::routes())
         .merge(assets::routes())
         .merge(keys::routes())

@@ -27,6 +27,12 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    // Started by ssh as SSH_ASKPASS for a roster entry with `passwd`:
+    // answer the prompt with the password the master handed over.
+    if let Ok(password) = std::env::var(master::ssh::session::ASKPASS_ENV) {
+        println!("{password}");
+        return std::process::ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     match start(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -286,6 +286,14 @@ impl JobsService {
         }
     }
 
+    /// A new job id, unique on this master.
+    pub fn next_jid(&self) -> Jid {
+        self.jids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(now_us())
+    }
+
     /// The live job table.
     pub fn tracker(&self) -> &JobTracker {
         &self.tracker
@@ -387,6 +395,8 @@ impl JobsService {
             expected: order.clone(),
             user: new.user,
             started_ms: issued,
+            transport: Default::default(),
+            refused: Default::default(),
         };
         self.store.put_live_job(&record, &bytes)?;
         let returns = self.tracker.register(
@@ -446,6 +456,25 @@ impl JobsService {
             .tracker
             .stop(&jid)
             .ok_or_else(|| ServiceError::Conflict(format!("job {jid} is no longer live")))?;
+        if job.transport == store::Transport::Ssh {
+            // Stopping it killed its sessions; each host returns that.
+            let returned: BTreeSet<String> =
+                self.store.returned_minions(&jid)?.into_iter().collect();
+            let killed: Vec<String> = job
+                .expected
+                .iter()
+                .filter(|m| !returned.contains(*m))
+                .cloned()
+                .collect();
+            info!(jid = %jid, killed = killed.len(), "killed a job over SSH");
+            return Ok(KillReport {
+                kill_jid: jid.clone(),
+                jid,
+                killed,
+                not_running: returned.into_iter().collect(),
+                no_answer: Vec::new(),
+            });
+        }
         if pending.is_empty() {
             return Err(ServiceError::Conflict(format!(
                 "job {jid} is not running: every minion it started has returned"

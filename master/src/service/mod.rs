@@ -1,6 +1,7 @@
 //! The master's typed services, each owning its noun: [`jobs`] (publish,
 //! the live job table, waiting for returns) and [`inventory`] (assets, their
-//! history and changes) and [`keys`]. Adapters (the HTTP API in `api`) turn
+//! history and changes), [`keys`] and [`ssh`] (jobs over SSH on the hosts of
+//! the roster). Adapters (the HTTP API in `api`) turn
 //! requests into calls and [`ServiceError`] into their own error shape.
 
 pub mod entry;
@@ -9,6 +10,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod keys;
 pub mod sheets;
+pub mod ssh;
 pub mod users;
 
 use serde::{Deserialize, Serialize};

@@ -115,7 +115,7 @@ fn start(cli: Cli) -> anyhow::Result<bool> {
             }
             let id = minion::identity::peek_id(&cfg);
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            let facts = rt.block_on(minion::collectors::collect(&cfg.collect_settings(), &id));
+            let facts = rt.block_on(facts::collect(&cfg.collect_settings(), &id));
             println!("{}", serde_json::to_string_pretty(&facts)?);
             Ok(true)
         }

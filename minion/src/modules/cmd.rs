@@ -5,37 +5,15 @@
 //! when it outlives its timeout or the job is killed.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, User};
+use facts::process::{self, Command, Finished, ProcessError, Streams};
+use nix::unistd::User;
 use protocol::text::backslash_escape;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 use super::{CallContext, Outcome};
-
-/// Kills a process group when dropped, unless disarmed.
-struct GroupGuard(Option<i32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
-}
-
-struct ShellOutput {
-    pid: u32,
-    retcode: i32,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
 
 /// Who a command runs as.
 #[derive(Debug)]
@@ -172,97 +150,30 @@ impl Spec {
         Spec::new(argv, kwargs, ctx)
     }
 
-    fn command(&self) -> Command {
-        let mut c = Command::new(&self.argv[0]);
-        c.args(&self.argv[1..]).process_group(0).kill_on_drop(true);
-        c.stdin(if self.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        if let Some(dir) = &self.cwd {
-            c.current_dir(dir);
-        }
+    fn command(self, streams: Streams) -> Command {
+        let mut c = Command::new(self.argv);
+        c.cwd = self.cwd;
+        c.stdin = self.stdin;
+        c.streams = streams;
         if let Some(user) = &self.runas {
             // The user's uid and primary group (supplementary groups are
             // dropped), with its HOME, USER and LOGNAME.
-            c.uid(user.uid)
-                .gid(user.gid)
-                .env("HOME", &user.home)
-                .env("USER", &user.name)
-                .env("LOGNAME", &user.name);
+            c.ids = Some((user.uid, user.gid));
+            c.env.push(("HOME".into(), user.home.display().to_string()));
+            c.env.push(("USER".into(), user.name.clone()));
+            c.env.push(("LOGNAME".into(), user.name.clone()));
         }
-        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c.env.extend(self.env);
+        c.timeout = Some(self.timeout);
         c
     }
-}
-
-fn retcode(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
-}
-
-/// Feeds `input` to the child's stdin (if piped), then closes it.
-fn feed_stdin(child: &mut tokio::process::Child, input: Option<Vec<u8>>) {
-    if let (Some(mut pipe), Some(input)) = (child.stdin.take(), input) {
-        tokio::spawn(async move {
-            // A command that does not read its input closes the pipe early.
-            let _ = pipe.write_all(&input).await;
-        });
-    }
-}
-
-/// Runs with stdout and stderr into one pipe, in the order written.
-async fn run_merged(spec: Spec) -> std::io::Result<ShellOutput> {
-    let (mut reader, writer) = std::io::pipe()?;
-    let writer2 = writer.try_clone()?;
-    let mut c = spec.command();
-    c.stdout(writer).stderr(writer2);
-    let mut child = c.spawn()?;
-    drop(c);
-    let pid = child.id().unwrap_or(0);
-    let mut guard = GroupGuard(Some(pid as i32));
-    feed_stdin(&mut child, spec.stdin);
-    let read = tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        reader.read_to_end(&mut buf).map(|_| buf)
-    });
-    let status = child.wait().await?;
-    guard.0 = None;
-    let stdout = read.await.map_err(std::io::Error::other)??;
-    Ok(ShellOutput {
-        pid,
-        retcode: retcode(status),
-        stdout,
-        stderr: Vec::new(),
-    })
-}
-
-async fn run_split(spec: Spec) -> std::io::Result<ShellOutput> {
-    let mut c = spec.command();
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn()?;
-    let pid = child.id().unwrap_or(0);
-    let mut guard = GroupGuard(Some(pid as i32));
-    feed_stdin(&mut child, spec.stdin);
-    let out = child.wait_with_output().await?;
-    guard.0 = None;
-    Ok(ShellOutput {
-        pid,
-        retcode: retcode(out.status),
-        stdout: out.stdout,
-        stderr: out.stderr,
-    })
 }
 
 fn text(bytes: &[u8]) -> String {
     backslash_escape(bytes).trim_end().to_owned()
 }
 
-fn all_of(out: &ShellOutput) -> Value {
+fn all_of(out: &Finished) -> Value {
     json!({
         "pid": out.pid,
         "retcode": out.retcode,
@@ -271,43 +182,37 @@ fn all_of(out: &ShellOutput) -> Value {
     })
 }
 
-/// Runs `spec` with `exec` under its timeout and shapes the result with
-/// `shape`.
-async fn run_spec<F, Fut>(spec: Spec, exec: F, shape: fn(&ShellOutput) -> Value) -> Outcome
-where
-    F: FnOnce(Spec) -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<ShellOutput>>,
-{
-    let timeout = spec.timeout;
+/// Runs `spec` with its output captured as `streams` (and killed at its
+/// timeout) and shapes the result with `shape`.
+async fn run_spec(spec: Spec, streams: Streams, shape: fn(&Finished) -> Value) -> Outcome {
     let program = spec.argv[0].clone();
-    match tokio::time::timeout(timeout, exec(spec)).await {
-        Ok(Ok(out)) => Outcome {
+    match process::run(spec.command(streams)).await {
+        Ok(out) => Outcome {
             data: shape(&out),
             success: out.retcode == 0,
             retcode: out.retcode,
         },
-        Ok(Err(e)) => Outcome::fail(format!("cannot run {program}: {e}"), 1),
-        Err(_) => Outcome::fail(
+        Err(ProcessError::TimedOut { after, .. }) => Outcome::fail(
             format!(
                 "command timed out after {} s and was killed",
-                timeout.as_secs_f64()
+                after.as_secs_f64()
             ),
             124,
         ),
+        Err(ProcessError::Spawn { source, .. } | ProcessError::Io { source, .. }) => {
+            Outcome::fail(format!("cannot run {program}: {source}"), 1)
+        }
+        Err(e) => Outcome::fail(format!("cannot run {program}: {e}"), 1),
     }
 }
 
-async fn shell_call<F, Fut>(
+async fn shell_call(
     args: &[String],
     kwargs: &BTreeMap<String, String>,
     ctx: &CallContext,
-    exec: F,
-    shape: fn(&ShellOutput) -> Value,
-) -> Outcome
-where
-    F: FnOnce(Spec) -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<ShellOutput>>,
-{
+    streams: Streams,
+    shape: fn(&Finished) -> Value,
+) -> Outcome {
     let [cmd] = args else {
         return Outcome::fail(
             "cmd.run takes one command string; quote the whole command",
@@ -315,14 +220,14 @@ where
         );
     };
     match Spec::shell(cmd, kwargs, ctx) {
-        Ok(spec) => run_spec(spec, exec, shape).await,
+        Ok(spec) => run_spec(spec, streams, shape).await,
         Err(e) => Outcome::fail(e, 1),
     }
 }
 
 /// `cmd.run CMD`: stdout and stderr merged, as text.
 pub async fn run(args: &[String], kwargs: &BTreeMap<String, String>, ctx: &CallContext) -> Outcome {
-    shell_call(args, kwargs, ctx, run_merged, |out| {
+    shell_call(args, kwargs, ctx, Streams::Merged, |out| {
         json!(text(&out.stdout))
     })
     .await
@@ -334,7 +239,7 @@ pub async fn run_all(
     kwargs: &BTreeMap<String, String>,
     ctx: &CallContext,
 ) -> Outcome {
-    shell_call(args, kwargs, ctx, run_split, all_of).await
+    shell_call(args, kwargs, ctx, Streams::Split, all_of).await
 }
 
 /// The program that runs a script: its `#!` line's interpreter (and its
@@ -423,7 +328,7 @@ pub async fn script(
     };
     spec.argv.push(file.0.display().to_string());
     spec.argv.extend(extra);
-    let out = run_spec(spec, run_split, all_of).await;
+    let out = run_spec(spec, Streams::Split, all_of).await;
     drop(file);
     out
 }
@@ -436,7 +341,7 @@ mod tests {
     fn ctx(secs: u64) -> CallContext {
         CallContext {
             id: "t".into(),
-            collect: crate::collectors::CollectSettings::all(std::path::Path::new("/")),
+            collect: facts::CollectSettings::all(std::path::Path::new("/")),
             minion: None,
             timeout: Duration::from_secs(secs),
             state_dir: std::env::temp_dir(),

@@ -3,13 +3,10 @@
 use serde_json::{Map, Value};
 
 use super::{CallContext, Outcome};
-use crate::collectors;
 
 /// `collect`: every collector's facts.
 pub async fn items(ctx: &CallContext) -> Outcome {
-    Outcome::ok(Value::Object(
-        collectors::collect(&ctx.collect, &ctx.id).await,
-    ))
+    Outcome::ok(Value::Object(facts::collect(&ctx.collect, &ctx.id).await))
 }
 
 /// `grains.item KEY…`: the named top-level facts.

@@ -20,7 +20,7 @@ pub struct CallContext {
     /// The minion id.
     pub id: String,
     /// What a collect reads and runs.
-    pub collect: crate::collectors::CollectSettings,
+    pub collect: facts::CollectSettings,
     /// The running minion, for functions that talk to the master.
     pub minion: Option<std::sync::Arc<crate::session::Minion>>,
     /// How long the call may take.
@@ -106,7 +106,7 @@ impl CallContext {
     pub async fn facts(&self) -> Value {
         match &self.minion {
             Some(m) => m.facts().await,
-            None => Value::Object(crate::collectors::collect(&self.collect, &self.id).await),
+            None => Value::Object(facts::collect(&self.collect, &self.id).await),
         }
     }
 }

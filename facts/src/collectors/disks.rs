@@ -1,11 +1,9 @@
 //! Block devices from `/sys/block`: size, model, vendor, serial, kind.
 //! Loop, ram, zram and device-mapper devices are left out.
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, list_dir, read_opt};
+use crate::{CollectError, HostSource, Probe};
 
 fn is_virtual_device(name: &str) -> bool {
     ["loop", "ram", "zram", "dm-", "md", "sr", "fd", "nbd"]
@@ -14,34 +12,53 @@ fn is_virtual_device(name: &str) -> bool {
 }
 
 /// A value from udev's database for a block device, if present.
-fn udev_prop(root: &Path, devnum: &str, key: &str) -> Option<String> {
-    let text = read_opt(root, &format!("/run/udev/data/b{devnum}"))?;
+fn udev_prop(src: &dyn HostSource, devnum: &str, key: &str) -> Option<String> {
+    let text = src.read_opt(&format!("/run/udev/data/b{devnum}"))?;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("E:{key}=")))
         .map(str::to_owned)
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::Dir("/sys/block"),
+    Probe::File("/sys/block/*/size"),
+    Probe::File("/sys/block/*/queue/rotational"),
+    Probe::File("/sys/block/*/dev"),
+    Probe::File("/sys/block/*/device/serial"),
+    Probe::File("/sys/block/*/device/model"),
+    Probe::File("/sys/block/*/device/vendor"),
+    Probe::File("/run/udev/data/b*"),
+];
+
 /// Collects `disks: {name: {size_bytes, model, vendor, serial, rotational, kind}}`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let mut disks = Map::new();
-    for name in list_dir(root, "/sys/block")? {
+    for name in src.list_dir("/sys/block")? {
         if is_virtual_device(&name) {
             continue;
         }
         let base = format!("/sys/block/{name}");
-        let sectors: u64 = read_opt(root, &format!("{base}/size"))
+        let sectors: u64 = src
+            .read_opt(&format!("{base}/size"))
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        let rotational =
-            read_opt(root, &format!("{base}/queue/rotational")).map(|s| s.trim() == "1");
-        let devnum = read_opt(root, &format!("{base}/dev")).unwrap_or_default();
+        let rotational = src
+            .read_opt(&format!("{base}/queue/rotational"))
+            .map(|s| s.trim() == "1");
+        let devnum = src.read_opt(&format!("{base}/dev")).unwrap_or_default();
         let devnum = devnum.trim();
-        let serial = read_opt(root, &format!("{base}/device/serial"))
+        let serial = src
+            .read_opt(&format!("{base}/device/serial"))
             .map(|s| s.trim().to_owned())
-            .or_else(|| udev_prop(root, devnum, "ID_SERIAL_SHORT"))
+            .or_else(|| udev_prop(src, devnum, "ID_SERIAL_SHORT"))
             .filter(|s| !s.is_empty());
-        let model = read_opt(root, &format!("{base}/device/model")).map(|s| s.trim().to_owned());
-        let vendor = read_opt(root, &format!("{base}/device/vendor")).map(|s| s.trim().to_owned());
+        let model = src
+            .read_opt(&format!("{base}/device/model"))
+            .map(|s| s.trim().to_owned());
+        let vendor = src
+            .read_opt(&format!("{base}/device/vendor"))
+            .map(|s| s.trim().to_owned());
         let kind = if name.starts_with("nvme") {
             "nvme"
         } else if name.starts_with("vd") || name.starts_with("xvd") {
@@ -92,7 +109,7 @@ mod tests {
             "E:ID_SERIAL_SHORT=S1234\n",
         )
         .expect("w");
-        let m = collect(dir.path()).expect("collect");
+        let m = collect(&crate::LocalHost::new(dir.path())).expect("collect");
         let d = &m["disks"]["sda"];
         assert_eq!(d["size_bytes"], 2048 * 512);
         assert_eq!(d["model"], "Samsung SSD 870");

@@ -1,10 +1,11 @@
 //! Memory and swap totals from `/proc/meminfo`, in bytes.
 
-use std::path::Path;
-
 use serde_json::{Map, Value};
 
-use super::{CollectError, read};
+use crate::{CollectError, HostSource, Probe};
+
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[Probe::File("/proc/meminfo")];
 
 fn kib(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
@@ -14,10 +15,10 @@ fn kib(text: &str, key: &str) -> Option<u64> {
 }
 
 /// Collects mem_total_bytes and swap_total_bytes.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let text = read(root, "/proc/meminfo")?;
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
+    let text = src.read("/proc/meminfo")?;
     let total = kib(&text, "MemTotal").ok_or_else(|| CollectError::Parse {
-        path: root.join("proc/meminfo"),
+        path: src.display_path("/proc/meminfo"),
         reason: "no MemTotal line".into(),
     })?;
     let mut m = Map::new();

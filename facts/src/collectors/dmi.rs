@@ -2,25 +2,28 @@
 //! Serial numbers and the UUID are readable by root only; unreadable fields
 //! are null.
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, read_opt};
+use crate::{CollectError, HostSource, Probe};
+
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::Dir("/sys/class/dmi/id"),
+    Probe::File("/sys/class/dmi/id/*"),
+];
 
 /// Collects `dmi: {system: {manufacturer, product, version, serial, uuid},
 /// board: {vendor, product, serial}, bios: {vendor, version, date}}` and the
 /// flat `manufacturer`, `productname`, `serialnumber`, `uuid`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let dir = root.join("sys/class/dmi/id");
-    if !dir.is_dir() {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
+    if !src.is_dir("/sys/class/dmi/id") {
         return Err(CollectError::Parse {
-            path: dir,
+            path: src.display_path("/sys/class/dmi/id"),
             reason: "no DMI table on this machine".into(),
         });
     }
     let get = |f: &str| -> Value {
-        read_opt(root, &format!("/sys/class/dmi/id/{f}"))
+        src.read_opt(&format!("/sys/class/dmi/id/{f}"))
             .map(|s| Value::String(s.trim().to_owned()))
             .unwrap_or(Value::Null)
     };

@@ -1,11 +1,9 @@
 //! Display controllers on the PCI bus (class 0x03), named from `pci.ids`
 //! when it is installed.
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, list_dir, read_opt};
+use crate::{CollectError, HostSource, Probe};
 
 fn pci_name(ids: &str, vendor: &str, device: &str) -> (Option<String>, Option<String>) {
     let mut vendor_name = None;
@@ -32,21 +30,31 @@ fn pci_name(ids: &str, vendor: &str, device: &str) -> (Option<String>, Option<St
     (vendor_name, None)
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::File("/usr/share/misc/pci.ids"),
+    Probe::File("/usr/share/hwdata/pci.ids"),
+    Probe::Dir("/sys/bus/pci/devices"),
+    Probe::File("/sys/bus/pci/devices/*/class"),
+    Probe::File("/sys/bus/pci/devices/*/vendor"),
+    Probe::File("/sys/bus/pci/devices/*/device"),
+];
+
 /// Collects `gpus: {pci_slot: {vendor_id, device_id, vendor, model}}` and `num_gpus`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let ids = ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"]
         .iter()
-        .find_map(|p| read_opt(root, p))
+        .find_map(|p| src.read_opt(p))
         .unwrap_or_default();
     let mut gpus = Map::new();
-    for slot in list_dir(root, "/sys/bus/pci/devices")? {
+    for slot in src.list_dir("/sys/bus/pci/devices")? {
         let base = format!("/sys/bus/pci/devices/{slot}");
-        let class = read_opt(root, &format!("{base}/class")).unwrap_or_default();
+        let class = src.read_opt(&format!("{base}/class")).unwrap_or_default();
         if !class.trim().starts_with("0x03") {
             continue;
         }
         let id = |f: &str| {
-            read_opt(root, &format!("{base}/{f}"))
+            src.read_opt(&format!("{base}/{f}"))
                 .map(|s| s.trim().trim_start_matches("0x").to_owned())
                 .unwrap_or_default()
         };

@@ -1,14 +1,22 @@
 //! Resolver settings from `/etc/resolv.conf`.
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, read};
+use crate::{CollectError, HostSource, Probe};
+
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[Probe::File("/etc/resolv.conf")];
 
 /// Collects `dns: {nameservers, search}`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let text = read(root, "/etc/resolv.conf")?;
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
+    let text = src.read("/etc/resolv.conf")?;
+    let mut m = Map::new();
+    m.insert("dns".into(), parse(&text));
+    Ok(m)
+}
+
+/// Parses resolv.conf into `{nameservers, search}`.
+pub fn parse(text: &str) -> Value {
     let mut servers = Vec::new();
     let mut search = Vec::new();
     for line in text.lines() {
@@ -19,10 +27,5 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
             _ => {}
         }
     }
-    let mut m = Map::new();
-    m.insert(
-        "dns".into(),
-        json!({"nameservers": servers, "search": search}),
-    );
-    Ok(m)
+    json!({"nameservers": servers, "search": search})
 }

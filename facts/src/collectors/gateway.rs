@@ -1,18 +1,23 @@
 //! Default gateways from the kernel's routing tables.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, read, read_opt};
+use crate::{CollectError, HostSource, Probe};
+
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::File("/proc/net/route"),
+    Probe::File("/proc/net/ipv6_route"),
+];
 
 /// Collects `default_gateway: {ipv4, ipv4_interface, ipv6, ipv6_interface}`
 /// (null where there is none).
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let mut gw =
         json!({"ipv4": null, "ipv4_interface": null, "ipv6": null, "ipv6_interface": null});
-    let route = read(root, "/proc/net/route")?;
+    let route = src.read("/proc/net/route")?;
     for line in route.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if let [iface, dest, gateway, ..] = f.as_slice()
@@ -24,7 +29,7 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
             break;
         }
     }
-    if let Some(v6) = read_opt(root, "/proc/net/ipv6_route") {
+    if let Some(v6) = src.read_opt("/proc/net/ipv6_route") {
         for line in v6.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() >= 10
@@ -57,7 +62,7 @@ mod tests {
             "Iface\tDestination\tGateway \tFlags\nenp1\t00000000\t010200C0\t0003\n",
         )
         .expect("w");
-        let m = collect(dir.path()).expect("collect");
+        let m = collect(&crate::LocalHost::new(dir.path())).expect("collect");
         assert_eq!(m["default_gateway"]["ipv4"], "192.0.2.1");
         assert_eq!(m["default_gateway"]["ipv4_interface"], "enp1");
     }

@@ -1,10 +1,8 @@
 //! Operating system: name, family, version, codename from `/etc/os-release`.
 
-use std::path::Path;
-
 use serde_json::{Map, Value};
 
-use super::{CollectError, read};
+use crate::{CollectError, HostSource, Probe};
 
 /// Parses os-release text into its keys (quotes removed).
 pub fn parse_os_release(text: &str) -> Vec<(String, String)> {
@@ -39,9 +37,17 @@ fn family(id: &str, id_like: &str) -> &'static str {
     }
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::File("/etc/os-release"),
+    Probe::File("/usr/lib/os-release"),
+];
+
 /// Collects os, os_family, osrelease, oscodename, osfullname.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let text = read(root, "/etc/os-release").or_else(|_| read(root, "/usr/lib/os-release"))?;
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
+    let text = src
+        .read("/etc/os-release")
+        .or_else(|_| src.read("/usr/lib/os-release"))?;
     let kv = parse_os_release(&text);
     let get = |k: &str| {
         kv.iter()
@@ -80,7 +86,7 @@ mod tests {
             "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
         )
         .expect("write");
-        let m = collect(dir.path()).expect("collect");
+        let m = collect(&crate::LocalHost::new(dir.path())).expect("collect");
         assert_eq!(m["os"], "Debian");
         assert_eq!(m["os_family"], "Debian");
         assert_eq!(m["osrelease"], "12");

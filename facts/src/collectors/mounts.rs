@@ -1,13 +1,12 @@
 //! Mounted file systems from `/proc/mounts`, with size and use in bytes.
 //! Pseudo file systems (proc, sysfs, cgroup, …) are left out.
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, read};
+use crate::{CollectError, HostSource, Probe};
 
-const PSEUDO: &[&str] = &[
+/// File-system types left out.
+pub const PSEUDO: &[&str] = &[
     "proc",
     "sysfs",
     "devtmpfs",
@@ -33,7 +32,7 @@ const PSEUDO: &[&str] = &[
 ];
 
 /// Undoes the octal escapes `/proc/mounts` uses for spaces and the like.
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -52,9 +51,12 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[Probe::File("/proc/mounts"), Probe::MountUsage];
+
 /// Collects `mounts: {mountpoint: {device, fs_type, size_bytes, used_bytes, available_bytes}}`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let text = read(root, "/proc/mounts")?;
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
+    let text = src.read("/proc/mounts")?;
     let mut mounts = Map::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -65,16 +67,11 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
             continue;
         }
         let mountpoint = unescape(mountpoint);
-        let path = root.join(mountpoint.trim_start_matches('/'));
         let mut entry = json!({"device": unescape(device), "fs_type": fs_type});
-        if let Ok(st) = nix::sys::statvfs::statvfs(&path) {
-            let frag = st.fragment_size();
-            let size = st.blocks() * frag;
-            let free = st.blocks_free() * frag;
-            let avail = st.blocks_available() * frag;
-            entry["size_bytes"] = json!(size);
-            entry["used_bytes"] = json!(size.saturating_sub(free));
-            entry["available_bytes"] = json!(avail);
+        if let Some(u) = src.fs_usage(&mountpoint) {
+            entry["size_bytes"] = json!(u.size);
+            entry["used_bytes"] = json!(u.size.saturating_sub(u.free));
+            entry["available_bytes"] = json!(u.available);
         }
         mounts.insert(mountpoint, entry);
     }

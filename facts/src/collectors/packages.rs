@@ -1,10 +1,8 @@
 //! Installed package count, from dpkg's status file or the rpm database.
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, read_opt};
+use crate::{CollectError, HostSource, Probe};
 
 /// Counts the packages dpkg's status file lists as installed.
 pub fn dpkg_installed(status: &str) -> u64 {
@@ -18,10 +16,22 @@ pub fn dpkg_installed(status: &str) -> u64 {
         .count() as u64
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::File("/var/lib/dpkg/status"),
+    Probe::Exists("/var/lib/rpm/rpmdb.sqlite"),
+    Probe::Exists("/var/lib/rpm/Packages"),
+    Probe::Exists("/usr/lib/sysimage/rpm/rpmdb.sqlite"),
+    Probe::Command(RPM_COUNT),
+];
+
+/// Prints one line per installed rpm package.
+const RPM_COUNT: &[&str] = &["rpm", "-qa", "--qf", "x\\n"];
+
 /// Collects `packages: {manager, count}`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let mut m = Map::new();
-    if let Some(status) = read_opt(root, "/var/lib/dpkg/status") {
+    if let Some(status) = src.read_opt("/var/lib/dpkg/status") {
         m.insert(
             "packages".into(),
             json!({"manager": "dpkg", "count": dpkg_installed(&status)}),
@@ -29,24 +39,18 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
         return Ok(m);
     }
     let rpmdb = [
-        "var/lib/rpm/rpmdb.sqlite",
-        "var/lib/rpm/Packages",
-        "usr/lib/sysimage/rpm/rpmdb.sqlite",
+        "/var/lib/rpm/rpmdb.sqlite",
+        "/var/lib/rpm/Packages",
+        "/usr/lib/sysimage/rpm/rpmdb.sqlite",
     ];
-    if root == Path::new("/") && rpmdb.iter().any(|p| root.join(p).exists()) {
-        let out = std::process::Command::new("rpm")
-            .args(["-qa", "--qf", "x\\n"])
-            .output()
-            .map_err(|source| CollectError::Read {
-                path: "rpm".into(),
-                source,
-            })?;
-        let count = out.stdout.iter().filter(|b| **b == b'\n').count() as u64;
+    if src.runs_commands() && rpmdb.iter().any(|p| src.exists(p)) {
+        let out = src.run(RPM_COUNT)?;
+        let count = out.iter().filter(|b| **b == b'\n').count() as u64;
         m.insert("packages".into(), json!({"manager": "rpm", "count": count}));
         return Ok(m);
     }
     Err(CollectError::Parse {
-        path: root.join("var/lib"),
+        path: src.display_path("/var/lib"),
         reason: "neither a dpkg status file nor an rpm database was found".into(),
     })
 }

@@ -1,23 +1,21 @@
 //! Host names: hostname, fqdn, domain.
 
-use std::path::Path;
-
 use serde_json::{Map, Value};
 
-use super::{CollectError, read};
+use crate::{CollectError, HostSource, Probe};
 
 /// The fully qualified name: the hostname with the kernel's domain name, or
 /// the first dotted alias of the hostname in `/etc/hosts`.
-fn fqdn(root: &Path, host: &str) -> String {
+fn fqdn(src: &dyn HostSource, host: &str) -> String {
     if host.contains('.') {
         return host.to_owned();
     }
-    let domain = read(root, "/proc/sys/kernel/domainname").unwrap_or_default();
+    let domain = src.read("/proc/sys/kernel/domainname").unwrap_or_default();
     let domain = domain.trim();
     if !domain.is_empty() && domain != "(none)" {
         return format!("{host}.{domain}");
     }
-    let hosts = read(root, "/etc/hosts").unwrap_or_default();
+    let hosts = src.read("/etc/hosts").unwrap_or_default();
     for line in hosts.lines() {
         let line = line.split('#').next().unwrap_or_default();
         let names: Vec<&str> = line.split_whitespace().skip(1).collect();
@@ -31,13 +29,22 @@ fn fqdn(root: &Path, host: &str) -> String {
     host.to_owned()
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::File("/proc/sys/kernel/hostname"),
+    Probe::File("/etc/hostname"),
+    Probe::File("/proc/sys/kernel/domainname"),
+    Probe::File("/etc/hosts"),
+];
+
 /// Collects host, fqdn, domain.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let host = read(root, "/proc/sys/kernel/hostname")
-        .or_else(|_| read(root, "/etc/hostname"))?
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
+    let host = src
+        .read("/proc/sys/kernel/hostname")
+        .or_else(|_| src.read("/etc/hostname"))?
         .trim()
         .to_owned();
-    let fqdn = fqdn(root, &host);
+    let fqdn = fqdn(src, &host);
     let domain = fqdn
         .split_once('.')
         .map(|(_, d)| d.to_owned())
@@ -62,7 +69,10 @@ mod tests {
             "127.0.0.1 localhost\n10.0.0.5 web01.dc1.example.com web01\n",
         )
         .expect("write");
-        assert_eq!(fqdn(dir.path(), "web01"), "web01.dc1.example.com");
-        assert_eq!(fqdn(dir.path(), "db01"), "db01");
+        assert_eq!(
+            fqdn(&crate::LocalHost::new(dir.path()), "web01"),
+            "web01.dc1.example.com"
+        );
+        assert_eq!(fqdn(&crate::LocalHost::new(dir.path()), "db01"), "db01");
     }
 }

@@ -1,44 +1,36 @@
 //! Network interfaces: MAC, MTU, link speed, state, IPv4 and IPv6 with
 //! prefix. Link data comes from `/sys/class/net`, IPv6 from
-//! `/proc/net/if_inet6`; IPv4 addresses are asked of the kernel
-//! (getifaddrs) when the collector reads the live system root.
+//! `/proc/net/if_inet6`; IPv4 addresses are asked of the host source
+//! (the kernel's getifaddrs on the live system, `ip` on a remote host).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv6Addr};
-use std::path::Path;
+use std::net::Ipv6Addr;
 
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, list_dir, read_opt};
+use crate::{CollectError, HostSource, Probe};
 
 fn ipv6_from_hex(hex: &str) -> Option<Ipv6Addr> {
     let v = u128::from_str_radix(hex, 16).ok()?;
     Some(Ipv6Addr::from(v))
 }
 
-fn live_ipv4(out: &mut BTreeMap<String, Vec<String>>) {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return;
-    };
-    for a in addrs {
-        let (Some(addr), Some(mask)) = (a.address, a.netmask) else {
-            continue;
-        };
-        let (Some(ip), Some(mask)) = (addr.as_sockaddr_in(), mask.as_sockaddr_in()) else {
-            continue;
-        };
-        let prefix = u32::from(mask.ip()).count_ones();
-        out.entry(a.interface_name)
-            .or_default()
-            .push(format!("{}/{prefix}", IpAddr::V4(ip.ip())));
-    }
-}
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::File("/proc/net/if_inet6"),
+    Probe::Ipv4,
+    Probe::Dir("/sys/class/net"),
+    Probe::File("/sys/class/net/*/address"),
+    Probe::File("/sys/class/net/*/speed"),
+    Probe::File("/sys/class/net/*/mtu"),
+    Probe::File("/sys/class/net/*/operstate"),
+];
 
 /// Collects `nics: {name: {mac, mtu, speed_mbps, state, ipv4, ipv6}}` and the
 /// flat lists `ipv4`, `ipv6` and `hwaddr_interfaces` (Salt's grain names).
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let mut v6: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some(text) = read_opt(root, "/proc/net/if_inet6") {
+    if let Some(text) = src.read_opt("/proc/net/if_inet6") {
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if let [hex, _, plen, _, _, name] = f.as_slice()
@@ -50,15 +42,15 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
             }
         }
     }
-    let mut v4: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if root == Path::new("/") {
-        live_ipv4(&mut v4);
-    }
+    let v4: BTreeMap<String, Vec<String>> = src.ipv4_addrs().unwrap_or_default();
     let mut nics = Map::new();
     let mut hw = Map::new();
-    for name in list_dir(root, "/sys/class/net")? {
+    for name in src.list_dir("/sys/class/net")? {
         let base = format!("/sys/class/net/{name}");
-        let get = |f: &str| read_opt(root, &format!("{base}/{f}")).map(|s| s.trim().to_owned());
+        let get = |f: &str| {
+            src.read_opt(&format!("{base}/{f}"))
+                .map(|s| s.trim().to_owned())
+        };
         let mac = get("address").unwrap_or_default();
         let speed = get("speed")
             .and_then(|s| s.parse::<i64>().ok())
@@ -115,7 +107,7 @@ mod tests {
             "fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n",
         )
         .expect("w");
-        let m = collect(dir.path()).expect("collect");
+        let m = collect(&crate::LocalHost::new(dir.path())).expect("collect");
         let eth0 = &m["nics"]["eth0"];
         assert_eq!(eth0["mac"], "52:54:00:12:34:56");
         assert_eq!(eth0["speed_mbps"], 10000);

@@ -6,47 +6,37 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::process::Command;
+
+use crate::process::{self, Command, ProcessError};
 
 /// Longest plugin output read, in bytes.
 const MAX_OUTPUT: usize = 1024 * 1024;
 
 async fn run_one(path: &Path, timeout: Duration) -> Result<Map<String, Value>, String> {
-    let child = Command::new(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let pid = child.id();
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(r) => r.map_err(|e| format!("failed: {e}"))?,
-        Err(_) => {
-            if let Some(pid) = pid {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+    let cmd = Command::new([path.to_string_lossy().into_owned()])
+        .timeout(timeout)
+        .max_output(MAX_OUTPUT + 1);
+    let out = match process::run(cmd).await {
+        Ok(out) => out,
+        Err(ProcessError::TimedOut { .. }) => {
             return Err(format!(
                 "timed out after {} s and was killed",
                 timeout.as_secs()
             ));
         }
+        Err(ProcessError::Spawn { source, .. }) => return Err(format!("cannot start: {source}")),
+        Err(e) => return Err(format!("failed: {e}")),
     };
-    if !out.status.success() {
+    if out.retcode != 0 {
         let first = String::from_utf8_lossy(&out.stderr)
             .lines()
             .next()
             .unwrap_or_default()
             .to_owned();
-        return Err(format!("exited with {}: {first}", out.status));
+        return Err(format!("exited with {}: {first}", exit_status(out.retcode)));
     }
     if out.stdout.len() > MAX_OUTPUT {
         return Err(format!("printed more than {MAX_OUTPUT} bytes"));
@@ -55,6 +45,15 @@ async fn run_one(path: &Path, timeout: Duration) -> Result<Map<String, Value>, S
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err("printed JSON that is not an object".into()),
         Err(e) => Err(format!("did not print a JSON object: {e}")),
+    }
+}
+
+/// How std's `ExitStatus` displays an exit code (or the signal, past 128).
+fn exit_status(retcode: i32) -> String {
+    if retcode > 128 {
+        format!("signal: {}", retcode - 128)
+    } else {
+        format!("exit status: {retcode}")
     }
 }
 

@@ -1,16 +1,26 @@
 //! CPU model, sockets, cores, threads and flags from `/proc/cpuinfo`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, read};
+use crate::{CollectError, HostSource, Probe};
+
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[Probe::File("/proc/cpuinfo")];
 
 /// Collects cpu_model, num_cpus (threads), cpu_flags and
 /// `cpu: {model, sockets, cores, threads}`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
-    let text = read(root, "/proc/cpuinfo")?;
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
+    let text = src.read("/proc/cpuinfo")?;
+    parse(&text).ok_or_else(|| CollectError::Parse {
+        path: src.display_path("/proc/cpuinfo"),
+        reason: "no processor entries".into(),
+    })
+}
+
+/// Parses `/proc/cpuinfo`; `None` when it lists no processor.
+pub fn parse(text: &str) -> Option<Map<String, Value>> {
     let mut threads = 0u64;
     let mut model = String::new();
     let mut flags: Vec<String> = Vec::new();
@@ -39,10 +49,7 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
         }
     }
     if threads == 0 {
-        return Err(CollectError::Parse {
-            path: root.join("proc/cpuinfo"),
-            reason: "no processor entries".into(),
-        });
+        return None;
     }
     let sockets = sockets.len().max(1) as u64;
     let cores = if cores.is_empty() {
@@ -58,7 +65,7 @@ pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
         "cpu".into(),
         json!({"model": model, "sockets": sockets, "cores": cores, "threads": threads}),
     );
-    Ok(m)
+    Some(m)
 }
 
 #[cfg(test)]
@@ -85,7 +92,7 @@ mod tests {
             ));
         }
         std::fs::write(dir.path().join("proc/cpuinfo"), text).expect("write");
-        let m = collect(dir.path()).expect("collect");
+        let m = collect(&crate::LocalHost::new(dir.path())).expect("collect");
         assert_eq!(m["cpu"]["sockets"], 2);
         assert_eq!(m["cpu"]["cores"], 4);
         assert_eq!(m["cpu"]["threads"], 8);

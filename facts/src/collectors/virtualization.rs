@@ -1,11 +1,9 @@
 //! Whether this is a physical machine, a virtual machine (and which
 //! hypervisor) or a container (and which kind).
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, read_opt};
+use crate::{CollectError, HostSource, Probe};
 
 fn hypervisor_from_dmi(text: &str) -> Option<&'static str> {
     let t = text.to_ascii_lowercase();
@@ -28,44 +26,57 @@ fn hypervisor_from_dmi(text: &str) -> Option<&'static str> {
     .map(|(_, v)| *v)
 }
 
-fn container(root: &Path) -> Option<String> {
-    if root.join(".dockerenv").exists() {
+fn container(src: &dyn HostSource) -> Option<String> {
+    if src.exists("/.dockerenv") {
         return Some("docker".into());
     }
-    if root.join("run/.containerenv").exists() {
+    if src.exists("/run/.containerenv") {
         return Some("podman".into());
     }
-    if let Some(env) = read_opt(root, "/proc/1/environ") {
+    if let Some(env) = src.read_opt("/proc/1/environ") {
         for var in env.split('\0') {
             if let Some(kind) = var.strip_prefix("container=") {
                 return Some(kind.to_owned());
             }
         }
     }
-    let cgroup = read_opt(root, "/proc/1/cgroup").unwrap_or_default();
+    let cgroup = src.read_opt("/proc/1/cgroup").unwrap_or_default();
     ["docker", "lxc", "kubepods", "containerd"]
         .iter()
         .find(|k| cgroup.contains(*k))
         .map(|k| (*k).to_owned())
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::Exists("/.dockerenv"),
+    Probe::Exists("/run/.containerenv"),
+    Probe::File("/proc/1/environ"),
+    Probe::File("/proc/1/cgroup"),
+    Probe::File("/sys/class/dmi/id/*"),
+    Probe::File("/sys/hypervisor/type"),
+    Probe::File("/proc/cpuinfo"),
+];
+
 /// Collects `virtual` (`physical`, a hypervisor name, `virtual` when the
 /// CPU reports a hypervisor that cannot be named, or `container`) and
 /// `virtual_subtype` (container kind or null).
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let mut m = Map::new();
-    if let Some(kind) = container(root) {
+    if let Some(kind) = container(src) {
         m.insert("virtual".into(), json!("container"));
         m.insert("virtual_subtype".into(), json!(kind));
         return Ok(m);
     }
     let dmi = ["sys_vendor", "product_name", "bios_vendor", "board_vendor"]
         .iter()
-        .filter_map(|f| read_opt(root, &format!("/sys/class/dmi/id/{f}")))
+        .filter_map(|f| src.read_opt(&format!("/sys/class/dmi/id/{f}")))
         .collect::<Vec<_>>()
         .join(" ");
-    let xen = read_opt(root, "/sys/hypervisor/type").map(|s| s.trim().to_owned());
-    let cpu_says_vm = read_opt(root, "/proc/cpuinfo").is_some_and(|c| {
+    let xen = src
+        .read_opt("/sys/hypervisor/type")
+        .map(|s| s.trim().to_owned());
+    let cpu_says_vm = src.read_opt("/proc/cpuinfo").is_some_and(|c| {
         c.lines()
             .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
     });
@@ -95,16 +106,28 @@ mod tests {
     #[test]
     fn kinds() {
         let d = fixture(&[("sys/class/dmi/id/sys_vendor", "VMware, Inc.\n")]);
-        assert_eq!(collect(d.path()).expect("c")["virtual"], "vmware");
+        assert_eq!(
+            collect(&crate::LocalHost::new(d.path())).expect("c")["virtual"],
+            "vmware"
+        );
         let d = fixture(&[
             ("sys/class/dmi/id/sys_vendor", "Dell Inc.\n"),
             ("proc/cpuinfo", "flags : fpu\n"),
         ]);
-        assert_eq!(collect(d.path()).expect("c")["virtual"], "physical");
+        assert_eq!(
+            collect(&crate::LocalHost::new(d.path())).expect("c")["virtual"],
+            "physical"
+        );
         let d = fixture(&[("proc/cpuinfo", "flags : fpu hypervisor\n")]);
-        assert_eq!(collect(d.path()).expect("c")["virtual"], "virtual");
+        assert_eq!(
+            collect(&crate::LocalHost::new(d.path())).expect("c")["virtual"],
+            "virtual"
+        );
         let d = fixture(&[(".dockerenv", "")]);
-        assert_eq!(collect(d.path()).expect("c")["virtual_subtype"], "docker");
+        assert_eq!(
+            collect(&crate::LocalHost::new(d.path())).expect("c")["virtual_subtype"],
+            "docker"
+        );
         let d = fixture(&[
             ("sys/class/dmi/id/product_name", "Virtual Machine\n"),
             (
@@ -112,6 +135,9 @@ mod tests {
                 "Microsoft Corporation Virtual\n",
             ),
         ]);
-        assert_eq!(collect(d.path()).expect("c")["virtual"], "hyper-v");
+        assert_eq!(
+            collect(&crate::LocalHost::new(d.path())).expect("c")["virtual"],
+            "hyper-v"
+        );
     }
 }

@@ -1,11 +1,9 @@
 //! The virtual machines a libvirt host runs, so the master can tell which
 //! host each VM asset runs on (by the VM's system UUID).
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, list_dir, read_opt};
+use crate::{CollectError, HostSource, Probe};
 
 /// Where libvirt keeps the state of running QEMU/KVM domains.
 const RUNNING: &str = "/run/libvirt/qemu";
@@ -18,17 +16,23 @@ fn element<'a>(xml: &'a str, from: usize, tag: &str) -> Option<&'a str> {
     xml.get(start..end).map(str::trim)
 }
 
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::Dir("/run/libvirt/qemu"),
+    Probe::File("/run/libvirt/qemu/*.xml"),
+];
+
 /// Collects `guests` (name and UUID of each running domain) on a host
 /// whose libvirt keeps its state under `/run/libvirt/qemu`; a host without
 /// it reports nothing.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let mut m = Map::new();
-    let Ok(names) = list_dir(root, RUNNING) else {
+    let Ok(names) = src.list_dir(RUNNING) else {
         return Ok(m);
     };
     let mut guests = Vec::new();
     for file in names.iter().filter(|n| n.ends_with(".xml")) {
-        let Some(xml) = read_opt(root, &format!("{RUNNING}/{file}")) else {
+        let Some(xml) = src.read_opt(&format!("{RUNNING}/{file}")) else {
             continue;
         };
         let Some(domain) = xml.find("<domain") else {
@@ -52,7 +56,11 @@ mod tests {
     #[test]
     fn running_domains_are_listed_with_their_uuids() {
         let d = tempfile::tempdir().expect("tmp");
-        assert!(collect(d.path()).expect("no libvirt").is_empty());
+        assert!(
+            collect(&crate::LocalHost::new(d.path()))
+                .expect("no libvirt")
+                .is_empty()
+        );
         let dir = d.path().join("run/libvirt/qemu");
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(
@@ -63,7 +71,7 @@ mod tests {
         .expect("write");
         std::fs::write(dir.join("web1.pid"), "123").expect("write");
         std::fs::write(dir.join("broken.xml"), "<domain><name>x</name>").expect("write");
-        let facts = collect(d.path()).expect("collect");
+        let facts = collect(&crate::LocalHost::new(d.path())).expect("collect");
         assert_eq!(
             facts["guests"],
             json!([{"name": "web1", "uuid": "4c4c4544-0042-3510-8057-b4c04f4e3332"}])

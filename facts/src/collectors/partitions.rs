@@ -1,27 +1,34 @@
 //! Partitions of each block device, from `/sys/block/<disk>/<part>`.
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
-use super::{CollectError, list_dir, read_opt};
+use crate::{CollectError, HostSource, Probe};
+
+/// What the collector reads.
+pub const PROBES: &[Probe] = &[
+    Probe::Dir("/sys/block"),
+    Probe::Dir("/sys/block/*"),
+    Probe::File("/sys/block/*/*/start"),
+    Probe::File("/sys/block/*/*/size"),
+];
 
 /// Collects `partitions: {name: {disk, size_bytes, start_sector}}`.
-pub fn collect(root: &Path) -> Result<Map<String, Value>, CollectError> {
+pub fn collect(src: &dyn HostSource) -> Result<Map<String, Value>, CollectError> {
     let mut parts = Map::new();
-    for disk in list_dir(root, "/sys/block")? {
+    for disk in src.list_dir("/sys/block")? {
         let base = format!("/sys/block/{disk}");
-        let Ok(children) = list_dir(root, &base) else {
+        let Ok(children) = src.list_dir(&base) else {
             continue;
         };
         for child in children {
             if !child.starts_with(disk.as_str()) {
                 continue;
             }
-            let Some(start) = read_opt(root, &format!("{base}/{child}/start")) else {
+            let Some(start) = src.read_opt(&format!("{base}/{child}/start")) else {
                 continue;
             };
-            let sectors: u64 = read_opt(root, &format!("{base}/{child}/size"))
+            let sectors: u64 = src
+                .read_opt(&format!("{base}/{child}/size"))
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
             parts.insert(
