@@ -231,8 +231,13 @@ impl Store for IndexedStore {
     fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, StoreError> {
         self.inner.job(jid)
     }
-    fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
-        let stored = self.inner.put_return(ret, now_ms)?;
+    fn put_return_from(
+        &self,
+        ret: &JobReturn,
+        source: Source,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError> {
+        let stored = self.inner.put_return_from(ret, source, now_ms)?;
         if let Stored::Asset { id, .. } = &stored {
             self.index.mark(id);
         }
