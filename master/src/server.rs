@@ -372,18 +372,24 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
     let mut related_at = tokio::time::Instant::now();
     let mut last_dirty = usize::MAX;
+    let mut quiet_ticks = 0u32;
     loop {
         let asked = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => false,
             _ = shared.keyring.rotation_asked() => true,
         };
-        // The asset index is read again once writes have paused for a
-        // tick (not while a fleet collect is being stored), so that the
+        // The asset index is read again once writes have paused for a few
+        // seconds (not while a fleet collect is being stored), so that the
         // next listing finds it fresh.
         if !asked {
             let dirty = shared.index.dirty_len();
-            if dirty == last_dirty && (dirty > 0 || !shared.index.is_loaded()) {
+            quiet_ticks = if dirty == last_dirty {
+                quiet_ticks.saturating_add(1)
+            } else {
+                0
+            };
+            if quiet_ticks >= 3 && (dirty > 0 || !shared.index.is_loaded()) {
                 let sh = shared.clone();
                 let done = tokio::task::spawn_blocking(move || {
                     crate::service::inventory::Filter::refresh_index(&sh)
