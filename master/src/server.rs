@@ -236,6 +236,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     tasks.spawn(crate::api::serve_unix(api_listener, api_state));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
+    tasks.spawn(index_refresher(shared.clone(), cancel.clone()));
     if shared.cfg.ssh.collect_interval > 0 {
         tasks.spawn(crate::service::ssh::schedule(
             shared.clone(),
@@ -364,6 +365,41 @@ async fn worker(
     }
 }
 
+/// Reads written assets into the asset index once writes have paused for
+/// a few seconds (not while a fleet collect is being stored), so that the
+/// next listing finds it fresh; its own task, so that a long read never
+/// holds up housekeeping.
+async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_dirty = usize::MAX;
+    let mut quiet_ticks = 0u32;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let dirty = shared.index.dirty_len();
+        quiet_ticks = if dirty == last_dirty {
+            quiet_ticks.saturating_add(1)
+        } else {
+            0
+        };
+        if quiet_ticks >= 3 && (dirty > 0 || !shared.index.is_loaded()) {
+            let sh = shared.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                crate::service::inventory::Filter::refresh_index(&sh)
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "could not refresh the asset index"),
+                Err(e) => warn!(error = %e, "asset index refresh failed"),
+            }
+        }
+        last_dirty = shared.index.dirty_len();
+    }
+}
+
 async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut rotated_at = tokio::time::Instant::now();
@@ -371,38 +407,12 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut swept_at: Option<tokio::time::Instant> = None;
     let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
     let mut related_at = tokio::time::Instant::now();
-    let mut last_dirty = usize::MAX;
-    let mut quiet_ticks = 0u32;
     loop {
         let asked = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => false,
             _ = shared.keyring.rotation_asked() => true,
         };
-        // The asset index is read again once writes have paused for a few
-        // seconds (not while a fleet collect is being stored), so that the
-        // next listing finds it fresh.
-        if !asked {
-            let dirty = shared.index.dirty_len();
-            quiet_ticks = if dirty == last_dirty {
-                quiet_ticks.saturating_add(1)
-            } else {
-                0
-            };
-            if quiet_ticks >= 3 && (dirty > 0 || !shared.index.is_loaded()) {
-                let sh = shared.clone();
-                let done = tokio::task::spawn_blocking(move || {
-                    crate::service::inventory::Filter::refresh_index(&sh)
-                })
-                .await;
-                match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => warn!(error = %e, "could not refresh the asset index"),
-                    Err(e) => warn!(error = %e, "asset index refresh failed"),
-                }
-            }
-            last_dirty = shared.index.dirty_len();
-        }
         if !asked && swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             swept_at = Some(tokio::time::Instant::now());
             let keep_ms = match shared.cfg.keep_jobs {
