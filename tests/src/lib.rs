@@ -46,12 +46,43 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// A free TCP port on 127.0.0.1.
+/// Ports handed to tests come from below the kernel's ephemeral range
+/// (32768-60999 on Linux), so no outgoing connection of another test can
+/// take one between the pick and a (re)start that binds it.
+const TEST_PORTS: std::ops::Range<u16> = 16_000..32_000;
+
+/// Lock files of the ports this test process holds; dropped when it exits.
+static HELD_PORTS: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+
+/// A free TCP port on 127.0.0.1, reserved for this test process: a lock file
+/// under the temp dir keeps concurrent tests (nextest runs each in its own
+/// process) from picking the same one, and the port stays below the
+/// ephemeral range so a restarted daemon can bind it again.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let dir = std::env::temp_dir().join("cmdb-test-ports");
+    std::fs::create_dir_all(&dir).expect("port lock dir");
+    let mut seed = [0u8; 2];
+    getrandom::fill(&mut seed).expect("random");
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let first = u16::from_le_bytes(seed) % span;
+    for i in 0..span {
+        let port = TEST_PORTS.start + (first + i) % span;
+        let Ok(file) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        HELD_PORTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
+        return port;
+    }
+    panic!("no free test port in {TEST_PORTS:?}");
 }
 
 #[derive(Default)]
