@@ -192,6 +192,27 @@ fn ssh_phase(cli: &Cli, hosts: usize) -> anyhow::Result<String> {
     Ok(s)
 }
 
+/// The sections of an earlier report that a run does not write: those
+/// whose heading says "(written by hand)" and the SSH run's section, each
+/// up to the next `## ` heading, in their order.
+fn kept_sections(old: &str) -> String {
+    let mut kept = String::new();
+    let mut starts: Vec<usize> = old.match_indices("\n## ").map(|(i, _)| i + 1).collect();
+    starts.push(old.len());
+    for w in starts.windows(2) {
+        let section = &old[w[0]..w[1]];
+        let heading = section.lines().next().unwrap_or_default();
+        if heading.contains("(written by hand)")
+            || heading.starts_with("## Agentless collection over SSH")
+        {
+            kept.push('\n');
+            kept.push_str(section.trim_end_matches('\n'));
+            kept.push('\n');
+        }
+    }
+    kept
+}
+
 /// Replaces (or appends) the section starting `## Agentless collection
 /// over SSH` in the report at `path`.
 fn put_ssh_section(path: &std::path::Path, section: &str) -> anyhow::Result<()> {
@@ -1372,8 +1393,24 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("== real minion idle");
     let minion = real_minion(cli.minion_idle)?;
-    let text = report(&cli, &sizes, minion);
+    let old = std::fs::read_to_string(&cli.out).unwrap_or_default();
+    let text = report(&cli, &sizes, minion) + &kept_sections(&old);
     std::fs::write(&cli.out, &text).with_context(|| format!("writing {}", cli.out.display()))?;
     print!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::kept_sections;
+
+    #[test]
+    fn a_new_report_keeps_the_hand_written_and_ssh_sections_only() {
+        let old = "# Benchmarks\n\n## Per run\nold figures\n\n## Why (written by hand)\nreasons\n# a code comment\n\n## Agentless collection over SSH\n| a |\n\n## The web UI\nold\n";
+        assert_eq!(
+            kept_sections(old),
+            "\n## Why (written by hand)\nreasons\n# a code comment\n\n## Agentless collection over SSH\n| a |\n"
+        );
+        assert_eq!(kept_sections("# Benchmarks\nnothing\n"), "");
+    }
 }
