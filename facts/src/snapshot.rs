@@ -14,12 +14,16 @@ use thiserror::Error;
 use crate::source::{FsUsage, HostSource};
 use crate::{CollectError, Collector};
 
-/// Something a collector reads from a host. Paths may hold shell globs
-/// (`/sys/block/*/size`), expanded on the host.
+/// Something a collector reads from a host. A path may hold shell globs
+/// (`/sys/block/*/size`), expanded on the host, and be several paths
+/// separated by spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
     /// Files' contents.
     File(&'static str),
+    /// Files of one line (sysfs and procfs attributes), read by the shell
+    /// itself: no process per file.
+    Line(&'static str),
     /// Directories' entry names.
     Dir(&'static str),
     /// Symbolic links' targets.
@@ -65,7 +69,10 @@ pub fn script(boundary: &str, probes: &[Probe]) -> String {
         "f() { for p in \"$@\"; do if [ -f \"$p\" ]; then h F \"$p\"; cat -- \"$p\" 2>/dev/null || h X \"$p\"; fi; done; }\n",
     );
     s.push_str(
-        "d() { for p in \"$@\"; do if [ -d \"$p\" ]; then h D \"$p\"; ls -1A -- \"$p\" 2>/dev/null || h X \"$p\"; fi; done; }\n",
+        "r() { for p in \"$@\"; do v=; if [ -f \"$p\" ] && { IFS= read -r v < \"$p\" || [ -n \"$v\" ]; } 2>/dev/null; then h F \"$p\"; printf '%s\\n' \"$v\"; fi; done; }\n",
+    );
+    s.push_str(
+        "d() { for p in \"$@\"; do if [ -d \"$p\" ]; then h D \"$p\"; for e in \"$p\"/* \"$p\"/.[!.]* \"$p\"/..?*; do if [ -e \"$e\" ] || [ -L \"$e\" ]; then printf '%s\\n' \"${e##*/}\"; fi; done; fi; done; }\n",
     );
     s.push_str(
         "l() { for p in \"$@\"; do if [ -L \"$p\" ]; then h L \"$p\"; readlink -- \"$p\"; fi; done; }\n",
@@ -80,6 +87,7 @@ pub fn script(boundary: &str, probes: &[Probe]) -> String {
         }
         match probe {
             Probe::File(p) => s.push_str(&format!("f {p}\n")),
+            Probe::Line(p) => s.push_str(&format!("r {p}\n")),
             Probe::Dir(p) => s.push_str(&format!("d {p}\n")),
             Probe::Link(p) => s.push_str(&format!("l {p}\n")),
             Probe::Exists(p) => s.push_str(&format!("e {p}\n")),

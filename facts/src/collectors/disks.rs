@@ -22,12 +22,12 @@ fn udev_prop(src: &dyn HostSource, devnum: &str, key: &str) -> Option<String> {
 /// What the collector reads.
 pub const PROBES: &[Probe] = &[
     Probe::Dir("/sys/block"),
-    Probe::File("/sys/block/*/size"),
-    Probe::File("/sys/block/*/queue/rotational"),
-    Probe::File("/sys/block/*/dev"),
-    Probe::File("/sys/block/*/device/serial"),
-    Probe::File("/sys/block/*/device/model"),
-    Probe::File("/sys/block/*/device/vendor"),
+    Probe::Line("/sys/block/*/size"),
+    Probe::Line("/sys/block/*/queue/rotational"),
+    Probe::Line("/sys/block/*/dev"),
+    Probe::Line("/sys/block/*/device/serial"),
+    Probe::Line("/sys/block/*/device/model"),
+    Probe::Line("/sys/block/*/device/vendor"),
     Probe::File("/run/udev/data/b*"),
 ];
 

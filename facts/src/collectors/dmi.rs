@@ -9,7 +9,14 @@ use crate::{CollectError, HostSource, Probe};
 /// What the collector reads.
 pub const PROBES: &[Probe] = &[
     Probe::Dir("/sys/class/dmi/id"),
-    Probe::File("/sys/class/dmi/id/*"),
+    Probe::Line(
+        "/sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name \
+         /sys/class/dmi/id/product_version /sys/class/dmi/id/product_serial \
+         /sys/class/dmi/id/product_uuid /sys/class/dmi/id/board_vendor \
+         /sys/class/dmi/id/board_name /sys/class/dmi/id/board_serial \
+         /sys/class/dmi/id/bios_vendor /sys/class/dmi/id/bios_version \
+         /sys/class/dmi/id/bios_date",
+    ),
 ];
 
 /// Collects `dmi: {system: {manufacturer, product, version, serial, uuid},

@@ -35,9 +35,9 @@ pub const PROBES: &[Probe] = &[
     Probe::File("/usr/share/misc/pci.ids"),
     Probe::File("/usr/share/hwdata/pci.ids"),
     Probe::Dir("/sys/bus/pci/devices"),
-    Probe::File("/sys/bus/pci/devices/*/class"),
-    Probe::File("/sys/bus/pci/devices/*/vendor"),
-    Probe::File("/sys/bus/pci/devices/*/device"),
+    Probe::Line("/sys/bus/pci/devices/*/class"),
+    Probe::Line("/sys/bus/pci/devices/*/vendor"),
+    Probe::Line("/sys/bus/pci/devices/*/device"),
 ];
 
 /// Collects `gpus: {pci_slot: {vendor_id, device_id, vendor, model}}` and `num_gpus`.

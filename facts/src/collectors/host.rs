@@ -31,9 +31,9 @@ fn fqdn(src: &dyn HostSource, host: &str) -> String {
 
 /// What the collector reads.
 pub const PROBES: &[Probe] = &[
-    Probe::File("/proc/sys/kernel/hostname"),
-    Probe::File("/etc/hostname"),
-    Probe::File("/proc/sys/kernel/domainname"),
+    Probe::Line("/proc/sys/kernel/hostname"),
+    Probe::Line("/etc/hostname"),
+    Probe::Line("/proc/sys/kernel/domainname"),
     Probe::File("/etc/hosts"),
 ];
 

@@ -6,9 +6,9 @@ use crate::{CollectError, HostSource, Probe};
 
 /// What the collector reads.
 pub const PROBES: &[Probe] = &[
-    Probe::File("/proc/sys/kernel/ostype"),
-    Probe::File("/proc/sys/kernel/osrelease"),
-    Probe::File("/proc/sys/kernel/version"),
+    Probe::Line("/proc/sys/kernel/ostype"),
+    Probe::Line("/proc/sys/kernel/osrelease"),
+    Probe::Line("/proc/sys/kernel/version"),
     Probe::Arch,
 ];
 

@@ -6,8 +6,8 @@ use crate::{CollectError, HostSource, Probe};
 
 /// What the collector reads.
 pub const PROBES: &[Probe] = &[
-    Probe::File("/etc/machine-id"),
-    Probe::File("/var/lib/dbus/machine-id"),
+    Probe::Line("/etc/machine-id"),
+    Probe::Line("/var/lib/dbus/machine-id"),
 ];
 
 /// Collects machine_id from `/etc/machine-id` (or D-Bus' copy).

@@ -20,10 +20,10 @@ pub const PROBES: &[Probe] = &[
     Probe::File("/proc/net/if_inet6"),
     Probe::Ipv4,
     Probe::Dir("/sys/class/net"),
-    Probe::File("/sys/class/net/*/address"),
-    Probe::File("/sys/class/net/*/speed"),
-    Probe::File("/sys/class/net/*/mtu"),
-    Probe::File("/sys/class/net/*/operstate"),
+    Probe::Line("/sys/class/net/*/address"),
+    Probe::Line("/sys/class/net/*/speed"),
+    Probe::Line("/sys/class/net/*/mtu"),
+    Probe::Line("/sys/class/net/*/operstate"),
 ];
 
 /// Collects `nics: {name: {mac, mtu, speed_mbps, state, ipv4, ipv6}}` and the

@@ -8,8 +8,8 @@ use crate::{CollectError, HostSource, Probe};
 pub const PROBES: &[Probe] = &[
     Probe::Dir("/sys/block"),
     Probe::Dir("/sys/block/*"),
-    Probe::File("/sys/block/*/*/start"),
-    Probe::File("/sys/block/*/*/size"),
+    Probe::Line("/sys/block/*/*/start"),
+    Probe::Line("/sys/block/*/*/size"),
 ];
 
 /// Collects `partitions: {name: {disk, size_bytes, start_sector}}`.

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use crate::{CollectError, HostSource, Probe};
 
 /// What the collector reads.
-pub const PROBES: &[Probe] = &[Probe::File("/etc/timezone"), Probe::Link("/etc/localtime")];
+pub const PROBES: &[Probe] = &[Probe::Line("/etc/timezone"), Probe::Link("/etc/localtime")];
 
 /// Collects `timezone` from `/etc/timezone`, else from where `/etc/localtime`
 /// links into the zoneinfo tree.

@@ -53,8 +53,10 @@ pub const PROBES: &[Probe] = &[
     Probe::Exists("/run/.containerenv"),
     Probe::File("/proc/1/environ"),
     Probe::File("/proc/1/cgroup"),
-    Probe::File("/sys/class/dmi/id/*"),
-    Probe::File("/sys/hypervisor/type"),
+    Probe::Line(
+        "/sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name /sys/class/dmi/id/bios_vendor /sys/class/dmi/id/board_vendor",
+    ),
+    Probe::Line("/sys/hypervisor/type"),
     Probe::File("/proc/cpuinfo"),
 ];
 
