@@ -593,9 +593,37 @@ fn listings_follow_every_write_at_once_and_after_a_restart() {
         ["web02", "web01"]
     );
 
+    // Whole assets (JSON without --fields) are encoded once and kept until
+    // the asset is written: read them twice, then change one.
+    let whole = |c: &Cluster, path: &str| -> Vec<String> {
+        let out = c.cmdb(&["asset", "list", "--out", "json", "--where", "minion ~ web*"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        // By minion (the listing is in asset id order).
+        let mut by_minion: Vec<(String, String)> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                let v = path.split('.').fold(r, |v, k| &v[k]);
+                let v = if v.is_null() {
+                    "-".into()
+                } else {
+                    v.to_string()
+                };
+                (r["minion"].to_string(), v)
+            })
+            .collect();
+        by_minion.sort();
+        by_minion.into_iter().map(|(_, v)| v).collect()
+    };
+    assert_eq!(whole(&c, "facts.inlet_temp_c"), ["21", "30"]);
+    assert_eq!(whole(&c, "facts.inlet_temp_c"), ["21", "30"]);
+
     // A collect that changes a fact is seen by the very next listing.
     std::fs::write(&temps[0], "40").expect("write");
     collect(&c, "web01");
+    assert_eq!(whole(&c, "facts.inlet_temp_c"), ["40", "30"]);
     assert_eq!(
         listed(&c, "inlet_temp_c >= 25", "minion"),
         ["web01", "web02"]
@@ -610,8 +638,10 @@ fn listings_follow_every_write_at_once_and_after_a_restart() {
         let out = c.cmdb(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     };
+    assert_eq!(whole(&c, "manual.department"), ["-", "-"]);
     ok(&["asset", "set", "web02", "department=finance"]);
     assert_eq!(listed(&c, "department = finance", "minion"), ["web02"]);
+    assert_eq!(whole(&c, "manual.department"), ["-", "\"finance\""]);
     ok(&["asset", "status", "web02", "maintenance"]);
     assert_eq!(listed(&c, "status = maintenance", "minion"), ["web02"]);
     let csv = c.dir.path().join("owners.csv");

@@ -211,11 +211,16 @@ fn ssh_phase(cli: &Cli, hosts: usize) -> anyhow::Result<String> {
          session; the sshd, its sessions and the clients share the machine with the master. \
          Goal: the whole roster within 60 s. Measured on {}, {}.\n",
         cli.ssh_sessions,
-        cli.ssh_config.as_ref().map_or(String::new(), |f| format!(" --ssh-config {}", f.display())),
+        cli.ssh_config
+            .as_ref()
+            .map_or(String::new(), |f| format!(" --ssh-config {}", f.display())),
         cli.ssh_sessions,
         cli.ssh_config.as_ref().map_or(String::new(), |f| format!(
             " and this ssh_config: `{}`",
-            std::fs::read_to_string(f).unwrap_or_default().trim().replace('\n', "; ")
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .trim()
+                .replace('\n', "; ")
         )),
         machine(),
         source()

@@ -190,7 +190,23 @@ fn answer(st: &ApiState, req: AssetRequest) -> Result<Json<AssetAnswer>, ApiErro
 async fn list(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<AssetAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
+    if q.grain.is_none() && q.fields.is_none() && q.at.is_none() && q.sort.is_none() {
+        let body = crate::service::inventory::whole_assets_json(
+            &st.shared,
+            q.q.as_deref(),
+            q.cursor.as_deref(),
+            page_limit(q.limit, 100)?,
+        )?;
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response());
+    }
     answer(
         &st,
         AssetRequest::List {
@@ -203,6 +219,7 @@ async fn list(
             limit: page_limit(q.limit, 100)?,
         },
     )
+    .map(IntoResponse::into_response)
 }
 
 #[utoipa::path(get, path = "/v1/assets/{key}", tag = "assets", params(("key" = String, Path, description = "asset id, minion id, serial, asset tag, name, IP or MAC"), ShowQuery), responses((status = 200, description = "the asset", body = AssetView, headers(("ETag" = String, description = "its latest version, for If-Match"))), doc::BadRequest, doc::Refused, doc::NotFound, doc::Conflict, doc::Failed))]

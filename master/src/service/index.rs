@@ -11,7 +11,7 @@
 //! again (and everything at first use, and again when the day changes,
 //! since book values are as of today).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -96,6 +96,30 @@ pub struct AssetIndex {
     day: AtomicI64,
     /// One refresh at a time.
     refreshing: Mutex<()>,
+    /// Whole assets' views as JSON, for listings of whole assets.
+    encoded: Mutex<Encoded>,
+}
+
+/// Most bytes of encoded views kept (about 2,000 swarm assets).
+const ENCODED_BUDGET: usize = 16 << 20;
+
+/// Whole assets' views as JSON. An asset's is dropped when it is written
+/// (`mark`); `generation` counts those writes so that a view read from the
+/// store before a write is never kept after it. Emptied when full and when
+/// the day changes (views hold today's book value).
+#[derive(Default)]
+struct Encoded {
+    generation: u64,
+    day: i64,
+    bytes: usize,
+    views: HashMap<AssetId, Arc<str>>,
+}
+
+impl Encoded {
+    fn clear(&mut self) {
+        self.views.clear();
+        self.bytes = 0;
+    }
 }
 
 fn today() -> i64 {
@@ -108,6 +132,44 @@ impl AssetIndex {
     pub fn mark(&self, id: &AssetId) {
         if let Ok(mut d) = self.dirty.lock() {
             d.insert(id.clone());
+        }
+        if let Ok(mut e) = self.encoded.lock() {
+            e.generation += 1;
+            if let Some(json) = e.views.remove(id) {
+                e.bytes -= json.len();
+            }
+        }
+    }
+
+    /// The asset's whole view as JSON when it is kept, else the write
+    /// generation to give [`AssetIndex::keep_json`] with the view read now.
+    pub fn cached_json(&self, id: &AssetId) -> Result<Arc<str>, u64> {
+        let Ok(mut e) = self.encoded.lock() else {
+            return Err(u64::MAX);
+        };
+        let day = today();
+        if e.day != day {
+            e.clear();
+            e.day = day;
+        }
+        e.views.get(id).cloned().ok_or(e.generation)
+    }
+
+    /// Keeps an asset's whole view as JSON, read from the store when no
+    /// asset had been written since `generation`.
+    pub fn keep_json(&self, id: &AssetId, generation: u64, json: Arc<str>) {
+        let Ok(mut e) = self.encoded.lock() else {
+            return;
+        };
+        if e.generation != generation || e.day != today() || json.len() > ENCODED_BUDGET {
+            return;
+        }
+        if e.bytes + json.len() > ENCODED_BUDGET {
+            e.clear();
+        }
+        e.bytes += json.len();
+        if let Some(old) = e.views.insert(id.clone(), json) {
+            e.bytes -= old.len();
         }
     }
 

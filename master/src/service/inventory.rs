@@ -3,6 +3,7 @@
 //! fleet-wide changes, with typed answers and [`ServiceError`]s.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use protocol::Jid;
 use serde::{Deserialize, Serialize};
@@ -1229,12 +1230,7 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
                 filter.need(&sort.field.path);
                 return sorted_page(shared, &filter, &sort, cursor.as_deref(), limit);
             }
-            let after = match &cursor {
-                Some(c) => Some(AssetId::parse(c).ok_or_else(|| {
-                    ServiceError::Invalid(format!("cursor {c:?} is not one this API gave"))
-                })?),
-                None => None,
-            };
+            let after = cursor_id(cursor.as_deref())?;
             let mut items = Vec::new();
             let mut more = false;
             filter.scan(shared, after.as_ref(), &mut |view| {
@@ -1553,6 +1549,93 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
             }))
         }
     }
+}
+
+/// The asset id a listing's cursor names.
+fn cursor_id(cursor: Option<&str>) -> Result<Option<AssetId>, ServiceError> {
+    cursor
+        .map(|c| {
+            AssetId::parse(c).ok_or_else(|| {
+                ServiceError::Invalid(format!("cursor {c:?} is not one this API gave"))
+            })
+        })
+        .transpose()
+}
+
+/// A page of whole assets (`GET /v1/assets` without fields, sort, time or
+/// grain) as the JSON of a [`Page`] of [`AssetView`]s: each asset's view
+/// is encoded once and kept by the index until the asset is written, so
+/// reading the same pages again neither decodes nor encodes them.
+pub fn whole_assets_json(
+    shared: &Shared,
+    q: Option<&str>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<String, ServiceError> {
+    let filter = Filter::new(None, q, None, None)?;
+    let after = cursor_id(cursor)?;
+    Filter::refresh_index(shared)?;
+    let paths = filter.query_paths();
+    let mut items: Vec<Arc<str>> = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (id, e) in shared.index.after(after.as_ref()) {
+        let covered = paths.iter().all(|p| e.covers(p));
+        if covered && filter.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+            continue;
+        }
+        if covered && items.len() == limit {
+            more = true;
+            break;
+        }
+        let cached = if covered {
+            shared.index.cached_json(&id)
+        } else {
+            Err(u64::MAX)
+        };
+        let json = match cached {
+            Ok(json) => json,
+            Err(generation) => {
+                // An asset removed since the index was read is left out.
+                let Some(rec) = shared.store.asset(&id)? else {
+                    continue;
+                };
+                let Some(view) = filter.view(shared, rec)? else {
+                    continue;
+                };
+                let json: Arc<str> = serde_json::to_string(&view)
+                    .map_err(|e| ServiceError::Internal(format!("encoding asset {id}: {e}")))?
+                    .into();
+                if covered {
+                    shared.index.keep_json(&id, generation, json.clone());
+                }
+                json
+            }
+        };
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(json);
+        last = Some(id);
+    }
+    let next = if more {
+        last.map(|id| id.to_string())
+    } else {
+        None
+    };
+    let mut out = String::with_capacity(items.iter().map(|j| j.len() + 1).sum::<usize>() + 64);
+    out.push_str("{\"items\":[");
+    for (i, json) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(json);
+    }
+    out.push_str("],\"next\":");
+    out.push_str(&serde_json::to_string(&next).unwrap_or_else(|_| "null".into()));
+    out.push('}');
+    Ok(out)
 }
 
 #[cfg(test)]
