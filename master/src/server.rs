@@ -183,13 +183,18 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         ssh: crate::service::ssh::SshService::new(&cfg),
         boot_id: random_u64(),
         nonces: NonceCache::default(),
-        presence: crate::presence::Presence::new(
-            now_ms(),
-            store
-                .assets()?
-                .into_iter()
-                .filter_map(|a| Some((a.minion.clone()?, a.document["presence"] == "online"))),
-        ),
+        presence: crate::presence::Presence::new(now_ms(), {
+            // One asset at a time: whole records of every asset at once
+            // would be most of the master's memory at start.
+            let mut known = Vec::new();
+            store.scan_assets(None, &mut |a| {
+                if let Some(m) = a.minion {
+                    known.push((m, a.document["presence"] == "online"));
+                }
+                true
+            })?;
+            known
+        }),
         master_key,
         cfg,
     });

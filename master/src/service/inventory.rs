@@ -1419,11 +1419,12 @@ pub fn handle(shared: &Shared, req: AssetRequest) -> Result<AssetAnswer, Service
         )?))),
         AssetRequest::Dups => {
             let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-            for rec in shared.store.assets()? {
+            shared.store.scan_assets(None, &mut |rec| {
                 if let Some(serial) = rec.serial() {
                     groups.entry(serial).or_default().push(rec.summary());
                 }
-            }
+                true
+            })?;
             groups.retain(|_, v| v.len() > 1);
             Ok(AssetAnswer::Dups(groups))
         }
