@@ -672,9 +672,13 @@ fn sorted_page(
             keyed.push(key);
         }
     })?;
-    keyed.sort_by(order);
+    // Only the page is sorted: the rest is split off around its end.
     let more = keyed.len() > limit;
-    keyed.truncate(limit);
+    if more {
+        keyed.select_nth_unstable_by(limit, order);
+        keyed.truncate(limit);
+    }
+    keyed.sort_by(order);
     let next = match keyed.last() {
         Some((value, id)) if more => Some(
             SortCursor {
