@@ -15,7 +15,6 @@
 //! `INVENTORY_SPEED_KEEP=1` the master is left running until stdin closes
 //! (to profile it by hand).
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -125,24 +124,7 @@ fn main() -> anyhow::Result<()> {
     let pid = c.master().pid();
     let rss0 = status_kib(pid, "VmRSS");
 
-    let mut csv = String::from(
-        "minion,department,business_line,purchase_cost,purchase_date,depreciation_years,warranty_end\n",
-    );
-    let depts = ["finance", "games", "network", "platform"];
-    for i in 0..n {
-        let months = i % 72;
-        let _ = writeln!(
-            csv,
-            "swarm-{i:05},{},bl-{},{}.50,{}-{:02}-15,{},{}-06-30",
-            depts[i % depts.len()],
-            i % 7,
-            1000 + (i % 50) * 100,
-            2020 + months / 12,
-            months % 12 + 1,
-            3 + i % 4,
-            2026 + i % 4,
-        );
-    }
+    let csv = bench::finance_csv(n);
     let file = c.dir.path().join("finance.csv");
     std::fs::write(&file, csv)?;
     let file = file.to_str().context("path")?.to_owned();

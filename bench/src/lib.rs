@@ -25,3 +25,29 @@ pub fn dir_bytes(p: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// A CSV giving each of `n` swarm minions' assets organisation and finance
+/// fields (department, business line, purchase cost and date, depreciation
+/// period, warranty end): what the benchmarks import before their queries.
+pub fn finance_csv(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut csv = String::from(
+        "minion,department,business_line,purchase_cost,purchase_date,depreciation_years,warranty_end\n",
+    );
+    let depts = ["finance", "games", "network", "platform"];
+    for i in 0..n {
+        let months = i % 72;
+        let _ = writeln!(
+            csv,
+            "swarm-{i:05},{},bl-{},{}.50,{}-{:02}-15,{},{}-06-30",
+            depts[i % depts.len()],
+            i % 7,
+            1000 + (i % 50) * 100,
+            2020 + months / 12,
+            months % 12 + 1,
+            3 + i % 4,
+            2026 + i % 4,
+        );
+    }
+    csv
+}
