@@ -551,22 +551,18 @@ fn literal_number(text: &str) -> Option<Num> {
     let t = text.trim();
     let lower = t.to_ascii_lowercase();
     let (digits, mult): (&str, i128) = {
-        let units: [(&str, i128); 5] = [
-            ("k", 1 << 10),
-            ("m", 1 << 20),
-            ("g", 1 << 30),
-            ("t", 1 << 40),
-            ("p", 1 << 50),
+        // Each unit as it may be written: KiB, KB, Ki, K (any case).
+        let units: [([&str; 4], i128); 5] = [
+            (["kib", "kb", "ki", "k"], 1 << 10),
+            (["mib", "mb", "mi", "m"], 1 << 20),
+            (["gib", "gb", "gi", "g"], 1 << 30),
+            (["tib", "tb", "ti", "t"], 1 << 40),
+            (["pib", "pb", "pi", "p"], 1 << 50),
         ];
         let mut found = (lower.as_str(), 1);
-        for (u, m) in units {
-            for suffix in [
-                format!("{u}ib"),
-                format!("{u}b"),
-                format!("{u}i"),
-                u.to_owned(),
-            ] {
-                if let Some(d) = lower.strip_suffix(suffix.as_str())
+        for (suffixes, m) in units {
+            for suffix in suffixes {
+                if let Some(d) = lower.strip_suffix(suffix)
                     && !d.is_empty()
                 {
                     found = (&t[..d.len()], m);
@@ -634,10 +630,12 @@ impl<'a> Literal<'a> {
                 literal_number(text)
             },
             date,
-            boolean: match text.to_ascii_lowercase().as_str() {
-                "true" => Some(true),
-                "false" => Some(false),
-                _ => None,
+            boolean: if text.eq_ignore_ascii_case("true") {
+                Some(true)
+            } else if text.eq_ignore_ascii_case("false") {
+                Some(false)
+            } else {
+                None
             },
         }
     }

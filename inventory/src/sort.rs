@@ -73,19 +73,21 @@ pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
         return Some(v);
     }
-    let ends: Vec<usize> = path
-        .char_indices()
-        .filter(|(_, c)| matches!(c, '.' | ':'))
-        .map(|(i, _)| i)
-        .chain([path.len()])
-        .collect();
+    // Where a key may end: the whole path, then each separator from the
+    // last (longest key first).
+    let mut ends = std::iter::once(path.len()).chain(
+        path.char_indices()
+            .rev()
+            .filter(|(_, c)| matches!(c, '.' | ':'))
+            .map(|(i, _)| i),
+    );
     match v {
-        Value::Object(map) => ends.iter().rev().find_map(|&end| {
+        Value::Object(map) => ends.find_map(|end| {
             let child = map.get(&path[..end])?;
             lookup(child, path.get(end + 1..).unwrap_or_default())
         }),
         Value::Array(items) => {
-            let end = ends[0];
+            let end = path.find(['.', ':']).unwrap_or(path.len());
             let index: usize = path[..end].parse().ok()?;
             lookup(items.get(index)?, path.get(end + 1..).unwrap_or_default())
         }

@@ -1044,17 +1044,18 @@ impl Filter {
 fn kept_parts(fields: &[String], root: &Value) -> Value {
     let mut kept = json!({"facts": {}, "manual": {}, "finance": {}, "relations": {}});
     for path in fields {
-        for full in [
-            path.clone(),
-            format!("facts.{path}"),
-            format!("manual.{path}"),
-            format!("finance.{path}"),
-        ] {
-            let (section, rest) = inventory::sort::split_root(&full);
-            if !matches!(section, "facts" | "manual" | "finance" | "relations") || rest.is_empty() {
+        let (first, after) = inventory::sort::split_root(path);
+        let as_given =
+            matches!(first, "facts" | "manual" | "finance" | "relations").then_some((first, after));
+        let bare = ["facts", "manual", "finance"].map(|section| (section, path.as_str()));
+        for (section, rest) in as_given.into_iter().chain(bare) {
+            if rest.is_empty() {
                 continue;
             }
-            if let Some(v) = inventory::sort::lookup(root, &full) {
+            if let Some(v) = root
+                .get(section)
+                .and_then(|part| inventory::sort::lookup(part, rest))
+            {
                 let keys: Vec<String> = rest.split(['.', ':']).map(str::to_owned).collect();
                 let mut at = &mut kept[section];
                 for k in &keys {
