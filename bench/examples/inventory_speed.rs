@@ -17,34 +17,13 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bench::facts;
+use bench::{status_kib, timed};
 use inventory::InventoryConfig;
 use protocol::{JidGenerator, JobReturn, MinionId};
 use store::{SledStore, Store};
 use tests::{Cluster, ClusterOpts};
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn timed(c: &Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)> {
-    let t = Instant::now();
-    let out = c.cmdb(args);
-    let secs = t.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!(
-            "cmdb {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok((secs, out.stdout))
-}
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(to);

@@ -51,3 +51,29 @@ pub fn finance_csv(n: usize) -> String {
     }
     csv
 }
+
+/// A `/proc/<pid>/status` value in KiB (`VmRSS`, `VmHWM`; 0 when it
+/// cannot be read).
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One `cmdb` run against `c`'s master that must succeed: its wall time in
+/// seconds and its output.
+pub fn timed(c: &tests::Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)> {
+    let t = std::time::Instant::now();
+    let out = c.cmdb(args);
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        anyhow::bail!(
+            "cmdb {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((secs, out.stdout))
+}

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::dir_bytes;
+use bench::{dir_bytes, status_kib, timed};
 use clap::Parser;
 use tests::{Cluster, ClusterOpts, Proc, bin_dir};
 
@@ -361,16 +361,6 @@ impl OtherLoad {
         let other = machine_busy_secs() - self.busy - ours;
         (other / self.wall.elapsed().as_secs_f64().max(1e-9)).max(0.0)
     }
-}
-
-/// A `/proc/<pid>/status` value in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn run_cmdb(c: &Cluster, args: &[&str]) -> anyhow::Result<(f64, usize, usize)> {
@@ -756,20 +746,6 @@ fn api_phase(c: &Cluster, cli: &Cli) -> anyhow::Result<ApiReport> {
         anyhow::Ok(())
     })?;
     Ok(r)
-}
-
-/// One `cmdb` run that must succeed: its wall time and its output.
-fn timed(c: &Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)> {
-    let t = Instant::now();
-    let out = c.cmdb(args);
-    let secs = t.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!(
-            "cmdb {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok((secs, out.stdout))
 }
 
 /// `cmdb user add NAME --role reader --password` with the password on stdin.
