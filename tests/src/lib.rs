@@ -557,6 +557,19 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The JSON a successful command printed; panics with its output
+/// otherwise.
+pub fn json_out(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad json ({e}): {}", text(&out.stdout)))
+}
+
 /// Reads a private key file.
 pub fn read_key(path: &Path) -> keys::SigningKey {
     keys::read_private(path).expect("private key")

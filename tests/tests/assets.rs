@@ -5,18 +5,7 @@
 
 use serde_json::Value;
 use tests::fixture::fixture_minion;
-use tests::{Cluster, ClusterOpts, text, wait_until};
-
-fn json_out(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad json ({e}): {}", text(&out.stdout)))
-}
+use tests::{Cluster, ClusterOpts, json_out, text, wait_until};
 
 /// `cmdb asset show REF --out json`.
 fn show(c: &Cluster, reference: &str) -> Value {

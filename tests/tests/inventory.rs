@@ -4,18 +4,7 @@
 
 use serde_json::{Value, json};
 use tests::fixture::{HostRoot, fixture_minion, plugin};
-use tests::{Cluster, ClusterOpts, stdout_ok, text};
-
-fn json_out(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad json ({e}): {}", text(&out.stdout)))
-}
+use tests::{Cluster, ClusterOpts, json_out, stdout_ok, text};
 
 fn collect(c: &Cluster, target: &str) -> Value {
     let (v, stderr, code) = c.run_json(&[target, "collect"]);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tests::sshd::{Login, Sshd};
-use tests::{Cluster, ClusterOpts, text, wait_until};
+use tests::{Cluster, ClusterOpts, json_out, text, wait_until};
 
 fn entry(id: &str, sshd: &Sshd, login: &Login, extra: &str) -> String {
     format!(
@@ -53,17 +53,6 @@ fn api_get(c: &Cluster, path: &str) -> Value {
         .output()
         .expect("curl");
     json_out(&out)
-}
-
-fn json_out(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad json ({e}): {}", text(&out.stdout)))
 }
 
 /// The newest job in the job cache (`jobs list` is keyed by jid).

@@ -847,19 +847,7 @@ pub async fn edit_asset(
         manual: BTreeMap::new(),
         status: None,
     };
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        headers.insert(header::IF_MATCH, v);
-    }
-    match crate::api::assets::patch(
-        State(st.clone()),
-        Extension(caller.clone()),
-        Path(id.clone()),
-        headers,
-        ApiJson(patch),
-    )
-    .await
-    {
+    match patch_if_match(&st, &caller, &id, version, patch).await {
         Ok(_) => see_other(&format!("/ui/assets/{}?done=saved", seg(&id))),
         Err(ApiError(
             e @ (ServiceError::Unprocessable(_)
@@ -885,14 +873,9 @@ pub async fn edit_asset(
             )
             .await
         }
-        Err(ApiError(ServiceError::PreconditionFailed(why))) => failed(
-            &st,
-            &caller,
-            &login,
-            ServiceError::PreconditionFailed(format!(
-                "{why}. Someone changed this asset after you opened it; nothing of your edit was saved. Open it again to see the change."
-            )),
-        ),
+        Err(ApiError(ServiceError::PreconditionFailed(why))) => {
+            lost_update(&st, &caller, &login, &why)
+        }
         Err(ApiError(e)) => failed(&st, &caller, &login, e),
     }
 }
@@ -907,11 +890,29 @@ async fn write_patch(
     patch: crate::api::assets::AssetPatch,
     done: &str,
 ) -> Response {
+    match patch_if_match(st, &caller, id, version, patch).await {
+        Ok(_) => see_other(&format!("/ui/assets/{}?done={done}", seg(id))),
+        Err(ApiError(ServiceError::PreconditionFailed(why))) => {
+            lost_update(st, &caller, &login, &why)
+        }
+        Err(ApiError(e)) => failed(st, &caller, &login, e),
+    }
+}
+
+/// The API's `PATCH /v1/assets/{ref}` handler, called as `caller` with
+/// `If-Match` on `version`.
+async fn patch_if_match(
+    st: &ApiState,
+    caller: &Caller,
+    id: &str,
+    version: u64,
+    patch: crate::api::assets::AssetPatch,
+) -> Result<Response, ApiError> {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
         headers.insert(header::IF_MATCH, v);
     }
-    match crate::api::assets::patch(
+    crate::api::assets::patch(
         State(st.clone()),
         Extension(caller.clone()),
         Path(id.to_owned()),
@@ -919,18 +920,19 @@ async fn write_patch(
         ApiJson(patch),
     )
     .await
-    {
-        Ok(_) => see_other(&format!("/ui/assets/{}?done={done}", seg(id))),
-        Err(ApiError(ServiceError::PreconditionFailed(why))) => failed(
-            st,
-            &caller,
-            &login,
-            ServiceError::PreconditionFailed(format!(
-                "{why}. Someone changed this asset after you opened it; nothing of your edit was saved. Open it again to see the change."
-            )),
-        ),
-        Err(ApiError(e)) => failed(st, &caller, &login, e),
-    }
+}
+
+/// The page for an edit refused because the asset changed after the form
+/// was opened (a 412): nothing was saved.
+fn lost_update(st: &ApiState, caller: &Caller, login: &Login, why: &str) -> Response {
+    failed(
+        st,
+        caller,
+        login,
+        ServiceError::PreconditionFailed(format!(
+            "{why}. Someone changed this asset after you opened it; nothing of your edit was saved. Open it again to see the change."
+        )),
+    )
 }
 
 /// Changes the status to one the current status allows.
