@@ -572,8 +572,9 @@ impl Store for SledStore {
                 if r.get(&key)?.is_some() {
                     return Ok(None);
                 }
-                let mut existing = match m.get(minion.as_bytes())? {
-                    Some(id) => Self::get_asset_tx(a, hd, h, &id)?,
+                let mapped = m.get(minion.as_bytes())?;
+                let mut existing = match &mapped {
+                    Some(id) => Self::get_asset_tx(a, hd, h, id)?,
                     None => None,
                 };
                 if existing.is_none()
@@ -599,7 +600,9 @@ impl Store for SledStore {
                 stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
                 r.insert(key.as_slice(), encode(&stub).map_err(abort)?)?;
                 Self::put_asset_tx(a, hd, &rec, base, every)?;
-                m.insert(minion.as_bytes(), rec.id.as_str().as_bytes())?;
+                if mapped.as_deref() != Some(rec.id.as_str().as_bytes()) {
+                    m.insert(minion.as_bytes(), rec.id.as_str().as_bytes())?;
+                }
                 for e in &entries {
                     Self::put_history(h, &rec.id, e)?;
                 }

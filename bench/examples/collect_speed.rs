@@ -1,0 +1,88 @@
+//! Fleet collects through a real master and a swarm, timed one by one with
+//! the CPU seconds the master and the swarm spent on each: the collect
+//! phase of `cmdb-bench` alone, quick to repeat while changing the master.
+//!
+//! ```sh
+//! cargo build --release --workspace --bins --examples
+//! target/release/examples/collect_speed 9000 3
+//! ```
+//! Arguments: minions (9000), collects (3). With `COLLECT_SPEED_PERF=FILE`
+//! the master is recorded with `perf record` (DWARF call graphs) into FILE during the
+//! collects.
+
+use std::process::Command;
+use std::time::Instant;
+
+use bench::{status_kib, timed};
+use tests::{Cluster, ClusterOpts, Proc, bin_dir};
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks are 100 per second on Linux.
+    (t(11) + t(12)) / 100.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (n, collects) = (arg(0, 9000), arg(1, 3));
+    let c = Cluster::start(ClusterOpts {
+        master_extra: "workers = 4\nrequest_queue = 65536\nmax_pending = 20000\n\
+                       auth_rate = 1000\nautosign = [\"*\"]\n\
+                       [inventory]\noffline_after_secs = 3600\n"
+            .into(),
+    });
+    let mut cmd = Command::new(bin_dir().join("cmdb-swarm"));
+    cmd.arg("-c").arg(c.master_config()).args([
+        "--count",
+        &n.to_string(),
+        "--heartbeat",
+        "30",
+        "--connect-rate",
+        "3000",
+        "--reconnect-jitter",
+        "10",
+        "--request-timeout",
+        "20",
+    ]);
+    let swarm = Proc::spawn("swarm", cmd);
+    swarm.wait_for_n_within(
+        "\"event\":\"all_online\"",
+        1,
+        std::time::Duration::from_secs(600),
+    );
+    let (master, swarm_pid) = (c.master().pid(), swarm.pid());
+    let mut perf = std::env::var_os("COLLECT_SPEED_PERF").map(|file| {
+        let mut p = Command::new("perf");
+        p.args(["record", "--call-graph", "dwarf,16384", "-F", "200", "-o"])
+            .arg(file)
+            .args(["-p", &master.to_string()]);
+        Proc::spawn("perf", p)
+    });
+    println!("collect  wall s  master CPU s  swarm CPU s  master RSS MiB");
+    for i in 0..collects {
+        let (m0, s0) = (cpu_secs(master), cpu_secs(swarm_pid));
+        let t = Instant::now();
+        timed(&c, &["run", "*", "collect", "-t", "120", "--out", "json"])?;
+        println!(
+            "{:7}  {:6.2}  {:12.2}  {:11.2}  {:14.0}",
+            i + 1,
+            t.elapsed().as_secs_f64(),
+            cpu_secs(master) - m0,
+            cpu_secs(swarm_pid) - s0,
+            status_kib(master, "VmRSS") as f64 / 1024.0
+        );
+    }
+    if let Some(p) = perf.as_mut() {
+        p.signal(nix::sys::signal::Signal::SIGINT);
+        p.wait_exit();
+    }
+    println!(
+        "master peak RSS {:.0} MiB",
+        status_kib(master, "VmHWM") as f64 / 1024.0
+    );
+    Ok(())
+}
