@@ -7,6 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use keys::VerifyingKey;
+use minion::machine::{
+    self, AuthAnswer, AuthWait, Beat, Delivery, Next, Reconnect, Sent, Session, Step, Timing,
+};
+use minion::session::clock;
 use minion::transport::{self, ChannelSlot, Link};
 use protocol::seal::{Sealed, SymmetricKey, channel_key, open_session_key};
 use protocol::{
@@ -40,6 +44,26 @@ pub struct SwarmConfig {
     pub request_timeout: f64,
     /// Longest random delay before reconnecting, seconds.
     pub reconnect_jitter: f64,
+    /// Longest random delay before asking for a rotated session key,
+    /// seconds (a minion's `rotation_spread`).
+    pub rotation_spread: f64,
+}
+
+impl SwarmConfig {
+    /// The session and delivery timings every simulated minion follows: a
+    /// minion's defaults, with this swarm's heartbeat, reconnect delay and
+    /// rotation spread, and a short wait while pending (1-2 s) so that a
+    /// fleet accepted by an operator comes online quickly.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            heartbeat: self.heartbeat_secs,
+            reauth_delay: self.reconnect_jitter,
+            rotation_spread: self.rotation_spread,
+            acceptance_wait: 1.0,
+            acceptance_wait_max: 2.0,
+            ..Timing::default()
+        }
+    }
 }
 
 /// Counters the swarm keeps.
@@ -88,6 +112,7 @@ struct Sim {
     master_key: Arc<RwLock<Option<VerifyingKey>>>,
     channel: ChannelSlot,
     cfg: Arc<SwarmConfig>,
+    timing: Arc<Timing>,
     stats: Arc<Stats>,
     round: u64,
     seen: VecDeque<Jid>,
@@ -105,6 +130,7 @@ enum Authed {
 impl Sim {
     async fn authenticate(&mut self, link: &Link) -> Authed {
         let mut was_pending = false;
+        let mut wait = AuthWait::new(&self.timing);
         loop {
             let mut nonce = vec![0u8; 16];
             let _ = getrandom::fill(&mut nonce);
@@ -139,11 +165,17 @@ impl Sim {
                     Err(_) => Authed::Retry,
                 };
             }
+            let answer = if ans.status == AuthStatus::Pending {
+                AuthAnswer::Pending
+            } else {
+                AuthAnswer::Refused
+            };
             if !was_pending {
                 self.stats.pending.fetch_add(1, Ordering::Relaxed);
                 was_pending = true;
             }
-            tokio::time::sleep(Duration::from_secs_f64(1.0 + jitter())).await;
+            let delay = wait.after(answer, &self.timing, jitter()).unwrap_or(0.0);
+            tokio::time::sleep(Duration::from_secs_f64(delay)).await;
         }
     }
 
@@ -212,40 +244,58 @@ impl Sim {
     }
 
     /// Sends a return until the master acknowledges it or refuses it for
-    /// good, with capped backoff, like the real minion; when the session
-    /// ends first, it is kept for the next one.
+    /// good, as the real minion does (the same [`Delivery`]); when the
+    /// session ends first, it is kept for the next one.
     async fn deliver(&mut self, link: &Link, ret: JobReturn) {
-        let mut wait = 0.2f64;
+        let mut delivery = Delivery::new(clock(), &self.timing);
         loop {
-            match link.request(RequestBody::Return(ret.clone()), false).await {
-                Ok(r) if matches!(r.body, ReplyBody::Ack { .. }) => {
+            let sent = match link.request(RequestBody::Return(ret.clone()), false).await {
+                Ok(r) if matches!(r.body, ReplyBody::Ack { .. }) => Sent::Acked,
+                Ok(_) => Sent::Failed,
+                Err(minion::error::MinionError::Refused { kind, .. }) => Sent::Refused(kind),
+                Err(_) if link.broken.is_cancelled() => Sent::LinkGone,
+                Err(_) => Sent::Failed,
+            };
+            let wait = match delivery.after(sent, clock(), &self.timing, jitter()) {
+                Next::Done => {
                     self.stats.returns.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Ok(_) => return,
-                Err(minion::error::MinionError::Refused { kind, .. })
-                    if !matches!(kind, ErrorKind::Internal | ErrorKind::NotAccepted) =>
-                {
-                    return;
-                }
-                Err(_) if link.broken.is_cancelled() => {
+                Next::Drop | Next::GiveUp | Next::ReplaceWithError => return,
+                Next::Keep => {
                     self.undelivered.push(ret);
                     return;
                 }
-                Err(_) => {}
-            }
+                Next::RetryAfter(wait) => wait,
+            };
             tokio::select! {
                 _ = link.broken.cancelled() => {
                     self.undelivered.push(ret);
                     return;
                 }
-                _ = tokio::time::sleep(Duration::from_secs_f64(wait * (0.5 + jitter()))) => {}
+                _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
             }
-            wait = (wait * 2.0).min(10.0);
         }
     }
 
-    async fn session(&mut self, cancel: &CancellationToken) {
+    /// Asks for the jobs the master published while they were missed, and
+    /// runs those for this minion.
+    async fn fetch_missed(&mut self, link: &Link) {
+        if let Ok(r) = link
+            .request(RequestBody::MissedJobs(MissedJobs {}), false)
+            .await
+            && let ReplyBody::Jobs { jobs } = r.body
+        {
+            for env in jobs {
+                if let Some(job) = self.job_of(&env) {
+                    self.run_job(link, job).await;
+                }
+            }
+        }
+    }
+
+    /// One session, until it ends; true when it got as far as accepted.
+    async fn session(&mut self, cancel: &CancellationToken) -> bool {
         let timeout = Duration::from_secs_f64(self.cfg.request_timeout);
         let req_ep = format!("tcp://{}:{}", self.cfg.master, self.cfg.ret_port);
         let pub_ep = format!("tcp://{}:{}", self.cfg.master, self.cfg.publish_port);
@@ -260,7 +310,7 @@ impl Sim {
         )
         .await
         else {
-            return;
+            return false;
         };
         let Ok(mut sub) = transport::subscribe(
             &pub_ep,
@@ -270,10 +320,10 @@ impl Sim {
         )
         .await
         else {
-            return;
+            return false;
         };
-        let Authed::Yes(mut epoch, mut session) = self.authenticate(&link).await else {
-            return;
+        let Authed::Yes(mut epoch, mut key) = self.authenticate(&link).await else {
+            return false;
         };
         self.stats.online.fetch_add(1, Ordering::Relaxed);
         let _online = OnlineGuard(self.stats.clone());
@@ -284,29 +334,15 @@ impl Sim {
         for ret in std::mem::take(&mut self.undelivered) {
             self.deliver(&link, ret).await;
         }
-        if let Ok(r) = link
-            .request(RequestBody::MissedJobs(MissedJobs {}), false)
-            .await
-            && let ReplyBody::Jobs { jobs } = r.body
-        {
-            for env in jobs {
-                if let Some(job) = self.job_of(&env) {
-                    self.run_job(&link, job).await;
-                }
-            }
-        }
-        let period = Duration::from_secs_f64(self.cfg.heartbeat_secs * (0.9 + 0.2 * jitter()));
-        let first = Duration::from_secs_f64((1.0 + 2.0 * jitter()).min(self.cfg.heartbeat_secs));
-        let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
-        let session_start = Instant::now();
-        let early = Duration::from_secs_f64((4.0 + 2.0 * jitter()).min(self.cfg.heartbeat_secs));
-        let mut boot = None;
-        let mut misses = 0;
-        let mut behind = false;
+        self.fetch_missed(&link).await;
+        let timing = self.timing.clone();
+        let mut session = Session::new(clock());
+        let mut next_beat = tokio::time::Instant::now()
+            + Duration::from_secs_f64(session.first_heartbeat(&timing, jitter()));
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = link.broken.cancelled() => return,
+                _ = cancel.cancelled() => return true,
+                _ = link.broken.cancelled() => return true,
                 r = transport::next_publish(&mut sub) => {
                     let frame = match r {
                         Ok(transport::Published::Job(frame)) => frame,
@@ -323,66 +359,66 @@ impl Sim {
                                 && e > epoch
                             {
                                 epoch = e;
-                                session = k;
+                                key = k;
                                 self.stats.handovers.fetch_add(1, Ordering::Relaxed);
                             }
                             continue;
                         }
-                        Err(_) => return,
+                        Err(_) => return true,
                     };
                     let Ok(sealed) = Sealed::from_bytes(&frame, protocol::MAX_FRAME_DEFAULT) else { continue };
-                    if sealed.key_id > epoch {
-                        self.stats.late_keys.fetch_add(1, Ordering::Relaxed);
-                        match self.authenticate(&link).await {
-                            Authed::Yes(e, k) => { epoch = e; session = k; }
-                            Authed::Retry => return,
+                    match machine::publish(sealed.key_id, epoch, &timing, jitter()) {
+                        machine::Publish::Open => {}
+                        machine::Publish::Drop => continue,
+                        machine::Publish::Rekey(delay) => {
+                            // As a real minion: the publish is dropped, the
+                            // key asked for after a while, and the job
+                            // fetched as missed.
+                            self.stats.late_keys.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+                            match self.authenticate(&link).await {
+                                Authed::Yes(e, k) if e > epoch => { epoch = e; key = k; }
+                                Authed::Yes(..) => {}
+                                Authed::Retry => return true,
+                            }
+                            self.fetch_missed(&link).await;
+                            continue;
                         }
                     }
-                    let Ok(inner) = sealed.open(&session, b"cmdb-publish") else { continue };
+                    let Ok(inner) = sealed.open(&key, minion::session::PUBLISH_AAD) else { continue };
                     if let Some(job) = self.job_of(&inner) {
                         self.run_job(&link, job).await;
                     }
                 }
-                _ = hb.tick() => {
-                    if session_start.elapsed() < Duration::from_secs(30) {
-                        hb.reset_after(early);
-                    }
-                    match link.request(RequestBody::Heartbeat(Heartbeat { running: vec![] }), false).await {
-                        Ok(r) => {
-                            misses = 0;
-                            if let ReplyBody::Heartbeat(h) = r.body {
-                                if boot.is_some_and(|b| b != h.boot_id) {
-                                    return;
+                _ = tokio::time::sleep_until(next_beat) => {
+                    next_beat = tokio::time::Instant::now()
+                        + Duration::from_secs_f64(session.next_heartbeat(clock(), &timing));
+                    let beat = match link.request(RequestBody::Heartbeat(Heartbeat { running: vec![] }), false).await {
+                        Ok(r) => match r.body {
+                            ReplyBody::Heartbeat(h) => Beat::Answer {
+                                boot_id: h.boot_id,
+                                session_epoch: h.session_epoch,
+                                unseen_jobs: h.pending.iter().any(|j| !self.seen.contains(j)),
+                            },
+                            _ => Beat::Failed,
+                        },
+                        Err(minion::error::MinionError::Refused { kind: ErrorKind::NotAccepted, .. }) => Beat::NotAccepted,
+                        Err(_) => Beat::Failed,
+                    };
+                    for step in session.heartbeat(beat, epoch, &timing, jitter()) {
+                        match step {
+                            Step::Continue => {}
+                            Step::FetchMissed => self.fetch_missed(&link).await,
+                            Step::Rekey(delay) => {
+                                tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+                                match self.authenticate(&link).await {
+                                    Authed::Yes(e, k) if e > epoch => { epoch = e; key = k; }
+                                    Authed::Yes(..) => {}
+                                    Authed::Retry => return true,
                                 }
-                                boot = Some(h.boot_id);
-                                if !h.pending.is_empty()
-                                    && let Ok(r) = link.request(RequestBody::MissedJobs(MissedJobs {}), false).await
-                                    && let ReplyBody::Jobs { jobs } = r.body
-                                {
-                                    for env in jobs {
-                                        if let Some(job) = self.job_of(&env) {
-                                            self.run_job(&link, job).await;
-                                        }
-                                    }
-                                }
-                                // Behind at two heartbeats in a row: the
-                                // hand-over was missed; ask for the key
-                                // (a real minion waits a random part of
-                                // rotation_spread instead).
-                                if h.session_epoch > epoch && behind {
-                                    match self.authenticate(&link).await {
-                                        Authed::Yes(e, k) => { epoch = e; session = k; }
-                                        Authed::Retry => return,
-                                    }
-                                }
-                                behind = h.session_epoch > epoch;
+                                self.fetch_missed(&link).await;
                             }
-                        }
-                        Err(_) => {
-                            misses += 1;
-                            if misses >= 2 {
-                                return;
-                            }
+                            Step::Reconnect(_) => return true,
                         }
                     }
                 }
@@ -401,6 +437,7 @@ impl Drop for OnlineGuard {
 
 /// Runs the swarm until `cancel` is set.
 pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken) {
+    let timing = Arc::new(cfg.timing());
     let cfg = Arc::new(cfg);
     let jobs: JobCache = Arc::default();
     let started = Instant::now();
@@ -408,6 +445,7 @@ pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken)
     for n in 0..cfg.count {
         let at = started + Duration::from_secs_f64(n as f64 / cfg.connect_per_sec);
         let (cfg, stats, cancel, jobs) = (cfg.clone(), stats.clone(), cancel.clone(), jobs.clone());
+        let timing = timing.clone();
         tasks.spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let Ok(id) = MinionId::new(format!("{}{n:05}", cfg.prefix)) else {
@@ -422,19 +460,22 @@ pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken)
                 master_key: Arc::new(RwLock::new(None)),
                 channel: Arc::new(RwLock::new(None)),
                 cfg: cfg.clone(),
+                timing: timing.clone(),
                 stats: stats.clone(),
                 round: 0,
                 seen: VecDeque::new(),
                 ever_online: false,
                 undelivered: Vec::new(),
             };
+            let mut reconnect = Reconnect::default();
             while !cancel.is_cancelled() {
-                sim.session(&cancel).await;
+                let established = sim.session(&cancel).await;
+                reconnect.ended(established);
                 if cancel.is_cancelled() {
                     break;
                 }
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                let pause = cfg.reconnect_jitter * jitter() + 0.1;
+                let pause = reconnect.delay(&timing, jitter());
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs_f64(pause)) => {}

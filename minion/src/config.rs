@@ -109,6 +109,23 @@ impl Default for MinionConfig {
 }
 
 impl MinionConfig {
+    /// The timings its session and return delivery follow.
+    pub fn timing(&self) -> crate::machine::Timing {
+        crate::machine::Timing {
+            heartbeat: self.heartbeat_interval,
+            early_heartbeat: 5.0,
+            early_for: 30.0,
+            acceptance_wait: self.acceptance_wait_time,
+            acceptance_wait_max: self.acceptance_wait_time_max,
+            reauth_delay: self.random_reauth_delay,
+            rotation_spread: self.rotation_spread,
+            misses_allowed: 2,
+            retry_first: 0.5,
+            retry_max: 30.0,
+            give_up_after: Some(self.return_retry_secs as f64),
+        }
+    }
+
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<MinionConfig, MinionError> {
         Ok(daemon::load_config(path, Self::parse)?)

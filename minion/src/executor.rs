@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::error::MinionError;
+use crate::machine::{Delivery, Next, Sent};
 use crate::modules::{self, CallContext, Outcome};
-use crate::session::{Minion, jitter};
+use crate::session::{Minion, clock, jitter};
 use crate::transport::now_ms;
 
 /// After this long a running job is reported in a heartbeat, so that the
@@ -258,18 +259,15 @@ pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
     if !m.outbox.keep(&entry) {
         return;
     }
-    let started = tokio::time::Instant::now();
-    let give_up = Duration::from_secs(m.cfg.return_retry_secs);
-    let mut failures = 0u32;
-    let mut wait = 0.5f64;
+    let timing = m.cfg.timing();
+    let mut delivery = Delivery::new(clock(), &timing);
     loop {
-        match send_once(m, &ret, &encoded, push).await {
-            Ok(ReplyBody::Ack { jid }) if jid == ret.jid => {
-                info!(success = ret.success, "return acknowledged");
-                m.outbox.done(&ret.jid);
-                return;
+        let sent = match send_once(m, &ret, &encoded, push).await {
+            Ok(ReplyBody::Ack { jid }) if jid == ret.jid => Sent::Acked,
+            Ok(other) => {
+                warn!(reply = ?other, "unexpected answer to a return");
+                Sent::Failed
             }
-            Ok(other) => warn!(reply = ?other, "unexpected answer to a return"),
             Err(MinionError::Refused {
                 kind: ErrorKind::TooLarge,
                 message,
@@ -280,46 +278,64 @@ pub async fn deliver(m: &Minion, ret: JobReturn, push: bool) {
                     encoded.len()
                 );
                 ret = too_large(&ret, why);
+                Sent::TooLarge
+            }
+            Err(MinionError::Refused { kind, message }) => {
+                if delivery.failures() == 0 {
+                    warn!(?kind, message = %message, "the master refused the return");
+                } else {
+                    debug!(?kind, message = %message, "the master refused the return again");
+                }
+                Sent::Refused(kind)
+            }
+            Err(e) if delivery.failures() == 0 => {
+                warn!(jid = %ret.jid, error = %e, "return not delivered; retrying");
+                Sent::Failed
+            }
+            Err(e) => {
+                debug!(error = %e, "return not delivered yet");
+                Sent::Failed
+            }
+        };
+        let wait = match delivery.after(sent, clock(), &timing, jitter()) {
+            Next::Done => {
+                info!(success = ret.success, "return acknowledged");
+                m.outbox.done(&ret.jid);
+                return;
+            }
+            Next::ReplaceWithError => {
                 encoded = protocol::envelope::encode_message(&ret).unwrap_or_default();
                 entry.ret = ret.clone();
                 m.outbox.write(&entry);
                 continue;
             }
-            Err(MinionError::Refused { kind, message })
-                if !matches!(
-                    kind,
-                    ErrorKind::Internal | ErrorKind::NotAccepted | ErrorKind::LimitReached
-                ) =>
-            {
-                warn!(?kind, message = %message, "the master refused the return; dropping it");
+            Next::Drop => {
+                warn!(jid = %ret.jid, "dropping a return the master refused");
                 m.outbox.done(&ret.jid);
                 return;
             }
-            Err(e) if failures == 0 => {
-                warn!(jid = %ret.jid, error = %e, "return not delivered; retrying");
+            Next::GiveUp => {
+                error!(
+                    jid = %ret.jid,
+                    tries = delivery.failures(),
+                    secs = m.cfg.return_retry_secs,
+                    "giving up on a return the master did not take (return_retry_secs)"
+                );
+                m.outbox.done(&ret.jid);
+                return;
             }
-            Err(e) => debug!(error = %e, "return not delivered yet"),
-        }
-        failures += 1;
-        if started.elapsed() >= give_up {
-            error!(
-                jid = %ret.jid,
-                tries = failures,
-                secs = give_up.as_secs(),
-                "giving up on a return the master did not take (return_retry_secs)"
-            );
-            m.outbox.done(&ret.jid);
-            return;
-        }
-        let d = Duration::from_secs_f64(wait * (0.5 + jitter()));
+            Next::RetryAfter(wait) => wait,
+            // Not asked for here: a minion's tries go on across sessions
+            // (its link comes back on its own).
+            Next::Keep => timing.retry_first,
+        };
         tokio::select! {
             _ = m.cancel.cancelled() => {
                 warn!(jid = %ret.jid, "shutting down with an undelivered return; it stays in the outbox");
                 m.outbox.release(&ret.jid);
                 return;
             }
-            _ = tokio::time::sleep(d) => {}
+            _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
         }
-        wait = (wait * 2.0).min(30.0);
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod executor;
 pub mod files;
 pub mod identity;
+pub mod machine;
 pub mod modules;
 pub mod outbox;
 pub mod session;

@@ -23,6 +23,7 @@ use crate::config::MinionConfig;
 use crate::error::MinionError;
 use crate::executor;
 use crate::identity::Identity;
+use crate::machine;
 use crate::transport::{self, ChannelSlot, Link, now_ms};
 use protocol::seal::{Sealed, SymmetricKey, channel_key, open_session_key};
 
@@ -241,20 +242,30 @@ async fn sleep_or_cancel(m: &Minion, d: Duration) -> bool {
     }
 }
 
+/// Seconds on the session clock (monotonic, from the first call).
+pub fn clock() -> f64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+}
+
 /// Runs sessions until cancelled, reconnecting with jitter.
 pub async fn run_sessions(m: Arc<Minion>) {
-    let mut failures: u32 = 0;
+    let timing = m.cfg.timing();
+    let mut reconnect = machine::Reconnect::default();
     loop {
         if m.cancel.is_cancelled() {
             break;
         }
         match connect_and_auth(&m).await {
             Ok(sub) => {
-                failures = 0;
+                reconnect.ended(true);
                 serve(&m, sub).await;
             }
             Err(e) => {
-                failures = failures.saturating_add(1);
+                reconnect.ended(false);
                 warn!(error = %e, "could not connect to the master");
             }
         }
@@ -262,14 +273,7 @@ pub async fn run_sessions(m: Arc<Minion>) {
         if m.cancel.is_cancelled() {
             break;
         }
-        let backoff = (m.cfg.acceptance_wait_time * f64::from(1u32 << failures.min(6)))
-            .min(m.cfg.acceptance_wait_time_max);
-        let delay = if failures == 0 {
-            m.cfg.random_reauth_delay * jitter()
-        } else {
-            backoff * (0.5 + jitter() / 2.0)
-        };
-        if !sleep_or_cancel(&m, secs(delay)).await {
+        if !sleep_or_cancel(&m, secs(reconnect.delay(&timing, jitter()))).await {
             break;
         }
     }
@@ -315,34 +319,36 @@ async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
     let link = open_link(m).await?;
     let sub =
         transport::subscribe(&pub_ep, m.ident.id.as_str(), timeout, m.cfg.max_frame_bytes).await?;
-    let mut wait = m.cfg.acceptance_wait_time;
+    let timing = m.cfg.timing();
+    let mut wait = machine::AuthWait::new(&timing);
     let mut said_pending = false;
     loop {
-        match authenticate(m, &link).await? {
-            AuthStatus::Accepted => {
-                m.set_link(Some(link));
-                info!(minion_id = %m.ident.id, "authenticated with the master");
-                return Ok(sub);
-            }
+        let answer = match authenticate(m, &link).await? {
+            AuthStatus::Accepted => machine::AuthAnswer::Accepted,
             AuthStatus::Pending => {
                 if !said_pending {
                     info!(minion_id = %m.ident.id, fingerprint = %keys::Fingerprint::of(&m.ident.key.verifying_key()), "key pending acceptance on the master");
                     said_pending = true;
                 }
+                machine::AuthAnswer::Pending
             }
             AuthStatus::Rejected => {
                 warn!(minion_id = %m.ident.id, "the master rejected this minion's key");
-                wait = m.cfg.acceptance_wait_time_max;
+                machine::AuthAnswer::Refused
             }
             AuthStatus::Denied => {
                 warn!(minion_id = %m.ident.id, "the master holds another key for this id; this key was denied");
-                wait = m.cfg.acceptance_wait_time_max;
+                machine::AuthAnswer::Refused
             }
-        }
-        if !sleep_or_cancel(m, secs(wait * (0.75 + jitter() / 2.0))).await {
+        };
+        let Some(delay) = wait.after(answer, &timing, jitter()) else {
+            m.set_link(Some(link));
+            info!(minion_id = %m.ident.id, "authenticated with the master");
+            return Ok(sub);
+        };
+        if !sleep_or_cancel(m, secs(delay)).await {
             return Err(MinionError::Unreachable("shutting down".into()));
         }
-        wait = (wait * 2.0).min(m.cfg.acceptance_wait_time_max);
     }
 }
 
@@ -397,11 +403,11 @@ fn epoch(m: &Minion) -> u64 {
         .map_or(0, |(e, _)| *e)
 }
 
-/// Gets the new session key after a rotation, after a random part of
-/// `rotation_spread` so that the fleet does not ask at once.
-async fn rekey(m: &Arc<Minion>, link: &Link) -> bool {
+/// Gets the new session key after a rotation, after `delay` (a random
+/// part of `rotation_spread`, so that the fleet does not ask at once).
+async fn rekey(m: &Arc<Minion>, link: &Link, delay: f64) -> bool {
     let before = epoch(m);
-    if !sleep_or_cancel(m, secs(m.cfg.rotation_spread * jitter())).await {
+    if !sleep_or_cancel(m, secs(delay)).await {
         return false;
     }
     if epoch(m) > before {
@@ -452,18 +458,12 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
         m.tasks
             .spawn(async move { crate::executor::deliver(&mm, entry.ret, entry.push).await });
     }
-    let period = secs(m.cfg.heartbeat_interval);
-    // The first heartbeat comes soon: publishes sent while the SUB socket was
-    // still joining are dropped, and its reply names the jobs that were.
-    let first = secs((1.0 + jitter()).min(m.cfg.heartbeat_interval));
-    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
-    // For the first half minute of a session, heartbeats come at least every
-    // five seconds: during a reconnect storm publishes are the likeliest to
-    // be dropped, and each heartbeat reply names the jobs that were.
-    let session_start = tokio::time::Instant::now();
-    let early = secs(5.0).min(period);
-    let mut boot: Option<u64> = None;
-    let mut misses = 0;
+    let timing = m.cfg.timing();
+    let mut session = machine::Session::new(clock());
+    // The first heartbeat comes soon (see `machine::Session`); early in a
+    // session they come at most `early_heartbeat` apart.
+    let mut next_beat =
+        tokio::time::Instant::now() + secs(session.first_heartbeat(&timing, jitter()));
     loop {
         tokio::select! {
             _ = m.cancel.cancelled() => return,
@@ -472,7 +472,7 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                 return;
             }
             _ = m.rekey.notified() => {
-                if !rekey(m, &link).await {
+                if !rekey(m, &link, timing.rotation_spread * jitter()).await {
                     return;
                 }
             }
@@ -484,45 +484,47 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                     return;
                 }
             },
-            _ = hb.tick() => {
-                if session_start.elapsed() < secs(30.0) {
-                    hb.reset_after(early);
-                }
-                match m.heartbeat().await {
-                Ok(reply) => {
-                    misses = 0;
-                    if boot.is_some_and(|b| b != reply.boot_id) {
-                        info!("the master restarted; reconnecting");
-                        return;
+            _ = tokio::time::sleep_until(next_beat) => {
+                next_beat = tokio::time::Instant::now() + secs(session.next_heartbeat(clock(), &timing));
+                let beat = match m.heartbeat().await {
+                    Ok(reply) => {
+                        let unseen_jobs = {
+                            let seen = m.seen.lock().unwrap_or_else(|p| p.into_inner());
+                            reply.pending.iter().any(|j| !seen.contains(j))
+                        };
+                        machine::Beat::Answer {
+                            boot_id: reply.boot_id,
+                            session_epoch: reply.session_epoch,
+                            unseen_jobs,
+                        }
                     }
-                    boot = Some(reply.boot_id);
-                    if reply.session_epoch > epoch(m) {
-                        debug!(epoch = reply.session_epoch, "the session key rotated");
-                        if !rekey(m, &link).await {
+                    Err(MinionError::Refused { kind: ErrorKind::NotAccepted, .. }) => machine::Beat::NotAccepted,
+                    Err(e) => {
+                        debug!(error = %e, "heartbeat failed");
+                        machine::Beat::Failed
+                    }
+                };
+                for step in session.heartbeat(beat, epoch(m), &timing, jitter()) {
+                    match step {
+                        machine::Step::Continue => {}
+                        machine::Step::FetchMissed => fetch_missed(m).await,
+                        machine::Step::Rekey(delay) => {
+                            debug!("the session key rotated");
+                            if !rekey(m, &link, delay).await {
+                                return;
+                            }
+                        }
+                        machine::Step::Reconnect(why) => {
+                            match why {
+                                machine::Why::MasterRestarted => info!("the master restarted; reconnecting"),
+                                machine::Why::MasterSilent => warn!("the master is not answering; reconnecting"),
+                                machine::Why::NotAccepted => warn!("the master no longer accepts this minion's key"),
+                            }
                             return;
                         }
                     }
-                    let unseen = {
-                        let seen = m.seen.lock().unwrap_or_else(|p| p.into_inner());
-                        reply.pending.iter().any(|j| !seen.contains(j))
-                    };
-                    if unseen {
-                        fetch_missed(m).await;
-                    }
                 }
-                Err(MinionError::Refused { kind: ErrorKind::NotAccepted, .. }) => {
-                    warn!("the master no longer accepts this minion's key");
-                    return;
-                }
-                Err(e) => {
-                    misses += 1;
-                    debug!(error = %e, misses, "heartbeat failed");
-                    if misses >= 2 {
-                        warn!("the master is not answering; reconnecting");
-                        return;
-                    }
-                }
-            }},
+            }
         }
     }
 }
@@ -565,15 +567,18 @@ pub async fn handle_sealed_publish(m: &Arc<Minion>, frame: &[u8]) {
         }
     };
     let session = m.session.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some((epoch, key)) = session else {
+    let Some((held, key)) = session else {
         return;
     };
-    if sealed.key_id != epoch {
-        if sealed.key_id > epoch {
+    // The delay before asking is taken when the rekey runs.
+    match machine::publish(sealed.key_id, held, &m.cfg.timing(), 0.0) {
+        machine::Publish::Open => {}
+        machine::Publish::Rekey(_) => {
             debug!(epoch = sealed.key_id, "publish under a newer session key");
             m.rekey.notify_one();
+            return;
         }
-        return;
+        machine::Publish::Drop => return,
     }
     match sealed.open(&key, PUBLISH_AAD) {
         Ok(inner) => handle_publish(m, &inner).await,

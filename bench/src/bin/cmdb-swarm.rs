@@ -46,6 +46,10 @@ struct Cli {
     /// Longest random delay before reconnecting, seconds.
     #[arg(long, default_value_t = 10.0)]
     reconnect_jitter: f64,
+    /// Longest random delay before asking for a rotated session key,
+    /// seconds (a minion's `rotation_spread`).
+    #[arg(long, default_value_t = 2.0)]
+    rotation_spread: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         connect_per_sec: cli.connect_rate,
         request_timeout: cli.request_timeout,
         reconnect_jitter: cli.reconnect_jitter,
+        rotation_spread: cli.rotation_spread,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
