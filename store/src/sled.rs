@@ -206,6 +206,23 @@ pub struct SledStore {
     users: sled::Tree,
     tokens: sled::Tree,
     inventory: InventoryConfig,
+    /// Collect returns are stored without a sled transaction (whose
+    /// commit takes a lock over the whole database): each holds this
+    /// shared and its minion's stripe; every other asset write holds it
+    /// exclusively around its transaction.
+    writers: std::sync::RwLock<()>,
+    /// One lock per group of minions: a minion's returns are stored one
+    /// at a time.
+    stripes: Box<[std::sync::Mutex<()>]>,
+    /// Held while a minion claims a planned asset by its serial.
+    claims: std::sync::Mutex<()>,
+}
+
+/// Locks of [`SledStore::stripes`].
+const STRIPES: usize = 256;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How long `open` waits for a database whose previous holder is still
@@ -272,6 +289,9 @@ impl SledStore {
             tokens: tree("tokens")?,
             inventory,
             db,
+            writers: std::sync::RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
+            claims: std::sync::Mutex::new(()),
         };
         store.index_history()?;
         Ok(store)
@@ -281,6 +301,178 @@ impl SledStore {
         h.insert(history_key(id, rec.version), encode(rec).map_err(abort)?)?;
         h.insert(time_key(rec.at_ms, id, rec.version), &[][..])?;
         Ok(())
+    }
+
+    /// Writes a change record and its time index entry, outside a
+    /// transaction.
+    fn put_history_now(&self, id: &AssetId, rec: &ChangeRecord) -> Result<(), StoreError> {
+        self.history
+            .insert(history_key(id, rec.version), encode(rec)?)
+            .map_err(store_err)?;
+        self.history
+            .insert(time_key(rec.at_ms, id, rec.version), &[][..])
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Reads an asset and its checkpoint version, outside a transaction;
+    /// the caller holds the locks that keep writers of it away.
+    fn get_loaded(&self, id: &[u8]) -> Result<Option<Loaded>, StoreError> {
+        let Some(v) = self.assets.get(id).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let base: AssetRecord = decode(&v)?;
+        let head: Option<Head> = match self.heads.get(id).map_err(store_err)? {
+            Some(v) => Some(decode(&v)?),
+            None => None,
+        };
+        let change = |id: &AssetId, v: u64| -> Result<Option<ChangeRecord>, StoreError> {
+            match self.history.get(history_key(id, v)).map_err(store_err)? {
+                Some(b) => Ok(Some(decode(&b)?)),
+                None => Ok(None),
+            }
+        };
+        assemble(base, head, change, StoreError::Engine).map(Some)
+    }
+
+    /// Writes an asset's head, or the whole record as a new checkpoint
+    /// (then its head goes), outside a transaction.
+    fn put_asset_now(
+        &self,
+        rec: &AssetRecord,
+        base: Option<u64>,
+        every: u64,
+    ) -> Result<(), StoreError> {
+        let id = rec.id.as_str().as_bytes();
+        match base {
+            Some(b) if rec.version >= b && rec.version - b < every => {
+                self.heads
+                    .insert(id, encode(&Head::of(rec))?)
+                    .map_err(store_err)?;
+            }
+            _ => {
+                self.assets.insert(id, encode(rec)?).map_err(store_err)?;
+                self.heads.remove(id).map_err(store_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stripe(&self, minion: &str) -> &std::sync::Mutex<()> {
+        // FNV-1a over the id.
+        let h = minion.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        &self.stripes[(h % STRIPES as u64) as usize]
+    }
+
+    /// Stores a collect return. Without a transaction, the writes go in an
+    /// order that a crash can cut anywhere (sled recovers a prefix of its
+    /// log): the change records, then the asset (the head, or the whole
+    /// record), the minion's mapping, the planned serial's claim, and last
+    /// the job cache's entry, which is what makes the return count as
+    /// stored. A return cut short is not acknowledged; when the minion
+    /// sends it again it changes nothing more than it did. A new asset's
+    /// mapping is written first, so that a return sent again after a
+    /// crash makes the same asset, not a second one.
+    fn put_collect(
+        &self,
+        ret: &JobReturn,
+        key: &[u8],
+        source: Source,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError> {
+        let minion = ret.minion.as_str();
+        let _writers = self.writers.read().unwrap_or_else(|p| p.into_inner());
+        let _stripe = lock(self.stripe(minion));
+        if self.returns.get(key).map_err(store_err)?.is_some() {
+            return Ok(Stored::Duplicate);
+        }
+        let mapped = self
+            .asset_minion
+            .get(minion.as_bytes())
+            .map_err(store_err)?;
+        let mut existing = match &mapped {
+            Some(id) => self.get_loaded(id)?,
+            None => None,
+        };
+        let mut _claiming = None;
+        let mut claimed = None;
+        if existing.is_none()
+            && let Some(serial) = ret.data["serialnumber"].as_str()
+            && self
+                .planned_serial
+                .get(serial.as_bytes())
+                .map_err(store_err)?
+                .is_some()
+        {
+            _claiming = Some(lock(&self.claims));
+            if let Some(id) = self
+                .planned_serial
+                .get(serial.as_bytes())
+                .map_err(store_err)?
+            {
+                existing = self.get_loaded(&id)?;
+                claimed = Some(serial);
+            }
+        }
+        let base = existing.as_ref().map(|l| l.base);
+        let (mut rec, entries) = inventory::apply_collect(
+            existing.map(|l| l.rec),
+            minion,
+            &ret.data,
+            &ret.jid,
+            &self.inventory,
+            now_ms,
+            source,
+        );
+        if base.is_none() {
+            // A new asset: keep the id a crash may have mapped already.
+            if let Some(id) = mapped
+                .as_deref()
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .and_then(AssetId::parse)
+            {
+                rec.id = id;
+            }
+        }
+        let id = rec.id.as_str().as_bytes();
+        let remap = mapped.as_deref() != Some(id);
+        if remap && base.is_none() {
+            self.asset_minion
+                .insert(minion.as_bytes(), id)
+                .map_err(store_err)?;
+        }
+        for e in &entries {
+            self.put_history_now(&rec.id, e)?;
+        }
+        self.put_asset_now(&rec, base, self.checkpoint_every())?;
+        if remap && base.is_some() {
+            self.asset_minion
+                .insert(minion.as_bytes(), id)
+                .map_err(store_err)?;
+        }
+        if let Some(serial) = claimed {
+            self.planned_serial
+                .remove(serial.as_bytes())
+                .map_err(store_err)?;
+        }
+        // The job cache keeps a reference to the asset version, not a
+        // second copy of the facts; `returns` rebuilds them.
+        let mut stub = ret.clone();
+        stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
+        self.returns
+            .insert(key, encode(&stub)?)
+            .map_err(store_err)?;
+        let changed = !entries.is_empty();
+        if changed {
+            self.prune(&rec.id)?;
+        }
+        Ok(Stored::Asset {
+            id: rec.id,
+            version: rec.version,
+            changed,
+        })
     }
 
     /// Builds the time index of a database written before it existed.
@@ -545,10 +737,7 @@ impl Store for SledStore {
         now_ms: i64,
     ) -> Result<Stored, StoreError> {
         let key = return_key(&ret.jid, ret.minion.as_str());
-        let minion = ret.minion.as_str();
-        let collect = is_collect(ret);
-        let cfg = &self.inventory;
-        if !collect {
+        if !is_collect(ret) {
             let swapped = self
                 .returns
                 .compare_and_swap(key, None as Option<&[u8]>, Some(encode(ret)?))
@@ -559,68 +748,7 @@ impl Store for SledStore {
                 Stored::Duplicate
             });
         }
-        let every = self.checkpoint_every();
-        let touched = (
-            &self.returns,
-            &self.assets,
-            &self.heads,
-            &self.asset_minion,
-            &self.history,
-            &self.planned_serial,
-        )
-            .transaction(|(r, a, hd, m, h, p)| {
-                if r.get(&key)?.is_some() {
-                    return Ok(None);
-                }
-                let mapped = m.get(minion.as_bytes())?;
-                let mut existing = match &mapped {
-                    Some(id) => Self::get_asset_tx(a, hd, h, id)?,
-                    None => None,
-                };
-                if existing.is_none()
-                    && let Some(serial) = ret.data["serialnumber"].as_str()
-                    && let Some(id) = p.get(serial.as_bytes())?
-                {
-                    existing = Self::get_asset_tx(a, hd, h, &id)?;
-                    p.remove(serial.as_bytes())?;
-                }
-                let base = existing.as_ref().map(|l| l.base);
-                let (rec, entries) = inventory::apply_collect(
-                    existing.map(|l| l.rec),
-                    minion,
-                    &ret.data,
-                    &ret.jid,
-                    cfg,
-                    now_ms,
-                    source,
-                );
-                // The job cache keeps a reference to the asset version, not a
-                // second copy of the facts; `returns` rebuilds them.
-                let mut stub = ret.clone();
-                stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
-                r.insert(key.as_slice(), encode(&stub).map_err(abort)?)?;
-                Self::put_asset_tx(a, hd, &rec, base, every)?;
-                if mapped.as_deref() != Some(rec.id.as_str().as_bytes()) {
-                    m.insert(minion.as_bytes(), rec.id.as_str().as_bytes())?;
-                }
-                for e in &entries {
-                    Self::put_history(h, &rec.id, e)?;
-                }
-                let changed = !entries.is_empty();
-                Ok(Some((rec.id, rec.version, changed)))
-            })
-            .map_err(tx_err)?;
-        let Some((id, version, changed)) = touched else {
-            return Ok(Stored::Duplicate);
-        };
-        if changed {
-            self.prune(&id)?;
-        }
-        Ok(Stored::Asset {
-            id,
-            version,
-            changed,
-        })
+        self.put_collect(ret, &key, source, now_ms)
     }
 
     fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError> {
@@ -787,6 +915,7 @@ impl Store for SledStore {
         edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
     ) -> Result<AssetRecord, StoreError> {
         let every = self.checkpoint_every();
+        let _writers = self.writers.write().unwrap_or_else(|p| p.into_inner());
         let rec = (&self.assets, &self.heads, &self.history)
             .transaction(|(a, hd, h)| {
                 let Loaded { mut rec, base } =
@@ -813,6 +942,7 @@ impl Store for SledStore {
         now_ms: i64,
     ) -> Result<Vec<AssetRecord>, StoreError> {
         let every = self.checkpoint_every();
+        let _writers = self.writers.write().unwrap_or_else(|p| p.into_inner());
         let out = (
             &self.assets,
             &self.heads,
@@ -915,6 +1045,13 @@ impl Store for SledStore {
                 continue;
             };
             let change: ChangeRecord = decode(&v)?;
+            // An entry left by a collect cut short by a crash, whose
+            // version a later change took.
+            if key.get(TIME_INDEX.len()..TIME_INDEX.len() + 8)
+                != Some(&u64::try_from(change.at_ms).unwrap_or(0).to_be_bytes()[..])
+            {
+                continue;
+            }
             let rec = match assets.get(&id) {
                 Some(r) => r.clone(),
                 None => match self.asset(&id)? {
