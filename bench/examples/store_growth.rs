@@ -6,7 +6,10 @@
 //! ```sh
 //! cargo run --release -p bench --example store_growth -- 1000 30 0.01
 //! ```
-//! Arguments: assets (1000), collects (30), churn (0.01). Prints the
+//! Arguments: assets (1000), collects (30), churn (0.01), and the hours
+//! jobs are kept (24, the master's `keep_jobs` default; 0: forever):
+//! collects are an hour apart and, as the master's janitor does, jobs older
+//! than that are expired after each one. Prints the
 //! store's size after each collect and its growth against one fleet
 //! snapshot (the JSON of every host's facts once), and the seconds spent
 //! storing each collect (one thread).
@@ -25,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: f64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (assets, collects, churn) = (arg(0, 1000.0) as usize, arg(1, 30.0) as u64, arg(2, 0.01));
+    let keep_hours = arg(3, 24.0) as i64;
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(&dir.path().join("db"), InventoryConfig::default())?;
     let mut jids = JidGenerator::new();
@@ -57,6 +61,9 @@ fn main() -> anyhow::Result<()> {
             secs += t.elapsed().as_secs_f64();
         }
         let t = std::time::Instant::now();
+        if keep_hours > 0 {
+            store.expire_jobs(now - keep_hours * 3_600_000)?;
+        }
         store.flush()?;
         secs += t.elapsed().as_secs_f64();
         snapshot = bytes;
