@@ -69,6 +69,15 @@ struct Cli {
     /// (`[ssh] ssh_config`), e.g. one choosing other key exchanges.
     #[arg(long, value_name = "FILE")]
     ssh_config: Option<PathBuf>,
+    /// Only measure a fleet collect across master kills: TRIES times a
+    /// `collect` of the whole swarm, the master killed (SIGKILL) 0-400 ms
+    /// after the publish and started again; the section replaces the one
+    /// in `--out`.
+    #[arg(long, value_name = "TRIES")]
+    crash: Option<usize>,
+    /// With `--crash`: the swarm's size.
+    #[arg(long, default_value_t = 2000)]
+    crash_minions: usize,
 }
 
 /// The user the SSH run logs in as. Run as root, a system user
@@ -201,7 +210,7 @@ fn ssh_phase(cli: &Cli, hosts: usize) -> anyhow::Result<String> {
         runs.push(collect(&c)?);
     }
     let mut s = String::new();
-    writeln!(s, "## Agentless collection over SSH\n")?;
+    writeln!(s, "{SSH_HEADING}\n")?;
     writeln!(
         s,
         "`bash bench/run.sh --ssh {hosts} --ssh-sessions {}{}`: {hosts} roster entries all \
@@ -252,9 +261,15 @@ fn ssh_phase(cli: &Cli, hosts: usize) -> anyhow::Result<String> {
     Ok(s)
 }
 
+/// The heading of the SSH run's section (`--ssh`).
+const SSH_HEADING: &str = "## Agentless collection over SSH";
+
+/// The heading of the crash run's section (`--crash`).
+const CRASH_HEADING: &str = "## A fleet collect across master kills";
+
 /// The sections of an earlier report that a run does not write: those
-/// whose heading says "(written by hand)" and the SSH run's section, each
-/// up to the next `## ` heading, in their order.
+/// whose heading says "(written by hand)" and the SSH and crash runs'
+/// sections, each up to the next `## ` heading, in their order.
 fn kept_sections(old: &str) -> String {
     let mut kept = String::new();
     let mut starts: Vec<usize> = old.match_indices("\n## ").map(|(i, _)| i + 1).collect();
@@ -263,7 +278,8 @@ fn kept_sections(old: &str) -> String {
         let section = &old[w[0]..w[1]];
         let heading = section.lines().next().unwrap_or_default();
         if heading.contains("(written by hand)")
-            || heading.starts_with("## Agentless collection over SSH")
+            || heading.starts_with(SSH_HEADING)
+            || heading.starts_with(CRASH_HEADING)
         {
             kept.push('\n');
             kept.push_str(section.trim_end_matches('\n'));
@@ -273,18 +289,23 @@ fn kept_sections(old: &str) -> String {
     kept
 }
 
-/// Replaces (or appends) the section starting `## Agentless collection
-/// over SSH` in the report at `path`.
-fn put_ssh_section(path: &std::path::Path, section: &str) -> anyhow::Result<()> {
+/// Replaces (or appends) the section starting `head` in the report at
+/// `path`, keeping the rest of the report.
+fn put_section(path: &std::path::Path, head: &str, section: &str) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let head = "## Agentless collection over SSH";
     let text = match old.find(head) {
         Some(at) => {
             let rest = &old[at + head.len()..];
             let end = rest
                 .find("\n## ")
                 .map_or(old.len(), |e| at + head.len() + e + 1);
-            format!("{}{section}{}", &old[..at], &old[end..])
+            let next = &old[end..];
+            if next.is_empty() {
+                format!("{}{section}", &old[..at])
+            } else {
+                // A blank line before the next section's heading.
+                format!("{}{}\n\n{next}", &old[..at], section.trim_end_matches('\n'))
+            }
         }
         None if old.is_empty() => section.to_owned(),
         None => format!(
@@ -293,6 +314,410 @@ fn put_ssh_section(path: &std::path::Path, section: &str) -> anyhow::Result<()> 
         ),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// One try of the crash run: a fleet collect, the master killed while it
+/// runs and started again.
+#[derive(Debug, Default)]
+struct CrashTry {
+    /// The collect's jid; empty when `cmdb run --async` failed.
+    jid: String,
+    /// Milliseconds from `cmdb run --async`'s answer to the SIGKILL.
+    kill_ms: u64,
+    /// Seconds from starting the new master to its ready line; `None`
+    /// when it did not get ready (its store did not open, or it hung).
+    ready_secs: Option<f64>,
+    /// Seconds from the new master's ready line until the job's returns
+    /// stream said `done`; `None` when the try did not get that far.
+    complete_secs: Option<f64>,
+    /// Minions whose return the stream delivered.
+    returns: usize,
+    /// `ret` events in the stream beyond the first for their minion.
+    duplicates: usize,
+    /// Minions the stream's `done` event names as missing.
+    missing: usize,
+    /// Results `cmdb jobs show` lists; `None` when it was not asked.
+    results: Option<usize>,
+    /// Of those, results without collected facts (no `num_cpus`).
+    without_facts: usize,
+    /// What stopped the try, if anything.
+    error: Option<String>,
+}
+
+impl CrashTry {
+    /// Whether every minion's return is there exactly once, in the stream
+    /// and in the job cache.
+    fn exactly_once(&self, n: usize) -> bool {
+        self.returns == n
+            && self.duplicates == 0
+            && self.missing == 0
+            && self.results == Some(n)
+            && self.without_facts == 0
+    }
+
+    fn passed(&self, n: usize) -> bool {
+        self.error.is_none() && self.exactly_once(n)
+    }
+}
+
+/// The next number of a xorshift generator (`state` must not be 0).
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Starts the master again and waits up to two minutes for its ready line;
+/// answers the seconds that took. Where `Cluster::start_master` panics
+/// when the master does not get ready, this answers an error with the
+/// master's last log lines (and leaves no master), so that a crash run
+/// records the try and goes on.
+fn restart_master(c: &mut Cluster) -> anyhow::Result<f64> {
+    let limit = Duration::from_secs(120);
+    let mut cmd = Command::new(bin_dir().join("cmdb-master"));
+    cmd.arg("-c").arg(c.master_config());
+    c.master = None;
+    let started = Instant::now();
+    let mut p = Proc::spawn("master", cmd);
+    loop {
+        if p.count("master ready") > 0 {
+            let secs = started.elapsed().as_secs_f64();
+            c.master = Some(p);
+            return Ok(secs);
+        }
+        let exited = !p.is_running();
+        if exited || started.elapsed() > limit {
+            let logs = p.logs();
+            let lines: Vec<&str> = logs.lines().collect();
+            bail!(
+                "the master {} its ready line; its last log lines: {}",
+                if exited {
+                    "exited without"
+                } else {
+                    "did not log within 120 s"
+                },
+                lines[lines.len().saturating_sub(10)..].join(" / ")
+            );
+        }
+        // The log has no wait that gives up without a panic: poll it.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What `GET /v1/jobs/{jid}/returns` streamed.
+#[derive(Debug, Default, PartialEq)]
+struct Followed {
+    /// `ret` events per minion.
+    rets: std::collections::BTreeMap<String, usize>,
+    /// The minions the `done` event names as missing.
+    missing: Vec<String>,
+}
+
+/// Reads a returns stream (server-sent events) up to its `done` event.
+fn parse_returns_stream(text: &str) -> anyhow::Result<Followed> {
+    let mut f = Followed::default();
+    let mut event = "";
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("event:") {
+            event = name.trim();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            let v: serde_json::Value = serde_json::from_str(data.trim())
+                .with_context(|| format!("a {event:?} event that is not JSON"))?;
+            match event {
+                "ret" => {
+                    let minion = v["minion"]
+                        .as_str()
+                        .context("a ret event without a minion")?;
+                    *f.rets.entry(minion.to_owned()).or_default() += 1;
+                }
+                "done" => {
+                    f.missing = v["missing"]
+                        .as_array()
+                        .context("a done event without missing")?
+                        .iter()
+                        .filter_map(|m| m.as_str().map(str::to_owned))
+                        .collect();
+                    return Ok(f);
+                }
+                _ => {}
+            }
+        } else if line.is_empty() {
+            event = "";
+        }
+    }
+    bail!(
+        "no done event in the returns stream: {}",
+        &text[text.floor_char_boundary(text.len().saturating_sub(500))..]
+    )
+}
+
+/// Follows the job's returns on the master's unix socket until the stream
+/// says `done` (every expected minion returned, or none for `quiet_secs`
+/// while none reports the job running), as the process test
+/// `a_fleet_collect_completes_across_master_kills_at_random_moments` does.
+fn follow_returns(c: &Cluster, jid: &str, quiet_secs: u64) -> anyhow::Result<Followed> {
+    let out = Command::new("curl")
+        .args(["-s", "-N", "--max-time", "1800", "--unix-socket"])
+        .arg(c.master_state().join("api.sock"))
+        .arg(format!(
+            "http://cmdb/v1/jobs/{jid}/returns?timeout={quiet_secs}"
+        ))
+        .output()
+        .context("running curl")?;
+    parse_returns_stream(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("GET /v1/jobs/{jid}/returns (curl {})", out.status))
+}
+
+/// One try: a collect of the whole swarm, the master killed `t.kill_ms`
+/// after the publish and started again, then the job followed to its end
+/// and its cache entry checked. Fills `t` as far as it gets.
+fn crash_steps(c: &mut Cluster, t: &mut CrashTry) -> anyhow::Result<()> {
+    if !c.master.as_mut().is_some_and(|m| m.is_running()) {
+        restart_master(c).context("starting the master an earlier try left down")?;
+    }
+    let out = c.cmdb(&["run", "*", "collect", "--async"]);
+    if !out.status.success() {
+        bail!(
+            "cmdb run '*' collect --async: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    t.jid = tests::jid_of(&out);
+    std::thread::sleep(Duration::from_millis(t.kill_ms));
+    c.master.as_mut().context("no master")?.kill();
+    t.ready_secs = Some(restart_master(c).context("restarting the master")?);
+    let ready = Instant::now();
+    let followed = follow_returns(c, &t.jid, 60)?;
+    t.complete_secs = Some(ready.elapsed().as_secs_f64());
+    t.returns = followed.rets.len();
+    t.duplicates = followed.rets.values().map(|k| k - 1).sum();
+    t.missing = followed.missing.len();
+    let out = c.cmdb(&["jobs", "show", &t.jid, "--out", "json"]);
+    if !out.status.success() {
+        bail!(
+            "cmdb jobs show {}: {}",
+            t.jid,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let shown: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cmdb jobs show: not JSON")?;
+    let results = shown[&t.jid]["Result"]
+        .as_object()
+        .context("cmdb jobs show: no Result")?;
+    t.results = Some(results.len());
+    t.without_facts = results
+        .values()
+        .filter(|facts| !facts["num_cpus"].is_u64())
+        .count();
+    Ok(())
+}
+
+/// `--crash TRIES`: a master and a swarm of `--crash-minions`, then TRIES
+/// times a fleet collect with the master killed at a random moment of it
+/// (a failed try is recorded, not fatal); answers the report section.
+fn crash_phase(cli: &Cli, tries: usize) -> anyhow::Result<String> {
+    let n = cli.crash_minions;
+    anyhow::ensure!(
+        tries > 0 && n > 0,
+        "--crash and --crash-minions must be at least 1"
+    );
+    eprintln!("== crash: {n} minions");
+    let mut c = Cluster::start(ClusterOpts {
+        master_extra: format!("{MASTER_EXTRA}autosign = [\"*\"]\n"),
+    });
+    let s = swarm(&c, n);
+    s.wait_for_n_within("\"event\":\"all_online\"", 1, Duration::from_secs(600));
+    // Minions heartbeat every few seconds for their first half minute; kill
+    // in the steady state after that.
+    std::thread::sleep(Duration::from_secs(35));
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let mut rng = u64::from_le_bytes(seed) | 1;
+    let mut runs = Vec::with_capacity(tries);
+    for i in 1..=tries {
+        let mut t = CrashTry {
+            kill_ms: xorshift(&mut rng) % 400,
+            ..CrashTry::default()
+        };
+        if let Err(e) = crash_steps(&mut c, &mut t) {
+            t.error = Some(format!("{e:#}"));
+        }
+        eprintln!(
+            "crash {i}/{tries}: jid {} killed after {} ms, ready in {}, done {} later, {} returns ({} duplicate), {} missing, {} results{}",
+            t.jid,
+            t.kill_ms,
+            t.ready_secs.map_or("-".into(), |s| format!("{s:.2} s")),
+            t.complete_secs.map_or("-".into(), |s| format!("{s:.2} s")),
+            t.returns,
+            t.duplicates,
+            t.missing,
+            t.results.map_or("-".into(), |r| r.to_string()),
+            t.error
+                .as_deref()
+                .map(|e| format!("; FAILED: {e}"))
+                .unwrap_or_default()
+        );
+        runs.push(t);
+    }
+    let assets = asset_count(&mut c);
+    if let Err(e) = &assets {
+        eprintln!("crash: asset list: {e:#}");
+    }
+    drop(s);
+    drop(c);
+    Ok(crash_section(n, &runs, assets.ok()))
+}
+
+/// How many assets `cmdb asset list --out json` lists (starting the master
+/// first if the last try left none).
+fn asset_count(c: &mut Cluster) -> anyhow::Result<usize> {
+    if !c.master.as_mut().is_some_and(|m| m.is_running()) {
+        restart_master(c)?;
+    }
+    let out = c.cmdb(&["asset", "list", "--out", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "cmdb asset list: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    Ok(v.as_array().context("cmdb asset list: not a list")?.len())
+}
+
+/// The crash run's report section.
+fn crash_section(n: usize, runs: &[CrashTry], assets: Option<usize>) -> String {
+    let tries = runs.len();
+    let passed = runs.iter().filter(|t| t.passed(n)).count();
+    let exactly_once = runs.iter().all(|t| t.exactly_once(n));
+    let sorted = |f: fn(&CrashTry) -> Option<f64>| {
+        let mut v: Vec<f64> = runs.iter().filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let ready = sorted(|t| t.ready_secs);
+    let complete = sorted(|t| t.complete_secs);
+    let secs = |v: &[f64], p: f64| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.2} s", percentile(v, p))
+        }
+    };
+    let assets_ok = assets == Some(n);
+    let mut s = String::new();
+    let _ = writeln!(s, "{CRASH_HEADING}\n");
+    let _ = writeln!(
+        s,
+        "`bash bench/run.sh --crash {tries} --crash-minions {n}`: a master (autosign) and one \
+         `cmdb-swarm` of {n} minions (heartbeats every 30 s) on 127.0.0.1; from 35 s after \
+         every minion is online, {tries} times: `cmdb run '*' collect --async`, SIGKILL of the \
+         master a random 0-400 ms after that answered, the master started again (\"restart to \
+         ready\": from its start to its ready line, the store opened), the job's returns \
+         followed on the unix socket (`GET /v1/jobs/{{jid}}/returns?timeout=60`) until it is \
+         done (\"completion after restart\": from the ready line), then `cmdb jobs show JID` \
+         must list one result with facts per minion; after the last try `cmdb asset list` \
+         must list {n} assets. The same as the process test \
+         `a_fleet_collect_completes_across_master_kills_at_random_moments`, at scale. \
+         Measured on {}, {}.\n",
+        machine(),
+        source()
+    );
+    let _ = writeln!(
+        s,
+        "| minions | tries | passed | every return exactly once | restart to ready, median | max | completion after restart, median | p90 | max | assets after the last try |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| {n} | {tries} | {passed} | {} | {} | {} | {} | {} | {} | {} |",
+        if exactly_once { "yes" } else { "no" },
+        secs(&ready, 0.5),
+        secs(&ready, 1.0),
+        secs(&complete, 0.5),
+        secs(&complete, 0.9),
+        secs(&complete, 1.0),
+        assets.map_or("-".to_owned(), |a| format!("{a}/{n}"))
+    );
+    let _ = writeln!(
+        s,
+        "\nGoal: every acknowledged return there exactly once and the job complete for every minion after each restart: {} ({passed} of {tries} tries passed; {} assets of {n}).\n",
+        met(passed == tries && assets_ok),
+        assets.map_or("no count of".to_owned(), |a| a.to_string())
+    );
+    // Failed tries first, then the slowest to complete.
+    let mut order: Vec<(usize, &CrashTry)> = runs.iter().enumerate().collect();
+    if tries > 10 {
+        order.sort_by(|(_, a), (_, b)| {
+            a.passed(n).cmp(&b.passed(n)).then_with(|| {
+                let key = |t: &CrashTry| t.complete_secs.unwrap_or(f64::INFINITY);
+                key(b).total_cmp(&key(a))
+            })
+        });
+        order.truncate(3);
+        let _ = writeln!(
+            s,
+            "The worst three tries (failed first, then the slowest):\n"
+        );
+    } else {
+        let _ = writeln!(s, "Every try:\n");
+    }
+    let _ = writeln!(
+        s,
+        "| try | jid | kill after | store opened | restart to ready | completion after restart | returns streamed | duplicates | missing | results in `jobs show` | passed |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for (i, t) in &order {
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} ms | {} | {} | {} | {} | {} | {} | {} | {} |",
+            i + 1,
+            t.jid,
+            t.kill_ms,
+            if t.ready_secs.is_some() { "yes" } else { "no" },
+            t.ready_secs.map_or("-".into(), |v| format!("{v:.2} s")),
+            t.complete_secs.map_or("-".into(), |v| format!("{v:.2} s")),
+            t.returns,
+            t.duplicates,
+            t.missing,
+            t.results.map_or("-".into(), |r| {
+                if t.without_facts > 0 {
+                    format!("{r} ({} without facts)", t.without_facts)
+                } else {
+                    r.to_string()
+                }
+            }),
+            if t.passed(n) { "yes" } else { "no" }
+        );
+    }
+    let failed: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.passed(n))
+        .map(|(i, t)| {
+            let why = t.error.clone().unwrap_or_else(|| {
+                format!(
+                    "{} returns streamed, {} duplicate, {} missing, {} results",
+                    t.returns,
+                    t.duplicates,
+                    t.missing,
+                    t.results.map_or("no".into(), |r| r.to_string())
+                )
+            });
+            let why: String = why.chars().take(600).collect();
+            format!(
+                "- try {} (jid `{}`): {}",
+                i + 1,
+                t.jid,
+                why.replace('\n', " / ")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(s, "\nFailed tries:\n\n{}", failed.join("\n"));
+    }
+    s
 }
 
 fn ticks_per_sec() -> f64 {
@@ -1393,7 +1818,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(hosts) = cli.ssh {
         let section = ssh_phase(&cli, hosts)?;
-        put_ssh_section(&cli.out, &section)?;
+        put_section(&cli.out, SSH_HEADING, &section)?;
+        print!("{section}");
+        return Ok(());
+    }
+    if let Some(tries) = cli.crash {
+        let section = crash_phase(&cli, tries)?;
+        put_section(&cli.out, CRASH_HEADING, &section)?;
         print!("{section}");
         return Ok(());
     }
@@ -1421,7 +1852,7 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod test {
-    use super::kept_sections;
+    use super::{CRASH_HEADING, SSH_HEADING, kept_sections, parse_returns_stream, put_section};
 
     #[test]
     fn a_new_report_keeps_the_hand_written_and_ssh_sections_only() {
@@ -1431,5 +1862,45 @@ mod test {
             "\n## Why (written by hand)\nreasons\n# a code comment\n\n## Agentless collection over SSH\n| a |\n"
         );
         assert_eq!(kept_sections("# Benchmarks\nnothing\n"), "");
+    }
+
+    #[test]
+    fn a_new_report_keeps_the_crash_section_beside_the_ssh_one() {
+        let old = "# Benchmarks\n\n## Per run\nold\n\n## Agentless collection over SSH\n| ssh |\n\n## A fleet collect across master kills\n| crash |\n\n## The web UI\nold\n";
+        assert_eq!(
+            kept_sections(old),
+            "\n## Agentless collection over SSH\n| ssh |\n\n## A fleet collect across master kills\n| crash |\n"
+        );
+    }
+
+    #[test]
+    fn the_ssh_and_crash_runs_replace_only_their_own_section() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("BENCHMARKS.md");
+        std::fs::write(&path, "# Benchmarks\n\n## Per run\nfigures\n").expect("write");
+        put_section(&path, CRASH_HEADING, &format!("{CRASH_HEADING}\n\nfirst\n")).expect("put");
+        put_section(&path, SSH_HEADING, &format!("{SSH_HEADING}\n\nssh\n")).expect("put");
+        put_section(
+            &path,
+            CRASH_HEADING,
+            &format!("{CRASH_HEADING}\n\nsecond\n"),
+        )
+        .expect("put");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            format!(
+                "# Benchmarks\n\n## Per run\nfigures\n\n{CRASH_HEADING}\n\nsecond\n\n{SSH_HEADING}\n\nssh\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_returns_stream_counts_each_minions_rets_and_the_missing() {
+        let text = "event: ret\ndata: {\"minion\":\"a\",\"data\":{}}\n\n:\n\nevent: ret\ndata: {\"minion\":\"b\"}\n\nevent: ret\ndata: {\"minion\":\"a\"}\n\nevent: done\ndata: {\"missing\":[\"c\"]}\n\n";
+        let f = parse_returns_stream(text).expect("stream");
+        assert_eq!(f.rets.get("a"), Some(&2));
+        assert_eq!(f.rets.get("b"), Some(&1));
+        assert_eq!(f.missing, vec!["c".to_owned()]);
+        assert!(parse_returns_stream("event: ret\ndata: {\"minion\":\"a\"}\n\n").is_err());
     }
 }
