@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use bench::{status_kib, timed};
-use tests::{Cluster, ClusterOpts, Proc, bin_dir};
+use tests::{Cluster, ClusterOpts, Proc};
 
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -35,20 +35,7 @@ fn main() -> anyhow::Result<()> {
                        [inventory]\noffline_after_secs = 3600\n"
             .into(),
     });
-    let mut cmd = Command::new(bin_dir().join("cmdb-swarm"));
-    cmd.arg("-c").arg(c.master_config()).args([
-        "--count",
-        &n.to_string(),
-        "--heartbeat",
-        "30",
-        "--connect-rate",
-        "3000",
-        "--reconnect-jitter",
-        "10",
-        "--request-timeout",
-        "20",
-    ]);
-    let swarm = Proc::spawn("swarm", cmd);
+    let swarm = bench::fleet(&c, n);
     swarm.wait_for_n_within(
         "\"event\":\"all_online\"",
         1,

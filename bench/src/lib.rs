@@ -77,3 +77,24 @@ pub fn timed(c: &tests::Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)
     }
     Ok((secs, out.stdout))
 }
+
+/// A `cmdb-swarm` of `n` minions against `c`'s master, as the benchmarks
+/// run it: heartbeats every 30 s (a minion's default), 3,000 new
+/// connections a second, reconnects spread over 10 s, 20 s per request.
+/// Its ready line is `"event":"all_online"`.
+pub fn fleet(c: &tests::Cluster, n: usize) -> tests::Proc {
+    let mut cmd = std::process::Command::new(tests::bin_dir().join("cmdb-swarm"));
+    cmd.arg("-c").arg(c.master_config()).args([
+        "--count",
+        &n.to_string(),
+        "--heartbeat",
+        "30",
+        "--connect-rate",
+        "3000",
+        "--reconnect-jitter",
+        "10",
+        "--request-timeout",
+        "20",
+    ]);
+    tests::Proc::spawn("swarm", cmd)
+}

@@ -294,6 +294,29 @@ impl Sim {
         }
     }
 
+    /// Asks for the session key after `delay` (taking it when newer than
+    /// `epoch`), then fetches the jobs missed meanwhile; false when the
+    /// session must end.
+    async fn rekey(
+        &mut self,
+        link: &Link,
+        delay: f64,
+        epoch: &mut u64,
+        key: &mut SymmetricKey,
+    ) -> bool {
+        tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+        match self.authenticate(link).await {
+            Authed::Yes(e, k) if e > *epoch => {
+                *epoch = e;
+                *key = k;
+            }
+            Authed::Yes(..) => {}
+            Authed::Retry => return false,
+        }
+        self.fetch_missed(link).await;
+        true
+    }
+
     /// One session, until it ends; true when it got as far as accepted.
     async fn session(&mut self, cancel: &CancellationToken) -> bool {
         let timeout = Duration::from_secs_f64(self.cfg.request_timeout);
@@ -375,13 +398,9 @@ impl Sim {
                             // key asked for after a while, and the job
                             // fetched as missed.
                             self.stats.late_keys.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_secs_f64(delay)).await;
-                            match self.authenticate(&link).await {
-                                Authed::Yes(e, k) if e > epoch => { epoch = e; key = k; }
-                                Authed::Yes(..) => {}
-                                Authed::Retry => return true,
+                            if !self.rekey(&link, delay, &mut epoch, &mut key).await {
+                                return true;
                             }
-                            self.fetch_missed(&link).await;
                             continue;
                         }
                     }
@@ -410,13 +429,9 @@ impl Sim {
                             Step::Continue => {}
                             Step::FetchMissed => self.fetch_missed(&link).await,
                             Step::Rekey(delay) => {
-                                tokio::time::sleep(Duration::from_secs_f64(delay)).await;
-                                match self.authenticate(&link).await {
-                                    Authed::Yes(e, k) if e > epoch => { epoch = e; key = k; }
-                                    Authed::Yes(..) => {}
-                                    Authed::Retry => return true,
+                                if !self.rekey(&link, delay, &mut epoch, &mut key).await {
+                                    return true;
                                 }
-                                self.fetch_missed(&link).await;
                             }
                             Step::Reconnect(_) => return true,
                         }

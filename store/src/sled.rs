@@ -318,11 +318,20 @@ impl SledStore {
     /// Reads an asset and its checkpoint version, outside a transaction;
     /// the caller holds the locks that keep writers of it away.
     fn get_loaded(&self, id: &[u8]) -> Result<Option<Loaded>, StoreError> {
-        let Some(v) = self.assets.get(id).map_err(store_err)? else {
-            return Ok(None);
-        };
-        let base: AssetRecord = decode(&v)?;
-        let head: Option<Head> = match self.heads.get(id).map_err(store_err)? {
+        match self.assets.get(id).map_err(store_err)? {
+            Some(v) => self.assemble_from(decode(&v)?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The latest record from the checkpoint `base`: its head and the
+    /// change records after it, read outside a transaction.
+    fn assemble_from(&self, base: AssetRecord) -> Result<Loaded, StoreError> {
+        let head: Option<Head> = match self
+            .heads
+            .get(base.id.as_str().as_bytes())
+            .map_err(store_err)?
+        {
             Some(v) => Some(decode(&v)?),
             None => None,
         };
@@ -332,7 +341,7 @@ impl SledStore {
                 None => Ok(None),
             }
         };
-        assemble(base, head, change, StoreError::Engine).map(Some)
+        assemble(base, head, change, StoreError::Engine)
     }
 
     /// Writes an asset's head, or the whole record as a new checkpoint
@@ -595,22 +604,7 @@ impl SledStore {
     }
 
     fn load_once(&self, base: &[u8]) -> Result<AssetRecord, StoreError> {
-        let base: AssetRecord = decode(base)?;
-        let head: Option<Head> = match self
-            .heads
-            .get(base.id.as_str().as_bytes())
-            .map_err(store_err)?
-        {
-            Some(v) => Some(decode(&v)?),
-            None => None,
-        };
-        let change = |id: &AssetId, v: u64| -> Result<Option<ChangeRecord>, StoreError> {
-            match self.history.get(history_key(id, v)).map_err(store_err)? {
-                Some(b) => Ok(Some(decode(&b)?)),
-                None => Ok(None),
-            }
-        };
-        Ok(assemble(base, head, change, StoreError::Engine)?.rec)
+        Ok(self.assemble_from(decode(base)?)?.rec)
     }
 
     /// Drops the oldest change records of an asset beyond `history_keep`,

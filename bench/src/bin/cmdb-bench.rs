@@ -527,7 +527,7 @@ fn crash_phase(cli: &Cli, tries: usize) -> anyhow::Result<String> {
     let mut c = Cluster::start(ClusterOpts {
         master_extra: format!("{MASTER_EXTRA}autosign = [\"*\"]\n"),
     });
-    let s = swarm(&c, n);
+    let s = bench::fleet(&c, n);
     s.wait_for_n_within("\"event\":\"all_online\"", 1, Duration::from_secs(600));
     // Minions heartbeat every few seconds for their first half minute; kill
     // in the steady state after that.
@@ -813,22 +813,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
-}
-
-fn swarm(c: &Cluster, n: usize) -> Proc {
-    let mut cmd = Command::new(bin_dir().join("cmdb-swarm"));
-    cmd.arg("-c")
-        .arg(c.master_config())
-        .args([
-            "--count",
-            &n.to_string(),
-            "--heartbeat",
-            "30",
-            "--connect-rate",
-            "3000",
-        ])
-        .args(["--reconnect-jitter", "10", "--request-timeout", "20"]);
-    Proc::spawn("swarm", cmd)
 }
 
 fn event_secs(p: &Proc, nth: usize) -> f64 {
@@ -1338,7 +1322,7 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
             "{MASTER_EXTRA}autosign = [\"*\"]\n[inventory]\noffline_after_secs = 3600\n"
         ),
     });
-    let s = swarm(&c, n);
+    let s = bench::fleet(&c, n);
     s.wait_for_n_within("\"event\":\"all_online\"", 1, long);
     r.auth_autosign = event_secs(&s, 0);
     // Minions heartbeat every few seconds for their first half minute; measure
@@ -1409,7 +1393,7 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     let c = Cluster::start(ClusterOpts {
         master_extra: MASTER_EXTRA.into(),
     });
-    let s = swarm(&c, n);
+    let s = bench::fleet(&c, n);
     let deadline = Instant::now() + long;
     loop {
         let pending = c.keys_json()["minions_pre"].as_array().map_or(0, Vec::len);
