@@ -468,8 +468,16 @@ impl SledStore {
         }
         // The job cache keeps a reference to the asset version, not a
         // second copy of the facts; `returns` rebuilds them.
-        let mut stub = ret.clone();
-        stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
+        let stub = JobReturn {
+            jid: ret.jid.clone(),
+            minion: ret.minion.clone(),
+            fun: ret.fun.clone(),
+            success: ret.success,
+            retcode: ret.retcode,
+            data: serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version}),
+            started_ms: ret.started_ms,
+            ended_ms: ret.ended_ms,
+        };
         self.returns
             .insert(key, encode(&stub)?)
             .map_err(store_err)?;
