@@ -410,8 +410,6 @@ impl Sim {
                     }
                 }
                 _ = tokio::time::sleep_until(next_beat) => {
-                    next_beat = tokio::time::Instant::now()
-                        + Duration::from_secs_f64(session.next_heartbeat(clock(), &timing));
                     let beat = match link.request(RequestBody::Heartbeat(Heartbeat { running: vec![] }), false).await {
                         Ok(r) => match r.body {
                             ReplyBody::Heartbeat(h) => Beat::Answer {
@@ -424,7 +422,10 @@ impl Sim {
                         Err(minion::error::MinionError::Refused { kind: ErrorKind::NotAccepted, .. }) => Beat::NotAccepted,
                         Err(_) => Beat::Failed,
                     };
-                    for step in session.heartbeat(beat, epoch, &timing, jitter()) {
+                    let steps = session.heartbeat(beat, epoch, &timing, jitter());
+                    next_beat = tokio::time::Instant::now()
+                        + Duration::from_secs_f64(session.next_heartbeat(clock(), &timing));
+                    for step in steps {
                         match step {
                             Step::Continue => {}
                             Step::FetchMissed => self.fetch_missed(&link).await,

@@ -216,11 +216,12 @@ impl Session {
         (1.0 + jitter).min(t.heartbeat)
     }
 
-    /// Seconds from a heartbeat at `now` to the next: at most
+    /// Seconds from a heartbeat's outcome at `now` to the next: at most
     /// `early_heartbeat` apart early in a session (a reconnect storm is
-    /// when publishes are likeliest lost), `heartbeat` after.
+    /// when publishes are likeliest lost) and after one went unanswered
+    /// (the master may have restarted: find out soon), `heartbeat` else.
     pub fn next_heartbeat(&self, now: f64, t: &Timing) -> f64 {
-        if now - self.started < t.early_for {
+        if now - self.started < t.early_for || self.misses > 0 {
             t.early_heartbeat.min(t.heartbeat)
         } else {
             t.heartbeat
@@ -389,6 +390,10 @@ mod tests {
         assert_eq!(s.next_heartbeat(101.0, &t), 5.0);
         assert_eq!(s.next_heartbeat(131.0, &t), 30.0);
         assert!(s.first_heartbeat(&t, 0.99) < 2.0);
+        // After an unanswered one, the next comes soon.
+        let mut s = s;
+        assert!(s.heartbeat(Beat::Failed, 1, &t, 0.5).is_empty());
+        assert_eq!(s.next_heartbeat(200.0, &t), 5.0);
     }
 
     #[test]

@@ -485,7 +485,6 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                 }
             },
             _ = tokio::time::sleep_until(next_beat) => {
-                next_beat = tokio::time::Instant::now() + secs(session.next_heartbeat(clock(), &timing));
                 let beat = match m.heartbeat().await {
                     Ok(reply) => {
                         let unseen_jobs = {
@@ -504,7 +503,9 @@ async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
                         machine::Beat::Failed
                     }
                 };
-                for step in session.heartbeat(beat, epoch(m), &timing, jitter()) {
+                let steps = session.heartbeat(beat, epoch(m), &timing, jitter());
+                next_beat = tokio::time::Instant::now() + secs(session.next_heartbeat(clock(), &timing));
+                for step in steps {
                     match step {
                         machine::Step::Continue => {}
                         machine::Step::FetchMissed => fetch_missed(m).await,

@@ -207,6 +207,9 @@ impl Sim {
         mi.auth_wait = None;
         mi.rekeying = false;
         mi.session_no += 1;
+        // The session's own requests end with it; returns go on being
+        // tried (their answers still count).
+        mi.inflight.retain(|_, r| matches!(r, Request::Return(_)));
         mi.reconnect.ended(established);
         let d = mi.reconnect.delay(&self.t, self.rng.unit());
         self.at(d, Event::Connect(m));
@@ -319,15 +322,10 @@ impl Sim {
                 self.answered(m, reply);
             }
             Event::Beat(m, no) => {
-                if self.minions[m].session_no != no || self.minions[m].session.is_none() {
-                    return;
+                // The next is set when this one is answered or given up.
+                if self.minions[m].session_no == no && self.minions[m].session.is_some() {
+                    self.send(m, Request::Heartbeat);
                 }
-                let next = self.minions[m]
-                    .session
-                    .as_ref()
-                    .map_or(self.t.heartbeat, |s| s.next_heartbeat(self.now, &self.t));
-                self.at(next, Event::Beat(m, no));
-                self.send(m, Request::Heartbeat);
             }
             Event::Published(m, job, epoch) => {
                 if self.minions[m].session.is_none() {
@@ -466,10 +464,14 @@ impl Sim {
         let held = self.minions[m].epoch;
         let jitter = self.rng.unit();
         let t = self.t.clone();
+        let no = self.minions[m].session_no;
         let Some(session) = self.minions[m].session.as_mut() else {
             return;
         };
-        for step in session.heartbeat(beat, held, &t, jitter) {
+        let steps = session.heartbeat(beat, held, &t, jitter);
+        let next = session.next_heartbeat(self.now, &t);
+        self.at(next, Event::Beat(m, no));
+        for step in steps {
             match step {
                 Step::Continue => {}
                 Step::FetchMissed => self.send(m, Request::Missed),
