@@ -148,6 +148,13 @@ impl Head {
     }
 }
 
+/// Whether an asset read at checkpoint version `base` is written as its
+/// head alone (it is still close to the checkpoint) rather than whole as a
+/// new checkpoint.
+fn head_only(rec: &AssetRecord, base: u64, every: u64) -> bool {
+    rec.version >= base && rec.version - base < every
+}
+
 /// An asset as read: the record at its latest version, and the version its
 /// stored document (the checkpoint) is at.
 struct Loaded {
@@ -354,7 +361,7 @@ impl SledStore {
     ) -> Result<(), StoreError> {
         let id = rec.id.as_str().as_bytes();
         match base {
-            Some(b) if rec.version >= b && rec.version - b < every => {
+            Some(b) if head_only(rec, b, every) => {
                 self.heads
                     .insert(id, encode(&Head::of(rec))?)
                     .map_err(store_err)?;
@@ -567,7 +574,7 @@ impl SledStore {
     ) -> TxResult<()> {
         let id = rec.id.as_str().as_bytes();
         match base {
-            Some(b) if rec.version >= b && rec.version - b < every => {
+            Some(b) if head_only(rec, b, every) => {
                 hd.insert(id, encode(&Head::of(rec)).map_err(abort)?)?;
             }
             _ => {
