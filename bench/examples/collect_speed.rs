@@ -6,7 +6,9 @@
 //! cargo build --release --workspace --bins --examples
 //! target/release/examples/collect_speed 9000 3
 //! ```
-//! Arguments: minions (9000), collects (3). With `COLLECT_SPEED_PERF=FILE`
+//! Arguments: minions (9000), collects (3), idle seconds (0: after the
+//! collects, the CPU the master and the swarm spend over that long with
+//! every minion connected and nothing asked of them). With `COLLECT_SPEED_PERF=FILE`
 //! the master is recorded with `perf record` (DWARF call graphs) into FILE during the
 //! collects.
 
@@ -28,7 +30,7 @@ fn cpu_secs(pid: u32) -> f64 {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
-    let (n, collects) = (arg(0, 9000), arg(1, 3));
+    let (n, collects, idle) = (arg(0, 9000), arg(1, 3), arg(2, 0));
     let c = Cluster::start(ClusterOpts {
         master_extra: "workers = 4\nrequest_queue = 65536\nmax_pending = 20000\n\
                        auth_rate = 1000\nautosign = [\"*\"]\n\
@@ -66,6 +68,16 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = perf.as_mut() {
         p.signal(nix::sys::signal::Signal::SIGINT);
         p.wait_exit();
+    }
+    if idle > 0 {
+        println!("idle: master pid {master}, swarm pid {swarm_pid}, {idle} s");
+        let (m0, s0) = (cpu_secs(master), cpu_secs(swarm_pid));
+        std::thread::sleep(std::time::Duration::from_secs(idle as u64));
+        println!(
+            "idle CPU: master {:.1} %, swarm {:.1} %",
+            (cpu_secs(master) - m0) * 100.0 / idle as f64,
+            (cpu_secs(swarm_pid) - s0) * 100.0 / idle as f64
+        );
     }
     println!(
         "master peak RSS {:.0} MiB",

@@ -33,7 +33,7 @@
 //!   it.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -712,15 +712,57 @@ pub const TOP: &[&str] = &[
 /// The value `path` names in an asset's query view: from its top, else
 /// under `facts`, `manual`, then `finance`.
 pub fn resolve<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    resolve_in(root, path, false)
+}
+
+/// [`resolve`], passing over `facts` for a bare path when `skip_facts`
+/// (the caller knows no asset has a fact that path could name).
+fn resolve_in<'a>(root: &'a Value, path: &str, skip_facts: bool) -> Option<&'a Value> {
     let (first, _) = crate::sort::split_root(path);
     if TOP.contains(&first) {
         return crate::sort::lookup(root, path).filter(|v| !v.is_null());
     }
-    ["facts", "manual", "finance"].iter().find_map(|section| {
+    let sections: &[&str] = if skip_facts {
+        &["manual", "finance"]
+    } else {
+        &["facts", "manual", "finance"]
+    };
+    sections.iter().find_map(|section| {
         root.get(*section)
             .and_then(|s| crate::sort::lookup(s, path))
             .filter(|v| !v.is_null())
     })
+}
+
+/// The fact names a bare path (one naming no top-level field) could be
+/// read from: the whole path, then each part before a `.` or `:` (a fact's
+/// own name may hold separators). None for a path under a top-level
+/// field.
+pub fn fact_names(path: &str) -> Vec<&str> {
+    let (first, _) = crate::sort::split_root(path);
+    if TOP.contains(&first) {
+        return Vec::new();
+    }
+    std::iter::once(path)
+        .chain(
+            path.char_indices()
+                .filter(|(_, c)| matches!(c, '.' | ':'))
+                .map(|(i, _)| &path[..i]),
+        )
+        .collect()
+}
+
+/// What evaluating a query needs besides the asset: its compiled globs,
+/// and the bare paths known to name no fact of any asset.
+struct Ctx<'q> {
+    globs: &'q HashMap<String, Option<Regex>>,
+    no_fact: Option<&'q HashSet<String>>,
+}
+
+impl Ctx<'_> {
+    fn resolve<'a>(&self, root: &'a Value, path: &str) -> Option<&'a Value> {
+        resolve_in(root, path, self.no_fact.is_some_and(|n| n.contains(path)))
+    }
 }
 
 /// A query ready to be evaluated over many assets: its glob patterns
@@ -741,7 +783,24 @@ impl Query {
 
     /// Whether an asset's query view matches.
     pub fn matches(&self, root: &Value) -> bool {
-        self.expr.eval(root, &self.globs)
+        let ctx = Ctx {
+            globs: &self.globs,
+            no_fact: None,
+        };
+        self.expr.eval(root, &ctx)
+    }
+
+    /// [`Query::matches`], with `no_fact` the bare paths (as the query
+    /// writes them) that name no fact of this asset: those are read from
+    /// `manual` and `finance` only, as [`resolve`] would find them anyway.
+    /// Listings over many assets give the paths none of them has a fact
+    /// for ([`fact_names`]), which saves a lookup among each asset's facts.
+    pub fn matches_without_facts(&self, root: &Value, no_fact: &HashSet<String>) -> bool {
+        let ctx = Ctx {
+            globs: &self.globs,
+            no_fact: Some(no_fact),
+        };
+        self.expr.eval(root, &ctx)
     }
 
     /// The query.
@@ -775,20 +834,24 @@ impl Expr {
     pub fn matches(&self, root: &Value) -> bool {
         let mut globs = HashMap::new();
         self.collect_globs(&mut globs);
-        self.eval(root, &globs)
+        let ctx = Ctx {
+            globs: &globs,
+            no_fact: None,
+        };
+        self.eval(root, &ctx)
     }
 
-    fn eval(&self, root: &Value, globs: &HashMap<String, Option<Regex>>) -> bool {
+    fn eval(&self, root: &Value, ctx: &Ctx) -> bool {
         match self {
-            Expr::And(a, b) => a.eval(root, globs) && b.eval(root, globs),
-            Expr::Or(a, b) => a.eval(root, globs) || b.eval(root, globs),
-            Expr::Not(e) => !e.eval(root, globs),
+            Expr::And(a, b) => a.eval(root, ctx) && b.eval(root, ctx),
+            Expr::Or(a, b) => a.eval(root, ctx) || b.eval(root, ctx),
+            Expr::Not(e) => !e.eval(root, ctx),
             Expr::In {
                 path,
                 values,
                 negated,
             } => {
-                let found = resolve(root, path).is_some_and(|v| {
+                let found = ctx.resolve(root, path).is_some_and(|v| {
                     let items = scalars(v);
                     values.iter().any(|lit| {
                         let lit = Literal::new(lit);
@@ -799,13 +862,13 @@ impl Expr {
             }
             Expr::Cmp { path, op, value } => {
                 let lit = Literal::new(value);
-                let items = resolve(root, path).map(scalars).unwrap_or_default();
+                let items = ctx.resolve(root, path).map(scalars).unwrap_or_default();
                 let any = |f: &dyn Fn(&Value) -> bool| items.iter().any(|v| f(v));
                 match op {
                     Op::Eq => any(&|v| lit.equals(v)),
                     Op::Ne => !any(&|v| lit.equals(v)),
                     Op::Glob | Op::NotGlob => {
-                        let hit = match globs.get(value) {
+                        let hit = match ctx.globs.get(value) {
                             Some(Some(re)) => any(&|v| match v {
                                 Value::String(s) => re.is_match(s),
                                 Value::Number(n) => re.is_match(&n.to_string()),
@@ -848,6 +911,30 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn paths_known_to_name_no_fact_are_read_from_manual_and_finance() {
+        let q = Query::new(parse("department = finance and site ~ ams*").expect("parse"));
+        let v = view();
+        let none = HashSet::new();
+        let no_fact: HashSet<String> = ["department".to_owned(), "site".to_owned()].into();
+        assert!(q.matches(&v));
+        assert!(q.matches_without_facts(&v, &none));
+        assert!(q.matches_without_facts(&v, &no_fact));
+        // A fact of that name wins over the manual field; told wrongly that
+        // there is none, the query reads the manual field instead.
+        let mut shadowed = v.clone();
+        shadowed["facts"]["department"] = json!("ops");
+        assert!(!q.matches(&shadowed));
+        assert!(q.matches_without_facts(&shadowed, &no_fact));
+        assert_eq!(fact_names("department"), ["department"]);
+        assert_eq!(
+            fact_names("gpus.0000:03"),
+            ["gpus.0000:03", "gpus", "gpus.0000"]
+        );
+        assert!(fact_names("facts.os").is_empty());
+        assert!(fact_names("manual.site").is_empty());
+    }
 
     fn cmp(path: &str, op: Op, value: &str) -> Expr {
         Expr::Cmp {

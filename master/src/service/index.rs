@@ -33,8 +33,8 @@ pub struct Entry {
     /// Its query view (the shape queries and sorts read), large facts left
     /// out.
     pub root: Value,
-    /// The facts left out.
-    pub pruned: HashSet<String>,
+    /// The facts left out, sorted.
+    pub pruned: Vec<String>,
 }
 
 /// Whether a fact is kept in the index: a value, or a short list of
@@ -52,16 +52,18 @@ fn plain(v: &Value) -> bool {
 impl Entry {
     /// The entry of `root` (a query view with every fact).
     pub fn of(version: u64, mut root: Value) -> Entry {
-        let mut pruned = HashSet::new();
+        let mut pruned = Vec::new();
         if let Some(Value::Object(facts)) = root.get_mut("facts") {
             facts.retain(|k, v| {
                 let keep = plain(v);
                 if !keep {
-                    pruned.insert(k.clone());
+                    pruned.push(k.clone());
                 }
                 keep
             });
         }
+        // The map's keys come sorted.
+        debug_assert!(pruned.is_sorted());
         Entry {
             version,
             root,
@@ -73,15 +75,94 @@ impl Entry {
     /// only what the entry holds.
     pub fn covers(&self, path: &str) -> bool {
         let (first, rest) = inventory::sort::split_root(path);
+        let pruned = |key: &str| {
+            self.pruned
+                .binary_search_by(|p| p.as_str().cmp(key))
+                .is_ok()
+        };
         match first {
             "facts" => {
                 let (key, _) = inventory::sort::split_root(rest);
-                !self.pruned.contains(key)
+                !pruned(key)
             }
             _ if inventory::query::TOP.contains(&first) => true,
             // A bare name is looked up under facts first.
-            bare => !self.pruned.contains(bare),
+            bare => !pruned(bare),
         }
+    }
+
+    /// Every fact name the asset has, kept or left out.
+    fn fact_names(&self) -> impl Iterator<Item = &str> {
+        let kept = self.root.get("facts").and_then(Value::as_object);
+        kept.into_iter()
+            .flat_map(|f| f.keys())
+            .chain(&self.pruned)
+            .map(String::as_str)
+    }
+}
+
+/// The entries by asset id, with how many of them have each fact name and
+/// how many left each out.
+#[derive(Default)]
+struct Entries {
+    by_id: BTreeMap<AssetId, Arc<Entry>>,
+    fact_names: HashMap<String, usize>,
+    pruned_names: HashMap<String, usize>,
+}
+
+fn tally<'a>(counts: &mut HashMap<String, usize>, names: impl Iterator<Item = &'a str>, add: bool) {
+    for name in names {
+        if add {
+            *counts.entry(name.to_owned()).or_default() += 1;
+        } else if let Some(n) = counts.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(name);
+            }
+        }
+    }
+}
+
+impl Entries {
+    fn count(&mut self, e: &Entry, add: bool) {
+        tally(&mut self.fact_names, e.fact_names(), add);
+        tally(
+            &mut self.pruned_names,
+            e.pruned.iter().map(String::as_str),
+            add,
+        );
+    }
+
+    fn insert(&mut self, id: AssetId, e: Arc<Entry>) {
+        self.count(&e, true);
+        if let Some(old) = self.by_id.insert(id, e) {
+            self.count(&old, false);
+        }
+    }
+
+    fn remove(&mut self, id: &AssetId) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.count(&old, false);
+        }
+    }
+}
+
+/// Entries taken from the index for one listing, with what holds for all
+/// of them.
+#[derive(Default)]
+pub struct Snapshot {
+    /// The entries, in id order.
+    pub entries: Vec<(AssetId, Arc<Entry>)>,
+    /// Paths (of those asked about) that name no fact of any entry.
+    pub no_fact: HashSet<String>,
+    /// Paths (of those asked about) that every entry holds.
+    pub covered: HashSet<String>,
+}
+
+impl Snapshot {
+    /// Whether `e` (one of the entries) holds `path`.
+    pub fn covers(&self, e: &Entry, path: &str) -> bool {
+        self.covered.contains(path) || e.covers(path)
     }
 }
 
@@ -89,7 +170,7 @@ impl Entry {
 /// read.
 #[derive(Default)]
 pub struct AssetIndex {
-    entries: Mutex<BTreeMap<AssetId, Arc<Entry>>>,
+    entries: Mutex<Entries>,
     dirty: Mutex<HashSet<AssetId>>,
     loaded: AtomicBool,
     /// The day (days since the epoch, UTC) the entries were read.
@@ -186,13 +267,13 @@ impl AssetIndex {
         if !self.loaded.load(Ordering::Acquire) || self.day.load(Ordering::Acquire) != day {
             // Anything written from here on is read again below or later.
             self.dirty.lock().map_err(|_| poisoned())?.clear();
-            let mut map = BTreeMap::new();
+            let mut all = Entries::default();
             store.scan_assets(None, &mut |rec| {
                 let version = rec.version;
-                map.insert(rec.id.clone(), Arc::new(Entry::of(version, build(rec))));
+                all.insert(rec.id.clone(), Arc::new(Entry::of(version, build(rec))));
                 true
             })?;
-            *self.entries.lock().map_err(|_| poisoned())? = map;
+            *self.entries.lock().map_err(|_| poisoned())? = all;
             self.day.store(day, Ordering::Release);
             self.loaded.store(true, Ordering::Release);
         }
@@ -227,30 +308,56 @@ impl AssetIndex {
             match entry {
                 Some(e) => entries.insert(id, e),
                 None => entries.remove(&id),
-            };
+            }
         }
         Ok(())
     }
 
     /// The entries after `after` (all when none), in id order.
     pub fn after(&self, after: Option<&AssetId>) -> Vec<(AssetId, Arc<Entry>)> {
+        self.after_for(after, &[]).entries
+    }
+
+    /// [`AssetIndex::after`] for a listing that reads `paths` (as queries,
+    /// sorts and field lists name them): with which of them no entry left
+    /// out, and which name no fact of any entry.
+    pub fn after_for(&self, after: Option<&AssetId>, paths: &[&str]) -> Snapshot {
         use std::ops::Bound;
         let Ok(entries) = self.entries.lock() else {
-            return Vec::new();
+            return Snapshot::default();
         };
         let start = match after {
             Some(id) => Bound::Excluded(id.clone()),
             None => Bound::Unbounded,
         };
-        entries
+        let mut snap = Snapshot::default();
+        for p in paths {
+            let names = inventory::query::fact_names(p);
+            if !names.is_empty() && names.iter().all(|n| !entries.fact_names.contains_key(*n)) {
+                snap.no_fact.insert((*p).to_owned());
+            }
+            // The fact name `covers` looks for.
+            let (first, rest) = inventory::sort::split_root(p);
+            let fact = match first {
+                "facts" => Some(inventory::sort::split_root(rest).0),
+                _ if inventory::query::TOP.contains(&first) => None,
+                bare => Some(bare),
+            };
+            if fact.is_none_or(|f| !entries.pruned_names.contains_key(f)) {
+                snap.covered.insert((*p).to_owned());
+            }
+        }
+        snap.entries = entries
+            .by_id
             .range((start, Bound::Unbounded))
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .collect();
+        snap
     }
 
     /// The entry of one asset.
     pub fn get(&self, id: &AssetId) -> Option<Arc<Entry>> {
-        self.entries.lock().ok()?.get(id).cloned()
+        self.entries.lock().ok()?.by_id.get(id).cloned()
     }
 
     /// Whether every asset has been read (and on the current day).
@@ -418,6 +525,75 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn id(n: u8) -> AssetId {
+        AssetId::parse(&format!("{n:016x}")).expect("asset id")
+    }
+
+    fn entry(facts: Value) -> Arc<Entry> {
+        Arc::new(Entry::of(
+            1,
+            json!({"facts": facts, "manual": {"department": "finance"}}),
+        ))
+    }
+
+    #[test]
+    fn fact_names_are_counted_across_entries_kept_or_left_out() {
+        let big: Vec<Value> = (0..40).map(|i| json!(i)).collect();
+        let idx = AssetIndex::default();
+        {
+            let mut all = idx.entries.lock().expect("lock");
+            all.insert(id(1), entry(json!({"os": "Debian", "dmi": {"x": 1}})));
+            all.insert(
+                id(2),
+                entry(json!({"os": "Debian", "department": "ops", "long": big})),
+            );
+            assert_eq!(all.fact_names.get("department"), Some(&1));
+            assert_eq!(all.fact_names.get("dmi"), Some(&1));
+            assert_eq!(all.fact_names.get("long"), Some(&1));
+            assert_eq!(all.fact_names.get("os"), Some(&2));
+        }
+        let paths = [
+            "department",
+            "department.x",
+            "os",
+            "dmi.x",
+            "manual.owner",
+            "owner",
+            "facts.long",
+            "long",
+        ];
+        let sorted = |set: &HashSet<String>| {
+            let mut v: Vec<String> = set.iter().cloned().collect();
+            v.sort_unstable();
+            v
+        };
+        let snap = idx.after_for(None, &paths);
+        assert_eq!(snap.entries.len(), 2);
+        assert_eq!(sorted(&snap.no_fact), ["owner"]);
+        assert_eq!(
+            sorted(&snap.covered),
+            ["department", "department.x", "manual.owner", "os", "owner"]
+        );
+        let (first, second) = (&snap.entries[0].1, &snap.entries[1].1);
+        assert!(snap.covers(first, "facts.long") && !snap.covers(second, "facts.long"));
+        assert!(!snap.covers(first, "dmi.x") && snap.covers(second, "dmi.x"));
+        {
+            let mut all = idx.entries.lock().expect("lock");
+            // Written again without those facts, then one removed.
+            all.insert(id(2), entry(json!({"os": "Debian"})));
+            all.remove(&id(1));
+            assert_eq!(all.fact_names.len(), 1, "{:?}", all.fact_names);
+        }
+        let snap = idx.after_for(None, &paths);
+        assert_eq!(snap.entries.len(), 1);
+        assert_eq!(
+            sorted(&snap.no_fact),
+            ["department", "department.x", "dmi.x", "long", "owner"]
+        );
+        assert_eq!(snap.covered.len(), paths.len());
+        assert!(idx.after_for(Some(&id(2)), &paths).entries.is_empty());
+    }
+
     #[test]
     fn large_facts_are_left_out_and_paths_into_them_are_not_covered() {
         let packages: Vec<Value> = (0..100).map(|i| json!({"name": format!("p{i}")})).collect();
@@ -429,7 +605,7 @@ mod tests {
                 "manual": {"department": "finance"},
             }),
         );
-        assert!(e.pruned.contains("packages") && e.pruned.contains("dmi"));
+        assert_eq!(e.pruned, ["dmi", "packages"]);
         assert!(e.root["facts"].get("packages").is_none());
         for covered in [
             "facts.os",

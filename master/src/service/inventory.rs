@@ -890,18 +890,25 @@ impl Filter {
             "latest_version" => "version",
             p => p,
         };
-        for (id, e) in shared.index.after(None) {
-            if paths.iter().all(|p| e.covers(p)) && e.covers(path) {
-                if self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+        let mut reads = paths.clone();
+        reads.push(path);
+        let snap = shared.index.after_for(None, &reads);
+        for (id, e) in &snap.entries {
+            if reads.iter().all(|p| snap.covers(e, p)) {
+                if self
+                    .query
+                    .as_ref()
+                    .is_some_and(|q| !q.matches_without_facts(&e.root, &snap.no_fact))
+                {
                     continue;
                 }
                 let key = inventory::sort::lookup(&e.root, path)
                     .filter(|v| !v.is_null())
                     .cloned();
-                visit((key, id));
+                visit((key, id.clone()));
                 continue;
             }
-            let Some(rec) = shared.store.asset(&id)? else {
+            let Some(rec) = shared.store.asset(id)? else {
                 continue;
             };
             if let Some(view) = self.view(shared, rec)? {
@@ -929,22 +936,38 @@ impl Filter {
         Filter::refresh_index(shared)?;
         let paths = self.query_paths();
         let wanted = self.wanted();
-        for (id, e) in shared.index.after(after) {
-            let from_entry = paths.iter().all(|p| e.covers(p));
-            if from_entry && self.entry_serves_views(&e) {
-                if self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+        let viewed: Vec<&str> = self
+            .fields
+            .iter()
+            .flatten()
+            .chain(&self.needs)
+            .map(String::as_str)
+            .collect();
+        let mut reads = paths.clone();
+        reads.extend(&viewed);
+        let snap = shared.index.after_for(after, &reads);
+        let passes = |e: &super::index::Entry| {
+            self.query
+                .as_ref()
+                .is_none_or(|q| q.matches_without_facts(&e.root, &snap.no_fact))
+        };
+        for (id, e) in &snap.entries {
+            let from_entry = paths.iter().all(|p| snap.covers(e, p));
+            let serves_views = self.fields.is_some() && viewed.iter().all(|p| snap.covers(e, p));
+            if from_entry && serves_views {
+                if !passes(e) {
                     continue;
                 }
-                if !visit(view_from_root(&id, &e.root, e.version, wanted.as_deref())) {
+                if !visit(view_from_root(id, &e.root, e.version, wanted.as_deref())) {
                     break;
                 }
                 continue;
             }
-            if from_entry && self.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+            if from_entry && !passes(e) {
                 continue;
             }
             // An asset removed since the index was read is left out.
-            let Some(rec) = shared.store.asset(&id)? else {
+            let Some(rec) = shared.store.asset(id)? else {
                 continue;
             };
             if let Some(view) = self.view(shared, rec)?
@@ -1585,9 +1608,16 @@ pub fn whole_assets_json(
     let mut items: Vec<Arc<str>> = Vec::new();
     let mut last = None;
     let mut more = false;
-    for (id, e) in shared.index.after(after.as_ref()) {
-        let covered = paths.iter().all(|p| e.covers(p));
-        if covered && filter.query.as_ref().is_some_and(|q| !q.matches(&e.root)) {
+    let snap = shared.index.after_for(after.as_ref(), &paths);
+    for (id, e) in &snap.entries {
+        let id = id.clone();
+        let covered = paths.iter().all(|p| snap.covers(e, p));
+        if covered
+            && filter
+                .query
+                .as_ref()
+                .is_some_and(|q| !q.matches_without_facts(&e.root, &snap.no_fact))
+        {
             continue;
         }
         if covered && items.len() == limit {
