@@ -5,9 +5,79 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use protocol::{Jid, JobReturn};
+use protocol::{Jid, JobReturn, MinionId};
 use tokio::sync::mpsc;
+
+/// A return as a job's watchers get it: encoded as JSON once, with the
+/// minion it came from. Far smaller than the decoded return (whose facts
+/// are a tree of many small values), so a fleet's returns waiting for the
+/// store's flush, or for a slow watcher, hold a fraction of the memory.
+#[derive(Debug, Clone)]
+pub struct ReturnJson {
+    /// The minion.
+    pub minion: MinionId,
+    /// The whole [`JobReturn`] as JSON.
+    pub json: Arc<str>,
+}
+
+impl ReturnJson {
+    /// Encodes `ret`.
+    pub fn of(ret: &JobReturn) -> ReturnJson {
+        let json = serde_json::to_string(ret).unwrap_or_else(|e| {
+            // A return is plain data; this would be a bug, said plainly.
+            serde_json::json!({"jid": ret.jid, "minion": ret.minion, "fun": ret.fun,
+                "success": false, "retcode": 1,
+                "data": format!("the master could not encode this return: {e}"),
+                "started_ms": ret.started_ms, "ended_ms": ret.ended_ms})
+            .to_string()
+        });
+        ReturnJson {
+            minion: ret.minion.clone(),
+            json: json.into(),
+        }
+    }
+
+    /// The return again.
+    pub fn decode(&self) -> Result<JobReturn, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
+}
+
+/// What is kept of a stored return until the store is flushed: what
+/// events name, and the return as JSON when its job had watchers as it was
+/// stored (a watcher that comes later reads the stored returns first).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The job.
+    pub jid: Jid,
+    /// The minion.
+    pub minion: MinionId,
+    /// The function.
+    pub fun: String,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Its return code.
+    pub retcode: i32,
+    /// The return for watchers.
+    pub json: Option<ReturnJson>,
+}
+
+impl Finished {
+    /// What is kept of `ret`, encoding it when `watched`.
+    pub fn of(ret: &JobReturn, watched: bool) -> Finished {
+        Finished {
+            jid: ret.jid.clone(),
+            minion: ret.minion.clone(),
+            fun: ret.fun.clone(),
+            success: ret.success,
+            retcode: ret.retcode,
+            json: watched.then(|| ReturnJson::of(ret)),
+        }
+    }
+}
 
 /// What became of a return handed to the tracker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +96,7 @@ struct LiveJob {
     returned: BTreeSet<String>,
     live_until: Instant,
     registered: Instant,
-    watchers: Vec<mpsc::Sender<JobReturn>>,
+    watchers: Vec<mpsc::Sender<ReturnJson>>,
     batch: Option<Batch>,
 }
 
@@ -92,7 +162,7 @@ impl JobTracker {
         expected: BTreeSet<String>,
         live_for: Duration,
         watch: bool,
-    ) -> Option<mpsc::Receiver<JobReturn>> {
+    ) -> Option<mpsc::Receiver<ReturnJson>> {
         let (watchers, rx) = if watch {
             let (tx, rx) = mpsc::channel(expected.len().clamp(16, 65_536));
             (vec![tx], Some(rx))
@@ -223,7 +293,7 @@ impl JobTracker {
 
     /// Adds a watcher to the live job `jid`: it receives every return
     /// stored from now on. `None` when the job is not live.
-    pub fn watch(&self, jid: &Jid) -> Option<mpsc::Receiver<JobReturn>> {
+    pub fn watch(&self, jid: &Jid) -> Option<mpsc::Receiver<ReturnJson>> {
         let mut live = self.live();
         let job = live.get_mut(jid)?;
         let (tx, rx) = mpsc::channel(job.expected.len().clamp(16, 65_536));
@@ -236,8 +306,17 @@ impl JobTracker {
         self.live().get(jid).map(|j| j.expected.contains(minion))
     }
 
-    /// Records a return (the caller has stored it) and passes it to watchers.
-    pub fn on_return(&self, ret: &JobReturn) -> ReturnOutcome {
+    /// Whether the live job `jid` has a watcher: its returns are then
+    /// encoded for it as they are stored.
+    pub fn watched(&self, jid: &Jid) -> bool {
+        self.live()
+            .get(jid)
+            .is_some_and(|j| j.watchers.iter().any(|w| !w.is_closed()))
+    }
+
+    /// Records a return (the caller has stored it) and passes it to
+    /// watchers (when it was encoded for them: see [`Finished`]).
+    pub fn on_return(&self, ret: &Finished) -> ReturnOutcome {
         let mut live = self.live();
         let Some(job) = live.get_mut(&ret.jid) else {
             return ReturnOutcome::NotLive;
@@ -248,7 +327,10 @@ impl JobTracker {
         if !job.returned.insert(ret.minion.to_string()) {
             return ReturnOutcome::Duplicate;
         }
-        job.watchers.retain(|w| w.try_send(ret.clone()).is_ok());
+        match &ret.json {
+            Some(json) => job.watchers.retain(|w| w.try_send(json.clone()).is_ok()),
+            None => job.watchers.retain(|w| !w.is_closed()),
+        }
         ReturnOutcome::New
     }
 
@@ -343,13 +425,21 @@ mod tests {
             )
             .expect("watch");
         assert_eq!(t.missed_by("a").len(), 1);
-        assert_eq!(t.on_return(&ret(&jid, "a")), ReturnOutcome::New);
-        assert_eq!(t.on_return(&ret(&jid, "a")), ReturnOutcome::Duplicate);
-        assert_eq!(t.on_return(&ret(&jid, "c")), ReturnOutcome::NotLive);
+        assert!(t.watched(&jid));
+        let a = Finished::of(&ret(&jid, "a"), true);
+        assert_eq!(t.on_return(&a), ReturnOutcome::New);
+        assert_eq!(t.on_return(&a), ReturnOutcome::Duplicate);
+        let c = Finished::of(&ret(&jid, "c"), true);
+        assert_eq!(t.on_return(&c), ReturnOutcome::NotLive);
         assert!(t.missed_by("a").is_empty());
         assert_eq!(t.missed_by("b").len(), 1);
-        assert_eq!(rx.try_recv().expect("ret").minion.as_str(), "a");
+        let got = rx.try_recv().expect("ret");
+        assert_eq!(got.minion.as_str(), "a");
+        let back = got.decode().expect("decode");
+        assert_eq!((back.jid, back.minion.as_str()), (jid.clone(), "a"));
         assert!(rx.try_recv().is_err());
+        drop(rx);
+        assert!(!t.watched(&jid));
     }
 
     #[test]
@@ -374,7 +464,7 @@ mod tests {
         assert!(t.missed_by("c").is_empty());
         assert!(t.batch_open(&jid));
         assert_eq!(t.unfinished()[0].pending, vec!["a", "b"]);
-        t.on_return(&ret(&jid, "a"));
+        t.on_return(&Finished::of(&ret(&jid, "a"), false));
         assert_eq!(t.stop(&jid), Some(vec!["b".to_string()]));
         assert!(stop.is_cancelled());
         assert!(!t.batch_open(&jid));

@@ -14,7 +14,7 @@ use protocol::{
 };
 use tracing::{debug, info, warn};
 
-use crate::jobs::ReturnOutcome;
+use crate::jobs::{Finished, ReturnOutcome};
 use crate::keyring::random;
 use crate::server::Shared;
 use protocol::seal::{SymmetricKey, seal_session_key};
@@ -79,9 +79,9 @@ pub struct Handled {
     pub reply: Vec<u8>,
     /// Whether it acknowledges a stored return.
     pub durable: bool,
-    /// The job return it acknowledges and what storing it did, for
-    /// watchers and events once it is on disk.
-    pub stored: Option<(JobReturn, Stored)>,
+    /// What is kept of the job return it acknowledges and what storing it
+    /// did, for watchers and events once it is on disk.
+    pub stored: Option<(Finished, Stored)>,
     /// Whether the request proved its sender: it verified against an
     /// accepted key, or it was an auth request whose key is now accepted or
     /// pending. The connection it came on then counts as authenticated.
@@ -145,6 +145,12 @@ fn reply(shared: &Shared, processed: Result<Processed, Refusal>) -> Handled {
             channel,
         }) => (re, error_reply(kind, message), channel, None, false),
     };
+    // The decoded return is dropped here; what the flusher passes on
+    // after the flush is far smaller.
+    let stored = stored.map(|(ret, outcome)| {
+        let watched = shared.jobs.tracker().watched(&ret.jid);
+        (Finished::of(&ret, watched), outcome)
+    });
     let is_auth = matches!(body, ReplyBody::Auth(_));
     let durable = matches!(body, ReplyBody::Ack { .. });
     let reply = Reply { re, body };
@@ -551,13 +557,13 @@ fn on_return(
 /// now on disk. The tracker is told even for a duplicate: after a master
 /// restart a return may be known to the store and still new to a live
 /// job's watchers.
-pub fn notify_stored(shared: &Shared, ret: &JobReturn, outcome: &Stored) {
+pub fn notify_stored(shared: &Shared, ret: &Finished, outcome: &Stored) {
     notify_stored_from(shared, ret, outcome, "collect");
 }
 
 /// As [`notify_stored`], naming where a changed asset's facts came from
 /// (`collect`, or `ssh` for a host collected over SSH).
-pub fn notify_stored_from(shared: &Shared, ret: &JobReturn, outcome: &Stored, source: &str) {
+pub fn notify_stored_from(shared: &Shared, ret: &Finished, outcome: &Stored, source: &str) {
     let live_new = shared.jobs.tracker().on_return(ret) == ReturnOutcome::New;
     if live_new {
         debug!(minion_id = %ret.minion, jid = %ret.jid, "return delivered to watchers");

@@ -271,7 +271,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
 }
 
 /// A reply that acknowledges a stored return, and that return.
-type Durable = (Vec<Bytes>, Option<(protocol::JobReturn, store::Stored)>);
+type Durable = (Vec<Bytes>, Option<(crate::jobs::Finished, store::Stored)>);
 
 /// Group commit: replies that acknowledge stored returns wait here until
 /// one flush of the store covers all of them, then go out.

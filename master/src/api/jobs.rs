@@ -230,7 +230,7 @@ struct ReturnsEvent {
 
 fn sse_event(ev: JobEvent) -> Event {
     let (name, data) = match ev {
-        JobEvent::Return(ret) => ("ret", serde_json::to_string(&ret)),
+        JobEvent::Return(ret) => ("ret", Ok(ret.json.to_string())),
         JobEvent::Done { missing } => ("done", serde_json::to_string(&Done { missing })),
     };
     Event::default()

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::{Page, ServiceError};
 use crate::config::MasterConfig;
 use crate::events::EventBus;
-use crate::jobs::JobTracker;
+use crate::jobs::{JobTracker, ReturnJson};
 use crate::keyring::{Keyring, random};
 use crate::server::{BROADCAST_TOPIC, PUBLISH_AAD, now_ms, now_us};
 use store::access::User;
@@ -173,14 +173,14 @@ pub struct Published {
     /// Minions expected to return.
     pub expected: BTreeSet<String>,
     /// Returns as they arrive, when watched.
-    pub returns: Option<mpsc::Receiver<JobReturn>>,
+    pub returns: Option<mpsc::Receiver<ReturnJson>>,
 }
 
 /// What following a job yields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub enum JobEvent {
     /// A minion returned (stored on disk before this is sent).
-    Return(JobReturn),
+    Return(ReturnJson),
     /// The wait is over.
     Done {
         /// Expected minions that did not return.
@@ -505,7 +505,11 @@ impl JobsService {
         };
         while let Some(ev) = events.recv().await {
             match ev {
-                JobEvent::Return(ret) if ret.data["killed"] == serde_json::Value::Bool(true) => {
+                JobEvent::Return(ret)
+                    if ret
+                        .decode()
+                        .is_ok_and(|r| r.data["killed"] == serde_json::Value::Bool(true)) =>
+                {
                     report.killed.push(ret.minion.to_string());
                 }
                 JobEvent::Return(ret) => report.not_running.push(ret.minion.to_string()),
@@ -594,7 +598,7 @@ impl JobsService {
         &self,
         jid: Jid,
         expected: BTreeSet<String>,
-        returns: Option<mpsc::Receiver<JobReturn>>,
+        returns: Option<mpsc::Receiver<ReturnJson>>,
         stored: Vec<JobReturn>,
         timeout_secs: u64,
         cancel: CancellationToken,
@@ -606,7 +610,10 @@ impl JobsService {
             let mut missing = expected;
             for ret in stored {
                 if missing.remove(ret.minion.as_str())
-                    && tx.send(JobEvent::Return(ret)).await.is_err()
+                    && tx
+                        .send(JobEvent::Return(ReturnJson::of(&ret)))
+                        .await
+                        .is_err()
                 {
                     return;
                 }
@@ -697,7 +704,7 @@ impl JobsService {
 struct BatchDriver {
     publisher: Arc<Publisher>,
     tracker: Arc<JobTracker>,
-    returns: Option<mpsc::Receiver<JobReturn>>,
+    returns: Option<mpsc::Receiver<ReturnJson>>,
     job: Job,
     spec: BatchSpec,
     fresh: Duration,

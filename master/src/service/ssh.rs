@@ -362,7 +362,9 @@ async fn store_return(shared: &Arc<Shared>, ret: JobReturn) {
                     .relate_pending
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            crate::requests::notify_stored_from(shared, &ret, &outcome, "ssh");
+            let watched = shared.jobs.tracker().watched(&ret.jid);
+            let finished = crate::jobs::Finished::of(&ret, watched);
+            crate::requests::notify_stored_from(shared, &finished, &outcome, "ssh");
         }
         Ok(Err(e)) => {
             warn!(jid = %ret.jid, minion_id = %ret.minion, error = %e, "could not store a result over SSH")
