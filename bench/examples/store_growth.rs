@@ -11,8 +11,9 @@
 //! collects are an hour apart and, as the master's janitor does, jobs older
 //! than that are expired after each one. Prints the
 //! store's size after each collect and its growth against one fleet
-//! snapshot (the JSON of every host's facts once), and the seconds spent
-//! storing each collect (one thread).
+//! snapshot (the JSON of every host's facts once), the seconds spent
+//! storing each collect (one thread), and this process's RSS after it (the
+//! store's memory, with the facts of one host at a time).
 
 use bench::{dir_bytes, facts};
 use inventory::InventoryConfig;
@@ -37,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let mut snapshot = 0u64;
     let mut first = 0u64;
-    println!("collect  store MiB  growth MiB  growth/snapshot  store s");
+    println!("collect  store MiB  growth MiB  growth/snapshot  store s  RSS MiB");
     for round in 0..collects {
         let now = 1_800_000_000_000 + round as i64 * 3_600_000;
         let jid = jids.next(now * 1000);
@@ -73,7 +74,7 @@ fn main() -> anyhow::Result<()> {
             first = size;
         }
         println!(
-            "{:>7}  {:>9.1}  {:>10.2}  {:>15.2}  {:>7.3}",
+            "{:>7}  {:>9.1}  {:>10.2}  {:>15.2}  {:>7.3}  {:>7.0}",
             round + 1,
             mib(size),
             if round == 0 {
@@ -87,6 +88,7 @@ fn main() -> anyhow::Result<()> {
                 growth as f64 / round as f64 / snapshot as f64
             },
             secs,
+            bench::status_kib(std::process::id(), "VmRSS") as f64 / 1024.0,
         );
     }
     println!(

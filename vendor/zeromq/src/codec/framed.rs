@@ -135,6 +135,20 @@ impl ZmqFramedRead {
         self.permit = Some(permit);
     }
 
+    /// cmdb patch: once every byte read has been decoded, a buffer grown
+    /// past its initial size is let go instead of kept. Decoded frames
+    /// share the buffer's allocation: a connection that keeps it holds
+    /// memory for as long as it lives (and, when a frame it gave out is
+    /// still alive as the next read comes, allocates a larger one beside
+    /// it), so thousands of mostly idle peers that once sent a large
+    /// message each kept a large buffer.
+    fn release_idle_buffer(&mut self) {
+        if self.buffer.is_empty() && self.buffer.capacity() > self.options.read_buffer_initial_size
+        {
+            self.buffer = BytesMut::new();
+        }
+    }
+
     fn poll_decode(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -144,6 +158,7 @@ impl ZmqFramedRead {
         // Consume buffered data first; read from the socket only when the
         // current buffer cannot produce a full message.
         if let Some(item) = this.codec.decode(&mut this.buffer)? {
+            this.release_idle_buffer();
             return Poll::Ready(Some(Ok(item)));
         }
 
@@ -152,7 +167,10 @@ impl ZmqFramedRead {
             let n = ready!(this.poll_read_into_buffer(cx, min_read_size))?;
             let ended = n == 0;
             match this.codec.decode(&mut this.buffer)? {
-                Some(item) => return Poll::Ready(Some(Ok(item))),
+                Some(item) => {
+                    this.release_idle_buffer();
+                    return Poll::Ready(Some(Ok(item)));
+                }
                 None if ended => {
                     // Give the decoder one final chance at EOF; leftover bytes
                     // mean the stream ended with a truncated frame.
