@@ -78,6 +78,38 @@ pub fn timed(c: &tests::Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)
     Ok((secs, out.stdout))
 }
 
+/// Waits until `n` minions hold the master's current session key (its
+/// `cmdb_session_key_holders` gauge): every one has a session with this
+/// master, which after a restart the swarm's own count cannot tell (a minion
+/// counts itself online until it notices). The gauge is read every 100 ms,
+/// up to `limit`; returns the last value read.
+pub fn wait_for_sessions(
+    c: &tests::Cluster,
+    n: usize,
+    limit: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let socket = c.master_state().join("api.sock");
+    rt.block_on(async {
+        let mut conn = api::Conn::unix(&socket).await?;
+        let started = std::time::Instant::now();
+        loop {
+            let text = conn.get_ok("/metrics").await?;
+            let held = String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdb_session_key_holders "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0) as usize;
+            if held >= n || started.elapsed() >= limit {
+                return Ok(held);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+}
+
 /// A `cmdb-swarm` of `n` minions against `c`'s master, as the benchmarks
 /// run it: heartbeats every 30 s (a minion's default), 3,000 new
 /// connections a second, reconnects spread over 10 s, 20 s per request.

@@ -208,6 +208,11 @@ impl Keyring {
             .len()
     }
 
+    /// How many minions were handed the current session key.
+    pub fn holder_count(&self) -> usize {
+        self.holders.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Notes that `minion` was handed the current session key.
     pub fn record_holder(&self, minion: &str) {
         self.holders

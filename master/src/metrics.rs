@@ -1,6 +1,6 @@
 //! `GET /metrics`: the master's figures in the Prometheus text format.
 //! Counters are kept as things happen; gauges (minions by key state and
-//! presence, store size) are read when scraped.
+//! presence, session key holders, store size) are read when scraped.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -47,6 +47,7 @@ pub struct Metrics {
     minions: Family<StateLabels, Gauge>,
     presence: Family<PresenceLabels, Gauge>,
     store_bytes: Gauge,
+    holders: Gauge,
 }
 
 impl Default for Metrics {
@@ -57,6 +58,7 @@ impl Default for Metrics {
         let minions = Family::<StateLabels, Gauge>::default();
         let presence = Family::<PresenceLabels, Gauge>::default();
         let store_bytes = Gauge::default();
+        let holders = Gauge::default();
         let mut registry = Registry::with_prefix("cmdb");
         registry.register("jobs_published", "Jobs published", jobs_published.clone());
         registry.register(
@@ -80,8 +82,15 @@ impl Default for Metrics {
             "Size of the store on disk",
             store_bytes.clone(),
         );
+        registry.register(
+            "session_key_holders",
+            "Minions handed the current session key since it was made \
+             (at the master's start and at each rotation): those with a session now",
+            holders.clone(),
+        );
         Metrics {
             registry,
+            holders,
             jobs_published,
             returns_stored,
             api_requests,
@@ -117,6 +126,8 @@ impl Metrics {
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        self.holders
+            .set(i64::try_from(shared.keyring.holder_count()).unwrap_or(i64::MAX));
         if let Ok(bytes) = shared.store.size_on_disk() {
             self.store_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));

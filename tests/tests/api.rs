@@ -565,6 +565,7 @@ fn lists_are_paged_with_limit_cursor_and_next() {
         "cmdb_returns_stored_total 12",
         "cmdb_minions{state=\"accepted\"} 3",
         "cmdb_minions_presence{presence=\"online\"} 3",
+        "cmdb_session_key_holders 3",
         "cmdb_api_requests_total{route=\"/v1/jobs\",method=\"POST\",status=\"201\"} 4",
         "cmdb_api_requests_total{route=\"/v1/assets\",method=\"GET\",status=\"400\"} 3",
         "cmdb_api_requests_total{route=\"unauthenticated\",method=\"GET\",status=\"401\"} 1",

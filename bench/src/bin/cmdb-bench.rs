@@ -1383,6 +1383,9 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     let t0 = Instant::now();
     c.start_master();
     s.wait_for_n_within("\"event\":\"all_online\"", 2, long);
+    // The swarm counts a minion online until it notices the restart; the
+    // master's gauge tells when every one has a session with it again.
+    bench::wait_for_sessions(&c, n, long)?;
     r.storm_secs = t0.elapsed().as_secs_f64();
     let (_, got, want) = run_cmdb(&c, &["run", "*", "test.ping", "-t", "30"])?;
     r.storm_ping = (got, want);
@@ -1789,7 +1792,7 @@ fn report(cli: &Cli, sizes: &[SizeReport], minion: (f64, f64)) -> String {
     );
     let _ = writeln!(
         o,
-        "Ping and collect times are whole `cmdb run … --out json` invocations: CLI start, `POST /v1/jobs` on the unix socket, then the job's returns followed as server-sent events (`GET /v1/jobs/{{jid}}/returns`) until every minion returned, then the output. They are measured from 35 s after every minion is online (new sessions heartbeat every few seconds for their first 30 s). \"Sled\" is the master's database directory on disk (job cache, returns, assets and history); \"full snapshots\" is the JSON size of one payload times minions times collects.\n"
+        "Ping and collect times are whole `cmdb run … --out json` invocations: CLI start, `POST /v1/jobs` on the unix socket, then the job's returns followed as server-sent events (`GET /v1/jobs/{{jid}}/returns`) until every minion returned, then the output. They are measured from 35 s after every minion is online (new sessions heartbeat every few seconds for their first 30 s). \"Reconnect storm: all back\" is the time from stopping the master (SIGTERM) and starting it again until every minion holds the new master's session key (`cmdb_session_key_holders` in `GET /metrics`), and the ping after it is a `cmdb run '*' test.ping -t 30` then. \"Sled\" is the master's database directory on disk (job cache, returns, assets and history); \"full snapshots\" is the JSON size of one payload times minions times collects.\n"
     );
     let _ = writeln!(
         o,
