@@ -17,7 +17,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
-use zeromq::SubSocket;
 
 use crate::config::MinionConfig;
 use crate::error::MinionError;
@@ -313,7 +312,7 @@ pub async fn connect_for_call(m: &Minion) -> Result<(), MinionError> {
     }
 }
 
-async fn connect_and_auth(m: &Minion) -> Result<SubSocket, MinionError> {
+async fn connect_and_auth(m: &Minion) -> Result<transport::Subscription, MinionError> {
     let timeout = secs(m.cfg.request_timeout);
     let pub_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.publish_port);
     let link = open_link(m).await?;
@@ -448,7 +447,7 @@ async fn fetch_missed(m: &Arc<Minion>) {
     }
 }
 
-async fn serve(m: &Arc<Minion>, mut sub: SubSocket) {
+async fn serve(m: &Arc<Minion>, mut sub: transport::Subscription) {
     let Some(link) = m.link() else { return };
     fetch_missed(m).await;
     info!(minion_id = %m.ident.id, "minion ready");

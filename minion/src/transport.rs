@@ -74,6 +74,24 @@ impl Drop for Link {
     }
 }
 
+/// A token cancelled when `events` (a socket's monitor) reports the
+/// master's end of the connection gone, and the task watching for it.
+fn watch_disconnect(
+    mut events: impl futures_util::Stream<Item = SocketEvent> + Unpin + Send + 'static,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let lost = CancellationToken::new();
+    let flag = lost.clone();
+    let watcher = tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            if let SocketEvent::Disconnected(_) = ev {
+                flag.cancel();
+                break;
+            }
+        }
+    });
+    (lost, watcher)
+}
+
 /// Bytes a message may carry beyond its largest frame (routing frames).
 const ROUTING_SLACK: usize = 1024;
 
@@ -103,20 +121,11 @@ impl Link {
         max_frame: usize,
     ) -> Result<Link, MinionError> {
         let mut sock = DealerSocket::with_options(connect_options(timeout, max_frame));
-        let mut events = sock.monitor();
+        let events = sock.monitor();
         sock.connect(endpoint)
             .await
             .map_err(|e| MinionError::Unreachable(format!("{endpoint}: {e}")))?;
-        let broken = CancellationToken::new();
-        let flag = broken.clone();
-        let watcher = tokio::spawn(async move {
-            while let Some(ev) = events.next().await {
-                if let SocketEvent::Disconnected(_) = ev {
-                    flag.cancel();
-                    break;
-                }
-            }
-        });
+        let (broken, watcher) = watch_disconnect(events);
         let (tx, mut rx) = sock.split();
         let waiters: Waiters = Arc::default();
         let w = waiters.clone();
@@ -255,8 +264,9 @@ pub async fn subscribe(
     id: &str,
     timeout: Duration,
     max_frame: usize,
-) -> Result<SubSocket, MinionError> {
+) -> Result<Subscription, MinionError> {
     let mut sock = SubSocket::with_options(connect_options(timeout, max_frame));
+    let events = sock.monitor();
     sock.connect(endpoint)
         .await
         .map_err(|e| MinionError::Unreachable(format!("{endpoint}: {e}")))?;
@@ -265,7 +275,28 @@ pub async fn subscribe(
             .await
             .map_err(|e| MinionError::Unreachable(e.to_string()))?;
     }
-    Ok(sock)
+    let (lost, watcher) = watch_disconnect(events);
+    Ok(Subscription {
+        sock,
+        lost,
+        watcher,
+    })
+}
+
+/// A subscription to the master's publish socket. Its connection dropping
+/// (the master stopped or restarted) ends [`next_publish`] with an error,
+/// as the request connection's does the session: either connection may be
+/// the first to see it.
+pub struct Subscription {
+    sock: SubSocket,
+    lost: CancellationToken,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
 }
 
 /// A message from the publish socket.
@@ -302,12 +333,16 @@ pub fn open_handover(
 
 /// Receives the next published message: a job or a handed-over key, told
 /// apart by its topic.
-pub async fn next_publish(sub: &mut SubSocket) -> Result<Published, MinionError> {
+pub async fn next_publish(sub: &mut Subscription) -> Result<Published, MinionError> {
     loop {
-        let msg = sub
-            .recv()
-            .await
-            .map_err(|e| MinionError::Unreachable(e.to_string()))?;
+        let msg = tokio::select! {
+            _ = sub.lost.cancelled() => {
+                return Err(MinionError::Unreachable(
+                    "the publish connection to the master was lost".into(),
+                ));
+            }
+            m = sub.sock.recv() => m.map_err(|e| MinionError::Unreachable(e.to_string()))?,
+        };
         let mut frames = msg.into_vec();
         let Some(frame) = frames.pop() else {
             continue;
@@ -318,5 +353,49 @@ pub async fn next_publish(sub: &mut SubSocket) -> Result<Published, MinionError>
         } else {
             Published::Job(frame)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeromq::PubSocket;
+
+    /// The publish connection dropping ends `next_publish` with an error
+    /// (the session then reconnects), even though the request connection
+    /// may not have noticed yet.
+    #[tokio::test]
+    async fn a_lost_publish_connection_ends_the_subscription() {
+        let mut publisher = PubSocket::new();
+        let bound = publisher.bind("tcp://127.0.0.1:0").await.expect("bind");
+        let endpoint = bound.to_string();
+        let mut sub = subscribe(&endpoint, "m1", Duration::from_secs(5), 1 << 20)
+            .await
+            .expect("subscribe");
+        // A publish gets through once the subscription has reached the
+        // publisher (subscriptions travel asynchronously).
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                publisher
+                    .send(ZmqMessage::from(BROADCAST_TOPIC.to_owned()))
+                    .await
+                    .expect("send");
+                tokio::select! {
+                    r = next_publish(&mut sub) => break r,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        })
+        .await
+        .expect("a publish within 10 s");
+        assert!(got.is_ok(), "{got:?}");
+        drop(publisher);
+        let ended = tokio::time::timeout(Duration::from_secs(10), next_publish(&mut sub))
+            .await
+            .expect("the subscription ends within 10 s of the publisher going");
+        match ended {
+            Err(MinionError::Unreachable(m)) => assert!(m.contains("lost"), "{m}"),
+            other => panic!("expected the connection lost, got {other:?}"),
+        }
     }
 }
