@@ -32,10 +32,10 @@ fn main() -> anyhow::Result<()> {
     let arg = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (n, collects, idle) = (arg(0, 9000), arg(1, 3), arg(2, 0));
     let c = Cluster::start(ClusterOpts {
-        master_extra: "workers = 4\nrequest_queue = 65536\nmax_pending = 20000\n\
-                       auth_rate = 1000\nautosign = [\"*\"]\n\
-                       [inventory]\noffline_after_secs = 3600\n"
-            .into(),
+        master_extra: format!(
+            "{}autosign = [\"*\"]\n[inventory]\noffline_after_secs = 3600\n",
+            bench::MASTER_EXTRA
+        ),
     });
     let swarm = bench::fleet(&c, n);
     swarm.wait_for_n_within(

@@ -78,6 +78,12 @@ pub fn timed(c: &tests::Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)
     Ok((secs, out.stdout))
 }
 
+/// Master settings every benchmark runs with: four workers, a request
+/// queue and pending limit that hold a whole fleet's burst, and an auth
+/// rate that lets a fleet of thousands in within seconds.
+pub const MASTER_EXTRA: &str =
+    "workers = 4\nrequest_queue = 65536\nmax_pending = 20000\nauth_rate = 1000\n";
+
 /// Waits until `n` minions hold the master's current session key (its
 /// `cmdb_session_key_holders` gauge): every one has a session with this
 /// master, which after a restart the swarm's own count cannot tell (a minion

@@ -525,7 +525,7 @@ fn crash_phase(cli: &Cli, tries: usize) -> anyhow::Result<String> {
     );
     eprintln!("== crash: {n} minions");
     let mut c = Cluster::start(ClusterOpts {
-        master_extra: format!("{MASTER_EXTRA}autosign = [\"*\"]\n"),
+        master_extra: format!("{}autosign = [\"*\"]\n", bench::MASTER_EXTRA),
     });
     let s = bench::fleet(&c, n);
     s.wait_for_n_within("\"event\":\"all_online\"", 1, Duration::from_secs(600));
@@ -822,9 +822,6 @@ fn event_secs(p: &Proc, nth: usize) -> f64 {
         .and_then(|s| s.trim_end_matches('}').parse().ok())
         .unwrap_or(f64::NAN)
 }
-
-const MASTER_EXTRA: &str =
-    "workers = 4\nrequest_queue = 65536\nmax_pending = 20000\nauth_rate = 1000\n";
 
 #[derive(Default)]
 struct SizeReport {
@@ -1319,7 +1316,8 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
     eprintln!("== {n} minions: autosign");
     let mut c = Cluster::start(ClusterOpts {
         master_extra: format!(
-            "{MASTER_EXTRA}autosign = [\"*\"]\n[inventory]\noffline_after_secs = 3600\n"
+            "{}autosign = [\"*\"]\n[inventory]\noffline_after_secs = 3600\n",
+            bench::MASTER_EXTRA
         ),
     });
     let s = bench::fleet(&c, n);
@@ -1394,7 +1392,7 @@ fn measure(n: usize, cli: &Cli) -> anyhow::Result<SizeReport> {
 
     eprintln!("== {n} minions: accept with cmdb-key -A -y");
     let c = Cluster::start(ClusterOpts {
-        master_extra: MASTER_EXTRA.into(),
+        master_extra: bench::MASTER_EXTRA.into(),
     });
     let s = bench::fleet(&c, n);
     let deadline = Instant::now() + long;

@@ -74,21 +74,11 @@ impl Entry {
     /// Whether `path` (as queries, sorts and field lists name them) reads
     /// only what the entry holds.
     pub fn covers(&self, path: &str) -> bool {
-        let (first, rest) = inventory::sort::split_root(path);
-        let pruned = |key: &str| {
+        fact_read_by(path).is_none_or(|key| {
             self.pruned
                 .binary_search_by(|p| p.as_str().cmp(key))
-                .is_ok()
-        };
-        match first {
-            "facts" => {
-                let (key, _) = inventory::sort::split_root(rest);
-                !pruned(key)
-            }
-            _ if inventory::query::TOP.contains(&first) => true,
-            // A bare name is looked up under facts first.
-            bare => !pruned(bare),
-        }
+                .is_err()
+        })
     }
 
     /// Every fact name the asset has, kept or left out.
@@ -98,6 +88,18 @@ impl Entry {
             .flat_map(|f| f.keys())
             .chain(&self.pruned)
             .map(String::as_str)
+    }
+}
+
+/// The fact whose presence in an entry decides whether the entry holds
+/// `path`: the first key under `facts`, or a bare name (looked up under
+/// facts first); none for a path under another top-level field.
+fn fact_read_by(path: &str) -> Option<&str> {
+    let (first, rest) = inventory::sort::split_root(path);
+    match first {
+        "facts" => Some(inventory::sort::split_root(rest).0),
+        _ if inventory::query::TOP.contains(&first) => None,
+        bare => Some(bare),
     }
 }
 
@@ -336,14 +338,7 @@ impl AssetIndex {
             if !names.is_empty() && names.iter().all(|n| !entries.fact_names.contains_key(*n)) {
                 snap.no_fact.insert((*p).to_owned());
             }
-            // The fact name `covers` looks for.
-            let (first, rest) = inventory::sort::split_root(p);
-            let fact = match first {
-                "facts" => Some(inventory::sort::split_root(rest).0),
-                _ if inventory::query::TOP.contains(&first) => None,
-                bare => Some(bare),
-            };
-            if fact.is_none_or(|f| !entries.pruned_names.contains_key(f)) {
+            if fact_read_by(p).is_none_or(|f| !entries.pruned_names.contains_key(f)) {
                 snap.covered.insert((*p).to_owned());
             }
         }

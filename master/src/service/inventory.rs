@@ -825,12 +825,19 @@ impl Filter {
         self.needs.push(path.to_owned());
     }
 
+    /// The paths this listing reads from a view: its fields and what its
+    /// sort needs (none when it asks for no fields: it shows whole assets).
+    fn viewed(&self) -> Vec<&str> {
+        match &self.fields {
+            Some(f) => f.iter().chain(&self.needs).map(String::as_str).collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Whether the index's entry holds every path this listing reads from
     /// a view (only when it asks for some fields).
     fn entry_serves_views(&self, e: &super::index::Entry) -> bool {
-        self.fields
-            .as_ref()
-            .is_some_and(|f| f.iter().chain(&self.needs).all(|p| e.covers(p)))
+        self.fields.is_some() && self.viewed().iter().all(|p| e.covers(p))
     }
 
     /// The view of the asset `id` now (from the index when it holds what
@@ -936,13 +943,7 @@ impl Filter {
         Filter::refresh_index(shared)?;
         let paths = self.query_paths();
         let wanted = self.wanted();
-        let viewed: Vec<&str> = self
-            .fields
-            .iter()
-            .flatten()
-            .chain(&self.needs)
-            .map(String::as_str)
-            .collect();
+        let viewed = self.viewed();
         let mut reads = paths.clone();
         reads.extend(&viewed);
         let snap = shared.index.after_for(after, &reads);
