@@ -10,7 +10,7 @@
 //! collects, the CPU the master and the swarm spend over that long with
 //! every minion connected and nothing asked of them). With `COLLECT_SPEED_PERF=FILE`
 //! the master is recorded with `perf record` (DWARF call graphs) into FILE during the
-//! collects.
+//! collects; with `COLLECT_SPEED_PERF_SWARM=FILE`, the swarm.
 
 use std::process::Command;
 use std::time::Instant;
@@ -44,13 +44,19 @@ fn main() -> anyhow::Result<()> {
         std::time::Duration::from_secs(600),
     );
     let (master, swarm_pid) = (c.master().pid(), swarm.pid());
-    let mut perf = std::env::var_os("COLLECT_SPEED_PERF").map(|file| {
-        let mut p = Command::new("perf");
-        p.args(["record", "--call-graph", "dwarf,16384", "-F", "200", "-o"])
-            .arg(file)
-            .args(["-p", &master.to_string()]);
-        Proc::spawn("perf", p)
-    });
+    let record = |var: &str, pid: u32| {
+        std::env::var_os(var).map(|file| {
+            let mut p = Command::new("perf");
+            p.args(["record", "--call-graph", "dwarf,16384", "-F", "200", "-o"])
+                .arg(file)
+                .args(["-p", &pid.to_string()]);
+            Proc::spawn("perf", p)
+        })
+    };
+    let mut perf = [
+        record("COLLECT_SPEED_PERF", master),
+        record("COLLECT_SPEED_PERF_SWARM", swarm_pid),
+    ];
     println!("collect  wall s  master CPU s  swarm CPU s  master RSS MiB");
     for i in 0..collects {
         let (m0, s0) = (cpu_secs(master), cpu_secs(swarm_pid));
@@ -65,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             status_kib(master, "VmRSS") as f64 / 1024.0
         );
     }
-    if let Some(p) = perf.as_mut() {
+    for p in perf.iter_mut().flatten() {
         p.signal(nix::sys::signal::Signal::SIGINT);
         p.wait_exit();
     }

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod memory;
+pub mod postgres;
 pub mod sled;
 
 /// Key of the asset id in a collect return kept in the job cache (the
@@ -56,6 +57,17 @@ pub(crate) fn check_version(rec: &AssetRecord, if_version: Option<u64>) -> Resul
     }
 }
 
+/// A record as stored: msgpack with named fields (every engine keeps the
+/// same bytes).
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(v).map_err(|e| StoreError::Engine(e.to_string()))
+}
+
+/// A stored record read back.
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(b).map_err(|e| StoreError::Engine(e.to_string()))
+}
+
 /// Whether a return carries facts for the inventory.
 pub(crate) fn is_collect(ret: &protocol::JobReturn) -> bool {
     ret.success && matches!(ret.fun.as_str(), "collect" | "grains.items") && ret.data.is_object()
@@ -85,6 +97,7 @@ pub enum StoreError {
     Precondition(String),
 }
 
+pub use self::postgres::PgStore;
 pub use self::sled::SledStore;
 
 use std::collections::BTreeMap;
@@ -395,14 +408,41 @@ mod tests {
         }
     }
 
-    /// Every engine, fresh: sled in a temp dir and the in-memory reference.
-    fn engines(inv: InventoryConfig) -> Vec<(tempfile::TempDir, Box<dyn Store>)> {
+    /// What an engine under test needs kept until it is done: its
+    /// directory and, for PostgreSQL, the server.
+    struct Held {
+        _dir: tempfile::TempDir,
+        _server: Option<postgres::server::LocalServer>,
+    }
+
+    /// Every engine, fresh: sled in a temp dir, PostgreSQL on a server of
+    /// its own, and the in-memory reference.
+    fn engines(inv: InventoryConfig) -> Vec<(Held, Box<dyn Store>)> {
         let dir = tempfile::tempdir().expect("tmp");
         let sled = SledStore::open(&dir.path().join("db"), inv.clone()).expect("open");
+        let pg_dir = tempfile::tempdir().expect("tmp");
+        let server = postgres::server::LocalServer::start(pg_dir.path(), false).expect("postgres");
+        let pg = PgStore::connect(&server.url("postgres"), inv.clone()).expect("connect");
         vec![
-            (dir, Box::new(sled) as Box<dyn Store>),
             (
-                tempfile::tempdir().expect("tmp"),
+                Held {
+                    _dir: dir,
+                    _server: None,
+                },
+                Box::new(sled) as Box<dyn Store>,
+            ),
+            (
+                Held {
+                    _dir: pg_dir,
+                    _server: Some(server),
+                },
+                Box::new(pg),
+            ),
+            (
+                Held {
+                    _dir: tempfile::tempdir().expect("tmp"),
+                    _server: None,
+                },
                 Box::new(memory::MemoryStore::new(inv)),
             ),
         ]
@@ -458,12 +498,16 @@ mod tests {
 
     #[test]
     fn retention_keeps_the_first_record_and_the_latest_changes() {
-        let dir = tempfile::tempdir().expect("tmp");
         let inv = InventoryConfig {
             history_keep: 2,
             ..InventoryConfig::default()
         };
-        let s = SledStore::open(&dir.path().join("db"), inv).expect("open");
+        for (_held, s) in engines(inv) {
+            retention(s.as_ref());
+        }
+    }
+
+    fn retention(s: &dyn Store) {
         for n in 0..6 {
             let mut r = ret(
                 &Jid::from_micros(1_700_000_000_000_000 + n).expect("jid"),

@@ -35,13 +35,7 @@ fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Engine(e.to_string())
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(v).map_err(store_err)
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
-    rmp_serde::from_slice(b).map_err(store_err)
-}
+use crate::{decode, encode};
 
 /// Writes one record under `key` and flushes its tree (users and tokens:
 /// rare writes that must survive a crash at once).

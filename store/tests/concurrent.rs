@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use inventory::{InventoryConfig, Source};
 use protocol::{Jid, JobReturn, MinionId};
-use store::{SledStore, Store, Stored};
+use store::postgres::server::LocalServer;
+use store::{PgStore, SledStore, Store, Stored};
 
 const MINIONS: usize = 40;
 const ROUNDS: usize = 6;
@@ -36,6 +37,20 @@ fn concurrent_collects_and_edits_are_each_stored_once() {
     let store = Arc::new(
         SledStore::open(&dir.path().join("db"), InventoryConfig::default()).expect("open"),
     );
+    each_stored_once(store);
+}
+
+#[test]
+fn concurrent_collects_and_edits_are_each_stored_once_on_postgres() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = LocalServer::start(dir.path(), false).expect("postgres");
+    let store = Arc::new(
+        PgStore::connect(&server.url("postgres"), InventoryConfig::default()).expect("connect"),
+    );
+    each_stored_once(store);
+}
+
+fn each_stored_once<S: Store + 'static>(store: Arc<S>) {
     for round in 0..ROUNDS {
         let jid =
             Jid::from_micros((1_800_000_000_000 + round as i64 * 60_000) * 1000).expect("jid");

@@ -1,8 +1,8 @@
-//! Model-based check of the sled engine: random sequences of collects,
-//! other returns, edits, presence changes and job expiry are applied to
-//! the sled engine and to the in-memory reference; after reopening the sled
-//! database, both must show the same assets, history, jobs, returns and
-//! change feed.
+//! Model-based check of the engines: random sequences of collects, other
+//! returns, edits, presence changes and job expiry are applied to an engine
+//! (sled; PostgreSQL on a server of the test's own) and to the in-memory
+//! reference; after reopening the database, both must show the same assets,
+//! history, jobs, returns and change feed.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,8 @@ use inventory::{InventoryConfig, Source};
 use proptest::prelude::*;
 use protocol::{Jid, JobReturn, MinionId, Target};
 use store::memory::MemoryStore;
-use store::{JobRecord, SledStore, Store};
+use store::postgres::server::LocalServer;
+use store::{JobRecord, PgStore, SledStore, Store};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -184,5 +185,36 @@ proptest! {
         }
         let sled = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
         prop_assert_eq!(view(&sled), view(&reference));
+    }
+}
+
+/// One PostgreSQL server for every case of the test below; each case gets
+/// a database of its own.
+fn postgres() -> &'static (tempfile::TempDir, LocalServer) {
+    static SERVER: std::sync::OnceLock<(tempfile::TempDir, LocalServer)> =
+        std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let server = LocalServer::start(dir.path(), false).expect("postgres");
+        (dir, server)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn postgres_matches_the_reference_after_reconnecting(ops in prop::collection::vec(op(), 1..40)) {
+        static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = postgres().1.create_database(&format!("case{n}")).expect("database");
+        let reference = MemoryStore::new(InventoryConfig::default());
+        apply(&reference, &ops);
+        {
+            let pg = PgStore::connect(&url, InventoryConfig::default()).expect("connect");
+            apply(&pg, &ops);
+        }
+        let pg = PgStore::connect(&url, InventoryConfig::default()).expect("reconnect");
+        prop_assert_eq!(view(&pg), view(&reference));
     }
 }

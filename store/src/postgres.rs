@@ -1,0 +1,1098 @@
+//! [`Store`] on PostgreSQL: the engine several masters (a cluster's peers)
+//! share, selected with `store = "postgres://…"`.
+//!
+//! Records are the same msgpack values the embedded engine keeps, in
+//! `bytea` columns beside the keys that queries need. [`PgStore::connect`]
+//! creates the schema or migrates it (table `cmdb_schema` holds its
+//! version; peers starting together take turns). Every call blocks the
+//! calling thread until PostgreSQL answered; the connections are driven by
+//! a small runtime the store owns, so a call may come from any thread, a
+//! tokio worker's included. A write is durable when its call returns.
+
+pub mod server;
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime as PoolRuntime};
+use inventory::{AssetId, AssetRecord, ChangeRecord, InventoryConfig, Source};
+use protocol::{Jid, JobReturn};
+use tokio_postgres::{NoTls, Row};
+
+use crate::access::{Token, User};
+use crate::{
+    ASSET_REF, AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, decode,
+    encode, is_collect,
+};
+
+/// The schema, one migration per entry; entry `n` takes the schema from
+/// version `n` to `n + 1`. Text keys sort bytewise (`COLLATE "C"`), as the
+/// embedded engine's keys do.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    jid text COLLATE "C" PRIMARY KEY,
+    started_ms bigint NOT NULL,
+    record bytea NOT NULL,
+    envelope bytea
+);
+CREATE INDEX jobs_started_ms ON jobs (started_ms);
+CREATE TABLE returns (
+    jid text COLLATE "C" NOT NULL,
+    minion text COLLATE "C" NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (jid, minion)
+);
+CREATE TABLE last_seen (
+    minion text COLLATE "C" PRIMARY KEY,
+    at_ms bigint NOT NULL
+);
+CREATE TABLE assets (
+    id text COLLATE "C" PRIMARY KEY,
+    record bytea NOT NULL
+);
+CREATE TABLE asset_minion (
+    minion text COLLATE "C" PRIMARY KEY,
+    id text COLLATE "C" NOT NULL
+);
+CREATE TABLE history (
+    id text COLLATE "C" NOT NULL,
+    version bigint NOT NULL,
+    at_ms bigint NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE INDEX history_at ON history (at_ms, id, version);
+CREATE TABLE planned_serial (
+    serial text COLLATE "C" PRIMARY KEY,
+    id text COLLATE "C" NOT NULL
+);
+CREATE TABLE users (
+    name text COLLATE "C" PRIMARY KEY,
+    record bytea NOT NULL
+);
+CREATE TABLE tokens (
+    id text COLLATE "C" PRIMARY KEY,
+    username text COLLATE "C" NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX tokens_username ON tokens (username);
+"#];
+
+/// Tables whose size [`Store::size_on_disk`] adds up.
+const TABLES: &[&str] = &[
+    "jobs",
+    "returns",
+    "last_seen",
+    "assets",
+    "asset_minion",
+    "history",
+    "planned_serial",
+    "users",
+    "tokens",
+];
+
+/// Advisory lock classes (the first key of `pg_advisory_xact_lock(int,
+/// int)`): the schema's migration, and one minion's returns.
+const SCHEMA_LOCK: i32 = 0x636d_6462;
+const MINION_LOCK: i32 = 0x636d_6401;
+
+/// Connections a store keeps at most.
+const POOL_SIZE: usize = 16;
+/// How long a call waits for a connection (a free one, or a new one made).
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// Assets read per query while scanning.
+const SCAN_PAGE: i64 = 500;
+
+/// [`Store`] on a PostgreSQL database.
+pub struct PgStore {
+    /// The runtime that drives the connections; shut down on drop.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Its handle, entered by every call.
+    handle: tokio::runtime::Handle,
+    /// The connections.
+    pool: Pool,
+    /// History retention and the inventory's rules.
+    inventory: InventoryConfig,
+    /// The database as errors name it (the URL without its password).
+    shown: String,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, host) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        return match auth.and_then(|a| a.split_once(':')) {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        };
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn int(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Engine(format!("{v} does not fit a bigint")))
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Column `i` of a row as bytes.
+fn bytes(row: &Row, i: usize) -> Result<&[u8], StoreError> {
+    row.try_get::<_, &[u8]>(i)
+        .map_err(|e| StoreError::Engine(format!("reading column {i}: {e}")))
+}
+
+/// Column `i` of a row decoded as a record.
+fn record<T: for<'de> serde::Deserialize<'de>>(row: &Row, i: usize) -> Result<T, StoreError> {
+    decode(bytes(row, i)?)
+}
+
+/// The lock key of a minion's returns (FNV-1a of its id).
+fn minion_key(minion: &str) -> i32 {
+    let h = minion.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    i32::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// The jid of a time in milliseconds, for comparisons with stored jids.
+fn jid_at(ms: i64) -> Option<Jid> {
+    Jid::from_micros(ms.saturating_mul(1000))
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:pass@host/db`
+    /// or `host=… dbname=…`), creating or migrating its schema.
+    pub fn connect(url: &str, inventory: InventoryConfig) -> Result<PgStore, StoreError> {
+        let shown = redact(url);
+        let open_err = |reason: String| StoreError::Open {
+            path: shown.clone(),
+            reason,
+        };
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| open_err(format!("not a PostgreSQL connection string: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cmdb-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| open_err(format!("starting the connection runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let pool = {
+            let _in = handle.enter();
+            let manager = Manager::from_config(
+                config,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(PoolRuntime::Tokio1)
+                .wait_timeout(Some(CONNECT_WAIT))
+                .create_timeout(Some(CONNECT_WAIT))
+                .recycle_timeout(Some(CONNECT_WAIT))
+                .build()
+                .map_err(|e| open_err(e.to_string()))?
+        };
+        let store = PgStore {
+            runtime: Some(runtime),
+            handle,
+            pool,
+            inventory,
+            shown: shown.clone(),
+        };
+        store
+            .run(store.migrate())
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(store)
+    }
+
+    /// Runs `f` to its end on the calling thread, its I/O driven by the
+    /// store's runtime.
+    fn run<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let _in = self.handle.enter();
+        futures_executor::block_on(f)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Engine(format!("PostgreSQL {}: {e}", self.shown))
+    }
+
+    /// A connection from the pool.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            StoreError::Engine(format!("PostgreSQL {} is unreachable: {e}", self.shown))
+        })
+    }
+
+    /// Creates the schema, or brings it to this version.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(|e| self.err(e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&SCHEMA_LOCK])
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS cmdb_schema (version integer NOT NULL)")
+            .await
+            .map_err(|e| self.err(e))?;
+        let row = tx
+            .query_one("SELECT COALESCE(max(version), 0) FROM cmdb_schema", &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        let at: i32 = row.try_get(0).map_err(|e| self.err(e))?;
+        let known = MIGRATIONS.len();
+        let at = usize::try_from(at).unwrap_or(0);
+        if at > known {
+            return Err(StoreError::Engine(format!(
+                "the database's schema is at version {at}, newer than this cmdb knows ({known}): \
+                 upgrade cmdb on this master"
+            )));
+        }
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(at) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| self.err(format!("schema migration {}: {e}", n + 1)))?;
+            let version = i32::try_from(n + 1).unwrap_or(i32::MAX);
+            tx.execute("INSERT INTO cmdb_schema (version) VALUES ($1)", &[&version])
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Rows of a query on a pooled connection.
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await.map_err(|e| self.err(e))?;
+        c.query(&st, params).await.map_err(|e| self.err(e))
+    }
+
+    /// Rows a statement changed, on a pooled connection.
+    async fn exec(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await.map_err(|e| self.err(e))?;
+        c.execute(&st, params).await.map_err(|e| self.err(e))
+    }
+
+    /// The records in column 0 of a query's rows.
+    fn records<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<T>, StoreError> {
+        self.run(async {
+            self.rows(sql, params)
+                .await?
+                .iter()
+                .map(|r| record(r, 0))
+                .collect()
+        })
+    }
+
+    /// The record in column 0 of a query's row, if any.
+    fn one<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.records(sql, params)?.into_iter().next())
+    }
+}
+
+/// What a transaction works with: the store's error naming, on one
+/// connection's transaction.
+struct Tx<'a> {
+    store: &'a PgStore,
+    tx: deadpool_postgres::Transaction<'a>,
+}
+
+impl<'a> Tx<'a> {
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let st = self
+            .tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.store.err(e))?;
+        self.tx
+            .query(&st, params)
+            .await
+            .map_err(|e| self.store.err(e))
+    }
+
+    async fn exec(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let st = self
+            .tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.store.err(e))?;
+        self.tx
+            .execute(&st, params)
+            .await
+            .map_err(|e| self.store.err(e))
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(|e| self.store.err(e))
+    }
+
+    /// An asset, locked until the transaction ends.
+    async fn asset_for_update(&self, id: &str) -> Result<Option<AssetRecord>, StoreError> {
+        match self
+            .rows("SELECT record FROM assets WHERE id = $1 FOR UPDATE", &[&id])
+            .await?
+            .first()
+        {
+            Some(r) => record(r, 0).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_asset(&self, rec: &AssetRecord) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO assets (id, record) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+            &[&rec.id.as_str(), &encode(rec)?],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn put_history(&self, id: &AssetId, h: &ChangeRecord) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO history (id, version, at_ms, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id, version) DO UPDATE SET at_ms = EXCLUDED.at_ms, \
+             record = EXCLUDED.record",
+            &[&id.as_str(), &int(h.version)?, &h.at_ms, &encode(h)?],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Drops an asset's oldest change records beyond `keep` (0: none),
+    /// never the first record or the latest `keep`.
+    async fn prune(&self, id: &AssetId, keep: usize) -> Result<(), StoreError> {
+        if keep == 0 {
+            return Ok(());
+        }
+        self.exec(
+            "DELETE FROM history h USING ( \
+                 SELECT version, row_number() OVER (ORDER BY version) AS n, \
+                        count(*) OVER () AS total \
+                 FROM history WHERE id = $1) v \
+             WHERE h.id = $1 AND h.version = v.version AND v.n > 1 AND v.n <= v.total - $2",
+            &[&id.as_str(), &limit(keep)],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+impl PgStore {
+    async fn begin<'a>(
+        &'a self,
+        c: &'a mut deadpool_postgres::Object,
+    ) -> Result<Tx<'a>, StoreError> {
+        let tx = c.transaction().await.map_err(|e| self.err(e))?;
+        Ok(Tx { store: self, tx })
+    }
+
+    async fn put_return_async(
+        &self,
+        ret: &JobReturn,
+        source: Source,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError> {
+        let (jid, minion) = (ret.jid.as_str(), ret.minion.as_str());
+        let mut c = self.client().await?;
+        let tx = self.begin(&mut c).await?;
+        if !is_collect(ret) {
+            let n = tx
+                .exec(
+                    "INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                    &[&jid, &minion, &encode(ret)?],
+                )
+                .await?;
+            tx.commit().await?;
+            return Ok(if n == 1 {
+                Stored::Return
+            } else {
+                Stored::Duplicate
+            });
+        }
+        // One minion's collects are stored one at a time, by every peer.
+        tx.exec(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&MINION_LOCK, &minion_key(minion)],
+        )
+        .await?;
+        if !tx
+            .rows(
+                "SELECT 1 FROM returns WHERE jid = $1 AND minion = $2",
+                &[&jid, &minion],
+            )
+            .await?
+            .is_empty()
+        {
+            return Ok(Stored::Duplicate);
+        }
+        let mapped: Option<String> = match tx
+            .rows("SELECT id FROM asset_minion WHERE minion = $1", &[&minion])
+            .await?
+            .first()
+        {
+            Some(r) => Some(r.try_get(0).map_err(|e| self.err(e))?),
+            None => None,
+        };
+        let mut existing = match &mapped {
+            Some(id) => tx.asset_for_update(id).await?,
+            None => None,
+        };
+        if existing.is_none()
+            && let Some(serial) = ret.data["serialnumber"].as_str()
+            && let Some(r) = tx
+                .rows(
+                    "DELETE FROM planned_serial WHERE serial = $1 RETURNING id",
+                    &[&serial],
+                )
+                .await?
+                .first()
+        {
+            let id: String = r.try_get(0).map_err(|e| self.err(e))?;
+            existing = tx.asset_for_update(&id).await?;
+        }
+        let (rec, entries) = inventory::apply_collect(
+            existing,
+            minion,
+            &ret.data,
+            &ret.jid,
+            &self.inventory,
+            now_ms,
+            source,
+        );
+        let mut stub = ret.clone();
+        stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
+        tx.exec(
+            "INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3)",
+            &[&jid, &minion, &encode(&stub)?],
+        )
+        .await?;
+        if mapped.as_deref() != Some(rec.id.as_str()) {
+            tx.exec(
+                "INSERT INTO asset_minion (minion, id) VALUES ($1, $2) \
+                 ON CONFLICT (minion) DO UPDATE SET id = EXCLUDED.id",
+                &[&minion, &rec.id.as_str()],
+            )
+            .await?;
+        }
+        for e in &entries {
+            tx.put_history(&rec.id, e).await?;
+        }
+        tx.put_asset(&rec).await?;
+        let changed = !entries.is_empty();
+        if changed {
+            tx.prune(&rec.id, self.inventory.history_keep).await?;
+        }
+        tx.commit().await?;
+        Ok(Stored::Asset {
+            id: rec.id,
+            version: rec.version,
+            changed,
+        })
+    }
+
+    async fn edit_async(
+        &self,
+        id: &AssetId,
+        source: Source,
+        user: Option<String>,
+        now_ms: i64,
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
+    ) -> Result<AssetRecord, StoreError> {
+        let mut c = self.client().await?;
+        let tx = self.begin(&mut c).await?;
+        let mut rec = tx
+            .asset_for_update(id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Refused(format!("no asset {id}")))?;
+        let doc = edit(&rec)?;
+        if let Some(entry) = rec.change_to(doc, source, None, user, now_ms) {
+            tx.put_history(id, &entry).await?;
+            tx.put_asset(&rec).await?;
+        }
+        tx.prune(id, self.inventory.history_keep).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    async fn apply_edits_async(
+        &self,
+        edits: &[AssetEdit],
+        source: Source,
+        user: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<AssetRecord>, StoreError> {
+        let mut c = self.client().await?;
+        let tx = self.begin(&mut c).await?;
+        let mut out = Vec::with_capacity(edits.len());
+        for edit in edits {
+            match edit {
+                AssetEdit::Update {
+                    id,
+                    document,
+                    if_version,
+                } => {
+                    let mut rec = tx
+                        .asset_for_update(id.as_str())
+                        .await?
+                        .ok_or_else(|| StoreError::Refused(format!("no asset {id}")))?;
+                    crate::check_version(&rec, *if_version)?;
+                    if let Some(e) = rec.change_to(
+                        document.clone(),
+                        source,
+                        None,
+                        user.map(str::to_owned),
+                        now_ms,
+                    ) {
+                        tx.put_history(&rec.id, &e).await?;
+                        tx.put_asset(&rec).await?;
+                    }
+                    out.push(rec);
+                }
+                AssetEdit::Create {
+                    document,
+                    expected_serial,
+                } => {
+                    let (mut rec, mut first) =
+                        AssetRecord::create(None, document.clone(), serde_json::json!({}), now_ms);
+                    rec.expected_serial = expected_serial.clone();
+                    first.source = source;
+                    first.user = user.map(str::to_owned);
+                    tx.put_asset(&rec).await?;
+                    tx.put_history(&rec.id, &first).await?;
+                    if let Some(s) = expected_serial {
+                        tx.exec(
+                            "INSERT INTO planned_serial (serial, id) VALUES ($1, $2) \
+                             ON CONFLICT (serial) DO UPDATE SET id = EXCLUDED.id",
+                            &[&s.as_str(), &rec.id.as_str()],
+                        )
+                        .await?;
+                    }
+                    out.push(rec);
+                }
+            }
+        }
+        for rec in &out {
+            tx.prune(&rec.id, self.inventory.history_keep).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+impl Store for PgStore {
+    fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let record = encode(job)?;
+        self.run(self.exec(
+            "INSERT INTO jobs (jid, started_ms, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (jid) DO UPDATE SET started_ms = EXCLUDED.started_ms, \
+             record = EXCLUDED.record",
+            &[&job.jid.as_str(), &job.started_ms, &record],
+        ))
+        .map(drop)
+    }
+
+    fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError> {
+        let record = encode(job)?;
+        self.run(self.exec(
+            "INSERT INTO jobs (jid, started_ms, record, envelope) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (jid) DO UPDATE SET started_ms = EXCLUDED.started_ms, \
+             record = EXCLUDED.record, envelope = EXCLUDED.envelope",
+            &[&job.jid.as_str(), &job.started_ms, &record, &envelope],
+        ))
+        .map(drop)
+    }
+
+    fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let Some(cutoff) = jid_at(before_ms) else {
+            return Ok(0);
+        };
+        let n = self.run(self.exec(
+            "UPDATE jobs SET envelope = NULL WHERE jid < $1 AND envelope IS NOT NULL",
+            &[&cutoff.as_str()],
+        ))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
+        self.run(async {
+            self.rows(
+                "SELECT record, envelope FROM jobs \
+                 WHERE started_ms >= $1 AND envelope IS NOT NULL ORDER BY jid",
+                &[&since_ms],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((record(r, 0)?, bytes(r, 1)?.to_vec())))
+            .collect()
+        })
+    }
+
+    fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, StoreError> {
+        self.one("SELECT record FROM jobs WHERE jid = $1", &[&jid.as_str()])
+    }
+
+    fn put_return_from(
+        &self,
+        ret: &JobReturn,
+        source: Source,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError> {
+        self.run(self.put_return_async(ret, source, now_ms))
+    }
+
+    fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError> {
+        self.one("SELECT record FROM assets WHERE id = $1", &[&id.as_str()])
+    }
+
+    fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, StoreError> {
+        self.one(
+            "SELECT a.record FROM asset_minion m JOIN assets a ON a.id = m.id \
+             WHERE m.minion = $1",
+            &[&minion],
+        )
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let tables: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
+        self.run(async {
+            let rows = self
+                .rows(
+                    "SELECT COALESCE(sum(pg_total_relation_size(to_regclass(t))), 0)::bigint \
+                     FROM unnest($1::text[]) AS t",
+                    &[&tables],
+                )
+                .await?;
+            let n: i64 = match rows.first() {
+                Some(r) => r.try_get(0).map_err(|e| self.err(e))?,
+                None => 0,
+            };
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn assets(&self) -> Result<Vec<AssetRecord>, StoreError> {
+        self.records("SELECT record FROM assets ORDER BY id", &[])
+    }
+
+    fn scan_assets(
+        &self,
+        after: Option<&AssetId>,
+        visit: &mut dyn FnMut(AssetRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut after = after.map(|a| a.as_str().to_owned());
+        loop {
+            let page: Vec<AssetRecord> = self.records(
+                "SELECT record FROM assets WHERE $1::text IS NULL OR id > $1 \
+                 ORDER BY id LIMIT $2",
+                &[&after, &SCAN_PAGE],
+            )?;
+            let full = page.len() == usize::try_from(SCAN_PAGE).unwrap_or(0);
+            for rec in page {
+                after = Some(rec.id.as_str().to_owned());
+                if !visit(rec) {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn expire_jobs(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = self.begin(&mut c).await?;
+            // Returns without a job record (agent pushes) go by their jid's
+            // time.
+            if let Some(cutoff) = jid_at(before_ms) {
+                tx.exec("DELETE FROM returns WHERE jid < $1", &[&cutoff.as_str()])
+                    .await?;
+            }
+            let rows = tx
+                .rows(
+                    "WITH gone AS (DELETE FROM jobs WHERE started_ms < $1 RETURNING jid), \
+                     r AS (DELETE FROM returns WHERE jid IN (SELECT jid FROM gone)) \
+                     SELECT count(*) FROM gone",
+                    &[&before_ms],
+                )
+                .await?;
+            let n: i64 = match rows.first() {
+                Some(r) => r.try_get(0).map_err(|e| self.err(e))?,
+                None => 0,
+            };
+            tx.commit().await?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn jobs_before(
+        &self,
+        before: Option<&Jid>,
+        limit_to: usize,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        let before = before.map(Jid::as_str);
+        self.records(
+            "SELECT record FROM jobs WHERE $1::text IS NULL OR jid < $1 \
+             ORDER BY jid DESC LIMIT $2",
+            &[&before, &limit(limit_to)],
+        )
+    }
+
+    fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.records(
+            "SELECT record FROM history WHERE id = $1 ORDER BY version",
+            &[&id.as_str()],
+        )
+    }
+
+    fn edit_asset(
+        &self,
+        id: &AssetId,
+        source: Source,
+        user: Option<String>,
+        now_ms: i64,
+        edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
+    ) -> Result<AssetRecord, StoreError> {
+        self.run(self.edit_async(id, source, user, now_ms, edit))
+    }
+
+    fn apply_edits(
+        &self,
+        edits: &[AssetEdit],
+        source: Source,
+        user: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<AssetRecord>, StoreError> {
+        self.run(self.apply_edits_async(edits, source, user, now_ms))
+    }
+
+    fn changes_between(
+        &self,
+        since_ms: i64,
+        until_ms: Option<i64>,
+        from: Option<(i64, &AssetId, u64)>,
+        max: usize,
+    ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError> {
+        let (from_at, from_id, from_version) = match from {
+            Some((at, id, v)) => (at, id.as_str(), int(v)?),
+            None => (i64::MIN, "", 0),
+        };
+        self.run(async {
+            self.rows(
+                "SELECT a.record, h.record FROM history h JOIN assets a ON a.id = h.id \
+                 WHERE h.at_ms >= $1 AND ($2::bigint IS NULL OR h.at_ms < $2) \
+                 AND (h.at_ms, h.id, h.version) >= ($3, $4, $5) \
+                 ORDER BY h.at_ms, h.id, h.version LIMIT $6",
+                &[
+                    &since_ms,
+                    &until_ms,
+                    &from_at,
+                    &from_id,
+                    &from_version,
+                    &limit(max),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((record(r, 0)?, record(r, 1)?)))
+            .collect()
+        })
+    }
+
+    fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, StoreError> {
+        let stubs: Vec<JobReturn> = self.records(
+            "SELECT record FROM returns WHERE jid = $1 ORDER BY minion",
+            &[&jid.as_str()],
+        )?;
+        stubs
+            .into_iter()
+            .map(|stub| {
+                crate::rebuilt_return(stub, |id| {
+                    Ok(match self.asset(id)? {
+                        Some(rec) => Some((rec, self.history(id)?)),
+                        None => None,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError> {
+        self.run(async {
+            self.rows(
+                "SELECT minion FROM returns WHERE jid = $1 ORDER BY minion",
+                &[&jid.as_str()],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0).map_err(|e| self.err(e)))
+            .collect()
+        })
+    }
+
+    fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.run(self.exec(
+            "INSERT INTO last_seen (minion, at_ms) VALUES ($1, $2) \
+             ON CONFLICT (minion) DO UPDATE SET at_ms = EXCLUDED.at_ms",
+            &[&minion, &at_ms],
+        ))
+        .map(drop)
+    }
+
+    fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
+        self.run(async {
+            match self
+                .rows("SELECT at_ms FROM last_seen WHERE minion = $1", &[&minion])
+                .await?
+                .first()
+            {
+                Some(r) => r.try_get(0).map(Some).map_err(|e| self.err(e)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every write was committed before its call returned.
+        Ok(())
+    }
+
+    fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let record = encode(user)?;
+        self.run(self.exec(
+            "INSERT INTO users (name, record) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
+            &[&user.name, &record],
+        ))
+        .map(drop)
+    }
+
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.one("SELECT record FROM users WHERE name = $1", &[&name])
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.records("SELECT record FROM users ORDER BY name", &[])
+    }
+
+    fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = self.begin(&mut c).await?;
+            let n = tx
+                .exec("DELETE FROM users WHERE name = $1", &[&name])
+                .await?;
+            tx.exec("DELETE FROM tokens WHERE username = $1", &[&name])
+                .await?;
+            tx.commit().await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn put_token(&self, token: &Token) -> Result<(), StoreError> {
+        let record = encode(token)?;
+        self.run(self.exec(
+            "INSERT INTO tokens (id, username, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, \
+             record = EXCLUDED.record",
+            &[&token.id, &token.user, &record],
+        ))
+        .map(drop)
+    }
+
+    fn token(&self, id: &str) -> Result<Option<Token>, StoreError> {
+        self.one("SELECT record FROM tokens WHERE id = $1", &[&id])
+    }
+
+    fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        self.records("SELECT record FROM tokens ORDER BY id", &[])
+    }
+
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.run(self.exec("DELETE FROM tokens WHERE id = $1", &[&id]))? > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_left_out_of_what_errors_show() {
+        assert_eq!(
+            redact("postgres://cmdb:s3cret@db.example:5432/cmdb"),
+            "postgres://cmdb:***@db.example:5432/cmdb"
+        );
+        assert_eq!(
+            redact("postgres://cmdb@127.0.0.1/cmdb"),
+            "postgres://cmdb@127.0.0.1/cmdb"
+        );
+        assert_eq!(
+            redact("host=db user=cmdb password=s3cret dbname=cmdb"),
+            "host=db user=cmdb password=*** dbname=cmdb"
+        );
+    }
+
+    fn server() -> (tempfile::TempDir, server::LocalServer) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = server::LocalServer::start(dir.path(), false).expect("postgres");
+        (dir, s)
+    }
+
+    fn job(n: i64) -> JobRecord {
+        JobRecord {
+            jid: Jid::from_micros(1_800_000_000_000_000 + n).expect("jid"),
+            target: protocol::Target::Glob("*".into()),
+            fun: "test.ping".into(),
+            args: Vec::new(),
+            kwargs: Default::default(),
+            expected: vec!["a".into()],
+            user: "root".into(),
+            started_ms: 1_800_000_000_000,
+            transport: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_database_that_went_away_is_a_clear_error_and_calls_work_again_when_it_returns() {
+        let (_dir, mut server) = server();
+        let store =
+            PgStore::connect(&server.url("postgres"), InventoryConfig::default()).expect("connect");
+        store.put_job(&job(1)).expect("put");
+        server.stop();
+        let err = store.job(&job(1).jid).expect_err("no database");
+        let text = err.to_string();
+        assert!(
+            text.contains("PostgreSQL postgres://postgres@127.0.0.1"),
+            "{text}"
+        );
+        assert!(store.put_job(&job(2)).is_err(), "a write while it is away");
+        server.resume().expect("resume");
+        assert_eq!(store.job(&job(1).jid).expect("read again"), Some(job(1)));
+        store.put_job(&job(2)).expect("write again");
+        assert_eq!(store.jobs_before(None, 10).expect("jobs").len(), 2);
+    }
+
+    #[test]
+    fn a_schema_newer_than_this_cmdb_is_refused() {
+        let (_dir, server) = server();
+        let url = server.url("postgres");
+        let store = PgStore::connect(&url, InventoryConfig::default()).expect("connect");
+        store
+            .run(store.exec("INSERT INTO cmdb_schema (version) VALUES (999)", &[]))
+            .expect("bump");
+        drop(store);
+        let text = PgStore::connect(&url, InventoryConfig::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(text.contains("schema is at version 999"), "{text}");
+    }
+
+    #[test]
+    fn connecting_again_keeps_everything_and_migrates_nothing_twice() {
+        let (_dir, server) = server();
+        let url = server.url("postgres");
+        PgStore::connect(&url, InventoryConfig::default())
+            .expect("connect")
+            .put_job(&job(1))
+            .expect("put");
+        let store = PgStore::connect(&url, InventoryConfig::default()).expect("again");
+        assert_eq!(store.job(&job(1).jid).expect("read"), Some(job(1)));
+        let versions: Vec<i32> = store
+            .run(async {
+                store
+                    .rows("SELECT version FROM cmdb_schema ORDER BY version", &[])
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0).map_err(|e| store.err(e)))
+                    .collect()
+            })
+            .expect("versions");
+        assert_eq!(versions, (1..=MIGRATIONS.len() as i32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_database_nobody_listens_for_is_an_open_error_naming_it() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let url = format!("postgres://cmdb:pw@127.0.0.1:{port}/cmdb");
+        match PgStore::connect(&url, InventoryConfig::default()) {
+            Err(StoreError::Open { path, reason }) => {
+                assert_eq!(path, format!("postgres://cmdb:***@127.0.0.1:{port}/cmdb"));
+                assert!(reason.contains("unreachable"), "{reason}");
+            }
+            Err(e) => panic!("not an open error: {e}"),
+            Ok(_) => panic!("connected to nothing"),
+        }
+    }
+
+    #[test]
+    fn an_unparsable_url_is_an_open_error_naming_it() {
+        let err = PgStore::connect(
+            "postgres://a:b@host:notaport/db",
+            InventoryConfig::default(),
+        )
+        .err()
+        .expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("a:***@host:notaport"), "{text}");
+        assert!(!text.contains(":b@"), "{text}");
+    }
+}
