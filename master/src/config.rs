@@ -24,6 +24,10 @@ pub struct MasterConfig {
     pub state_dir: PathBuf,
     /// Key directory (default `<state_dir>/pki`).
     pub pki_dir: Option<PathBuf>,
+    /// Where the records live: `sled` (the embedded database in
+    /// `db_path`, default) or a PostgreSQL URL (`postgres://user:pass@host/db`),
+    /// which several masters of a cluster share.
+    pub store: String,
     /// sled database directory (default `<state_dir>/db`).
     pub db_path: Option<PathBuf>,
     /// Unix socket of the HTTP API (mode 0600; whoever can open it is the
@@ -97,6 +101,15 @@ pub struct MasterConfig {
     pub ssh_max_sessions: usize,
     /// Agentless collection over SSH (`[ssh]`).
     pub ssh: SshConfig,
+}
+
+/// The storage engine a master uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEngine {
+    /// sled in this directory.
+    Sled(PathBuf),
+    /// PostgreSQL at this URL.
+    Postgres(String),
 }
 
 /// `[ssh]`: agentless collection over SSH.
@@ -177,6 +190,7 @@ impl Default for MasterConfig {
             ret_port: 4506,
             state_dir: "/var/lib/cmdb/master".into(),
             pki_dir: None,
+            store: "sled".into(),
             db_path: None,
             api_socket: None,
             autosign: Vec::new(),
@@ -243,6 +257,7 @@ impl MasterConfig {
         if cfg.request_queue == 0 {
             return Err("request_queue must be at least 1".into());
         }
+        cfg.store_engine()?;
         cfg.inventory.check()?;
         for glob in cfg.autosign.iter().chain(&cfg.autoreject) {
             protocol::fnmatch::compile(glob, false).map_err(|e| e.to_string())?;
@@ -255,6 +270,21 @@ impl MasterConfig {
         self.pki_dir
             .clone()
             .unwrap_or_else(|| self.state_dir.join("pki"))
+    }
+
+    /// The storage engine `store` names.
+    pub fn store_engine(&self) -> Result<StoreEngine, String> {
+        let s = self.store.trim();
+        if s == "sled" {
+            Ok(StoreEngine::Sled(self.db_path()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(StoreEngine::Postgres(s.to_owned()))
+        } else {
+            Err(format!(
+                "store = {:?}: expected \"sled\" or a PostgreSQL URL (postgres://user:password@host/database)",
+                self.store
+            ))
+        }
     }
 
     /// The database directory.
@@ -321,6 +351,22 @@ mod tests {
         assert!(err.contains("broken"), "{err}");
         let err = MasterConfig::parse("[inventory]\nofline = 1").expect_err("unknown");
         assert!(err.contains("ofline"), "{err}");
+    }
+
+    #[test]
+    fn the_store_is_sled_or_a_postgres_url() {
+        let cfg = MasterConfig::parse("state_dir = \"/s\"").expect("parse");
+        assert_eq!(
+            cfg.store_engine(),
+            Ok(StoreEngine::Sled(PathBuf::from("/s/db")))
+        );
+        let cfg = MasterConfig::parse("store = \"postgres://cmdb:pw@db1/cmdb\"").expect("parse");
+        assert_eq!(
+            cfg.store_engine(),
+            Ok(StoreEngine::Postgres("postgres://cmdb:pw@db1/cmdb".into()))
+        );
+        let err = MasterConfig::parse("store = \"mysql://db1\"").expect_err("unknown engine");
+        assert!(err.contains("mysql://db1") && err.contains("sled"), "{err}");
     }
 
     #[test]

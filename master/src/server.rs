@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::MasterConfig;
+use crate::config::{MasterConfig, StoreEngine};
 use crate::error::MasterError;
 use crate::requests::{self, NonceCache};
 use crate::service::jobs::JobsService;
@@ -107,7 +107,17 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     )?;
     let index = Arc::new(crate::service::index::AssetIndex::default());
     let store: Arc<dyn Store> = Arc::new(crate::service::index::IndexedStore::new(
-        Arc::new(SledStore::open(&cfg.db_path(), cfg.inventory.clone())?),
+        match cfg
+            .store_engine()
+            .map_err(|reason| store::StoreError::Open {
+                path: cfg.store.clone(),
+                reason,
+            })? {
+            StoreEngine::Sled(path) => Arc::new(SledStore::open(&path, cfg.inventory.clone())?),
+            StoreEngine::Postgres(url) => {
+                Arc::new(store::PgStore::connect(&url, cfg.inventory.clone())?)
+            }
+        },
         index.clone(),
     ));
 
