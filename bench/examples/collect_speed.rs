@@ -10,7 +10,9 @@
 //! collects, the CPU the master and the swarm spend over that long with
 //! every minion connected and nothing asked of them). With `COLLECT_SPEED_PERF=FILE`
 //! the master is recorded with `perf record` (DWARF call graphs) into FILE during the
-//! collects; with `COLLECT_SPEED_PERF_SWARM=FILE`, the swarm.
+//! collects; with `COLLECT_SPEED_PERF_SWARM=FILE`, the swarm. With
+//! `COLLECT_SPEED_STORE=postgres` the master stores into a PostgreSQL server
+//! started for the run (fsync on; its CPU is shown too) instead of sled.
 
 use std::process::Command;
 use std::time::Instant;
@@ -31,9 +33,22 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (n, collects, idle) = (arg(0, 9000), arg(1, 3), arg(2, 0));
+    let pg_dir = tempfile::tempdir()?;
+    let pg = match std::env::var("COLLECT_SPEED_STORE").as_deref() {
+        Ok("postgres") => Some(store::postgres::server::LocalServer::start(
+            pg_dir.path(),
+            true,
+        )?),
+        Ok("sled") | Err(_) => None,
+        Ok(other) => anyhow::bail!("COLLECT_SPEED_STORE={other}: sled or postgres"),
+    };
+    let store_line = match &pg {
+        Some(server) => format!("store = \"{}\"\n", server.create_database("cmdb")?),
+        None => String::new(),
+    };
     let c = Cluster::start(ClusterOpts {
         master_extra: format!(
-            "{}autosign = [\"*\"]\n[inventory]\noffline_after_secs = 3600\n",
+            "{}{store_line}autosign = [\"*\"]\n[inventory]\noffline_after_secs = 3600\n",
             bench::MASTER_EXTRA
         ),
     });
@@ -57,18 +72,40 @@ fn main() -> anyhow::Result<()> {
         record("COLLECT_SPEED_PERF", master),
         record("COLLECT_SPEED_PERF_SWARM", swarm_pid),
     ];
-    println!("collect  wall s  master CPU s  swarm CPU s  master RSS MiB");
+    // PostgreSQL's CPU: every process of its server (backends included).
+    let pg_cpu = || -> f64 {
+        let Some(server) = &pg else { return 0.0 };
+        let root = server.pid();
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                *pid == root
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|s| {
+                            let after = s.rsplit_once(')')?.1.to_owned();
+                            after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                        })
+                        == Some(root)
+            })
+            .map(cpu_secs)
+            .sum()
+    };
+    println!("collect  wall s  master CPU s  swarm CPU s  master RSS MiB  PostgreSQL CPU s");
     for i in 0..collects {
-        let (m0, s0) = (cpu_secs(master), cpu_secs(swarm_pid));
+        let (m0, s0, p0) = (cpu_secs(master), cpu_secs(swarm_pid), pg_cpu());
         let t = Instant::now();
         timed(&c, &["run", "*", "collect", "-t", "120", "--out", "json"])?;
         println!(
-            "{:7}  {:6.2}  {:12.2}  {:11.2}  {:14.0}",
+            "{:7}  {:6.2}  {:12.2}  {:11.2}  {:14.0}  {:16.2}",
             i + 1,
             t.elapsed().as_secs_f64(),
             cpu_secs(master) - m0,
             cpu_secs(swarm_pid) - s0,
-            status_kib(master, "VmRSS") as f64 / 1024.0
+            status_kib(master, "VmRSS") as f64 / 1024.0,
+            pg_cpu() - p0
         );
     }
     for p in perf.iter_mut().flatten() {
@@ -89,5 +126,18 @@ fn main() -> anyhow::Result<()> {
         "master peak RSS {:.0} MiB",
         status_kib(master, "VmHWM") as f64 / 1024.0
     );
+    if let Some(server) = &pg {
+        let out = Command::new("du")
+            .arg("-sk")
+            .arg(server.data_dir())
+            .output()?;
+        println!(
+            "PostgreSQL data dir: {} KiB",
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+        );
+    }
     Ok(())
 }

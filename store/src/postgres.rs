@@ -7,7 +7,8 @@
 //! version; peers starting together take turns). Every call blocks the
 //! calling thread until PostgreSQL answered; the connections are driven by
 //! a small runtime the store owns, so a call may come from any thread, a
-//! tokio worker's included. A write is durable when its call returns.
+//! tokio worker's included. A write is durable when its call returns,
+//! except a return's, which is durable after the next [`Store::flush`].
 
 pub mod server;
 
@@ -235,7 +236,10 @@ impl PgStore {
     /// store's runtime.
     fn run<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let _in = self.handle.enter();
-        futures_executor::block_on(f)
+        // Unconstrained: called from a task of another runtime, whose
+        // cooperative budget, once spent, would defer our wakeups until
+        // that task yields, which it cannot while it waits here.
+        futures_executor::block_on(tokio::task::coop::unconstrained(f))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -445,6 +449,12 @@ impl PgStore {
         let (jid, minion) = (ret.jid.as_str(), ret.minion.as_str());
         let mut c = self.client().await?;
         let tx = self.begin(&mut c).await?;
+        // Durable at the next flush, as the trait says: the master flushes
+        // once per batch of returns before it acknowledges them.
+        tx.tx
+            .batch_execute("SET LOCAL synchronous_commit TO OFF")
+            .await
+            .map_err(|e| self.err(e))?;
         if !is_collect(ret) {
             let n = tx
                 .exec(
@@ -905,8 +915,15 @@ impl Store for PgStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        // Every write was committed before its call returned.
-        Ok(())
+        // Returns commit without waiting for their WAL to reach the disk. A
+        // transaction that takes a transaction id commits with a WAL record
+        // and waits for the WAL up to it, theirs included.
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = self.begin(&mut c).await?;
+            tx.rows("SELECT pg_current_xact_id()::text", &[]).await?;
+            tx.commit().await
+        })
     }
 
     fn put_user(&self, user: &User) -> Result<(), StoreError> {
@@ -1024,6 +1041,33 @@ mod tests {
         assert_eq!(store.job(&job(1).jid).expect("read again"), Some(job(1)));
         store.put_job(&job(2)).expect("write again");
         assert_eq!(store.jobs_before(None, 10).expect("jobs").len(), 2);
+    }
+
+    /// The master's workers call the store from tokio tasks that do not
+    /// yield between returns of a batch: calls must complete after the
+    /// task's cooperative budget is spent.
+    #[test]
+    fn many_calls_from_one_task_of_another_runtime_all_complete() {
+        let (_dir, server) = server();
+        let store = std::sync::Arc::new(
+            PgStore::connect(&server.url("postgres"), InventoryConfig::default()).expect("connect"),
+        );
+        store.put_job(&job(1)).expect("put");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = store.clone();
+        rt.spawn(async move {
+            for _ in 0..500 {
+                s.job(&job(1).jid).expect("read");
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("500 calls from one task completed");
+        rt.shutdown_background();
     }
 
     #[test]

@@ -188,33 +188,29 @@ proptest! {
     }
 }
 
-/// One PostgreSQL server for every case of the test below; each case gets
-/// a database of its own.
-fn postgres() -> &'static (tempfile::TempDir, LocalServer) {
-    static SERVER: std::sync::OnceLock<(tempfile::TempDir, LocalServer)> =
-        std::sync::OnceLock::new();
-    SERVER.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tmp");
-        let server = LocalServer::start(dir.path(), false).expect("postgres");
-        (dir, server)
-    })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(16))]
-
-    #[test]
-    fn postgres_matches_the_reference_after_reconnecting(ops in prop::collection::vec(op(), 1..40)) {
-        static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let url = postgres().1.create_database(&format!("case{n}")).expect("database");
-        let reference = MemoryStore::new(InventoryConfig::default());
-        apply(&reference, &ops);
-        {
-            let pg = PgStore::connect(&url, InventoryConfig::default()).expect("connect");
-            apply(&pg, &ops);
-        }
-        let pg = PgStore::connect(&url, InventoryConfig::default()).expect("reconnect");
-        prop_assert_eq!(view(&pg), view(&reference));
-    }
+/// The same check on PostgreSQL: one server for every case, each case on
+/// a database of its own, reconnecting instead of reopening.
+#[test]
+fn postgres_matches_the_reference_after_reconnecting() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = LocalServer::start(dir.path(), false).expect("postgres");
+    let case = std::cell::Cell::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(16));
+    runner
+        .run(&prop::collection::vec(op(), 1..40), |ops| {
+            case.set(case.get() + 1);
+            let url = server
+                .create_database(&format!("case{}", case.get()))
+                .expect("database");
+            let reference = MemoryStore::new(InventoryConfig::default());
+            apply(&reference, &ops);
+            {
+                let pg = PgStore::connect(&url, InventoryConfig::default()).expect("connect");
+                apply(&pg, &ops);
+            }
+            let pg = PgStore::connect(&url, InventoryConfig::default()).expect("reconnect");
+            prop_assert_eq!(view(&pg), view(&reference));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -77,5 +77,8 @@ fn a_master_whose_database_is_unreachable_names_it_and_stops() {
         "{logs}"
     );
     assert!(logs.contains("unreachable"), "{logs}");
-    assert!(!logs.contains("secret"), "the password is not shown: {logs}");
+    assert!(
+        !logs.contains("secret"),
+        "the password is not shown: {logs}"
+    );
 }
