@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hyper::Method;
-use keys::{KeyListing, KeyState, PkiStore};
+use keys::{KeyListing, KeyState, KeyStore};
 use master::config::DEFAULT_CONFIG;
 use master::service::keys::{self as key_service, KeyView};
 use protocol::MinionId;
@@ -25,8 +25,9 @@ use crate::output::Table;
 pub enum KeyBackend<'a> {
     /// The running master's API.
     Api(&'a Endpoint),
-    /// The pki directory (the master is stopped).
-    Files(&'a PkiStore),
+    /// The key store itself (the master is stopped): the pki directory,
+    /// or the database of a master cluster.
+    Direct(&'a dyn KeyStore),
 }
 
 fn state_of(name: &str) -> Option<KeyState> {
@@ -39,7 +40,7 @@ impl KeyBackend<'_> {
     fn records(&self) -> anyhow::Result<Vec<KeyView>> {
         match self {
             KeyBackend::Api(api) => crate::all(api, "/v1/keys", &[("limit", Some("1000".into()))]),
-            KeyBackend::Files(pki) => Ok(key_service::list(pki)?),
+            KeyBackend::Direct(pki) => Ok(key_service::list(*pki)?),
         }
     }
 
@@ -78,8 +79,8 @@ impl KeyBackend<'_> {
                 );
                 let _: KeyView = crate::call(api, Method::POST, &uri, None::<&()>)?;
             }
-            KeyBackend::Files(pki) => {
-                key_service::accept(pki, id.as_str(), widen)?;
+            KeyBackend::Direct(pki) => {
+                key_service::accept(*pki, id.as_str(), widen)?;
             }
         }
         Ok(())
@@ -95,7 +96,7 @@ impl KeyBackend<'_> {
                 );
                 let _: KeyView = crate::call(api, Method::POST, &uri, None::<&()>)?;
             }
-            KeyBackend::Files(pki) => pki.move_key(id, from, KeyState::Rejected)?,
+            KeyBackend::Direct(pki) => pki.move_key(id, from, KeyState::Rejected)?,
         }
         Ok(())
     }
@@ -115,7 +116,7 @@ impl KeyBackend<'_> {
                     let _: Vec<KeyView> = crate::call(api, Method::DELETE, &uri, None::<&()>)?;
                 }
             }
-            KeyBackend::Files(pki) => pki.delete(id, state)?,
+            KeyBackend::Direct(pki) => pki.delete(id, state)?,
         }
         Ok(())
     }

@@ -38,6 +38,14 @@ pub enum KeyError {
     /// A minion id breaks the id rules.
     #[error(transparent)]
     InvalidId(#[from] protocol::ProtocolError),
+    /// The database holding the keys failed or is unreachable.
+    #[error("key store {location}: {reason}")]
+    Store {
+        /// The database, as shown (without a password).
+        location: String,
+        /// What failed.
+        reason: String,
+    },
     /// No key for that id in that state.
     #[error("no {state} key for minion {id}")]
     NoSuchKey {

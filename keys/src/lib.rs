@@ -15,4 +15,4 @@ pub use file::{
     generate, load_or_create_keypair, read_private, read_public, write_private, write_public,
 };
 pub use fingerprint::Fingerprint;
-pub use pki::{AuthDecision, KeyListing, KeyState, PkiStore};
+pub use pki::{AuthDecision, KeyListing, KeyStamp, KeyState, KeyStore, KeyWrite, PkiStore, decide};

@@ -93,6 +93,97 @@ impl KeyListing {
     }
 }
 
+/// What [`decide`] asks the key store to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWrite {
+    /// Nothing.
+    None,
+    /// The presented key goes into this state.
+    Put(KeyState),
+    /// The key moves from one state to another.
+    Move(KeyState, KeyState),
+}
+
+/// Salt's rules for a minion presenting `key`, given what the store holds
+/// for its id: rejected stays rejected; an accepted id with the same key is
+/// accepted and with another key the new key goes to `denied/`; a pending
+/// id with the same key stays pending (or is auto-signed), with another key
+/// the new key goes to `denied/`; a new id is auto-rejected, auto-signed or
+/// made pending.
+pub fn decide(
+    rejected: bool,
+    accepted: Option<&VerifyingKey>,
+    pending: Option<&VerifyingKey>,
+    key: &VerifyingKey,
+    autosign: bool,
+    autoreject: bool,
+) -> (AuthDecision, KeyWrite) {
+    if rejected {
+        return (AuthDecision::Rejected, KeyWrite::None);
+    }
+    if let Some(accepted) = accepted {
+        if accepted == key {
+            return (AuthDecision::Accepted, KeyWrite::None);
+        }
+        return (AuthDecision::Denied, KeyWrite::Put(KeyState::Denied));
+    }
+    if let Some(pending) = pending {
+        if pending != key {
+            return (AuthDecision::Denied, KeyWrite::Put(KeyState::Denied));
+        }
+        if autosign {
+            return (
+                AuthDecision::Accepted,
+                KeyWrite::Move(KeyState::Pending, KeyState::Accepted),
+            );
+        }
+        return (AuthDecision::Pending { new: false }, KeyWrite::None);
+    }
+    if autoreject {
+        return (AuthDecision::Rejected, KeyWrite::Put(KeyState::Rejected));
+    }
+    if autosign {
+        return (AuthDecision::Accepted, KeyWrite::Put(KeyState::Accepted));
+    }
+    (
+        AuthDecision::Pending { new: true },
+        KeyWrite::Put(KeyState::Pending),
+    )
+}
+
+/// A value that changes whenever a minion's accepted key may have changed,
+/// read without reading the key: what a cache of accepted keys checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStamp(pub u64, pub u64, pub i128);
+
+/// Where the master keeps minion keys: the pki directory ([`PkiStore`]),
+/// or a database the peers of a master cluster share.
+pub trait KeyStore: Send + Sync {
+    /// The key of `id` in `state`, if there is one.
+    fn get(&self, state: KeyState, id: &MinionId) -> Result<Option<VerifyingKey>, KeyError>;
+    /// The states in which `id` has a key.
+    fn states_of(&self, id: &MinionId) -> Result<Vec<KeyState>, KeyError>;
+    /// Applies Salt's rules ([`decide`]) to a minion presenting `key`.
+    fn authorize(
+        &self,
+        id: &MinionId,
+        key: &VerifyingKey,
+        autosign: bool,
+        autoreject: bool,
+    ) -> Result<AuthDecision, KeyError>;
+    /// Every id by state, each list sorted.
+    fn list(&self) -> Result<KeyListing, KeyError>;
+    /// Moves the key of `id` from one state to another.
+    fn move_key(&self, id: &MinionId, from: KeyState, to: KeyState) -> Result<(), KeyError>;
+    /// Deletes the key of `id` in `state`.
+    fn delete(&self, id: &MinionId, state: KeyState) -> Result<(), KeyError>;
+    /// A stamp of the accepted key of `id` (`None`: none is accepted) that
+    /// changes when the key may have changed.
+    fn accepted_stamp(&self, id: &MinionId) -> Result<Option<KeyStamp>, KeyError>;
+    /// Where the keys are, for messages.
+    fn location(&self) -> String;
+}
+
 /// A pki directory.
 #[derive(Debug, Clone)]
 pub struct PkiStore {
@@ -123,9 +214,11 @@ impl PkiStore {
     pub fn path(&self, state: KeyState, id: &MinionId) -> PathBuf {
         self.root.join(state.dir()).join(id.as_str())
     }
+}
 
+impl KeyStore for PkiStore {
     /// The key of `id` in `state`, if there is one.
-    pub fn get(&self, state: KeyState, id: &MinionId) -> Result<Option<VerifyingKey>, KeyError> {
+    fn get(&self, state: KeyState, id: &MinionId) -> Result<Option<VerifyingKey>, KeyError> {
         let path = self.path(state, id);
         match read_public(&path) {
             Ok(k) => Ok(Some(k)),
@@ -137,61 +230,47 @@ impl PkiStore {
     }
 
     /// The states in which `id` has a key.
-    pub fn states_of(&self, id: &MinionId) -> Vec<KeyState> {
-        KeyState::ALL
+    fn states_of(&self, id: &MinionId) -> Result<Vec<KeyState>, KeyError> {
+        Ok(KeyState::ALL
             .into_iter()
             .filter(|s| self.path(*s, id).exists())
-            .collect()
+            .collect())
     }
 
-    /// Applies Salt's rules to a minion presenting `key`:
-    /// rejected stays rejected; an accepted id with the same key is accepted
-    /// and with another key the new key goes to `denied/`; a pending id with
-    /// the same key stays pending (or is auto-signed), with another key the
-    /// new key goes to `denied/`; a new id is auto-rejected, auto-signed or
-    /// made pending.
-    pub fn authorize(
+    fn authorize(
         &self,
         id: &MinionId,
         key: &VerifyingKey,
         autosign: bool,
         autoreject: bool,
     ) -> Result<AuthDecision, KeyError> {
-        if self.path(KeyState::Rejected, id).exists() {
-            return Ok(AuthDecision::Rejected);
+        let rejected = self.path(KeyState::Rejected, id).exists();
+        let (accepted, pending) = if rejected {
+            (None, None)
+        } else {
+            (
+                self.get(KeyState::Accepted, id)?,
+                self.get(KeyState::Pending, id)?,
+            )
+        };
+        let (decision, write) = decide(
+            rejected,
+            accepted.as_ref(),
+            pending.as_ref(),
+            key,
+            autosign,
+            autoreject,
+        );
+        match write {
+            KeyWrite::None => {}
+            KeyWrite::Put(state) => write_public(&self.path(state, id), key)?,
+            KeyWrite::Move(from, to) => self.move_key(id, from, to)?,
         }
-        if let Some(accepted) = self.get(KeyState::Accepted, id)? {
-            if accepted == *key {
-                return Ok(AuthDecision::Accepted);
-            }
-            write_public(&self.path(KeyState::Denied, id), key)?;
-            return Ok(AuthDecision::Denied);
-        }
-        if let Some(pending) = self.get(KeyState::Pending, id)? {
-            if pending != *key {
-                write_public(&self.path(KeyState::Denied, id), key)?;
-                return Ok(AuthDecision::Denied);
-            }
-            if autosign {
-                self.move_key(id, KeyState::Pending, KeyState::Accepted)?;
-                return Ok(AuthDecision::Accepted);
-            }
-            return Ok(AuthDecision::Pending { new: false });
-        }
-        if autoreject {
-            write_public(&self.path(KeyState::Rejected, id), key)?;
-            return Ok(AuthDecision::Rejected);
-        }
-        if autosign {
-            write_public(&self.path(KeyState::Accepted, id), key)?;
-            return Ok(AuthDecision::Accepted);
-        }
-        write_public(&self.path(KeyState::Pending, id), key)?;
-        Ok(AuthDecision::Pending { new: true })
+        Ok(decision)
     }
 
-    /// Lists every id by state. Files whose names are not valid ids are skipped.
-    pub fn list(&self) -> Result<KeyListing, KeyError> {
+    /// Files whose names are not valid ids are skipped.
+    fn list(&self) -> Result<KeyListing, KeyError> {
         let mut out = KeyListing::default();
         for state in KeyState::ALL {
             let dir = self.root.join(state.dir());
@@ -218,7 +297,7 @@ impl PkiStore {
     }
 
     /// Moves the key of `id` from one state to another by rename.
-    pub fn move_key(&self, id: &MinionId, from: KeyState, to: KeyState) -> Result<(), KeyError> {
+    fn move_key(&self, id: &MinionId, from: KeyState, to: KeyState) -> Result<(), KeyError> {
         let src = self.path(from, id);
         if !src.exists() {
             return Err(KeyError::NoSuchKey {
@@ -231,7 +310,7 @@ impl PkiStore {
     }
 
     /// Deletes the key of `id` in `state`.
-    pub fn delete(&self, id: &MinionId, state: KeyState) -> Result<(), KeyError> {
+    fn delete(&self, id: &MinionId, state: KeyState) -> Result<(), KeyError> {
         let path = self.path(state, id);
         fs::remove_file(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -243,6 +322,24 @@ impl PkiStore {
                 KeyError::Io { path, source: e }
             }
         })
+    }
+
+    fn accepted_stamp(&self, id: &MinionId) -> Result<Option<KeyStamp>, KeyError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(KeyState::Accepted, id);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(KeyStamp(
+                meta.ino(),
+                meta.len(),
+                i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyError::Io { path, source }),
+        }
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
     }
 }
 
@@ -323,6 +420,6 @@ mod tests {
         ));
         pki.authorize(&m, &key(), false, false).expect("auth");
         pki.delete(&m, KeyState::Pending).expect("delete");
-        assert!(pki.states_of(&m).is_empty());
+        assert!(pki.states_of(&m).expect("states").is_empty());
     }
 }

@@ -15,25 +15,10 @@ pub fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-/// What identifies one version of a key file: inode, size, modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KeyFileStamp(u64, u64, std::time::SystemTime);
-
-impl KeyFileStamp {
-    fn of(meta: &std::fs::Metadata) -> KeyFileStamp {
-        use std::os::unix::fs::MetadataExt;
-        KeyFileStamp(
-            meta.ino(),
-            meta.len(),
-            meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-        )
-    }
-}
-
 /// Keys shared by the workers.
 pub struct Keyring {
     session: RwLock<(u64, SymmetricKey)>,
-    accepted_keys: Mutex<HashMap<String, (KeyFileStamp, VerifyingKey)>>,
+    accepted_keys: Mutex<HashMap<String, (keys::KeyStamp, VerifyingKey)>>,
     channels: Mutex<HashMap<String, (VerifyingKey, SymmetricKey)>>,
     accepted: Mutex<BTreeSet<String>>,
     holders: Mutex<BTreeSet<String>>,
@@ -143,23 +128,20 @@ impl Keyring {
             .collect()
     }
 
-    /// The accepted key of `minion` from its file in `accepted/`, parsed once
-    /// and read again only when the file's modification time or size
-    /// changes. `None` when there is no accepted key.
+    /// The accepted key of `minion`, read once and again only when its
+    /// stamp in the key store changes. `None` when there is no accepted key.
     pub fn accepted_key(
         &self,
-        pki: &keys::PkiStore,
+        pki: &dyn keys::KeyStore,
         minion: &protocol::MinionId,
     ) -> Result<Option<VerifyingKey>, keys::KeyError> {
-        let path = pki.path(keys::KeyState::Accepted, minion);
-        let Ok(meta) = std::fs::metadata(&path) else {
+        let Some(stamp) = pki.accepted_stamp(minion)? else {
             self.accepted_keys
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(minion.as_str());
             return Ok(None);
         };
-        let stamp = KeyFileStamp::of(&meta);
         if let Some((s, k)) = self
             .accepted_keys
             .lock()

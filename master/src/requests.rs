@@ -457,7 +457,7 @@ fn file_error_kind(e: &crate::fileserver::FileError) -> ErrorKind {
 }
 
 fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {
-    match shared.keyring.accepted_key(&shared.pki, id) {
+    match shared.keyring.accepted_key(shared.pki.as_ref(), id) {
         Ok(k) => k,
         Err(e) => {
             warn!(minion_id = %id, error = %e, "unreadable accepted key");
@@ -640,7 +640,14 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
         warn!(minion_id = %id, "refused replayed auth request");
         return Err(refuse(req.id, ErrorKind::Replay, "auth nonce seen before"));
     }
-    let known = !shared.pki.states_of(&id).is_empty();
+    let known = !shared
+        .pki
+        .states_of(&id)
+        .map_err(|e| {
+            warn!(minion_id = %id, error = %e, "key store failed during auth");
+            refuse(req.id, ErrorKind::Internal, "key store unavailable")
+        })?
+        .is_empty();
     let autosign = shared.cfg.autosigned(id.as_str());
     if !known {
         check_limits(shared, &id, autosign)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use keys::{PkiStore, SigningKey};
+use keys::{KeyStore, PkiStore, SigningKey};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,7 @@ pub struct Shared {
     /// Settings.
     pub cfg: MasterConfig,
     /// Minion keys.
-    pub pki: PkiStore,
+    pub pki: Arc<dyn KeyStore>,
     /// Storage.
     pub store: Arc<dyn Store>,
     /// Every asset's current query view, for listings.
@@ -100,11 +100,12 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         path: cfg.state_dir.clone(),
         source,
     })?;
-    let pki = PkiStore::open(cfg.pki_dir())?;
+    let pki_dir = PkiStore::open(cfg.pki_dir())?;
     let master_key = keys::load_or_create_keypair(
-        &pki.root().join("master.pem"),
-        &pki.root().join("master.pub"),
+        &pki_dir.root().join("master.pem"),
+        &pki_dir.root().join("master.pub"),
     )?;
+    let pki: Arc<dyn KeyStore> = Arc::new(pki_dir);
     let index = Arc::new(crate::service::index::AssetIndex::default());
     let store: Arc<dyn Store> = Arc::new(crate::service::index::IndexedStore::new(
         match cfg
@@ -489,7 +490,7 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 // really gone counts as removed.
                 for id in shared.keyring.accepted_missing_from(&accepted) {
                     if protocol::MinionId::new(id.as_str())
-                        .is_ok_and(|m| shared.pki.path(keys::KeyState::Accepted, &m).exists())
+                        .is_ok_and(|m| shared.pki.accepted_stamp(&m).is_ok_and(|s| s.is_some()))
                     {
                         accepted.insert(id);
                     }
@@ -541,7 +542,7 @@ pub async fn hand_over_session_key(shared: &Arc<Shared>) -> (u64, usize) {
             let Ok(mid) = protocol::MinionId::new(id.as_str()) else {
                 continue;
             };
-            let Ok(Some(vk)) = s.keyring.accepted_key(&s.pki, &mid) else {
+            let Ok(Some(vk)) = s.keyring.accepted_key(s.pki.as_ref(), &mid) else {
                 continue;
             };
             match protocol::seal::seal_session_key(

@@ -80,7 +80,7 @@ fn start(cli: KeyCli) -> anyhow::Result<()> {
     }
     let pki = PkiStore::open(cfg.pki_dir())
         .with_context(|| format!("opening {}", cfg.pki_dir().display()))?;
-    run(&KeyBackend::Files(&pki), &cfg.pki_dir(), action, opts)
+    run(&KeyBackend::Direct(&pki), &cfg.pki_dir(), action, opts)
 }
 
 fn main() -> std::process::ExitCode {

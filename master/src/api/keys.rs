@@ -19,7 +19,7 @@ async fn list(
     caller.require(Role::Admin, "manage keys")?;
     let limit = page_limit(q.limit, 1000)?;
     let key = |k: &KeyView| format!("{}/{}", k.id, k.state);
-    let mut all = keys::list(&st.shared.pki)?;
+    let mut all = keys::list(st.shared.pki.as_ref())?;
     all.sort_by_key(key);
     Ok(Json(Page::of(all, key, q.cursor.as_deref(), limit, false)))
 }
@@ -32,7 +32,7 @@ pub(crate) async fn accept(
     ApiQuery(w): ApiQuery<Widen>,
 ) -> Result<Json<KeyView>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
-    let view = keys::accept(&st.shared.pki, &id, w)?;
+    let view = keys::accept(st.shared.pki.as_ref(), &id, w)?;
     key_event(&st, &id, "accept", &caller);
     Ok(Json(view))
 }
@@ -45,7 +45,7 @@ pub(crate) async fn reject(
     ApiQuery(w): ApiQuery<Widen>,
 ) -> Result<Json<KeyView>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
-    let view = keys::reject(&st.shared.pki, &id, w)?;
+    let view = keys::reject(st.shared.pki.as_ref(), &id, w)?;
     st.shared.keyring.want_rotation();
     key_event(&st, &id, "reject", &caller);
     Ok(Json(view))
@@ -58,7 +58,7 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
     caller.require(Role::Admin, "manage keys")?;
-    let views = keys::delete(&st.shared.pki, &id)?;
+    let views = keys::delete(st.shared.pki.as_ref(), &id)?;
     st.shared.keyring.want_rotation();
     key_event(&st, &id, "delete", &caller);
     Ok(Json(views))

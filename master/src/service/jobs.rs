@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use keys::{PkiStore, SigningKey};
+use keys::{KeyStore, SigningKey};
 use protocol::seal::Sealed;
 use protocol::{Envelope, Jid, JidGenerator, Job, JobReturn, Publish, Target};
 use serde::{Deserialize, Serialize};
@@ -209,7 +209,7 @@ struct Timing {
 pub struct JobsService {
     timing: Timing,
     store: Arc<dyn Store>,
-    pki: PkiStore,
+    pki: Arc<dyn KeyStore>,
     publisher: Arc<Publisher>,
     tracker: Arc<JobTracker>,
     jids: Mutex<JidGenerator>,
@@ -221,7 +221,7 @@ impl JobsService {
     pub fn new(
         cfg: &MasterConfig,
         store: Arc<dyn Store>,
-        pki: PkiStore,
+        pki: Arc<dyn KeyStore>,
         master_key: SigningKey,
         keyring: Arc<Keyring>,
         publish: mpsc::Sender<Vec<Bytes>>,

@@ -1,7 +1,7 @@
 //! The keys service: minion keys by state with their fingerprints, and
 //! accepting, rejecting and deleting them with Salt's rules.
 
-use keys::{Fingerprint, KeyState, PkiStore};
+use keys::{Fingerprint, KeyState, KeyStore};
 use protocol::MinionId;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,7 @@ pub struct KeyView {
     pub public: Option<String>,
 }
 
-fn key_view(pki: &PkiStore, id: &str, state: KeyState) -> KeyView {
+fn key_view(pki: &dyn KeyStore, id: &str, state: KeyState) -> KeyView {
     let key = MinionId::new(id)
         .ok()
         .and_then(|m| pki.get(state, &m).ok().flatten());
@@ -68,7 +68,7 @@ fn unavailable(e: keys::KeyError) -> ServiceError {
 }
 
 /// Every key, by state then id.
-pub fn list(pki: &PkiStore) -> Result<Vec<KeyView>, ServiceError> {
+pub fn list(pki: &dyn KeyStore) -> Result<Vec<KeyView>, ServiceError> {
     let listing = pki.list().map_err(unavailable)?;
     let mut out = Vec::new();
     for state in KeyState::ALL {
@@ -79,16 +79,16 @@ pub fn list(pki: &PkiStore) -> Result<Vec<KeyView>, ServiceError> {
     Ok(out)
 }
 
-fn view(pki: &PkiStore, id: &MinionId, state: KeyState) -> KeyView {
+fn view(pki: &dyn KeyStore, id: &MinionId, state: KeyState) -> KeyView {
     key_view(pki, id.as_str(), state)
 }
 
 /// Accepts the pending key of `id` (or its rejected or denied one, when
 /// widened). An accepted key is replaced only by the denied key of the same
 /// id, and only with `force`.
-pub fn accept(pki: &PkiStore, id: &str, widen: Widen) -> Result<KeyView, ServiceError> {
+pub fn accept(pki: &dyn KeyStore, id: &str, widen: Widen) -> Result<KeyView, ServiceError> {
     let id = parse_id(id)?;
-    let states = pki.states_of(&id);
+    let states = pki.states_of(&id).map_err(unavailable)?;
     if states.contains(&KeyState::Accepted) {
         let fingerprint = |s| view(pki, &id, s).fingerprint.unwrap_or_default();
         if !(widen.include_denied && states.contains(&KeyState::Denied)) {
@@ -123,9 +123,9 @@ pub fn accept(pki: &PkiStore, id: &str, widen: Widen) -> Result<KeyView, Service
 }
 
 /// Rejects the pending key of `id` (or its accepted one, when widened).
-pub fn reject(pki: &PkiStore, id: &str, widen: Widen) -> Result<KeyView, ServiceError> {
+pub fn reject(pki: &dyn KeyStore, id: &str, widen: Widen) -> Result<KeyView, ServiceError> {
     let id = parse_id(id)?;
-    let states = pki.states_of(&id);
+    let states = pki.states_of(&id).map_err(unavailable)?;
     let from = [
         (KeyState::Pending, true),
         (KeyState::Accepted, widen.include_accepted),
@@ -143,9 +143,9 @@ pub fn reject(pki: &PkiStore, id: &str, widen: Widen) -> Result<KeyView, Service
 }
 
 /// Deletes every key of `id`; returns what was deleted.
-pub fn delete(pki: &PkiStore, id: &str) -> Result<Vec<KeyView>, ServiceError> {
+pub fn delete(pki: &dyn KeyStore, id: &str) -> Result<Vec<KeyView>, ServiceError> {
     let id = parse_id(id)?;
-    let states = pki.states_of(&id);
+    let states = pki.states_of(&id).map_err(unavailable)?;
     if states.is_empty() {
         return Err(ServiceError::NotFound(format!("no key of {id}")));
     }

@@ -1061,7 +1061,7 @@ pub async fn keys(
         return failed(&st, &caller, &login, e);
     }
     let pki = st.shared.pki.clone();
-    match blocking(move || crate::service::keys::list(&pki)).await {
+    match blocking(move || crate::service::keys::list(pki.as_ref())).await {
         Ok(mut all) => {
             all.sort_by(|a, b| {
                 let rank = |s: &str| match s {
@@ -1124,7 +1124,7 @@ pub async fn confirm_key(
         return failed(&st, &caller, &login, e);
     }
     let pki = st.shared.pki.clone();
-    let all = match blocking(move || crate::service::keys::list(&pki)).await {
+    let all = match blocking(move || crate::service::keys::list(pki.as_ref())).await {
         Ok(all) => all,
         Err(e) => return failed(&st, &caller, &login, e),
     };
