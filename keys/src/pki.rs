@@ -343,23 +343,30 @@ impl KeyStore for PkiStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// What every [`KeyStore`] must do, as checks that panic on a failure:
+/// the pki directory's tests and the database engines' tests run them, each
+/// scenario on a fresh, empty store from `fresh`.
+pub mod conformance {
     use super::*;
-    use crate::file::generate;
 
     fn id(s: &str) -> MinionId {
         MinionId::new(s).expect("id")
     }
 
     fn key() -> VerifyingKey {
-        generate().expect("gen").verifying_key()
+        crate::file::generate().expect("gen").verifying_key()
     }
 
-    #[test]
-    fn new_key_is_pending_then_accepted() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let pki = PkiStore::open(dir.path()).expect("open");
+    /// Runs every scenario.
+    pub fn check(fresh: &mut dyn FnMut() -> Box<dyn KeyStore>) {
+        new_key_is_pending_then_accepted(fresh().as_ref());
+        accepted_id_with_new_key_is_denied_and_keeps_old_key(fresh().as_ref());
+        rejected_stays_rejected_and_autoreject_works(fresh().as_ref());
+        delete_and_missing_key_errors(fresh().as_ref());
+        the_accepted_stamp_follows_the_accepted_key(fresh().as_ref());
+    }
+
+    fn new_key_is_pending_then_accepted(pki: &dyn KeyStore) {
         let k = key();
         let m = id("web01");
         assert_eq!(
@@ -370,6 +377,7 @@ mod tests {
             pki.authorize(&m, &k, false, false).expect("auth"),
             AuthDecision::Pending { new: false }
         );
+        assert_eq!(pki.states_of(&m).expect("states"), vec![KeyState::Pending]);
         pki.move_key(&m, KeyState::Pending, KeyState::Accepted)
             .expect("accept");
         assert_eq!(
@@ -377,12 +385,19 @@ mod tests {
             AuthDecision::Accepted
         );
         assert_eq!(pki.list().expect("list").accepted, vec!["web01"]);
+        assert!(pki.list().expect("list").pending.is_empty());
+        // A pending key with autosign on is accepted.
+        let m2 = id("web02");
+        let k2 = key();
+        pki.authorize(&m2, &k2, false, false).expect("pending");
+        assert_eq!(
+            pki.authorize(&m2, &k2, true, false).expect("auth"),
+            AuthDecision::Accepted
+        );
+        assert_eq!(pki.get(KeyState::Accepted, &m2).expect("get"), Some(k2));
     }
 
-    #[test]
-    fn accepted_id_with_new_key_is_denied_and_keeps_old_key() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let pki = PkiStore::open(dir.path()).expect("open");
+    fn accepted_id_with_new_key_is_denied_and_keeps_old_key(pki: &dyn KeyStore) {
         let (old, new) = (key(), key());
         let m = id("web01");
         pki.authorize(&m, &old, true, false).expect("autosign");
@@ -392,12 +407,16 @@ mod tests {
         );
         assert_eq!(pki.get(KeyState::Accepted, &m).expect("get"), Some(old));
         assert_eq!(pki.get(KeyState::Denied, &m).expect("get"), Some(new));
+        assert_eq!(pki.list().expect("list").denied, vec!["web01"]);
+        // A denied key moved over the accepted one replaces it.
+        pki.delete(&m, KeyState::Accepted).expect("delete");
+        pki.move_key(&m, KeyState::Denied, KeyState::Accepted)
+            .expect("move");
+        assert_eq!(pki.get(KeyState::Accepted, &m).expect("get"), Some(new));
+        assert_eq!(pki.states_of(&m).expect("states"), vec![KeyState::Accepted]);
     }
 
-    #[test]
-    fn rejected_stays_rejected_and_autoreject_works() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let pki = PkiStore::open(dir.path()).expect("open");
+    fn rejected_stays_rejected_and_autoreject_works(pki: &dyn KeyStore) {
         let m = id("bad");
         assert_eq!(
             pki.authorize(&m, &key(), false, true).expect("auth"),
@@ -407,19 +426,54 @@ mod tests {
             pki.authorize(&m, &key(), true, false).expect("auth"),
             AuthDecision::Rejected
         );
+        assert_eq!(pki.list().expect("list").rejected, vec!["bad"]);
     }
 
-    #[test]
-    fn delete_and_missing_key_errors() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let pki = PkiStore::open(dir.path()).expect("open");
+    fn delete_and_missing_key_errors(pki: &dyn KeyStore) {
         let m = id("x");
         assert!(matches!(
             pki.delete(&m, KeyState::Accepted),
             Err(KeyError::NoSuchKey { .. })
         ));
+        assert!(matches!(
+            pki.move_key(&m, KeyState::Pending, KeyState::Accepted),
+            Err(KeyError::NoSuchKey { .. })
+        ));
         pki.authorize(&m, &key(), false, false).expect("auth");
         pki.delete(&m, KeyState::Pending).expect("delete");
         assert!(pki.states_of(&m).expect("states").is_empty());
+        assert_eq!(pki.list().expect("list"), KeyListing::default());
+    }
+
+    fn the_accepted_stamp_follows_the_accepted_key(pki: &dyn KeyStore) {
+        let m = id("web01");
+        assert_eq!(pki.accepted_stamp(&m).expect("stamp"), None);
+        pki.authorize(&m, &key(), true, false).expect("autosign");
+        let first = pki.accepted_stamp(&m).expect("stamp");
+        assert!(first.is_some(), "an accepted key has a stamp");
+        assert_eq!(pki.accepted_stamp(&m).expect("stamp"), first, "unchanged");
+        pki.delete(&m, KeyState::Accepted).expect("delete");
+        assert_eq!(pki.accepted_stamp(&m).expect("stamp"), None);
+        pki.authorize(&m, &key(), true, false)
+            .expect("autosign again");
+        let second = pki.accepted_stamp(&m).expect("stamp");
+        assert!(second.is_some());
+        assert_ne!(second, first, "a new accepted key has a new stamp");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pki_directory_passes_the_key_store_checks() {
+        let dirs: std::cell::RefCell<Vec<tempfile::TempDir>> = Default::default();
+        conformance::check(&mut || {
+            let dir = tempfile::tempdir().expect("tmp");
+            let pki = PkiStore::open(dir.path()).expect("open");
+            dirs.borrow_mut().push(dir);
+            Box::new(pki)
+        });
     }
 }

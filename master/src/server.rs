@@ -93,6 +93,49 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Where a master keeps its records and its minion keys.
+pub struct Stores {
+    /// Jobs, returns, the inventory, users and tokens.
+    pub store: Arc<dyn Store>,
+    /// Minion keys.
+    pub keys: Arc<dyn KeyStore>,
+}
+
+/// The store and the key store `cfg` names: sled and the pki directory
+/// `pki`, or both in PostgreSQL (the master keypair stays in `pki`).
+pub fn open_stores(cfg: &MasterConfig, pki: PkiStore) -> Result<Stores, MasterError> {
+    let engine = cfg
+        .store_engine()
+        .map_err(|reason| store::StoreError::Open {
+            path: cfg.store.clone(),
+            reason,
+        })?;
+    Ok(match engine {
+        StoreEngine::Sled(path) => Stores {
+            store: Arc::new(SledStore::open(&path, cfg.inventory.clone())?),
+            keys: Arc::new(pki),
+        },
+        StoreEngine::Postgres(url) => {
+            let pg = store::PgStore::connect(&url, cfg.inventory.clone())?;
+            Stores {
+                keys: Arc::new(pg.keys()),
+                store: Arc::new(pg),
+            }
+        }
+    })
+}
+
+/// The key store alone (what `cmdb-key` works on while the master is
+/// stopped): the pki directory `pki`, or the cluster's database.
+pub fn open_key_store(cfg: &MasterConfig, pki: PkiStore) -> Result<Arc<dyn KeyStore>, MasterError> {
+    match cfg.store_engine() {
+        Ok(StoreEngine::Postgres(url)) => Ok(Arc::new(
+            store::PgStore::connect(&url, cfg.inventory.clone())?.keys(),
+        )),
+        _ => Ok(Arc::new(pki)),
+    }
+}
+
 /// Runs the master until `shutdown` completes, then stops its tasks and
 /// flushes the store.
 pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Result<(), MasterError> {
@@ -105,20 +148,13 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         &pki_dir.root().join("master.pem"),
         &pki_dir.root().join("master.pub"),
     )?;
-    let pki: Arc<dyn KeyStore> = Arc::new(pki_dir);
+    let Stores {
+        store: engine,
+        keys: pki,
+    } = open_stores(&cfg, pki_dir)?;
     let index = Arc::new(crate::service::index::AssetIndex::default());
     let store: Arc<dyn Store> = Arc::new(crate::service::index::IndexedStore::new(
-        match cfg
-            .store_engine()
-            .map_err(|reason| store::StoreError::Open {
-                path: cfg.store.clone(),
-                reason,
-            })? {
-            StoreEngine::Sled(path) => Arc::new(SledStore::open(&path, cfg.inventory.clone())?),
-            StoreEngine::Postgres(url) => {
-                Arc::new(store::PgStore::connect(&url, cfg.inventory.clone())?)
-            }
-        },
+        engine,
         index.clone(),
     ));
 

@@ -10,7 +10,10 @@
 //! tokio worker's included. A write is durable when its call returns,
 //! except a return's, which is durable after the next [`Store::flush`].
 
+mod keys_store;
 pub mod server;
+
+pub use keys_store::PgKeys;
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,7 +32,8 @@ use crate::{
 /// The schema, one migration per entry; entry `n` takes the schema from
 /// version `n` to `n + 1`. Text keys sort bytewise (`COLLATE "C"`), as the
 /// embedded engine's keys do.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     jid text COLLATE "C" PRIMARY KEY,
     started_ms bigint NOT NULL,
@@ -77,10 +81,26 @@ CREATE TABLE tokens (
     record bytea NOT NULL
 );
 CREATE INDEX tokens_username ON tokens (username);
-"#];
+"#,
+    r#"
+CREATE TABLE minion_keys (
+    id text COLLATE "C" NOT NULL,
+    state text NOT NULL CHECK (state IN ('accepted', 'pending', 'rejected', 'denied')),
+    key bytea NOT NULL CHECK (length(key) = 32),
+    changed bigint NOT NULL,
+    PRIMARY KEY (id, state)
+);
+CREATE TABLE keys_version (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    version bigint NOT NULL
+);
+INSERT INTO keys_version (version) VALUES (0);
+"#,
+];
 
 /// Tables whose size [`Store::size_on_disk`] adds up.
 const TABLES: &[&str] = &[
+    "minion_keys",
     "jobs",
     "returns",
     "last_seen",
@@ -104,26 +124,33 @@ const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// Assets read per query while scanning.
 const SCAN_PAGE: i64 = 500;
 
-/// [`Store`] on a PostgreSQL database.
-pub struct PgStore {
+/// Connections to a PostgreSQL database, shared by the store and the key
+/// store made from it.
+pub(crate) struct Conn {
     /// The runtime that drives the connections; shut down on drop.
     runtime: Option<tokio::runtime::Runtime>,
     /// Its handle, entered by every call.
     handle: tokio::runtime::Handle,
     /// The connections.
     pool: Pool,
-    /// History retention and the inventory's rules.
-    inventory: InventoryConfig,
     /// The database as errors name it (the URL without its password).
     shown: String,
 }
 
-impl Drop for PgStore {
+impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
     }
+}
+
+/// [`Store`] on a PostgreSQL database.
+pub struct PgStore {
+    /// The connections.
+    conn: std::sync::Arc<Conn>,
+    /// History retention and the inventory's rules.
+    inventory: InventoryConfig,
 }
 
 /// The URL without its password, for messages.
@@ -220,21 +247,43 @@ impl PgStore {
                 .map_err(|e| open_err(e.to_string()))?
         };
         let store = PgStore {
-            runtime: Some(runtime),
-            handle,
-            pool,
+            conn: std::sync::Arc::new(Conn {
+                runtime: Some(runtime),
+                handle,
+                pool,
+                shown: shown.clone(),
+            }),
             inventory,
-            shown: shown.clone(),
         };
         store
-            .run(store.migrate())
+            .conn
+            .run(store.conn.migrate())
             .map_err(|e| open_err(e.to_string()))?;
         Ok(store)
     }
 
+    /// The minion keys kept in the same database.
+    pub fn keys(&self) -> keys_store::PgKeys {
+        keys_store::PgKeys::new(self.conn.clone())
+    }
+}
+
+impl Conn {
+    /// A transaction on `c`.
+    pub(crate) async fn begin<'a>(
+        &'a self,
+        c: &'a mut deadpool_postgres::Object,
+    ) -> Result<Tx<'a>, StoreError> {
+        let tx = c.transaction().await.map_err(|e| self.err(e))?;
+        Ok(Tx { store: self, tx })
+    }
+
     /// Runs `f` to its end on the calling thread, its I/O driven by the
     /// store's runtime.
-    fn run<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    pub(crate) fn run<T>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let _in = self.handle.enter();
         // Unconstrained: called from a task of another runtime, whose
         // cooperative budget, once spent, would defer our wakeups until
@@ -242,12 +291,12 @@ impl PgStore {
         futures_executor::block_on(tokio::task::coop::unconstrained(f))
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+    pub(crate) fn err(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Engine(format!("PostgreSQL {}: {e}", self.shown))
     }
 
     /// A connection from the pool.
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| {
             StoreError::Engine(format!("PostgreSQL {} is unreachable: {e}", self.shown))
         })
@@ -289,7 +338,7 @@ impl PgStore {
     }
 
     /// Rows of a query on a pooled connection.
-    async fn rows(
+    pub(crate) async fn rows(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -300,7 +349,7 @@ impl PgStore {
     }
 
     /// Rows a statement changed, on a pooled connection.
-    async fn exec(
+    pub(crate) async fn exec(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -311,7 +360,7 @@ impl PgStore {
     }
 
     /// The records in column 0 of a query's rows.
-    fn records<T: for<'de> serde::Deserialize<'de>>(
+    pub(crate) fn records<T: for<'de> serde::Deserialize<'de>>(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -326,7 +375,7 @@ impl PgStore {
     }
 
     /// The record in column 0 of a query's row, if any.
-    fn one<T: for<'de> serde::Deserialize<'de>>(
+    pub(crate) fn one<T: for<'de> serde::Deserialize<'de>>(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -337,13 +386,13 @@ impl PgStore {
 
 /// What a transaction works with: the store's error naming, on one
 /// connection's transaction.
-struct Tx<'a> {
-    store: &'a PgStore,
+pub(crate) struct Tx<'a> {
+    store: &'a Conn,
     tx: deadpool_postgres::Transaction<'a>,
 }
 
 impl<'a> Tx<'a> {
-    async fn rows(
+    pub(crate) async fn rows(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -359,7 +408,7 @@ impl<'a> Tx<'a> {
             .map_err(|e| self.store.err(e))
     }
 
-    async fn exec(
+    pub(crate) async fn exec(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -375,7 +424,7 @@ impl<'a> Tx<'a> {
             .map_err(|e| self.store.err(e))
     }
 
-    async fn commit(self) -> Result<(), StoreError> {
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(|e| self.store.err(e))
     }
 
@@ -432,14 +481,6 @@ impl<'a> Tx<'a> {
 }
 
 impl PgStore {
-    async fn begin<'a>(
-        &'a self,
-        c: &'a mut deadpool_postgres::Object,
-    ) -> Result<Tx<'a>, StoreError> {
-        let tx = c.transaction().await.map_err(|e| self.err(e))?;
-        Ok(Tx { store: self, tx })
-    }
-
     async fn put_return_async(
         &self,
         ret: &JobReturn,
@@ -447,14 +488,14 @@ impl PgStore {
         now_ms: i64,
     ) -> Result<Stored, StoreError> {
         let (jid, minion) = (ret.jid.as_str(), ret.minion.as_str());
-        let mut c = self.client().await?;
-        let tx = self.begin(&mut c).await?;
+        let mut c = self.conn.client().await?;
+        let tx = self.conn.begin(&mut c).await?;
         // Durable at the next flush, as the trait says: the master flushes
         // once per batch of returns before it acknowledges them.
         tx.tx
             .batch_execute("SET LOCAL synchronous_commit TO OFF")
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.conn.err(e))?;
         if !is_collect(ret) {
             let n = tx
                 .exec(
@@ -491,7 +532,7 @@ impl PgStore {
             .await?
             .first()
         {
-            Some(r) => Some(r.try_get(0).map_err(|e| self.err(e))?),
+            Some(r) => Some(r.try_get(0).map_err(|e| self.conn.err(e))?),
             None => None,
         };
         let mut existing = match &mapped {
@@ -508,7 +549,7 @@ impl PgStore {
                 .await?
                 .first()
         {
-            let id: String = r.try_get(0).map_err(|e| self.err(e))?;
+            let id: String = r.try_get(0).map_err(|e| self.conn.err(e))?;
             existing = tx.asset_for_update(&id).await?;
         }
         let (rec, entries) = inventory::apply_collect(
@@ -559,8 +600,8 @@ impl PgStore {
         now_ms: i64,
         edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
     ) -> Result<AssetRecord, StoreError> {
-        let mut c = self.client().await?;
-        let tx = self.begin(&mut c).await?;
+        let mut c = self.conn.client().await?;
+        let tx = self.conn.begin(&mut c).await?;
         let mut rec = tx
             .asset_for_update(id.as_str())
             .await?
@@ -582,8 +623,8 @@ impl PgStore {
         user: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<AssetRecord>, StoreError> {
-        let mut c = self.client().await?;
-        let tx = self.begin(&mut c).await?;
+        let mut c = self.conn.client().await?;
+        let tx = self.conn.begin(&mut c).await?;
         let mut out = Vec::with_capacity(edits.len());
         for edit in edits {
             match edit {
@@ -643,31 +684,33 @@ impl PgStore {
 impl Store for PgStore {
     fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         let record = encode(job)?;
-        self.run(self.exec(
-            "INSERT INTO jobs (jid, started_ms, record) VALUES ($1, $2, $3) \
+        self.conn
+            .run(self.conn.exec(
+                "INSERT INTO jobs (jid, started_ms, record) VALUES ($1, $2, $3) \
              ON CONFLICT (jid) DO UPDATE SET started_ms = EXCLUDED.started_ms, \
              record = EXCLUDED.record",
-            &[&job.jid.as_str(), &job.started_ms, &record],
-        ))
-        .map(drop)
+                &[&job.jid.as_str(), &job.started_ms, &record],
+            ))
+            .map(drop)
     }
 
     fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError> {
         let record = encode(job)?;
-        self.run(self.exec(
-            "INSERT INTO jobs (jid, started_ms, record, envelope) VALUES ($1, $2, $3, $4) \
+        self.conn
+            .run(self.conn.exec(
+                "INSERT INTO jobs (jid, started_ms, record, envelope) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (jid) DO UPDATE SET started_ms = EXCLUDED.started_ms, \
              record = EXCLUDED.record, envelope = EXCLUDED.envelope",
-            &[&job.jid.as_str(), &job.started_ms, &record, &envelope],
-        ))
-        .map(drop)
+                &[&job.jid.as_str(), &job.started_ms, &record, &envelope],
+            ))
+            .map(drop)
     }
 
     fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError> {
         let Some(cutoff) = jid_at(before_ms) else {
             return Ok(0);
         };
-        let n = self.run(self.exec(
+        let n = self.conn.run(self.conn.exec(
             "UPDATE jobs SET envelope = NULL WHERE jid < $1 AND envelope IS NOT NULL",
             &[&cutoff.as_str()],
         ))?;
@@ -675,21 +718,23 @@ impl Store for PgStore {
     }
 
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
-        self.run(async {
-            self.rows(
-                "SELECT record, envelope FROM jobs \
+        self.conn.run(async {
+            self.conn
+                .rows(
+                    "SELECT record, envelope FROM jobs \
                  WHERE started_ms >= $1 AND envelope IS NOT NULL ORDER BY jid",
-                &[&since_ms],
-            )
-            .await?
-            .iter()
-            .map(|r| Ok((record(r, 0)?, bytes(r, 1)?.to_vec())))
-            .collect()
+                    &[&since_ms],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok((record(r, 0)?, bytes(r, 1)?.to_vec())))
+                .collect()
         })
     }
 
     fn job(&self, jid: &Jid) -> Result<Option<JobRecord>, StoreError> {
-        self.one("SELECT record FROM jobs WHERE jid = $1", &[&jid.as_str()])
+        self.conn
+            .one("SELECT record FROM jobs WHERE jid = $1", &[&jid.as_str()])
     }
 
     fn put_return_from(
@@ -698,15 +743,16 @@ impl Store for PgStore {
         source: Source,
         now_ms: i64,
     ) -> Result<Stored, StoreError> {
-        self.run(self.put_return_async(ret, source, now_ms))
+        self.conn.run(self.put_return_async(ret, source, now_ms))
     }
 
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError> {
-        self.one("SELECT record FROM assets WHERE id = $1", &[&id.as_str()])
+        self.conn
+            .one("SELECT record FROM assets WHERE id = $1", &[&id.as_str()])
     }
 
     fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, StoreError> {
-        self.one(
+        self.conn.one(
             "SELECT a.record FROM asset_minion m JOIN assets a ON a.id = m.id \
              WHERE m.minion = $1",
             &[&minion],
@@ -715,8 +761,9 @@ impl Store for PgStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         let tables: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
-        self.run(async {
+        self.conn.run(async {
             let rows = self
+                .conn
                 .rows(
                     "SELECT COALESCE(sum(pg_total_relation_size(to_regclass(t))), 0)::bigint \
                      FROM unnest($1::text[]) AS t",
@@ -724,7 +771,7 @@ impl Store for PgStore {
                 )
                 .await?;
             let n: i64 = match rows.first() {
-                Some(r) => r.try_get(0).map_err(|e| self.err(e))?,
+                Some(r) => r.try_get(0).map_err(|e| self.conn.err(e))?,
                 None => 0,
             };
             Ok(u64::try_from(n).unwrap_or(0))
@@ -732,7 +779,8 @@ impl Store for PgStore {
     }
 
     fn assets(&self) -> Result<Vec<AssetRecord>, StoreError> {
-        self.records("SELECT record FROM assets ORDER BY id", &[])
+        self.conn
+            .records("SELECT record FROM assets ORDER BY id", &[])
     }
 
     fn scan_assets(
@@ -742,7 +790,7 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut after = after.map(|a| a.as_str().to_owned());
         loop {
-            let page: Vec<AssetRecord> = self.records(
+            let page: Vec<AssetRecord> = self.conn.records(
                 "SELECT record FROM assets WHERE $1::text IS NULL OR id > $1 \
                  ORDER BY id LIMIT $2",
                 &[&after, &SCAN_PAGE],
@@ -761,9 +809,9 @@ impl Store for PgStore {
     }
 
     fn expire_jobs(&self, before_ms: i64) -> Result<usize, StoreError> {
-        self.run(async {
-            let mut c = self.client().await?;
-            let tx = self.begin(&mut c).await?;
+        self.conn.run(async {
+            let mut c = self.conn.client().await?;
+            let tx = self.conn.begin(&mut c).await?;
             // Returns without a job record (agent pushes) go by their jid's
             // time.
             if let Some(cutoff) = jid_at(before_ms) {
@@ -779,7 +827,7 @@ impl Store for PgStore {
                 )
                 .await?;
             let n: i64 = match rows.first() {
-                Some(r) => r.try_get(0).map_err(|e| self.err(e))?,
+                Some(r) => r.try_get(0).map_err(|e| self.conn.err(e))?,
                 None => 0,
             };
             tx.commit().await?;
@@ -793,7 +841,7 @@ impl Store for PgStore {
         limit_to: usize,
     ) -> Result<Vec<JobSummary>, StoreError> {
         let before = before.map(Jid::as_str);
-        self.records(
+        self.conn.records(
             "SELECT record FROM jobs WHERE $1::text IS NULL OR jid < $1 \
              ORDER BY jid DESC LIMIT $2",
             &[&before, &limit(limit_to)],
@@ -801,7 +849,7 @@ impl Store for PgStore {
     }
 
     fn history(&self, id: &AssetId) -> Result<Vec<ChangeRecord>, StoreError> {
-        self.records(
+        self.conn.records(
             "SELECT record FROM history WHERE id = $1 ORDER BY version",
             &[&id.as_str()],
         )
@@ -815,7 +863,8 @@ impl Store for PgStore {
         now_ms: i64,
         edit: &dyn Fn(&AssetRecord) -> Result<serde_json::Value, StoreError>,
     ) -> Result<AssetRecord, StoreError> {
-        self.run(self.edit_async(id, source, user, now_ms, edit))
+        self.conn
+            .run(self.edit_async(id, source, user, now_ms, edit))
     }
 
     fn apply_edits(
@@ -825,7 +874,8 @@ impl Store for PgStore {
         user: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<AssetRecord>, StoreError> {
-        self.run(self.apply_edits_async(edits, source, user, now_ms))
+        self.conn
+            .run(self.apply_edits_async(edits, source, user, now_ms))
     }
 
     fn changes_between(
@@ -839,30 +889,31 @@ impl Store for PgStore {
             Some((at, id, v)) => (at, id.as_str(), int(v)?),
             None => (i64::MIN, "", 0),
         };
-        self.run(async {
-            self.rows(
-                "SELECT a.record, h.record FROM history h JOIN assets a ON a.id = h.id \
+        self.conn.run(async {
+            self.conn
+                .rows(
+                    "SELECT a.record, h.record FROM history h JOIN assets a ON a.id = h.id \
                  WHERE h.at_ms >= $1 AND ($2::bigint IS NULL OR h.at_ms < $2) \
                  AND (h.at_ms, h.id, h.version) >= ($3, $4, $5) \
                  ORDER BY h.at_ms, h.id, h.version LIMIT $6",
-                &[
-                    &since_ms,
-                    &until_ms,
-                    &from_at,
-                    &from_id,
-                    &from_version,
-                    &limit(max),
-                ],
-            )
-            .await?
-            .iter()
-            .map(|r| Ok((record(r, 0)?, record(r, 1)?)))
-            .collect()
+                    &[
+                        &since_ms,
+                        &until_ms,
+                        &from_at,
+                        &from_id,
+                        &from_version,
+                        &limit(max),
+                    ],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok((record(r, 0)?, record(r, 1)?)))
+                .collect()
         })
     }
 
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, StoreError> {
-        let stubs: Vec<JobReturn> = self.records(
+        let stubs: Vec<JobReturn> = self.conn.records(
             "SELECT record FROM returns WHERE jid = $1 ORDER BY minion",
             &[&jid.as_str()],
         )?;
@@ -880,35 +931,38 @@ impl Store for PgStore {
     }
 
     fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError> {
-        self.run(async {
-            self.rows(
-                "SELECT minion FROM returns WHERE jid = $1 ORDER BY minion",
-                &[&jid.as_str()],
-            )
-            .await?
-            .iter()
-            .map(|r| r.try_get(0).map_err(|e| self.err(e)))
-            .collect()
+        self.conn.run(async {
+            self.conn
+                .rows(
+                    "SELECT minion FROM returns WHERE jid = $1 ORDER BY minion",
+                    &[&jid.as_str()],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0).map_err(|e| self.conn.err(e)))
+                .collect()
         })
     }
 
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
-        self.run(self.exec(
-            "INSERT INTO last_seen (minion, at_ms) VALUES ($1, $2) \
+        self.conn
+            .run(self.conn.exec(
+                "INSERT INTO last_seen (minion, at_ms) VALUES ($1, $2) \
              ON CONFLICT (minion) DO UPDATE SET at_ms = EXCLUDED.at_ms",
-            &[&minion, &at_ms],
-        ))
-        .map(drop)
+                &[&minion, &at_ms],
+            ))
+            .map(drop)
     }
 
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
-        self.run(async {
+        self.conn.run(async {
             match self
+                .conn
                 .rows("SELECT at_ms FROM last_seen WHERE minion = $1", &[&minion])
                 .await?
                 .first()
             {
-                Some(r) => r.try_get(0).map(Some).map_err(|e| self.err(e)),
+                Some(r) => r.try_get(0).map(Some).map_err(|e| self.conn.err(e)),
                 None => Ok(None),
             }
         })
@@ -918,9 +972,9 @@ impl Store for PgStore {
         // Returns commit without waiting for their WAL to reach the disk. A
         // transaction that takes a transaction id commits with a WAL record
         // and waits for the WAL up to it, theirs included.
-        self.run(async {
-            let mut c = self.client().await?;
-            let tx = self.begin(&mut c).await?;
+        self.conn.run(async {
+            let mut c = self.conn.client().await?;
+            let tx = self.conn.begin(&mut c).await?;
             tx.rows("SELECT pg_current_xact_id()::text", &[]).await?;
             tx.commit().await
         })
@@ -928,26 +982,29 @@ impl Store for PgStore {
 
     fn put_user(&self, user: &User) -> Result<(), StoreError> {
         let record = encode(user)?;
-        self.run(self.exec(
-            "INSERT INTO users (name, record) VALUES ($1, $2) \
+        self.conn
+            .run(self.conn.exec(
+                "INSERT INTO users (name, record) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
-            &[&user.name, &record],
-        ))
-        .map(drop)
+                &[&user.name, &record],
+            ))
+            .map(drop)
     }
 
     fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        self.one("SELECT record FROM users WHERE name = $1", &[&name])
+        self.conn
+            .one("SELECT record FROM users WHERE name = $1", &[&name])
     }
 
     fn users(&self) -> Result<Vec<User>, StoreError> {
-        self.records("SELECT record FROM users ORDER BY name", &[])
+        self.conn
+            .records("SELECT record FROM users ORDER BY name", &[])
     }
 
     fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
-        self.run(async {
-            let mut c = self.client().await?;
-            let tx = self.begin(&mut c).await?;
+        self.conn.run(async {
+            let mut c = self.conn.client().await?;
+            let tx = self.conn.begin(&mut c).await?;
             let n = tx
                 .exec("DELETE FROM users WHERE name = $1", &[&name])
                 .await?;
@@ -960,25 +1017,31 @@ impl Store for PgStore {
 
     fn put_token(&self, token: &Token) -> Result<(), StoreError> {
         let record = encode(token)?;
-        self.run(self.exec(
-            "INSERT INTO tokens (id, username, record) VALUES ($1, $2, $3) \
+        self.conn
+            .run(self.conn.exec(
+                "INSERT INTO tokens (id, username, record) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, \
              record = EXCLUDED.record",
-            &[&token.id, &token.user, &record],
-        ))
-        .map(drop)
+                &[&token.id, &token.user, &record],
+            ))
+            .map(drop)
     }
 
     fn token(&self, id: &str) -> Result<Option<Token>, StoreError> {
-        self.one("SELECT record FROM tokens WHERE id = $1", &[&id])
+        self.conn
+            .one("SELECT record FROM tokens WHERE id = $1", &[&id])
     }
 
     fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        self.records("SELECT record FROM tokens ORDER BY id", &[])
+        self.conn
+            .records("SELECT record FROM tokens ORDER BY id", &[])
     }
 
     fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.run(self.exec("DELETE FROM tokens WHERE id = $1", &[&id]))? > 0)
+        Ok(self
+            .conn
+            .run(self.conn.exec("DELETE FROM tokens WHERE id = $1", &[&id]))?
+            > 0)
     }
 }
 
@@ -1043,6 +1106,60 @@ mod tests {
         assert_eq!(store.jobs_before(None, 10).expect("jobs").len(), 2);
     }
 
+    #[test]
+    fn minion_keys_in_postgres_pass_the_key_store_checks() {
+        let (_dir, server) = server();
+        let n = std::cell::Cell::new(0);
+        keys::pki::conformance::check(&mut || {
+            n.set(n.get() + 1);
+            let url = server
+                .create_database(&format!("keys{}", n.get()))
+                .expect("database");
+            Box::new(
+                PgStore::connect(&url, InventoryConfig::default())
+                    .expect("connect")
+                    .keys(),
+            )
+        });
+    }
+
+    #[test]
+    fn a_key_accepted_through_one_peer_is_accepted_by_another_and_a_deleted_one_stops() {
+        use keys::{KeyState, KeyStore};
+        let (_dir, server) = server();
+        let url = server.url("postgres");
+        let a = PgStore::connect(&url, InventoryConfig::default())
+            .expect("peer a")
+            .keys();
+        let b = PgStore::connect(&url, InventoryConfig::default())
+            .expect("peer b")
+            .keys();
+        let id = protocol::MinionId::new("web01").expect("id");
+        let key = keys::generate().expect("key").verifying_key();
+        assert_eq!(b.accepted_stamp(&id).expect("stamp"), None);
+        a.authorize(&id, &key, false, false).expect("pending on a");
+        assert_eq!(b.list().expect("list").pending, vec!["web01"]);
+        b.move_key(&id, KeyState::Pending, KeyState::Accepted)
+            .expect("accepted on b");
+        assert_eq!(
+            a.authorize(&id, &key, false, false).expect("auth on a"),
+            keys::AuthDecision::Accepted
+        );
+        let until = std::time::Instant::now() + keys_store::SNAPSHOT_TTL * 10;
+        while a.accepted_stamp(&id).expect("stamp").is_none() {
+            assert!(std::time::Instant::now() < until, "a never saw the key");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        b.delete(&id, KeyState::Accepted).expect("deleted on b");
+        while a.accepted_stamp(&id).expect("stamp").is_some() {
+            assert!(
+                std::time::Instant::now() < until,
+                "a kept a key deleted on b"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The master's workers call the store from tokio tasks that do not
     /// yield between returns of a batch: calls must complete after the
     /// task's cooperative budget is spent.
@@ -1076,7 +1193,12 @@ mod tests {
         let url = server.url("postgres");
         let store = PgStore::connect(&url, InventoryConfig::default()).expect("connect");
         store
-            .run(store.exec("INSERT INTO cmdb_schema (version) VALUES (999)", &[]))
+            .conn
+            .run(
+                store
+                    .conn
+                    .exec("INSERT INTO cmdb_schema (version) VALUES (999)", &[]),
+            )
             .expect("bump");
         drop(store);
         let text = PgStore::connect(&url, InventoryConfig::default())
@@ -1097,12 +1219,14 @@ mod tests {
         let store = PgStore::connect(&url, InventoryConfig::default()).expect("again");
         assert_eq!(store.job(&job(1).jid).expect("read"), Some(job(1)));
         let versions: Vec<i32> = store
+            .conn
             .run(async {
                 store
+                    .conn
                     .rows("SELECT version FROM cmdb_schema ORDER BY version", &[])
                     .await?
                     .iter()
-                    .map(|r| r.try_get(0).map_err(|e| store.err(e)))
+                    .map(|r| r.try_get(0).map_err(|e| store.conn.err(e)))
                     .collect()
             })
             .expect("versions");

@@ -82,3 +82,65 @@ fn a_master_whose_database_is_unreachable_names_it_and_stops() {
         "the password is not shown: {logs}"
     );
 }
+
+#[test]
+fn keys_live_in_postgres_and_cmdb_key_works_on_them_while_the_master_is_stopped() {
+    let (_pg_dir, server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let mut c = Cluster::start(ClusterOpts {
+        master_extra: format!("store = \"{url}\"\n"),
+    });
+    c.start_minion("web01");
+    c.minion("web01").wait_for("key pending acceptance");
+    assert_eq!(c.keys_json()["minions_pre"], json!(["web01"]));
+    // No key file: the key is in the database.
+    assert!(!c.master_state().join("pki/pending/web01").exists());
+    c.master.as_mut().expect("master").terminate();
+    let out = c.key(&["-a", "web01", "-y"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.keys_json()["minions"], json!(["web01"]));
+    c.start_master();
+    c.minion("web01").wait_for("minion ready");
+    let (v, _, code) = c.run_json(&["*", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0));
+}
+
+#[test]
+fn a_key_accepted_on_one_peer_lets_the_minion_in_on_another() {
+    let (_pg_dir, server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let extra = format!("store = \"{url}\"\n");
+    let a = Cluster::start(ClusterOpts {
+        master_extra: extra.clone(),
+    });
+    let mut b = Cluster::start(ClusterOpts {
+        master_extra: extra,
+    });
+    // The peers share the master keypair, provisioned into each pki dir.
+    b.master.as_mut().expect("master b").terminate();
+    for f in ["master.pem", "master.pub"] {
+        std::fs::copy(
+            a.master_state().join("pki").join(f),
+            b.master_state().join("pki").join(f),
+        )
+        .expect("copy the master keypair");
+    }
+    b.start_master();
+    b.start_minion("web01");
+    b.minion("web01").wait_for("key pending acceptance");
+    assert_eq!(a.keys_json()["minions_pre"], json!(["web01"]), "seen on a");
+    let out = a.key(&["-a", "web01", "-y"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.minion("web01").wait_for("minion ready");
+    let (v, stderr, code) = b.run_json(&["*", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0), "{stderr}");
+    assert_eq!(b.keys_json()["minions"], json!(["web01"]));
+}

@@ -80,7 +80,16 @@ fn start(cli: KeyCli) -> anyhow::Result<()> {
     }
     let pki = PkiStore::open(cfg.pki_dir())
         .with_context(|| format!("opening {}", cfg.pki_dir().display()))?;
-    run(&KeyBackend::Direct(&pki), &cfg.pki_dir(), action, opts)
+    // The keys themselves are where the master keeps them: the pki
+    // directory, or the cluster's database.
+    let keys = master::server::open_key_store(&cfg, pki)
+        .with_context(|| format!("opening the key store of {}", cli.config.display()))?;
+    run(
+        &KeyBackend::Direct(keys.as_ref()),
+        &cfg.pki_dir(),
+        action,
+        opts,
+    )
 }
 
 fn main() -> std::process::ExitCode {
