@@ -14,6 +14,10 @@
 //! snapshot (the JSON of every host's facts once), the seconds spent
 //! storing each collect (one thread), and this process's RSS after it (the
 //! store's memory, with the facts of one host at a time).
+//!
+//! With `STORE_GROWTH_STORE=postgres` the store is PostgreSQL on a server
+//! started for the run (fsync on, autovacuum as shipped), and the size is
+//! its tables' (indexes and TOAST included, the write-ahead log not).
 
 use bench::{dir_bytes, facts};
 use inventory::InventoryConfig;
@@ -31,7 +35,31 @@ fn main() -> anyhow::Result<()> {
     let (assets, collects, churn) = (arg(0, 1000.0) as usize, arg(1, 30.0) as u64, arg(2, 0.01));
     let keep_hours = arg(3, 24.0) as i64;
     let dir = tempfile::tempdir()?;
-    let store = SledStore::open(&dir.path().join("db"), InventoryConfig::default())?;
+    let pg_dir = tempfile::tempdir()?;
+    let server = match std::env::var("STORE_GROWTH_STORE").as_deref() {
+        Ok("postgres") => Some(store::postgres::server::LocalServer::start(
+            pg_dir.path(),
+            true,
+        )?),
+        Ok("sled") | Err(_) => None,
+        Ok(other) => anyhow::bail!("STORE_GROWTH_STORE={other}: sled or postgres"),
+    };
+    let store: Box<dyn Store> = match &server {
+        Some(s) => Box::new(store::PgStore::connect(
+            &s.create_database("cmdb")?,
+            InventoryConfig::default(),
+        )?),
+        None => Box::new(SledStore::open(
+            &dir.path().join("db"),
+            InventoryConfig::default(),
+        )?),
+    };
+    let size_now = || -> anyhow::Result<u64> {
+        Ok(match &server {
+            Some(_) => store.size_on_disk()?,
+            None => dir_bytes(dir.path()),
+        })
+    };
     let mut jids = JidGenerator::new();
     let ids: Vec<MinionId> = (0..assets)
         .map(|n| MinionId::new(format!("host{n:05}")))
@@ -68,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         store.flush()?;
         secs += t.elapsed().as_secs_f64();
         snapshot = bytes;
-        let size = dir_bytes(dir.path());
+        let size = size_now()?;
         let growth = size.saturating_sub(first);
         if round == 0 {
             first = size;
@@ -91,11 +119,12 @@ fn main() -> anyhow::Result<()> {
             bench::status_kib(std::process::id(), "VmRSS") as f64 / 1024.0,
         );
     }
+    let size = size_now()?;
     println!(
         "one fleet snapshot: {:.1} MiB; store: {:.1} MiB = {:.2} snapshots",
         mib(snapshot),
-        mib(dir_bytes(dir.path())),
-        dir_bytes(dir.path()) as f64 / snapshot as f64
+        mib(size),
+        size as f64 / snapshot as f64
     );
     Ok(())
 }

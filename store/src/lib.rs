@@ -7,6 +7,7 @@
 //! crate names an engine.
 
 pub mod access;
+mod layout;
 pub mod memory;
 pub mod postgres;
 pub mod sled;

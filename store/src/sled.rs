@@ -117,80 +117,8 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
 
 use crate::{ASSET_REF, VERSION_REF, is_collect};
 
-/// Versions between two writes of an asset's whole document.
-pub const CHECKPOINT_EVERY: u64 = 16;
-
-/// What a collect rewrites of an asset: everything but the document.
-#[derive(Debug, Serialize, Deserialize)]
-struct Head {
-    version: u64,
-    minion: Option<String>,
-    expected_serial: Option<String>,
-    last_collect_ms: Option<i64>,
-    observed: serde_json::Value,
-}
-
-impl Head {
-    fn of(rec: &AssetRecord) -> Head {
-        Head {
-            version: rec.version,
-            minion: rec.minion.clone(),
-            expected_serial: rec.expected_serial.clone(),
-            last_collect_ms: rec.last_collect_ms,
-            observed: rec.observed.clone(),
-        }
-    }
-}
-
-/// Whether an asset read at checkpoint version `base` is written as its
-/// head alone (it is still close to the checkpoint) rather than whole as a
-/// new checkpoint.
-fn head_only(rec: &AssetRecord, base: u64, every: u64) -> bool {
-    rec.version >= base && rec.version - base < every
-}
-
-/// An asset as read: the record at its latest version, and the version its
-/// stored document (the checkpoint) is at.
-struct Loaded {
-    rec: AssetRecord,
-    base: u64,
-}
-
-/// The latest record from a checkpoint, its head and the change records
-/// after the checkpoint (`change(v)` reads version `v`).
-fn assemble<E>(
-    base: AssetRecord,
-    head: Option<Head>,
-    mut change: impl FnMut(&AssetId, u64) -> Result<Option<ChangeRecord>, E>,
-    missing: impl Fn(String) -> E,
-) -> Result<Loaded, E> {
-    let base_version = base.version;
-    let Some(h) = head.filter(|h| h.version >= base_version) else {
-        return Ok(Loaded {
-            rec: base,
-            base: base_version,
-        });
-    };
-    let mut rec = base;
-    for v in base_version + 1..=h.version {
-        let c = change(&rec.id, v)?.ok_or_else(|| {
-            missing(format!(
-                "asset {}: change record {v} after checkpoint {base_version} is missing",
-                rec.id
-            ))
-        })?;
-        inventory::document::apply(&mut rec.document, &c.changes);
-    }
-    rec.version = h.version;
-    rec.minion = h.minion;
-    rec.expected_serial = h.expected_serial;
-    rec.last_collect_ms = h.last_collect_ms;
-    rec.observed = h.observed;
-    Ok(Loaded {
-        rec,
-        base: base_version,
-    })
-}
+use crate::layout::{Head, Loaded, assemble, head_only};
+pub use crate::layout::CHECKPOINT_EVERY;
 
 /// [`Store`] on a sled database.
 pub struct SledStore {
@@ -527,10 +455,7 @@ impl SledStore {
     /// change records retention keeps, so replaying never needs a pruned
     /// one.
     fn checkpoint_every(&self) -> u64 {
-        match self.inventory.history_keep {
-            0 => CHECKPOINT_EVERY,
-            keep => CHECKPOINT_EVERY.min(keep as u64),
-        }
+        crate::layout::checkpoint_every(self.inventory.history_keep)
     }
 
     fn get_asset_tx(

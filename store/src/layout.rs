@@ -1,0 +1,94 @@
+//! How both persistent engines lay out an asset: its whole record (the
+//! checkpoint) written every few versions, a small head (version, minion,
+//! serial claim, last collect, volatile facts) rewritten by each collect,
+//! and the change records after the checkpoint replayed on read. A collect
+//! that changes nothing but volatile facts rewrites the head alone.
+
+use inventory::{AssetId, AssetRecord, ChangeRecord};
+use serde::{Deserialize, Serialize};
+
+/// Versions between two writes of an asset's whole document.
+pub const CHECKPOINT_EVERY: u64 = 16;
+
+/// What a collect rewrites of an asset: everything but the document.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Head {
+    pub(crate) version: u64,
+    pub(crate) minion: Option<String>,
+    pub(crate) expected_serial: Option<String>,
+    pub(crate) last_collect_ms: Option<i64>,
+    pub(crate) observed: serde_json::Value,
+}
+
+impl Head {
+    pub(crate) fn of(rec: &AssetRecord) -> Head {
+        Head {
+            version: rec.version,
+            minion: rec.minion.clone(),
+            expected_serial: rec.expected_serial.clone(),
+            last_collect_ms: rec.last_collect_ms,
+            observed: rec.observed.clone(),
+        }
+    }
+}
+
+/// Whether an asset read at checkpoint version `base` is written as its
+/// head alone (it is still close to the checkpoint) rather than whole as a
+/// new checkpoint.
+pub(crate) fn head_only(rec: &AssetRecord, base: u64, every: u64) -> bool {
+    rec.version >= base && rec.version - base < every
+}
+
+/// An asset as read: the record at its latest version, and the version its
+/// stored document (the checkpoint) is at.
+pub(crate) struct Loaded {
+    pub(crate) rec: AssetRecord,
+    pub(crate) base: u64,
+}
+
+/// The latest record from a checkpoint, its head and the change records
+/// after the checkpoint (`change(v)` reads version `v`).
+pub(crate) fn assemble<E>(
+    base: AssetRecord,
+    head: Option<Head>,
+    mut change: impl FnMut(&AssetId, u64) -> Result<Option<ChangeRecord>, E>,
+    missing: impl Fn(String) -> E,
+) -> Result<Loaded, E> {
+    let base_version = base.version;
+    let Some(h) = head.filter(|h| h.version >= base_version) else {
+        return Ok(Loaded {
+            rec: base,
+            base: base_version,
+        });
+    };
+    let mut rec = base;
+    for v in base_version + 1..=h.version {
+        let c = change(&rec.id, v)?.ok_or_else(|| {
+            missing(format!(
+                "asset {}: change record {v} after checkpoint {base_version} is missing",
+                rec.id
+            ))
+        })?;
+        inventory::document::apply(&mut rec.document, &c.changes);
+    }
+    rec.version = h.version;
+    rec.minion = h.minion;
+    rec.expected_serial = h.expected_serial;
+    rec.last_collect_ms = h.last_collect_ms;
+    rec.observed = h.observed;
+    Ok(Loaded {
+        rec,
+        base: base_version,
+    })
+}
+
+
+/// Versions between checkpoints for a history kept to `history_keep`
+/// changes (0: all): never more than it keeps, so pruning never takes a
+/// change a read must replay.
+pub(crate) fn checkpoint_every(history_keep: usize) -> u64 {
+    match history_keep {
+        0 => CHECKPOINT_EVERY,
+        keep => CHECKPOINT_EVERY.min(u64::try_from(keep).unwrap_or(u64::MAX)),
+    }
+}
