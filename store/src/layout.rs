@@ -82,7 +82,6 @@ pub(crate) fn assemble<E>(
     })
 }
 
-
 /// Versions between checkpoints for a history kept to `history_keep`
 /// changes (0: all): never more than it keeps, so pruning never takes a
 /// change a read must replay.

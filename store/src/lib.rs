@@ -543,11 +543,25 @@ mod tests {
     fn documents_rebuilt_from_checkpoints_and_changes_match_every_collect() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("db");
+        checkpoints(&|| {
+            Box::new(SledStore::open(&path, InventoryConfig::default()).expect("open"))
+        });
+        let pg_dir = tempfile::tempdir().expect("tmp");
+        let server = postgres::server::LocalServer::start(pg_dir.path(), false).expect("postgres");
+        let url = server.url("postgres");
+        checkpoints(&|| {
+            Box::new(PgStore::connect(&url, InventoryConfig::default()).expect("connect"))
+        });
+    }
+
+    /// Collects across two checkpoints with an edit between, reading the
+    /// asset after each; then the same after opening the store again.
+    fn checkpoints(open: &dyn Fn() -> Box<dyn Store>) {
         let collects = 2 * sled::CHECKPOINT_EVERY + 3;
         let facts =
             |n: u64| serde_json::json!({"host": "h", "n": n, "ram": n / 3, "serialnumber": "S1"});
         {
-            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            let s = open();
             for n in 0..collects {
                 let mut r = ret(
                     &Jid::from_micros(1_700_000_000_000_000 + n as i64).expect("jid"),
@@ -570,7 +584,7 @@ mod tests {
             }
             s.flush().expect("flush");
         }
-        let s = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
+        let s = open();
         let rec = s.asset_of_minion("a").expect("read").expect("asset");
         assert_eq!(rec.facts()["n"], collects - 1);
         assert_eq!(rec.document["manual"]["rack"], "R1");

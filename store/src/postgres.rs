@@ -24,6 +24,7 @@ use protocol::{Jid, JobReturn};
 use tokio_postgres::{NoTls, Row};
 
 use crate::access::{Token, User};
+use crate::layout::{Head, Loaded, assemble, checkpoint_every, head_only};
 use crate::{
     ASSET_REF, AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, decode,
     encode, is_collect,
@@ -53,8 +54,11 @@ CREATE TABLE last_seen (
 );
 CREATE TABLE assets (
     id text COLLATE "C" PRIMARY KEY,
-    record bytea NOT NULL
-);
+    record bytea NOT NULL,
+    base bigint NOT NULL,
+    version bigint NOT NULL,
+    head bytea
+) WITH (fillfactor = 50, toast_tuple_target = 128);
 CREATE TABLE asset_minion (
     minion text COLLATE "C" PRIMARY KEY,
     id text COLLATE "C" NOT NULL
@@ -97,6 +101,13 @@ CREATE TABLE keys_version (
 INSERT INTO keys_version (version) VALUES (0);
 "#,
 ];
+
+/// An asset as a query reads it (table alias `a`): the checkpoint, the
+/// head, and the change records after the checkpoint. `record` is kept out
+/// of line (`toast_tuple_target`), so a collect that rewrites the head
+/// alone writes a small row and leaves the document where it is.
+const ASSET_COLUMNS: &str = "a.record, a.head, ARRAY(SELECT c.record FROM history c \
+     WHERE c.id = a.id AND c.version > a.base AND c.version <= a.version ORDER BY c.version)";
 
 /// Tables whose size [`Store::size_on_disk`] adds up.
 const TABLES: &[&str] = &[
@@ -196,6 +207,33 @@ fn record<T: for<'de> serde::Deserialize<'de>>(row: &Row, i: usize) -> Result<T,
     decode(bytes(row, i)?)
 }
 
+/// The asset in columns `i`, `i + 1` and `i + 2` (see [`ASSET_COLUMNS`]),
+/// with the version its checkpoint is at.
+fn loaded(row: &Row, i: usize) -> Result<Loaded, StoreError> {
+    let base: AssetRecord = record(row, i)?;
+    let head: Option<Head> = match row
+        .try_get::<_, Option<&[u8]>>(i + 1)
+        .map_err(|e| StoreError::Engine(format!("reading column {}: {e}", i + 1)))?
+    {
+        Some(b) => Some(decode(b)?),
+        None => None,
+    };
+    let changes: Vec<&[u8]> = row
+        .try_get(i + 2)
+        .map_err(|e| StoreError::Engine(format!("reading column {}: {e}", i + 2)))?;
+    let mut by_version = std::collections::HashMap::new();
+    for c in changes {
+        let c: ChangeRecord = decode(c)?;
+        by_version.insert(c.version, c);
+    }
+    assemble(
+        base,
+        head,
+        |_, v| Ok(by_version.remove(&v)),
+        StoreError::Engine,
+    )
+}
+
 /// The lock key of a minion's returns (FNV-1a of its id).
 fn minion_key(minion: &str) -> i32 {
     let h = minion.bytes().fold(0x811c_9dc5u32, |h, b| {
@@ -260,6 +298,18 @@ impl PgStore {
             .run(store.conn.migrate())
             .map_err(|e| open_err(e.to_string()))?;
         Ok(store)
+    }
+
+    /// Reclaims the room of rows rewritten or deleted since the last time
+    /// (`VACUUM` of cmdb's tables): what autovacuum does on its own within
+    /// a minute or so of enough changes; for measuring disk use.
+    pub fn vacuum(&self) -> Result<(), StoreError> {
+        self.conn.run(async {
+            let c = self.conn.client().await?;
+            c.batch_execute(&format!("VACUUM {}", TABLES.join(", ")))
+                .await
+                .map_err(|e| self.conn.err(e))
+        })
     }
 
     /// The minion keys kept in the same database.
@@ -429,25 +479,50 @@ impl<'a> Tx<'a> {
     }
 
     /// An asset, locked until the transaction ends.
-    async fn asset_for_update(&self, id: &str) -> Result<Option<AssetRecord>, StoreError> {
+    async fn asset_for_update(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
         match self
-            .rows("SELECT record FROM assets WHERE id = $1 FOR UPDATE", &[&id])
+            .rows(
+                &format!("SELECT {ASSET_COLUMNS} FROM assets a WHERE a.id = $1 FOR UPDATE"),
+                &[&id],
+            )
             .await?
             .first()
         {
-            Some(r) => record(r, 0).map(Some),
+            Some(r) => loaded(r, 0).map(Some),
             None => Ok(None),
         }
     }
 
-    async fn put_asset(&self, rec: &AssetRecord) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO assets (id, record) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-            &[&rec.id.as_str(), &encode(rec)?],
-        )
-        .await
-        .map(drop)
+    /// Writes an asset read at checkpoint `base` (none: a new one): its
+    /// head alone while it is close to the checkpoint, else the whole
+    /// record as the new checkpoint.
+    async fn put_asset(
+        &self,
+        rec: &AssetRecord,
+        base: Option<u64>,
+        every: u64,
+    ) -> Result<(), StoreError> {
+        let (id, version) = (rec.id.as_str(), int(rec.version)?);
+        match base {
+            Some(b) if head_only(rec, b, every) => {
+                self.exec(
+                    "UPDATE assets SET version = $2, head = $3 WHERE id = $1",
+                    &[&id, &version, &encode(&Head::of(rec))?],
+                )
+                .await?;
+            }
+            _ => {
+                self.exec(
+                    "INSERT INTO assets (id, record, base, version, head) \
+                     VALUES ($1, $2, $3, $3, NULL) ON CONFLICT (id) DO UPDATE \
+                     SET record = EXCLUDED.record, base = EXCLUDED.base, \
+                     version = EXCLUDED.version, head = NULL",
+                    &[&id, &encode(rec)?, &version],
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn put_history(&self, id: &AssetId, h: &ChangeRecord) -> Result<(), StoreError> {
@@ -462,7 +537,8 @@ impl<'a> Tx<'a> {
     }
 
     /// Drops an asset's oldest change records beyond `keep` (0: none),
-    /// never the first record or the latest `keep`.
+    /// never the first record, the latest `keep`, or one after the asset's
+    /// checkpoint (reading the asset replays those).
     async fn prune(&self, id: &AssetId, keep: usize) -> Result<(), StoreError> {
         if keep == 0 {
             return Ok(());
@@ -472,7 +548,8 @@ impl<'a> Tx<'a> {
                  SELECT version, row_number() OVER (ORDER BY version) AS n, \
                         count(*) OVER () AS total \
                  FROM history WHERE id = $1) v \
-             WHERE h.id = $1 AND h.version = v.version AND v.n > 1 AND v.n <= v.total - $2",
+             WHERE h.id = $1 AND h.version = v.version AND v.n > 1 AND v.n <= v.total - $2 \
+             AND h.version <= (SELECT base FROM assets WHERE id = $1)",
             &[&id.as_str(), &limit(keep)],
         )
         .await
@@ -481,6 +558,26 @@ impl<'a> Tx<'a> {
 }
 
 impl PgStore {
+    fn every(&self) -> u64 {
+        checkpoint_every(self.inventory.history_keep)
+    }
+
+    /// Assets by a query selecting [`ASSET_COLUMNS`] first.
+    fn assets_where(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<AssetRecord>, StoreError> {
+        self.conn.run(async {
+            self.conn
+                .rows(sql, params)
+                .await?
+                .iter()
+                .map(|r| loaded(r, 0).map(|l| l.rec))
+                .collect()
+        })
+    }
+
     async fn put_return_async(
         &self,
         ret: &JobReturn,
@@ -552,8 +649,9 @@ impl PgStore {
             let id: String = r.try_get(0).map_err(|e| self.conn.err(e))?;
             existing = tx.asset_for_update(&id).await?;
         }
+        let base = existing.as_ref().map(|l| l.base);
         let (rec, entries) = inventory::apply_collect(
-            existing,
+            existing.map(|l| l.rec),
             minion,
             &ret.data,
             &ret.jid,
@@ -579,7 +677,7 @@ impl PgStore {
         for e in &entries {
             tx.put_history(&rec.id, e).await?;
         }
-        tx.put_asset(&rec).await?;
+        tx.put_asset(&rec, base, self.every()).await?;
         let changed = !entries.is_empty();
         if changed {
             tx.prune(&rec.id, self.inventory.history_keep).await?;
@@ -602,14 +700,14 @@ impl PgStore {
     ) -> Result<AssetRecord, StoreError> {
         let mut c = self.conn.client().await?;
         let tx = self.conn.begin(&mut c).await?;
-        let mut rec = tx
+        let Loaded { mut rec, base } = tx
             .asset_for_update(id.as_str())
             .await?
             .ok_or_else(|| StoreError::Refused(format!("no asset {id}")))?;
         let doc = edit(&rec)?;
         if let Some(entry) = rec.change_to(doc, source, None, user, now_ms) {
             tx.put_history(id, &entry).await?;
-            tx.put_asset(&rec).await?;
+            tx.put_asset(&rec, Some(base), self.every()).await?;
         }
         tx.prune(id, self.inventory.history_keep).await?;
         tx.commit().await?;
@@ -633,7 +731,7 @@ impl PgStore {
                     document,
                     if_version,
                 } => {
-                    let mut rec = tx
+                    let Loaded { mut rec, base } = tx
                         .asset_for_update(id.as_str())
                         .await?
                         .ok_or_else(|| StoreError::Refused(format!("no asset {id}")))?;
@@ -646,7 +744,7 @@ impl PgStore {
                         now_ms,
                     ) {
                         tx.put_history(&rec.id, &e).await?;
-                        tx.put_asset(&rec).await?;
+                        tx.put_asset(&rec, Some(base), self.every()).await?;
                     }
                     out.push(rec);
                 }
@@ -659,7 +757,7 @@ impl PgStore {
                     rec.expected_serial = expected_serial.clone();
                     first.source = source;
                     first.user = user.map(str::to_owned);
-                    tx.put_asset(&rec).await?;
+                    tx.put_asset(&rec, None, self.every()).await?;
                     tx.put_history(&rec.id, &first).await?;
                     if let Some(s) = expected_serial {
                         tx.exec(
@@ -747,16 +845,26 @@ impl Store for PgStore {
     }
 
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError> {
-        self.conn
-            .one("SELECT record FROM assets WHERE id = $1", &[&id.as_str()])
+        Ok(self
+            .assets_where(
+                &format!("SELECT {ASSET_COLUMNS} FROM assets a WHERE a.id = $1"),
+                &[&id.as_str()],
+            )?
+            .into_iter()
+            .next())
     }
 
     fn asset_of_minion(&self, minion: &str) -> Result<Option<AssetRecord>, StoreError> {
-        self.conn.one(
-            "SELECT a.record FROM asset_minion m JOIN assets a ON a.id = m.id \
-             WHERE m.minion = $1",
-            &[&minion],
-        )
+        Ok(self
+            .assets_where(
+                &format!(
+                    "SELECT {ASSET_COLUMNS} FROM asset_minion m JOIN assets a ON a.id = m.id \
+                     WHERE m.minion = $1"
+                ),
+                &[&minion],
+            )?
+            .into_iter()
+            .next())
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -779,8 +887,10 @@ impl Store for PgStore {
     }
 
     fn assets(&self) -> Result<Vec<AssetRecord>, StoreError> {
-        self.conn
-            .records("SELECT record FROM assets ORDER BY id", &[])
+        self.assets_where(
+            &format!("SELECT {ASSET_COLUMNS} FROM assets a ORDER BY a.id"),
+            &[],
+        )
     }
 
     fn scan_assets(
@@ -790,9 +900,11 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut after = after.map(|a| a.as_str().to_owned());
         loop {
-            let page: Vec<AssetRecord> = self.conn.records(
-                "SELECT record FROM assets WHERE $1::text IS NULL OR id > $1 \
-                 ORDER BY id LIMIT $2",
+            let page = self.assets_where(
+                &format!(
+                    "SELECT {ASSET_COLUMNS} FROM assets a WHERE $1::text IS NULL OR a.id > $1 \
+                     ORDER BY a.id LIMIT $2"
+                ),
                 &[&after, &SCAN_PAGE],
             )?;
             let full = page.len() == usize::try_from(SCAN_PAGE).unwrap_or(0);
@@ -892,10 +1004,13 @@ impl Store for PgStore {
         self.conn.run(async {
             self.conn
                 .rows(
-                    "SELECT a.record, h.record FROM history h JOIN assets a ON a.id = h.id \
-                 WHERE h.at_ms >= $1 AND ($2::bigint IS NULL OR h.at_ms < $2) \
-                 AND (h.at_ms, h.id, h.version) >= ($3, $4, $5) \
-                 ORDER BY h.at_ms, h.id, h.version LIMIT $6",
+                    &format!(
+                        "SELECT {ASSET_COLUMNS}, h.record FROM history h \
+                         JOIN assets a ON a.id = h.id \
+                         WHERE h.at_ms >= $1 AND ($2::bigint IS NULL OR h.at_ms < $2) \
+                         AND (h.at_ms, h.id, h.version) >= ($3, $4, $5) \
+                         ORDER BY h.at_ms, h.id, h.version LIMIT $6"
+                    ),
                     &[
                         &since_ms,
                         &until_ms,
@@ -907,7 +1022,7 @@ impl Store for PgStore {
                 )
                 .await?
                 .iter()
-                .map(|r| Ok((record(r, 0)?, record(r, 1)?)))
+                .map(|r| Ok((loaded(r, 0)?.rec, record(r, 3)?)))
                 .collect()
         })
     }

@@ -117,8 +117,8 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
 
 use crate::{ASSET_REF, VERSION_REF, is_collect};
 
-use crate::layout::{Head, Loaded, assemble, head_only};
 pub use crate::layout::CHECKPOINT_EVERY;
+use crate::layout::{Head, Loaded, assemble, head_only};
 
 /// [`Store`] on a sled database.
 pub struct SledStore {
