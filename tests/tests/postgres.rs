@@ -144,3 +144,26 @@ fn a_key_accepted_on_one_peer_lets_the_minion_in_on_another() {
     assert_eq!((v, code), (json!({"web01": true}), 0), "{stderr}");
     assert_eq!(b.keys_json()["minions"], json!(["web01"]));
 }
+
+#[test]
+fn while_postgres_is_away_jobs_are_refused_with_a_clear_error_and_work_again_after() {
+    let (_pg_dir, mut server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let mut c = Cluster::start(ClusterOpts {
+        master_extra: format!("store = \"{url}\"\n"),
+    });
+    c.start_accepted(&["web01"]);
+    server.stop();
+    let out = c.cmdb(&["run", "*", "test.ping", "--out", "json"]);
+    assert!(!out.status.success(), "a job with no database to record it");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PostgreSQL") && stderr.contains("unreachable"),
+        "{stderr}"
+    );
+    server.resume().expect("resume");
+    let (v, stderr, code) = c.run_json(&["*", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0), "{stderr}");
+    let listed = json_out(&c.cmdb(&["jobs", "list", "--out", "json"]));
+    assert_eq!(listed.as_object().map(|j| j.len()), Some(1), "{listed}");
+}
