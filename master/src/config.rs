@@ -30,6 +30,12 @@ pub struct MasterConfig {
     pub store: String,
     /// sled database directory (default `<state_dir>/db`).
     pub db_path: Option<PathBuf>,
+    /// The master cluster this master is a peer of (none: a master alone).
+    /// Peers share `store` (PostgreSQL) and the master keypair.
+    pub cluster_id: Option<String>,
+    /// The NATS server the peers of `cluster_id` talk through
+    /// (`nats://host:4222`).
+    pub nats_url: Option<String>,
     /// Unix socket of the HTTP API (mode 0600; whoever can open it is the
     /// local administrator), used by `cmdb` (default `<state_dir>/api.sock`).
     pub api_socket: Option<PathBuf>,
@@ -192,6 +198,8 @@ impl Default for MasterConfig {
             pki_dir: None,
             store: "sled".into(),
             db_path: None,
+            cluster_id: None,
+            nats_url: None,
             api_socket: None,
             autosign: Vec::new(),
             autoreject: Vec::new(),
@@ -257,7 +265,32 @@ impl MasterConfig {
         if cfg.request_queue == 0 {
             return Err("request_queue must be at least 1".into());
         }
-        cfg.store_engine()?;
+        let engine = cfg.store_engine()?;
+        match (&cfg.cluster_id, &cfg.nats_url) {
+            (None, None) => {}
+            (Some(id), Some(url)) => {
+                if id.is_empty()
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(format!(
+                        "cluster_id = {id:?}: letters, digits, - and _ only"
+                    ));
+                }
+                if !url.starts_with("nats://") {
+                    return Err(format!("nats_url = {url:?}: expected nats://host:port"));
+                }
+                if !matches!(engine, StoreEngine::Postgres(_)) {
+                    return Err(
+                        "cluster_id needs store = \"postgres://…\": the peers of a cluster share one database"
+                            .into(),
+                    );
+                }
+            }
+            (Some(_), None) => return Err("cluster_id needs nats_url".into()),
+            (None, Some(_)) => return Err("nats_url needs cluster_id".into()),
+        }
         cfg.inventory.check()?;
         for glob in cfg.autosign.iter().chain(&cfg.autoreject) {
             protocol::fnmatch::compile(glob, false).map_err(|e| e.to_string())?;
@@ -367,6 +400,32 @@ mod tests {
         );
         let err = MasterConfig::parse("store = \"mysql://db1\"").expect_err("unknown engine");
         assert!(err.contains("mysql://db1") && err.contains("sled"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_needs_nats_and_postgres() {
+        let pg = "store = \"postgres://db1/cmdb\"\n";
+        let cfg = MasterConfig::parse(&format!(
+            "{pg}cluster_id = \"dc1\"\nnats_url = \"nats://127.0.0.1:4222\""
+        ))
+        .expect("a peer");
+        assert_eq!(cfg.cluster_id.as_deref(), Some("dc1"));
+        for (text, says) in [
+            (
+                "cluster_id = \"dc1\"\nnats_url = \"nats://n1:4222\"",
+                "postgres",
+            ),
+            ("cluster_id = \"dc1\"", "nats_url"),
+            ("nats_url = \"nats://n1:4222\"", "cluster_id"),
+        ] {
+            let err = MasterConfig::parse(text).expect_err(text);
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        let err = MasterConfig::parse(&format!(
+            "{pg}cluster_id = \"dc 1\"\nnats_url = \"nats://n1:4222\""
+        ))
+        .expect_err("bad id");
+        assert!(err.contains("dc 1"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod chunks;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -148,7 +148,8 @@ fn reply(shared: &Shared, processed: Result<Processed, Refusal>) -> Handled {
     // The decoded return is dropped here; what the flusher passes on
     // after the flush is far smaller.
     let stored = stored.map(|(ret, outcome)| {
-        let watched = shared.jobs.tracker().watched(&ret.jid);
+        // The other peers of a cluster get every return as JSON.
+        let watched = shared.peers.is_some() || shared.jobs.tracker().watched(&ret.jid);
         (Finished::of(&ret, watched), outcome)
     });
     let is_auth = matches!(body, ReplyBody::Auth(_));
@@ -570,6 +571,9 @@ pub fn notify_stored_from(shared: &Shared, ret: &Finished, outcome: &Stored, sou
     }
     if outcome.is_new() {
         shared.metrics.returns_stored.inc();
+        if let Some(peers) = &shared.peers {
+            crate::cluster::announce_return(peers, ret);
+        }
     }
     if live_new || outcome.is_new() {
         let ev = crate::events::ReturnEvent {

@@ -48,6 +48,8 @@ pub struct Shared {
     pub cfg: MasterConfig,
     /// Minion keys.
     pub pki: Arc<dyn KeyStore>,
+    /// The other peers of a master cluster, told of every stored return.
+    pub peers: Option<mpsc::Sender<crate::cluster::Message>>,
     /// Storage.
     pub store: Arc<dyn Store>,
     /// Every asset's current query view, for listings.
@@ -195,7 +197,23 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         listing.accepted.iter().cloned().collect(),
     ));
     let events = Arc::new(crate::events::EventBus::default());
-    let jobs = JobsService::new(
+    let boot_id = random_u64();
+    // A peer of a master cluster: NATS must answer before it takes work.
+    let nats = match (&cfg.cluster_id, &cfg.nats_url) {
+        (Some(id), Some(url)) => {
+            let client = crate::cluster::connect(url, Duration::from_secs(10))
+                .await
+                .map_err(|reason| MasterError::Bind {
+                    addr: url.clone(),
+                    reason,
+                })?;
+            let (tx, rx) = mpsc::channel(crate::cluster::OUTBOX);
+            info!(cluster_id = %id, nats = %url, "peer of a master cluster");
+            Some((client, id.clone(), tx, rx))
+        }
+        _ => None,
+    };
+    let mut jobs = JobsService::new(
         &cfg,
         store.clone(),
         pki.clone(),
@@ -204,6 +222,9 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         pub_tx,
         events.clone(),
     );
+    if let Some((_, _, tx, _)) = &nats {
+        jobs = jobs.with_peers(tx.clone());
+    }
     match jobs.restore() {
         Ok(0) => {}
         Ok(n) => info!(jobs = n, "restored live jobs for minions that missed them"),
@@ -228,7 +249,8 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         jobs,
         users: crate::service::users::UsersService::new(store.clone()),
         ssh: crate::service::ssh::SshService::new(&cfg),
-        boot_id: random_u64(),
+        boot_id,
+        peers: nats.as_ref().map(|(_, _, tx, _)| tx.clone()),
         nonces: NonceCache::default(),
         presence: crate::presence::Presence::new(now_ms(), {
             // One asset at a time: whole records of every asset at once
@@ -288,6 +310,23 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     tasks.spawn(crate::api::serve_unix(api_listener, api_state));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
+    if let Some((client, id, _, rx)) = nats {
+        let codec = crate::cluster::Codec::new(&shared.master_key, &id, boot_id);
+        tasks.spawn(crate::cluster::send_loop(
+            client.clone(),
+            id.clone(),
+            codec.clone(),
+            rx,
+            cancel.clone(),
+        ));
+        tasks.spawn(crate::cluster::receive_loop(
+            shared.clone(),
+            client,
+            id,
+            codec,
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(index_refresher(shared.clone(), cancel.clone()));
     if shared.cfg.ssh.collect_interval > 0 {
         tasks.spawn(crate::service::ssh::schedule(

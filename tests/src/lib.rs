@@ -574,3 +574,29 @@ pub fn json_out(out: &Output) -> serde_json::Value {
 pub fn read_key(path: &Path) -> keys::SigningKey {
     keys::read_private(path).expect("private key")
 }
+
+/// A NATS server of a test's own on 127.0.0.1 (Debian's `nats-server`),
+/// stopped when dropped.
+pub struct Nats {
+    /// The server process.
+    pub proc: Proc,
+    /// Its client port.
+    pub port: u16,
+}
+
+impl Nats {
+    /// Starts one and waits until it is ready.
+    pub fn start() -> Nats {
+        let port = free_port();
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        let proc = Proc::spawn("nats-server", cmd);
+        proc.wait_for("Server is ready");
+        Nats { proc, port }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}

@@ -167,3 +167,44 @@ fn while_postgres_is_away_jobs_are_refused_with_a_clear_error_and_work_again_aft
     let listed = json_out(&c.cmdb(&["jobs", "list", "--out", "json"]));
     assert_eq!(listed.as_object().map(|j| j.len()), Some(1), "{listed}");
 }
+
+/// Two peers of a master cluster on one database and one NATS server, each
+/// with a minion of its own: a job published on either reaches both
+/// minions, and each `cmdb run` sees both returns.
+#[test]
+fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_back() {
+    let (_pg_dir, server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let nats = tests::Nats::start();
+    let extra = format!(
+        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
+        nats.url()
+    );
+    let mut a = Cluster::start(ClusterOpts {
+        master_extra: extra.clone(),
+    });
+    let mut b = Cluster::start(ClusterOpts {
+        master_extra: extra,
+    });
+    b.master.as_mut().expect("master b").terminate();
+    for f in ["master.pem", "master.pub"] {
+        std::fs::copy(
+            a.master_state().join("pki").join(f),
+            b.master_state().join("pki").join(f),
+        )
+        .expect("copy the master keypair");
+    }
+    b.start_master();
+    a.start_minion("web01");
+    b.start_minion("db01");
+    a.minion("web01").wait_for("minion ready");
+    b.minion("db01").wait_for("minion ready");
+    let both = json!({"db01": true, "web01": true});
+    let (v, stderr, code) = b.run_json(&["*", "test.ping", "-t", "20"]);
+    assert_eq!((v, code), (both.clone(), 0), "from b: {stderr}");
+    let (v, stderr, code) = a.run_json(&["*", "test.ping", "-t", "20"]);
+    assert_eq!((v, code), (both, 0), "from a: {stderr}");
+    // The job cache is the shared database's: either peer shows the job.
+    let jobs = json_out(&a.cmdb(&["jobs", "list", "--out", "json"]));
+    assert_eq!(jobs.as_object().map(|j| j.len()), Some(2), "{jobs}");
+}

@@ -214,6 +214,8 @@ pub struct JobsService {
     tracker: Arc<JobTracker>,
     jids: Mutex<JidGenerator>,
     events: Arc<EventBus>,
+    /// The other peers of a master cluster, told of every job published.
+    peers: Option<mpsc::Sender<crate::cluster::Message>>,
 }
 
 impl JobsService {
@@ -243,7 +245,32 @@ impl JobsService {
             tracker: Arc::new(JobTracker::new()),
             jids: Mutex::new(JidGenerator::new()),
             events,
+            peers: None,
         }
+    }
+
+    /// Tells the other peers of a master cluster of every job published.
+    pub fn with_peers(mut self, peers: mpsc::Sender<crate::cluster::Message>) -> JobsService {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// Takes in a job another peer published: it becomes live here too and
+    /// goes out to the minions connected to this master.
+    pub async fn adopt(
+        &self,
+        jid: Jid,
+        envelope: Bytes,
+        expected: BTreeSet<String>,
+        live: Duration,
+    ) {
+        if expected.is_empty() {
+            return;
+        }
+        let _ = self
+            .tracker
+            .register(jid.clone(), envelope.clone(), expected, live, false);
+        self.publisher.send(&jid, &envelope).await;
     }
 
     /// Puts the jobs still live when the master stopped back into the live
@@ -426,6 +453,17 @@ impl JobsService {
         }
         if !expected.is_empty() {
             self.publisher.send(&jid, &bytes).await;
+            if let Some(peers) = &self.peers {
+                let m = crate::cluster::Message::Job {
+                    jid: jid.clone(),
+                    envelope: bytes.to_vec(),
+                    expected: order.clone(),
+                    live_secs: self.timing.job_live_secs.max(self.timing.job_timeout),
+                };
+                if peers.send(m).await.is_err() {
+                    warn!(jid = %jid, "the other peers could not be told of a job");
+                }
+            }
         }
         info!(jid = %jid, fun = %new.fun, expected = expected.len(), "published job");
         self.events.emit(|| format!("cmdb/job/{jid}/new"), &record);

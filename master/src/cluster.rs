@@ -1,0 +1,299 @@
+//! The peers of a master cluster (`cluster_id`, `nats_url`): masters on one
+//! PostgreSQL database that tell each other, over NATS, of the jobs they
+//! publish and the returns they store.
+//!
+//! A peer publishing a job sends its signed envelope and expected minions;
+//! every other peer takes the job into its live table and publishes it to
+//! the minions connected to it, sealed under its own session key. A peer
+//! storing a return sends it on, so a `cmdb run` on any peer sees every
+//! return, whichever peer the minion reached. Messages are sealed under a
+//! key derived from the master keypair the peers share and the cluster id,
+//! so NATS carries nothing readable and a peer ignores what another
+//! cluster, or anyone without the master key, sends.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use protocol::seal::{Sealed, SymmetricKey};
+use protocol::{Jid, MinionId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::jobs::{Finished, ReturnJson};
+use crate::server::Shared;
+
+/// Bound on the bytes of one cluster message (a return's JSON included).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Bound on messages waiting to go out; beyond it they are dropped and
+/// counted (peers then read returns from the database when asked).
+pub const OUTBOX: usize = 65_536;
+const AAD: &[u8] = b"cmdb cluster v1";
+
+/// What one peer tells the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Message {
+    /// A job was published.
+    Job {
+        /// Its id.
+        jid: Jid,
+        /// Its envelope, signed with the master key.
+        #[serde(with = "serde_bytes")]
+        envelope: Vec<u8>,
+        /// The minions expected to return.
+        expected: Vec<String>,
+        /// Seconds it stays live for minions that missed it.
+        live_secs: u64,
+    },
+    /// A return was stored.
+    Return {
+        /// The job.
+        jid: Jid,
+        /// The minion.
+        minion: String,
+        /// The function.
+        fun: String,
+        /// Whether it succeeded.
+        success: bool,
+        /// Its return code.
+        retcode: i32,
+        /// The return as JSON.
+        json: String,
+    },
+}
+
+/// An envelope: the sender, so a peer skips its own messages, and the
+/// message.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    peer: u64,
+    message: Message,
+}
+
+/// The key that seals cluster messages: the master key and the cluster id
+/// through SHA-256.
+fn cluster_key(master: &keys::SigningKey, cluster_id: &str) -> SymmetricKey {
+    let mut h = Sha256::new();
+    h.update(AAD);
+    h.update((cluster_id.len() as u64).to_be_bytes());
+    h.update(cluster_id.as_bytes());
+    h.update(master.to_bytes());
+    SymmetricKey(h.finalize().into())
+}
+
+/// Seals and opens cluster messages.
+#[derive(Clone)]
+pub struct Codec {
+    key: SymmetricKey,
+    peer: u64,
+}
+
+impl Codec {
+    /// The codec of peer `peer` in cluster `cluster_id`.
+    pub fn new(master: &keys::SigningKey, cluster_id: &str, peer: u64) -> Codec {
+        Codec {
+            key: cluster_key(master, cluster_id),
+            peer,
+        }
+    }
+
+    /// `message` sealed for the wire.
+    pub fn seal(&self, message: Message) -> Option<Vec<u8>> {
+        let plain = rmp_serde::to_vec_named(&Wire {
+            peer: self.peer,
+            message,
+        })
+        .ok()?;
+        Some(Sealed::seal(&self.key, 0, crate::keyring::random(), AAD, &plain).to_bytes())
+    }
+
+    /// The message in `bytes` and its sender, unless it does not open
+    /// under this cluster's key or comes from this peer.
+    pub fn open(&self, bytes: &[u8]) -> Result<Option<Message>, String> {
+        let sealed = Sealed::from_bytes(bytes, MAX_MESSAGE).map_err(|e| e.to_string())?;
+        let plain = sealed.open(&self.key, AAD).map_err(|e| e.to_string())?;
+        let wire: Wire = rmp_serde::from_slice(&plain).map_err(|e| e.to_string())?;
+        Ok((wire.peer != self.peer).then_some(wire.message))
+    }
+}
+
+/// The subject of a cluster's messages.
+fn subject(cluster_id: &str) -> String {
+    format!("cmdb.{cluster_id}.events")
+}
+
+/// Connects to NATS, the first time within `wait`; afterwards the client
+/// reconnects on its own.
+pub async fn connect(url: &str, wait: Duration) -> Result<async_nats::Client, String> {
+    let attempt = async_nats::ConnectOptions::new()
+        .no_echo()
+        .name("cmdb-master")
+        .retry_on_initial_connect()
+        .connect(url);
+    match tokio::time::timeout(wait, attempt).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(format!("NATS {url}: {e}")),
+        Err(_) => Err(format!("NATS {url}: unreachable for {wait:?}")),
+    }
+}
+
+/// Sends what the outbox holds to the other peers until `cancel`.
+pub async fn send_loop(
+    client: async_nats::Client,
+    cluster_id: String,
+    codec: Codec,
+    mut outbox: mpsc::Receiver<Message>,
+    cancel: CancellationToken,
+) {
+    let subject = subject(&cluster_id);
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = outbox.recv() => match m { Some(m) => m, None => break },
+        };
+        let Some(bytes) = codec.seal(msg) else {
+            continue;
+        };
+        if let Err(e) = client.publish(subject.clone(), Bytes::from(bytes)).await {
+            warn!(error = %e, "could not tell the other peers");
+        }
+    }
+    let _ = client.flush().await;
+}
+
+/// Takes in what the other peers send until `cancel`.
+pub async fn receive_loop(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    cluster_id: String,
+    codec: Codec,
+    cancel: CancellationToken,
+) {
+    let mut sub = match client.subscribe(subject(&cluster_id)).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "could not subscribe to the other peers");
+            return;
+        }
+    };
+    info!(cluster_id = %cluster_id, "listening to the other peers");
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = sub.next() => match m { Some(m) => m, None => break },
+        };
+        match codec.open(&msg.payload) {
+            Ok(Some(m)) => take(&shared, m).await,
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "dropped a cluster message that does not open"),
+        }
+    }
+}
+
+/// Acts on another peer's message.
+async fn take(shared: &Shared, message: Message) {
+    match message {
+        Message::Job {
+            jid,
+            envelope,
+            expected,
+            live_secs,
+        } => {
+            let expected: BTreeSet<String> = expected.into_iter().collect();
+            debug!(jid = %jid, expected = expected.len(), "job from another peer");
+            shared
+                .jobs
+                .adopt(
+                    jid,
+                    Bytes::from(envelope),
+                    expected,
+                    Duration::from_secs(live_secs),
+                )
+                .await;
+        }
+        Message::Return {
+            jid,
+            minion,
+            fun,
+            success,
+            retcode,
+            json,
+        } => {
+            let Ok(id) = MinionId::new(minion.as_str()) else {
+                return;
+            };
+            let finished_id = id.clone();
+            let finished = Finished {
+                jid,
+                minion: id,
+                fun,
+                success,
+                retcode,
+                json: Some(ReturnJson {
+                    minion: finished_id.clone(),
+                    json: json.into(),
+                }),
+            };
+            crate::requests::notify_stored_from(
+                shared,
+                &finished,
+                &store::Stored::Duplicate,
+                "cluster",
+            );
+        }
+    }
+}
+
+/// Tells the other peers of a stored return (dropped when the outbox is
+/// full).
+pub fn announce_return(outbox: &mpsc::Sender<Message>, ret: &Finished) {
+    let Some(json) = &ret.json else {
+        return;
+    };
+    let m = Message::Return {
+        jid: ret.jid.clone(),
+        minion: ret.minion.to_string(),
+        fun: ret.fun.clone(),
+        success: ret.success,
+        retcode: ret.retcode,
+        json: json.json.to_string(),
+    };
+    if outbox.try_send(m).is_err() {
+        warn!(jid = %ret.jid, minion_id = %ret.minion, "cluster outbox full; a return was not sent to the other peers");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_open_for_other_peers_of_the_cluster_only() {
+        let master = keys::generate().expect("key");
+        let a = Codec::new(&master, "dc1", 1);
+        let b = Codec::new(&master, "dc1", 2);
+        let other_cluster = Codec::new(&master, "dc2", 3);
+        let other_master = Codec::new(&keys::generate().expect("key"), "dc1", 4);
+        let m = Message::Job {
+            jid: Jid::from_micros(1_800_000_000_000_000).expect("jid"),
+            envelope: vec![1, 2, 3],
+            expected: vec!["web01".into()],
+            live_secs: 600,
+        };
+        let bytes = a.seal(m).expect("seal");
+        assert!(matches!(b.open(&bytes), Ok(Some(Message::Job { .. }))));
+        assert!(matches!(a.open(&bytes), Ok(None)), "its own message");
+        assert!(other_cluster.open(&bytes).is_err());
+        assert!(other_master.open(&bytes).is_err());
+        let mut tampered = bytes.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(b.open(&tampered).is_err());
+        assert!(b.open(b"not a message").is_err());
+    }
+}
