@@ -50,6 +50,12 @@ pub enum Message {
         /// Seconds it stays live for minions that missed it.
         live_secs: u64,
     },
+    /// The session key was rotated (to this epoch; the key is in the
+    /// database).
+    Session {
+        /// The new epoch.
+        epoch: u64,
+    },
     /// A return was stored.
     Return {
         /// The job.
@@ -196,7 +202,7 @@ pub async fn receive_loop(
 }
 
 /// Acts on another peer's message.
-async fn take(shared: &Shared, message: Message) {
+async fn take(shared: &Arc<Shared>, message: Message) {
     match message {
         Message::Job {
             jid,
@@ -215,6 +221,23 @@ async fn take(shared: &Shared, message: Message) {
                     Duration::from_secs(live_secs),
                 )
                 .await;
+        }
+        Message::Session { epoch } => {
+            if epoch <= shared.keyring.session().0 {
+                return;
+            }
+            let Some(share) = shared.session_share.clone() else {
+                return;
+            };
+            match tokio::task::spawn_blocking(move || share.load()).await {
+                Ok(Ok(Some((e, key)))) => {
+                    let (e, handed) = crate::server::hand_over(shared, e, key).await;
+                    info!(epoch = e, handed, "session key rotated by another peer");
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => warn!(error = %e, "cannot read the cluster's session key"),
+                Err(e) => warn!(error = %e, "reading the cluster's session key failed"),
+            }
         }
         Message::Return {
             jid,
@@ -246,6 +269,79 @@ async fn take(shared: &Shared, message: Message) {
                 "cluster",
             );
         }
+    }
+}
+
+/// The session key the peers share, kept in the database sealed under a
+/// key derived from the master key and the cluster id.
+#[derive(Clone)]
+pub struct SessionShare {
+    pg: Arc<store::PgStore>,
+    key: SymmetricKey,
+}
+
+const SESSION_AAD: &[u8] = b"cmdb cluster session key v1";
+
+impl SessionShare {
+    /// The share of cluster `cluster_id` in `pg`.
+    pub fn new(pg: Arc<store::PgStore>, master: &keys::SigningKey, cluster_id: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(SESSION_AAD);
+        h.update(cluster_key(master, cluster_id).0);
+        SessionShare {
+            pg,
+            key: SymmetricKey(h.finalize().into()),
+        }
+    }
+
+    /// The shared key and its epoch, if there is one.
+    pub fn load(&self) -> Result<Option<(u64, SymmetricKey)>, String> {
+        let Some((epoch, sealed)) = self.pg.session_key().map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let plain = Sealed::from_bytes(&sealed, 1024)
+            .and_then(|s| s.open(&self.key, SESSION_AAD))
+            .map_err(|e| {
+                format!("the stored session key does not open ({e}): another master key?")
+            })?;
+        let bytes: [u8; 32] = plain
+            .try_into()
+            .map_err(|_| "the stored session key is not 32 bytes".to_owned())?;
+        Ok(Some((epoch, SymmetricKey(bytes))))
+    }
+
+    /// Offers `key` of `epoch` as the successor of epoch `seen` (none: the
+    /// first); returns the key every peer now holds: this one, or the one
+    /// another peer offered first.
+    pub fn agree(
+        &self,
+        seen: Option<u64>,
+        epoch: u64,
+        key: SymmetricKey,
+    ) -> Result<(u64, SymmetricKey), String> {
+        let sealed = Sealed::seal(
+            &self.key,
+            epoch,
+            crate::keyring::random(),
+            SESSION_AAD,
+            &key.0,
+        )
+        .to_bytes();
+        // At start there may be a key already: it is the one.
+        if seen.is_none()
+            && let Some(current) = self.load()?
+        {
+            return Ok(current);
+        }
+        if self
+            .pg
+            .offer_session_key(seen, epoch, &sealed)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok((epoch, key));
+        }
+        self.load()?
+            .ok_or_else(|| "no session key after an offer was refused".to_owned())
     }
 }
 

@@ -116,6 +116,12 @@ impl Keyring {
         *self.holders.lock().unwrap_or_else(|p| p.into_inner()) = holders.into_iter().collect();
     }
 
+    /// Makes `key` of `epoch` the session key whatever the current one is
+    /// (at start, a cluster's shared key replaces the one made here).
+    pub fn replace(&self, epoch: u64, key: SymmetricKey) {
+        *self.session.write().unwrap_or_else(|p| p.into_inner()) = (epoch, key);
+    }
+
     /// The accepted minions that hold the current session key.
     pub fn accepted_holders(&self) -> Vec<String> {
         let acc = self.accepted.lock().unwrap_or_else(|p| p.into_inner());

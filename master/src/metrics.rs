@@ -48,6 +48,7 @@ pub struct Metrics {
     presence: Family<PresenceLabels, Gauge>,
     store_bytes: Gauge,
     holders: Gauge,
+    epoch: Gauge,
 }
 
 impl Default for Metrics {
@@ -59,6 +60,7 @@ impl Default for Metrics {
         let presence = Family::<PresenceLabels, Gauge>::default();
         let store_bytes = Gauge::default();
         let holders = Gauge::default();
+        let epoch = Gauge::default();
         let mut registry = Registry::with_prefix("cmdb");
         registry.register("jobs_published", "Jobs published", jobs_published.clone());
         registry.register(
@@ -88,9 +90,15 @@ impl Default for Metrics {
              (at the master's start and at each rotation): those with a session now",
             holders.clone(),
         );
+        registry.register(
+            "session_key_epoch",
+            "Epoch of the current session key (the peers of a cluster share it)",
+            epoch.clone(),
+        );
         Metrics {
             registry,
             holders,
+            epoch,
             jobs_published,
             returns_stored,
             api_requests,
@@ -128,6 +136,8 @@ impl Metrics {
         }
         self.holders
             .set(i64::try_from(shared.keyring.holder_count()).unwrap_or(i64::MAX));
+        self.epoch
+            .set(i64::try_from(shared.keyring.session().0).unwrap_or(i64::MAX));
         if let Ok(bytes) = shared.store.size_on_disk() {
             self.store_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));

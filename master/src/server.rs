@@ -50,6 +50,8 @@ pub struct Shared {
     pub pki: Arc<dyn KeyStore>,
     /// The other peers of a master cluster, told of every stored return.
     pub peers: Option<mpsc::Sender<crate::cluster::Message>>,
+    /// The session key the peers of a cluster share.
+    pub session_share: Option<crate::cluster::SessionShare>,
     /// Storage.
     pub store: Arc<dyn Store>,
     /// Every asset's current query view, for listings.
@@ -101,6 +103,9 @@ pub struct Stores {
     pub store: Arc<dyn Store>,
     /// Minion keys.
     pub keys: Arc<dyn KeyStore>,
+    /// The PostgreSQL engine itself, when it is the store (what the peers
+    /// of a cluster share beyond records: the session key).
+    pub postgres: Option<Arc<store::PgStore>>,
 }
 
 /// The store and the key store `cfg` names: sled and the pki directory
@@ -116,12 +121,14 @@ pub fn open_stores(cfg: &MasterConfig, pki: PkiStore) -> Result<Stores, MasterEr
         StoreEngine::Sled(path) => Stores {
             store: Arc::new(SledStore::open(&path, cfg.inventory.clone())?),
             keys: Arc::new(pki),
+            postgres: None,
         },
         StoreEngine::Postgres(url) => {
-            let pg = store::PgStore::connect(&url, cfg.inventory.clone())?;
+            let pg = Arc::new(store::PgStore::connect(&url, cfg.inventory.clone())?);
             Stores {
                 keys: Arc::new(pg.keys()),
-                store: Arc::new(pg),
+                store: pg.clone(),
+                postgres: Some(pg),
             }
         }
     })
@@ -153,6 +160,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     let Stores {
         store: engine,
         keys: pki,
+        postgres,
     } = open_stores(&cfg, pki_dir)?;
     let index = Arc::new(crate::service::index::AssetIndex::default());
     let store: Arc<dyn Store> = Arc::new(crate::service::index::IndexedStore::new(
@@ -196,6 +204,20 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         now_us() as u64,
         listing.accepted.iter().cloned().collect(),
     ));
+    // The peers of a cluster hold one session key: the one in the database,
+    // or this one when there is none yet.
+    let session_share = match (&cfg.cluster_id, &postgres) {
+        (Some(id), Some(pg)) => {
+            let share = crate::cluster::SessionShare::new(pg.clone(), &master_key, id);
+            let (epoch, key) = keyring.session();
+            let (epoch, key) = share.agree(None, epoch, key).map_err(|e| {
+                store::StoreError::Engine(format!("the cluster's session key: {e}"))
+            })?;
+            keyring.replace(epoch, key);
+            Some(share)
+        }
+        _ => None,
+    };
     let events = Arc::new(crate::events::EventBus::default());
     let boot_id = random_u64();
     // A peer of a master cluster: NATS must answer before it takes work.
@@ -251,6 +273,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         ssh: crate::service::ssh::SshService::new(&cfg),
         boot_id,
         peers: nats.as_ref().map(|(_, _, tx, _)| tx.clone()),
+        session_share,
         nonces: NonceCache::default(),
         presence: crate::presence::Presence::new(now_ms(), {
             // One asset at a time: whole records of every asset at once
@@ -605,8 +628,45 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
 /// heartbeat tells them of the new epoch. Returns the epoch and how many
 /// were handed the key.
 pub async fn hand_over_session_key(shared: &Arc<Shared>) -> (u64, usize) {
-    let epoch = shared.keyring.next_epoch(now_us() as u64);
-    let key = protocol::seal::SymmetricKey(crate::keyring::random());
+    let mut epoch = shared.keyring.next_epoch(now_us() as u64);
+    let mut key = protocol::seal::SymmetricKey(crate::keyring::random());
+    if let Some(share) = &shared.session_share {
+        // One new key for every peer: this one, unless another peer
+        // rotated first, then that one.
+        let seen = shared.keyring.session().0;
+        let share = share.clone();
+        let agreed = tokio::task::spawn_blocking(move || share.agree(Some(seen), epoch, key)).await;
+        match agreed {
+            Ok(Ok((e, k))) => {
+                let mine = e == epoch;
+                (epoch, key) = (e, k);
+                if mine && let Some(peers) = &shared.peers {
+                    let _ = peers.try_send(crate::cluster::Message::Session { epoch });
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot agree on the cluster's session key; keeping the old one");
+                return (shared.keyring.session().0, 0);
+            }
+            Err(e) => {
+                warn!(error = %e, "agreeing on the session key failed");
+                return (shared.keyring.session().0, 0);
+            }
+        }
+    }
+    hand_over(shared, epoch, key).await
+}
+
+/// Hands `key` of `epoch` to the minions holding the current key (each
+/// sealed to its own key, on the PUB socket) and installs it.
+pub async fn hand_over(
+    shared: &Arc<Shared>,
+    epoch: u64,
+    key: protocol::seal::SymmetricKey,
+) -> (u64, usize) {
+    if epoch <= shared.keyring.session().0 {
+        return (shared.keyring.session().0, 0);
+    }
     let recipients = shared.keyring.accepted_holders();
     let s = shared.clone();
     let k = key.clone();

@@ -99,6 +99,11 @@ CREATE TABLE keys_version (
     version bigint NOT NULL
 );
 INSERT INTO keys_version (version) VALUES (0);
+CREATE TABLE session_key (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    epoch bigint NOT NULL,
+    sealed bytea NOT NULL
+);
 "#,
 ];
 
@@ -112,6 +117,7 @@ const ASSET_COLUMNS: &str = "a.record, a.head, ARRAY(SELECT c.record FROM histor
 /// Tables whose size [`Store::size_on_disk`] adds up.
 const TABLES: &[&str] = &[
     "minion_keys",
+    "session_key",
     "jobs",
     "returns",
     "last_seen",
@@ -310,6 +316,51 @@ impl PgStore {
                 .await
                 .map_err(|e| self.conn.err(e))
         })
+    }
+
+    /// The session key the peers of a master cluster share: its epoch and
+    /// its bytes as the master sealed them, if one was offered yet.
+    pub fn session_key(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        self.conn.run(async {
+            let rows = self
+                .conn
+                .rows("SELECT epoch, sealed FROM session_key", &[])
+                .await?;
+            let Some(r) = rows.first() else {
+                return Ok(None);
+            };
+            let epoch: i64 = r.try_get(0).map_err(|e| self.conn.err(e))?;
+            Ok(Some((
+                u64::try_from(epoch).unwrap_or(0),
+                bytes(r, 1)?.to_vec(),
+            )))
+        })
+    }
+
+    /// Makes `sealed` of `epoch` the shared session key if the current one
+    /// is still of epoch `seen` (none: there is none yet); says whether it
+    /// did (another peer may have rotated first).
+    pub fn offer_session_key(
+        &self,
+        seen: Option<u64>,
+        epoch: u64,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let epoch = int(epoch)?;
+        let n = match seen {
+            None => self.conn.run(self.conn.exec(
+                "INSERT INTO session_key (epoch, sealed) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&epoch, &sealed],
+            ))?,
+            Some(seen) => {
+                let seen = int(seen)?;
+                self.conn.run(self.conn.exec(
+                    "UPDATE session_key SET epoch = $2, sealed = $3 WHERE epoch = $1",
+                    &[&seen, &epoch, &sealed],
+                ))?
+            }
+        };
+        Ok(n == 1)
     }
 
     /// The minion keys kept in the same database.

@@ -286,6 +286,28 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a master and waits until it is ready.
     pub fn start(opts: ClusterOpts) -> Cluster {
+        let mut c = Cluster::configured(opts);
+        c.start_master();
+        c
+    }
+
+    /// Starts another peer of `of`'s master cluster: its own ports and
+    /// state, `of`'s master keypair (provisioned into its pki dir first, as
+    /// an operator does).
+    pub fn start_peer(of: &Cluster, opts: ClusterOpts) -> Cluster {
+        let mut c = Cluster::configured(opts);
+        let pki = c.master_state().join("pki");
+        std::fs::create_dir_all(&pki).expect("pki dir");
+        for f in ["master.pem", "master.pub"] {
+            std::fs::copy(of.master_state().join("pki").join(f), pki.join(f))
+                .expect("copy the master keypair");
+        }
+        c.start_master();
+        c
+    }
+
+    /// A master's config and dirs, not started.
+    fn configured(opts: ClusterOpts) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let (publish_port, ret_port, api_port) = (free_port(), free_port(), free_port());
         let state = dir.path().join("master");
@@ -304,7 +326,7 @@ impl Cluster {
             opts.master_extra
         );
         std::fs::write(dir.path().join("master.toml"), cfg).expect("write master.toml");
-        let mut c = Cluster {
+        Cluster {
             dir,
             master: None,
             minions: BTreeMap::new(),
@@ -312,9 +334,7 @@ impl Cluster {
             ret_port,
             api_port,
             bins: bin_dir(),
-        };
-        c.start_master();
-        c
+        }
     }
 
     /// The master config path.
@@ -598,5 +618,60 @@ impl Nats {
     /// Its URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+/// HAProxy of a test's own (Debian's `haproxy`) in TCP mode, in front of
+/// the masters of a cluster: one frontend for the PUB port and one for the
+/// request port, each balancing over the peers' ports round-robin in the
+/// order given. Stopped when dropped.
+pub struct Haproxy {
+    /// The haproxy process.
+    pub proc: Proc,
+    /// The frontend for the PUB ports.
+    pub publish_port: u16,
+    /// The frontend for the request ports.
+    pub ret_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    /// Starts one before `publish` and `ret` backends (127.0.0.1 ports) and
+    /// waits until both frontends accept connections.
+    pub fn start(publish: &[u16], ret: &[u16]) -> Haproxy {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (publish_port, ret_port) = (free_port(), free_port());
+        let servers = |name: &str, ports: &[u16]| -> String {
+            ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("  server {name}{i} 127.0.0.1:{p}\n"))
+                .collect()
+        };
+        let cfg = format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\
+             frontend pub\n  bind 127.0.0.1:{publish_port}\n  default_backend pubs\n\
+             backend pubs\n  balance roundrobin\n{}\
+             frontend ret\n  bind 127.0.0.1:{ret_port}\n  default_backend rets\n\
+             backend rets\n  balance roundrobin\n{}",
+            servers("pub", publish),
+            servers("ret", ret),
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, cfg).expect("haproxy.cfg");
+        let mut cmd = Command::new("haproxy");
+        cmd.arg("-db").arg("-f").arg(&path);
+        let proc = Proc::spawn("haproxy", cmd);
+        for port in [publish_port, ret_port] {
+            wait_until(&format!("haproxy listening on {port}"), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        Haproxy {
+            proc,
+            publish_port,
+            ret_port,
+            _dir: dir,
+        }
     }
 }

@@ -117,19 +117,13 @@ fn a_key_accepted_on_one_peer_lets_the_minion_in_on_another() {
     let a = Cluster::start(ClusterOpts {
         master_extra: extra.clone(),
     });
-    let mut b = Cluster::start(ClusterOpts {
-        master_extra: extra,
-    });
     // The peers share the master keypair, provisioned into each pki dir.
-    b.master.as_mut().expect("master b").terminate();
-    for f in ["master.pem", "master.pub"] {
-        std::fs::copy(
-            a.master_state().join("pki").join(f),
-            b.master_state().join("pki").join(f),
-        )
-        .expect("copy the master keypair");
-    }
-    b.start_master();
+    let mut b = Cluster::start_peer(
+        &a,
+        ClusterOpts {
+            master_extra: extra,
+        },
+    );
     b.start_minion("web01");
     b.minion("web01").wait_for("key pending acceptance");
     assert_eq!(a.keys_json()["minions_pre"], json!(["web01"]), "seen on a");
@@ -183,18 +177,12 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
     let mut a = Cluster::start(ClusterOpts {
         master_extra: extra.clone(),
     });
-    let mut b = Cluster::start(ClusterOpts {
-        master_extra: extra,
-    });
-    b.master.as_mut().expect("master b").terminate();
-    for f in ["master.pem", "master.pub"] {
-        std::fs::copy(
-            a.master_state().join("pki").join(f),
-            b.master_state().join("pki").join(f),
-        )
-        .expect("copy the master keypair");
-    }
-    b.start_master();
+    let mut b = Cluster::start_peer(
+        &a,
+        ClusterOpts {
+            master_extra: extra,
+        },
+    );
     a.start_minion("web01");
     b.start_minion("db01");
     a.minion("web01").wait_for("minion ready");
@@ -207,4 +195,71 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
     // The job cache is the shared database's: either peer shows the job.
     let jobs = json_out(&a.cmdb(&["jobs", "list", "--out", "json"]));
     assert_eq!(jobs.as_object().map(|j| j.len()), Some(2), "{jobs}");
+}
+
+/// Minions reach the peers through HAProxy, which may send a minion's two
+/// connections to different peers: the session key the peers share opens
+/// the jobs of either, whichever peer the minion authenticated with.
+#[test]
+fn through_haproxy_a_minion_split_over_two_peers_takes_jobs_from_both() {
+    let (_pg_dir, server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let nats = tests::Nats::start();
+    let extra = format!(
+        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
+        nats.url()
+    );
+    let mut a = Cluster::start(ClusterOpts {
+        master_extra: extra.clone(),
+    });
+    let b = Cluster::start_peer(
+        &a,
+        ClusterOpts {
+            master_extra: extra,
+        },
+    );
+    // The first minion's PUB connection goes to a, its requests to b.
+    let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[b.ret_port, a.ret_port]);
+    a.start_minion_with(
+        "web01",
+        "web01",
+        &format!(
+            "publish_port = {}\nret_port = {}",
+            lb.publish_port, lb.ret_port
+        ),
+    );
+    a.minion("web01").wait_for("minion ready");
+    let (v, stderr, code) = a.run_json(&["*", "test.ping", "-t", "20"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0), "from a: {stderr}");
+    let (v, stderr, code) = b.run_json(&["*", "test.ping", "-t", "20"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0), "from b: {stderr}");
+    // One session key on both peers.
+    let epoch = |c: &Cluster| -> String {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-m", "20", "--unix-socket"])
+            .arg(c.master_state().join("api.sock"))
+            .arg("http://cmdb/metrics")
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("cmdb_session_key_epoch "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let shown = epoch(&a);
+    assert!(!shown.is_empty(), "no epoch in GET /metrics");
+    assert_eq!(shown, epoch(&b));
+    // A key deleted on one peer rotates the session key of both, to one
+    // new key.
+    let out = a.key(&["-d", "web01", "-y"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tests::wait_until("both peers on one new session key", || {
+        let (x, y) = (epoch(&a), epoch(&b));
+        x == y && x != shown
+    });
 }
