@@ -74,6 +74,20 @@ impl Presence {
 
     /// Minions whose online state flipped as of `now_ms`.
     pub fn flips(&self, now_ms: i64, offline_after_ms: i64) -> Vec<(String, bool)> {
+        self.flips_with(now_ms, offline_after_ms, |_| None)
+    }
+
+    /// As [`Presence::flips`], asking `elsewhere` when an online minion not
+    /// heard from here would go offline: on a peer of a master cluster, a minion
+    /// connected to another peer is heard from there (the time it gives
+    /// counts as heard from here, so it is asked again only after another
+    /// `offline_after`).
+    pub fn flips_with(
+        &self,
+        now_ms: i64,
+        offline_after_ms: i64,
+        elsewhere: impl Fn(&str) -> Option<i64>,
+    ) -> Vec<(String, bool)> {
         let mut st = self.lock();
         let State {
             last,
@@ -87,7 +101,16 @@ impl Presence {
         }
         let mut out = Vec::new();
         for (m, is_online) in online.iter_mut() {
-            let seen = last.get(m).copied().unwrap_or(*started_ms);
+            let mut seen = last.get(m).copied().unwrap_or(*started_ms);
+            if *is_online
+                && now_ms - seen > offline_after_ms
+                && !left.contains(m)
+                && let Some(t) = elsewhere(m)
+                && t > seen
+            {
+                seen = t;
+                last.insert(m.clone(), t);
+            }
             let now_online = !left.contains(m) && now_ms - seen <= offline_after_ms;
             if now_online != *is_online {
                 *is_online = now_online;
@@ -102,6 +125,30 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_minion_heard_from_on_another_peer_stays_online() {
+        let p = Presence::new(0, [("a".to_string(), true), ("b".to_string(), true)]);
+        // "a" reports to another peer (heard there at 5,500), "b" nowhere.
+        let elsewhere = |m: &str| (m == "a").then_some(5_500);
+        assert_eq!(
+            p.flips_with(6_000, 5_000, elsewhere),
+            vec![("b".to_string(), false)]
+        );
+        // Asked again only once that time is old too.
+        let asked = std::cell::Cell::new(0);
+        let counting = |_: &str| {
+            asked.set(asked.get() + 1);
+            None
+        };
+        assert!(p.flips_with(10_000, 5_000, counting).is_empty());
+        assert_eq!(asked.get(), 0, "b is offline already, a was heard at 5,500");
+        assert_eq!(
+            p.flips_with(11_000, 5_000, counting),
+            vec![("a".to_string(), false)]
+        );
+        assert_eq!(asked.get(), 1);
+    }
 
     #[test]
     fn goes_offline_after_the_threshold_and_back() {
