@@ -231,7 +231,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
                 })?;
             let (tx, rx) = mpsc::channel(crate::cluster::OUTBOX);
             info!(cluster_id = %id, nats = %url, "peer of a master cluster");
-            Some((client, id.clone(), tx, rx))
+            Some((client, id.clone(), tx, rx, url.clone()))
         }
         _ => None,
     };
@@ -244,8 +244,8 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         pub_tx,
         events.clone(),
     );
-    if let Some((_, _, tx, _)) = &nats {
-        jobs = jobs.with_peers(tx.clone());
+    if let Some((client, _, tx, _, url)) = &nats {
+        jobs = jobs.with_peers(tx.clone(), client.clone(), url.clone());
     }
     match jobs.restore() {
         Ok(0) => {}
@@ -272,7 +272,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         users: crate::service::users::UsersService::new(store.clone()),
         ssh: crate::service::ssh::SshService::new(&cfg),
         boot_id,
-        peers: nats.as_ref().map(|(_, _, tx, _)| tx.clone()),
+        peers: nats.as_ref().map(|(_, _, tx, _, _)| tx.clone()),
         session_share,
         nonces: NonceCache::default(),
         presence: crate::presence::Presence::new(now_ms(), {
@@ -333,7 +333,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     tasks.spawn(crate::api::serve_unix(api_listener, api_state));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
-    if let Some((client, id, _, rx)) = nats {
+    if let Some((client, id, _, rx, _)) = nats {
         let codec = crate::cluster::Codec::new(&shared.master_key, &id, boot_id);
         tasks.spawn(crate::cluster::send_loop(
             client.clone(),

@@ -608,11 +608,28 @@ impl Nats {
     /// Starts one and waits until it is ready.
     pub fn start() -> Nats {
         let port = free_port();
+        Nats {
+            proc: Nats::spawn(port),
+            port,
+        }
+    }
+
+    fn spawn(port: u16) -> Proc {
         let mut cmd = Command::new("nats-server");
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
         let proc = Proc::spawn("nats-server", cmd);
         proc.wait_for("Server is ready");
-        Nats { proc, port }
+        proc
+    }
+
+    /// Stops it (its clients see it go).
+    pub fn stop(&mut self) {
+        self.proc.terminate();
+    }
+
+    /// Starts it again on the same port.
+    pub fn resume(&mut self) {
+        self.proc = Nats::spawn(self.port);
     }
 
     /// Its URL.

@@ -263,3 +263,31 @@ fn through_haproxy_a_minion_split_over_two_peers_takes_jobs_from_both() {
         x == y && x != shown
     });
 }
+
+/// While NATS is away a peer refuses new jobs, saying why, and takes them
+/// again once it is back.
+#[test]
+fn while_nats_is_away_a_peer_refuses_jobs_and_takes_them_again_after() {
+    let (_pg_dir, server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let mut nats = tests::Nats::start();
+    let mut a = Cluster::start(ClusterOpts {
+        master_extra: format!(
+            "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
+            nats.url()
+        ),
+    });
+    a.start_minion("web01");
+    a.minion("web01").wait_for("minion ready");
+    nats.stop();
+    tests::wait_until("a job is refused for want of NATS", || {
+        let out = a.cmdb(&["run", "*", "test.ping", "--out", "json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        !out.status.success() && stderr.contains("NATS") && stderr.contains("unreachable")
+    });
+    nats.resume();
+    tests::wait_until("jobs are taken again", || {
+        let (v, _, code) = a.run_json(&["*", "test.ping", "-t", "10"]);
+        code == 0 && v == json!({"web01": true})
+    });
+}

@@ -215,7 +215,14 @@ pub struct JobsService {
     jids: Mutex<JidGenerator>,
     events: Arc<EventBus>,
     /// The other peers of a master cluster, told of every job published.
-    peers: Option<mpsc::Sender<crate::cluster::Message>>,
+    peers: Option<Peers>,
+}
+
+/// How a peer tells the others of its jobs.
+struct Peers {
+    outbox: mpsc::Sender<crate::cluster::Message>,
+    nats: async_nats::Client,
+    url: String,
 }
 
 impl JobsService {
@@ -249,9 +256,16 @@ impl JobsService {
         }
     }
 
-    /// Tells the other peers of a master cluster of every job published.
-    pub fn with_peers(mut self, peers: mpsc::Sender<crate::cluster::Message>) -> JobsService {
-        self.peers = Some(peers);
+    /// Tells the other peers of a master cluster of every job published,
+    /// through `outbox` to the NATS server at `url` (`nats`); while it is
+    /// unreachable, jobs are refused.
+    pub fn with_peers(
+        mut self,
+        outbox: mpsc::Sender<crate::cluster::Message>,
+        nats: async_nats::Client,
+        url: String,
+    ) -> JobsService {
+        self.peers = Some(Peers { outbox, nats, url });
         self
     }
 
@@ -381,6 +395,15 @@ impl JobsService {
                 )));
             }
         }
+        if let Some(p) = &self.peers
+            && p.nats.connection_state() != async_nats::connection::State::Connected
+        {
+            return Err(ServiceError::Unavailable(format!(
+                "NATS {} is unreachable: the other peers of the cluster would not get \
+                 the job, so it is not published; try again once it is back",
+                p.url
+            )));
+        }
         let jid = self
             .jids
             .lock()
@@ -460,7 +483,7 @@ impl JobsService {
                     expected: order.clone(),
                     live_secs: self.timing.job_live_secs.max(self.timing.job_timeout),
                 };
-                if peers.send(m).await.is_err() {
+                if peers.outbox.send(m).await.is_err() {
                     warn!(jid = %jid, "the other peers could not be told of a job");
                 }
             }
