@@ -666,7 +666,8 @@ impl Haproxy {
                 .collect()
         };
         let cfg = format!(
-            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\
+            "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
+             retries 3\n  option redispatch\n\
              frontend pub\n  bind 127.0.0.1:{publish_port}\n  default_backend pubs\n\
              backend pubs\n  balance roundrobin\n{}\
              frontend ret\n  bind 127.0.0.1:{ret_port}\n  default_backend rets\n\

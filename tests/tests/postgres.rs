@@ -291,3 +291,53 @@ fn while_nats_is_away_a_peer_refuses_jobs_and_takes_them_again_after() {
         code == 0 && v == json!({"web01": true})
     });
 }
+
+/// A peer killed while its minion runs a job published on another peer:
+/// the minion reconnects through HAProxy to the other peer, returns there,
+/// and the job completes for the `cmdb run` waiting on that peer.
+#[test]
+fn a_peer_killed_mid_job_and_the_job_completes_through_the_other() {
+    let (_pg_dir, server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let nats = tests::Nats::start();
+    let extra = format!(
+        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
+        nats.url()
+    );
+    let mut a = Cluster::start(ClusterOpts {
+        master_extra: extra.clone(),
+    });
+    let b = Cluster::start_peer(
+        &a,
+        ClusterOpts {
+            master_extra: extra,
+        },
+    );
+    // Both connections of the first minion go to a.
+    let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[a.ret_port, b.ret_port]);
+    a.start_minion_with(
+        "web01",
+        "web01",
+        &format!(
+            "publish_port = {}\nret_port = {}",
+            lb.publish_port, lb.ret_port
+        ),
+    );
+    a.minion("web01").wait_for("minion ready");
+    std::thread::scope(|s| {
+        let run = s.spawn(|| b.run_json(&["web01", "cmd.run", "sleep 2; echo done", "-t", "60"]));
+        a.minion("web01").wait_for("running job");
+        a.master.as_mut().expect("master a").kill();
+        let (v, stderr, code) = run.join().expect("cmdb run");
+        assert_eq!((v, code), (json!({"web01": "done"}), 0), "{stderr}");
+    });
+    // Stored once, in the shared job cache.
+    let jobs = json_out(&b.cmdb(&["jobs", "list", "--out", "json"]));
+    let jid = jobs
+        .as_object()
+        .and_then(|j| j.keys().next())
+        .expect("the job")
+        .clone();
+    let shown = json_out(&b.cmdb(&["jobs", "show", &jid, "--out", "json"]));
+    assert_eq!(shown[&jid]["Result"], json!({"web01": "done"}));
+}
