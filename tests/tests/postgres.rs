@@ -195,6 +195,19 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
     // The job cache is the shared database's: either peer shows the job.
     let jobs = json_out(&a.cmdb(&["jobs", "list", "--out", "json"]));
     assert_eq!(jobs.as_object().map(|j| j.len()), Some(2), "{jobs}");
+    // Assets collected through one peer are listed by the other.
+    let (v, stderr, code) = a.run_json(&["*", "collect", "-t", "20"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["db01"]["id"], "db01", "db01's facts came back through b");
+    let listed = json_out(&b.cmdb(&["asset", "list", "--out", "json"]));
+    let mut minions: Vec<String> = listed
+        .as_array()
+        .expect("assets")
+        .iter()
+        .filter_map(|a| a["minion"].as_str().map(str::to_owned))
+        .collect();
+    minions.sort();
+    assert_eq!(minions, ["db01", "web01"], "{listed}");
 }
 
 /// Minions reach the peers through HAProxy, which may send a minion's two
