@@ -121,8 +121,16 @@ pub fn wait_for_sessions(
 /// connections a second, reconnects spread over 10 s, 20 s per request.
 /// Its ready line is `"event":"all_online"`.
 pub fn fleet(c: &tests::Cluster, n: usize) -> tests::Proc {
+    fleet_named(c, n, "swarm-")
+}
+
+/// As [`fleet`], with minion ids starting with `prefix` (fleets of
+/// several masters of a cluster must not share ids).
+pub fn fleet_named(c: &tests::Cluster, n: usize, prefix: &str) -> tests::Proc {
     let mut cmd = std::process::Command::new(tests::bin_dir().join("cmdb-swarm"));
     cmd.arg("-c").arg(c.master_config()).args([
+        "--id-prefix",
+        prefix,
         "--count",
         &n.to_string(),
         "--heartbeat",
