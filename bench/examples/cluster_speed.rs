@@ -64,9 +64,12 @@ fn main() -> anyhow::Result<()> {
     let a = Cluster::start(ClusterOpts {
         master_extra: extra.clone(),
     });
-    let b = Cluster::start_peer(&a, ClusterOpts {
-        master_extra: extra,
-    });
+    let b = Cluster::start_peer(
+        &a,
+        ClusterOpts {
+            master_extra: extra,
+        },
+    );
     let swarms: Vec<Proc> = vec![
         bench::fleet_named(&a, n, "a-"),
         bench::fleet_named(&b, n, "b-"),
@@ -118,7 +121,9 @@ fn main() -> anyhow::Result<()> {
     };
     let ping = median(run("test.ping", pings, "60")?);
     let collect = median(run("collect", collects, "300")?);
-    println!("ping median {ping:.2} s, collect median {collect:.2} s ({total} minions over two peers)");
+    println!(
+        "ping median {ping:.2} s, collect median {collect:.2} s ({total} minions over two peers)"
+    );
     println!(
         "peak RSS: master A {:.0} MiB, master B {:.0} MiB",
         status_kib(pids[0], "VmHWM") as f64 / 1024.0,

@@ -19,9 +19,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime as PoolRuntime};
+use futures_util::FutureExt;
 use inventory::{AssetId, AssetRecord, ChangeRecord, InventoryConfig, Source};
 use protocol::{Jid, JobReturn};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Statement};
 
 use crate::access::{Token, User};
 use crate::layout::{Head, Loaded, assemble, checkpoint_every, head_only};
@@ -113,6 +114,25 @@ CREATE TABLE session_key (
 /// alone writes a small row and leaves the document where it is.
 const ASSET_COLUMNS: &str = "a.record, a.head, ARRAY(SELECT c.record FROM history c \
      WHERE c.id = a.id AND c.version > a.base AND c.version <= a.version ORDER BY c.version)";
+
+/// Writes a change record ($1 id, $2 version, $3 time, $4 record).
+const PUT_HISTORY: &str = "INSERT INTO history (id, version, at_ms, record) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (id, version) DO UPDATE \
+     SET at_ms = EXCLUDED.at_ms, record = EXCLUDED.record";
+
+/// An asset's write: a statement taking ($1 id, $2 version, $3 bytes).
+struct AssetWrite {
+    sql: &'static str,
+    id: String,
+    version: i64,
+    bytes: Vec<u8>,
+}
+
+impl AssetWrite {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
+        [&self.id, &self.version, &self.bytes]
+    }
+}
 
 /// Tables whose size [`Store::size_on_disk`] adds up.
 const TABLES: &[&str] = &[
@@ -544,43 +564,81 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Writes an asset read at checkpoint `base` (none: a new one): its
-    /// head alone while it is close to the checkpoint, else the whole
+    /// A prepared statement (prepared once per connection, then cached).
+    pub(crate) async fn prepared(&self, sql: &str) -> Result<Statement, StoreError> {
+        self.tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.store.err(e))
+    }
+
+    /// Runs a prepared statement; returns the rows it changed.
+    pub(crate) async fn run_exec(
+        &self,
+        st: &Statement,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.tx
+            .execute(st, params)
+            .await
+            .map_err(|e| self.store.err(e))
+    }
+
+    /// Runs a prepared query.
+    pub(crate) async fn run_query(
+        &self,
+        st: &Statement,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.tx
+            .query(st, params)
+            .await
+            .map_err(|e| self.store.err(e))
+    }
+
+    /// How an asset read at checkpoint `base` (none: a new one) is written:
+    /// its head alone while it is close to the checkpoint, else the whole
     /// record as the new checkpoint.
+    fn asset_write(
+        &self,
+        rec: &AssetRecord,
+        base: Option<u64>,
+        every: u64,
+    ) -> Result<AssetWrite, StoreError> {
+        let (id, version) = (rec.id.as_str().to_owned(), int(rec.version)?);
+        Ok(match base {
+            Some(b) if head_only(rec, b, every) => AssetWrite {
+                sql: "UPDATE assets SET version = $2, head = $3 WHERE id = $1",
+                id,
+                version,
+                bytes: encode(&Head::of(rec))?,
+            },
+            _ => AssetWrite {
+                sql: "INSERT INTO assets (id, record, base, version, head) \
+                      VALUES ($1, $3, $2, $2, NULL) ON CONFLICT (id) DO UPDATE \
+                      SET record = EXCLUDED.record, base = EXCLUDED.base, \
+                      version = EXCLUDED.version, head = NULL",
+                id,
+                version,
+                bytes: encode(rec)?,
+            },
+        })
+    }
+
+    /// Writes an asset (see [`Tx::asset_write`]).
     async fn put_asset(
         &self,
         rec: &AssetRecord,
         base: Option<u64>,
         every: u64,
     ) -> Result<(), StoreError> {
-        let (id, version) = (rec.id.as_str(), int(rec.version)?);
-        match base {
-            Some(b) if head_only(rec, b, every) => {
-                self.exec(
-                    "UPDATE assets SET version = $2, head = $3 WHERE id = $1",
-                    &[&id, &version, &encode(&Head::of(rec))?],
-                )
-                .await?;
-            }
-            _ => {
-                self.exec(
-                    "INSERT INTO assets (id, record, base, version, head) \
-                     VALUES ($1, $2, $3, $3, NULL) ON CONFLICT (id) DO UPDATE \
-                     SET record = EXCLUDED.record, base = EXCLUDED.base, \
-                     version = EXCLUDED.version, head = NULL",
-                    &[&id, &encode(rec)?, &version],
-                )
-                .await?;
-            }
-        }
-        Ok(())
+        let w = self.asset_write(rec, base, every)?;
+        self.exec(w.sql, &w.params()).await.map(drop)
     }
 
     async fn put_history(&self, id: &AssetId, h: &ChangeRecord) -> Result<(), StoreError> {
         self.exec(
-            "INSERT INTO history (id, version, at_ms, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id, version) DO UPDATE SET at_ms = EXCLUDED.at_ms, \
-             record = EXCLUDED.record",
+            PUT_HISTORY,
             &[&id.as_str(), &int(h.version)?, &h.at_ms, &encode(h)?],
         )
         .await
@@ -638,20 +696,26 @@ impl PgStore {
         let (jid, minion) = (ret.jid.as_str(), ret.minion.as_str());
         let mut c = self.conn.client().await?;
         let tx = self.conn.begin(&mut c).await?;
+        // Statements go out together (pipelined, in this order) once each
+        // is prepared on the connection: one round trip instead of several.
         // Durable at the next flush, as the trait says: the master flushes
         // once per batch of returns before it acknowledges them.
-        tx.tx
-            .batch_execute("SET LOCAL synchronous_commit TO OFF")
-            .await
-            .map_err(|e| self.conn.err(e))?;
+        let set = async {
+            tx.tx
+                .batch_execute("SET LOCAL synchronous_commit TO OFF")
+                .await
+                .map_err(|e| self.conn.err(e))
+        };
         if !is_collect(ret) {
-            let n = tx
-                .exec(
+            let record = encode(ret)?;
+            let insert = tx
+                .prepared(
                     "INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3) \
                      ON CONFLICT DO NOTHING",
-                    &[&jid, &minion, &encode(ret)?],
                 )
                 .await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&jid, &minion, &record];
+            let ((), n) = futures_util::try_join!(set, tx.run_exec(&insert, &params))?;
             tx.commit().await?;
             return Ok(if n == 1 {
                 Stored::Return
@@ -659,27 +723,29 @@ impl PgStore {
                 Stored::Duplicate
             });
         }
-        // One minion's collects are stored one at a time, by every peer.
-        tx.exec(
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[&MINION_LOCK, &minion_key(minion)],
-        )
-        .await?;
-        if !tx
-            .rows(
-                "SELECT 1 FROM returns WHERE jid = $1 AND minion = $2",
-                &[&jid, &minion],
-            )
-            .await?
-            .is_empty()
-        {
+        // One minion's collects are stored one at a time, by every peer:
+        // the lock is taken before the duplicate check reads.
+        let lock = tx.prepared("SELECT pg_advisory_xact_lock($1, $2)").await?;
+        let dup = tx
+            .prepared("SELECT 1 FROM returns WHERE jid = $1 AND minion = $2")
+            .await?;
+        let map = tx
+            .prepared("SELECT id FROM asset_minion WHERE minion = $1")
+            .await?;
+        let key = minion_key(minion);
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&MINION_LOCK, &key];
+        let dup_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&jid, &minion];
+        let map_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&minion];
+        let ((), _, dup, map) = futures_util::try_join!(
+            set,
+            tx.run_query(&lock, &lock_params),
+            tx.run_query(&dup, &dup_params),
+            tx.run_query(&map, &map_params),
+        )?;
+        if !dup.is_empty() {
             return Ok(Stored::Duplicate);
         }
-        let mapped: Option<String> = match tx
-            .rows("SELECT id FROM asset_minion WHERE minion = $1", &[&minion])
-            .await?
-            .first()
-        {
+        let mapped: Option<String> = match map.first() {
             Some(r) => Some(r.try_get(0).map_err(|e| self.conn.err(e))?),
             None => None,
         };
@@ -712,23 +778,41 @@ impl PgStore {
         );
         let mut stub = ret.clone();
         stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
-        tx.exec(
-            "INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3)",
-            &[&jid, &minion, &encode(&stub)?],
-        )
-        .await?;
-        if mapped.as_deref() != Some(rec.id.as_str()) {
-            tx.exec(
+        let stub = encode(&stub)?;
+        let insert = tx
+            .prepared("INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3)")
+            .await?;
+        let remap = tx
+            .prepared(
                 "INSERT INTO asset_minion (minion, id) VALUES ($1, $2) \
                  ON CONFLICT (minion) DO UPDATE SET id = EXCLUDED.id",
-                &[&minion, &rec.id.as_str()],
             )
             .await?;
+        let history: Vec<(i64, Vec<u8>, i64)> = entries
+            .iter()
+            .map(|e| Ok((int(e.version)?, encode(e)?, e.at_ms)))
+            .collect::<Result<_, StoreError>>()?;
+        let put_history = tx.prepared(PUT_HISTORY).await?;
+        let asset = tx.asset_write(&rec, base, self.every())?;
+        let put_asset = tx.prepared(asset.sql).await?;
+        type Params<'p> = Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)>;
+        let rec_id = rec.id.as_str();
+        let insert_params: Params = vec![&jid, &minion, &stub];
+        let remap_params: Params = vec![&minion, &rec_id];
+        let history_params: Vec<Params> = history
+            .iter()
+            .map(|(version, record, at_ms)| -> Params { vec![&rec_id, version, at_ms, record] })
+            .collect();
+        let asset_params = asset.params();
+        let mut writes = vec![tx.run_exec(&insert, &insert_params).boxed()];
+        if mapped.as_deref() != Some(rec_id) {
+            writes.push(tx.run_exec(&remap, &remap_params).boxed());
         }
-        for e in &entries {
-            tx.put_history(&rec.id, e).await?;
+        for p in &history_params {
+            writes.push(tx.run_exec(&put_history, p).boxed());
         }
-        tx.put_asset(&rec, base, self.every()).await?;
+        writes.push(tx.run_exec(&put_asset, &asset_params).boxed());
+        futures_util::future::try_join_all(writes).await?;
         let changed = !entries.is_empty();
         if changed {
             tx.prune(&rec.id, self.inventory.history_keep).await?;
