@@ -9,7 +9,8 @@
 //! return, whichever peer the minion reached. Messages are sealed under a
 //! key derived from the master keypair the peers share and the cluster id,
 //! so NATS carries nothing readable and a peer ignores what another
-//! cluster, or anyone without the master key, sends.
+//! cluster, or anyone without the master key, sends. A job sent again is
+//! taken only while it is not live yet and younger than its live time.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -30,8 +31,8 @@ use crate::server::Shared;
 
 /// Bound on the bytes of one cluster message (a return's JSON included).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
-/// Bound on messages waiting to go out; beyond it they are dropped and
-/// counted (peers then read returns from the database when asked).
+/// Bound on messages waiting to go out; beyond it returns are dropped
+/// (logged): they are in the database, and show in `cmdb jobs show`.
 pub const OUTBOX: usize = 65_536;
 const AAD: &[u8] = b"cmdb cluster v1";
 
@@ -133,9 +134,21 @@ fn subject(cluster_id: &str) -> String {
     format!("cmdb.{cluster_id}.events")
 }
 
+/// A NATS URL without its credentials, for messages.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Connects to NATS, the first time within `wait`; afterwards the client
 /// reconnects on its own.
 pub async fn connect(url: &str, wait: Duration) -> Result<async_nats::Client, String> {
+    let shown = redact(url);
     let attempt = async_nats::ConnectOptions::new()
         .no_echo()
         .name("cmdb-master")
@@ -143,8 +156,8 @@ pub async fn connect(url: &str, wait: Duration) -> Result<async_nats::Client, St
         .connect(url);
     match tokio::time::timeout(wait, attempt).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(format!("NATS {url}: {e}")),
-        Err(_) => Err(format!("NATS {url}: unreachable for {wait:?}")),
+        Ok(Err(e)) => Err(format!("NATS {shown}: {e}")),
+        Err(_) => Err(format!("NATS {shown}: unreachable for {wait:?}")),
     }
 }
 
@@ -172,26 +185,35 @@ pub async fn send_loop(
     let _ = client.flush().await;
 }
 
+/// Subscribes to the other peers' messages (before the master takes
+/// work: a peer that cannot hear the others does not start).
+pub async fn subscribe(
+    client: &async_nats::Client,
+    cluster_id: &str,
+) -> Result<async_nats::Subscriber, String> {
+    client
+        .subscribe(subject(cluster_id))
+        .await
+        .map_err(|e| format!("subscribing to the other peers: {e}"))
+}
+
 /// Takes in what the other peers send until `cancel`.
 pub async fn receive_loop(
     shared: Arc<Shared>,
-    client: async_nats::Client,
-    cluster_id: String,
+    mut sub: async_nats::Subscriber,
     codec: Codec,
     cancel: CancellationToken,
 ) {
-    let mut sub = match client.subscribe(subject(&cluster_id)).await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "could not subscribe to the other peers");
-            return;
-        }
-    };
-    info!(cluster_id = %cluster_id, "listening to the other peers");
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => break,
-            m = sub.next() => match m { Some(m) => m, None => break },
+            m = sub.next() => match m {
+                Some(m) => m,
+                None => {
+                    tracing::error!("the subscription to the other peers ended: this peer no longer hears their jobs, returns or key rotations; restart it");
+                    break;
+                }
+            },
         };
         match codec.open(&msg.payload) {
             Ok(Some(m)) => take(&shared, m).await,

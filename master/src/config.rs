@@ -315,7 +315,7 @@ impl MasterConfig {
         } else {
             Err(format!(
                 "store = {:?}: expected \"sled\" or a PostgreSQL URL (postgres://user:password@host/database)",
-                self.store
+                store::postgres::redact(&self.store)
             ))
         }
     }

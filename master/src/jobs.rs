@@ -184,6 +184,11 @@ impl JobTracker {
         rx
     }
 
+    /// Whether `jid` is in the live table.
+    pub fn is_live(&self, jid: &Jid) -> bool {
+        self.live().contains_key(jid)
+    }
+
     /// Makes the live job `jid` a batch: no minion counts as sent the job
     /// until [`JobTracker::dispatch`] names it. `stop` fires when the job
     /// is killed.

@@ -114,7 +114,7 @@ pub fn open_stores(cfg: &MasterConfig, pki: PkiStore) -> Result<Stores, MasterEr
     let engine = cfg
         .store_engine()
         .map_err(|reason| store::StoreError::Open {
-            path: cfg.store.clone(),
+            path: store::postgres::redact(&cfg.store),
             reason,
         })?;
     Ok(match engine {
@@ -137,11 +137,17 @@ pub fn open_stores(cfg: &MasterConfig, pki: PkiStore) -> Result<Stores, MasterEr
 /// The key store alone (what `cmdb-key` works on while the master is
 /// stopped): the pki directory `pki`, or the cluster's database.
 pub fn open_key_store(cfg: &MasterConfig, pki: PkiStore) -> Result<Arc<dyn KeyStore>, MasterError> {
-    match cfg.store_engine() {
-        Ok(StoreEngine::Postgres(url)) => Ok(Arc::new(
+    let engine = cfg
+        .store_engine()
+        .map_err(|reason| store::StoreError::Open {
+            path: store::postgres::redact(&cfg.store),
+            reason,
+        })?;
+    match engine {
+        StoreEngine::Postgres(url) => Ok(Arc::new(
             store::PgStore::connect(&url, cfg.inventory.clone())?.keys(),
         )),
-        _ => Ok(Arc::new(pki)),
+        StoreEngine::Sled(_) => Ok(Arc::new(pki)),
     }
 }
 
@@ -223,15 +229,22 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     // A peer of a master cluster: NATS must answer before it takes work.
     let nats = match (&cfg.cluster_id, &cfg.nats_url) {
         (Some(id), Some(url)) => {
+            let shown = crate::cluster::redact(url);
             let client = crate::cluster::connect(url, Duration::from_secs(10))
                 .await
                 .map_err(|reason| MasterError::Bind {
-                    addr: url.clone(),
+                    addr: shown.clone(),
+                    reason,
+                })?;
+            let sub = crate::cluster::subscribe(&client, id)
+                .await
+                .map_err(|reason| MasterError::Bind {
+                    addr: shown.clone(),
                     reason,
                 })?;
             let (tx, rx) = mpsc::channel(crate::cluster::OUTBOX);
-            info!(cluster_id = %id, nats = %url, "peer of a master cluster");
-            Some((client, id.clone(), tx, rx, url.clone()))
+            info!(cluster_id = %id, nats = %shown, "peer of a master cluster");
+            Some((client, id.clone(), tx, rx, shown, sub))
         }
         _ => None,
     };
@@ -244,7 +257,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         pub_tx,
         events.clone(),
     );
-    if let Some((client, _, tx, _, url)) = &nats {
+    if let Some((client, _, tx, _, url, _)) = &nats {
         jobs = jobs.with_peers(tx.clone(), client.clone(), url.clone());
     }
     match jobs.restore() {
@@ -272,7 +285,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         users: crate::service::users::UsersService::new(store.clone()),
         ssh: crate::service::ssh::SshService::new(&cfg),
         boot_id,
-        peers: nats.as_ref().map(|(_, _, tx, _, _)| tx.clone()),
+        peers: nats.as_ref().map(|(_, _, tx, _, _, _)| tx.clone()),
         session_share,
         nonces: NonceCache::default(),
         presence: crate::presence::Presence::new(now_ms(), {
@@ -333,7 +346,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     tasks.spawn(crate::api::serve_unix(api_listener, api_state));
     tasks.spawn(housekeeping(shared.clone(), cancel.clone()));
-    if let Some((client, id, _, rx, _)) = nats {
+    if let Some((client, id, _, rx, _, sub)) = nats {
         let codec = crate::cluster::Codec::new(&shared.master_key, &id, boot_id);
         tasks.spawn(crate::cluster::send_loop(
             client.clone(),
@@ -344,8 +357,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         ));
         tasks.spawn(crate::cluster::receive_loop(
             shared.clone(),
-            client,
-            id,
+            sub,
             codec,
             cancel.clone(),
         ));

@@ -191,7 +191,9 @@ pub struct PgStore {
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
+    let url = mask_query_password(url);
+    let url = url.as_str();
     if let Some((scheme, rest)) = url.split_once("://") {
         let (auth, host) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
@@ -212,6 +214,24 @@ fn redact(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `password=…` in a URL's query masked.
+fn mask_query_password(url: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***".to_owned()
+            } else {
+                kv.to_owned()
+            }
+        })
+        .collect();
+    format!("{head}?{}", query.join("&"))
 }
 
 fn int(v: u64) -> Result<i64, StoreError> {
@@ -274,8 +294,8 @@ fn jid_at(ms: i64) -> Option<Jid> {
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (`postgres://user:pass@host/db`
-    /// or `host=… dbname=…`), creating or migrating its schema.
+    /// Connects to the database at `url` (`postgres://user:pass@host/db`),
+    /// creating or migrating its schema.
     pub fn connect(url: &str, inventory: InventoryConfig) -> Result<PgStore, StoreError> {
         let shown = redact(url);
         let open_err = |reason: String| StoreError::Open {
@@ -549,11 +569,20 @@ impl<'a> Tx<'a> {
         self.tx.commit().await.map_err(|e| self.store.err(e))
     }
 
-    /// An asset, locked until the transaction ends.
+    /// An asset, locked until the transaction ends. Locked first, then
+    /// read by a statement of its own: one that waited for the lock reads
+    /// the change records the writer before it added.
     async fn asset_for_update(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
+        if self
+            .rows("SELECT 1 FROM assets WHERE id = $1 FOR UPDATE", &[&id])
+            .await?
+            .is_empty()
+        {
+            return Ok(None);
+        }
         match self
             .rows(
-                &format!("SELECT {ASSET_COLUMNS} FROM assets a WHERE a.id = $1 FOR UPDATE"),
+                &format!("SELECT {ASSET_COLUMNS} FROM assets a WHERE a.id = $1"),
                 &[&id],
             )
             .await?
@@ -1312,6 +1341,10 @@ mod tests {
         assert_eq!(
             redact("host=db user=cmdb password=s3cret dbname=cmdb"),
             "host=db user=cmdb password=*** dbname=cmdb"
+        );
+        assert_eq!(
+            redact("postgres://db/cmdb?sslmode=disable&password=s3cret"),
+            "postgres://db/cmdb?sslmode=disable&password=***"
         );
     }
 

@@ -270,7 +270,9 @@ impl JobsService {
     }
 
     /// Takes in a job another peer published: it becomes live here too and
-    /// goes out to the minions connected to this master.
+    /// goes out to the minions connected to this master. A job already live
+    /// here, or older than its live time (a message sent again), is left
+    /// alone.
     pub async fn adopt(
         &self,
         jid: Jid,
@@ -278,7 +280,11 @@ impl JobsService {
         expected: BTreeSet<String>,
         live: Duration,
     ) {
-        if expected.is_empty() {
+        let age_ms = now_ms().saturating_sub(jid.micros() / 1000);
+        if expected.is_empty()
+            || self.tracker.is_live(&jid)
+            || age_ms > i64::try_from(live.as_millis()).unwrap_or(i64::MAX)
+        {
             return;
         }
         let _ = self

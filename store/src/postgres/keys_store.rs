@@ -85,8 +85,10 @@ impl PgKeys {
     }
 
     /// One change of `id`'s keys in a transaction holding its lock: `f`
-    /// gets the rows (state, key) and the new counter, and returns what it
-    /// decided and the statements to run.
+    /// gets the rows (state, key) and returns what it decided and the
+    /// changes to make. Only a change touching an accepted key moves the
+    /// counter (new pending or denied keys, which anyone can cause, do not
+    /// make every peer read the accepted keys again).
     fn change<T>(
         &self,
         id: &MinionId,
@@ -120,8 +122,14 @@ impl PgKeys {
                 Err(e) => return Ok(Err(e)),
             };
             if !changes.is_empty() {
-                let v: i64 = tx
-                    .rows(
+                let accepted = changes.iter().any(|ch| match ch {
+                    Change::Put(s, _) | Change::Delete(s) => *s == KeyState::Accepted,
+                    Change::Move(from, to) => {
+                        *from == KeyState::Accepted || *to == KeyState::Accepted
+                    }
+                });
+                let v: i64 = if accepted {
+                    tx.rows(
                         "UPDATE keys_version SET version = version + 1 RETURNING version",
                         &[],
                     )
@@ -130,7 +138,10 @@ impl PgKeys {
                     .map(|r| r.try_get(0))
                     .transpose()
                     .map_err(|e| c.err(e))?
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+                } else {
+                    0
+                };
                 for ch in changes {
                     match ch {
                         Change::Put(state, key) => {
