@@ -15,37 +15,9 @@
 
 use std::time::Instant;
 
-use bench::{status_kib, timed};
+use bench::{cpu_secs, status_kib, timed};
 use store::postgres::server::LocalServer;
 use tests::{Cluster, ClusterOpts, Proc};
-
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
-}
-
-/// CPU seconds of a process and its children (PostgreSQL's backends).
-fn tree_cpu(root: u32) -> f64 {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            *pid == root
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        let after = s.rsplit_once(')')?.1.to_owned();
-                        after.split_whitespace().nth(1)?.parse::<u32>().ok()
-                    })
-                    == Some(root)
-        })
-        .map(cpu_secs)
-        .sum()
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -90,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     ];
     let cpu = || -> Vec<f64> {
         let mut v: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
-        v.push(tree_cpu(pg.pid()));
+        v.push(bench::tree_cpu_secs(pg.pid()));
         v
     };
     println!(

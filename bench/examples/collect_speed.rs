@@ -17,17 +17,8 @@
 use std::process::Command;
 use std::time::Instant;
 
-use bench::{status_kib, timed};
+use bench::{cpu_secs, status_kib, timed};
 use tests::{Cluster, ClusterOpts, Proc};
-
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Clock ticks are 100 per second on Linux.
-    (t(11) + t(12)) / 100.0
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -73,26 +64,7 @@ fn main() -> anyhow::Result<()> {
         record("COLLECT_SPEED_PERF_SWARM", swarm_pid),
     ];
     // PostgreSQL's CPU: every process of its server (backends included).
-    let pg_cpu = || -> f64 {
-        let Some(server) = &pg else { return 0.0 };
-        let root = server.pid();
-        std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                *pid == root
-                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .ok()
-                        .and_then(|s| {
-                            let after = s.rsplit_once(')')?.1.to_owned();
-                            after.split_whitespace().nth(1)?.parse::<u32>().ok()
-                        })
-                        == Some(root)
-            })
-            .map(cpu_secs)
-            .sum()
-    };
+    let pg_cpu = || -> f64 { pg.as_ref().map_or(0.0, |s| bench::tree_cpu_secs(s.pid())) };
     println!("collect  wall s  master CPU s  swarm CPU s  master RSS MiB  PostgreSQL CPU s");
     for i in 0..collects {
         let (m0, s0, p0) = (cpu_secs(master), cpu_secs(swarm_pid), pg_cpu());

@@ -144,3 +144,34 @@ pub fn fleet_named(c: &tests::Cluster, n: usize, prefix: &str) -> tests::Proc {
     ]);
     tests::Proc::spawn("swarm", cmd)
 }
+
+/// CPU seconds (user and system) a process has used, from `/proc/PID/stat`.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks are 100 per second on Linux.
+    (t(11) + t(12)) / 100.0
+}
+
+/// CPU seconds of a process and its children (a PostgreSQL server and its
+/// backends).
+pub fn tree_cpu_secs(root: u32) -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            *pid == root
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        let after = s.rsplit_once(')')?.1.to_owned();
+                        after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                    })
+                    == Some(root)
+        })
+        .map(cpu_secs)
+        .sum()
+}

@@ -46,6 +46,23 @@ pub(crate) fn rebuilt_return(
     Ok(ret)
 }
 
+/// A new asset no minion reports (yet), as an edit batch creates it: its
+/// record and its first change record, by `source` and `user`.
+pub(crate) fn created(
+    document: &serde_json::Value,
+    expected_serial: &Option<String>,
+    source: inventory::Source,
+    user: Option<&str>,
+    now_ms: i64,
+) -> (AssetRecord, inventory::ChangeRecord) {
+    let (mut rec, mut first) =
+        AssetRecord::create(None, document.clone(), serde_json::json!({}), now_ms);
+    rec.expected_serial = expected_serial.clone();
+    first.source = source;
+    first.user = user.map(str::to_owned);
+    (rec, first)
+}
+
 /// Refuses an edit made from a version that is no longer the asset's.
 pub(crate) fn check_version(rec: &AssetRecord, if_version: Option<u64>) -> Result<(), StoreError> {
     match if_version {

@@ -316,11 +316,8 @@ impl Store for MemoryStore {
                     document,
                     expected_serial,
                 } => {
-                    let (mut rec, mut first) =
-                        AssetRecord::create(None, document.clone(), serde_json::json!({}), now_ms);
-                    rec.expected_serial = expected_serial.clone();
-                    first.source = source;
-                    first.user = user.map(str::to_owned);
+                    let (rec, first) =
+                        crate::created(document, expected_serial, source, user, now_ms);
                     if let Some(s) = expected_serial {
                         planned.push((s.clone(), rec.id.clone()));
                     }

@@ -916,11 +916,8 @@ impl PgStore {
                     document,
                     expected_serial,
                 } => {
-                    let (mut rec, mut first) =
-                        AssetRecord::create(None, document.clone(), serde_json::json!({}), now_ms);
-                    rec.expected_serial = expected_serial.clone();
-                    first.source = source;
-                    first.user = user.map(str::to_owned);
+                    let (rec, first) =
+                        crate::created(document, expected_serial, source, user, now_ms);
                     tx.put_asset(&rec, None, self.every()).await?;
                     tx.put_history(&rec.id, &first).await?;
                     if let Some(s) = expected_serial {

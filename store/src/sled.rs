@@ -907,15 +907,8 @@ impl Store for SledStore {
                             document,
                             expected_serial,
                         } => {
-                            let (mut rec, mut first) = AssetRecord::create(
-                                None,
-                                document.clone(),
-                                serde_json::json!({}),
-                                now_ms,
-                            );
-                            rec.expected_serial = expected_serial.clone();
-                            first.source = source;
-                            first.user = user.map(str::to_owned);
+                            let (rec, first) =
+                                crate::created(document, expected_serial, source, user, now_ms);
                             a.insert(rec.id.as_str().as_bytes(), encode(&rec).map_err(abort)?)?;
                             Self::put_history(h, &rec.id, &first)?;
                             if let Some(s) = expected_serial {

@@ -6,6 +6,42 @@ use serde_json::json;
 use store::postgres::server::LocalServer;
 use tests::{Cluster, ClusterOpts, Proc, json_out};
 
+/// Two peers of cluster `dc1` (autosign on) on a PostgreSQL and a NATS
+/// server of their own; the servers stop when it is dropped.
+struct Peers {
+    a: Cluster,
+    b: Cluster,
+    _nats: tests::Nats,
+    _server: LocalServer,
+    _pg_dir: tempfile::TempDir,
+}
+
+fn two_peers() -> Peers {
+    let (pg_dir, server) = postgres();
+    let url = server.create_database("cmdb").expect("database");
+    let nats = tests::Nats::start();
+    let extra = format!(
+        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
+        nats.url()
+    );
+    let a = Cluster::start(ClusterOpts {
+        master_extra: extra.clone(),
+    });
+    let b = Cluster::start_peer(
+        &a,
+        ClusterOpts {
+            master_extra: extra,
+        },
+    );
+    Peers {
+        a,
+        b,
+        _nats: nats,
+        _server: server,
+        _pg_dir: pg_dir,
+    }
+}
+
 fn postgres() -> (tempfile::TempDir, LocalServer) {
     let dir = tempfile::tempdir().expect("tmp");
     let server = LocalServer::start(dir.path(), false).expect("postgres");
@@ -167,22 +203,13 @@ fn while_postgres_is_away_jobs_are_refused_with_a_clear_error_and_work_again_aft
 /// minions, and each `cmdb run` sees both returns.
 #[test]
 fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_back() {
-    let (_pg_dir, server) = postgres();
-    let url = server.create_database("cmdb").expect("database");
-    let nats = tests::Nats::start();
-    let extra = format!(
-        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
-        nats.url()
-    );
-    let mut a = Cluster::start(ClusterOpts {
-        master_extra: extra.clone(),
-    });
-    let mut b = Cluster::start_peer(
-        &a,
-        ClusterOpts {
-            master_extra: extra,
-        },
-    );
+    let Peers {
+        mut a,
+        mut b,
+        _nats,
+        _server,
+        _pg_dir,
+    } = two_peers();
     a.start_minion("web01");
     b.start_minion("db01");
     a.minion("web01").wait_for("minion ready");
@@ -215,22 +242,13 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
 /// the jobs of either, whichever peer the minion authenticated with.
 #[test]
 fn through_haproxy_a_minion_split_over_two_peers_takes_jobs_from_both() {
-    let (_pg_dir, server) = postgres();
-    let url = server.create_database("cmdb").expect("database");
-    let nats = tests::Nats::start();
-    let extra = format!(
-        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
-        nats.url()
-    );
-    let mut a = Cluster::start(ClusterOpts {
-        master_extra: extra.clone(),
-    });
-    let b = Cluster::start_peer(
-        &a,
-        ClusterOpts {
-            master_extra: extra,
-        },
-    );
+    let Peers {
+        mut a,
+        b,
+        _nats,
+        _server,
+        _pg_dir,
+    } = two_peers();
     // The first minion's PUB connection goes to a, its requests to b.
     let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[b.ret_port, a.ret_port]);
     a.start_minion_with(
@@ -310,22 +328,13 @@ fn while_nats_is_away_a_peer_refuses_jobs_and_takes_them_again_after() {
 /// and the job completes for the `cmdb run` waiting on that peer.
 #[test]
 fn a_peer_killed_mid_job_and_the_job_completes_through_the_other() {
-    let (_pg_dir, server) = postgres();
-    let url = server.create_database("cmdb").expect("database");
-    let nats = tests::Nats::start();
-    let extra = format!(
-        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
-        nats.url()
-    );
-    let mut a = Cluster::start(ClusterOpts {
-        master_extra: extra.clone(),
-    });
-    let b = Cluster::start_peer(
-        &a,
-        ClusterOpts {
-            master_extra: extra,
-        },
-    );
+    let Peers {
+        mut a,
+        b,
+        _nats,
+        _server,
+        _pg_dir,
+    } = two_peers();
     // Both connections of the first minion go to a.
     let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[a.ret_port, b.ret_port]);
     a.start_minion_with(
