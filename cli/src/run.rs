@@ -148,7 +148,9 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
         .run_at(path, &body, a.timeout, !a.asynchronous, |ev| {
             match ev {
                 Answer::Started { jid, expected: e } => {
-                    *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(jid.to_string());
+                    let (jid_slot, answered) = &*interrupted;
+                    *jid_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(jid.to_string());
+                    answered.notify_all();
                     if a.asynchronous {
                         match a.out {
                             OutputFormat::Json => {
@@ -240,11 +242,15 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     Ok(if failed || !missing.is_empty() { 1 } else { 0 })
 }
 
+/// The jid once the master answered, and its arrival.
+type JidSlot = std::sync::Arc<(std::sync::Mutex<Option<String>>, std::sync::Condvar)>;
+
 /// On Ctrl-C while waiting for returns: the job goes on running; print its
 /// jid and how to read its returns later, and exit 130. The jid goes into
-/// the answered slot once the master has published the job.
-fn interrupt_prints_the_jid() -> anyhow::Result<std::sync::Arc<std::sync::Mutex<Option<String>>>> {
-    let slot = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+/// the answered slot once the master has published the job; a Ctrl-C
+/// while that answer is on its way waits for it a few seconds.
+fn interrupt_prints_the_jid() -> anyhow::Result<JidSlot> {
+    let slot: JidSlot = Default::default();
     let seen = slot.clone();
     // Registering here, before the job is published, replaces the default
     // action of SIGINT (ending the process without a word).
@@ -254,7 +260,12 @@ fn interrupt_prints_the_jid() -> anyhow::Result<std::sync::Arc<std::sync::Mutex<
         if signals.forever().next().is_none() {
             return;
         }
-        let jid = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (jid_slot, answered) = &*seen;
+        let guard = jid_slot.lock().unwrap_or_else(|p| p.into_inner());
+        let jid = answered
+            .wait_timeout_while(guard, std::time::Duration::from_secs(5), |j| j.is_none())
+            .map(|(g, _)| g.clone())
+            .unwrap_or_else(|p| p.into_inner().0.clone());
         eprintln!("\nExiting gracefully on Ctrl-c");
         match jid {
             Some(jid) => {
