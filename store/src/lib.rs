@@ -278,7 +278,8 @@ pub trait Store: Send + Sync {
     fn put_job(&self, job: &JobRecord) -> Result<(), StoreError>;
     /// Records a new job with its signed envelope, both on disk when this
     /// returns, so a restarted master can hand the job to minions that
-    /// missed it.
+    /// missed it. An engine shared by several masters refuses a job id
+    /// already recorded ([`StoreError::Precondition`]).
     fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError>;
     /// Forgets the envelopes of jobs whose jid is older than `before_ms`
     /// (past their live time; the job records stay until they expire).

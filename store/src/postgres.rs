@@ -955,14 +955,20 @@ impl Store for PgStore {
 
     fn put_live_job(&self, job: &JobRecord, envelope: &[u8]) -> Result<(), StoreError> {
         let record = encode(job)?;
-        self.conn
-            .run(self.conn.exec(
-                "INSERT INTO jobs (jid, started_ms, record, envelope) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (jid) DO UPDATE SET started_ms = EXCLUDED.started_ms, \
-             record = EXCLUDED.record, envelope = EXCLUDED.envelope",
-                &[&job.jid.as_str(), &job.started_ms, &record, &envelope],
-            ))
-            .map(drop)
+        // Several masters make job ids: one already taken is refused, and
+        // the master publishing tries the next.
+        let n = self.conn.run(self.conn.exec(
+            "INSERT INTO jobs (jid, started_ms, record, envelope) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (jid) DO NOTHING",
+            &[&job.jid.as_str(), &job.started_ms, &record, &envelope],
+        ))?;
+        if n == 0 {
+            return Err(StoreError::Precondition(format!(
+                "job id {} is taken",
+                job.jid
+            )));
+        }
+        Ok(())
     }
 
     fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError> {
@@ -1465,6 +1471,26 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(60))
             .expect("500 calls from one task completed");
         rt.shutdown_background();
+    }
+
+    #[test]
+    fn a_job_id_taken_by_another_master_is_refused() {
+        let (_dir, server) = server();
+        let url = server.url("postgres");
+        let a = PgStore::connect(&url, InventoryConfig::default()).expect("a");
+        let b = PgStore::connect(&url, InventoryConfig::default()).expect("b");
+        a.put_live_job(&job(1), b"from a").expect("first");
+        let mut other = job(1);
+        other.user = "someone else".into();
+        assert!(matches!(
+            b.put_live_job(&other, b"from b"),
+            Err(StoreError::Precondition(_))
+        ));
+        assert_eq!(a.job(&job(1).jid).expect("read"), Some(job(1)), "kept");
+        assert_eq!(
+            b.live_jobs(0).expect("live"),
+            vec![(job(1), b"from a".to_vec())]
+        );
     }
 
     #[test]

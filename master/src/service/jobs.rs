@@ -410,51 +410,63 @@ impl JobsService {
                 p.url
             )));
         }
-        let jid = self
-            .jids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next(now_us());
-        let issued = now_ms();
         let order: Vec<String> = expected.iter().cloned().collect();
         let first = match &new.batch {
             Some(b) => order.len().min(b.size.of(order.len())),
             None => order.len(),
         };
-        let job = Job {
-            jid: jid.clone(),
-            target: new.target.clone(),
-            fun: new.fun.clone(),
-            args: new.args.clone(),
-            kwargs: new.kwargs.clone(),
-            timeout_secs: self.timing.job_timeout,
-            issued_at_ms: issued,
-            user: new.user.clone(),
-            // Facts on the minion may differ from what the master knows:
-            // name who runs it. A batch names each wave's minions.
-            expected: if new.batch.is_some() {
-                Some(order[..first].to_vec())
-            } else {
-                new.target
-                    .matcher()
-                    .is_ok_and(|m| m.uses_grains())
-                    .then(|| order.clone())
-            },
+        // On a store shared by several masters another may have taken the
+        // job id in the same microsecond: then the next one.
+        let mut tries = 0;
+        let (jid, job, bytes, record) = loop {
+            let jid = self
+                .jids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .next(now_us());
+            let issued = now_ms();
+            let job = Job {
+                jid: jid.clone(),
+                target: new.target.clone(),
+                fun: new.fun.clone(),
+                args: new.args.clone(),
+                kwargs: new.kwargs.clone(),
+                timeout_secs: self.timing.job_timeout,
+                issued_at_ms: issued,
+                user: new.user.clone(),
+                // Facts on the minion may differ from what the master knows:
+                // name who runs it. A batch names each wave's minions.
+                expected: if new.batch.is_some() {
+                    Some(order[..first].to_vec())
+                } else {
+                    new.target
+                        .matcher()
+                        .is_ok_and(|m| m.uses_grains())
+                        .then(|| order.clone())
+                },
+            };
+            let bytes = self.publisher.sign(&job)?;
+            let record = JobRecord {
+                jid: jid.clone(),
+                target: new.target.clone(),
+                fun: new.fun.clone(),
+                args: new.args.clone(),
+                kwargs: new.kwargs.clone(),
+                expected: order.clone(),
+                user: new.user.clone(),
+                started_ms: issued,
+                transport: Default::default(),
+                refused: Default::default(),
+            };
+            match self.store.put_live_job(&record, &bytes) {
+                Ok(()) => break (jid, job, bytes, record),
+                Err(store::StoreError::Precondition(m)) if tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(jid = %jid, reason = %m, "job id taken by another master; taking the next");
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
-        let bytes = self.publisher.sign(&job)?;
-        let record = JobRecord {
-            jid: jid.clone(),
-            target: new.target,
-            fun: new.fun.clone(),
-            args: new.args,
-            kwargs: new.kwargs,
-            expected: order.clone(),
-            user: new.user,
-            started_ms: issued,
-            transport: Default::default(),
-            refused: Default::default(),
-        };
-        self.store.put_live_job(&record, &bytes)?;
         let returns = self.tracker.register(
             jid.clone(),
             bytes.clone(),
