@@ -595,6 +595,17 @@ pub fn read_key(path: &Path) -> keys::SigningKey {
     keys::read_private(path).expect("private key")
 }
 
+/// A daemon Debian installs in /usr/sbin (not on every user's PATH), else
+/// the one on PATH.
+fn system_program(name: &str) -> PathBuf {
+    let sbin = Path::new("/usr/sbin").join(name);
+    if sbin.exists() {
+        sbin
+    } else {
+        PathBuf::from(name)
+    }
+}
+
 /// A NATS server of a test's own on 127.0.0.1 (Debian's `nats-server`),
 /// stopped when dropped.
 pub struct Nats {
@@ -615,7 +626,7 @@ impl Nats {
     }
 
     fn spawn(port: u16) -> Proc {
-        let mut cmd = Command::new("nats-server");
+        let mut cmd = Command::new(system_program("nats-server"));
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
         let proc = Proc::spawn("nats-server", cmd);
         proc.wait_for("Server is ready");
@@ -677,7 +688,7 @@ impl Haproxy {
         );
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, cfg).expect("haproxy.cfg");
-        let mut cmd = Command::new("haproxy");
+        let mut cmd = Command::new(system_program("haproxy"));
         cmd.arg("-db").arg("-f").arg(&path);
         let proc = Proc::spawn("haproxy", cmd);
         for port in [publish_port, ret_port] {
