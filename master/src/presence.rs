@@ -72,22 +72,33 @@ impl Presence {
         std::mem::take(&mut self.lock().dirty)
     }
 
-    /// Minions whose online state flipped as of `now_ms`.
-    pub fn flips(&self, now_ms: i64, offline_after_ms: i64) -> Vec<(String, bool)> {
-        self.flips_with(now_ms, offline_after_ms, |_| None)
+    /// Online minions not heard from here within `offline_after_ms` (and
+    /// not stopped): on a peer of a master cluster, those to ask the shared
+    /// store about before [`Presence::flips`] counts them offline, since a
+    /// minion connected to another peer is heard from there.
+    pub fn stale_online(&self, now_ms: i64, offline_after_ms: i64) -> Vec<String> {
+        let st = self.lock();
+        st.online
+            .iter()
+            .filter(|(m, online)| {
+                **online
+                    && !st.left.contains(*m)
+                    && now_ms - st.last.get(*m).copied().unwrap_or(st.started_ms) > offline_after_ms
+            })
+            .map(|(m, _)| m.clone())
+            .collect()
     }
 
-    /// As [`Presence::flips`], asking `elsewhere` when an online minion not
-    /// heard from here would go offline: on a peer of a master cluster, a minion
-    /// connected to another peer is heard from there (the time it gives
-    /// counts as heard from here, so it is asked again only after another
-    /// `offline_after`).
-    pub fn flips_with(
-        &self,
-        now_ms: i64,
-        offline_after_ms: i64,
-        elsewhere: impl Fn(&str) -> Option<i64>,
-    ) -> Vec<(String, bool)> {
+    /// Notes that another peer heard from `minion` at `at_ms` (nothing to
+    /// write: that peer wrote it).
+    pub fn heard_elsewhere(&self, minion: &str, at_ms: i64) {
+        let mut st = self.lock();
+        let last = st.last.entry(minion.to_owned()).or_insert(at_ms);
+        *last = (*last).max(at_ms);
+    }
+
+    /// Minions whose online state flipped as of `now_ms`.
+    pub fn flips(&self, now_ms: i64, offline_after_ms: i64) -> Vec<(String, bool)> {
         let mut st = self.lock();
         let State {
             last,
@@ -101,16 +112,7 @@ impl Presence {
         }
         let mut out = Vec::new();
         for (m, is_online) in online.iter_mut() {
-            let mut seen = last.get(m).copied().unwrap_or(*started_ms);
-            if *is_online
-                && now_ms - seen > offline_after_ms
-                && !left.contains(m)
-                && let Some(t) = elsewhere(m)
-                && t > seen
-            {
-                seen = t;
-                last.insert(m.clone(), t);
-            }
+            let seen = last.get(m).copied().unwrap_or(*started_ms);
             let now_online = !left.contains(m) && now_ms - seen <= offline_after_ms;
             if now_online != *is_online {
                 *is_online = now_online;
@@ -129,25 +131,26 @@ mod tests {
     #[test]
     fn a_minion_heard_from_on_another_peer_stays_online() {
         let p = Presence::new(0, [("a".to_string(), true), ("b".to_string(), true)]);
+        let mut stale = p.stale_online(6_000, 5_000);
+        stale.sort();
+        assert_eq!(stale, ["a", "b"]);
         // "a" reports to another peer (heard there at 5,500), "b" nowhere.
-        let elsewhere = |m: &str| (m == "a").then_some(5_500);
-        assert_eq!(
-            p.flips_with(6_000, 5_000, elsewhere),
-            vec![("b".to_string(), false)]
+        p.heard_elsewhere("a", 5_500);
+        assert_eq!(p.stale_online(6_000, 5_000), vec!["b".to_string()]);
+        assert_eq!(p.flips(6_000, 5_000), vec![("b".to_string(), false)]);
+        // Offline minions are not asked about; "a" is, once that time is old.
+        assert_eq!(p.stale_online(10_000, 5_000), Vec::<String>::new());
+        assert_eq!(p.stale_online(11_000, 5_000), vec!["a".to_string()]);
+        assert_eq!(p.flips(11_000, 5_000), vec![("a".to_string(), false)]);
+        // Heard from here later than elsewhere: the later time counts.
+        p.seen("a", 12_000);
+        p.heard_elsewhere("a", 11_500);
+        assert_eq!(p.flips(16_500, 5_000), vec![("a".to_string(), true)]);
+        assert!(
+            p.take_dirty()
+                .iter()
+                .all(|(m, at)| m == "a" && *at == 12_000)
         );
-        // Asked again only once that time is old too.
-        let asked = std::cell::Cell::new(0);
-        let counting = |_: &str| {
-            asked.set(asked.get() + 1);
-            None
-        };
-        assert!(p.flips_with(10_000, 5_000, counting).is_empty());
-        assert_eq!(asked.get(), 0, "b is offline already, a was heard at 5,500");
-        assert_eq!(
-            p.flips_with(11_000, 5_000, counting),
-            vec![("a".to_string(), false)]
-        );
-        assert_eq!(asked.get(), 1);
     }
 
     #[test]

@@ -738,16 +738,17 @@ pub async fn hand_over(
 pub fn record_presence(shared: &Shared) {
     flush_presence(shared);
     let offline_after = shared.cfg.inventory.offline_after_secs as i64 * 1000;
-    // A peer of a cluster hears only its own minions; the others' last
-    // contact is in the shared store.
-    let elsewhere = |m: &str| -> Option<i64> {
-        shared.peers.as_ref()?;
-        shared.store.last_seen(m).ok().flatten()
-    };
-    for (minion, online) in shared
-        .presence
-        .flips_with(now_ms(), offline_after, elsewhere)
-    {
+    // A peer of a cluster hears only its own minions; when the others'
+    // were last heard from is in the shared store (asked outside the
+    // presence lock, about online minions gone quiet here only).
+    if shared.peers.is_some() {
+        for m in shared.presence.stale_online(now_ms(), offline_after) {
+            if let Ok(Some(at)) = shared.store.last_seen(&m) {
+                shared.presence.heard_elsewhere(&m, at);
+            }
+        }
+    }
+    for (minion, online) in shared.presence.flips(now_ms(), offline_after) {
         match shared.store.set_presence(&minion, online, now_ms()) {
             Ok(true) => {
                 info!(minion_id = %minion, online, "presence changed");
