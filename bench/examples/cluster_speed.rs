@@ -16,31 +16,24 @@
 use std::time::Instant;
 
 use bench::{cpu_secs, status_kib, timed};
-use store::postgres::server::LocalServer;
-use tests::{Cluster, ClusterOpts, Proc};
+use tests::Proc;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (n, pings, collects) = (arg(0, 9000), arg(1, 5), arg(2, 3));
-    let pg_dir = tempfile::tempdir()?;
-    let pg = LocalServer::start(pg_dir.path(), true)?;
-    let url = pg.create_database("cmdb")?;
-    let nats = tests::Nats::start();
-    let extra = format!(
-        "{}store = \"{url}\"\ncluster_id = \"bench\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n\
-         [inventory]\noffline_after_secs = 3600\n",
-        bench::MASTER_EXTRA,
-        nats.url()
-    );
-    let a = Cluster::start(ClusterOpts {
-        master_extra: extra.clone(),
-    });
-    let b = Cluster::start_peer(
-        &a,
-        ClusterOpts {
-            master_extra: extra,
-        },
+    let tests::Peers {
+        a,
+        b,
+        nats: _nats,
+        server: pg,
+        pg_dir: _pg_dir,
+    } = tests::Peers::start(
+        &format!(
+            "{}autosign = [\"*\"]\n[inventory]\noffline_after_secs = 3600\n",
+            bench::MASTER_EXTRA
+        ),
+        true,
     );
     let swarms: Vec<Proc> = vec![
         bench::fleet_named(&a, n, "a-"),

@@ -18,6 +18,22 @@ pub(crate) const ASSET_REF: &str = "__cmdb_asset__";
 /// Key of the asset version in a collect return kept in the job cache.
 pub(crate) const VERSION_REF: &str = "__cmdb_version__";
 
+/// A collect return as the job cache keeps it: a reference to the asset
+/// version `rec` is at, not a second copy of the facts ([`rebuilt_return`]
+/// reads them back).
+pub(crate) fn return_stub(ret: &protocol::JobReturn, rec: &AssetRecord) -> protocol::JobReturn {
+    protocol::JobReturn {
+        jid: ret.jid.clone(),
+        minion: ret.minion.clone(),
+        fun: ret.fun.clone(),
+        success: ret.success,
+        retcode: ret.retcode,
+        data: serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version}),
+        started_ms: ret.started_ms,
+        ended_ms: ret.ended_ms,
+    }
+}
+
 /// A collect return as kept in the job cache (a reference to the asset
 /// version) with its facts rebuilt from the asset's history.
 pub(crate) fn rebuilt_return(

@@ -8,9 +8,7 @@ use inventory::{self, AssetId, AssetRecord, ChangeRecord, InventoryConfig, Sourc
 use protocol::{Jid, JobReturn};
 
 use crate::access::{Token, User};
-use crate::{
-    ASSET_REF, AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, is_collect,
-};
+use crate::{AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, is_collect};
 
 #[derive(Default)]
 struct Data {
@@ -151,9 +149,7 @@ impl Store for MemoryStore {
             now_ms,
             source,
         );
-        let mut stub = ret.clone();
-        stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
-        d.returns.insert(key, stub);
+        d.returns.insert(key, crate::return_stub(ret, &rec));
         d.asset_minion.insert(minion.to_owned(), rec.id.clone());
         let changed = !entries.is_empty();
         for e in entries {

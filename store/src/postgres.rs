@@ -27,8 +27,7 @@ use tokio_postgres::{NoTls, Row, Statement};
 use crate::access::{Token, User};
 use crate::layout::{Head, Loaded, assemble, checkpoint_every, head_only};
 use crate::{
-    ASSET_REF, AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, VERSION_REF, decode,
-    encode, is_collect,
+    AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, decode, encode, is_collect,
 };
 
 /// The schema, one migration per entry; entry `n` takes the schema from
@@ -805,9 +804,7 @@ impl PgStore {
             now_ms,
             source,
         );
-        let mut stub = ret.clone();
-        stub.data = serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version});
-        let stub = encode(&stub)?;
+        let stub = encode(&crate::return_stub(ret, &rec))?;
         let insert = tx
             .prepared("INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3)")
             .await?;

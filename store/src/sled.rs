@@ -115,7 +115,7 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
     k
 }
 
-use crate::{ASSET_REF, VERSION_REF, is_collect};
+use crate::is_collect;
 
 pub use crate::layout::CHECKPOINT_EVERY;
 use crate::layout::{Head, Loaded, assemble, head_only};
@@ -395,18 +395,7 @@ impl SledStore {
                 .remove(serial.as_bytes())
                 .map_err(store_err)?;
         }
-        // The job cache keeps a reference to the asset version, not a
-        // second copy of the facts; `returns` rebuilds them.
-        let stub = JobReturn {
-            jid: ret.jid.clone(),
-            minion: ret.minion.clone(),
-            fun: ret.fun.clone(),
-            success: ret.success,
-            retcode: ret.retcode,
-            data: serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version}),
-            started_ms: ret.started_ms,
-            ended_ms: ret.ended_ms,
-        };
+        let stub = crate::return_stub(ret, &rec);
         self.returns
             .insert(key, encode(&stub)?)
             .map_err(store_err)?;

@@ -704,3 +704,61 @@ impl Haproxy {
         }
     }
 }
+
+/// Two peers of a master cluster (`cluster_id = "dc1"`) on a PostgreSQL
+/// server and a NATS server of their own, the second peer holding the
+/// first's master keypair; the servers stop after the masters when dropped.
+pub struct Peers {
+    /// The first peer.
+    pub a: Cluster,
+    /// The second peer.
+    pub b: Cluster,
+    /// Their NATS server.
+    pub nats: Nats,
+    /// Their PostgreSQL server.
+    pub server: store::postgres::server::LocalServer,
+    /// The PostgreSQL server's directory.
+    pub pg_dir: tempfile::TempDir,
+}
+
+impl Peers {
+    /// Starts both peers with `extra` lines in their master.toml (after
+    /// the cluster's own), PostgreSQL with fsync on when `durable`.
+    pub fn start(extra: &str, durable: bool) -> Peers {
+        let pg_dir = tempfile::tempdir().expect("tmp");
+        let server =
+            store::postgres::server::LocalServer::start(pg_dir.path(), durable).expect("postgres");
+        let url = server.create_database("cmdb").expect("database");
+        let nats = Nats::start();
+        let master_extra = format!(
+            "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\n{extra}",
+            nats.url()
+        );
+        let a = Cluster::start(ClusterOpts {
+            master_extra: master_extra.clone(),
+        });
+        let b = Cluster::start_peer(&a, ClusterOpts { master_extra });
+        Peers {
+            a,
+            b,
+            nats,
+            server,
+            pg_dir,
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts a minion whose id is `id` that reaches its master through
+    /// `lb` instead of directly.
+    pub fn start_minion_through(&mut self, id: &str, lb: &Haproxy) -> &Proc {
+        self.start_minion_with(
+            id,
+            id,
+            &format!(
+                "publish_port = {}\nret_port = {}",
+                lb.publish_port, lb.ret_port
+            ),
+        )
+    }
+}

@@ -4,42 +4,10 @@
 
 use serde_json::json;
 use store::postgres::server::LocalServer;
-use tests::{Cluster, ClusterOpts, Proc, json_out};
-
-/// Two peers of cluster `dc1` (autosign on) on a PostgreSQL and a NATS
-/// server of their own; the servers stop when it is dropped.
-struct Peers {
-    a: Cluster,
-    b: Cluster,
-    _nats: tests::Nats,
-    _server: LocalServer,
-    _pg_dir: tempfile::TempDir,
-}
+use tests::{Cluster, ClusterOpts, Peers, Proc, json_out};
 
 fn two_peers() -> Peers {
-    let (pg_dir, server) = postgres();
-    let url = server.create_database("cmdb").expect("database");
-    let nats = tests::Nats::start();
-    let extra = format!(
-        "store = \"{url}\"\ncluster_id = \"dc1\"\nnats_url = \"{}\"\nautosign = [\"*\"]\n",
-        nats.url()
-    );
-    let a = Cluster::start(ClusterOpts {
-        master_extra: extra.clone(),
-    });
-    let b = Cluster::start_peer(
-        &a,
-        ClusterOpts {
-            master_extra: extra,
-        },
-    );
-    Peers {
-        a,
-        b,
-        _nats: nats,
-        _server: server,
-        _pg_dir: pg_dir,
-    }
+    Peers::start("autosign = [\"*\"]\n", false)
 }
 
 fn postgres() -> (tempfile::TempDir, LocalServer) {
@@ -206,9 +174,9 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
     let Peers {
         mut a,
         mut b,
-        _nats,
-        _server,
-        _pg_dir,
+        nats: _nats,
+        server: _server,
+        pg_dir: _pg_dir,
     } = two_peers();
     a.start_minion("web01");
     b.start_minion("db01");
@@ -245,20 +213,13 @@ fn through_haproxy_a_minion_split_over_two_peers_takes_jobs_from_both() {
     let Peers {
         mut a,
         b,
-        _nats,
-        _server,
-        _pg_dir,
+        nats: _nats,
+        server: _server,
+        pg_dir: _pg_dir,
     } = two_peers();
     // The first minion's PUB connection goes to a, its requests to b.
     let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[b.ret_port, a.ret_port]);
-    a.start_minion_with(
-        "web01",
-        "web01",
-        &format!(
-            "publish_port = {}\nret_port = {}",
-            lb.publish_port, lb.ret_port
-        ),
-    );
+    a.start_minion_through("web01", &lb);
     a.minion("web01").wait_for("minion ready");
     let (v, stderr, code) = a.run_json(&["*", "test.ping", "-t", "20"]);
     assert_eq!((v, code), (json!({"web01": true}), 0), "from a: {stderr}");
@@ -331,20 +292,13 @@ fn a_peer_killed_mid_job_and_the_job_completes_through_the_other() {
     let Peers {
         mut a,
         b,
-        _nats,
-        _server,
-        _pg_dir,
+        nats: _nats,
+        server: _server,
+        pg_dir: _pg_dir,
     } = two_peers();
     // Both connections of the first minion go to a.
     let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[a.ret_port, b.ret_port]);
-    a.start_minion_with(
-        "web01",
-        "web01",
-        &format!(
-            "publish_port = {}\nret_port = {}",
-            lb.publish_port, lb.ret_port
-        ),
-    );
+    a.start_minion_through("web01", &lb);
     a.minion("web01").wait_for("minion ready");
     std::thread::scope(|s| {
         let run = s.spawn(|| b.run_json(&["web01", "cmd.run", "sleep 2; echo done", "-t", "60"]));

@@ -121,13 +121,11 @@ impl PgKeys {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
             };
+            let accepted = changes.iter().any(|ch| match ch {
+                Change::Put(s, _) | Change::Delete(s) => *s == KeyState::Accepted,
+                Change::Move(from, to) => *from == KeyState::Accepted || *to == KeyState::Accepted,
+            });
             if !changes.is_empty() {
-                let accepted = changes.iter().any(|ch| match ch {
-                    Change::Put(s, _) | Change::Delete(s) => *s == KeyState::Accepted,
-                    Change::Move(from, to) => {
-                        *from == KeyState::Accepted || *to == KeyState::Accepted
-                    }
-                });
                 let v: i64 = if accepted {
                     tx.rows(
                         "UPDATE keys_version SET version = version + 1 RETURNING version",
@@ -177,10 +175,15 @@ impl PgKeys {
                 }
             }
             tx.commit().await?;
-            Ok(Ok(out))
+            Ok(Ok((out, accepted)))
         });
-        self.invalidate();
-        outcome.map_err(|e| self.key_err(e))?
+        // Only an accepted key's change makes the snapshot stale: a minion
+        // presenting its accepted key again changes nothing.
+        let (out, accepted) = outcome.map_err(|e| self.key_err(e))??;
+        if accepted {
+            self.invalidate();
+        }
+        Ok(out)
     }
 
     /// The stamp of `id`'s accepted key from the snapshot, read again when
