@@ -16,8 +16,14 @@ pub const DEFAULT_CONFIG: &str = "/etc/cmdb/minion.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MinionConfig {
-    /// The master's address (default `127.0.0.1`).
-    pub master: String,
+    /// The master's address (default `127.0.0.1`), or a list of masters
+    /// (peers of one cluster) tried in order, each a host name or a table
+    /// `{ host, publish_port, ret_port }`.
+    #[serde(deserialize_with = "masters")]
+    pub master: Vec<MasterAddr>,
+    /// Starts with a random master of the list instead of the first, so
+    /// that a fleet spreads over the peers (default false).
+    pub random_master: bool,
     /// The master's PUB port (default 4505).
     pub publish_port: u16,
     /// The master's request port (default 4506).
@@ -80,7 +86,8 @@ pub use daemon::LogFormat;
 impl Default for MinionConfig {
     fn default() -> Self {
         MinionConfig {
-            master: "127.0.0.1".into(),
+            master: vec![MasterAddr::host("127.0.0.1")],
+            random_master: false,
             publish_port: 4505,
             ret_port: 4506,
             state_dir: "/var/lib/cmdb/minion".into(),
@@ -108,7 +115,142 @@ impl Default for MinionConfig {
     }
 }
 
+/// One master a minion may connect to: its host and, when they differ from
+/// the minion's `publish_port` and `ret_port`, its own ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterAddr {
+    /// Host name or IP address.
+    pub host: String,
+    /// Its PUB port, when not the minion's `publish_port`.
+    pub publish_port: Option<u16>,
+    /// Its request port, when not the minion's `ret_port`.
+    pub ret_port: Option<u16>,
+}
+
+impl MasterAddr {
+    /// A master on the default ports.
+    pub fn host(host: &str) -> MasterAddr {
+        MasterAddr {
+            host: host.to_owned(),
+            publish_port: None,
+            ret_port: None,
+        }
+    }
+}
+
+/// A master's two endpoints, resolved against the minion's default ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterEndpoints {
+    /// `host:ret_port`, for logs.
+    pub name: String,
+    /// `tcp://host:publish_port`.
+    pub publish: String,
+    /// `tcp://host:ret_port`.
+    pub request: String,
+}
+
+impl std::fmt::Display for MasterEndpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Reads `master`: a host, or a non-empty list of hosts and
+/// `{ host, publish_port, ret_port }` tables.
+fn masters<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MasterAddr>, D::Error> {
+    use serde::de::Error;
+    let value = toml::Value::deserialize(d)?;
+    let entries = match value {
+        toml::Value::Array(list) if list.is_empty() => {
+            return Err(D::Error::custom(
+                "master: the list is empty; name at least one master",
+            ));
+        }
+        toml::Value::Array(list) => list,
+        one => vec![one],
+    };
+    entries
+        .into_iter()
+        .map(|entry| master_entry(entry).map_err(D::Error::custom))
+        .collect()
+}
+
+fn master_entry(entry: toml::Value) -> Result<MasterAddr, String> {
+    let addr = match entry {
+        toml::Value::String(host) => MasterAddr::host(&host),
+        toml::Value::Table(mut t) => {
+            let host = match t.remove("host") {
+                Some(toml::Value::String(h)) => h,
+                Some(other) => return Err(format!("master: host must be a string, not {other}")),
+                None => return Err("master: a table in the list needs a host".into()),
+            };
+            let mut port = |name: &str| -> Result<Option<u16>, String> {
+                match t.remove(name) {
+                    None => Ok(None),
+                    Some(toml::Value::Integer(p)) => u16::try_from(p)
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .map(Some)
+                        .ok_or_else(|| format!("master {host}: {name} {p} is not a port")),
+                    Some(other) => Err(format!(
+                        "master {host}: {name} must be a port number, not {other}"
+                    )),
+                }
+            };
+            let publish_port = port("publish_port")?;
+            let ret_port = port("ret_port")?;
+            if let Some(unknown) = t.keys().next() {
+                return Err(format!(
+                    "master {host}: unknown key `{unknown}`, expected host, publish_port or ret_port"
+                ));
+            }
+            MasterAddr {
+                host,
+                publish_port,
+                ret_port,
+            }
+        }
+        other => {
+            return Err(format!(
+                "master: expected a host name or a table {{ host, publish_port, ret_port }}, not {other}"
+            ));
+        }
+    };
+    let host = addr.host.as_str();
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(format!("master: \"{host}\" is not a host name or address"));
+    }
+    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(format!(
+            "master: \"{host}\" is not a host name or address; give ports as \
+             {{ host = \"…\", publish_port = …, ret_port = … }}"
+        ));
+    }
+    Ok(addr)
+}
+
 impl MinionConfig {
+    /// The masters to try, in the order listed, with their endpoints.
+    pub fn masters(&self) -> Vec<MasterEndpoints> {
+        self.master
+            .iter()
+            .map(|m| {
+                let host = if m.host.contains(':') {
+                    format!("[{}]", m.host)
+                } else {
+                    m.host.clone()
+                };
+                let publish = m.publish_port.unwrap_or(self.publish_port);
+                let ret = m.ret_port.unwrap_or(self.ret_port);
+                MasterEndpoints {
+                    name: format!("{host}:{ret}"),
+                    publish: format!("tcp://{host}:{publish}"),
+                    request: format!("tcp://{host}:{ret}"),
+                }
+            })
+            .collect()
+    }
+
     /// The timings its session and return delivery follow.
     pub fn timing(&self) -> crate::machine::Timing {
         crate::machine::Timing {
@@ -207,6 +349,60 @@ mod tests {
                 .disabled
                 .contains(&facts::Collector::Gpus)
         );
+    }
+
+    #[test]
+    fn master_is_one_host_or_a_list_of_peers() {
+        let one = MinionConfig::parse("master = 'cmdb.example'").expect("one");
+        assert_eq!(
+            one.masters(),
+            vec![MasterEndpoints {
+                name: "cmdb.example:4506".into(),
+                publish: "tcp://cmdb.example:4505".into(),
+                request: "tcp://cmdb.example:4506".into(),
+            }]
+        );
+        let list = MinionConfig::parse(
+            "ret_port = 5506\nmaster = ['peer1', { host = '::1', publish_port = 7000, ret_port = 7001 }, { host = 'peer3', ret_port = 9 }]",
+        )
+        .expect("list");
+        let names: Vec<(String, String)> = list
+            .masters()
+            .into_iter()
+            .map(|m| (m.publish, m.request))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("tcp://peer1:4505", "tcp://peer1:5506"),
+                ("tcp://[::1]:7000", "tcp://[::1]:7001"),
+                ("tcp://peer3:4505", "tcp://peer3:9"),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_wrong_master_entry_is_named() {
+        for (text, says) in [
+            ("master = []", "empty"),
+            ("master = ''", "not a host"),
+            ("master = '10.0.0.1:4506'", "give ports as"),
+            ("master = [{ hots = 'a' }]", "needs a host"),
+            ("master = [{ host = 'a', port = 1 }]", "unknown key `port`"),
+            (
+                "master = [{ host = 'a', ret_port = 70000 }]",
+                "70000 is not a port",
+            ),
+            (
+                "master = [{ host = 'a', ret_port = 'x' }]",
+                "must be a port number",
+            ),
+            ("master = [1]", "expected a host name"),
+        ] {
+            let err = MinionConfig::parse(text).expect_err(text);
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

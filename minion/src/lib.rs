@@ -73,7 +73,8 @@ pub async fn call(
 /// deliver their returns.
 pub async fn run(cfg: MinionConfig, shutdown: impl Future<Output = ()>) -> Result<(), MinionError> {
     let ident = identity::Identity::load(&cfg)?;
-    info!(minion_id = %ident.id, master = %cfg.master, "minion starting");
+    let masters: Vec<String> = cfg.masters().iter().map(|m| m.name.clone()).collect();
+    info!(minion_id = %ident.id, master = %masters.join(", "), "minion starting");
     let m = Arc::new(session::Minion::new(cfg, ident)?);
     let sessions = tokio::spawn(session::run_sessions(m.clone()));
     let pushes = tokio::spawn(executor::agent_push(m.clone()));

@@ -88,6 +88,50 @@ impl Reconnect {
     }
 }
 
+/// Which of a minion's listed masters to connect to. A session that was
+/// established is taken up again on the same master (it may only have
+/// restarted); an attempt that failed moves on to the next master at once,
+/// and only after every master failed in a row does the minion wait (see
+/// [`Reconnect`]). It stays on the master it reached: there is no failing
+/// back to the first.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    count: usize,
+    at: usize,
+    failed_in_row: usize,
+}
+
+impl Failover {
+    /// Over `count` masters (at least one), starting with the one at
+    /// `start` (taken modulo `count`).
+    pub fn new(count: usize, start: usize) -> Failover {
+        let count = count.max(1);
+        Failover {
+            count,
+            at: start % count,
+            failed_in_row: 0,
+        }
+    }
+
+    /// The index of the master to try next.
+    pub fn current(&self) -> usize {
+        self.at
+    }
+
+    /// Records how the attempt on the current master ended. Returns true
+    /// when the next master is to be tried at once, false when the caller
+    /// waits first: after a session, or once every master failed in a row.
+    pub fn ended(&mut self, established: bool) -> bool {
+        if established {
+            self.failed_in_row = 0;
+            return false;
+        }
+        self.failed_in_row += 1;
+        self.at = (self.at + 1) % self.count;
+        !self.failed_in_row.is_multiple_of(self.count)
+    }
+}
+
 /// What the master said to an auth request, as far as waiting goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthAnswer {
@@ -368,6 +412,28 @@ mod tests {
         r.ended(true);
         assert_eq!(r.failures(), 0);
         assert_eq!(r.delay(&t, 0.0), 0.0);
+    }
+
+    #[test]
+    fn failover_tries_each_master_once_before_waiting_and_stays_where_it_got_in() {
+        let mut f = Failover::new(3, 4);
+        assert_eq!(f.current(), 1);
+        assert!(f.ended(false), "the next master is tried at once");
+        assert_eq!(f.current(), 2);
+        assert!(f.ended(false));
+        assert_eq!(f.current(), 0);
+        assert!(!f.ended(false), "all three failed: wait");
+        assert_eq!(f.current(), 1);
+        assert!(f.ended(false));
+        assert_eq!(f.current(), 2);
+        assert!(!f.ended(true), "a session ended: the usual delay");
+        assert_eq!(f.current(), 2, "the master that answered is kept");
+        assert!(f.ended(false));
+        assert!(f.ended(false));
+        assert!(!f.ended(false));
+        let mut one = Failover::new(1, 0);
+        assert!(!one.ended(false), "a single master: always wait");
+        assert_eq!(one.current(), 0);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::config::MinionConfig;
+use crate::config::{MasterEndpoints, MinionConfig};
 use crate::error::MinionError;
 use crate::executor;
 use crate::identity::Identity;
@@ -250,22 +250,37 @@ pub fn clock() -> f64 {
         .as_secs_f64()
 }
 
-/// Runs sessions until cancelled, reconnecting with jitter.
+/// Runs sessions until cancelled, reconnecting with jitter, and moving on
+/// to the next listed master when one cannot be reached.
 pub async fn run_sessions(m: Arc<Minion>) {
     let timing = m.cfg.timing();
+    let masters = m.cfg.masters();
+    let start = if m.cfg.random_master {
+        (jitter() * masters.len() as f64) as usize
+    } else {
+        0
+    };
+    let mut failover = machine::Failover::new(masters.len(), start);
     let mut reconnect = machine::Reconnect::default();
     loop {
         if m.cancel.is_cancelled() {
             break;
         }
-        match connect_and_auth(&m).await {
+        let master = &masters[failover.current()];
+        match connect_and_auth(&m, master).await {
             Ok(sub) => {
                 reconnect.ended(true);
+                failover.ended(true);
                 serve(&m, sub).await;
             }
             Err(e) => {
+                warn!(error = %e, %master, "could not connect to the master");
+                if failover.ended(false) {
+                    info!(master = %masters[failover.current()], "trying the next master");
+                    m.set_link(None);
+                    continue;
+                }
                 reconnect.ended(false);
-                warn!(error = %e, "could not connect to the master");
             }
         }
         m.set_link(None);
@@ -278,12 +293,11 @@ pub async fn run_sessions(m: Arc<Minion>) {
     }
 }
 
-/// Connects the request socket to the master.
-async fn open_link(m: &Minion) -> Result<Arc<Link>, MinionError> {
-    let req_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.ret_port);
+/// Connects the request socket to `master`.
+async fn open_link(m: &Minion, master: &MasterEndpoints) -> Result<Arc<Link>, MinionError> {
     Ok(Arc::new(
         Link::connect(
-            &req_ep,
+            &master.request,
             m.ident.id.as_str(),
             m.ident.key.clone(),
             m.master_key.clone(),
@@ -296,28 +310,51 @@ async fn open_link(m: &Minion) -> Result<Arc<Link>, MinionError> {
 }
 
 /// For a one-off call (`cmdb-minion call`): connects the request socket
-/// only (no jobs are taken) and authenticates once; the master's file
-/// server is then reachable through [`Minion::link`].
+/// only (no jobs are taken) and authenticates once, with the first listed
+/// master that answers; the master's file server is then reachable through
+/// [`Minion::link`].
 pub async fn connect_for_call(m: &Minion) -> Result<(), MinionError> {
-    let link = open_link(m).await?;
-    match authenticate(m, &link).await? {
-        AuthStatus::Accepted => {
-            m.set_link(Some(link));
-            Ok(())
+    let mut last = None;
+    for master in m.cfg.masters() {
+        let status = match open_link(m, &master).await {
+            Ok(link) => authenticate(m, &link).await.map(|s| (s, link)),
+            Err(e) => Err(e),
+        };
+        match status {
+            Ok((AuthStatus::Accepted, link)) => {
+                m.set_link(Some(link));
+                return Ok(());
+            }
+            Ok((other, _)) => {
+                return Err(MinionError::Refused {
+                    kind: ErrorKind::NotAccepted,
+                    message: format!(
+                        "the master {master} has not accepted this minion's key ({other:?})"
+                    ),
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, %master, "could not reach the master");
+                last = Some(e);
+            }
         }
-        other => Err(MinionError::Refused {
-            kind: ErrorKind::NotAccepted,
-            message: format!("the master has not accepted this minion's key ({other:?})"),
-        }),
     }
+    Err(last.unwrap_or_else(|| MinionError::Unreachable("no master is configured".into())))
 }
 
-async fn connect_and_auth(m: &Minion) -> Result<transport::Subscription, MinionError> {
+async fn connect_and_auth(
+    m: &Minion,
+    master: &MasterEndpoints,
+) -> Result<transport::Subscription, MinionError> {
     let timeout = secs(m.cfg.request_timeout);
-    let pub_ep = format!("tcp://{}:{}", m.cfg.master, m.cfg.publish_port);
-    let link = open_link(m).await?;
-    let sub =
-        transport::subscribe(&pub_ep, m.ident.id.as_str(), timeout, m.cfg.max_frame_bytes).await?;
+    let link = open_link(m, master).await?;
+    let sub = transport::subscribe(
+        &master.publish,
+        m.ident.id.as_str(),
+        timeout,
+        m.cfg.max_frame_bytes,
+    )
+    .await?;
     let timing = m.cfg.timing();
     let mut wait = machine::AuthWait::new(&timing);
     let mut said_pending = false;
@@ -342,7 +379,7 @@ async fn connect_and_auth(m: &Minion) -> Result<transport::Subscription, MinionE
         };
         let Some(delay) = wait.after(answer, &timing, jitter()) else {
             m.set_link(Some(link));
-            info!(minion_id = %m.ident.id, "authenticated with the master");
+            info!(minion_id = %m.ident.id, %master, "authenticated with the master");
             return Ok(sub);
         };
         if !sleep_or_cancel(m, secs(delay)).await {

@@ -317,3 +317,68 @@ fn a_peer_killed_mid_job_and_the_job_completes_through_the_other() {
     let shown = json_out(&b.cmdb(&["jobs", "show", &jid, "--out", "json"]));
     assert_eq!(shown[&jid]["Result"], json!({"web01": "done"}));
 }
+
+/// `master = [...]` in a minion's config: the peers listed in order.
+fn listing(peers: &[&Cluster]) -> String {
+    let tables: Vec<String> = peers
+        .iter()
+        .map(|p| {
+            format!(
+                "{{ host = \"127.0.0.1\", publish_port = {}, ret_port = {} }}",
+                p.publish_port, p.ret_port
+            )
+        })
+        .collect();
+    format!("master = [{}]", tables.join(", "))
+}
+
+/// The master a minion last authenticated with, from its log.
+fn authenticated_with(minion: &tests::Proc) -> String {
+    minion
+        .lines_with("authenticated with the master")
+        .last()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_minion_listing_the_peers_fails_over_to_the_next_when_its_peer_dies() {
+    let Peers {
+        mut a,
+        b,
+        nats: _nats,
+        server: _server,
+        pg_dir: _pg_dir,
+    } = two_peers();
+    let listed = listing(&[&a, &b]);
+    let (a_port, b_port) = (format!(":{}", a.ret_port), format!(":{}", b.ret_port));
+    a.start_minion_with("web01", "web01", &listed);
+    a.minion("web01").wait_for("minion ready");
+    let line = authenticated_with(a.minion("web01"));
+    assert!(line.contains(&a_port), "the first listed peer: {line}");
+    let (v, stderr, code) = b.run_json(&["web01", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0), "{stderr}");
+
+    a.master_mut().kill();
+    a.minion("web01").wait_for("trying the next master");
+    a.minion("web01").wait_for_n("minion ready", 2);
+    let line = authenticated_with(a.minion("web01"));
+    assert!(
+        line.contains(&b_port),
+        "moved on to the second peer: {line}"
+    );
+    let (v, stderr, code) = b.run_json(&["web01", "test.ping"]);
+    assert_eq!((v, code), (json!({"web01": true}), 0), "{stderr}");
+
+    // A minion whose first listed peer is down starts on the next one.
+    a.start_minion_with("db01", "db01", &listed);
+    a.minion("db01").wait_for("minion ready");
+    let line = authenticated_with(a.minion("db01"));
+    assert!(line.contains(&b_port), "{line}");
+    let (v, stderr, code) = b.run_json(&["*", "test.ping"]);
+    assert_eq!(
+        (v, code),
+        (json!({"db01": true, "web01": true}), 0),
+        "{stderr}"
+    );
+}
