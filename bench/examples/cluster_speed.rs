@@ -9,7 +9,8 @@
 //! cargo build --release --workspace --bins --examples
 //! target/release/examples/cluster_speed 9000 5 3
 //! ```
-//! Arguments: minions per peer (9000), pings (5), collects (3). Prints each
+//! Arguments: minions per peer (9000), pings (5), collects (3). Jobs start
+//! 35 s after every minion is online, as in `bench/run.sh`. Prints each
 //! job's wall time, the returns it got, and the CPU seconds of each master,
 //! each swarm and PostgreSQL over it.
 
@@ -46,6 +47,9 @@ fn main() -> anyhow::Result<()> {
             std::time::Duration::from_secs(900),
         );
     }
+    // As in bench/run.sh: measured once new sessions have settled (they
+    // heartbeat every few seconds for their first 30 s).
+    std::thread::sleep(std::time::Duration::from_secs(35));
     let total = 2 * n;
     let pids = [
         a.master().pid(),

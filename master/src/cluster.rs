@@ -35,6 +35,10 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// (logged): they are in the database, and show in `cmdb jobs show`.
 pub const OUTBOX: usize = 65_536;
 const AAD: &[u8] = b"cmdb cluster v1";
+/// Messages waiting in the outbox go out together, in one NATS message of
+/// about this many bytes at most (NATS refuses payloads over its
+/// `max_payload`, 1 MiB by default); a larger message goes alone.
+const BUNDLE_BYTES: usize = 512 * 1024;
 
 /// What one peer tells the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,12 +78,27 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// About how many bytes it takes on the wire.
+    fn weight(&self) -> usize {
+        64 + match self {
+            Message::Job {
+                envelope, expected, ..
+            } => envelope.len() + expected.iter().map(|e| e.len() + 2).sum::<usize>(),
+            Message::Session { .. } => 0,
+            Message::Return {
+                minion, fun, json, ..
+            } => minion.len() + fun.len() + json.len(),
+        }
+    }
+}
+
 /// An envelope: the sender, so a peer skips its own messages, and the
-/// message.
+/// messages, in the order they were sent.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     peer: u64,
-    message: Message,
+    messages: Vec<Message>,
 }
 
 /// The key that seals cluster messages: the master key and the cluster id
@@ -109,23 +128,27 @@ impl Codec {
         }
     }
 
-    /// `message` sealed for the wire.
-    pub fn seal(&self, message: Message) -> Option<Vec<u8>> {
+    /// `messages` sealed for the wire, as one.
+    pub fn seal(&self, messages: Vec<Message>) -> Option<Vec<u8>> {
         let plain = rmp_serde::to_vec_named(&Wire {
             peer: self.peer,
-            message,
+            messages,
         })
         .ok()?;
         Some(Sealed::seal(&self.key, 0, crate::keyring::random(), AAD, &plain).to_bytes())
     }
 
-    /// The message in `bytes` and its sender, unless it does not open
-    /// under this cluster's key or comes from this peer.
-    pub fn open(&self, bytes: &[u8]) -> Result<Option<Message>, String> {
+    /// The messages in `bytes`, in order; none when they come from this
+    /// peer. An error when they do not open under this cluster's key.
+    pub fn open(&self, bytes: &[u8]) -> Result<Vec<Message>, String> {
         let sealed = Sealed::from_bytes(bytes, MAX_MESSAGE).map_err(|e| e.to_string())?;
         let plain = sealed.open(&self.key, AAD).map_err(|e| e.to_string())?;
         let wire: Wire = rmp_serde::from_slice(&plain).map_err(|e| e.to_string())?;
-        Ok((wire.peer != self.peer).then_some(wire.message))
+        Ok(if wire.peer == self.peer {
+            Vec::new()
+        } else {
+            wire.messages
+        })
     }
 }
 
@@ -170,12 +193,29 @@ pub async fn send_loop(
     cancel: CancellationToken,
 ) {
     let subject = subject(&cluster_id);
+    // A message that did not fit the last bundle starts the next.
+    let mut carried: Option<Message> = None;
     loop {
-        let msg = tokio::select! {
-            _ = cancel.cancelled() => break,
-            m = outbox.recv() => match m { Some(m) => m, None => break },
+        let first = match carried.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                _ = cancel.cancelled() => break,
+                m = outbox.recv() => match m { Some(m) => m, None => break },
+            },
         };
-        let Some(bytes) = codec.seal(msg) else {
+        // What else waits goes along, up to the bundle's size.
+        let mut weight = first.weight();
+        let mut bundle = vec![first];
+        while weight < BUNDLE_BYTES {
+            let Ok(m) = outbox.try_recv() else { break };
+            if weight + m.weight() > BUNDLE_BYTES {
+                carried = Some(m);
+                break;
+            }
+            weight += m.weight();
+            bundle.push(m);
+        }
+        let Some(bytes) = codec.seal(bundle) else {
             continue;
         };
         if let Err(e) = client.publish(subject.clone(), Bytes::from(bytes)).await {
@@ -216,8 +256,11 @@ pub async fn receive_loop(
             },
         };
         match codec.open(&msg.payload) {
-            Ok(Some(m)) => take(&shared, m).await,
-            Ok(None) => {}
+            Ok(messages) => {
+                for m in messages {
+                    take(&shared, m).await;
+                }
+            }
             Err(e) => warn!(error = %e, "dropped a cluster message that does not open"),
         }
     }
@@ -403,9 +446,17 @@ mod tests {
             expected: vec!["web01".into()],
             live_secs: 600,
         };
-        let bytes = a.seal(m).expect("seal");
-        assert!(matches!(b.open(&bytes), Ok(Some(Message::Job { .. }))));
-        assert!(matches!(a.open(&bytes), Ok(None)), "its own message");
+        let bytes = a
+            .seal(vec![m, Message::Session { epoch: 7 }])
+            .expect("seal");
+        assert!(matches!(
+            b.open(&bytes).as_deref(),
+            Ok([Message::Job { .. }, Message::Session { epoch: 7 }])
+        ));
+        assert!(
+            matches!(a.open(&bytes).as_deref(), Ok([])),
+            "its own messages"
+        );
         assert!(other_cluster.open(&bytes).is_err());
         assert!(other_master.open(&bytes).is_err());
         let mut tampered = bytes.clone();

@@ -117,12 +117,58 @@ pub fn handle_batch(shared: &Shared, frames: &[(&[u8], &[u8])], now_ms: i64) -> 
         .filter_map(|(env, key)| Some((env.as_ref().ok()?, key.as_ref()?)))
         .collect();
     let verified = items.len() > 1 && protocol::envelope::verify_batch(&items);
-    frames
+    let steps: Vec<Result<Step, Refusal>> = frames
         .iter()
         .zip(envs)
         .zip(keys)
-        .map(|((&(peer, _), env), key)| {
-            reply(shared, process(shared, peer, env, key, verified, now_ms))
+        .map(|((&(peer, _), env), key)| process(shared, peer, env, key, verified, now_ms))
+        .collect();
+    // The batch's returns are stored together, in order.
+    let rets: Vec<&JobReturn> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Ok(Step::Store { ret, .. }) => Some(ret),
+            _ => None,
+        })
+        .collect();
+    let mut outcomes = if rets.is_empty() {
+        Vec::new()
+    } else {
+        shared.store.put_returns(&rets, now_ms)
+    }
+    .into_iter();
+    steps
+        .into_iter()
+        .map(|step| {
+            let processed = match step {
+                Ok(Step::Done(p)) => Ok(p),
+                Ok(Step::Store {
+                    re,
+                    channel,
+                    id,
+                    ret,
+                }) => {
+                    let outcome = outcomes.next().unwrap_or_else(|| {
+                        Err(store::StoreError::Engine("a return was not stored".into()))
+                    });
+                    match after_store(shared, &id, &ret, outcome) {
+                        Ok(outcome) => {
+                            let body = ReplyBody::Ack {
+                                jid: ret.jid.clone(),
+                            };
+                            Ok((re, body, channel, Some((ret, outcome))))
+                        }
+                        Err((kind, message)) => Err(Refusal {
+                            re,
+                            kind,
+                            message,
+                            channel,
+                        }),
+                    }
+                }
+                Err(r) => Err(r),
+            };
+            reply(shared, processed)
         })
         .collect()
 }
@@ -199,6 +245,18 @@ type Processed = (
     Option<(JobReturn, Stored)>,
 );
 
+/// A request handled, or a return checked and waiting to be stored with
+/// the rest of its batch.
+enum Step {
+    Done(Processed),
+    Store {
+        re: u64,
+        channel: Option<SymmetricKey>,
+        id: MinionId,
+        ret: JobReturn,
+    },
+}
+
 fn decode(shared: &Shared, frame: &[u8]) -> Result<Envelope, Refusal> {
     Envelope::from_bytes(frame, shared.cfg.max_frame_bytes).map_err(|e| {
         warn!(size = frame.len(), error = %e, "dropped undecodable request frame");
@@ -216,7 +274,7 @@ fn process(
     key: Option<VerifyingKey>,
     verified: bool,
     now_ms: i64,
-) -> Result<Processed, Refusal> {
+) -> Result<Step, Refusal> {
     let env = env?;
     if env.key.is_some() {
         if !shared
@@ -231,7 +289,7 @@ fn process(
             ));
         }
         let (re, body) = auth(shared, &env, now_ms)?;
-        return Ok((re, body, None, None));
+        return Ok(Step::Done((re, body, None, None)));
     }
     let id = MinionId::new(env.signer.as_str()).map_err(|e| {
         warn!(error = %e, "refused request with invalid signer id");
@@ -271,20 +329,23 @@ fn process(
         warn!(minion_id = %id, error = %e, "refused stale request");
         with_channel(req.id, ErrorKind::Replay, e.to_string())
     })?;
-    let mut stored = None;
+    let to_store = |ret: JobReturn, push: bool| -> Result<Step, Refusal> {
+        let checked = if push {
+            check_push(&id, &ret)
+        } else {
+            check_return(shared, &id, &ret)
+        };
+        checked.map_err(|(k, m)| with_channel(req.id, k, m))?;
+        Ok(Step::Store {
+            re: req.id,
+            channel: channel.clone(),
+            id: id.clone(),
+            ret,
+        })
+    };
     let body = match req.body {
-        RequestBody::Return(ret) => {
-            let (body, ret, outcome) =
-                on_return(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?;
-            stored = Some((ret, outcome));
-            body
-        }
-        RequestBody::Push(ret) => {
-            let (body, ret, outcome) =
-                on_push(shared, &id, ret, now_ms).map_err(|(k, m)| with_channel(req.id, k, m))?;
-            stored = Some((ret, outcome));
-            body
-        }
+        RequestBody::Return(ret) => return to_store(ret, false),
+        RequestBody::Push(ret) => return to_store(ret, true),
         RequestBody::Heartbeat(hb) => {
             shared.jobs.tracker().set_running(id.as_str(), hb.running);
             shared.presence.seen(id.as_str(), now_ms);
@@ -329,15 +390,7 @@ fn process(
                         ));
                     }
                     info!(minion_id = %id, jid = %jid, bytes = size, "assembled a large return");
-                    let handled = if push {
-                        on_push(shared, &id, ret, now_ms)
-                    } else {
-                        on_return(shared, &id, ret, now_ms)
-                    };
-                    let (body, ret, outcome) =
-                        handled.map_err(|(k, m)| with_channel(req.id, k, m))?;
-                    stored = Some((ret, outcome));
-                    body
+                    return to_store(ret, push);
                 }
             }
         }
@@ -446,7 +499,7 @@ fn process(
             ));
         }
     };
-    Ok((req.id, body, channel, stored))
+    Ok(Step::Done((req.id, body, channel, None)))
 }
 
 fn file_error_kind(e: &crate::fileserver::FileError) -> ErrorKind {
@@ -467,12 +520,8 @@ fn accepted_key(shared: &Shared, id: &MinionId) -> Option<VerifyingKey> {
     }
 }
 
-fn on_push(
-    shared: &Shared,
-    id: &MinionId,
-    ret: JobReturn,
-    now_ms: i64,
-) -> Result<(ReplyBody, JobReturn, Stored), (ErrorKind, String)> {
+/// Checks facts a minion pushed on its own (a collect) before they are stored.
+fn check_push(id: &MinionId, ret: &JobReturn) -> Result<(), (ErrorKind, String)> {
     if ret.minion != *id {
         warn!(minion_id = %id, claimed = %ret.minion, "refused pushed facts claiming another minion's id");
         return Err((
@@ -486,18 +535,18 @@ fn on_push(
             format!("cannot push {:?}; only collect", ret.fun),
         ));
     }
-    let jid = ret.jid.clone();
-    let outcome = store_return(shared, id, &ret, now_ms)?;
-    Ok((ReplyBody::Ack { jid }, ret, outcome))
+    Ok(())
 }
 
-fn store_return(
+/// What storing a return did, logged and noted; a store error becomes the
+/// refusal the minion gets (it sends the return again).
+fn after_store(
     shared: &Shared,
     id: &MinionId,
     ret: &JobReturn,
-    now_ms: i64,
+    stored: Result<Stored, store::StoreError>,
 ) -> Result<Stored, (ErrorKind, String)> {
-    let outcome = shared.store.put_return(ret, now_ms).map_err(|e| {
+    let outcome = stored.map_err(|e| {
         warn!(error = %e, "could not store return");
         (ErrorKind::Internal, "store unavailable".to_string())
     })?;
@@ -516,12 +565,15 @@ fn store_return(
     Ok(outcome)
 }
 
-fn on_return(
+/// Checks a job return before it is stored: from the minion that signed
+/// it, for a job that expects that minion. Watchers (a waiting `cmdb run`)
+/// hear of the return only after the store is flushed, with the
+/// acknowledgement: see `notify_stored`.
+fn check_return(
     shared: &Shared,
     id: &MinionId,
-    ret: JobReturn,
-    now_ms: i64,
-) -> Result<(ReplyBody, JobReturn, Stored), (ErrorKind, String)> {
+    ret: &JobReturn,
+) -> Result<(), (ErrorKind, String)> {
     if ret.minion != *id {
         warn!(minion_id = %id, claimed = %ret.minion, "refused return claiming another minion's id");
         return Err((
@@ -547,11 +599,7 @@ fn on_return(
             format!("job {} does not expect a return from {id}", ret.jid),
         ));
     }
-    let jid = ret.jid.clone();
-    let outcome = store_return(shared, id, &ret, now_ms)?;
-    // Watchers (a waiting `cmdb run`) hear of the return only after the
-    // store is flushed, with the acknowledgement: see `notify_stored`.
-    Ok((ReplyBody::Ack { jid }, ret, outcome))
+    Ok(())
 }
 
 /// Tells a live job's watchers and the event bus about a return that is

@@ -767,9 +767,11 @@ pub fn record_presence(shared: &Shared) {
 }
 
 fn flush_presence(shared: &Shared) {
-    for (m, at) in shared.presence.take_dirty() {
-        if let Err(e) = shared.store.set_last_seen(&m, at) {
-            warn!(error = %e, "could not record presence");
-        }
+    let seen: Vec<(String, i64)> = shared.presence.take_dirty().into_iter().collect();
+    if seen.is_empty() {
+        return;
+    }
+    if let Err(e) = shared.store.set_last_seen_all(&seen) {
+        warn!(error = %e, minions = seen.len(), "could not record when minions were last heard from");
     }
 }

@@ -110,7 +110,7 @@ pub(crate) fn is_collect(ret: &protocol::JobReturn) -> bool {
 use thiserror::Error;
 
 /// Why a store operation failed.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The database could not be opened.
     #[error("{path}: {reason}")]
@@ -314,6 +314,10 @@ pub trait Store: Send + Sync {
     fn put_return(&self, ret: &JobReturn, now_ms: i64) -> Result<Stored, StoreError> {
         self.put_return_from(ret, Source::Collect, now_ms)
     }
+    /// Stores several returns, as [`Store::put_return`] each, in order;
+    /// says what it did for each. An engine may store them together (one
+    /// transaction for the returns that change no asset).
+    fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>>;
     /// As [`Store::put_return`], recording a collect's asset change with
     /// `source` ([`Source::Ssh`] for a host collected over SSH).
     fn put_return_from(
@@ -402,6 +406,8 @@ pub trait Store: Send + Sync {
     fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError>;
     /// Records when a minion was last heard from (unix milliseconds).
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError>;
+    /// Records when each of several minions was last heard from, together.
+    fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError>;
     /// When a minion was last heard from.
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError>;
     /// Writes everything to disk.
@@ -496,6 +502,51 @@ mod tests {
         assert!(!s.put_return(&ret(&jid, "a"), 0).expect("put").is_new());
         assert!(s.put_return(&ret(&jid, "b"), 0).expect("put").is_new());
         assert_eq!(s.returns(&jid).expect("list").len(), 2);
+    }
+
+    #[test]
+    fn returns_stored_together_say_for_each_what_was_done_in_order() {
+        for (_dir, s) in engines(InventoryConfig::default()) {
+            let jid = Jid::from_micros(1_700_000_000_000_000).expect("jid");
+            let collect_jid = Jid::from_micros(1_700_000_000_000_001).expect("jid");
+            assert!(s.put_return(&ret(&jid, "a"), 0).expect("put").is_new());
+            let mut collect = ret(&collect_jid, "c");
+            collect.fun = "collect".into();
+            collect.data = serde_json::json!({"host": "c"});
+            let (a, b, b_again) = (ret(&jid, "a"), ret(&jid, "b"), ret(&jid, "b"));
+            let batch = [&a, &b, &collect, &b_again, &collect];
+            let stored: Vec<String> = s
+                .put_returns(&batch, 5)
+                .into_iter()
+                .map(|r| match r.expect("stored") {
+                    Stored::Duplicate => "duplicate".to_owned(),
+                    Stored::Return => "return".to_owned(),
+                    Stored::Asset { version, .. } => format!("asset v{version}"),
+                })
+                .collect();
+            assert_eq!(
+                stored,
+                ["duplicate", "return", "asset v0", "duplicate", "duplicate"]
+            );
+            let mut minions = s.returned_minions(&jid).expect("list");
+            minions.sort();
+            assert_eq!(minions, ["a", "b"]);
+            assert!(s.asset_of_minion("c").expect("read").is_some());
+            assert!(s.put_returns(&[], 5).is_empty());
+        }
+    }
+
+    #[test]
+    fn last_seen_times_are_kept_one_by_one_and_together() {
+        for (_dir, s) in engines(InventoryConfig::default()) {
+            assert_eq!(s.last_seen("a").expect("read"), None);
+            s.set_last_seen("a", 5).expect("one");
+            s.set_last_seen_all(&[("a".into(), 7), ("b".into(), 9)])
+                .expect("together");
+            s.set_last_seen_all(&[]).expect("none");
+            assert_eq!(s.last_seen("a").expect("read"), Some(7));
+            assert_eq!(s.last_seen("b").expect("read"), Some(9));
+        }
     }
 
     #[test]

@@ -388,6 +388,17 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        for (m, at) in seen {
+            self.set_last_seen(m, *at)?;
+        }
+        Ok(())
+    }
+
+    fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>> {
+        rets.iter().map(|r| self.put_return(r, now_ms)).collect()
+    }
+
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
         self.data().last_seen.insert(minion.to_owned(), at_ms);
         Ok(())

@@ -715,6 +715,56 @@ impl PgStore {
         })
     }
 
+    /// Returns that change no asset (not collects), stored in one
+    /// transaction by one statement; a return already stored, or twice in
+    /// `rets`, is a duplicate.
+    async fn put_plain_returns_async(
+        &self,
+        rets: &[&JobReturn],
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut jids = Vec::with_capacity(rets.len());
+        let mut minions = Vec::with_capacity(rets.len());
+        let mut records = Vec::with_capacity(rets.len());
+        for r in rets {
+            jids.push(r.jid.as_str());
+            minions.push(r.minion.as_str());
+            records.push(encode(*r)?);
+        }
+        let mut c = self.conn.client().await?;
+        let tx = self.conn.begin(&mut c).await?;
+        let set = tx
+            .prepared("SELECT set_config('synchronous_commit', 'off', true)")
+            .await?;
+        let insert = tx
+            .prepared(
+                "INSERT INTO returns (jid, minion, record) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+                 ON CONFLICT DO NOTHING RETURNING jid, minion",
+            )
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&jids, &minions, &records];
+        let (_, rows) =
+            futures_util::try_join!(tx.run_query(&set, &[]), tx.run_query(&insert, &params))?;
+        tx.commit().await?;
+        let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+        for r in &rows {
+            let jid: String = r.try_get(0).map_err(|e| self.conn.err(e))?;
+            let minion: String = r.try_get(1).map_err(|e| self.conn.err(e))?;
+            inserted.insert((jid, minion));
+        }
+        Ok(rets
+            .iter()
+            .map(|r| {
+                // The first of two alike is the one stored.
+                if inserted.remove(&(r.jid.as_str().to_owned(), r.minion.as_str().to_owned())) {
+                    Stored::Return
+                } else {
+                    Stored::Duplicate
+                }
+            })
+            .collect())
+    }
+
     async fn put_return_async(
         &self,
         ret: &JobReturn,
@@ -1008,6 +1058,77 @@ impl Store for PgStore {
         self.conn.run(self.put_return_async(ret, source, now_ms))
     }
 
+    /// Returns that change no asset go in one transaction and one
+    /// statement; collects are stored each in its own transaction, at once
+    /// on connections of the pool.
+    fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>> {
+        let (plain, collects): (Vec<usize>, Vec<usize>) =
+            (0..rets.len()).partition(|&i| !is_collect(rets[i]));
+        let mut out: Vec<Option<Result<Stored, StoreError>>> =
+            (0..rets.len()).map(|_| None).collect();
+        if plain.len() > 1 {
+            let these: Vec<&JobReturn> = plain.iter().map(|&i| rets[i]).collect();
+            match self.conn.run(self.put_plain_returns_async(&these)) {
+                Ok(stored) => {
+                    for (i, s) in plain.iter().zip(stored) {
+                        out[*i] = Some(Ok(s));
+                    }
+                }
+                Err(e) => {
+                    for i in &plain {
+                        out[*i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        let singles: Vec<usize> = if plain.len() > 1 {
+            collects
+        } else {
+            plain.into_iter().chain(collects).collect()
+        };
+        // One minion's returns in order; different minions' at once.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for &i in &singles {
+            match groups
+                .iter_mut()
+                .find(|g| rets[g[0]].minion == rets[i].minion)
+            {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let stored = self.conn.run(async {
+            Ok(
+                futures_util::future::join_all(groups.iter().map(|group| async move {
+                    let mut done = Vec::with_capacity(group.len());
+                    for &i in group {
+                        let r = self
+                            .put_return_async(rets[i], Source::Collect, now_ms)
+                            .await;
+                        done.push((i, r));
+                    }
+                    done
+                }))
+                .await,
+            )
+        });
+        match stored {
+            Ok(groups) => {
+                for (i, r) in groups.into_iter().flatten() {
+                    out[i] = Some(r);
+                }
+            }
+            Err(e) => {
+                for &i in &singles {
+                    out[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|s| s.unwrap_or_else(|| Err(StoreError::Engine("a return was not stored".into()))))
+            .collect()
+    }
+
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError> {
         Ok(self
             .assets_where(
@@ -1231,6 +1352,20 @@ impl Store for PgStore {
                 &[&minion, &at_ms],
             ))
             .map(drop)
+    }
+
+    fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        for part in seen.chunks(10_000) {
+            let minions: Vec<&str> = part.iter().map(|(m, _)| m.as_str()).collect();
+            let at: Vec<i64> = part.iter().map(|(_, a)| *a).collect();
+            self.conn.run(self.conn.exec(
+                "INSERT INTO last_seen (minion, at_ms) \
+                 SELECT * FROM unnest($1::text[], $2::bigint[]) \
+                 ON CONFLICT (minion) DO UPDATE SET at_ms = EXCLUDED.at_ms",
+                &[&minions, &at],
+            ))?;
+        }
+        Ok(())
     }
 
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {

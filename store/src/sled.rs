@@ -696,6 +696,17 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        for (m, at) in seen {
+            self.set_last_seen(m, *at)?;
+        }
+        Ok(())
+    }
+
+    fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>> {
+        rets.iter().map(|r| self.put_return(r, now_ms)).collect()
+    }
+
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
         self.presence
             .insert(minion.as_bytes(), &at_ms.to_be_bytes())

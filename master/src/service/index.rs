@@ -407,6 +407,15 @@ impl Store for IndexedStore {
         }
         Ok(stored)
     }
+    fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>> {
+        let stored = self.inner.put_returns(rets, now_ms);
+        for s in &stored {
+            if let Ok(Stored::Asset { id, .. }) = s {
+                self.index.mark(id);
+            }
+        }
+        stored
+    }
     fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, StoreError> {
         self.inner.asset(id)
     }
@@ -482,6 +491,9 @@ impl Store for IndexedStore {
     }
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
         self.inner.set_last_seen(minion, at_ms)
+    }
+    fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        self.inner.set_last_seen_all(seen)
     }
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
         self.inner.last_seen(minion)
