@@ -533,6 +533,54 @@ mod tests {
             assert_eq!(minions, ["a", "b"]);
             assert!(s.asset_of_minion("c").expect("read").is_some());
             assert!(s.put_returns(&[], 5).is_empty());
+
+            // Collects of minions with assets and without, one minion
+            // twice, and one already stored.
+            let collect_of = |n: i64, m: &str, host: &str| {
+                let mut r = ret(
+                    &Jid::from_micros(1_700_000_000_000_100 + n).expect("jid"),
+                    m,
+                );
+                r.fun = "collect".into();
+                r.data = serde_json::json!({"host": host});
+                r
+            };
+            let e0 = collect_of(0, "e", "e0");
+            s.put_return(&e0, 6).expect("e");
+            let (c1, d1, e1, c2) = (
+                collect_of(1, "c", "c1"),
+                collect_of(1, "d", "d1"),
+                collect_of(1, "e", "e0"),
+                collect_of(2, "c", "c2"),
+            );
+            let batch = [&c1, &d1, &e1, &c2, &e0];
+            let stored: Vec<String> = s
+                .put_returns(&batch, 7)
+                .into_iter()
+                .map(|r| match r.expect("stored") {
+                    Stored::Duplicate => "duplicate".to_owned(),
+                    Stored::Return => "return".to_owned(),
+                    Stored::Asset {
+                        version, changed, ..
+                    } => format!("asset v{version} {changed}"),
+                })
+                .collect();
+            assert_eq!(
+                stored,
+                [
+                    "asset v1 true",
+                    "asset v0 true",
+                    "asset v0 false",
+                    "asset v2 true",
+                    "duplicate"
+                ]
+            );
+            let c = s.asset_of_minion("c").expect("read").expect("c");
+            assert_eq!(c.version, 2);
+            assert_eq!(c.full_facts()["host"], "c2");
+            assert_eq!(s.history(&c.id).expect("history").len(), 3);
+            let jid2 = Jid::from_micros(1_700_000_000_000_102).expect("jid");
+            assert_eq!(s.returned_minions(&jid2).expect("list"), ["c"]);
         }
     }
 

@@ -765,6 +765,191 @@ impl PgStore {
             .collect())
     }
 
+    /// Collects of different minions in one transaction: locked, read and
+    /// written by a few statements for all of them. Says what was stored
+    /// for each, or `None` for a collect left to be stored on its own (its
+    /// minion has no asset yet, or shares it with another in `rets`).
+    async fn put_collects_async(
+        &self,
+        rets: &[&JobReturn],
+        now_ms: i64,
+    ) -> Result<Vec<Option<Stored>>, StoreError> {
+        type Params<'p> = Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)>;
+        let jids: Vec<&str> = rets.iter().map(|r| r.jid.as_str()).collect();
+        let minions: Vec<&str> = rets.iter().map(|r| r.minion.as_str()).collect();
+        // Locks in one order, so that two batches cannot wait on each other.
+        let mut locks: Vec<i32> = minions.iter().map(|m| minion_key(m)).collect();
+        locks.sort_unstable();
+        locks.dedup();
+        let mut c = self.conn.client().await?;
+        let tx = self.conn.begin(&mut c).await?;
+        let set = tx
+            .prepared("SELECT set_config('synchronous_commit', 'off', true)")
+            .await?;
+        let lock = tx
+            .prepared("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int[]) AS k")
+            .await?;
+        let dup = tx
+            .prepared(
+                "SELECT r.minion FROM returns r \
+                 JOIN unnest($1::text[], $2::text[]) AS q(jid, minion) \
+                 ON r.jid = q.jid AND r.minion = q.minion",
+            )
+            .await?;
+        let map = tx
+            .prepared("SELECT minion, id FROM asset_minion WHERE minion = ANY($1)")
+            .await?;
+        let lock_params: Params = vec![&MINION_LOCK, &locks];
+        let pair_params: Params = vec![&jids, &minions];
+        let map_params: Params = vec![&minions];
+        let (_, _, dup_rows, map_rows) = futures_util::try_join!(
+            tx.run_query(&set, &[]),
+            tx.run_query(&lock, &lock_params),
+            tx.run_query(&dup, &pair_params),
+            tx.run_query(&map, &map_params),
+        )?;
+        let column = |r: &Row, i: usize| -> Result<String, StoreError> {
+            r.try_get(i).map_err(|e| self.conn.err(e))
+        };
+        let mut dups = std::collections::HashSet::new();
+        for r in &dup_rows {
+            dups.insert(column(r, 0)?);
+        }
+        let mut mapped = std::collections::HashMap::new();
+        for r in &map_rows {
+            mapped.insert(column(r, 0)?, column(r, 1)?);
+        }
+        // The assets to update here: mapped, and each by one minion only.
+        let mut ids: Vec<&str> = rets
+            .iter()
+            .filter(|r| !dups.contains(r.minion.as_str()))
+            .filter_map(|r| mapped.get(r.minion.as_str()).map(String::as_str))
+            .collect();
+        ids.sort_unstable();
+        let shared: std::collections::HashSet<&str> = ids
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect();
+        ids.dedup();
+        ids.retain(|id| !shared.contains(id));
+        let lock_assets = tx
+            .prepared("SELECT id FROM assets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .await?;
+        // Read by a statement of its own, after the locks: see
+        // `Tx::asset_for_update`.
+        let read = tx
+            .prepared(&format!(
+                "SELECT {ASSET_COLUMNS} FROM assets a WHERE a.id = ANY($1)"
+            ))
+            .await?;
+        let id_params: Params = vec![&ids];
+        let (_, rows) = futures_util::try_join!(
+            tx.run_query(&lock_assets, &id_params),
+            tx.run_query(&read, &id_params),
+        )?;
+        let mut existing = std::collections::HashMap::new();
+        for r in &rows {
+            let l = loaded(r, 0)?;
+            existing.insert(l.rec.id.as_str().to_owned(), l);
+        }
+        let every = self.every();
+        let mut out = Vec::with_capacity(rets.len());
+        let (mut stubs, mut history, mut writes, mut changed) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in rets {
+            let minion = r.minion.as_str();
+            if dups.contains(minion) {
+                out.push(Some(Stored::Duplicate));
+                continue;
+            }
+            let Some(l) = mapped.get(minion).and_then(|id| existing.remove(id)) else {
+                out.push(None);
+                continue;
+            };
+            let (base, id) = (l.base, l.rec.id.clone());
+            let (rec, entries) = inventory::apply_collect(
+                Some(l.rec),
+                minion,
+                &r.data,
+                &r.jid,
+                &self.inventory,
+                now_ms,
+                Source::Collect,
+            );
+            if rec.id != id {
+                return Err(StoreError::Engine(format!(
+                    "a collect of {minion} moved asset {id} to {}",
+                    rec.id
+                )));
+            }
+            stubs.push((
+                r.jid.as_str(),
+                minion,
+                encode(&crate::return_stub(r, &rec))?,
+            ));
+            for e in &entries {
+                history.push((
+                    rec.id.as_str().to_owned(),
+                    int(e.version)?,
+                    e.at_ms,
+                    encode(e)?,
+                ));
+            }
+            writes.push(tx.asset_write(&rec, Some(base), every)?);
+            if !entries.is_empty() {
+                changed.push(rec.id.clone());
+            }
+            out.push(Some(Stored::Asset {
+                id: rec.id,
+                version: rec.version,
+                changed: !entries.is_empty(),
+            }));
+        }
+        if !stubs.is_empty() {
+            let insert = tx
+                .prepared(
+                    "INSERT INTO returns (jid, minion, record) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
+                )
+                .await?;
+            let put_history = tx
+                .prepared(
+                    "INSERT INTO history (id, version, at_ms, record) \
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[]) \
+                     ON CONFLICT (id, version) DO UPDATE \
+                     SET at_ms = EXCLUDED.at_ms, record = EXCLUDED.record",
+                )
+                .await?;
+            let mut statements = Vec::with_capacity(writes.len());
+            for w in &writes {
+                statements.push(tx.prepared(w.sql).await?);
+            }
+            let s_jids: Vec<&str> = stubs.iter().map(|s| s.0).collect();
+            let s_minions: Vec<&str> = stubs.iter().map(|s| s.1).collect();
+            let s_records: Vec<&[u8]> = stubs.iter().map(|s| s.2.as_slice()).collect();
+            let h_ids: Vec<&str> = history.iter().map(|h| h.0.as_str()).collect();
+            let h_versions: Vec<i64> = history.iter().map(|h| h.1).collect();
+            let h_at: Vec<i64> = history.iter().map(|h| h.2).collect();
+            let h_records: Vec<&[u8]> = history.iter().map(|h| h.3.as_slice()).collect();
+            let insert_params: Params = vec![&s_jids, &s_minions, &s_records];
+            let history_params: Params = vec![&h_ids, &h_versions, &h_at, &h_records];
+            let write_params: Vec<_> = writes.iter().map(AssetWrite::params).collect();
+            let mut all = vec![tx.run_exec(&insert, &insert_params).boxed()];
+            if !history.is_empty() {
+                all.push(tx.run_exec(&put_history, &history_params).boxed());
+            }
+            for (st, p) in statements.iter().zip(&write_params) {
+                all.push(tx.run_exec(st, p).boxed());
+            }
+            futures_util::future::try_join_all(all).await?;
+            let keep = self.inventory.history_keep;
+            futures_util::future::try_join_all(changed.iter().map(|id| tx.prune(id, keep))).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn put_return_async(
         &self,
         ret: &JobReturn,
@@ -1081,11 +1266,36 @@ impl Store for PgStore {
                 }
             }
         }
+        // The first collect of each minion goes into one transaction with
+        // the others, when it updates an asset of its own; the rest are
+        // stored one by one, after it.
+        let mut firsts: Vec<usize> = Vec::new();
+        for &i in &collects {
+            if !firsts.iter().any(|&f| rets[f].minion == rets[i].minion) {
+                firsts.push(i);
+            }
+        }
+        if firsts.len() > 1 {
+            let these: Vec<&JobReturn> = firsts.iter().map(|&i| rets[i]).collect();
+            match self.conn.run(self.put_collects_async(&these, now_ms)) {
+                Ok(stored) => {
+                    for (i, s) in firsts.iter().zip(stored) {
+                        out[*i] = s.map(Ok);
+                    }
+                }
+                Err(e) => {
+                    for i in &firsts {
+                        out[*i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
         let singles: Vec<usize> = if plain.len() > 1 {
             collects
         } else {
             plain.into_iter().chain(collects).collect()
         };
+        let singles: Vec<usize> = singles.into_iter().filter(|&i| out[i].is_none()).collect();
         // One minion's returns in order; different minions' at once.
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for &i in &singles {

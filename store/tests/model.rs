@@ -17,6 +17,9 @@ use store::{JobRecord, PgStore, SledStore, Store};
 enum Op {
     /// A collect from minion `m` with facts variant `v`.
     Collect { m: usize, v: u8 },
+    /// One job's collects from every minion, with facts variant `v`, and
+    /// the first again, stored together.
+    Together { v: u8 },
     /// A test.ping return from minion `m`.
     Ping { m: usize },
     /// The last return sent again.
@@ -33,6 +36,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3usize, 0..4u8).prop_map(|(m, v)| Op::Collect { m, v }),
         2 => (0..3usize).prop_map(|m| Op::Ping { m }),
+        2 => (0..4u8).prop_map(|v| Op::Together { v }),
         1 => Just(Op::Replay),
         2 => (0..3usize, 0..3u8).prop_map(|(m, rack)| Op::Edit { m, rack }),
         1 => (0..3usize, any::<bool>()).prop_map(|(m, online)| Op::Presence { m, online }),
@@ -83,6 +87,26 @@ fn apply(s: &dyn Store, ops: &[Op]) {
                 let r = ret(*m, "collect", facts);
                 s.put_return(&r, at(n)).expect("collect");
                 last = Some(r);
+            }
+            Op::Together { v } => {
+                let mut j = job(0, "collect");
+                j.target = Target::Glob("*".into());
+                j.expected = (0..3).map(|m| format!("m{m}")).collect();
+                s.put_live_job(&j, b"envelope").expect("job");
+                let rets: Vec<JobReturn> = (0..3)
+                    .map(|m| {
+                        let facts = serde_json::json!({
+                            "host": format!("m{m}"), "kernel": format!("6.{v}"),
+                            "uptime_seconds": n, "serialnumber": format!("SN{m}"),
+                        });
+                        ret(m, "collect", facts)
+                    })
+                    .collect();
+                let together: Vec<&JobReturn> = rets.iter().chain(rets.first()).collect();
+                for stored in s.put_returns(&together, at(n)) {
+                    stored.expect("collect");
+                }
+                last = rets.into_iter().next();
             }
             Op::Ping { m } => {
                 s.put_job(&job(*m, "test.ping")).expect("job");
