@@ -6,6 +6,7 @@
 //! of the master's HTTP API.
 
 pub mod api;
+pub mod cluster;
 pub mod facts;
 pub mod floor;
 pub mod swarm;

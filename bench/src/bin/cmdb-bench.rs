@@ -78,6 +78,12 @@ struct Cli {
     /// With `--crash`: the swarm's size.
     #[arg(long, default_value_t = 2000)]
     crash_minions: usize,
+    /// Only measure a master cluster: two peers on one PostgreSQL and one
+    /// NATS, a swarm of this many minions on each, `--pings` and
+    /// `--collects` jobs of all of them; the section replaces the one in
+    /// `--out`.
+    #[arg(long, value_name = "MINIONS_PER_PEER")]
+    cluster: Option<usize>,
 }
 
 /// The user the SSH run logs in as. Run as root, a system user
@@ -267,6 +273,9 @@ const SSH_HEADING: &str = "## Agentless collection over SSH";
 /// The heading of the crash run's section (`--crash`).
 const CRASH_HEADING: &str = "## A fleet collect across master kills";
 
+/// The heading of the cluster run's section (`--cluster`).
+const CLUSTER_HEADING: &str = "## A master cluster: two peers on PostgreSQL and NATS";
+
 /// The sections of an earlier report that a run does not write: those
 /// whose heading says "(written by hand)" and the SSH and crash runs'
 /// sections, each up to the next `## ` heading, in their order.
@@ -280,6 +289,7 @@ fn kept_sections(old: &str) -> String {
         if heading.contains("(written by hand)")
             || heading.starts_with(SSH_HEADING)
             || heading.starts_with(CRASH_HEADING)
+            || heading.starts_with(CLUSTER_HEADING)
         {
             kept.push('\n');
             kept.push_str(section.trim_end_matches('\n'));
@@ -584,6 +594,90 @@ fn asset_count(c: &mut Cluster) -> anyhow::Result<usize> {
         )
     })?;
     Ok(v.as_array().context("cmdb asset list: not a list")?.len())
+}
+
+/// `--cluster N`: the floor of 2N returns, then two peers with a swarm of
+/// N minions each (`bench::cluster`).
+fn cluster_phase(cli: &Cli, n: usize) -> anyhow::Result<String> {
+    anyhow::ensure!(n > 0, "--cluster must be at least 1");
+    eprintln!("== cluster: floors for {} returns", 2 * n);
+    let (floor_ping, floor_collect) = floors(2 * n, cli.floor_reps)?;
+    eprintln!("== cluster: two peers, {n} minions each");
+    let run = bench::cluster::run(n, cli.pings, cli.collects)?;
+    Ok(cluster_section(cli, n, &run, floor_ping, floor_collect))
+}
+
+/// The cluster run's report section.
+fn cluster_section(
+    cli: &Cli,
+    n: usize,
+    run: &bench::cluster::Run,
+    floor_ping: f64,
+    floor_collect: f64,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{CLUSTER_HEADING}\n");
+    let _ = writeln!(
+        s,
+        "`bash bench/run.sh --cluster {n} --pings {} --collects {}`: one PostgreSQL server \
+         (fsync on) and one NATS server started for the run, two masters (peers of one \
+         cluster, autosign) on them, and one `cmdb-swarm` of {n} minions connected to each \
+         peer, everything on 127.0.0.1 and this machine's cores. From 35 s after every minion \
+         is online, each job is a whole `cmdb run '*' FUN --out json` on the first peer, \
+         expecting all {} minions: half the returns reach it from the other peer over NATS. \
+         CPU seconds are each process's over the job (PostgreSQL: all its processes). The \
+         floor is one core verifying and decoding {} returns, measured just before. \
+         Measured on {}, {}.\n",
+        cli.pings,
+        cli.collects,
+        run.minions,
+        run.minions,
+        machine(),
+        source()
+    );
+    let _ = writeln!(
+        s,
+        "| job | wall | returned/expected | wall / floor | master A CPU s | master B CPU s | swarm A CPU s | swarm B CPU s | PostgreSQL CPU s |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for j in &run.jobs {
+        let floor = if j.fun == "collect" {
+            floor_collect
+        } else {
+            floor_ping
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} s | {}/{} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            j.fun,
+            j.wall,
+            j.returned,
+            run.minions,
+            j.wall / floor.max(1e-9),
+            j.cpu[0],
+            j.cpu[1],
+            j.cpu[2],
+            j.cpu[3],
+            j.cpu[4]
+        );
+    }
+    let median = |fun: &str, floor: f64| match run.median(fun) {
+        Some(m) => format!(
+            "{m:.2} s ({:.1} floors of {floor:.3} s)",
+            m / floor.max(1e-9)
+        ),
+        None => "-".to_owned(),
+    };
+    let _ = writeln!(
+        s,
+        "\nPing median {} (goal ≤ 2 s), collect median {} (goal ≤ 10 s); peak RSS \
+         {:.0} MiB (first peer) and {:.0} MiB (second).",
+        median("test.ping", floor_ping),
+        median("collect", floor_collect),
+        run.peak_rss_mib[0],
+        run.peak_rss_mib[1]
+    );
+    s
 }
 
 /// The crash run's report section.
@@ -1813,6 +1907,12 @@ fn main() -> anyhow::Result<()> {
         print!("{section}");
         return Ok(());
     }
+    if let Some(n) = cli.cluster {
+        let section = cluster_phase(&cli, n)?;
+        put_section(&cli.out, CLUSTER_HEADING, &section)?;
+        print!("{section}");
+        return Ok(());
+    }
     if cli.floor_only {
         println!("| minions | floor: ping returns | floor: collect returns |");
         println!("|---|---|---|");
@@ -1851,10 +1951,10 @@ mod test {
 
     #[test]
     fn a_new_report_keeps_the_crash_section_beside_the_ssh_one() {
-        let old = "# Benchmarks\n\n## Per run\nold\n\n## Agentless collection over SSH\n| ssh |\n\n## A fleet collect across master kills\n| crash |\n\n## The web UI\nold\n";
+        let old = "# Benchmarks\n\n## Per run\nold\n\n## Agentless collection over SSH\n| ssh |\n\n## A fleet collect across master kills\n| crash |\n\n## A master cluster: two peers on PostgreSQL and NATS\n| cluster |\n\n## The web UI\nold\n";
         assert_eq!(
             kept_sections(old),
-            "\n## Agentless collection over SSH\n| ssh |\n\n## A fleet collect across master kills\n| crash |\n"
+            "\n## Agentless collection over SSH\n| ssh |\n\n## A fleet collect across master kills\n| crash |\n\n## A master cluster: two peers on PostgreSQL and NATS\n| cluster |\n"
         );
     }
 
