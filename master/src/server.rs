@@ -742,9 +742,17 @@ pub fn record_presence(shared: &Shared) {
     // were last heard from is in the shared store (asked outside the
     // presence lock, about online minions gone quiet here only).
     if shared.peers.is_some() {
-        for m in shared.presence.stale_online(now_ms(), offline_after) {
-            if let Ok(Some(at)) = shared.store.last_seen(&m) {
-                shared.presence.heard_elsewhere(&m, at);
+        let stale = shared.presence.stale_online(now_ms(), offline_after);
+        if !stale.is_empty() {
+            match shared.store.last_seen_all(&stale) {
+                Ok(heard) => {
+                    for (m, at) in heard {
+                        shared.presence.heard_elsewhere(&m, at);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not read when other peers last heard from minions")
+                }
             }
         }
     }

@@ -410,6 +410,8 @@ pub trait Store: Send + Sync {
     fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError>;
     /// When a minion was last heard from.
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError>;
+    /// When each of `minions` was last heard from, for those ever heard from.
+    fn last_seen_all(&self, minions: &[String]) -> Result<Vec<(String, i64)>, StoreError>;
     /// Writes everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
     /// Creates or replaces a user (on disk when this returns).
@@ -594,6 +596,12 @@ mod tests {
             s.set_last_seen_all(&[]).expect("none");
             assert_eq!(s.last_seen("a").expect("read"), Some(7));
             assert_eq!(s.last_seen("b").expect("read"), Some(9));
+            let mut all = s
+                .last_seen_all(&["b".into(), "never".into(), "a".into()])
+                .expect("read together");
+            all.sort();
+            assert_eq!(all, [("a".to_owned(), 7), ("b".to_owned(), 9)]);
+            assert!(s.last_seen_all(&[]).expect("none").is_empty());
         }
     }
 

@@ -1119,6 +1119,25 @@ impl PgStore {
     ) -> Result<Vec<AssetRecord>, StoreError> {
         let mut c = self.conn.client().await?;
         let tx = self.conn.begin(&mut c).await?;
+        // Every asset the batch updates is locked first, in one order, so
+        // that two batches touching the same assets (imports on two peers)
+        // wait for each other instead of meeting in a deadlock.
+        let mut ids: Vec<&str> = edits
+            .iter()
+            .filter_map(|e| match e {
+                AssetEdit::Update { id, .. } => Some(id.as_str()),
+                AssetEdit::Create { .. } => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !ids.is_empty() {
+            tx.rows(
+                "SELECT id FROM assets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&ids],
+            )
+            .await?;
+        }
         let mut out = Vec::with_capacity(edits.len());
         for edit in edits {
             match edit {
@@ -1578,6 +1597,23 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn last_seen_all(&self, minions: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for part in minions.chunks(10_000) {
+            let rows = self.conn.run(self.conn.rows(
+                "SELECT minion, at_ms FROM last_seen WHERE minion = ANY($1)",
+                &[&part],
+            ))?;
+            for r in rows {
+                out.push((
+                    r.try_get(0).map_err(|e| self.conn.err(e))?,
+                    r.try_get(1).map_err(|e| self.conn.err(e))?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
         self.conn.run(async {
             match self
@@ -1833,6 +1869,62 @@ mod tests {
             b.live_jobs(0).expect("live"),
             vec![(job(1), b"from a".to_vec())]
         );
+    }
+
+    /// Two peers importing the same assets in opposite orders: each batch
+    /// waits for the other, and neither fails.
+    #[test]
+    fn edit_batches_over_the_same_assets_in_opposite_orders_all_succeed() {
+        let (_dir, server) = server();
+        let url = server.url("postgres");
+        let a = PgStore::connect(&url, InventoryConfig::default()).expect("a");
+        let b = PgStore::connect(&url, InventoryConfig::default()).expect("b");
+        let created = a
+            .apply_edits(
+                &(0..12)
+                    .map(|n| AssetEdit::Create {
+                        document: serde_json::json!({"manual": {"name": format!("a{n}")}}),
+                        expected_serial: None,
+                    })
+                    .collect::<Vec<_>>(),
+                Source::Import,
+                Some("ops"),
+                1,
+            )
+            .expect("create");
+        let ids: Vec<AssetId> = created.iter().map(|r| r.id.clone()).collect();
+        let edits = |order: &mut dyn Iterator<Item = &AssetId>, rack: &str| -> Vec<AssetEdit> {
+            order
+                .map(|id| AssetEdit::Update {
+                    id: id.clone(),
+                    document: serde_json::json!({"manual": {"rack": rack}}),
+                    if_version: None,
+                })
+                .collect()
+        };
+        std::thread::scope(|s| {
+            let up = s.spawn(|| {
+                for n in 0..15 {
+                    a.apply_edits(
+                        &edits(&mut ids.iter(), &format!("A{n}")),
+                        Source::Import,
+                        Some("a"),
+                        2,
+                    )
+                    .expect("a's batch");
+                }
+            });
+            for n in 0..15 {
+                b.apply_edits(
+                    &edits(&mut ids.iter().rev(), &format!("B{n}")),
+                    Source::Import,
+                    Some("b"),
+                    2,
+                )
+                .expect("b's batch");
+            }
+            up.join().expect("a's thread");
+        });
     }
 
     #[test]

@@ -714,6 +714,16 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn last_seen_all(&self, minions: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for m in minions {
+            if let Some(at) = self.last_seen(m)? {
+                out.push((m.clone(), at));
+            }
+        }
+        Ok(out)
+    }
+
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .presence

@@ -495,6 +495,9 @@ impl Store for IndexedStore {
     fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
         self.inner.set_last_seen_all(seen)
     }
+    fn last_seen_all(&self, minions: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner.last_seen_all(minions)
+    }
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
         self.inner.last_seen(minion)
     }
