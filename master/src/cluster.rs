@@ -61,6 +61,12 @@ pub enum Message {
         /// The new epoch.
         epoch: u64,
     },
+    /// A job was killed: the other peers stop handing it to minions that
+    /// missed it.
+    Stop {
+        /// The killed job.
+        jid: Jid,
+    },
     /// A return was stored.
     Return {
         /// The job.
@@ -85,7 +91,7 @@ impl Message {
             Message::Job {
                 envelope, expected, ..
             } => envelope.len() + expected.iter().map(|e| e.len() + 2).sum::<usize>(),
-            Message::Session { .. } => 0,
+            Message::Session { .. } | Message::Stop { .. } => 0,
             Message::Return {
                 minion, fun, json, ..
             } => minion.len() + fun.len() + json.len(),
@@ -302,6 +308,11 @@ async fn take(shared: &Arc<Shared>, message: Message) {
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => warn!(error = %e, "cannot read the cluster's session key"),
                 Err(e) => warn!(error = %e, "reading the cluster's session key failed"),
+            }
+        }
+        Message::Stop { jid } => {
+            if shared.jobs.tracker().stop(&jid).is_some() {
+                info!(jid = %jid, "job killed on another peer");
             }
         }
         Message::Return {

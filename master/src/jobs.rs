@@ -98,6 +98,8 @@ struct LiveJob {
     registered: Instant,
     watchers: Vec<mpsc::Sender<ReturnJson>>,
     batch: Option<Batch>,
+    /// Killed: no longer handed to minions that missed it.
+    stopped: bool,
 }
 
 /// A job started a few minions at a time: who has been sent which
@@ -179,6 +181,7 @@ impl JobTracker {
                 registered: Instant::now(),
                 watchers,
                 batch: None,
+                stopped: false,
             },
         );
         rx
@@ -226,11 +229,13 @@ impl JobTracker {
             .is_some_and(|b| b.open)
     }
 
-    /// Stops a batch from starting more minions and answers who was sent
+    /// Stops a job (it is killed): it is no longer handed to minions that
+    /// missed it, and a batch starts no more minions. Answers who was sent
     /// the job and has not returned (`None` when the job is not live).
     pub fn stop(&self, jid: &Jid) -> Option<Vec<String>> {
         let mut live = self.live();
         let job = live.get_mut(jid)?;
+        job.stopped = true;
         if let Some(b) = &mut job.batch {
             b.stop.cancel();
             b.open = false;
@@ -292,6 +297,7 @@ impl JobTracker {
                 registered: Instant::now(),
                 watchers: Vec::new(),
                 batch: None,
+                stopped: false,
             },
         );
     }
@@ -345,7 +351,10 @@ impl JobTracker {
         self.live()
             .iter()
             .filter(|(_, j)| {
-                j.live_until > now && j.sent_to(minion) && !j.returned.contains(minion)
+                j.live_until > now
+                    && !j.stopped
+                    && j.sent_to(minion)
+                    && !j.returned.contains(minion)
             })
             .map(|(jid, j)| {
                 let envelope = j
@@ -445,6 +454,29 @@ mod tests {
         assert!(rx.try_recv().is_err());
         drop(rx);
         assert!(!t.watched(&jid));
+    }
+
+    #[test]
+    fn a_killed_job_is_not_handed_to_minions_that_missed_it() {
+        let t = JobTracker::new();
+        let jid = Jid::from_micros(3).expect("jid");
+        let expected: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        let _ = t.register(
+            jid.clone(),
+            Bytes::from_static(b"env"),
+            expected,
+            Duration::from_secs(60),
+            false,
+        );
+        assert_eq!(
+            t.on_return(&Finished::of(&ret(&jid, "a"), false)),
+            ReturnOutcome::New
+        );
+        assert_eq!(t.missed_by("b").len(), 1);
+        assert_eq!(t.stop(&jid), Some(vec!["b".to_owned()]));
+        assert!(t.missed_by("b").is_empty(), "killed");
+        assert_eq!(t.stop(&jid), Some(vec!["b".to_owned()]), "still live");
+        assert_eq!(t.stop(&Jid::from_micros(4).expect("jid")), None);
     }
 
     #[test]

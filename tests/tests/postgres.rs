@@ -382,3 +382,41 @@ fn a_minion_listing_the_peers_fails_over_to_the_next_when_its_peer_dies() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_job_killed_on_one_peer_is_not_handed_by_another_to_a_minion_that_missed_it() {
+    let Peers {
+        a,
+        mut b,
+        nats: _nats,
+        server: _server,
+        pg_dir: _pg_dir,
+    } = two_peers();
+    b.start_minion("web01");
+    b.minion("web01").wait_for("minion ready");
+    b.minions.get_mut("web01").expect("web01").terminate();
+    // Published on a while web01 is away, then killed there.
+    let out = a.cmdb(&["run", "--async", "web01", "cmd.run", "echo ran"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jid = tests::jid_of(&out);
+    let kill = a.cmdb(&["jobs", "kill", &jid, "--out", "json"]);
+    let said = String::from_utf8_lossy(&kill.stderr);
+    assert!(said.contains("did not answer the kill"), "{said}");
+    b.master().wait_for("job killed on another peer");
+    // Back on b, web01 gets the kill as a missed job, not the killed job.
+    b.start_minion("web01");
+    b.minion("web01").wait_for("return acknowledged");
+    let ran: Vec<String> = b
+        .minion("web01")
+        .lines_with("running job")
+        .into_iter()
+        .filter(|l| l.contains(&jid))
+        .collect();
+    assert!(ran.is_empty(), "the killed job ran: {ran:?}");
+    let shown = json_out(&a.cmdb(&["jobs", "show", &jid, "--out", "json"]));
+    assert_eq!(shown[&jid]["Result"], json!({}), "{shown}");
+}

@@ -535,6 +535,12 @@ impl JobsService {
             .tracker
             .stop(&jid)
             .ok_or_else(|| ServiceError::Conflict(format!("job {jid} is no longer live")))?;
+        if let Some(peers) = &self.peers {
+            let stop = crate::cluster::Message::Stop { jid: jid.clone() };
+            if peers.outbox.send(stop).await.is_err() {
+                warn!(jid = %jid, "the other peers could not be told of a kill");
+            }
+        }
         if job.transport == store::Transport::Ssh {
             // Stopping it killed its sessions; each host returns that.
             let returned: BTreeSet<String> =
