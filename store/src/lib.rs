@@ -80,6 +80,37 @@ pub(crate) fn created(
 }
 
 /// Refuses an edit made from a version that is no longer the asset's.
+/// [`Store::put_returns`] for an engine that stores returns one by one.
+pub(crate) fn put_each(
+    s: &dyn Store,
+    rets: &[&JobReturn],
+    now_ms: i64,
+) -> Vec<Result<Stored, StoreError>> {
+    rets.iter().map(|r| s.put_return(r, now_ms)).collect()
+}
+
+/// [`Store::set_last_seen_all`] for an engine that writes them one by one.
+pub(crate) fn set_each_last_seen(s: &dyn Store, seen: &[(String, i64)]) -> Result<(), StoreError> {
+    for (m, at) in seen {
+        s.set_last_seen(m, *at)?;
+    }
+    Ok(())
+}
+
+/// [`Store::last_seen_all`] for an engine that reads them one by one.
+pub(crate) fn each_last_seen(
+    s: &dyn Store,
+    minions: &[String],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut out = Vec::new();
+    for m in minions {
+        if let Some(at) = s.last_seen(m)? {
+            out.push((m.clone(), at));
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn check_version(rec: &AssetRecord, if_version: Option<u64>) -> Result<(), StoreError> {
     match if_version {
         Some(v) if v != rec.version => Err(StoreError::Precondition(format!(

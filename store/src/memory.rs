@@ -389,14 +389,11 @@ impl Store for MemoryStore {
     }
 
     fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
-        for (m, at) in seen {
-            self.set_last_seen(m, *at)?;
-        }
-        Ok(())
+        crate::set_each_last_seen(self, seen)
     }
 
     fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>> {
-        rets.iter().map(|r| self.put_return(r, now_ms)).collect()
+        crate::put_each(self, rets, now_ms)
     }
 
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
@@ -405,13 +402,7 @@ impl Store for MemoryStore {
     }
 
     fn last_seen_all(&self, minions: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut out = Vec::new();
-        for m in minions {
-            if let Some(at) = self.last_seen(m)? {
-                out.push((m.clone(), at));
-            }
-        }
-        Ok(out)
+        crate::each_last_seen(self, minions)
     }
 
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError> {
