@@ -61,6 +61,16 @@ pub enum Message {
         /// The new epoch.
         epoch: u64,
     },
+    /// A wave of a batch job: the job signed anew for `minions`.
+    Wave {
+        /// The job.
+        jid: Jid,
+        /// Its envelope for this wave, signed with the master key.
+        #[serde(with = "serde_bytes")]
+        envelope: Vec<u8>,
+        /// The minions it starts.
+        minions: Vec<String>,
+    },
     /// A job was killed: the other peers stop handing it to minions that
     /// missed it.
     Stop {
@@ -91,6 +101,9 @@ impl Message {
             Message::Job {
                 envelope, expected, ..
             } => envelope.len() + expected.iter().map(|e| e.len() + 2).sum::<usize>(),
+            Message::Wave {
+                envelope, minions, ..
+            } => envelope.len() + minions.iter().map(|m| m.len() + 2).sum::<usize>(),
             Message::Session { .. } | Message::Stop { .. } => 0,
             Message::Return {
                 minion, fun, json, ..
@@ -309,6 +322,17 @@ async fn take(shared: &Arc<Shared>, message: Message) {
                 Ok(Err(e)) => warn!(error = %e, "cannot read the cluster's session key"),
                 Err(e) => warn!(error = %e, "reading the cluster's session key failed"),
             }
+        }
+        Message::Wave {
+            jid,
+            envelope,
+            minions,
+        } => {
+            debug!(jid = %jid, minions = minions.len(), "batch wave from another peer");
+            shared
+                .jobs
+                .adopt_wave(&jid, Bytes::from(envelope), &minions)
+                .await;
         }
         Message::Stop { jid } => {
             if shared.jobs.tracker().stop(&jid).is_some() {

@@ -205,6 +205,26 @@ impl JobTracker {
         }
     }
 
+    /// Records a wave of a batch that another peer of a cluster drives:
+    /// `minions` were sent `envelope`. The live job becomes a batch (closed:
+    /// this master starts no minions of it) if it is not one yet. False
+    /// when `jid` is not live here.
+    pub fn adopt_wave(&self, jid: &Jid, minions: &[String], envelope: &Bytes) -> bool {
+        let mut live = self.live();
+        let Some(job) = live.get_mut(jid) else {
+            return false;
+        };
+        let batch = job.batch.get_or_insert_with(|| Batch {
+            sent: HashMap::new(),
+            open: false,
+            stop: tokio_util::sync::CancellationToken::new(),
+        });
+        for m in minions {
+            batch.sent.insert(m.clone(), envelope.clone());
+        }
+        true
+    }
+
     /// Records that `minions` were sent `envelope` (a batch's wave).
     pub fn dispatch(&self, jid: &Jid, minions: &[String], envelope: &Bytes) {
         if let Some(b) = self.live().get_mut(jid).and_then(|j| j.batch.as_mut()) {
@@ -454,6 +474,27 @@ mod tests {
         assert!(rx.try_recv().is_err());
         drop(rx);
         assert!(!t.watched(&jid));
+    }
+
+    #[test]
+    fn waves_of_another_peers_batch_are_handed_to_their_own_minions() {
+        let t = JobTracker::new();
+        let jid = Jid::from_micros(5).expect("jid");
+        let expected: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        assert!(!t.adopt_wave(&jid, &["a".to_owned()], &Bytes::from_static(b"w1")));
+        let _ = t.register(
+            jid.clone(),
+            Bytes::from_static(b"w1"),
+            expected,
+            Duration::from_secs(60),
+            false,
+        );
+        assert!(t.adopt_wave(&jid, &["a".to_owned()], &Bytes::from_static(b"w1")));
+        assert_eq!(t.missed_by("a")[0].1, Bytes::from_static(b"w1"));
+        assert!(t.missed_by("b").is_empty(), "not started yet");
+        assert!(!t.batch_open(&jid), "driven by the other peer");
+        assert!(t.adopt_wave(&jid, &["b".to_owned()], &Bytes::from_static(b"w2")));
+        assert_eq!(t.missed_by("b")[0].1, Bytes::from_static(b"w2"));
     }
 
     #[test]

@@ -420,3 +420,28 @@ fn a_job_killed_on_one_peer_is_not_handed_by_another_to_a_minion_that_missed_it(
     let shown = json_out(&a.cmdb(&["jobs", "show", &jid, "--out", "json"]));
     assert_eq!(shown[&jid]["Result"], json!({}), "{shown}");
 }
+
+/// A batch job started on one peer reaches, wave by wave, the minions of
+/// every peer.
+#[test]
+fn a_batch_started_on_one_peer_starts_the_minions_of_the_other() {
+    let Peers {
+        mut a,
+        mut b,
+        nats: _nats,
+        server: _server,
+        pg_dir: _pg_dir,
+    } = two_peers();
+    a.start_minion("m1");
+    b.start_minion("m2");
+    b.start_minion("m3");
+    for (peer, m) in [(&a, "m1"), (&b, "m2"), (&b, "m3")] {
+        peer.minion(m).wait_for("minion ready");
+    }
+    let (v, stderr, code) = a.run_json(&["-b", "1", "m*", "test.ping", "-t", "30"]);
+    assert_eq!(
+        (v, code),
+        (json!({"m1": true, "m2": true, "m3": true}), 0),
+        "{stderr}"
+    );
+}

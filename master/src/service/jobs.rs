@@ -293,6 +293,14 @@ impl JobsService {
         self.publisher.send(&jid, &envelope).await;
     }
 
+    /// Takes a wave of a batch another peer drives: recorded for the
+    /// minions it names and published to this master's minions.
+    pub async fn adopt_wave(&self, jid: &Jid, envelope: Bytes, minions: &[String]) {
+        if self.tracker.adopt_wave(jid, minions, &envelope) {
+            self.publisher.send(jid, &envelope).await;
+        }
+    }
+
     /// Puts the jobs still live when the master stopped back into the live
     /// table, so minions that missed them get them when they reconnect.
     /// Returns how many.
@@ -474,11 +482,13 @@ impl JobsService {
             Duration::from_secs(self.timing.job_live_secs.max(self.timing.job_timeout)),
             watch,
         );
+        let is_batch = new.batch.is_some();
         if let Some(spec) = new.batch {
             let stop = CancellationToken::new();
             self.tracker.start_batch(&jid, stop.clone());
             self.tracker.dispatch(&jid, &order[..first], &bytes);
             let driver = BatchDriver {
+                peers: self.peers.as_ref().map(|p| p.outbox.clone()),
                 publisher: self.publisher.clone(),
                 tracker: self.tracker.clone(),
                 returns: self.tracker.watch(&jid),
@@ -503,6 +513,16 @@ impl JobsService {
                 };
                 if peers.outbox.send(m).await.is_err() {
                     warn!(jid = %jid, "the other peers could not be told of a job");
+                }
+                if is_batch {
+                    let wave = crate::cluster::Message::Wave {
+                        jid: jid.clone(),
+                        envelope: bytes.to_vec(),
+                        minions: order[..first].to_vec(),
+                    };
+                    if peers.outbox.send(wave).await.is_err() {
+                        warn!(jid = %jid, "the other peers could not be told of a batch wave");
+                    }
                 }
             }
         }
@@ -787,6 +807,8 @@ impl JobsService {
 /// minion returns (after the batch's wait), or when it did not return in
 /// time and does not report the job as running.
 struct BatchDriver {
+    /// The other peers of a master cluster, told of every wave.
+    peers: Option<mpsc::Sender<crate::cluster::Message>>,
     publisher: Arc<Publisher>,
     tracker: Arc<JobTracker>,
     returns: Option<mpsc::Receiver<ReturnJson>>,
@@ -897,6 +919,16 @@ impl BatchDriver {
         };
         self.tracker.dispatch(&self.job.jid, wave, &envelope);
         self.publisher.send(&self.job.jid, &envelope).await;
+        if let Some(peers) = &self.peers {
+            let m = crate::cluster::Message::Wave {
+                jid: self.job.jid.clone(),
+                envelope: envelope.to_vec(),
+                minions: wave.to_vec(),
+            };
+            if peers.send(m).await.is_err() {
+                warn!(jid = %self.job.jid, "the other peers could not be told of a batch wave");
+            }
+        }
         info!(jid = %self.job.jid, minions = wave.len(), "batch started minions");
         true
     }
