@@ -182,6 +182,10 @@ pub trait KeyStore: Send + Sync {
     fn accepted_stamp(&self, id: &MinionId) -> Result<Option<KeyStamp>, KeyError>;
     /// Where the keys are, for messages.
     fn location(&self) -> String;
+    /// A number that changes whenever the set of keys in any state may
+    /// have changed, read cheaply: [`KeyStore::list`] need not be read
+    /// again while it stays the same.
+    fn generation(&self) -> Result<u64, KeyError>;
 }
 
 /// A pki directory.
@@ -338,6 +342,31 @@ impl KeyStore for PkiStore {
         }
     }
 
+    /// The state directories' modification times: adding, removing or
+    /// renaming a key file changes its directory's. File systems stamp
+    /// them with a coarse clock, so a change in the same tick as an earlier
+    /// read may leave the time as it was: while a directory changed within
+    /// the last two seconds, every read gives a new number.
+    fn generation(&self) -> Result<u64, KeyError> {
+        use std::hash::{Hash, Hasher};
+        let now = std::time::SystemTime::now();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for state in KeyState::ALL {
+            let dir = self.root.join(state.dir());
+            let modified = fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .map_err(io(&dir))?;
+            if now
+                .duration_since(modified)
+                .map_or(true, |age| age < std::time::Duration::from_secs(2))
+            {
+                now.hash(&mut h);
+            }
+            modified.hash(&mut h);
+        }
+        Ok(h.finish())
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
     }
@@ -364,6 +393,24 @@ pub mod conformance {
         rejected_stays_rejected_and_autoreject_works(fresh().as_ref());
         delete_and_missing_key_errors(fresh().as_ref());
         the_accepted_stamp_follows_the_accepted_key(fresh().as_ref());
+        the_generation_moves_with_every_change(fresh().as_ref());
+    }
+
+    fn the_generation_moves_with_every_change(pki: &dyn KeyStore) {
+        let m = id("web01");
+        let mut seen = vec![pki.generation().expect("generation")];
+        let mut changed = |what: &str| {
+            let g = pki.generation().expect("generation");
+            assert!(!seen.contains(&g), "{what}: generation {g} seen before");
+            seen.push(g);
+        };
+        pki.authorize(&m, &key(), false, false).expect("auth");
+        changed("a new pending key");
+        pki.move_key(&m, KeyState::Pending, KeyState::Accepted)
+            .expect("accept");
+        changed("accepted");
+        pki.delete(&m, KeyState::Accepted).expect("delete");
+        changed("deleted");
     }
 
     fn new_key_is_pending_then_accepted(pki: &dyn KeyStore) {

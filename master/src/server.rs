@@ -526,6 +526,10 @@ async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
+/// Longest time housekeeping goes without listing the keys, even when
+/// their generation says nothing changed.
+const KEYS_RELIST: Duration = Duration::from_secs(30);
+
 async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut rotated_at = tokio::time::Instant::now();
@@ -533,6 +537,8 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut swept_at: Option<tokio::time::Instant> = None;
     let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
     let mut related_at = tokio::time::Instant::now();
+    let mut listed_generation: Option<u64> = None;
+    let mut listed_at: Option<tokio::time::Instant> = None;
     loop {
         let asked = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -588,8 +594,23 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 Err(e) => warn!(error = %e, "relating VMs to their hosts failed"),
             }
         }
-        match shared.pki.list() {
-            Ok(listing) => {
+        // The keys are listed again when they changed, when a rotation is
+        // asked for or due, and at least every KEYS_RELIST.
+        let rotation_due = asked || rotated_at.elapsed() >= rotate_every;
+        let generation = shared.pki.generation().ok();
+        let unchanged = !rotation_due
+            && generation.is_some()
+            && generation == listed_generation
+            && listed_at.is_some_and(|t| t.elapsed() < KEYS_RELIST);
+        match if unchanged {
+            None
+        } else {
+            Some(shared.pki.list())
+        } {
+            None => {}
+            Some(Ok(listing)) => {
+                listed_generation = generation;
+                listed_at = Some(tokio::time::Instant::now());
                 shared
                     .pending_keys
                     .store(listing.pending.len(), std::sync::atomic::Ordering::Relaxed);
@@ -613,7 +634,7 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 }
                 shared.keyring.rotation_settled();
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 warn!(error = %e, "cannot list keys");
                 shared.keyring.rotation_settled();
             }

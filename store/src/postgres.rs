@@ -105,6 +105,8 @@ CREATE TABLE session_key (
     sealed bytea NOT NULL
 );
 "#,
+    // 3: a counter of every key change, so peers list keys only when it moved.
+    "ALTER TABLE keys_version ADD COLUMN changes bigint NOT NULL DEFAULT 0;",
 ];
 
 /// An asset as a query reads it (table alias `a`): the checkpoint, the

@@ -126,20 +126,22 @@ impl PgKeys {
                 Change::Move(from, to) => *from == KeyState::Accepted || *to == KeyState::Accepted,
             });
             if !changes.is_empty() {
-                let v: i64 = if accepted {
-                    tx.rows(
-                        "UPDATE keys_version SET version = version + 1 RETURNING version",
-                        &[],
+                // `changes` moves with every change, `version` with those
+                // of accepted keys.
+                let step: i64 = accepted.into();
+                let counted: i64 = tx
+                    .rows(
+                        "UPDATE keys_version SET version = version + $1, changes = changes + 1 \
+                         RETURNING version",
+                        &[&step],
                     )
                     .await?
                     .first()
                     .map(|r| r.try_get(0))
                     .transpose()
                     .map_err(|e| c.err(e))?
-                    .unwrap_or(0)
-                } else {
-                    0
-                };
+                    .unwrap_or(0);
+                let v: i64 = if accepted { counted } else { 0 };
                 for ch in changes {
                     match ch {
                         Change::Put(state, key) => {
@@ -370,6 +372,22 @@ impl KeyStore for PgKeys {
         Ok(self
             .stamp(id)?
             .map(|changed| KeyStamp(u64::from_ne_bytes(changed.to_ne_bytes()), 0, 0)))
+    }
+
+    /// A counter every key change moves, in the same transaction.
+    fn generation(&self) -> Result<u64, KeyError> {
+        let c = &self.conn;
+        let n: i64 = self
+            .run(async {
+                c.rows("SELECT changes FROM keys_version", &[])
+                    .await?
+                    .first()
+                    .map(|r| r.try_get(0))
+                    .transpose()
+                    .map_err(|e| c.err(e))
+            })?
+            .unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     fn location(&self) -> String {
