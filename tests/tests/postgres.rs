@@ -171,13 +171,8 @@ fn while_postgres_is_away_jobs_are_refused_with_a_clear_error_and_work_again_aft
 /// minions, and each `cmdb run` sees both returns.
 #[test]
 fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_back() {
-    let Peers {
-        mut a,
-        mut b,
-        nats: _nats,
-        server: _server,
-        pg_dir: _pg_dir,
-    } = two_peers();
+    let mut peers = two_peers();
+    let Peers { a, b, .. } = &mut peers;
     a.start_minion("web01");
     b.start_minion("db01");
     a.minion("web01").wait_for("minion ready");
@@ -210,13 +205,8 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
 /// the jobs of either, whichever peer the minion authenticated with.
 #[test]
 fn through_haproxy_a_minion_split_over_two_peers_takes_jobs_from_both() {
-    let Peers {
-        mut a,
-        b,
-        nats: _nats,
-        server: _server,
-        pg_dir: _pg_dir,
-    } = two_peers();
+    let mut peers = two_peers();
+    let Peers { a, b, .. } = &mut peers;
     // The first minion's PUB connection goes to a, its requests to b.
     let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[b.ret_port, a.ret_port]);
     a.start_minion_through("web01", &lb);
@@ -239,9 +229,9 @@ fn through_haproxy_a_minion_split_over_two_peers_takes_jobs_from_both() {
             .unwrap_or_default()
             .to_owned()
     };
-    let shown = epoch(&a);
+    let shown = epoch(a);
     assert!(!shown.is_empty(), "no epoch in GET /metrics");
-    assert_eq!(shown, epoch(&b));
+    assert_eq!(shown, epoch(b));
     // A key deleted on one peer rotates the session key of both, to one
     // new key.
     let out = a.key(&["-d", "web01", "-y"]);
@@ -251,7 +241,7 @@ fn through_haproxy_a_minion_split_over_two_peers_takes_jobs_from_both() {
         String::from_utf8_lossy(&out.stderr)
     );
     tests::wait_until("both peers on one new session key", || {
-        let (x, y) = (epoch(&a), epoch(&b));
+        let (x, y) = (epoch(a), epoch(b));
         x == y && x != shown
     });
 }
@@ -289,13 +279,8 @@ fn while_nats_is_away_a_peer_refuses_jobs_and_takes_them_again_after() {
 /// and the job completes for the `cmdb run` waiting on that peer.
 #[test]
 fn a_peer_killed_mid_job_and_the_job_completes_through_the_other() {
-    let Peers {
-        mut a,
-        b,
-        nats: _nats,
-        server: _server,
-        pg_dir: _pg_dir,
-    } = two_peers();
+    let mut peers = two_peers();
+    let Peers { a, b, .. } = &mut peers;
     // Both connections of the first minion go to a.
     let lb = tests::Haproxy::start(&[a.publish_port, b.publish_port], &[a.ret_port, b.ret_port]);
     a.start_minion_through("web01", &lb);
@@ -343,14 +328,9 @@ fn authenticated_with(minion: &tests::Proc) -> String {
 
 #[test]
 fn a_minion_listing_the_peers_fails_over_to_the_next_when_its_peer_dies() {
-    let Peers {
-        mut a,
-        b,
-        nats: _nats,
-        server: _server,
-        pg_dir: _pg_dir,
-    } = two_peers();
-    let listed = listing(&[&a, &b]);
+    let mut peers = two_peers();
+    let Peers { a, b, .. } = &mut peers;
+    let listed = listing(&[&*a, &*b]);
     let (a_port, b_port) = (format!(":{}", a.ret_port), format!(":{}", b.ret_port));
     a.start_minion_with("web01", "web01", &listed);
     a.minion("web01").wait_for("minion ready");
@@ -385,13 +365,8 @@ fn a_minion_listing_the_peers_fails_over_to_the_next_when_its_peer_dies() {
 
 #[test]
 fn a_job_killed_on_one_peer_is_not_handed_by_another_to_a_minion_that_missed_it() {
-    let Peers {
-        a,
-        mut b,
-        nats: _nats,
-        server: _server,
-        pg_dir: _pg_dir,
-    } = two_peers();
+    let mut peers = two_peers();
+    let Peers { a, b, .. } = &mut peers;
     b.start_minion("web01");
     b.minion("web01").wait_for("minion ready");
     b.minions.get_mut("web01").expect("web01").terminate();
@@ -425,13 +400,8 @@ fn a_job_killed_on_one_peer_is_not_handed_by_another_to_a_minion_that_missed_it(
 /// every peer.
 #[test]
 fn a_batch_started_on_one_peer_starts_the_minions_of_the_other() {
-    let Peers {
-        mut a,
-        mut b,
-        nats: _nats,
-        server: _server,
-        pg_dir: _pg_dir,
-    } = two_peers();
+    let mut peers = two_peers();
+    let Peers { a, b, .. } = &mut peers;
     a.start_minion("m1");
     b.start_minion("m2");
     b.start_minion("m3");
