@@ -89,8 +89,8 @@ pub enum Message {
         success: bool,
         /// Its return code.
         retcode: i32,
-        /// The return as JSON.
-        json: String,
+        /// The return as JSON, when its job is live (watchers may want it).
+        json: Option<String>,
     },
 }
 
@@ -107,7 +107,7 @@ impl Message {
             Message::Session { .. } | Message::Stop { .. } => 0,
             Message::Return {
                 minion, fun, json, ..
-            } => minion.len() + fun.len() + json.len(),
+            } => minion.len() + fun.len() + json.as_ref().map_or(0, String::len),
         }
     }
 }
@@ -357,7 +357,7 @@ async fn take(shared: &Arc<Shared>, message: Message) {
                 fun,
                 success,
                 retcode,
-                json: Some(ReturnJson {
+                json: json.map(|json| ReturnJson {
                     minion: finished_id.clone(),
                     json: json.into(),
                 }),
@@ -448,16 +448,13 @@ impl SessionShare {
 /// Tells the other peers of a stored return (dropped when the outbox is
 /// full).
 pub fn announce_return(outbox: &mpsc::Sender<Message>, ret: &Finished) {
-    let Some(json) = &ret.json else {
-        return;
-    };
     let m = Message::Return {
         jid: ret.jid.clone(),
         minion: ret.minion.to_string(),
         fun: ret.fun.clone(),
         success: ret.success,
         retcode: ret.retcode,
-        json: json.json.to_string(),
+        json: ret.json.as_ref().map(|j| j.json.to_string()),
     };
     if outbox.try_send(m).is_err() {
         warn!(jid = %ret.jid, minion_id = %ret.minion, "cluster outbox full; a return was not sent to the other peers");

@@ -194,8 +194,13 @@ fn reply(shared: &Shared, processed: Result<Processed, Refusal>) -> Handled {
     // The decoded return is dropped here; what the flusher passes on
     // after the flush is far smaller.
     let stored = stored.map(|(ret, outcome)| {
-        // The other peers of a cluster get every return as JSON.
-        let watched = shared.peers.is_some() || shared.jobs.tracker().watched(&ret.jid);
+        // The other peers of a cluster get a return as JSON while its job
+        // is live (a `cmdb run` on any of them may follow it); a collect a
+        // minion pushed on its own belongs to no job, and they get only
+        // what it was.
+        let tracker = shared.jobs.tracker();
+        let watched =
+            tracker.watched(&ret.jid) || (shared.peers.is_some() && tracker.is_live(&ret.jid));
         (Finished::of(&ret, watched), outcome)
     });
     let is_auth = matches!(body, ReplyBody::Auth(_));
