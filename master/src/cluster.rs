@@ -89,7 +89,7 @@ pub enum Message {
         success: bool,
         /// Its return code.
         retcode: i32,
-        /// The return as JSON, when its job is live (watchers may want it).
+        /// The return as JSON; none for facts a minion pushed on its own.
         json: Option<String>,
     },
 }

@@ -214,6 +214,10 @@ impl JobTracker {
         let Some(job) = live.get_mut(jid) else {
             return false;
         };
+        if job.stopped {
+            // Killed here while the peer driving it sent this wave.
+            return false;
+        }
         let batch = job.batch.get_or_insert_with(|| Batch {
             sent: HashMap::new(),
             open: false,
@@ -495,6 +499,11 @@ mod tests {
         assert!(!t.batch_open(&jid), "driven by the other peer");
         assert!(t.adopt_wave(&jid, &["b".to_owned()], &Bytes::from_static(b"w2")));
         assert_eq!(t.missed_by("b")[0].1, Bytes::from_static(b"w2"));
+        t.stop(&jid);
+        assert!(
+            !t.adopt_wave(&jid, &["c".to_owned()], &Bytes::from_static(b"w3")),
+            "a wave of a job killed here is not taken"
+        );
     }
 
     #[test]

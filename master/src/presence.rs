@@ -72,6 +72,16 @@ impl Presence {
         std::mem::take(&mut self.lock().dirty)
     }
 
+    /// Puts back last-seen times taken but not written (the store failed),
+    /// unless a later time came meanwhile.
+    pub fn restore_dirty(&self, seen: Vec<(String, i64)>) {
+        let mut st = self.lock();
+        for (m, at) in seen {
+            let e = st.dirty.entry(m).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+
     /// Online minions not heard from here within `offline_after_ms` (and
     /// not stopped): on a peer of a master cluster, those to ask the shared
     /// store about before [`Presence::flips`] counts them offline, since a
@@ -161,8 +171,11 @@ mod tests {
         p.seen("a", 7_000);
         p.seen("b", 7_000);
         assert_eq!(p.flips(7_500, 5_000), vec![("a".to_string(), true)]);
-        assert_eq!(p.take_dirty().len(), 2);
+        let taken = p.take_dirty();
+        assert_eq!(taken.len(), 2);
         assert!(p.take_dirty().is_empty());
+        p.restore_dirty(taken.into_iter().collect());
+        assert_eq!(p.take_dirty().len(), 2, "put back after a failed write");
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub fn handle_batch(shared: &Shared, frames: &[(&[u8], &[u8])], now_ms: i64) -> 
                     channel,
                     id,
                     ret,
+                    push,
                 }) => {
                     let outcome = outcomes.next().unwrap_or_else(|| {
                         Err(store::StoreError::Engine("a return was not stored".into()))
@@ -156,7 +157,7 @@ pub fn handle_batch(shared: &Shared, frames: &[(&[u8], &[u8])], now_ms: i64) -> 
                             let body = ReplyBody::Ack {
                                 jid: ret.jid.clone(),
                             };
-                            Ok((re, body, channel, Some((ret, outcome))))
+                            Ok((re, body, channel, Some((ret, outcome, push))))
                         }
                         Err((kind, message)) => Err(Refusal {
                             re,
@@ -193,14 +194,12 @@ fn reply(shared: &Shared, processed: Result<Processed, Refusal>) -> Handled {
     };
     // The decoded return is dropped here; what the flusher passes on
     // after the flush is far smaller.
-    let stored = stored.map(|(ret, outcome)| {
-        // The other peers of a cluster get a return as JSON while its job
-        // is live (a `cmdb run` on any of them may follow it); a collect a
-        // minion pushed on its own belongs to no job, and they get only
-        // what it was.
-        let tracker = shared.jobs.tracker();
-        let watched =
-            tracker.watched(&ret.jid) || (shared.peers.is_some() && tracker.is_live(&ret.jid));
+    let stored = stored.map(|(ret, outcome, push)| {
+        // The other peers of a cluster get a job's return as JSON (a
+        // `cmdb run` on any of them may follow it); a collect a minion
+        // pushed on its own belongs to no job, and they get only what it
+        // was.
+        let watched = (shared.peers.is_some() && !push) || shared.jobs.tracker().watched(&ret.jid);
         (Finished::of(&ret, watched), outcome)
     });
     let is_auth = matches!(body, ReplyBody::Auth(_));
@@ -247,7 +246,7 @@ type Processed = (
     u64,
     ReplyBody,
     Option<SymmetricKey>,
-    Option<(JobReturn, Stored)>,
+    Option<(JobReturn, Stored, bool)>,
 );
 
 /// A request handled, or a return checked and waiting to be stored with
@@ -259,6 +258,8 @@ enum Step {
         channel: Option<SymmetricKey>,
         id: MinionId,
         ret: JobReturn,
+        /// Facts the minion pushed on its own, not a job's return.
+        push: bool,
     },
 }
 
@@ -346,6 +347,7 @@ fn process(
             channel: channel.clone(),
             id: id.clone(),
             ret,
+            push,
         })
     };
     let body = match req.body {

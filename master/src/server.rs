@@ -801,6 +801,7 @@ fn flush_presence(shared: &Shared) {
         return;
     }
     if let Err(e) = shared.store.set_last_seen_all(&seen) {
-        warn!(error = %e, minions = seen.len(), "could not record when minions were last heard from");
+        warn!(error = %e, minions = seen.len(), "could not record when minions were last heard from; trying again at the next tick");
+        shared.presence.restore_dirty(seen);
     }
 }

@@ -92,7 +92,9 @@ pub(crate) fn put_each(
 /// [`Store::set_last_seen_all`] for an engine that writes them one by one.
 pub(crate) fn set_each_last_seen(s: &dyn Store, seen: &[(String, i64)]) -> Result<(), StoreError> {
     for (m, at) in seen {
-        s.set_last_seen(m, *at)?;
+        if s.last_seen(m)?.is_none_or(|stored| stored < *at) {
+            s.set_last_seen(m, *at)?;
+        }
     }
     Ok(())
 }
@@ -437,7 +439,9 @@ pub trait Store: Send + Sync {
     fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError>;
     /// Records when a minion was last heard from (unix milliseconds).
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError>;
-    /// Records when each of several minions was last heard from, together.
+    /// Records when each of several minions was last heard from, together;
+    /// a time older than the one stored (another master heard from the
+    /// minion later) leaves it.
     fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError>;
     /// When a minion was last heard from.
     fn last_seen(&self, minion: &str) -> Result<Option<i64>, StoreError>;
@@ -625,7 +629,12 @@ mod tests {
             s.set_last_seen_all(&[("a".into(), 7), ("b".into(), 9)])
                 .expect("together");
             s.set_last_seen_all(&[]).expect("none");
-            assert_eq!(s.last_seen("a").expect("read"), Some(7));
+            s.set_last_seen_all(&[("a".into(), 6)]).expect("older");
+            assert_eq!(
+                s.last_seen("a").expect("read"),
+                Some(7),
+                "the later time kept"
+            );
             assert_eq!(s.last_seen("b").expect("read"), Some(9));
             let mut all = s
                 .last_seen_all(&["b".into(), "never".into(), "a".into()])

@@ -835,8 +835,10 @@ impl PgStore {
             .collect();
         ids.dedup();
         ids.retain(|id| !shared.contains(id));
+        // Assets another transaction holds (an import, say) are left to
+        // the one-by-one path, so the batch never waits on them.
         let lock_assets = tx
-            .prepared("SELECT id FROM assets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .prepared("SELECT id FROM assets WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED")
             .await?;
         // Read by a statement of its own, after the locks: see
         // `Tx::asset_for_update`.
@@ -846,10 +848,12 @@ impl PgStore {
             ))
             .await?;
         let id_params: Params = vec![&ids];
-        let (_, rows) = futures_util::try_join!(
-            tx.run_query(&lock_assets, &id_params),
-            tx.run_query(&read, &id_params),
-        )?;
+        let mut locked: Vec<String> = Vec::new();
+        for r in tx.run_query(&lock_assets, &id_params).await? {
+            locked.push(column(&r, 0)?);
+        }
+        let locked_params: Params = vec![&locked];
+        let rows = tx.run_query(&read, &locked_params).await?;
         let mut existing = std::collections::HashMap::new();
         for r in &rows {
             let l = loaded(r, 0)?;
@@ -1298,16 +1302,11 @@ impl Store for PgStore {
         }
         if firsts.len() > 1 {
             let these: Vec<&JobReturn> = firsts.iter().map(|&i| rets[i]).collect();
-            match self.conn.run(self.put_collects_async(&these, now_ms)) {
-                Ok(stored) => {
-                    for (i, s) in firsts.iter().zip(stored) {
-                        out[*i] = s.map(Ok);
-                    }
-                }
-                Err(e) => {
-                    for i in &firsts {
-                        out[*i] = Some(Err(e.clone()));
-                    }
+            // On an error the batch is stored one by one below, so that
+            // one bad collect does not refuse the others.
+            if let Ok(stored) = self.conn.run(self.put_collects_async(&these, now_ms)) {
+                for (i, s) in firsts.iter().zip(stored) {
+                    out[*i] = s.map(Ok);
                 }
             }
         }
@@ -1586,13 +1585,18 @@ impl Store for PgStore {
     }
 
     fn set_last_seen_all(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        // Rows locked in one order, so that two peers writing the same
+        // minions wait for each other instead of meeting in a deadlock.
+        let mut seen = seen.to_vec();
+        seen.sort_unstable();
         for part in seen.chunks(10_000) {
             let minions: Vec<&str> = part.iter().map(|(m, _)| m.as_str()).collect();
             let at: Vec<i64> = part.iter().map(|(_, a)| *a).collect();
             self.conn.run(self.conn.exec(
                 "INSERT INTO last_seen (minion, at_ms) \
                  SELECT * FROM unnest($1::text[], $2::bigint[]) \
-                 ON CONFLICT (minion) DO UPDATE SET at_ms = EXCLUDED.at_ms",
+                 ON CONFLICT (minion) DO UPDATE \
+                 SET at_ms = GREATEST(last_seen.at_ms, EXCLUDED.at_ms)",
                 &[&minions, &at],
             ))?;
         }

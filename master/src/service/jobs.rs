@@ -906,6 +906,9 @@ impl BatchDriver {
     /// Signs the job anew for `wave` and publishes it; false when it
     /// cannot be signed.
     async fn send_wave(&mut self, wave: &[String]) -> bool {
+        if self.stop.is_cancelled() {
+            return false;
+        }
         let mut names = wave.to_vec();
         names.sort();
         self.job.expected = Some(names);
