@@ -108,16 +108,20 @@ pub struct Stores {
     pub postgres: Option<Arc<store::PgStore>>,
 }
 
-/// The store and the key store `cfg` names: sled and the pki directory
-/// `pki`, or both in PostgreSQL (the master keypair stays in `pki`).
-pub fn open_stores(cfg: &MasterConfig, pki: PkiStore) -> Result<Stores, MasterError> {
-    let engine = cfg
+/// The engine `store` names; an error names it without its password.
+fn engine(cfg: &MasterConfig) -> Result<StoreEngine, MasterError> {
+    Ok(cfg
         .store_engine()
         .map_err(|reason| store::StoreError::Open {
             path: store::postgres::redact(&cfg.store),
             reason,
-        })?;
-    Ok(match engine {
+        })?)
+}
+
+/// The store and the key store `cfg` names: sled and the pki directory
+/// `pki`, or both in PostgreSQL (the master keypair stays in `pki`).
+pub fn open_stores(cfg: &MasterConfig, pki: PkiStore) -> Result<Stores, MasterError> {
+    Ok(match engine(cfg)? {
         StoreEngine::Sled(path) => Stores {
             store: Arc::new(SledStore::open(&path, cfg.inventory.clone())?),
             keys: Arc::new(pki),
@@ -137,13 +141,7 @@ pub fn open_stores(cfg: &MasterConfig, pki: PkiStore) -> Result<Stores, MasterEr
 /// The key store alone (what `cmdb-key` works on while the master is
 /// stopped): the pki directory `pki`, or the cluster's database.
 pub fn open_key_store(cfg: &MasterConfig, pki: PkiStore) -> Result<Arc<dyn KeyStore>, MasterError> {
-    let engine = cfg
-        .store_engine()
-        .map_err(|reason| store::StoreError::Open {
-            path: store::postgres::redact(&cfg.store),
-            reason,
-        })?;
-    match engine {
+    match engine(cfg)? {
         StoreEngine::Postgres(url) => Ok(Arc::new(
             store::PgStore::connect(&url, cfg.inventory.clone())?.keys(),
         )),

@@ -121,6 +121,14 @@ const PUT_HISTORY: &str = "INSERT INTO history (id, version, at_ms, record) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (id, version) DO UPDATE \
      SET at_ms = EXCLUDED.at_ms, record = EXCLUDED.record";
 
+/// Parameters of one statement.
+type Params<'p> = Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)>;
+
+/// Lets a transaction commit without waiting for its WAL to reach the
+/// disk: what it wrote is durable at the next [`Store::flush`], which the
+/// master calls once per batch of returns before it acknowledges them.
+const ASYNC_COMMIT: &str = "SELECT set_config('synchronous_commit', 'off', true)";
+
 /// An asset's write: a statement taking ($1 id, $2 version, $3 bytes).
 struct AssetWrite {
     sql: &'static str,
@@ -539,15 +547,8 @@ impl<'a> Tx<'a> {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let st = self
-            .tx
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.store.err(e))?;
-        self.tx
-            .query(&st, params)
-            .await
-            .map_err(|e| self.store.err(e))
+        let st = self.prepared(sql).await?;
+        self.run_query(&st, params).await
     }
 
     pub(crate) async fn exec(
@@ -555,15 +556,8 @@ impl<'a> Tx<'a> {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let st = self
-            .tx
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.store.err(e))?;
-        self.tx
-            .execute(&st, params)
-            .await
-            .map_err(|e| self.store.err(e))
+        let st = self.prepared(sql).await?;
+        self.run_exec(&st, params).await
     }
 
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
@@ -734,9 +728,7 @@ impl PgStore {
         }
         let mut c = self.conn.client().await?;
         let tx = self.conn.begin(&mut c).await?;
-        let set = tx
-            .prepared("SELECT set_config('synchronous_commit', 'off', true)")
-            .await?;
+        let set = tx.prepared(ASYNC_COMMIT).await?;
         let insert = tx
             .prepared(
                 "INSERT INTO returns (jid, minion, record) \
@@ -776,7 +768,6 @@ impl PgStore {
         rets: &[&JobReturn],
         now_ms: i64,
     ) -> Result<Vec<Option<Stored>>, StoreError> {
-        type Params<'p> = Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)>;
         let jids: Vec<&str> = rets.iter().map(|r| r.jid.as_str()).collect();
         let minions: Vec<&str> = rets.iter().map(|r| r.minion.as_str()).collect();
         // Locks in one order, so that two batches cannot wait on each other.
@@ -785,9 +776,7 @@ impl PgStore {
         locks.dedup();
         let mut c = self.conn.client().await?;
         let tx = self.conn.begin(&mut c).await?;
-        let set = tx
-            .prepared("SELECT set_config('synchronous_commit', 'off', true)")
-            .await?;
+        let set = tx.prepared(ASYNC_COMMIT).await?;
         let lock = tx
             .prepared("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int[]) AS k")
             .await?;
@@ -962,36 +951,16 @@ impl PgStore {
         source: Source,
         now_ms: i64,
     ) -> Result<Stored, StoreError> {
+        if !is_collect(ret) {
+            let stored = self.put_plain_returns_async(&[ret]).await?;
+            return Ok(stored.into_iter().next().unwrap_or(Stored::Duplicate));
+        }
         let (jid, minion) = (ret.jid.as_str(), ret.minion.as_str());
         let mut c = self.conn.client().await?;
         let tx = self.conn.begin(&mut c).await?;
         // Statements go out together (pipelined, in this order) once each
         // is prepared on the connection: one round trip instead of several.
-        // Durable at the next flush, as the trait says: the master flushes
-        // once per batch of returns before it acknowledges them.
-        let set = async {
-            tx.tx
-                .batch_execute("SET LOCAL synchronous_commit TO OFF")
-                .await
-                .map_err(|e| self.conn.err(e))
-        };
-        if !is_collect(ret) {
-            let record = encode(ret)?;
-            let insert = tx
-                .prepared(
-                    "INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .await?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&jid, &minion, &record];
-            let ((), n) = futures_util::try_join!(set, tx.run_exec(&insert, &params))?;
-            tx.commit().await?;
-            return Ok(if n == 1 {
-                Stored::Return
-            } else {
-                Stored::Duplicate
-            });
-        }
+        let set = tx.prepared(ASYNC_COMMIT).await?;
         // One minion's collects are stored one at a time, by every peer:
         // the lock is taken before the duplicate check reads.
         let lock = tx.prepared("SELECT pg_advisory_xact_lock($1, $2)").await?;
@@ -1005,8 +974,8 @@ impl PgStore {
         let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&MINION_LOCK, &key];
         let dup_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&jid, &minion];
         let map_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&minion];
-        let ((), _, dup, map) = futures_util::try_join!(
-            set,
+        let (_, _, dup, map) = futures_util::try_join!(
+            tx.run_query(&set, &[]),
             tx.run_query(&lock, &lock_params),
             tx.run_query(&dup, &dup_params),
             tx.run_query(&map, &map_params),
@@ -1062,7 +1031,6 @@ impl PgStore {
         let put_history = tx.prepared(PUT_HISTORY).await?;
         let asset = tx.asset_write(&rec, base, self.every())?;
         let put_asset = tx.prepared(asset.sql).await?;
-        type Params<'p> = Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)>;
         let rec_id = rec.id.as_str();
         let insert_params: Params = vec![&jid, &minion, &stub];
         let remap_params: Params = vec![&minion, &rec_id];
@@ -1269,14 +1237,15 @@ impl Store for PgStore {
     }
 
     /// Returns that change no asset go in one transaction and one
-    /// statement; collects are stored each in its own transaction, at once
-    /// on connections of the pool.
+    /// statement; collects as [`PgStore::put_collects_async`] says, and
+    /// those it leaves each in its own transaction, different minions' at
+    /// once on connections of the pool.
     fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>> {
         let (plain, collects): (Vec<usize>, Vec<usize>) =
             (0..rets.len()).partition(|&i| !is_collect(rets[i]));
         let mut out: Vec<Option<Result<Stored, StoreError>>> =
             (0..rets.len()).map(|_| None).collect();
-        if plain.len() > 1 {
+        if !plain.is_empty() {
             let these: Vec<&JobReturn> = plain.iter().map(|&i| rets[i]).collect();
             match self.conn.run(self.put_plain_returns_async(&these)) {
                 Ok(stored) => {
@@ -1310,12 +1279,7 @@ impl Store for PgStore {
                 }
             }
         }
-        let singles: Vec<usize> = if plain.len() > 1 {
-            collects
-        } else {
-            plain.into_iter().chain(collects).collect()
-        };
-        let singles: Vec<usize> = singles.into_iter().filter(|&i| out[i].is_none()).collect();
+        let singles: Vec<usize> = collects.into_iter().filter(|&i| out[i].is_none()).collect();
         // One minion's returns in order; different minions' at once.
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for &i in &singles {
