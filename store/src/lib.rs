@@ -853,11 +853,9 @@ mod tests {
         }
         {
             // A database from before the index: drop the index entries.
-            let db = ::sled::Config::new()
-                .path(&path)
-                .use_compression(true)
-                .open()
-                .expect("raw");
+            // (Opened as the store opens it: the store just dropped may
+            // hold its file lock a moment longer.)
+            let db = crate::sled::open_db(&path, true).expect("raw");
             let h = db.open_tree("history").expect("tree");
             let keys: Vec<_> = h
                 .scan_prefix(b"~t")

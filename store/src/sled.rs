@@ -159,7 +159,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// moment after the last handle is dropped.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn open_db(path: &Path, compressed: bool) -> Result<sled::Db, StoreError> {
+pub(crate) fn open_db(path: &Path, compressed: bool) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(5);
     loop {
