@@ -55,5 +55,3 @@ where
     Ok(())
 }
 
-#[cfg(tests)]
-mod tests {}
