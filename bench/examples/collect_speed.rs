@@ -50,6 +50,10 @@ fn main() -> anyhow::Result<()> {
         std::time::Duration::from_secs(600),
     );
     let (master, swarm_pid) = (c.master().pid(), swarm.pid());
+    println!(
+        "every minion online: master RSS {:.0} MiB",
+        status_kib(master, "VmRSS") as f64 / 1024.0
+    );
     let record = |var: &str, pid: u32| {
         std::env::var_os(var).map(|file| {
             let mut p = Command::new("perf");

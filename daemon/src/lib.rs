@@ -124,6 +124,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Turns transparent huge pages off for this process (and what it starts).
+/// mimalloc asks the kernel for huge pages on its arenas; a 2 MiB page is
+/// then zeroed whole when first touched and counted whole in the resident
+/// set, however little of it is in use, and freeing part of it splits it
+/// again. For a daemon whose memory is many small, short-lived values this
+/// cost a fleet collect more CPU in page zeroing than it saved in TLB misses
+/// and raised its resident set (docs/scale.md). Call it first in `main`;
+/// pages already faulted in stay as they are. Returns whether it took.
+pub fn no_transparent_huge_pages() -> bool {
+    nix::sys::prctl::set_thp_disable(true).is_ok()
+}
+
 /// Raises the soft open-file limit to the hard limit (a master holds two
 /// connections per minion). Returns the limit now in force (0 if unknown).
 pub fn raise_nofile_limit() -> u64 {

@@ -52,6 +52,10 @@ pub struct MasterConfig {
     pub workers: usize,
     /// Capacity of the queue between the request socket and the workers.
     pub request_queue: usize,
+    /// Most bytes of requests waiting in that queue (default 32 MiB); at
+    /// the bound the request socket reads no more until workers catch up,
+    /// and what minions send waits in their connections.
+    pub request_queue_bytes: usize,
     /// Largest frame accepted, in bytes (default 4 MiB).
     pub max_frame_bytes: usize,
     /// Largest job return accepted, in bytes (default 64 MiB); larger ones
@@ -207,6 +211,7 @@ impl Default for MasterConfig {
             pillar_roots: vec!["/srv/cmdb/pillar".into()],
             workers: 4,
             request_queue: 16_384,
+            request_queue_bytes: 32 * 1024 * 1024,
             max_frame_bytes: protocol::MAX_FRAME_DEFAULT,
             max_return_bytes: 64 * 1024 * 1024,
             job_timeout: 600,
@@ -264,6 +269,9 @@ impl MasterConfig {
         }
         if cfg.request_queue == 0 {
             return Err("request_queue must be at least 1".into());
+        }
+        if cfg.request_queue_bytes < 1024 * 1024 {
+            return Err("request_queue_bytes must be at least 1048576 (1 MiB)".into());
         }
         let engine = cfg.store_engine()?;
         match (&cfg.cluster_id, &cfg.nats_url) {

@@ -312,6 +312,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     tasks.spawn(transport::request_loop(
         router,
         queue_tx,
+        transport::QueueBudget::new(shared.cfg.request_queue_bytes),
         reply_rx,
         cancel.clone(),
     ));

@@ -27,6 +27,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    daemon::no_transparent_huge_pages();
     // Started by ssh as SSH_ASKPASS for a roster entry with `passwd`:
     // answer the prompt with the password the master handed over.
     if let Ok(password) = std::env::var(master::ssh::session::ASKPASS_ENV) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use socket2::{Domain, Socket as RawSocket, Type};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zeromq::{PubSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
@@ -85,6 +85,44 @@ pub struct Inbound {
     pub route: Vec<Bytes>,
     /// The request envelope.
     pub payload: Bytes,
+    /// Its share of the queue's byte budget, given back when it is dropped.
+    pub held: Option<OwnedSemaphorePermit>,
+}
+
+/// The request queue's bound in bytes: the receive loop takes a request's
+/// size from it before queueing, the request gives it back when it is
+/// dropped. Counted in KiB, so any bound fits the semaphore.
+#[derive(Clone)]
+pub struct QueueBudget {
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl QueueBudget {
+    /// A budget of `bytes` (at least 1 KiB).
+    pub fn new(bytes: usize) -> QueueBudget {
+        let total_kib = u32::try_from(bytes / 1024)
+            .unwrap_or(u32::MAX >> 3)
+            .clamp(1, u32::MAX >> 3);
+        QueueBudget {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Waits until `bytes` fit (a request larger than the whole budget waits
+    /// for all of it), and holds them.
+    pub async fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        self.kib.clone().acquire_many_owned(kib).await.ok()
+    }
+
+    /// Bytes (rounded to KiB) held by queued requests now.
+    pub fn held_bytes(&self) -> usize {
+        (self.total_kib as usize - self.kib.available_permits()) * 1024
+    }
 }
 
 fn listener(addr: &str) -> Result<TcpListener, MasterError> {
@@ -163,10 +201,12 @@ pub async fn publish_loop(
 }
 
 /// Runs the request socket: a receive loop that only queues, and a sender
-/// that writes replies produced by the workers.
+/// that writes replies produced by the workers. While the queued requests
+/// hold all of `budget`, the loop reads nothing more.
 pub async fn request_loop(
     sock: RouterSocket,
     queue: mpsc::Sender<Inbound>,
+    budget: QueueBudget,
     mut replies: mpsc::Receiver<Vec<Bytes>>,
     cancel: CancellationToken,
 ) {
@@ -214,9 +254,15 @@ pub async fn request_loop(
             continue;
         };
         frames.truncate(route_len);
+        let size = payload.len() + frames.iter().map(Bytes::len).sum::<usize>();
+        let held = tokio::select! {
+            _ = cancel.cancelled() => break,
+            held = budget.take(size) => held,
+        };
         let inbound = Inbound {
             route: frames,
             payload,
+            held,
         };
         if queue.try_send(inbound).is_err() {
             warn!("request queue full; dropped a request (the minion will retry)");
@@ -227,3 +273,39 @@ pub async fn request_loop(
 
 /// A receiver shared by the worker pool.
 pub type SharedQueue = Arc<Mutex<mpsc::Receiver<Inbound>>>;
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::QueueBudget;
+
+    #[tokio::test]
+    async fn a_full_budget_holds_the_next_request_until_one_is_dropped() {
+        let budget = QueueBudget::new(64 * 1024);
+        let first = budget.take(40 * 1024).await;
+        let second = budget.take(20 * 1024).await;
+        assert_eq!(budget.held_bytes(), 60 * 1024);
+        assert!(
+            budget.take(10 * 1024).now_or_never().is_none(),
+            "10 KiB more fit in 4 KiB left"
+        );
+        drop(first);
+        let third = budget.take(10 * 1024).now_or_never().flatten();
+        assert!(third.is_some(), "40 KiB given back make room");
+        assert_eq!(budget.held_bytes(), 30 * 1024);
+        drop((second, third));
+        assert_eq!(budget.held_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_larger_than_the_budget_takes_all_of_it() {
+        let budget = QueueBudget::new(1024 * 1024);
+        let big = budget.take(5 * 1024 * 1024).await;
+        assert_eq!(budget.held_bytes(), 1024 * 1024);
+        drop(big);
+        let small = budget.take(1).await;
+        assert_eq!(budget.held_bytes(), 1024, "a byte holds one KiB");
+        drop(small);
+    }
+}
