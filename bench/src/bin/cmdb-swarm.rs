@@ -53,9 +53,9 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    // No transparent huge pages, as the master (daemon::no_transparent_huge_pages):
-    // with them the swarm spent a fifth of its CPU zeroing 2 MiB pages.
-    let _ = nix::sys::prctl::set_thp_disable(true);
+    // As the master: with huge pages the swarm spent a fifth of its CPU
+    // zeroing 2 MiB pages.
+    daemon::no_transparent_huge_pages();
     let cli = Cli::parse();
     if let Ok((soft, hard)) =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

@@ -120,7 +120,8 @@ impl QueueBudget {
     }
 
     /// Bytes (rounded to KiB) held by queued requests now.
-    pub fn held_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
         (self.total_kib as usize - self.kib.available_permits()) * 1024
     }
 }
