@@ -13,6 +13,9 @@
 //! collects; with `COLLECT_SPEED_PERF_SWARM=FILE`, the swarm. With
 //! `COLLECT_SPEED_STORE=postgres` the master stores into a PostgreSQL server
 //! started for the run (fsync on; its CPU is shown too) instead of sled.
+//! `CMDB_SWARM_CHURN=0` makes a fleet whose collects change nothing but
+//! volatile facts (the benchmark's changes one churning field per host per
+//! collect).
 
 use std::process::Command;
 use std::time::Instant;

@@ -143,6 +143,10 @@ pub fn fleet_named(c: &tests::Cluster, n: usize, prefix: &str) -> tests::Proc {
         "--request-timeout",
         "20",
     ]);
+    // A quick look at other fleets than the benchmark's (`collect_speed`).
+    if let Ok(churn) = std::env::var("CMDB_SWARM_CHURN") {
+        cmd.args(["--churn", &churn]);
+    }
     tests::Proc::spawn("swarm", cmd)
 }
 

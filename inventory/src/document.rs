@@ -174,7 +174,7 @@ fn take_matching(v: &mut Value, parts: &[&str], path: &mut Vec<String>, out: &mu
         if rest.is_empty() {
             if let Some(taken) = map.remove(&k) {
                 path.push(k);
-                set_path(out, path, Some(taken));
+                put_merged(out, path, taken);
                 path.pop();
             }
         } else if let Some(child) = map.get_mut(&k) {
@@ -182,6 +182,129 @@ fn take_matching(v: &mut Value, parts: &[&str], path: &mut Vec<String>, out: &mu
             take_matching(child, rest, path, out);
             path.pop();
         }
+    }
+}
+
+/// Writes the stable part of `facts` (what [`split_volatile`] keeps) to
+/// `out` as bytes, without copying the facts: two stable parts give the
+/// same bytes only when they are equal (every value is tagged, every
+/// string and key carries its length), so a digest of the bytes stands
+/// for the stable facts.
+pub fn feed_stable(facts: &Value, patterns: &[String], out: &mut Vec<u8>) {
+    let parts: Vec<Vec<&str>> = patterns.iter().map(|p| p.split(':').collect()).collect();
+    let active: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
+    feed(facts, &active, out);
+}
+
+fn feed(v: &Value, active: &[&[&str]], out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(b'n'),
+        Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+        Value::Number(n) => {
+            // The number's own kind is part of it: 1 and 1.0 differ, as
+            // they do to the diff.
+            let (tag, bits) = match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => (b'u', u),
+                (None, Some(i), _) => (b'i', i as u64),
+                (None, None, f) => (b'd', f.unwrap_or(f64::NAN).to_bits()),
+            };
+            out.push(tag);
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        Value::String(s) => feed_str(b's', s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                feed(item, &[], out);
+            }
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            let mut below: Vec<&[&str]> = Vec::new();
+            for (k, child) in map {
+                if !active.is_empty() {
+                    let named = |p: &&[&str]| p.first().is_some_and(|f| *f == "*" || f == k);
+                    if active.iter().any(|p| p.len() == 1 && named(p)) {
+                        continue;
+                    }
+                    below.clear();
+                    below.extend(
+                        active
+                            .iter()
+                            .filter(|p| p.len() > 1 && named(p))
+                            .map(|p| &p[1..]),
+                    );
+                }
+                feed_str(b'k', k, out);
+                feed(child, &below, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn feed_str(tag: u8, s: &str, out: &mut Vec<u8>) {
+    out.push(tag);
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The volatile part of `facts` (what [`split_volatile`] takes out), copied.
+pub fn volatile_of(facts: &Value, patterns: &[String]) -> Value {
+    let mut volatile = Value::Object(Map::new());
+    let mut path = Vec::new();
+    for p in patterns {
+        let parts: Vec<&str> = p.split(':').collect();
+        copy_matching(facts, &parts, &mut path, &mut volatile);
+    }
+    volatile
+}
+
+/// Puts `v` at `path` in `out`, merged key by key into an object already
+/// there (patterns that overlap, such as `mounts:*:used_bytes` before
+/// `mounts`, then keep every value they name).
+fn put_merged(out: &mut Value, path: &[String], v: Value) {
+    let mut cur = out;
+    for key in path {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(map) = cur else { return };
+        cur = map.entry(key.clone()).or_insert(Value::Null);
+    }
+    merge_into(cur, v);
+}
+
+/// Merges `from` into `into` key by key; anything but two objects is
+/// replaced.
+pub(crate) fn merge_into(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge_into(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Copies the values under `v` whose path matches `parts` into `out`.
+fn copy_matching(v: &Value, parts: &[&str], path: &mut Vec<String>, out: &mut Value) {
+    let (Some((first, rest)), Value::Object(map)) = (parts.split_first(), v) else {
+        return;
+    };
+    for (k, child) in map {
+        if *first != "*" && first != k {
+            continue;
+        }
+        path.push(k.clone());
+        if rest.is_empty() {
+            put_merged(out, path, child.clone());
+        } else {
+            copy_matching(child, rest, path, out);
+        }
+        path.pop();
     }
 }
 
@@ -228,5 +351,78 @@ mod tests {
             vol,
             json!({"uptime_seconds": 5, "mounts": {"/": {"used_bytes": 3}}})
         );
+    }
+    fn fed(v: &Value, pats: &[String]) -> Vec<u8> {
+        let mut out = Vec::new();
+        feed_stable(v, pats, &mut out);
+        out
+    }
+
+    #[test]
+    fn overlapping_patterns_keep_every_volatile_value() {
+        let f = json!({"mounts": {"/": {"size_bytes": 10, "used_bytes": 3}}, "os": "Debian"});
+        let pats = vec!["mounts:*:used_bytes".to_string(), "mounts".to_string()];
+        let (stable, vol) = split_volatile(f.clone(), &pats);
+        assert_eq!(stable, json!({"os": "Debian"}));
+        assert_eq!(
+            vol,
+            json!({"mounts": {"/": {"size_bytes": 10, "used_bytes": 3}}})
+        );
+        assert_eq!(volatile_of(&f, &pats), vol);
+        assert_eq!(fed(&f, &pats), fed(&stable, &[]));
+    }
+
+    #[test]
+    fn unequal_stable_facts_feed_unequal_bytes() {
+        let pairs = [
+            (json!({"a": 1}), json!({"a": 1.0})),
+            (json!({"ab": "c"}), json!({"a": "bc"})),
+            (json!({"a": ["b", "c"]}), json!({"a": ["bc"]})),
+            (json!({"a": [["b"], []]}), json!({"a": [[], ["b"]]})),
+            (json!({"a": {}}), json!({"a": null})),
+            (json!({"a": -1}), json!({"a": u64::MAX})),
+            (json!({"a": {"b": {}}}), json!({"a": {}, "b": {}})),
+        ];
+        for (x, y) in pairs {
+            assert_ne!(fed(&x, &[]), fed(&y, &[]), "{x} and {y}");
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|n| json!(n)),
+            "[a-c]{0,3}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c/]{1,2}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The bytes fed and the volatile copy agree with the split, for
+        /// any facts and patterns (overlapping ones and `*` included).
+        #[test]
+        fn feeding_and_copying_agree_with_the_split(
+            facts in json_value(),
+            pats in proptest::collection::vec("[a-c/*]{1,2}(:[a-c/*]{1,2}){0,2}", 0..4),
+            other in json_value(),
+        ) {
+            let (stable, vol) = split_volatile(facts.clone(), &pats);
+            proptest::prop_assert_eq!(volatile_of(&facts, &pats), vol);
+            proptest::prop_assert_eq!(fed(&facts, &pats), fed(&stable, &[]));
+            let (other_stable, _) = split_volatile(other.clone(), &pats);
+            proptest::prop_assert_eq!(
+                fed(&facts, &pats) == fed(&other, &pats),
+                stable == other_stable
+            );
+        }
     }
 }

@@ -256,7 +256,7 @@ impl AssetRecord {
             .get_mut("facts")
             .map(Value::take)
             .unwrap_or(Value::Null);
-        merge_owned(&mut facts, std::mem::take(&mut self.observed));
+        document::merge_into(&mut facts, std::mem::take(&mut self.observed));
         facts
     }
 
@@ -333,17 +333,6 @@ impl AssetRecord {
             changes,
             snapshot: None,
         })
-    }
-}
-
-fn merge_owned(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge_owned(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
     }
 }
 

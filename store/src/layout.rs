@@ -11,13 +11,45 @@ use serde::{Deserialize, Serialize};
 pub const CHECKPOINT_EVERY: u64 = 16;
 
 /// What a collect rewrites of an asset: everything but the document.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Head {
     pub(crate) version: u64,
     pub(crate) minion: Option<String>,
     pub(crate) expected_serial: Option<String>,
     pub(crate) last_collect_ms: Option<i64>,
     pub(crate) observed: serde_json::Value,
+    /// Set by a collect: what the document held after it. Any other write
+    /// of the head leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) collected: Option<Collected>,
+}
+
+/// What a collect left in an asset's document at `version`: its stable
+/// facts (their digest), the presence online, a kind and a minion. A
+/// collect whose stable facts have the same digest while the asset is
+/// still at `version` changes nothing in the document, so only the head
+/// is written, without reading the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Collected {
+    pub(crate) version: u64,
+    pub(crate) digest: [u64; 2],
+}
+
+/// The first 128 bits of the SHA-256 of the stable part of `facts`
+/// (without the values `volatile` names).
+pub(crate) fn facts_digest(facts: &serde_json::Value, volatile: &[String]) -> [u64; 2] {
+    use sha2::{Digest, Sha256};
+    // Hashed in one call: fed piece by piece, the many small pieces cost
+    // several times the hashing.
+    let mut bytes = Vec::with_capacity(16 * 1024);
+    inventory::document::feed_stable(facts, volatile, &mut bytes);
+    let d = Sha256::digest(&bytes);
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&d[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    [word(0), word(8)]
 }
 
 impl Head {
@@ -28,7 +60,19 @@ impl Head {
             expected_serial: rec.expected_serial.clone(),
             last_collect_ms: rec.last_collect_ms,
             observed: rec.observed.clone(),
+            collected: None,
         }
+    }
+
+    /// Whether a collect by `minion` whose stable facts have `digest`
+    /// would leave the document as it is: the head is a collect's by this
+    /// minion, nothing changed the asset since, and the digests match.
+    pub(crate) fn unchanged_by(&self, minion: &str, digest: [u64; 2]) -> bool {
+        self.collected.is_some_and(|c| {
+            c.version == self.version
+                && c.digest == digest
+                && self.minion.as_deref() == Some(minion)
+        })
     }
 }
 

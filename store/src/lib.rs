@@ -21,14 +21,18 @@ pub(crate) const VERSION_REF: &str = "__cmdb_version__";
 /// A collect return as the job cache keeps it: a reference to the asset
 /// version `rec` is at, not a second copy of the facts ([`rebuilt_return`]
 /// reads them back).
-pub(crate) fn return_stub(ret: &protocol::JobReturn, rec: &AssetRecord) -> protocol::JobReturn {
+pub(crate) fn return_stub(
+    ret: &protocol::JobReturn,
+    id: &inventory::AssetId,
+    version: u64,
+) -> protocol::JobReturn {
     protocol::JobReturn {
         jid: ret.jid.clone(),
         minion: ret.minion.clone(),
         fun: ret.fun.clone(),
         success: ret.success,
         retcode: ret.retcode,
-        data: serde_json::json!({ASSET_REF: rec.id, VERSION_REF: rec.version}),
+        data: serde_json::json!({ASSET_REF: id, VERSION_REF: version}),
         started_ms: ret.started_ms,
         ended_ms: ret.ended_ms,
     }
@@ -618,6 +622,68 @@ mod tests {
             assert_eq!(s.history(&c.id).expect("history").len(), 3);
             let jid2 = Jid::from_micros(1_700_000_000_000_102).expect("jid");
             assert_eq!(s.returned_minions(&jid2).expect("list"), ["c"]);
+        }
+    }
+
+    #[test]
+    fn collects_that_change_only_volatile_facts_keep_the_version_and_the_latest_values() {
+        for (_dir, s) in engines(InventoryConfig::default()) {
+            let collect = |n: i64, host: &str, uptime: u64| {
+                let mut r = ret(
+                    &Jid::from_micros(1_700_000_000_000_000 + n).expect("jid"),
+                    "web1",
+                );
+                r.fun = "collect".into();
+                r.data = serde_json::json!({"host": host, "uptime_seconds": uptime,
+                    "mounts": {"/": {"size_bytes": 10, "used_bytes": uptime}}});
+                r
+            };
+            let outcome = |r: &JobReturn, at: i64| match s.put_return(r, at).expect("stored") {
+                Stored::Asset {
+                    version, changed, ..
+                } => (version, changed),
+                other => panic!("not an asset: {other:?}"),
+            };
+            assert_eq!(outcome(&collect(0, "a", 1), 10), (0, true));
+            for n in 1..4 {
+                assert_eq!(outcome(&collect(n, "a", n as u64 + 1), 10 + n), (0, false));
+            }
+            let rec = s.asset_of_minion("web1").expect("read").expect("asset");
+            assert_eq!(rec.version, 0);
+            assert_eq!(rec.last_collect_ms, Some(13));
+            assert_eq!(rec.full_facts()["uptime_seconds"], 4);
+            assert_eq!(rec.full_facts()["mounts"]["/"]["used_bytes"], 4);
+            assert_eq!(rec.full_facts()["mounts"]["/"]["size_bytes"], 10);
+
+            // An edit in between: the next collect with the same facts
+            // undoes what it changed.
+            assert!(s.set_presence("web1", false, 20).expect("offline"));
+            assert_eq!(outcome(&collect(4, "a", 5), 21), (2, true));
+            assert_eq!(outcome(&collect(5, "a", 6), 22), (2, false));
+            s.edit_asset(&rec.id, Source::Manual, Some("ops".into()), 23, &|r| {
+                let mut doc = r.document.clone();
+                doc["facts"]["host"] = serde_json::json!("typed by hand");
+                doc["kind"] = serde_json::Value::Null;
+                Ok(doc)
+            })
+            .expect("edit");
+            assert_eq!(outcome(&collect(6, "a", 7), 24), (4, true));
+            let rec = s.asset_of_minion("web1").expect("read").expect("asset");
+            assert_eq!(rec.document["facts"]["host"], "a");
+            assert_eq!(rec.document["kind"], "server");
+            assert_eq!(rec.document["presence"], "online");
+            assert_eq!(outcome(&collect(7, "b", 8), 25), (5, true));
+            assert_eq!(outcome(&collect(8, "b", 9), 26), (5, false));
+
+            // Each return refers to the version it left.
+            for (n, host) in [(3, "a"), (5, "a"), (8, "b")] {
+                let jid = Jid::from_micros(1_700_000_000_000_000 + n).expect("jid");
+                let rets = s.returns(&jid).expect("returns");
+                assert_eq!(rets.len(), 1);
+                assert_eq!(rets[0].data["host"], host, "return {n}");
+            }
+            let history = s.history(&rec.id).expect("history");
+            assert_eq!(history.len(), 6);
         }
     }
 

@@ -149,7 +149,8 @@ impl Store for MemoryStore {
             now_ms,
             source,
         );
-        d.returns.insert(key, crate::return_stub(ret, &rec));
+        d.returns
+            .insert(key, crate::return_stub(ret, &rec.id, rec.version));
         d.asset_minion.insert(minion.to_owned(), rec.id.clone());
         let changed = !entries.is_empty();
         for e in entries {

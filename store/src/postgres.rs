@@ -881,7 +881,7 @@ impl PgStore {
             stubs.push((
                 r.jid.as_str(),
                 minion,
-                encode(&crate::return_stub(r, &rec))?,
+                encode(&crate::return_stub(r, &rec.id, rec.version))?,
             ));
             for e in &entries {
                 history.push((
@@ -1014,7 +1014,7 @@ impl PgStore {
             now_ms,
             source,
         );
-        let stub = encode(&crate::return_stub(ret, &rec))?;
+        let stub = encode(&crate::return_stub(ret, &rec.id, rec.version))?;
         let insert = tx
             .prepared("INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3)")
             .await?;

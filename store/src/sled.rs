@@ -118,7 +118,7 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
 use crate::is_collect;
 
 pub use crate::layout::CHECKPOINT_EVERY;
-use crate::layout::{Head, Loaded, assemble, head_only};
+use crate::layout::{Collected, Head, Loaded, assemble, facts_digest, head_only};
 
 /// [`Store`] on a sled database.
 pub struct SledStore {
@@ -264,6 +264,11 @@ impl SledStore {
             Some(v) => Some(decode(&v)?),
             None => None,
         };
+        self.assemble_with(base, head)
+    }
+
+    /// As [`Self::assemble_from`], with the head already read.
+    fn assemble_with(&self, base: AssetRecord, head: Option<Head>) -> Result<Loaded, StoreError> {
         let change = |id: &AssetId, v: u64| -> Result<Option<ChangeRecord>, StoreError> {
             match self.history.get(history_key(id, v)).map_err(store_err)? {
                 Some(b) => Ok(Some(decode(&b)?)),
@@ -280,13 +285,16 @@ impl SledStore {
         rec: &AssetRecord,
         base: Option<u64>,
         every: u64,
+        collected: Option<Collected>,
     ) -> Result<(), StoreError> {
         let id = rec.id.as_str().as_bytes();
         match base {
             Some(b) if head_only(rec, b, every) => {
-                self.heads
-                    .insert(id, encode(&Head::of(rec))?)
-                    .map_err(store_err)?;
+                let head = Head {
+                    collected,
+                    ..Head::of(rec)
+                };
+                self.heads.insert(id, encode(&head)?).map_err(store_err)?;
             }
             _ => {
                 self.assets.insert(id, encode(rec)?).map_err(store_err)?;
@@ -330,8 +338,24 @@ impl SledStore {
             .asset_minion
             .get(minion.as_bytes())
             .map_err(store_err)?;
+        let digest = facts_digest(&ret.data, &self.inventory.volatile);
         let mut existing = match &mapped {
-            Some(id) => self.get_loaded(id)?,
+            Some(id) => {
+                let head = match self.heads.get(id).map_err(store_err)? {
+                    Some(b) => Some(decode::<Head>(&b)?),
+                    None => None,
+                };
+                if let Some(head) = &head
+                    && head.unchanged_by(minion, digest)
+                    && let Some(asset) = std::str::from_utf8(id).ok().and_then(AssetId::parse)
+                {
+                    return self.put_unchanged(ret, key, asset, head, now_ms);
+                }
+                match self.assets.get(id).map_err(store_err)? {
+                    Some(v) => Some(self.assemble_with(decode(&v)?, head)?),
+                    None => None,
+                }
+            }
             None => None,
         };
         let mut _claiming = None;
@@ -384,7 +408,11 @@ impl SledStore {
         for e in &entries {
             self.put_history_now(&rec.id, e)?;
         }
-        self.put_asset_now(&rec, base, self.checkpoint_every())?;
+        let collected = Some(Collected {
+            version: rec.version,
+            digest,
+        });
+        self.put_asset_now(&rec, base, self.checkpoint_every(), collected)?;
         if remap && base.is_some() {
             self.asset_minion
                 .insert(minion.as_bytes(), id)
@@ -395,7 +423,7 @@ impl SledStore {
                 .remove(serial.as_bytes())
                 .map_err(store_err)?;
         }
-        let stub = crate::return_stub(ret, &rec);
+        let stub = crate::return_stub(ret, &rec.id, rec.version);
         self.returns
             .insert(key, encode(&stub)?)
             .map_err(store_err)?;
@@ -407,6 +435,37 @@ impl SledStore {
             id: rec.id,
             version: rec.version,
             changed,
+        })
+    }
+
+    /// Stores a collect return that leaves the asset as it is (its head
+    /// says a collect left it with the same stable facts, and nothing
+    /// changed it since): the head alone, with the new volatile facts, and
+    /// the job cache's entry.
+    fn put_unchanged(
+        &self,
+        ret: &JobReturn,
+        key: &[u8],
+        asset: AssetId,
+        head: &Head,
+        now_ms: i64,
+    ) -> Result<Stored, StoreError> {
+        let head = Head {
+            last_collect_ms: Some(now_ms),
+            observed: inventory::document::volatile_of(&ret.data, &self.inventory.volatile),
+            ..head.clone()
+        };
+        self.heads
+            .insert(asset.as_str().as_bytes(), encode(&head)?)
+            .map_err(store_err)?;
+        let stub = crate::return_stub(ret, &asset, head.version);
+        self.returns
+            .insert(key, encode(&stub)?)
+            .map_err(store_err)?;
+        Ok(Stored::Asset {
+            id: asset,
+            version: head.version,
+            changed: false,
         })
     }
 
