@@ -130,6 +130,7 @@ impl Link {
         let waiters: Waiters = Arc::default();
         let w = waiters.clone();
         let ch = channel.clone();
+        let ended = broken.clone();
         let reader = tokio::spawn(async move {
             loop {
                 let msg = match rx.recv().await {
@@ -162,6 +163,10 @@ impl Link {
                     Err(e) => warn!(error = %e, "dropped a reply that failed verification"),
                 }
             }
+            // The socket reports a connection reset (the master exited
+            // with requests unread) as a receive error, with no
+            // disconnect event: the link is broken all the same.
+            ended.cancel();
         });
         Ok(Link {
             sender: tokio::sync::Mutex::new(tx),
@@ -207,17 +212,30 @@ impl Link {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
         let msg = ZmqMessage::from(Bytes::from(env.to_bytes()));
-        let sent = tokio::time::timeout(self.timeout, async {
-            self.sender.lock().await.send(msg).await
-        })
-        .await;
-        let result = match sent {
-            Ok(Ok(())) => match tokio::time::timeout(self.timeout, rx).await {
-                Ok(Ok(r)) => Ok(r),
-                _ => Err(MinionError::Unreachable("no reply from the master".into())),
-            },
-            Ok(Err(e)) => Err(MinionError::Unreachable(e.to_string())),
-            Err(_) => Err(MinionError::Unreachable("send timed out".into())),
+        let exchange = async {
+            let sent = tokio::time::timeout(self.timeout, async {
+                self.sender.lock().await.send(msg).await
+            })
+            .await;
+            match sent {
+                Ok(Ok(())) => match tokio::time::timeout(self.timeout, rx).await {
+                    Ok(Ok(r)) => Ok(r),
+                    _ => Err(MinionError::Unreachable("no reply from the master".into())),
+                },
+                Ok(Err(e)) => Err(MinionError::Unreachable(e.to_string())),
+                Err(_) => Err(MinionError::Unreachable("send timed out".into())),
+            }
+        };
+        // A request the connection's end cut short fails then, not after
+        // the timeout: its answer cannot come (a master that restarted
+        // knows neither the request nor the channel key it was sealed
+        // with), and the session ends at once instead of a request
+        // timeout later.
+        let result = tokio::select! {
+            r = exchange => r,
+            _ = self.broken.cancelled() => Err(MinionError::Unreachable(
+                "the connection to the master was lost".into(),
+            )),
         };
         self.waiters
             .lock()
@@ -360,6 +378,83 @@ pub async fn next_publish(sub: &mut Subscription) -> Result<Published, MinionErr
 mod tests {
     use super::*;
     use zeromq::PubSocket;
+
+    /// Completes a ZMTP 3.0 NULL handshake as a ROUTER on `stream`.
+    async fn zmtp_accept(stream: &mut tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut greeting = [0u8; 64];
+        greeting[0] = 0xff;
+        greeting[9] = 0x7f;
+        greeting[10] = 3;
+        greeting[12..16].copy_from_slice(b"NULL");
+        stream.write_all(&greeting).await.expect("greeting");
+        let mut theirs = [0u8; 64];
+        stream
+            .read_exact(&mut theirs)
+            .await
+            .expect("their greeting");
+        // Their READY command: flags, size, body.
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await.expect("ready head");
+        let mut body = vec![0u8; usize::from(head[1])];
+        stream.read_exact(&mut body).await.expect("ready body");
+        let mut ready = b"\x05READY\x0bSocket-Type".to_vec();
+        ready.extend_from_slice(&6u32.to_be_bytes());
+        ready.extend_from_slice(b"ROUTER");
+        let mut command = vec![0x04, u8::try_from(ready.len()).expect("short")];
+        command.extend_from_slice(&ready);
+        stream.write_all(&command).await.expect("ready");
+    }
+
+    /// A master that exits with a request unread resets the connection
+    /// (no disconnect event from the socket): a request waiting on it
+    /// fails at once, not after the request timeout, so the session ends
+    /// and the minion reconnects.
+    #[tokio::test]
+    async fn a_reset_connection_fails_the_request_waiting_on_it() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("tcp://{}", listener.local_addr().expect("addr"));
+        let master = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            zmtp_accept(&mut stream).await;
+            // The request's first bytes arrive; the rest stay unread.
+            let mut some = [0u8; 4];
+            stream.read_exact(&mut some).await.expect("request");
+            stream.set_zero_linger().expect("linger");
+            drop(stream);
+        });
+        let key = keys::generate().expect("key");
+        let link = Link::connect(
+            &endpoint,
+            "m1",
+            key.clone(),
+            Arc::new(RwLock::new(None)),
+            Arc::new(RwLock::new(None)),
+            Duration::from_secs(600),
+            1 << 20,
+        )
+        .await
+        .expect("connect");
+        let auth = RequestBody::Auth(protocol::AuthRequest {
+            minion: protocol::MinionId::new("m1").expect("id"),
+            nonce: vec![0; 16],
+        });
+        let answer = tokio::time::timeout(Duration::from_secs(60), link.request(auth, true))
+            .await
+            .expect("the request ends well before its timeout");
+        master.await.expect("master");
+        match answer {
+            Err(MinionError::Unreachable(why)) => {
+                assert!(why.contains("connection to the master was lost"), "{why}");
+            }
+            Err(other) => panic!("expected the lost connection, got {other}"),
+            Ok(_) => panic!("expected the lost connection, got a reply"),
+        }
+        assert!(link.broken.is_cancelled());
+    }
 
     /// The publish connection dropping ends `next_publish` with an error
     /// (the session then reconnects), even though the request connection
