@@ -18,38 +18,31 @@ pub(crate) struct Head {
     pub(crate) expected_serial: Option<String>,
     pub(crate) last_collect_ms: Option<i64>,
     pub(crate) observed: serde_json::Value,
-    /// Set by a collect: what the document held after it. Any other write
-    /// of the head leaves it out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) collected: Option<Collected>,
+    /// Set by a collect: the digest of the stable facts it left in the
+    /// document, with the presence online, a kind and this minion. A
+    /// collect whose stable facts have the same digest changes nothing in
+    /// the document, so it writes the head alone, without reading the
+    /// document. Any other write of the head (an edit, presence, a new
+    /// checkpoint) leaves it out. Short on disk: every collect rewrites
+    /// every head.
+    #[serde(rename = "fd", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) facts_digest: Option<u64>,
 }
 
-/// What a collect left in an asset's document at `version`: its stable
-/// facts (their digest), the presence online, a kind and a minion. A
-/// collect whose stable facts have the same digest while the asset is
-/// still at `version` changes nothing in the document, so only the head
-/// is written, without reading the document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Collected {
-    pub(crate) version: u64,
-    pub(crate) digest: [u64; 2],
-}
-
-/// The first 128 bits of the SHA-256 of the stable part of `facts`
-/// (without the values `volatile` names).
-pub(crate) fn facts_digest(facts: &serde_json::Value, volatile: &[String]) -> [u64; 2] {
+/// The first 64 bits of the SHA-256 of the stable part of `facts`
+/// (without the values `volatile` names). Two collects of the same asset
+/// are told apart by it: a minion that made its own facts collide would
+/// only hide what it could leave unreported anyway.
+pub(crate) fn facts_digest(facts: &serde_json::Value, volatile: &[String]) -> u64 {
     use sha2::{Digest, Sha256};
     // Hashed in one call: fed piece by piece, the many small pieces cost
     // several times the hashing.
     let mut bytes = Vec::with_capacity(16 * 1024);
     inventory::document::feed_stable(facts, volatile, &mut bytes);
     let d = Sha256::digest(&bytes);
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&d[i..i + 8]);
-        u64::from_le_bytes(w)
-    };
-    [word(0), word(8)]
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(w)
 }
 
 impl Head {
@@ -60,19 +53,15 @@ impl Head {
             expected_serial: rec.expected_serial.clone(),
             last_collect_ms: rec.last_collect_ms,
             observed: rec.observed.clone(),
-            collected: None,
+            facts_digest: None,
         }
     }
 
     /// Whether a collect by `minion` whose stable facts have `digest`
     /// would leave the document as it is: the head is a collect's by this
-    /// minion, nothing changed the asset since, and the digests match.
-    pub(crate) fn unchanged_by(&self, minion: &str, digest: [u64; 2]) -> bool {
-        self.collected.is_some_and(|c| {
-            c.version == self.version
-                && c.digest == digest
-                && self.minion.as_deref() == Some(minion)
-        })
+    /// minion (nothing changed the asset since) and the digests match.
+    pub(crate) fn unchanged_by(&self, minion: &str, digest: u64) -> bool {
+        self.facts_digest == Some(digest) && self.minion.as_deref() == Some(minion)
     }
 }
 

@@ -118,7 +118,7 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
 use crate::is_collect;
 
 pub use crate::layout::CHECKPOINT_EVERY;
-use crate::layout::{Collected, Head, Loaded, assemble, facts_digest, head_only};
+use crate::layout::{Head, Loaded, assemble, facts_digest, head_only};
 
 /// [`Store`] on a sled database.
 pub struct SledStore {
@@ -285,13 +285,13 @@ impl SledStore {
         rec: &AssetRecord,
         base: Option<u64>,
         every: u64,
-        collected: Option<Collected>,
+        facts_digest: Option<u64>,
     ) -> Result<(), StoreError> {
         let id = rec.id.as_str().as_bytes();
         match base {
             Some(b) if head_only(rec, b, every) => {
                 let head = Head {
-                    collected,
+                    facts_digest,
                     ..Head::of(rec)
                 };
                 self.heads.insert(id, encode(&head)?).map_err(store_err)?;
@@ -408,11 +408,7 @@ impl SledStore {
         for e in &entries {
             self.put_history_now(&rec.id, e)?;
         }
-        let collected = Some(Collected {
-            version: rec.version,
-            digest,
-        });
-        self.put_asset_now(&rec, base, self.checkpoint_every(), collected)?;
+        self.put_asset_now(&rec, base, self.checkpoint_every(), Some(digest))?;
         if remap && base.is_some() {
             self.asset_minion
                 .insert(minion.as_bytes(), id)
