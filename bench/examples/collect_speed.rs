@@ -46,7 +46,11 @@ fn main() -> anyhow::Result<()> {
             bench::MASTER_EXTRA
         ),
     });
-    let swarm = bench::fleet(&c, n);
+    let mut fleet = bench::fleet_command(&c, n, "swarm-");
+    if let Ok(churn) = std::env::var("CMDB_SWARM_CHURN") {
+        fleet.args(["--churn", &churn]);
+    }
+    let swarm = Proc::spawn("swarm", fleet);
     swarm.wait_for_n_within(
         "\"event\":\"all_online\"",
         1,

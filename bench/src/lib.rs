@@ -128,6 +128,11 @@ pub fn fleet(c: &tests::Cluster, n: usize) -> tests::Proc {
 /// As [`fleet`], with minion ids starting with `prefix` (fleets of
 /// several masters of a cluster must not share ids).
 pub fn fleet_named(c: &tests::Cluster, n: usize, prefix: &str) -> tests::Proc {
+    tests::Proc::spawn("swarm", fleet_command(c, n, prefix))
+}
+
+/// The command [`fleet_named`] runs, for a caller to add options to.
+pub fn fleet_command(c: &tests::Cluster, n: usize, prefix: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(tests::bin_dir().join("cmdb-swarm"));
     cmd.arg("-c").arg(c.master_config()).args([
         "--id-prefix",
@@ -143,11 +148,7 @@ pub fn fleet_named(c: &tests::Cluster, n: usize, prefix: &str) -> tests::Proc {
         "--request-timeout",
         "20",
     ]);
-    // A quick look at other fleets than the benchmark's (`collect_speed`).
-    if let Ok(churn) = std::env::var("CMDB_SWARM_CHURN") {
-        cmd.args(["--churn", &churn]);
-    }
-    tests::Proc::spawn("swarm", cmd)
+    cmd
 }
 
 /// CPU seconds (user and system) a process has used, from `/proc/PID/stat`.

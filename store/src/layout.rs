@@ -1,8 +1,10 @@
 //! How both persistent engines lay out an asset: its whole record (the
 //! checkpoint) written every few versions, a small head (version, minion,
-//! serial claim, last collect, volatile facts) rewritten by each collect,
-//! and the change records after the checkpoint replayed on read. A collect
-//! that changes nothing but volatile facts rewrites the head alone.
+//! serial claim, last collect, volatile facts, the digest of the stable
+//! facts a collect left) rewritten by each collect, and the change records
+//! after the checkpoint replayed on read. A collect that changes nothing
+//! but volatile facts rewrites the head alone (on sled, found so by the
+//! digest, without reading the document).
 
 use inventory::{AssetId, AssetRecord, ChangeRecord};
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const CHECKPOINT_EVERY: u64 = 16;
 
 /// What a collect rewrites of an asset: everything but the document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Head {
     pub(crate) version: u64,
     pub(crate) minion: Option<String>,

@@ -256,15 +256,16 @@ impl SledStore {
     /// The latest record from the checkpoint `base`: its head and the
     /// change records after it, read outside a transaction.
     fn assemble_from(&self, base: AssetRecord) -> Result<Loaded, StoreError> {
-        let head: Option<Head> = match self
-            .heads
-            .get(base.id.as_str().as_bytes())
-            .map_err(store_err)?
-        {
-            Some(v) => Some(decode(&v)?),
-            None => None,
-        };
+        let head = self.head(base.id.as_str().as_bytes())?;
         self.assemble_with(base, head)
+    }
+
+    /// The head of the asset `id`, if it has one.
+    fn head(&self, id: &[u8]) -> Result<Option<Head>, StoreError> {
+        match self.heads.get(id).map_err(store_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
     }
 
     /// As [`Self::assemble_from`], with the head already read.
@@ -341,13 +342,12 @@ impl SledStore {
         let digest = facts_digest(&ret.data, &self.inventory.volatile);
         let mut existing = match &mapped {
             Some(id) => {
-                let head = match self.heads.get(id).map_err(store_err)? {
-                    Some(b) => Some(decode::<Head>(&b)?),
-                    None => None,
-                };
-                if let Some(head) = &head
-                    && head.unchanged_by(minion, digest)
+                let head = self.head(id)?;
+                if head
+                    .as_ref()
+                    .is_some_and(|h| h.unchanged_by(minion, digest))
                     && let Some(asset) = std::str::from_utf8(id).ok().and_then(AssetId::parse)
+                    && let Some(head) = head
                 {
                     return self.put_unchanged(ret, key, asset, head, now_ms);
                 }
@@ -443,13 +443,13 @@ impl SledStore {
         ret: &JobReturn,
         key: &[u8],
         asset: AssetId,
-        head: &Head,
+        head: Head,
         now_ms: i64,
     ) -> Result<Stored, StoreError> {
         let head = Head {
             last_collect_ms: Some(now_ms),
             observed: inventory::document::volatile_of(&ret.data, &self.inventory.volatile),
-            ..head.clone()
+            ..head
         };
         self.heads
             .insert(asset.as_str().as_bytes(), encode(&head)?)
