@@ -248,8 +248,14 @@ impl Sim {
     /// session ends first, it is kept for the next one.
     async fn deliver(&mut self, link: &Link, ret: JobReturn) {
         let mut delivery = Delivery::new(clock(), &self.timing);
+        let body = RequestBody::Return(ret);
+        let keep = |undelivered: &mut Vec<JobReturn>, body: RequestBody| {
+            if let RequestBody::Return(ret) = body {
+                undelivered.push(ret);
+            }
+        };
         loop {
-            let sent = match link.request(RequestBody::Return(ret.clone()), false).await {
+            let sent = match link.request_ref(&body, false).await {
                 Ok(r) if matches!(r.body, ReplyBody::Ack { .. }) => Sent::Acked,
                 Ok(_) => Sent::Failed,
                 Err(minion::error::MinionError::Refused { kind, .. }) => Sent::Refused(kind),
@@ -262,17 +268,11 @@ impl Sim {
                     return;
                 }
                 Next::Drop | Next::GiveUp | Next::ReplaceWithError => return,
-                Next::Keep => {
-                    self.undelivered.push(ret);
-                    return;
-                }
+                Next::Keep => return keep(&mut self.undelivered, body),
                 Next::RetryAfter(wait) => wait,
             };
             tokio::select! {
-                _ = link.broken.cancelled() => {
-                    self.undelivered.push(ret);
-                    return;
-                }
+                _ = link.broken.cancelled() => return keep(&mut self.undelivered, body),
                 _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
             }
         }

@@ -189,6 +189,16 @@ impl Link {
         body: RequestBody,
         with_key: bool,
     ) -> Result<VerifiedReply, MinionError> {
+        self.request_ref(&body, with_key).await
+    }
+
+    /// [`Link::request`] with a borrowed body, for a request that may be
+    /// sent again (a return until it is acknowledged) without copying it.
+    pub async fn request_ref(
+        &self,
+        body: &RequestBody,
+        with_key: bool,
+    ) -> Result<VerifiedReply, MinionError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let req = Request {
             id,

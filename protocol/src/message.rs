@@ -14,15 +14,16 @@ use crate::id::MinionId;
 use crate::jid::Jid;
 use crate::target::Target;
 
-/// A minion's message on the request socket.
+/// A minion's message on the request socket. A sender may hold the body
+/// by reference (`Request<&RequestBody>`): it encodes the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Request {
+pub struct Request<B = RequestBody> {
     /// Correlation id, echoed in the reply; unique per minion process.
     pub id: u64,
     /// When the minion sent it, unix milliseconds.
     pub sent_at_ms: i64,
     /// What the minion asks.
-    pub body: RequestBody,
+    pub body: B,
 }
 
 /// The kinds of request.

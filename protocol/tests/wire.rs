@@ -263,6 +263,15 @@ proptest! {
     }
 
     #[test]
+    fn a_request_holding_its_body_by_reference_encodes_the_same(req in request()) {
+        let by_ref = Request { id: req.id, sent_at_ms: req.sent_at_ms, body: &req.body };
+        prop_assert_eq!(
+            protocol::envelope::encode_message(&by_ref).expect("encode"),
+            protocol::envelope::encode_message(&req).expect("encode")
+        );
+    }
+
+    #[test]
     fn every_reply_round_trips(rep in reply()) {
         prop_assert_eq!(round_trip(&rep), rep);
     }
