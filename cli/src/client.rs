@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use protocol::{Jid, JobReturn};
+use protocol::{Jid, MinionId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -30,6 +30,28 @@ struct Created {
     /// Roster entries refused (jobs over SSH), with why.
     #[serde(default)]
     refused: std::collections::BTreeMap<String, String>,
+}
+
+/// A return as the master streams it, its data kept as the JSON text it
+/// came in until it is asked for: `--out json` lays the text out as it is,
+/// without building the values (a fleet's collect is tens of megabytes).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct StreamedReturn {
+    /// Who returned.
+    pub minion: MinionId,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Its return code.
+    pub retcode: i32,
+    /// What it returned, as JSON text.
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl StreamedReturn {
+    /// What it returned.
+    pub fn value(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::from_str(self.data.get())
+    }
 }
 
 /// What the master answered.
@@ -52,7 +74,7 @@ pub enum Answer {
     /// A minion returned.
     Return {
         /// The return.
-        ret: JobReturn,
+        ret: StreamedReturn,
     },
     /// The wait is over.
     Done {
@@ -409,7 +431,8 @@ impl<'a> Client<'a> {
             &uri,
             |name, data| match name {
                 "ret" => {
-                    let ret: JobReturn = serde_json::from_str(data).map_err(io::Error::other)?;
+                    let ret: StreamedReturn =
+                        serde_json::from_str(data).map_err(io::Error::other)?;
                     on_answer(Answer::Return { ret })?;
                     Ok(true)
                 }

@@ -113,6 +113,8 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
     };
     let interrupted = interrupt_prints_the_jid()?;
     let mut results = Map::new();
+    // `--out json` lays each return out as it comes (see JsonObject).
+    let mut json = render::JsonObject::default();
     let mut expected = 0usize;
     let mut failed = false;
     let mut missing = Vec::new();
@@ -178,28 +180,40 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
                         bar.suspend(|| print!("{text}"));
                     }
                     refused.push(id.clone());
-                    results.insert(id, Value::String(reason));
+                    match a.out {
+                        OutputFormat::Json => json.insert(id, &Value::String(reason)),
+                        _ => {
+                            results.insert(id, Value::String(reason));
+                        }
+                    }
                 }
                 Answer::Return { ret } => {
                     bar.inc(1);
                     failed |= !ret.success;
-                    if a.out == OutputFormat::Nested {
-                        let mut text = if a.fun.starts_with("state.") && a.fun != "state.show_sls" {
-                            crate::output::highstate(ret.minion.as_str(), &ret.data)
-                        } else {
-                            let mut one = Map::new();
-                            one.insert(ret.minion.to_string(), ret.data.clone());
-                            render(&one, OutputFormat::Nested)
-                        };
-                        if ret.retcode != 0 {
-                            text.push_str(&format!("    retcode: {}\n", ret.retcode));
-                        }
-                        bar.suspend(|| print!("{text}"));
-                    }
                     if ret.retcode != 0 {
                         retcodes.insert(ret.minion.to_string(), ret.retcode);
                     }
-                    results.insert(ret.minion.to_string(), ret.data);
+                    if a.out == OutputFormat::Json {
+                        return json
+                            .insert_raw(ret.minion.to_string(), ret.data.get())
+                            .map_err(std::io::Error::other);
+                    }
+                    let data = ret.value().map_err(std::io::Error::other)?;
+                    if a.out != OutputFormat::Nested {
+                        results.insert(ret.minion.to_string(), data);
+                        return Ok(());
+                    }
+                    let mut text = if a.fun.starts_with("state.") && a.fun != "state.show_sls" {
+                        crate::output::highstate(ret.minion.as_str(), &data)
+                    } else {
+                        let mut one = Map::new();
+                        one.insert(ret.minion.to_string(), data);
+                        render(&one, OutputFormat::Nested)
+                    };
+                    if ret.retcode != 0 {
+                        text.push_str(&format!("    retcode: {}\n", ret.retcode));
+                    }
+                    bar.suspend(|| print!("{text}"));
                 }
                 Answer::Done { missing: m } => missing = m,
                 Answer::Error { message } => error = Some(message),
@@ -224,8 +238,10 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
         }
         return Ok(1);
     }
-    if a.out != OutputFormat::Nested {
-        print!("{}", render(&results, a.out));
+    match a.out {
+        OutputFormat::Nested => {}
+        OutputFormat::Json => print!("{}", json.render()),
+        _ => print!("{}", render(&results, a.out)),
     }
     for m in &missing {
         eprintln!("{m}: minion did not return. [No response]");

@@ -104,6 +104,77 @@ pub fn return_text(v: &Value) -> String {
     scalar(v).unwrap_or_else(|| v.to_string())
 }
 
+/// `{minion: return}` as `--out json` prints it, built a return at a time
+/// from the JSON text each came in: each value is laid out when it is
+/// inserted, straight from its text (no tree of values is built), so
+/// printing a fleet's returns at the end is joining them. The result is
+/// what [`render`] prints for the same map.
+#[derive(Debug, Default)]
+pub struct JsonObject {
+    /// Each key's value laid out at the object's nesting level.
+    parts: std::collections::BTreeMap<String, String>,
+}
+
+impl JsonObject {
+    /// Adds `key` with the value in the JSON text `raw` (a later insert of
+    /// the same key replaces it).
+    pub fn insert_raw(&mut self, key: String, raw: &str) -> serde_json::Result<()> {
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let mut out = Vec::with_capacity(raw.len() * 3 / 2);
+        let mut ser = serde_json::Serializer::with_formatter(
+            &mut out,
+            serde_json::ser::PrettyFormatter::with_indent(b"  "),
+        );
+        serde_transcode::transcode(&mut de, &mut ser)?;
+        de.end()?;
+        self.insert_laid_out(key, &out);
+        Ok(())
+    }
+
+    /// Adds `key` with `value`.
+    pub fn insert(&mut self, key: String, value: &Value) {
+        let text = serde_json::to_vec_pretty(value).unwrap_or_default();
+        self.insert_laid_out(key, &text);
+    }
+
+    /// Pretty JSON of a value at the top level, moved in one level: JSON
+    /// text has no raw newline inside a string, so every newline starts a
+    /// line of the value's layout.
+    fn insert_laid_out(&mut self, key: String, text: &[u8]) {
+        let text = String::from_utf8_lossy(text);
+        self.parts.insert(key, text.replace('\n', "\n  "));
+    }
+
+    /// How many keys it has.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether it has no key.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The object as `serde_json::to_string_pretty` lays it out, and a
+    /// newline.
+    pub fn render(&self) -> String {
+        if self.parts.is_empty() {
+            return "{}\n".to_owned();
+        }
+        let size: usize = self.parts.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        let mut out = String::with_capacity(size + 4);
+        out.push('{');
+        for (i, (key, value)) in self.parts.iter().enumerate() {
+            out.push_str(if i == 0 { "\n  " } else { ",\n  " });
+            out.push_str(&Value::String(key.clone()).to_string());
+            out.push_str(": ");
+            out.push_str(value);
+        }
+        out.push_str("\n}\n");
+        out
+    }
+}
+
 /// Renders `{minion: return}` in `format`.
 pub fn render(results: &serde_json::Map<String, Value>, format: OutputFormat) -> String {
     match format {
@@ -254,6 +325,41 @@ pub fn highstate(minion: &str, data: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_json_object_built_from_text_prints_as_the_whole_map_does() {
+        let values = [
+            json!(true),
+            json!(null),
+            json!("line\nbreak \"quoted\" \u{e9}\u{1f600}"),
+            json!({}),
+            json!([]),
+            json!([1, -2, 3.5, 1e300, u64::MAX, i64::MIN, {"a": [], "b": {}}]),
+            json!({"z": {"y": [{"x": "deep"}], "w": 0.1}, "a": "first", "mounts": {"/": {"used": 1}}}),
+        ];
+        let mut map = serde_json::Map::new();
+        let mut built = JsonObject::default();
+        for (i, v) in values.iter().enumerate() {
+            let key = format!("minion-\"{}\"", 9 - i);
+            map.insert(key.clone(), v.clone());
+            if i % 2 == 0 {
+                built.insert_raw(key, &v.to_string()).expect("valid JSON");
+            } else {
+                built.insert(key, v);
+            }
+        }
+        assert_eq!(built.len(), values.len());
+        assert_eq!(built.render(), render(&map, OutputFormat::Json));
+        assert_eq!(
+            JsonObject::default().render(),
+            render(&serde_json::Map::new(), OutputFormat::Json)
+        );
+        assert!(
+            JsonObject::default()
+                .insert_raw("x".into(), "{\"a\": 1} trailing")
+                .is_err()
+        );
+    }
 
     #[test]
     fn nested_looks_like_salt() {
