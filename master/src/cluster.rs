@@ -77,6 +77,12 @@ pub enum Message {
         /// The killed job.
         jid: Jid,
     },
+    /// A watcher on the sending peer follows a job another peer published:
+    /// every peer sends its returns on with their JSON from now on.
+    Watch {
+        /// The job.
+        jid: Jid,
+    },
     /// A return was stored.
     Return {
         /// The job.
@@ -104,7 +110,7 @@ impl Message {
             Message::Wave {
                 envelope, minions, ..
             } => envelope.len() + minions.iter().map(|m| m.len() + 2).sum::<usize>(),
-            Message::Session { .. } | Message::Stop { .. } => 0,
+            Message::Session { .. } | Message::Stop { .. } | Message::Watch { .. } => 0,
             Message::Return {
                 minion, fun, json, ..
             } => minion.len() + fun.len() + json.as_ref().map_or(0, String::len),
@@ -263,9 +269,14 @@ pub async fn receive_loop(
     codec: Codec,
     cancel: CancellationToken,
 ) {
+    let mut refetch = Refetch::default();
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = refetch.due() => {
+                refetch.run(&shared);
+                continue;
+            }
             m = sub.next() => match m {
                 Some(m) => m,
                 None => {
@@ -277,7 +288,7 @@ pub async fn receive_loop(
         match codec.open(&msg.payload) {
             Ok(messages) => {
                 for m in messages {
-                    take(&shared, m).await;
+                    take(&shared, m, &mut refetch).await;
                 }
             }
             Err(e) => warn!(error = %e, "dropped a cluster message that does not open"),
@@ -285,8 +296,75 @@ pub async fn receive_loop(
     }
 }
 
+/// How long returns sent without their JSON for a job followed here are
+/// gathered before they are read back from the database together.
+const REFETCH_AFTER: Duration = Duration::from_millis(200);
+
+/// Returns another peer sent without their JSON (it stored them before it
+/// heard that a watcher here follows their job), held back from the
+/// watchers until they are read back from the database, a job at a time.
+#[derive(Default)]
+struct Refetch {
+    due: Option<tokio::time::Instant>,
+    held: std::collections::HashMap<Jid, Vec<Finished>>,
+}
+
+impl Refetch {
+    /// Holds `ret` back.
+    fn hold(&mut self, ret: Finished) {
+        self.due
+            .get_or_insert_with(|| tokio::time::Instant::now() + REFETCH_AFTER);
+        self.held.entry(ret.jid.clone()).or_default().push(ret);
+    }
+
+    /// Ready when held returns are due to be read back; never when none
+    /// are held.
+    async fn due(&self) {
+        match self.due {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Reads the held returns back, a job at a time in the background, and
+    /// hands them to the watchers (without their JSON when they are not
+    /// found).
+    fn run(&mut self, shared: &Arc<Shared>) {
+        self.due = None;
+        for (jid, held) in std::mem::take(&mut self.held) {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let store = shared.store.clone();
+                let read = jid.clone();
+                let stored = match tokio::task::spawn_blocking(move || store.returns(&read)).await {
+                    Ok(Ok(stored)) => stored,
+                    Ok(Err(e)) => {
+                        warn!(jid = %jid, error = %e, "cannot read back returns another peer stored");
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        warn!(jid = %jid, error = %e, "reading back returns another peer stored failed");
+                        Vec::new()
+                    }
+                };
+                let mut by_minion: std::collections::HashMap<&str, &protocol::JobReturn> =
+                    stored.iter().map(|r| (r.minion.as_str(), r)).collect();
+                for mut ret in held {
+                    ret.json = by_minion.remove(ret.minion.as_str()).map(ReturnJson::of);
+                    crate::requests::notify_stored_from(
+                        &shared,
+                        &ret,
+                        &store::Stored::Duplicate,
+                        "cluster",
+                    );
+                }
+            });
+        }
+    }
+}
+
 /// Acts on another peer's message.
-async fn take(shared: &Arc<Shared>, message: Message) {
+async fn take(shared: &Arc<Shared>, message: Message, refetch: &mut Refetch) {
     match message {
         Message::Job {
             jid,
@@ -339,6 +417,11 @@ async fn take(shared: &Arc<Shared>, message: Message) {
                 info!(jid = %jid, "job killed on another peer");
             }
         }
+        Message::Watch { jid } => {
+            if shared.jobs.tracker().relay(&jid) {
+                debug!(jid = %jid, "a watcher on another peer follows a job");
+            }
+        }
         Message::Return {
             jid,
             minion,
@@ -362,6 +445,10 @@ async fn take(shared: &Arc<Shared>, message: Message) {
                     json: json.into(),
                 }),
             };
+            if finished.json.is_none() && shared.jobs.tracker().watched(&finished.jid) {
+                refetch.hold(finished);
+                return;
+            }
             crate::requests::notify_stored_from(
                 shared,
                 &finished,
@@ -446,15 +533,19 @@ impl SessionShare {
 }
 
 /// Tells the other peers of a stored return (dropped when the outbox is
-/// full).
-pub fn announce_return(outbox: &mpsc::Sender<Message>, ret: &Finished) {
+/// full), with its JSON when `json` (a peer follows its job) and it has it.
+pub fn announce_return(outbox: &mpsc::Sender<Message>, ret: &Finished, json: bool) {
     let m = Message::Return {
         jid: ret.jid.clone(),
         minion: ret.minion.to_string(),
         fun: ret.fun.clone(),
         success: ret.success,
         retcode: ret.retcode,
-        json: ret.json.as_ref().map(|j| j.json.to_string()),
+        json: ret
+            .json
+            .as_ref()
+            .filter(|_| json)
+            .map(|j| j.json.to_string()),
     };
     if outbox.try_send(m).is_err() {
         warn!(jid = %ret.jid, minion_id = %ret.minion, "cluster outbox full; a return was not sent to the other peers");

@@ -100,6 +100,9 @@ struct LiveJob {
     batch: Option<Batch>,
     /// Killed: no longer handed to minions that missed it.
     stopped: bool,
+    /// Its returns go to the other peers of a cluster with their JSON: it
+    /// was published by another peer, or a watcher on another asked.
+    relayed: bool,
 }
 
 /// A job started a few minions at a time: who has been sent which
@@ -182,6 +185,7 @@ impl JobTracker {
                 watchers,
                 batch: None,
                 stopped: false,
+                relayed: false,
             },
         );
         rx
@@ -322,8 +326,20 @@ impl JobTracker {
                 watchers: Vec::new(),
                 batch: None,
                 stopped: false,
+                relayed: false,
             },
         );
+    }
+
+    /// Sends the returns of the live job `jid` to the other peers with
+    /// their JSON from now on; false when it is not live.
+    pub fn relay(&self, jid: &Jid) -> bool {
+        self.live().get_mut(jid).map(|j| j.relayed = true).is_some()
+    }
+
+    /// Whether the returns of `jid` go to the other peers with their JSON.
+    pub fn relayed(&self, jid: &Jid) -> bool {
+        self.live().get(jid).is_some_and(|j| j.relayed)
     }
 
     /// Adds a watcher to the live job `jid`: it receives every return

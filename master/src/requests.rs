@@ -195,11 +195,13 @@ fn reply(shared: &Shared, processed: Result<Processed, Refusal>) -> Handled {
     // The decoded return is dropped here; what the flusher passes on
     // after the flush is far smaller.
     let stored = stored.map(|(ret, outcome, push)| {
-        // The other peers of a cluster get a job's return as JSON (a
-        // `cmdb run` on any of them may follow it); a collect a minion
+        // The other peers of a cluster get a job's return as JSON when one
+        // of them follows it (see `JobTracker::relay`); a collect a minion
         // pushed on its own belongs to no job, and they get only what it
         // was.
-        let watched = (shared.peers.is_some() && !push) || shared.jobs.tracker().watched(&ret.jid);
+        let tracker = shared.jobs.tracker();
+        let watched = (shared.peers.is_some() && !push && tracker.relayed(&ret.jid))
+            || tracker.watched(&ret.jid);
         (Finished::of(&ret, watched), outcome)
     });
     let is_auth = matches!(body, ReplyBody::Auth(_));
@@ -627,7 +629,8 @@ pub fn notify_stored_from(shared: &Shared, ret: &Finished, outcome: &Stored, sou
     if outcome.is_new() {
         shared.metrics.returns_stored.inc();
         if let Some(peers) = &shared.peers {
-            crate::cluster::announce_return(peers, ret);
+            let json = shared.jobs.tracker().relayed(&ret.jid);
+            crate::cluster::announce_return(peers, ret, json);
         }
     }
     if live_new || outcome.is_new() {

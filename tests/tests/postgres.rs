@@ -200,6 +200,54 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
     assert_eq!(minions, ["db01", "web01"], "{listed}");
 }
 
+/// A job followed on the peer that did not publish it: every return comes
+/// with its data, those of the publisher's own minions too (the publisher
+/// sends its returns on with their JSON only once a peer asks).
+#[test]
+fn a_job_followed_on_a_peer_that_did_not_publish_it_streams_every_return() {
+    let mut peers = two_peers();
+    let Peers { a, b, .. } = &mut peers;
+    a.start_minion("web01");
+    b.start_minion("db01");
+    a.minion("web01").wait_for("minion ready");
+    b.minion("db01").wait_for("minion ready");
+    // The minions take a while, so they return after b follows the job.
+    let out = a.cmdb(&["run", "*", "test.sleep", "2", "--async"]);
+    let jid = tests::jid_of(&out);
+    let followed = std::process::Command::new("curl")
+        .args(["-s", "-N", "-m", "60", "--unix-socket"])
+        .arg(b.master_state().join("api.sock"))
+        .arg(format!("http://cmdb/v1/jobs/{jid}/returns?timeout=20"))
+        .output()
+        .expect("curl");
+    let text = tests::text(&followed.stdout);
+    let mut returned: Vec<(String, serde_json::Value)> = text
+        .split("event: ret\n")
+        .skip(1)
+        .filter_map(|e| e.lines().next()?.strip_prefix("data: "))
+        .map(|d| {
+            let v: serde_json::Value = serde_json::from_str(d).expect("return json");
+            (
+                v["minion"].as_str().unwrap_or("").to_owned(),
+                v["data"].clone(),
+            )
+        })
+        .collect();
+    returned.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        returned,
+        [
+            ("db01".to_owned(), json!(true)),
+            ("web01".to_owned(), json!(true))
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains("event: done\ndata: {\"missing\":[]}"),
+        "{text}"
+    );
+}
+
 /// Minions reach the peers through HAProxy, which may send a minion's two
 /// connections to different peers: the session key the peers share opens
 /// the jobs of either, whichever peer the minion authenticated with.

@@ -290,6 +290,8 @@ impl JobsService {
         let _ = self
             .tracker
             .register(jid.clone(), envelope.clone(), expected, live, false);
+        // Its publisher's `cmdb run` follows it there.
+        self.tracker.relay(&jid);
         self.publisher.send(&jid, &envelope).await;
     }
 
@@ -323,12 +325,16 @@ impl JobsService {
             }
             let left = u64::try_from(job.started_ms.saturating_add(live_ms) - now).unwrap_or(0);
             self.tracker.restore(
-                job.jid,
+                job.jid.clone(),
                 Bytes::from(envelope),
                 expected,
                 returned,
                 Duration::from_millis(left),
             );
+            // Which peer published it, and who follows it, is not known.
+            if self.peers.is_some() {
+                self.tracker.relay(&job.jid);
+            }
             restored += 1;
         }
         Ok(restored)
@@ -694,6 +700,19 @@ impl JobsService {
         // Watch first, then read what is stored: a return stored in between
         // comes both ways and is passed on once.
         let live = self.tracker.watch(&jid);
+        // Another peer published it: every peer sends its returns on with
+        // their JSON from now on (until then its publisher sent them
+        // without, and they are read back from the store: see
+        // `cluster::Refetch`).
+        if let Some(peers) = &self.peers
+            && live.is_some()
+            && self.tracker.relayed(&jid)
+        {
+            let watch = crate::cluster::Message::Watch { jid: jid.clone() };
+            if peers.outbox.try_send(watch).is_err() {
+                warn!(jid = %jid, "cluster outbox full; the other peers were not asked for this job's returns");
+            }
+        }
         let stored = self.store.returns(&jid)?;
         let expected: BTreeSet<String> = job.expected.into_iter().collect();
         Ok(self.spawn_follow(jid, expected, live, stored, timeout_secs, cancel))
