@@ -10,6 +10,16 @@ fn two_peers() -> Peers {
     Peers::start("autosign = [\"*\"]\n", false)
 }
 
+/// Two peers, minion web01 connected to a and db01 to b, both ready.
+fn web01_on_a_and_db01_on_b() -> Peers {
+    let mut peers = two_peers();
+    peers.a.start_minion("web01");
+    peers.b.start_minion("db01");
+    peers.a.minion("web01").wait_for("minion ready");
+    peers.b.minion("db01").wait_for("minion ready");
+    peers
+}
+
 fn postgres() -> (tempfile::TempDir, LocalServer) {
     let dir = tempfile::tempdir().expect("tmp");
     let server = LocalServer::start(dir.path(), false).expect("postgres");
@@ -171,12 +181,8 @@ fn while_postgres_is_away_jobs_are_refused_with_a_clear_error_and_work_again_aft
 /// minions, and each `cmdb run` sees both returns.
 #[test]
 fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_back() {
-    let mut peers = two_peers();
+    let mut peers = web01_on_a_and_db01_on_b();
     let Peers { a, b, .. } = &mut peers;
-    a.start_minion("web01");
-    b.start_minion("db01");
-    a.minion("web01").wait_for("minion ready");
-    b.minion("db01").wait_for("minion ready");
     let both = json!({"db01": true, "web01": true});
     let (v, stderr, code) = b.run_json(&["*", "test.ping", "-t", "20"]);
     assert_eq!((v, code), (both.clone(), 0), "from b: {stderr}");
@@ -205,12 +211,8 @@ fn a_job_from_one_peer_reaches_the_minions_of_the_other_and_its_returns_come_bac
 /// sends its returns on with their JSON only once a peer asks).
 #[test]
 fn a_job_followed_on_a_peer_that_did_not_publish_it_streams_every_return() {
-    let mut peers = two_peers();
+    let mut peers = web01_on_a_and_db01_on_b();
     let Peers { a, b, .. } = &mut peers;
-    a.start_minion("web01");
-    b.start_minion("db01");
-    a.minion("web01").wait_for("minion ready");
-    b.minion("db01").wait_for("minion ready");
     // The minions take a while, so they return after b follows the job.
     let out = a.cmdb(&["run", "*", "test.sleep", "2", "--async"]);
     let jid = tests::jid_of(&out);
