@@ -444,6 +444,7 @@ async fn take(shared: &Arc<Shared>, message: Message, refetch: &mut Refetch) {
                     minion: finished_id.clone(),
                     json: json.into(),
                 }),
+                relay: false,
             };
             if finished.json.is_none() && shared.jobs.tracker().watched(&finished.jid) {
                 refetch.hold(finished);
@@ -533,8 +534,8 @@ impl SessionShare {
 }
 
 /// Tells the other peers of a stored return (dropped when the outbox is
-/// full), with its JSON when `json` (a peer follows its job) and it has it.
-pub fn announce_return(outbox: &mpsc::Sender<Message>, ret: &Finished, json: bool) {
+/// full), with its JSON when a peer follows its job ([`Finished::relay`]).
+pub fn announce_return(outbox: &mpsc::Sender<Message>, ret: &Finished) {
     let m = Message::Return {
         jid: ret.jid.clone(),
         minion: ret.minion.to_string(),
@@ -544,7 +545,7 @@ pub fn announce_return(outbox: &mpsc::Sender<Message>, ret: &Finished, json: boo
         json: ret
             .json
             .as_ref()
-            .filter(|_| json)
+            .filter(|_| ret.relay)
             .map(|j| j.json.to_string()),
     };
     if outbox.try_send(m).is_err() {

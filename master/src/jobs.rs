@@ -63,6 +63,9 @@ pub struct Finished {
     pub retcode: i32,
     /// The return for watchers.
     pub json: Option<ReturnJson>,
+    /// The other peers of a cluster get it with its JSON (one of them
+    /// follows its job: see [`JobTracker::relay`]).
+    pub relay: bool,
 }
 
 impl Finished {
@@ -75,6 +78,19 @@ impl Finished {
             success: ret.success,
             retcode: ret.retcode,
             json: watched.then(|| ReturnJson::of(ret)),
+            relay: false,
+        }
+    }
+
+    /// What is kept of `ret` on a peer of a cluster (`cluster`): encoded
+    /// when a watcher here or another peer follows its job, and sent on
+    /// with its JSON in the latter case.
+    pub fn for_watchers(ret: &JobReturn, tracker: &JobTracker, cluster: bool) -> Finished {
+        let (here, peers) = tracker.followers(&ret.jid);
+        let relay = cluster && peers;
+        Finished {
+            relay,
+            ..Finished::of(ret, here || relay)
         }
     }
 }
@@ -339,7 +355,15 @@ impl JobTracker {
 
     /// Whether the returns of `jid` go to the other peers with their JSON.
     pub fn relayed(&self, jid: &Jid) -> bool {
-        self.live().get(jid).is_some_and(|j| j.relayed)
+        self.followers(jid).1
+    }
+
+    /// Who follows the live job `jid`: a watcher here, and the other
+    /// peers (its returns are relayed).
+    fn followers(&self, jid: &Jid) -> (bool, bool) {
+        self.live().get(jid).map_or((false, false), |j| {
+            (j.watchers.iter().any(|w| !w.is_closed()), j.relayed)
+        })
     }
 
     /// Adds a watcher to the live job `jid`: it receives every return
@@ -360,9 +384,7 @@ impl JobTracker {
     /// Whether the live job `jid` has a watcher: its returns are then
     /// encoded for it as they are stored.
     pub fn watched(&self, jid: &Jid) -> bool {
-        self.live()
-            .get(jid)
-            .is_some_and(|j| j.watchers.iter().any(|w| !w.is_closed()))
+        self.followers(jid).0
     }
 
     /// Records a return (the caller has stored it) and passes it to

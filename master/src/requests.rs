@@ -199,10 +199,11 @@ fn reply(shared: &Shared, processed: Result<Processed, Refusal>) -> Handled {
         // of them follows it (see `JobTracker::relay`); a collect a minion
         // pushed on its own belongs to no job, and they get only what it
         // was.
-        let tracker = shared.jobs.tracker();
-        let watched = (shared.peers.is_some() && !push && tracker.relayed(&ret.jid))
-            || tracker.watched(&ret.jid);
-        (Finished::of(&ret, watched), outcome)
+        let cluster = shared.peers.is_some() && !push;
+        (
+            Finished::for_watchers(&ret, shared.jobs.tracker(), cluster),
+            outcome,
+        )
     });
     let is_auth = matches!(body, ReplyBody::Auth(_));
     let durable = matches!(body, ReplyBody::Ack { .. });
@@ -629,8 +630,7 @@ pub fn notify_stored_from(shared: &Shared, ret: &Finished, outcome: &Stored, sou
     if outcome.is_new() {
         shared.metrics.returns_stored.inc();
         if let Some(peers) = &shared.peers {
-            let json = shared.jobs.tracker().relayed(&ret.jid);
-            crate::cluster::announce_return(peers, ret, json);
+            crate::cluster::announce_return(peers, ret);
         }
     }
     if live_new || outcome.is_new() {
