@@ -38,6 +38,58 @@ pub(crate) fn return_stub(
     }
 }
 
+/// A collect return's stub as stored: a msgpack array of success, retcode,
+/// function, asset id, asset version, start and end. The jid and minion
+/// are the record's key; a return that is not a collect is stored whole,
+/// as a msgpack map ([`encode`]), and older stubs were such maps too.
+type StubFields<S> = (bool, i32, S, S, u64, i64, i64);
+
+/// The stored bytes of [`return_stub`]`(ret, id, version)`: about 60
+/// bytes where the named record took about 200.
+pub(crate) fn encode_stub(
+    ret: &protocol::JobReturn,
+    id: &inventory::AssetId,
+    version: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let fields: StubFields<&str> = (
+        ret.success,
+        ret.retcode,
+        &ret.fun,
+        id.as_str(),
+        version,
+        ret.started_ms,
+        ret.ended_ms,
+    );
+    rmp_serde::to_vec(&fields).map_err(|e| StoreError::Engine(e.to_string()))
+}
+
+/// A stored return of job `jid` from `minion` read back: the stub of a
+/// collect ([`encode_stub`], facts not yet rebuilt) or a whole return.
+pub(crate) fn decode_return(
+    jid: &Jid,
+    minion: &str,
+    bytes: &[u8],
+) -> Result<protocol::JobReturn, StoreError> {
+    // msgpack arrays start with 0x90-0x9f, 0xdc or 0xdd; records are maps.
+    if !matches!(bytes.first(), Some(0x90..=0x9f | 0xdc | 0xdd)) {
+        return decode(bytes);
+    }
+    let (success, retcode, fun, id, version, started_ms, ended_ms): StubFields<String> =
+        decode(bytes)?;
+    Ok(protocol::JobReturn {
+        jid: jid.clone(),
+        minion: protocol::MinionId::new(minion.to_owned()).map_err(|e| {
+            StoreError::Engine(format!("return of job {jid} under the key {minion:?}: {e}"))
+        })?,
+        fun,
+        success,
+        retcode,
+        data: serde_json::json!({ASSET_REF: id, VERSION_REF: version}),
+        started_ms,
+        ended_ms,
+    })
+}
+
 /// A collect return as kept in the job cache (a reference to the asset
 /// version) with its facts rebuilt from the asset's history.
 pub(crate) fn rebuilt_return(
@@ -528,6 +580,32 @@ mod tests {
                 Box::new(memory::MemoryStore::new(inv)),
             ),
         ]
+    }
+
+    #[test]
+    fn a_collect_stub_is_read_back_as_it_was_and_so_is_one_stored_as_a_record() {
+        let jid = Jid::from_micros(1_700_000_000_000_000).expect("jid");
+        let mut r = ret(&jid, "web01.example.com");
+        r.fun = "collect".into();
+        r.retcode = -3;
+        r.started_ms = -5;
+        r.ended_ms = i64::MAX;
+        let id = AssetId::parse("00000000000000a1").expect("id");
+        let stub = return_stub(&r, &id, u64::MAX);
+        let bytes = encode_stub(&r, &id, u64::MAX).expect("encode");
+        assert!(bytes.len() < 80, "{} bytes", bytes.len());
+        assert_eq!(
+            decode_return(&jid, "web01.example.com", &bytes).expect("decode"),
+            stub
+        );
+        // Stubs written before the compact form, and whole returns.
+        let named = encode(&stub).expect("encode");
+        assert_eq!(
+            decode_return(&jid, "web01.example.com", &named).expect("decode"),
+            stub
+        );
+        assert!(decode_return(&jid, "../x", &bytes).is_err());
+        assert!(decode_return(&jid, "web01", &bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

@@ -881,7 +881,7 @@ impl PgStore {
             stubs.push((
                 r.jid.as_str(),
                 minion,
-                encode(&crate::return_stub(r, &rec.id, rec.version))?,
+                crate::encode_stub(r, &rec.id, rec.version)?,
             ));
             for e in &entries {
                 history.push((
@@ -1014,7 +1014,7 @@ impl PgStore {
             now_ms,
             source,
         );
-        let stub = encode(&crate::return_stub(ret, &rec.id, rec.version))?;
+        let stub = crate::encode_stub(ret, &rec.id, rec.version)?;
         let insert = tx
             .prepared("INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3)")
             .await?;
@@ -1507,10 +1507,21 @@ impl Store for PgStore {
     }
 
     fn returns(&self, jid: &Jid) -> Result<Vec<JobReturn>, StoreError> {
-        let stubs: Vec<JobReturn> = self.conn.records(
-            "SELECT record FROM returns WHERE jid = $1 ORDER BY minion",
-            &[&jid.as_str()],
-        )?;
+        let stubs: Vec<JobReturn> = self.conn.run(async {
+            self.conn
+                .rows(
+                    "SELECT minion, record FROM returns WHERE jid = $1 ORDER BY minion",
+                    &[&jid.as_str()],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    let minion: &str = r.try_get(0).map_err(|e| self.conn.err(e))?;
+                    let bytes: &[u8] = r.try_get(1).map_err(|e| self.conn.err(e))?;
+                    crate::decode_return(jid, minion, bytes)
+                })
+                .collect::<Result<_, StoreError>>()
+        })?;
         stubs
             .into_iter()
             .map(|stub| {

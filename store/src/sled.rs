@@ -419,9 +419,8 @@ impl SledStore {
                 .remove(serial.as_bytes())
                 .map_err(store_err)?;
         }
-        let stub = crate::return_stub(ret, &rec.id, rec.version);
         self.returns
-            .insert(key, encode(&stub)?)
+            .insert(key, crate::encode_stub(ret, &rec.id, rec.version)?)
             .map_err(store_err)?;
         let changed = !entries.is_empty();
         if changed {
@@ -454,9 +453,8 @@ impl SledStore {
         self.heads
             .insert(asset.as_str().as_bytes(), encode(&head)?)
             .map_err(store_err)?;
-        let stub = crate::return_stub(ret, &asset, head.version);
         self.returns
-            .insert(key, encode(&stub)?)
+            .insert(key, crate::encode_stub(ret, &asset, head.version)?)
             .map_err(store_err)?;
         Ok(Stored::Asset {
             id: asset,
@@ -738,9 +736,10 @@ impl Store for SledStore {
         let mut prefix = jid.as_str().as_bytes().to_vec();
         prefix.push(b'/');
         let mut out = Vec::new();
-        for item in self.returns.scan_prefix(prefix) {
-            let (_, v) = item.map_err(store_err)?;
-            let ret = crate::rebuilt_return(decode(&v)?, |id| {
+        for item in self.returns.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(store_err)?;
+            let minion = String::from_utf8_lossy(&k[prefix.len()..]);
+            let ret = crate::rebuilt_return(crate::decode_return(jid, &minion, &v)?, |id| {
                 Ok(match self.asset(id)? {
                     Some(rec) => Some((rec, self.history(id)?)),
                     None => None,
