@@ -25,7 +25,7 @@ use protocol::{Jid, JobReturn};
 use tokio_postgres::{NoTls, Row, Statement};
 
 use crate::access::{Token, User};
-use crate::layout::{Head, Loaded, assemble, checkpoint_every, head_only};
+use crate::layout::{Head, Loaded, assemble, checkpoint_every, facts_digest, head_only};
 use crate::{
     AssetEdit, JobRecord, JobSummary, Store, StoreError, Stored, decode, encode, is_collect,
 };
@@ -568,13 +568,30 @@ impl<'a> Tx<'a> {
     /// read by a statement of its own: one that waited for the lock reads
     /// the change records the writer before it added.
     async fn asset_for_update(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
-        if self
-            .rows("SELECT 1 FROM assets WHERE id = $1 FOR UPDATE", &[&id])
-            .await?
-            .is_empty()
-        {
+        if self.lock_asset(id).await?.is_none() {
             return Ok(None);
         }
+        self.read_asset(id).await
+    }
+
+    /// Locks an asset until the transaction ends; its head, if it has one
+    /// (none: the asset does not exist).
+    async fn lock_asset(&self, id: &str) -> Result<Option<Option<Head>>, StoreError> {
+        match self
+            .rows("SELECT head FROM assets WHERE id = $1 FOR UPDATE", &[&id])
+            .await?
+            .first()
+        {
+            Some(r) => {
+                let head: Option<&[u8]> = r.try_get(0).map_err(|e| self.store.err(e))?;
+                Ok(Some(head.map(decode::<Head>).transpose()?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// An asset read whole (see [`Tx::asset_for_update`]).
+    async fn read_asset(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
         match self
             .rows(
                 &format!("SELECT {ASSET_COLUMNS} FROM assets a WHERE a.id = $1"),
@@ -622,12 +639,14 @@ impl<'a> Tx<'a> {
 
     /// How an asset read at checkpoint `base` (none: a new one) is written:
     /// its head alone while it is close to the checkpoint, else the whole
-    /// record as the new checkpoint.
+    /// record as the new checkpoint. A collect gives the digest of the
+    /// stable facts it left (see [`Head`]).
     fn asset_write(
         &self,
         rec: &AssetRecord,
         base: Option<u64>,
         every: u64,
+        facts_digest: Option<u64>,
     ) -> Result<AssetWrite, StoreError> {
         let (id, version) = (rec.id.as_str().to_owned(), int(rec.version)?);
         Ok(match base {
@@ -635,7 +654,10 @@ impl<'a> Tx<'a> {
                 sql: "UPDATE assets SET version = $2, head = $3 WHERE id = $1",
                 id,
                 version,
-                bytes: encode(&Head::of(rec))?,
+                bytes: encode(&Head {
+                    facts_digest,
+                    ..Head::of(rec)
+                })?,
             },
             _ => AssetWrite {
                 sql: "INSERT INTO assets (id, record, base, version, head) \
@@ -656,7 +678,7 @@ impl<'a> Tx<'a> {
         base: Option<u64>,
         every: u64,
     ) -> Result<(), StoreError> {
-        let w = self.asset_write(rec, base, every)?;
+        let w = self.asset_write(rec, base, every, None)?;
         self.exec(w.sql, &w.params()).await.map(drop)
     }
 
@@ -827,7 +849,10 @@ impl PgStore {
         // Assets another transaction holds (an import, say) are left to
         // the one-by-one path, so the batch never waits on them.
         let lock_assets = tx
-            .prepared("SELECT id FROM assets WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED")
+            .prepared(
+                "SELECT id, head FROM assets WHERE id = ANY($1) \
+                 ORDER BY id FOR UPDATE SKIP LOCKED",
+            )
             .await?;
         // Read by a statement of its own, after the locks: see
         // `Tx::asset_for_update`.
@@ -837,12 +862,49 @@ impl PgStore {
             ))
             .await?;
         let id_params: Params = vec![&ids];
-        let mut locked: Vec<String> = Vec::new();
+        let mut heads = std::collections::HashMap::new();
         for r in tx.run_query(&lock_assets, &id_params).await? {
-            locked.push(column(&r, 0)?);
+            let head: Option<&[u8]> = r.try_get(1).map_err(|e| self.conn.err(e))?;
+            heads.insert(column(&r, 0)?, head.map(decode::<Head>).transpose()?);
+        }
+        // A collect whose stable facts are those a collect by the same
+        // minion left (the head's digest) rewrites the head alone, without
+        // the document being read; the others read their asset whole.
+        let volatile = &self.inventory.volatile;
+        let mut digests = std::collections::HashMap::new();
+        let mut unchanged = std::collections::HashMap::new();
+        let mut locked: Vec<&str> = Vec::new();
+        for r in rets {
+            let minion = r.minion.as_str();
+            let Some((id, head)) = mapped
+                .get(minion)
+                .filter(|_| !dups.contains(minion))
+                .and_then(|id| Some((id, heads.remove(id)?)))
+            else {
+                continue;
+            };
+            let digest = facts_digest(&r.data, volatile);
+            match head {
+                Some(h) if h.unchanged_by(minion, digest) => {
+                    let h = Head {
+                        last_collect_ms: Some(now_ms),
+                        observed: inventory::document::volatile_of(&r.data, volatile),
+                        ..h
+                    };
+                    unchanged.insert(id.as_str(), h);
+                }
+                _ => {
+                    digests.insert(minion, digest);
+                    locked.push(id);
+                }
+            }
         }
         let locked_params: Params = vec![&locked];
-        let rows = tx.run_query(&read, &locked_params).await?;
+        let rows = if locked.is_empty() {
+            Vec::new()
+        } else {
+            tx.run_query(&read, &locked_params).await?
+        };
         let mut existing = std::collections::HashMap::new();
         for r in &rows {
             let l = loaded(r, 0)?;
@@ -852,16 +914,39 @@ impl PgStore {
         let mut out = Vec::with_capacity(rets.len());
         let (mut stubs, mut history, mut writes, mut changed) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut head_ids, mut head_records) = (Vec::new(), Vec::new());
         for r in rets {
             let minion = r.minion.as_str();
             if dups.contains(minion) {
                 out.push(Some(Stored::Duplicate));
                 continue;
             }
+            if let Some((id, h)) = mapped
+                .get(minion)
+                .and_then(|id| unchanged.remove_entry(id.as_str()))
+            {
+                let id = AssetId::parse(id).ok_or_else(|| {
+                    StoreError::Engine(format!("asset of {minion}: bad id {id:?}"))
+                })?;
+                stubs.push((
+                    r.jid.as_str(),
+                    minion,
+                    crate::encode_stub(r, &id, h.version)?,
+                ));
+                head_ids.push(id.as_str().to_owned());
+                head_records.push(encode(&h)?);
+                out.push(Some(Stored::Asset {
+                    id,
+                    version: h.version,
+                    changed: false,
+                }));
+                continue;
+            }
             let Some(l) = mapped.get(minion).and_then(|id| existing.remove(id)) else {
                 out.push(None);
                 continue;
             };
+            let digest = digests.get(minion).copied().unwrap_or_default();
             let (base, id) = (l.base, l.rec.id.clone());
             let (rec, entries) = inventory::apply_collect(
                 Some(l.rec),
@@ -891,7 +976,7 @@ impl PgStore {
                     encode(e)?,
                 ));
             }
-            writes.push(tx.asset_write(&rec, Some(base), every)?);
+            writes.push(tx.asset_write(&rec, Some(base), every, Some(digest))?);
             if !entries.is_empty() {
                 changed.push(rec.id.clone());
             }
@@ -930,9 +1015,20 @@ impl PgStore {
             let insert_params: Params = vec![&s_jids, &s_minions, &s_records];
             let history_params: Params = vec![&h_ids, &h_versions, &h_at, &h_records];
             let write_params: Vec<_> = writes.iter().map(AssetWrite::params).collect();
+            let put_heads = tx
+                .prepared(
+                    "UPDATE assets SET head = q.head \
+                     FROM unnest($1::text[], $2::bytea[]) AS q(id, head) WHERE assets.id = q.id",
+                )
+                .await?;
+            let head_bytes: Vec<&[u8]> = head_records.iter().map(Vec::as_slice).collect();
+            let heads_params: Params = vec![&head_ids, &head_bytes];
             let mut all = vec![tx.run_exec(&insert, &insert_params).boxed()];
             if !history.is_empty() {
                 all.push(tx.run_exec(&put_history, &history_params).boxed());
+            }
+            if !head_ids.is_empty() {
+                all.push(tx.run_exec(&put_heads, &heads_params).boxed());
             }
             for (st, p) in statements.iter().zip(&write_params) {
                 all.push(tx.run_exec(st, p).boxed());
@@ -987,10 +1083,45 @@ impl PgStore {
             Some(r) => Some(r.try_get(0).map_err(|e| self.conn.err(e))?),
             None => None,
         };
-        let mut existing = match &mapped {
-            Some(id) => tx.asset_for_update(id).await?,
-            None => None,
-        };
+        let digest = facts_digest(&ret.data, &self.inventory.volatile);
+        let mut existing = None;
+        if let Some(id) = &mapped
+            && let Some(head) = tx.lock_asset(id).await?
+        {
+            if let Some(h) = head.filter(|h| h.unchanged_by(minion, digest)) {
+                // The stable facts a collect by this minion left: the head
+                // alone is rewritten.
+                let asset = AssetId::parse(id).ok_or_else(|| {
+                    StoreError::Engine(format!("asset of {minion}: bad id {id:?}"))
+                })?;
+                let h = Head {
+                    last_collect_ms: Some(now_ms),
+                    observed: inventory::document::volatile_of(&ret.data, &self.inventory.volatile),
+                    ..h
+                };
+                let stub = crate::encode_stub(ret, &asset, h.version)?;
+                let head = encode(&h)?;
+                let insert = tx
+                    .prepared("INSERT INTO returns (jid, minion, record) VALUES ($1, $2, $3)")
+                    .await?;
+                let put_head = tx
+                    .prepared("UPDATE assets SET head = $2 WHERE id = $1")
+                    .await?;
+                let insert_params: Params = vec![&jid, &minion, &stub];
+                let head_params: Params = vec![id, &head];
+                futures_util::try_join!(
+                    tx.run_exec(&insert, &insert_params),
+                    tx.run_exec(&put_head, &head_params),
+                )?;
+                tx.commit().await?;
+                return Ok(Stored::Asset {
+                    id: asset,
+                    version: h.version,
+                    changed: false,
+                });
+            }
+            existing = tx.read_asset(id).await?;
+        }
         if existing.is_none()
             && let Some(serial) = ret.data["serialnumber"].as_str()
             && let Some(r) = tx
@@ -1029,7 +1160,7 @@ impl PgStore {
             .map(|e| Ok((int(e.version)?, encode(e)?, e.at_ms)))
             .collect::<Result<_, StoreError>>()?;
         let put_history = tx.prepared(PUT_HISTORY).await?;
-        let asset = tx.asset_write(&rec, base, self.every())?;
+        let asset = tx.asset_write(&rec, base, self.every(), Some(digest))?;
         let put_asset = tx.prepared(asset.sql).await?;
         let rec_id = rec.id.as_str();
         let insert_params: Params = vec![&jid, &minion, &stub];
