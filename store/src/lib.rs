@@ -389,6 +389,9 @@ pub trait Store: Send + Sync {
     /// Forgets the envelopes of jobs whose jid is older than `before_ms`
     /// (past their live time; the job records stay until they expire).
     fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError>;
+    /// Forgets the envelope of job `jid` (it was killed), so a restarted
+    /// master no longer hands it to minions; says whether it had one.
+    fn drop_envelope(&self, jid: &Jid) -> Result<bool, StoreError>;
     /// Jobs started at or after `since_ms` with their signed envelopes,
     /// oldest first.
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError>;

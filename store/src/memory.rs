@@ -100,6 +100,10 @@ impl Store for MemoryStore {
         Ok(before - d.envelopes.len())
     }
 
+    fn drop_envelope(&self, jid: &Jid) -> Result<bool, StoreError> {
+        Ok(self.data().envelopes.remove(jid).is_some())
+    }
+
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
         let d = self.data();
         Ok(d.jobs

@@ -1338,6 +1338,14 @@ impl Store for PgStore {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
+    fn drop_envelope(&self, jid: &Jid) -> Result<bool, StoreError> {
+        let n = self.conn.run(self.conn.exec(
+            "UPDATE jobs SET envelope = NULL WHERE jid = $1 AND envelope IS NOT NULL",
+            &[&jid.as_str()],
+        ))?;
+        Ok(n > 0)
+    }
+
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
         self.conn.run(async {
             self.conn

@@ -680,6 +680,16 @@ impl Store for SledStore {
         Ok(n)
     }
 
+    fn drop_envelope(&self, jid: &Jid) -> Result<bool, StoreError> {
+        let gone = self
+            .envelopes
+            .remove(jid.as_str().as_bytes())
+            .map_err(store_err)?
+            .is_some();
+        self.db.flush().map_err(store_err)?;
+        Ok(gone)
+    }
+
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.jobs.iter().rev() {

@@ -30,6 +30,8 @@ enum Op {
     Presence { m: usize, online: bool },
     /// Jobs older than `back` steps expire.
     Expire { back: u8 },
+    /// The job of `back` steps ago is killed (its envelope forgotten).
+    Kill { back: u8 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -41,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..3usize, 0..3u8).prop_map(|(m, rack)| Op::Edit { m, rack }),
         1 => (0..3usize, any::<bool>()).prop_map(|(m, online)| Op::Presence { m, online }),
         1 => (0..10u8).prop_map(|back| Op::Expire { back }),
+        1 => (0..4u8).prop_map(|back| Op::Kill { back }),
     ]
 }
 
@@ -139,6 +142,11 @@ fn apply(s: &dyn Store, ops: &[Op]) {
                 s.drop_envelopes(at(n.saturating_sub(*back as usize / 2)))
                     .expect("envelopes");
                 s.expire_jobs(before).expect("expire");
+            }
+            Op::Kill { back } => {
+                let killed =
+                    Jid::from_micros(at(n.saturating_sub(*back as usize)) * 1000).expect("jid");
+                s.drop_envelope(&killed).expect("kill");
             }
         }
     }

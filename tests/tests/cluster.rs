@@ -492,6 +492,43 @@ fn a_job_published_before_a_master_crash_reaches_a_minion_that_missed_it() {
 }
 
 #[test]
+fn a_job_killed_before_a_master_crash_is_not_handed_out_after_it() {
+    let mut c = cluster();
+    c.start_accepted(&["web01", "web02"]);
+    // web02 is away when the job is published; it is killed; the master
+    // then dies.
+    c.minions.get_mut("web02").expect("web02").terminate();
+    let out = c.cmdb(&["run", "*", "test.echo", "late", "--async"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jid = tests::jid_of(&out);
+    c.minion("web01").wait_for("return acknowledged");
+    let kill = c.cmdb(&["jobs", "kill", &jid]);
+    let said = text(&kill.stderr);
+    let kill_jid = said
+        .split("(job ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no kill job named: {said}"))
+        .to_owned();
+    c.master.as_mut().expect("master").kill();
+    c.start_master();
+    c.master().wait_for("restored live jobs");
+    // web02 comes back: it is handed the kill it missed, not the job.
+    c.start_minion("web02");
+    c.minion("web02").wait_for(&format!(
+        "job{{jid={kill_jid} fun=saltutil.kill_job}}: return acknowledged"
+    ));
+    let logs = c.minion("web02").logs();
+    assert!(
+        !logs.contains(&format!("jid={jid}")),
+        "the killed job reached web02:\n{logs}"
+    );
+    let out = c.cmdb(&["jobs", "show", &jid, "--out", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown[&jid]["Result"], json!({"web01": "late"}));
+}
+
+#[test]
 fn a_return_not_acknowledged_before_the_minion_stops_is_delivered_after_it_starts() {
     let mut c = cluster();
     c.start_accepted(&["web01"]);

@@ -389,6 +389,9 @@ impl Store for IndexedStore {
     fn drop_envelopes(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.inner.drop_envelopes(before_ms)
     }
+    fn drop_envelope(&self, jid: &Jid) -> Result<bool, StoreError> {
+        self.inner.drop_envelope(jid)
+    }
     fn live_jobs(&self, since_ms: i64) -> Result<Vec<(JobRecord, Vec<u8>)>, StoreError> {
         self.inner.live_jobs(since_ms)
     }

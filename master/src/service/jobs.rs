@@ -561,6 +561,8 @@ impl JobsService {
             .tracker
             .stop(&jid)
             .ok_or_else(|| ServiceError::Conflict(format!("job {jid} is no longer live")))?;
+        // A master started again (or a peer) does not hand it out either.
+        self.store.drop_envelope(&jid)?;
         if let Some(peers) = &self.peers {
             let stop = crate::cluster::Message::Stop { jid: jid.clone() };
             if peers.outbox.send(stop).await.is_err() {
