@@ -465,16 +465,23 @@ fn a_job_still_running_at_the_timeout_is_waited_for() {
     assert_eq!(v, json!({"web01": "done"}));
 }
 
-#[test]
-fn a_job_published_before_a_master_crash_reaches_a_minion_that_missed_it() {
+/// web01 and web02 accepted, then a `test.echo late` published while
+/// web02 is away and returned by web01; its jid.
+fn published_while_web02_is_away() -> (Cluster, String) {
     let mut c = cluster();
     c.start_accepted(&["web01", "web02"]);
-    // web02 is away when the job is published; the master then dies.
     c.minions.get_mut("web02").expect("web02").terminate();
     let out = c.cmdb(&["run", "*", "test.echo", "late", "--async"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let jid = tests::jid_of(&out);
     c.minion("web01").wait_for("return acknowledged");
+    (c, jid)
+}
+
+#[test]
+fn a_job_published_before_a_master_crash_reaches_a_minion_that_missed_it() {
+    // web02 is away when the job is published; the master then dies.
+    let (mut c, jid) = published_while_web02_is_away();
     c.master.as_mut().expect("master").kill();
     c.start_master();
     c.master().wait_for("restored live jobs");
@@ -493,15 +500,9 @@ fn a_job_published_before_a_master_crash_reaches_a_minion_that_missed_it() {
 
 #[test]
 fn a_job_killed_before_a_master_crash_is_not_handed_out_after_it() {
-    let mut c = cluster();
-    c.start_accepted(&["web01", "web02"]);
     // web02 is away when the job is published; it is killed; the master
     // then dies.
-    c.minions.get_mut("web02").expect("web02").terminate();
-    let out = c.cmdb(&["run", "*", "test.echo", "late", "--async"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let jid = tests::jid_of(&out);
-    c.minion("web01").wait_for("return acknowledged");
+    let (mut c, jid) = published_while_web02_is_away();
     let kill = c.cmdb(&["jobs", "kill", &jid]);
     let said = text(&kill.stderr);
     let kill_jid = said
