@@ -65,6 +65,21 @@ impl Head {
     pub(crate) fn unchanged_by(&self, minion: &str, digest: u64) -> bool {
         self.facts_digest == Some(digest) && self.minion.as_deref() == Some(minion)
     }
+
+    /// This head after a collect at `now_ms` that left the document as it
+    /// is (see [`Head::unchanged_by`]): its time and volatile `facts`.
+    pub(crate) fn collected(
+        self,
+        facts: &serde_json::Value,
+        volatile: &[String],
+        now_ms: i64,
+    ) -> Head {
+        Head {
+            last_collect_ms: Some(now_ms),
+            observed: inventory::document::volatile_of(facts, volatile),
+            ..self
+        }
+    }
 }
 
 /// Whether an asset read at checkpoint version `base` is written as its

@@ -289,6 +289,12 @@ fn loaded(row: &Row, i: usize) -> Result<Loaded, StoreError> {
     )
 }
 
+/// The asset id stored as `minion`'s mapping, checked.
+fn stored_id(id: &str, minion: &str) -> Result<AssetId, StoreError> {
+    AssetId::parse(id)
+        .ok_or_else(|| StoreError::Engine(format!("asset of {minion}: bad id {id:?}")))
+}
+
 /// The lock key of a minion's returns (FNV-1a of its id).
 fn minion_key(minion: &str) -> i32 {
     let h = minion.bytes().fold(0x811c_9dc5u32, |h, b| {
@@ -886,12 +892,7 @@ impl PgStore {
             let digest = facts_digest(&r.data, volatile);
             match head {
                 Some(h) if h.unchanged_by(minion, digest) => {
-                    let h = Head {
-                        last_collect_ms: Some(now_ms),
-                        observed: inventory::document::volatile_of(&r.data, volatile),
-                        ..h
-                    };
-                    unchanged.insert(id.as_str(), h);
+                    unchanged.insert(id.as_str(), h.collected(&r.data, volatile, now_ms));
                 }
                 _ => {
                     digests.insert(minion, digest);
@@ -925,9 +926,7 @@ impl PgStore {
                 .get(minion)
                 .and_then(|id| unchanged.remove_entry(id.as_str()))
             {
-                let id = AssetId::parse(id).ok_or_else(|| {
-                    StoreError::Engine(format!("asset of {minion}: bad id {id:?}"))
-                })?;
+                let id = stored_id(id, minion)?;
                 stubs.push((
                     r.jid.as_str(),
                     minion,
@@ -1091,14 +1090,8 @@ impl PgStore {
             if let Some(h) = head.filter(|h| h.unchanged_by(minion, digest)) {
                 // The stable facts a collect by this minion left: the head
                 // alone is rewritten.
-                let asset = AssetId::parse(id).ok_or_else(|| {
-                    StoreError::Engine(format!("asset of {minion}: bad id {id:?}"))
-                })?;
-                let h = Head {
-                    last_collect_ms: Some(now_ms),
-                    observed: inventory::document::volatile_of(&ret.data, &self.inventory.volatile),
-                    ..h
-                };
+                let asset = stored_id(id, minion)?;
+                let h = h.collected(&ret.data, &self.inventory.volatile, now_ms);
                 let stub = crate::encode_stub(ret, &asset, h.version)?;
                 let head = encode(&h)?;
                 let insert = tx

@@ -445,11 +445,7 @@ impl SledStore {
         head: Head,
         now_ms: i64,
     ) -> Result<Stored, StoreError> {
-        let head = Head {
-            last_collect_ms: Some(now_ms),
-            observed: inventory::document::volatile_of(&ret.data, &self.inventory.volatile),
-            ..head
-        };
+        let head = head.collected(&ret.data, &self.inventory.volatile, now_ms);
         self.heads
             .insert(asset.as_str().as_bytes(), encode(&head)?)
             .map_err(store_err)?;
