@@ -8,7 +8,9 @@
 //! ```
 //! Arguments: minions (9000), collects (3), idle seconds (0: after the
 //! collects, the CPU the master and the swarm spend over that long with
-//! every minion connected and nothing asked of them). With `COLLECT_SPEED_PERF=FILE`
+//! every minion connected and nothing asked of them), settle seconds (0:
+//! how long to wait after every minion is online before the first collect;
+//! `bench/run.sh` waits 35, past the quick heartbeats of new sessions). With `COLLECT_SPEED_PERF=FILE`
 //! the master is recorded with `perf record` (DWARF call graphs) into FILE during the
 //! collects; with `COLLECT_SPEED_PERF_SWARM=FILE`, the swarm. With
 //! `COLLECT_SPEED_STORE=postgres` the master stores into a PostgreSQL server
@@ -26,7 +28,7 @@ use tests::{Cluster, ClusterOpts, Proc};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
-    let (n, collects, idle) = (arg(0, 9000), arg(1, 3), arg(2, 0));
+    let (n, collects, idle, settle) = (arg(0, 9000), arg(1, 3), arg(2, 0), arg(3, 0));
     let pg_dir = tempfile::tempdir()?;
     let pg = match std::env::var("COLLECT_SPEED_STORE").as_deref() {
         Ok("postgres") => Some(store::postgres::server::LocalServer::start(
@@ -57,6 +59,10 @@ fn main() -> anyhow::Result<()> {
         std::time::Duration::from_secs(600),
     );
     let (master, swarm_pid) = (c.master().pid(), swarm.pid());
+    if settle > 0 {
+        println!("every minion online; settling for {settle} s");
+        std::thread::sleep(std::time::Duration::from_secs(settle as u64));
+    }
     println!(
         "every minion online: master RSS {:.0} MiB",
         status_kib(master, "VmRSS") as f64 / 1024.0

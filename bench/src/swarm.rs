@@ -19,7 +19,7 @@ use protocol::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::facts::host_facts;
+use crate::facts::{advance, host_facts};
 
 /// Settings of a swarm.
 #[derive(Debug, Clone)]
@@ -120,6 +120,8 @@ struct Sim {
     /// Returns the master has not acknowledged; sent again in the next
     /// session, as a real minion's outbox does.
     undelivered: Vec<JobReturn>,
+    /// This host's facts as last collected, advanced for the next collect.
+    facts: Option<serde_json::Value>,
 }
 
 enum Authed {
@@ -220,10 +222,14 @@ impl Sim {
             "test.ping" => (true, serde_json::Value::Bool(true)),
             "collect" | "grains.items" => {
                 self.round += 1;
-                (
-                    true,
-                    host_facts(self.id.as_str(), self.n, self.round, self.cfg.churn),
-                )
+                let facts = match self.facts.take() {
+                    Some(mut facts) => {
+                        advance(&mut facts, self.round, self.cfg.churn);
+                        facts
+                    }
+                    None => host_facts(self.id.as_str(), self.n, self.round, self.cfg.churn),
+                };
+                (true, facts)
             }
             other => (
                 false,
@@ -240,13 +246,18 @@ impl Sim {
             started_ms: started,
             ended_ms: now_ms(),
         };
-        self.deliver(link, ret).await;
+        if let Some(sent) = self.deliver(link, ret).await
+            && sent.data.is_object()
+        {
+            self.facts = Some(sent.data);
+        }
     }
 
     /// Sends a return until the master acknowledges it or refuses it for
     /// good, as the real minion does (the same [`Delivery`]); when the
-    /// session ends first, it is kept for the next one.
-    async fn deliver(&mut self, link: &Link, ret: JobReturn) {
+    /// session ends first, it is kept for the next one. The return comes
+    /// back once acknowledged.
+    async fn deliver(&mut self, link: &Link, ret: JobReturn) -> Option<JobReturn> {
         let mut delivery = Delivery::new(clock(), &self.timing);
         let body = RequestBody::Return(ret);
         let keep = |undelivered: &mut Vec<JobReturn>, body: RequestBody| {
@@ -265,14 +276,23 @@ impl Sim {
             let wait = match delivery.after(sent, clock(), &self.timing, jitter()) {
                 Next::Done => {
                     self.stats.returns.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return match body {
+                        RequestBody::Return(ret) => Some(ret),
+                        _ => None,
+                    };
                 }
-                Next::Drop | Next::GiveUp | Next::ReplaceWithError => return,
-                Next::Keep => return keep(&mut self.undelivered, body),
+                Next::Drop | Next::GiveUp | Next::ReplaceWithError => return None,
+                Next::Keep => {
+                    keep(&mut self.undelivered, body);
+                    return None;
+                }
                 Next::RetryAfter(wait) => wait,
             };
             tokio::select! {
-                _ = link.broken.cancelled() => return keep(&mut self.undelivered, body),
+                _ = link.broken.cancelled() => {
+                    keep(&mut self.undelivered, body);
+                    return None;
+                }
                 _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
             }
         }
@@ -482,6 +502,7 @@ pub async fn run(cfg: SwarmConfig, stats: Arc<Stats>, cancel: CancellationToken)
                 seen: VecDeque::new(),
                 ever_online: false,
                 undelivered: Vec::new(),
+                facts: None,
             };
             let mut reconnect = Reconnect::default();
             while !cancel.is_cancelled() {
