@@ -320,13 +320,18 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     let (durable_tx, durable_rx) = mpsc::channel(shared.cfg.request_queue);
     tasks.spawn(flusher(shared.clone(), durable_rx, reply_tx.clone()));
     for _ in 0..shared.cfg.workers {
-        tasks.spawn(worker(
+        let (shared, queue, replies, durable, cancel) = (
             shared.clone(),
             queue.clone(),
             reply_tx.clone(),
             durable_tx.clone(),
             cancel.clone(),
-        ));
+        );
+        let runtime = tokio::runtime::Handle::current();
+        tasks.spawn_blocking(move || {
+            let _runtime = runtime.enter();
+            worker(shared, queue, replies, durable, cancel)
+        });
     }
     drop(reply_tx);
     drop(durable_tx);
@@ -434,7 +439,13 @@ async fn flusher(
     }
 }
 
-async fn worker(
+/// A request worker: verifies, decodes, stores and answers batches of
+/// requests on a thread of its own. A batch is tens of milliseconds of CPU
+/// (a collect's returns are stored in it), so workers stay off the async
+/// runtime: there they would hold up the sockets' tasks, and a worker
+/// woken on a busy runtime thread would wait there for that thread's batch
+/// to end instead of running beside it.
+fn worker(
     shared: Arc<Shared>,
     queue: transport::SharedQueue,
     replies: mpsc::Sender<Vec<Bytes>>,
@@ -443,14 +454,11 @@ async fn worker(
 ) {
     loop {
         // One request, and whatever else is already queued (up to a batch):
-        // their signatures are checked together.
+        // their signatures are checked together. The queue ends when the
+        // request socket's loop stops.
         let batch = {
-            let mut q = queue.lock().await;
-            let first = tokio::select! {
-                _ = cancel.cancelled() => None,
-                m = q.recv() => m,
-            };
-            let mut batch: Vec<transport::Inbound> = first.into_iter().collect();
+            let mut q = queue.blocking_lock();
+            let mut batch: Vec<transport::Inbound> = q.blocking_recv().into_iter().collect();
             while !batch.is_empty() && batch.len() < requests::BATCH {
                 match q.try_recv() {
                     Ok(m) => batch.push(m),
@@ -459,7 +467,7 @@ async fn worker(
             }
             batch
         };
-        if batch.is_empty() {
+        if batch.is_empty() || cancel.is_cancelled() {
             break;
         }
         let peers: Vec<Bytes> = batch
@@ -479,9 +487,9 @@ async fn worker(
             let mut frames = inbound.route;
             frames.push(Bytes::from(handled.reply));
             let sent = if handled.durable {
-                durable.send((frames, handled.stored)).await.is_ok()
+                durable.blocking_send((frames, handled.stored)).is_ok()
             } else {
-                replies.send(frames).await.is_ok()
+                replies.blocking_send(frames).is_ok()
             };
             if !sent {
                 return;
