@@ -6,7 +6,8 @@
 //! the rows it writes with it. A peer checks accepted keys against a
 //! snapshot of the accepted rows, read again when the counter moved and
 //! at most once per [`SNAPSHOT_TTL`]: a key deleted or replaced on one peer
-//! stops working on the others within that time.
+//! stops working on the others within that time. A peer's own changes go
+//! into its snapshot as it makes them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ const KEY_LOCK: i32 = 0x636d_6402;
 /// The accepted keys as last read.
 #[derive(Default)]
 struct Snapshot {
-    /// When it was read (none: never, or invalidated by a local change).
+    /// When it was read (none: never).
     read_at: Option<Instant>,
     /// The counter it was read at.
     version: i64,
@@ -77,11 +78,18 @@ impl PgKeys {
         self.conn.run(f).map_err(|e| self.key_err(e))
     }
 
-    fn invalidate(&self) {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .read_at = None;
+    /// Records this peer's own change of `id`'s accepted key in the
+    /// snapshot (`Some(stamp)`: accepted now, `None`: not accepted), so it
+    /// counts at once; the others' changes come with the next read.
+    /// Reading every accepted key again after each local change instead
+    /// would, while a fleet is being accepted, read them all once per
+    /// minion, each read holding up every request that checks a key.
+    fn note_accepted(&self, id: &MinionId, stamp: Option<i64>) {
+        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        match stamp {
+            Some(v) => snap.accepted.insert(id.as_str().to_owned(), v),
+            None => snap.accepted.remove(id.as_str()),
+        };
     }
 
     /// One change of `id`'s keys in a transaction holding its lock: `f`
@@ -125,6 +133,21 @@ impl PgKeys {
                 Change::Put(s, _) | Change::Delete(s) => *s == KeyState::Accepted,
                 Change::Move(from, to) => *from == KeyState::Accepted || *to == KeyState::Accepted,
             });
+            // Whether the id has an accepted key after the changes, and its
+            // stamp then, when they touched an accepted key.
+            let mut noted: Option<Option<i64>> = None;
+            let mut now_accepted = present.iter().any(|(s, _)| *s == KeyState::Accepted);
+            for ch in &changes {
+                match ch {
+                    Change::Put(KeyState::Accepted, _) | Change::Move(_, KeyState::Accepted) => {
+                        now_accepted = true;
+                    }
+                    Change::Delete(KeyState::Accepted) | Change::Move(KeyState::Accepted, _) => {
+                        now_accepted = false;
+                    }
+                    _ => {}
+                }
+            }
             if !changes.is_empty() {
                 // `changes` moves with every change, `version` with those
                 // of accepted keys.
@@ -142,6 +165,9 @@ impl PgKeys {
                     .map_err(|e| c.err(e))?
                     .unwrap_or(0);
                 let v: i64 = if accepted { counted } else { 0 };
+                if accepted {
+                    noted = Some(now_accepted.then_some(v));
+                }
                 for ch in changes {
                     match ch {
                         Change::Put(state, key) => {
@@ -177,15 +203,37 @@ impl PgKeys {
                 }
             }
             tx.commit().await?;
-            Ok(Ok((out, accepted)))
+            Ok(Ok((out, noted)))
         });
-        // Only an accepted key's change makes the snapshot stale: a minion
+        // Only an accepted key's change touches the snapshot: a minion
         // presenting its accepted key again changes nothing.
-        let (out, accepted) = outcome.map_err(|e| self.key_err(e))??;
-        if accepted {
-            self.invalidate();
+        let (out, noted) = outcome.map_err(|e| self.key_err(e))??;
+        if let Some(stamp) = noted {
+            self.note_accepted(id, stamp);
         }
         Ok(out)
+    }
+
+    /// The keys `id` has, by state, read in one statement.
+    fn rows_of(&self, id: &MinionId) -> Result<Vec<(KeyState, keys::VerifyingKey)>, KeyError> {
+        let c = &self.conn;
+        self.run(async {
+            let mut present = Vec::new();
+            for r in c
+                .rows(
+                    "SELECT state, key FROM minion_keys WHERE id = $1",
+                    &[&id.as_str()],
+                )
+                .await?
+            {
+                let state: String = r.try_get(0).map_err(|e| c.err(e))?;
+                let key: &[u8] = r.try_get(1).map_err(|e| c.err(e))?;
+                if let (Some(s), Some(k)) = (state_of(&state), verifying(key)) {
+                    present.push((s, k));
+                }
+            }
+            Ok(present)
+        })
     }
 
     /// The stamp of `id`'s accepted key from the snapshot, read again when
@@ -301,6 +349,22 @@ impl KeyStore for PgKeys {
         autosign: bool,
         autoreject: bool,
     ) -> Result<AuthDecision, KeyError> {
+        // Most minions presenting a key present their accepted one again
+        // (every reconnect, every peer after a restart): one read decides
+        // that, without the transaction and lock a change takes.
+        let present = self.rows_of(id)?;
+        let find = |s: KeyState| present.iter().find(|(st, _)| *st == s).map(|(_, k)| k);
+        let (decision, write) = keys::decide(
+            find(KeyState::Rejected).is_some(),
+            find(KeyState::Accepted),
+            find(KeyState::Pending),
+            key,
+            autosign,
+            autoreject,
+        );
+        if write == KeyWrite::None {
+            return Ok(decision);
+        }
         self.change(id, |present| {
             let find = |s: KeyState| present.iter().find(|(st, _)| *st == s).map(|(_, k)| k);
             let (decision, write) = keys::decide(
