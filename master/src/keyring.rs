@@ -209,20 +209,33 @@ impl Keyring {
             .insert(minion.to_owned());
     }
 
-    /// Of the minions accepted as of the last update, those not in `now`.
-    pub fn accepted_missing_from(&self, now: &BTreeSet<String>) -> Vec<String> {
-        self.accepted
+    /// Of the minions accepted as of the last update and those holding
+    /// the session key (some accepted since), those not in `now`.
+    pub fn missing_from(&self, now: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut missing: BTreeSet<String> = self
+            .accepted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .difference(now)
             .cloned()
-            .collect()
+            .collect();
+        missing.extend(
+            self.holders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|h| !now.contains(*h))
+                .cloned(),
+        );
+        missing
     }
 
-    /// Records the accepted set. Returns the minions that hold the current
-    /// session key but are no longer accepted: when there are any, the
-    /// session key must rotate.
-    pub fn update_accepted(&self, now: BTreeSet<String>) -> Vec<String> {
+    /// Records the accepted set. Returns the minions of `judged` (those
+    /// [`Self::missing_from`] gave, not found accepted since) that hold the
+    /// current session key: when there are any, the session key must
+    /// rotate. A minion that took the key after `judged` was read was
+    /// accepted after the listing, and is judged by the next one.
+    pub fn update_accepted(&self, now: BTreeSet<String>, judged: &BTreeSet<String>) -> Vec<String> {
         let mut acc = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
         let left: Vec<String> = acc.difference(&now).cloned().collect();
         if !left.is_empty() {
@@ -235,7 +248,7 @@ impl Keyring {
         let holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
         holders
             .iter()
-            .filter(|h| !acc.contains(*h))
+            .filter(|h| judged.contains(*h) && !acc.contains(*h))
             .cloned()
             .collect()
     }
@@ -244,6 +257,31 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_accepted_after_a_listing_is_not_gone() {
+        let k = Keyring::new(100, BTreeSet::from(["web01".to_owned()]));
+        k.record_holder("web01");
+        // web02 was accepted and handed the key after the listing was read.
+        k.record_holder("web02");
+        let listed = BTreeSet::from(["web01".to_owned()]);
+        let missing = k.missing_from(&listed);
+        assert_eq!(missing, BTreeSet::from(["web02".to_owned()]));
+        // A second listing finds web02 accepted; web03 takes the key
+        // meanwhile, after both listings.
+        k.record_holder("web03");
+        let again: BTreeSet<String> = ["web01", "web02"].map(String::from).into();
+        let found: BTreeSet<String> = missing.intersection(&again).cloned().collect();
+        let mut now = listed;
+        now.extend(found.iter().cloned());
+        let judged: BTreeSet<String> = missing.difference(&found).cloned().collect();
+        assert!(k.update_accepted(now, &judged).is_empty(), "no one left");
+        // web01 removed for real: gone.
+        let now: BTreeSet<String> = ["web02", "web03"].map(String::from).into();
+        let missing = k.missing_from(&now);
+        assert_eq!(missing, BTreeSet::from(["web01".to_owned()]));
+        assert_eq!(k.update_accepted(now, &missing), vec!["web01".to_owned()]);
+    }
 
     #[test]
     fn rotation_moves_the_epoch_forward_and_changes_the_key() {
@@ -260,12 +298,13 @@ mod tests {
         let k = Keyring::new(1, BTreeSet::new());
         k.record_holder("a");
         k.record_holder("b");
-        assert!(
-            k.update_accepted(["a".to_string(), "b".to_string()].into())
-                .is_empty()
-        );
-        assert_eq!(k.update_accepted(["a".to_string()].into()), vec!["b"]);
+        let both: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        assert!(k.missing_from(&both).is_empty());
+        assert!(k.update_accepted(both.clone(), &BTreeSet::new()).is_empty());
+        let a: BTreeSet<String> = ["a".to_string()].into();
+        let missing = k.missing_from(&a);
+        assert_eq!(k.update_accepted(a.clone(), &missing), vec!["b"]);
         k.rotate(2);
-        assert!(k.update_accepted(["a".to_string()].into()).is_empty());
+        assert!(k.update_accepted(a.clone(), &k.missing_from(&a)).is_empty());
     }
 }

@@ -470,6 +470,26 @@ fn worker(
         if batch.is_empty() || cancel.is_cancelled() {
             break;
         }
+        // Requests whose connection closed while they waited are dropped
+        // unhandled, as the kernel drops what a closed connection had not
+        // yet delivered: answering them is wasted, and when a fleet
+        // reconnects at once it is what keeps the queue from filling with
+        // requests whose minions have given up and asked again.
+        let gone = {
+            let ids: Vec<&[u8]> = batch
+                .iter()
+                .map(|m| m.route.first().map_or(&[][..], |b| b.as_ref()))
+                .collect();
+            shared.gate.gone(&ids)
+        };
+        let batch: Vec<transport::Inbound> = batch
+            .into_iter()
+            .zip(gone)
+            .filter_map(|(m, gone)| (!gone).then_some(m))
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
         let peers: Vec<Bytes> = batch
             .iter()
             .map(|m| m.route.first().cloned().unwrap_or_default())
@@ -623,17 +643,29 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                     .store(listing.pending.len(), std::sync::atomic::Ordering::Relaxed);
                 let mut accepted: std::collections::BTreeSet<String> =
                     listing.accepted.into_iter().collect();
-                // A directory listing may miss a key file being replaced
-                // (rename over it) at that moment: only a key whose file is
-                // really gone counts as removed.
-                for id in shared.keyring.accepted_missing_from(&accepted) {
-                    if protocol::MinionId::new(id.as_str())
-                        .is_ok_and(|m| shared.pki.accepted_stamp(&m).is_ok_and(|s| s.is_some()))
-                    {
-                        accepted.insert(id);
+                // A listing may miss a key accepted since it was read (its
+                // minion may hold the session key already), and a directory
+                // listing a key file being replaced (rename over it) at
+                // that moment. Minions missing from it are looked up in a
+                // second listing, read after they were seen: only those
+                // missing from both count as removed.
+                let mut missing = shared.keyring.missing_from(&accepted);
+                if !missing.is_empty() {
+                    match shared.pki.list() {
+                        Ok(again) => {
+                            for id in again.accepted {
+                                if missing.remove(&id) {
+                                    accepted.insert(id);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot list keys");
+                            accepted.append(&mut missing);
+                        }
                     }
                 }
-                let gone = shared.keyring.update_accepted(accepted);
+                let gone = shared.keyring.update_accepted(accepted, &missing);
                 if !gone.is_empty() || rotated_at.elapsed() >= rotate_every {
                     let (epoch, handed) = hand_over_session_key(&shared).await;
                     rotated_at = tokio::time::Instant::now();

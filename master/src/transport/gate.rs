@@ -59,7 +59,14 @@ struct Table {
     /// Untrusted publish connections per remote address, promoted when a
     /// request connection from there is trusted.
     waiting_publish: HashMap<IpAddr, Vec<Bytes>>,
+    /// Request connections closed or refused lately, and when: requests
+    /// they sent that still wait in the queue are not worth answering.
+    gone: HashMap<Bytes, Instant>,
 }
+
+/// How long a closed request connection is remembered as gone: longer than
+/// a request waits in the queue.
+const GONE_KEEP: Duration = Duration::from_secs(300);
 
 impl Table {
     fn untrusted_mut(&mut self, port: Port) -> &mut usize {
@@ -68,6 +75,10 @@ impl Table {
 
     fn remove(&mut self, port: Port, peer: &[u8]) -> Option<Conn> {
         let conn = self.conns.remove(&(port, Bytes::copy_from_slice(peer)))?;
+        if port == Port::Request {
+            self.gone
+                .insert(Bytes::copy_from_slice(peer), Instant::now());
+        }
         if conn.trusted {
             if port == Port::Request
                 && let Some(addr) = conn.addr
@@ -170,7 +181,13 @@ impl Gate {
         let trusted =
             port == Port::Publish && addr.is_some_and(|a| t.trusted_addrs.contains_key(&a));
         if !trusted && *t.untrusted_mut(port) >= self.max_untrusted {
+            if port == Port::Request {
+                t.gone.insert(Bytes::copy_from_slice(peer), now);
+            }
             return Admission::Refuse;
+        }
+        if port == Port::Request {
+            t.gone.remove(peer);
         }
         if !trusted {
             *t.untrusted_mut(port) += 1;
@@ -204,6 +221,16 @@ impl Gate {
         self.table().mark_trusted(Port::Request, peer);
     }
 
+    /// For each request connection of `peers`, whether it closed (or was
+    /// refused) since its requests were read: they are not worth handling,
+    /// as a reply cannot reach it and its minion sends them again on a new
+    /// connection. Under load this keeps the workers on requests that can
+    /// still be answered.
+    pub fn gone(&self, peers: &[&[u8]]) -> Vec<bool> {
+        let t = self.table();
+        peers.iter().map(|p| t.gone.contains_key(*p)).collect()
+    }
+
     /// Untrusted connections per socket.
     pub fn untrusted(&self, port: Port) -> usize {
         self.table().untrusted.get(&port).copied().unwrap_or(0)
@@ -213,6 +240,8 @@ impl Gate {
     /// period.
     pub fn expire(&self, now: Instant) -> Vec<(Port, Bytes)> {
         let mut t = self.table();
+        t.gone
+            .retain(|_, at| now.saturating_duration_since(*at) < GONE_KEEP);
         let expired: Vec<(Port, Bytes)> = t
             .conns
             .iter()
@@ -379,6 +408,28 @@ mod tests {
         gate.disconnected(Port::Request, b"dealer");
         gate.accepted(Port::Publish, b"sub3", ip("10.0.0.1"), t0);
         assert_eq!(gate.untrusted(Port::Publish), 1);
+    }
+
+    #[test]
+    fn closed_and_refused_request_connections_are_gone_until_forgotten() {
+        let gate = Gate::new(Duration::from_secs(10), 2);
+        let t0 = Instant::now();
+        for p in [b"a", b"b", b"c"] {
+            gate.accepted(Port::Request, p, None, t0);
+        }
+        gate.accepted(Port::Publish, b"s", None, t0);
+        gate.disconnected(Port::Request, b"a");
+        gate.disconnected(Port::Publish, b"s");
+        // a closed, b open, c refused (over the cap), d never seen.
+        assert_eq!(
+            gate.gone(&[b"a", b"b", b"c", b"d"]),
+            vec![true, false, true, false]
+        );
+        // An identity used again by a new connection is live again.
+        gate.accepted(Port::Request, b"a", None, t0);
+        assert_eq!(gate.gone(&[b"a"]), vec![false]);
+        gate.expire(t0 + GONE_KEEP + Duration::from_secs(1));
+        assert_eq!(gate.gone(&[b"c"]), vec![false], "forgotten");
     }
 
     #[test]
