@@ -82,17 +82,25 @@ fn main() -> anyhow::Result<()> {
     ];
     // PostgreSQL's CPU: every process of its server (backends included).
     let pg_cpu = || -> f64 { pg.as_ref().map_or(0.0, |s| bench::tree_cpu_secs(s.pid())) };
-    println!("collect  wall s  master CPU s  swarm CPU s  master RSS MiB  PostgreSQL CPU s");
+    println!(
+        "collect  wall s  master CPU s  swarm CPU s  client CPU s  master RSS MiB  PostgreSQL CPU s"
+    );
     for i in 0..collects {
-        let (m0, s0, p0) = (cpu_secs(master), cpu_secs(swarm_pid), pg_cpu());
+        let (m0, s0, p0, c0) = (
+            cpu_secs(master),
+            cpu_secs(swarm_pid),
+            pg_cpu(),
+            children_cpu_secs(),
+        );
         let t = Instant::now();
         timed(&c, &["run", "*", "collect", "-t", "120", "--out", "json"])?;
         println!(
-            "{:7}  {:6.2}  {:12.2}  {:11.2}  {:14.0}  {:16.2}",
+            "{:7}  {:6.2}  {:12.2}  {:11.2}  {:12.2}  {:14.0}  {:16.2}",
             i + 1,
             t.elapsed().as_secs_f64(),
             cpu_secs(master) - m0,
             cpu_secs(swarm_pid) - s0,
+            children_cpu_secs() - c0,
             status_kib(master, "VmRSS") as f64 / 1024.0,
             pg_cpu() - p0
         );
@@ -129,4 +137,14 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// CPU seconds of this process's children that have ended: the `cmdb` runs
+/// (the master and the swarm are counted only once they are waited for).
+fn children_cpu_secs() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        secs(u.user_time()) + secs(u.system_time())
+    })
 }

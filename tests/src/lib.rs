@@ -113,9 +113,22 @@ impl Proc {
         let stderr = child.stderr.take().expect("stderr");
         let log: Arc<(Mutex<LogState>, Condvar)> = Arc::default();
         let l = log.clone();
+        // CMDB_TEST_TEE=DIR also appends each line to DIR/<name>.log, to
+        // watch a long run (a benchmark) while it goes.
+        let mut tee = std::env::var_os("CMDB_TEST_TEE").and_then(|dir| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(std::path::Path::new(&dir).join(format!("{name}.log")))
+                .ok()
+        });
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(f) = tee.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
                 let (m, c) = &*l;
                 m.lock().expect("log").lines.push(line);
                 c.notify_all();
