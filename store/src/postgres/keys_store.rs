@@ -111,20 +111,7 @@ impl PgKeys {
                 &[&KEY_LOCK, &id.as_str()],
             )
             .await?;
-            let mut present = Vec::new();
-            for r in tx
-                .rows(
-                    "SELECT state, key FROM minion_keys WHERE id = $1",
-                    &[&id.as_str()],
-                )
-                .await?
-            {
-                let state: String = r.try_get(0).map_err(|e| c.err(e))?;
-                let key: &[u8] = r.try_get(1).map_err(|e| c.err(e))?;
-                if let (Some(s), Some(k)) = (state_of(&state), verifying(key)) {
-                    present.push((s, k));
-                }
-            }
+            let present = key_rows(c, tx.rows(KEYS_OF, &[&id.as_str()]).await?)?;
             let (out, changes) = match f(&present) {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
@@ -217,23 +204,7 @@ impl PgKeys {
     /// The keys `id` has, by state, read in one statement.
     fn rows_of(&self, id: &MinionId) -> Result<Vec<(KeyState, keys::VerifyingKey)>, KeyError> {
         let c = &self.conn;
-        self.run(async {
-            let mut present = Vec::new();
-            for r in c
-                .rows(
-                    "SELECT state, key FROM minion_keys WHERE id = $1",
-                    &[&id.as_str()],
-                )
-                .await?
-            {
-                let state: String = r.try_get(0).map_err(|e| c.err(e))?;
-                let key: &[u8] = r.try_get(1).map_err(|e| c.err(e))?;
-                if let (Some(s), Some(k)) = (state_of(&state), verifying(key)) {
-                    present.push((s, k));
-                }
-            }
-            Ok(present)
-        })
+        self.run(async { key_rows(c, c.rows(KEYS_OF, &[&id.as_str()]).await?) })
     }
 
     /// The stamp of `id`'s accepted key from the snapshot, read again when
@@ -288,6 +259,25 @@ enum Change {
     Move(KeyState, KeyState),
     /// The key in this state goes.
     Delete(KeyState),
+}
+
+/// The keys one id has: rows of (state, key), read by [`key_rows`].
+const KEYS_OF: &str = "SELECT state, key FROM minion_keys WHERE id = $1";
+
+/// The (state, key) rows of [`KEYS_OF`], skipping any not understood.
+fn key_rows(
+    c: &Conn,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<Vec<(KeyState, keys::VerifyingKey)>, StoreError> {
+    let mut present = Vec::new();
+    for r in rows {
+        let state: String = r.try_get(0).map_err(|e| c.err(e))?;
+        let key: &[u8] = r.try_get(1).map_err(|e| c.err(e))?;
+        if let (Some(s), Some(k)) = (state_of(&state), verifying(key)) {
+            present.push((s, k));
+        }
+    }
+    Ok(present)
 }
 
 fn verifying(b: &[u8]) -> Option<keys::VerifyingKey> {
