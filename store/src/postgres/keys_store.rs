@@ -342,29 +342,23 @@ impl KeyStore for PgKeys {
         // Most minions presenting a key present their accepted one again
         // (every reconnect, every peer after a restart): one read decides
         // that, without the transaction and lock a change takes.
-        let present = self.rows_of(id)?;
-        let find = |s: KeyState| present.iter().find(|(st, _)| *st == s).map(|(_, k)| k);
-        let (decision, write) = keys::decide(
-            find(KeyState::Rejected).is_some(),
-            find(KeyState::Accepted),
-            find(KeyState::Pending),
-            key,
-            autosign,
-            autoreject,
-        );
-        if write == KeyWrite::None {
-            return Ok(decision);
-        }
-        self.change(id, |present| {
+        let decide = |present: &[(KeyState, keys::VerifyingKey)]| {
             let find = |s: KeyState| present.iter().find(|(st, _)| *st == s).map(|(_, k)| k);
-            let (decision, write) = keys::decide(
+            keys::decide(
                 find(KeyState::Rejected).is_some(),
                 find(KeyState::Accepted),
                 find(KeyState::Pending),
                 key,
                 autosign,
                 autoreject,
-            );
+            )
+        };
+        let (decision, write) = decide(&self.rows_of(id)?);
+        if write == KeyWrite::None {
+            return Ok(decision);
+        }
+        self.change(id, |present| {
+            let (decision, write) = decide(present);
             let changes = match write {
                 KeyWrite::None => Vec::new(),
                 KeyWrite::Put(state) => vec![Change::Put(state, key.to_bytes())],
