@@ -126,9 +126,15 @@ pub fn fleet(c: &tests::Cluster, n: usize) -> tests::Proc {
 }
 
 /// As [`fleet`], with minion ids starting with `prefix` (fleets of
-/// several masters of a cluster must not share ids).
+/// several masters of a cluster must not share ids). The process is named
+/// after the prefix too (`swarm` for `swarm-`, `swarm-a` for `a-`), in
+/// messages and in the logs `CMDB_TEST_TEE` keeps.
 pub fn fleet_named(c: &tests::Cluster, n: usize, prefix: &str) -> tests::Proc {
-    tests::Proc::spawn("swarm", fleet_command(c, n, prefix))
+    let name = match prefix.trim_end_matches('-') {
+        "" | "swarm" => "swarm".to_owned(),
+        p => format!("swarm-{p}"),
+    };
+    tests::Proc::spawn(&name, fleet_command(c, n, prefix))
 }
 
 /// The command [`fleet_named`] runs, for a caller to add options to.
