@@ -475,25 +475,22 @@ fn worker(
         // yet delivered: answering them is wasted, and when a fleet
         // reconnects at once it is what keeps the queue from filling with
         // requests whose minions have given up and asked again.
-        let gone = {
-            let ids: Vec<&[u8]> = batch
-                .iter()
-                .map(|m| m.route.first().map_or(&[][..], |b| b.as_ref()))
-                .collect();
-            shared.gate.gone(&ids)
-        };
-        let batch: Vec<transport::Inbound> = batch
-            .into_iter()
-            .zip(gone)
-            .filter_map(|(m, gone)| (!gone).then_some(m))
-            .collect();
-        if batch.is_empty() {
-            continue;
-        }
         let peers: Vec<Bytes> = batch
             .iter()
             .map(|m| m.route.first().cloned().unwrap_or_default())
             .collect();
+        let gone = shared
+            .gate
+            .gone(&peers.iter().map(Bytes::as_ref).collect::<Vec<_>>());
+        let (batch, peers): (Vec<transport::Inbound>, Vec<Bytes>) = batch
+            .into_iter()
+            .zip(peers)
+            .zip(gone)
+            .filter_map(|(m, gone)| (!gone).then_some(m))
+            .unzip();
+        if batch.is_empty() {
+            continue;
+        }
         let frames: Vec<(&[u8], &[u8])> = peers
             .iter()
             .zip(&batch)

@@ -116,25 +116,19 @@ impl PgKeys {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
             };
-            let accepted = changes.iter().any(|ch| match ch {
-                Change::Put(s, _) | Change::Delete(s) => *s == KeyState::Accepted,
-                Change::Move(from, to) => *from == KeyState::Accepted || *to == KeyState::Accepted,
-            });
-            // Whether the id has an accepted key after the changes, and its
-            // stamp then, when they touched an accepted key.
-            let mut noted: Option<Option<i64>> = None;
-            let mut now_accepted = present.iter().any(|(s, _)| *s == KeyState::Accepted);
-            for ch in &changes {
-                match ch {
-                    Change::Put(KeyState::Accepted, _) | Change::Move(_, KeyState::Accepted) => {
-                        now_accepted = true;
-                    }
-                    Change::Delete(KeyState::Accepted) | Change::Move(KeyState::Accepted, _) => {
-                        now_accepted = false;
-                    }
-                    _ => {}
+            // Whether the changes leave the id with an accepted key, when
+            // they touch one at all (none: the snapshot stays as it is).
+            let accepted_after = changes.iter().fold(None, |after, ch| match ch {
+                Change::Put(KeyState::Accepted, _) | Change::Move(_, KeyState::Accepted) => {
+                    Some(true)
                 }
-            }
+                Change::Delete(KeyState::Accepted) | Change::Move(KeyState::Accepted, _) => {
+                    Some(false)
+                }
+                _ => after,
+            });
+            let accepted = accepted_after.is_some();
+            let mut noted: Option<Option<i64>> = None;
             if !changes.is_empty() {
                 // `changes` moves with every change, `version` with those
                 // of accepted keys.
@@ -152,9 +146,7 @@ impl PgKeys {
                     .map_err(|e| c.err(e))?
                     .unwrap_or(0);
                 let v: i64 = if accepted { counted } else { 0 };
-                if accepted {
-                    noted = Some(now_accepted.then_some(v));
-                }
+                noted = accepted_after.map(|after| after.then_some(v));
                 for ch in changes {
                     match ch {
                         Change::Put(state, key) => {
