@@ -17,12 +17,12 @@
 //! started for the run (fsync on; its CPU is shown too) instead of sled.
 //! `CMDB_SWARM_CHURN=0` makes a fleet whose collects change nothing but
 //! volatile facts (the benchmark's changes one churning field per host per
-//! collect).
+//! collect). `COLLECT_SPEED_FUN=test.ping` times pings instead of collects.
 
 use std::process::Command;
 use std::time::Instant;
 
-use bench::{cpu_secs, status_kib, timed};
+use bench::{context_switches, cpu_secs, status_kib, timed};
 use tests::{Cluster, ClusterOpts, Proc};
 
 fn main() -> anyhow::Result<()> {
@@ -82,27 +82,30 @@ fn main() -> anyhow::Result<()> {
     ];
     // PostgreSQL's CPU: every process of its server (backends included).
     let pg_cpu = || -> f64 { pg.as_ref().map_or(0.0, |s| bench::tree_cpu_secs(s.pid())) };
+    let fun = std::env::var("COLLECT_SPEED_FUN").unwrap_or_else(|_| "collect".into());
     println!(
-        "collect  wall s  master CPU s  swarm CPU s  client CPU s  master RSS MiB  PostgreSQL CPU s"
+        "{fun:>7}  wall s  master CPU s  swarm CPU s  client CPU s  master RSS MiB  PostgreSQL CPU s  master switches"
     );
     for i in 0..collects {
-        let (m0, s0, p0, c0) = (
+        let (m0, s0, p0, c0, x0) = (
             cpu_secs(master),
             cpu_secs(swarm_pid),
             pg_cpu(),
             children_cpu_secs(),
+            context_switches(master),
         );
         let t = Instant::now();
-        timed(&c, &["run", "*", "collect", "-t", "120", "--out", "json"])?;
+        timed(&c, &["run", "*", &fun, "-t", "120", "--out", "json"])?;
         println!(
-            "{:7}  {:6.2}  {:12.2}  {:11.2}  {:12.2}  {:14.0}  {:16.2}",
+            "{:7}  {:6.2}  {:12.2}  {:11.2}  {:12.2}  {:14.0}  {:16.2}  {:15}",
             i + 1,
             t.elapsed().as_secs_f64(),
             cpu_secs(master) - m0,
             cpu_secs(swarm_pid) - s0,
             children_cpu_secs() - c0,
             status_kib(master, "VmRSS") as f64 / 1024.0,
-            pg_cpu() - p0
+            pg_cpu() - p0,
+            context_switches(master).saturating_sub(x0)
         );
     }
     for p in perf.iter_mut().flatten() {

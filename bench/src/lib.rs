@@ -64,6 +64,29 @@ pub fn status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Context switches (voluntary and not) of a process's live threads: a
+/// thread's count is lost when it exits, so this is for processes whose
+/// threads stay (the master's runtime, workers and store threads).
+pub fn context_switches(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|task| {
+            std::fs::read_to_string(task.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let v = l
+                        .strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))?;
+                    v.trim().parse::<u64>().ok()
+                })
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// One `cmdb` run against `c`'s master that must succeed: its wall time in
 /// seconds and its output.
 pub fn timed(c: &tests::Cluster, args: &[&str]) -> anyhow::Result<(f64, Vec<u8>)> {
