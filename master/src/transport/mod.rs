@@ -202,28 +202,30 @@ pub async fn publish_loop(
 }
 
 /// Runs the request socket: a receive loop that only queues, and a sender
-/// that writes replies produced by the workers. While the queued requests
+/// that writes replies produced by the workers (a batch of them at a time). While the queued requests
 /// hold all of `budget`, the loop reads nothing more.
 pub async fn request_loop(
     sock: RouterSocket,
     queue: mpsc::Sender<Inbound>,
     budget: QueueBudget,
-    mut replies: mpsc::Receiver<Vec<Bytes>>,
+    mut replies: mpsc::Receiver<Vec<Vec<Bytes>>>,
     cancel: CancellationToken,
 ) {
     let (mut tx, mut rx) = sock.split();
     let send_cancel = cancel.clone();
     let sender = tokio::spawn(async move {
         loop {
-            let frames = tokio::select! {
+            let batch = tokio::select! {
                 _ = send_cancel.cancelled() => break,
                 r = replies.recv() => match r { Some(r) => r, None => break },
             };
-            let Ok(msg) = ZmqMessage::try_from(frames) else {
-                continue;
-            };
-            if let Err(e) = tx.send(msg).await {
-                debug!(error = %e, "reply could not be sent; peer gone");
+            for frames in batch {
+                let Ok(msg) = ZmqMessage::try_from(frames) else {
+                    continue;
+                };
+                if let Err(e) = tx.send(msg).await {
+                    debug!(error = %e, "reply could not be sent; peer gone");
+                }
             }
         }
     });
