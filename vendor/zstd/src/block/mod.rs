@@ -28,9 +28,31 @@ pub fn compress_to_buffer(
 
 /// Compresses a block of data and returns the compressed result.
 ///
-/// A level of `0` uses zstd's default (currently `3`).
+/// A level of `0` uses zstd's default (currently `3`). Inputs shorter than
+/// 512 bytes are compressed at level `-1` at most (cmdb patch).
 pub fn compress(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    with_compressor(|c| c.compress(data, level))
+    with_compressor(|c| c.compress(data, small_input_level(data, level)))
+}
+
+// cmdb patch: inputs shorter than this are compressed at `SMALL_LEVEL`.
+const SMALL_INPUT: usize = 512;
+
+// cmdb patch: a negative (fast) level, which stores literals as they are
+// instead of building a Huffman table for them.
+const SMALL_LEVEL: i32 = -1;
+
+// cmdb patch: the level `compress` uses for `data`. sled compresses every
+// record it logs, most of them a few hundred bytes (an insert into a tree
+// node); building entropy tables for so little cost more than half of the
+// compression time of a master storing a fleet's ping returns, and saves
+// a few bytes at most. Larger inputs (whole nodes, documents) keep the
+// caller's level. The output is a zstd frame either way.
+fn small_input_level(data: &[u8], level: i32) -> i32 {
+    if data.len() < SMALL_INPUT {
+        level.min(SMALL_LEVEL)
+    } else {
+        level
+    }
 }
 
 // cmdb patch: the free functions reuse one context per thread. Creating a
