@@ -294,6 +294,10 @@ pub struct Cluster {
     /// The API's TLS port.
     pub api_port: u16,
     bins: PathBuf,
+    /// The master process's name in failures and `CMDB_TEST_TEE` logs:
+    /// "master", or for another peer of a cluster "peer-" and its request
+    /// port.
+    master_name: String,
 }
 
 impl Cluster {
@@ -309,6 +313,7 @@ impl Cluster {
     /// an operator does).
     pub fn start_peer(of: &Cluster, opts: ClusterOpts) -> Cluster {
         let mut c = Cluster::configured(opts);
+        c.master_name = format!("peer-{}", c.ret_port);
         let pki = c.master_state().join("pki");
         std::fs::create_dir_all(&pki).expect("pki dir");
         for f in ["master.pem", "master.pub"] {
@@ -347,6 +352,7 @@ impl Cluster {
             ret_port,
             api_port,
             bins: bin_dir(),
+            master_name: "master".into(),
         }
     }
 
@@ -364,7 +370,7 @@ impl Cluster {
     pub fn start_master(&mut self) {
         let mut cmd = Command::new(self.bins.join("cmdb-master"));
         cmd.arg("-c").arg(self.master_config());
-        let p = Proc::spawn("master", cmd);
+        let p = Proc::spawn(&self.master_name, cmd);
         p.wait_for("master ready");
         self.master = Some(p);
     }
