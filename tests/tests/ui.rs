@@ -521,6 +521,26 @@ fn hostile_fact_values_show_as_text_on_every_page() {
         ))
         .body;
     assert!(diff.contains("facts:label"), "{diff}");
+
+    // The diff page is titled by the name the asset's own page shows.
+    let out = c.cmdb(&["asset", "set", "web01", "name=rack7-web"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let title = |body: &str| {
+        body.split("<title>")
+            .nth(1)
+            .and_then(|t| t.split("</title>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let page = b.get("/ui/assets/web01").body;
+    assert!(title(&page).starts_with("rack7-web ·"), "{}", title(&page));
+    let diff = b
+        .get(&format!(
+            "/ui/assets/web01/diff?from={}&to={latest}",
+            latest - 2
+        ))
+        .body;
+    assert!(title(&diff).starts_with("rack7-web v"), "{}", title(&diff));
 }
 
 #[test]

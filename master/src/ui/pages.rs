@@ -1007,12 +1007,21 @@ pub async fn diff(
                 to,
             },
         )?;
-        let h = handle(&shared, AssetRequest::History { key })?;
-        Ok((d, h))
+        let h = handle(&shared, AssetRequest::History { key: key.clone() })?;
+        // The name the asset's own page is titled by.
+        let shown = handle(
+            &shared,
+            AssetRequest::Show {
+                key,
+                version: None,
+                at: None,
+            },
+        )?;
+        Ok((d, h, shown))
     })
     .await;
-    let (d, h) = match got {
-        Ok((AssetAnswer::Diff(d), AssetAnswer::History(h))) => (d, h),
+    let (d, h, a) = match got {
+        Ok((AssetAnswer::Diff(d), AssetAnswer::History(h), AssetAnswer::Asset(a))) => (d, h, a),
         Ok(_) => {
             return failed(
                 &st,
@@ -1039,7 +1048,7 @@ pub async fn diff(
         context! {
         id => id.clone(),
         href => format!("/ui/assets/{}", seg(&id)),
-        name => h.minion.clone().unwrap_or_else(|| id.clone()),
+        name => a.name.clone().or_else(|| h.minion.clone()).unwrap_or_else(|| id.clone()),
         from => d.from,
         to => d.to,
         from_at => when(d.from),
