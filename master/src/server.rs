@@ -320,19 +320,12 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
     let (durable_tx, durable_rx) = mpsc::channel(shared.cfg.request_queue);
     tasks.spawn(flusher(shared.clone(), durable_rx, reply_tx.clone()));
     for _ in 0..shared.cfg.workers {
-        let (shared, queue, replies, durable, cancel) = (
+        tasks.spawn(worker(
             shared.clone(),
             queue.clone(),
             reply_tx.clone(),
             durable_tx.clone(),
             cancel.clone(),
-        );
-        tasks.spawn(worker(
-            shared,
-            queue,
-            replies,
-            durable,
-            cancel,
             postgres.is_some(),
         ));
     }
@@ -480,8 +473,7 @@ async fn worker(
         == tokio::runtime::RuntimeFlavor::MultiThread;
     loop {
         // One request, and whatever else is already queued (up to a batch):
-        // their signatures are checked together. The queue ends when the
-        // request socket's loop stops.
+        // their signatures are checked together.
         let batch = {
             let mut q = queue.lock().await;
             let first = tokio::select! {

@@ -202,8 +202,8 @@ pub async fn publish_loop(
 }
 
 /// Runs the request socket: a receive loop that only queues, and a sender
-/// that writes replies produced by the workers (a batch of them at a time). While the queued requests
-/// hold all of `budget`, the loop reads nothing more.
+/// that writes replies produced by the workers, a batch at a time. While
+/// the queued requests hold all of `budget`, the loop reads nothing more.
 pub async fn request_loop(
     sock: RouterSocket,
     queue: mpsc::Sender<Inbound>,
