@@ -18,7 +18,6 @@ use crate::jobs::{Finished, ReturnOutcome};
 use crate::keyring::random;
 use crate::server::Shared;
 use protocol::seal::{SymmetricKey, seal_session_key};
-use std::sync::atomic::Ordering;
 use store::Stored;
 
 /// Auth nonces seen recently, to refuse a replayed auth request.
@@ -711,8 +710,17 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
         })?
         .is_empty();
     let autosign = shared.cfg.autosigned(id.as_str());
-    if !known {
-        check_limits(shared, &id, autosign)
+    // A new id's key is checked against the pending queue's limit and
+    // written under the count's lock, so requests handled at the same time
+    // cannot all pass the check and overfill the queue.
+    let mut pending = (!known).then(|| {
+        shared
+            .pending_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    });
+    if let Some(count) = &pending {
+        check_limits(shared, &id, autosign, **count)
             .map_err(|m| refuse(req.id, ErrorKind::LimitReached, m))?;
     }
     let decision = shared
@@ -722,11 +730,14 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
             warn!(minion_id = %id, error = %e, "pki store failed during auth");
             refuse(req.id, ErrorKind::Internal, "pki store unavailable")
         })?;
+    if let (Some(count), AuthDecision::Pending { new: true }) = (&mut pending, &decision) {
+        **count += 1;
+    }
+    drop(pending);
     let status = match decision {
         AuthDecision::Accepted => AuthStatus::Accepted,
         AuthDecision::Pending { new } => {
             if new {
-                shared.pending_keys.fetch_add(1, Ordering::Relaxed);
                 info!(minion_id = %id, fingerprint = %keys::Fingerprint::of(&key), "new key pending acceptance");
             }
             AuthStatus::Pending
@@ -771,7 +782,12 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
 }
 
 /// Refuses a new id when the pending queue or the minion count is full.
-fn check_limits(shared: &Shared, id: &MinionId, autosign: bool) -> Result<(), String> {
+fn check_limits(
+    shared: &Shared,
+    id: &MinionId,
+    autosign: bool,
+    pending: usize,
+) -> Result<(), String> {
     let cfg = &shared.cfg;
     if autosign && cfg.max_minions > 0 && shared.keyring.accepted_count() >= cfg.max_minions {
         shared.limit_log.warn("max_minions", cfg.max_minions, id);
@@ -780,7 +796,7 @@ fn check_limits(shared: &Shared, id: &MinionId, autosign: bool) -> Result<(), St
             cfg.max_minions
         ));
     }
-    if !autosign && shared.pending_keys.load(Ordering::Relaxed) >= cfg.max_pending {
+    if !autosign && pending >= cfg.max_pending {
         shared.limit_log.warn("max_pending", cfg.max_pending, id);
         return Err(format!(
             "too many keys are pending ({}); try later",

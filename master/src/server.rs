@@ -72,8 +72,10 @@ pub struct Shared {
     pub keyring: Arc<crate::keyring::Keyring>,
     /// Auth rate limits per connection.
     pub auth_limiter: crate::requests::AuthLimiter,
-    /// Keys in `pending/` (refreshed each second, counted up on new keys).
-    pub pending_keys: std::sync::atomic::AtomicUsize,
+    /// Keys pending acceptance: set from each listing of the keys (taken
+    /// under this lock) and counted up on new keys, whose check against
+    /// `max_pending` and write hold it too.
+    pub pending_keys: std::sync::Mutex<usize>,
     /// A collect stored a new asset or a host's guests since the last pass
     /// relating VMs to their hosts.
     pub relate_pending: std::sync::atomic::AtomicBool,
@@ -268,7 +270,7 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         metrics: Default::default(),
         keyring,
         auth_limiter: crate::requests::AuthLimiter::default(),
-        pending_keys: std::sync::atomic::AtomicUsize::new(listing.pending.len()),
+        pending_keys: std::sync::Mutex::new(listing.pending.len()),
         relate_pending: std::sync::atomic::AtomicBool::new(true),
         limit_log: crate::requests::LimitLog::default(),
         chunks: crate::chunks::Assembly::new(
@@ -659,18 +661,26 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
             && generation.is_some()
             && generation == listed_generation
             && listed_at.is_some_and(|t| t.elapsed() < KEYS_RELIST);
-        match if unchanged {
+        let listed = if unchanged {
             None
         } else {
-            Some(shared.pki.list())
-        } {
+            // Under the count's lock: no new key is written between the
+            // listing and the count taken from it.
+            let mut pending = shared
+                .pending_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let listing = shared.pki.list();
+            if let Ok(l) = &listing {
+                *pending = l.pending.len();
+            }
+            Some(listing)
+        };
+        match listed {
             None => {}
             Some(Ok(listing)) => {
                 listed_generation = generation;
                 listed_at = Some(tokio::time::Instant::now());
-                shared
-                    .pending_keys
-                    .store(listing.pending.len(), std::sync::atomic::Ordering::Relaxed);
                 let mut accepted: std::collections::BTreeSet<String> =
                     listing.accepted.into_iter().collect();
                 // A listing may miss a key accepted since it was read (its
