@@ -556,20 +556,20 @@ async fn worker(
 /// holds up housekeeping.
 async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_dirty = usize::MAX;
+    let mut last_marks = u64::MAX;
     let mut quiet_ticks = 0u32;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let dirty = shared.index.dirty_len();
-        quiet_ticks = if dirty == last_dirty {
+        let marks = shared.index.marks();
+        quiet_ticks = if marks == last_marks {
             quiet_ticks.saturating_add(1)
         } else {
             0
         };
-        if quiet_ticks >= 3 && (dirty > 0 || !shared.index.is_loaded()) {
+        if quiet_ticks >= 3 && (shared.index.dirty_len() > 0 || !shared.index.is_loaded()) {
             let sh = shared.clone();
             let done = tokio::task::spawn_blocking(move || {
                 crate::service::inventory::Filter::refresh_index(&sh)
@@ -581,7 +581,7 @@ async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
                 Err(e) => warn!(error = %e, "asset index refresh failed"),
             }
         }
-        last_dirty = shared.index.dirty_len();
+        last_marks = shared.index.marks();
     }
 }
 

@@ -12,7 +12,7 @@
 //! since book values are as of today).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use inventory::{AssetId, AssetRecord, ChangeRecord, Source};
@@ -174,6 +174,10 @@ impl Snapshot {
 pub struct AssetIndex {
     entries: Mutex<Entries>,
     dirty: Mutex<HashSet<AssetId>>,
+    /// Writes marked so far: unlike the dirty set's size, which stops
+    /// growing once a fleet collect has written every asset, it tells
+    /// whether writes go on.
+    marks: AtomicU64,
     loaded: AtomicBool,
     /// The day (days since the epoch, UTC) the entries were read.
     day: AtomicI64,
@@ -216,6 +220,7 @@ impl AssetIndex {
         if let Ok(mut d) = self.dirty.lock() {
             d.insert(id.clone());
         }
+        self.marks.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut e) = self.encoded.lock() {
             e.generation += 1;
             if let Some(json) = e.views.remove(id) {
@@ -363,6 +368,11 @@ impl AssetIndex {
     /// How many ids wait to be read again.
     pub fn dirty_len(&self) -> usize {
         self.dirty.lock().map_or(0, |d| d.len())
+    }
+
+    /// How many writes were marked so far (see [`AssetIndex::mark`]).
+    pub fn marks(&self) -> u64 {
+        self.marks.load(Ordering::Relaxed)
     }
 }
 
@@ -547,6 +557,20 @@ mod tests {
             1,
             json!({"facts": facts, "manual": {"department": "finance"}}),
         ))
+    }
+
+    #[test]
+    fn writes_are_counted_after_every_asset_is_dirty() {
+        let idx = AssetIndex::default();
+        idx.mark(&id(1));
+        idx.mark(&id(2));
+        let (dirty, marks) = (idx.dirty_len(), idx.marks());
+        // A second collect of the same fleet: the dirty set stays as it
+        // is, the count of writes goes on.
+        idx.mark(&id(1));
+        idx.mark(&id(2));
+        assert_eq!(idx.dirty_len(), dirty);
+        assert_eq!(idx.marks(), marks + 2);
     }
 
     #[test]
