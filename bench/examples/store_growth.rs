@@ -1,7 +1,7 @@
 //! Disk use of the store over repeated collects, without a network: N
 //! simulated hosts (the swarm's ~8 KB facts, `--churn` of their churning
-//! fields changing per collect) stored as collect returns, flushed after
-//! each collect like the master does.
+//! fields changing per collect) stored as collect returns, in batches of
+//! 64 and flushed after each collect like the master does.
 //!
 //! ```sh
 //! cargo run --release -p bench --example store_growth -- 1000 30 0.01
@@ -26,6 +26,10 @@ use inventory::InventoryConfig;
 use protocol::{JidGenerator, JobReturn, MinionId};
 use store::SledStore;
 use store::Store;
+
+/// Returns per batch: the most the master's request workers take at once
+/// (`master::requests::BATCH`), as a fleet collect fills them.
+const BATCH: usize = 64;
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
@@ -83,10 +87,12 @@ fn main() -> anyhow::Result<()> {
         let jid = jids.next(now * 1000);
         let mut bytes = 0u64;
         let mut secs = 0.0;
+        // In batches, as the master's request workers store them.
+        let mut batch = Vec::with_capacity(BATCH);
         for (n, id) in ids.iter().enumerate() {
             let data = facts::host_facts(id.as_str(), n, round, churn);
             bytes += serde_json::to_vec(&data)?.len() as u64;
-            let ret = JobReturn {
+            batch.push(JobReturn {
                 jid: jid.clone(),
                 minion: id.clone(),
                 fun: "collect".into(),
@@ -95,10 +101,16 @@ fn main() -> anyhow::Result<()> {
                 data,
                 started_ms: now,
                 ended_ms: now,
-            };
-            let t = std::time::Instant::now();
-            store.put_return(&ret, now)?;
-            secs += t.elapsed().as_secs_f64();
+            });
+            if batch.len() == BATCH || n + 1 == ids.len() {
+                let rets: Vec<&JobReturn> = batch.iter().collect();
+                let t = std::time::Instant::now();
+                for stored in store.put_returns(&rets, now) {
+                    stored?;
+                }
+                secs += t.elapsed().as_secs_f64();
+                batch.clear();
+            }
         }
         let t = std::time::Instant::now();
         if keep_hours > 0 {

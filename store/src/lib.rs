@@ -1020,6 +1020,100 @@ mod tests {
     }
 
     #[test]
+    fn batches_of_collects_are_indexed_by_time_in_order_after_a_crash_and_when_pruned() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        let collect = |n: i64, m: &str, v: i64| {
+            let mut r = ret(
+                &Jid::from_micros(1_700_000_000_000_000 + n).expect("jid"),
+                m,
+            );
+            r.fun = "collect".into();
+            r.data = serde_json::json!({"host": m, "v": v});
+            r
+        };
+        let feed = |s: &SledStore, from: Option<(i64, &AssetId, u64)>, max: usize| {
+            s.changes_between(0, None, from, max)
+                .expect("changes")
+                .into_iter()
+                .map(|(a, h)| (h.at_ms, a.id, h.version))
+                .collect::<Vec<_>>()
+        };
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            // Two batches and a single record in the same millisecond.
+            let (c, a, b, d) = (
+                collect(1, "c", 0),
+                collect(1, "a", 0),
+                collect(1, "b", 0),
+                collect(1, "d", 0),
+            );
+            s.put_returns(&[&c, &a], 10);
+            s.put_returns(&[&b, &d], 10);
+            s.put_return(&collect(2, "e", 0), 10).expect("e");
+            let (a2, b2) = (collect(3, "a", 1), collect(3, "b", 1));
+            s.put_returns(&[&a2, &b2], 20);
+            let all = feed(&s, None, usize::MAX);
+            assert_eq!(all.len(), 7);
+            assert!(all.is_sorted(), "{all:?}");
+            // Paged as the API pages: each page starts at the last one's
+            // last record.
+            for size in 2..=4 {
+                let mut paged = feed(&s, None, size);
+                while let Some(last) = paged.last().cloned() {
+                    let page = feed(&s, Some((last.0, &last.1, last.2)), size);
+                    if page.len() < 2 {
+                        break;
+                    }
+                    paged.extend(page.into_iter().skip(1));
+                }
+                assert_eq!(paged, all, "pages of {size}");
+            }
+            // A batch the master died in: its changes are written, its
+            // time index entry is not.
+            let (a3, c3) = (collect(4, "a", 2), collect(4, "c", 2));
+            s.begin_batch(30, &["a", "c"]).expect("begin");
+            let mut index = sled::BatchIndex::new();
+            for r in [&a3, &c3] {
+                s.put_return_in(r, Source::Collect, 30, Some(&mut index))
+                    .expect("put");
+            }
+            assert_eq!(index.len(), 2);
+            assert_eq!(feed(&s, None, usize::MAX).len(), 7);
+            s.flush().expect("flush");
+        }
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
+            let all = feed(&s, None, usize::MAX);
+            assert_eq!(all.len(), 9, "{all:?}");
+            assert!(all.is_sorted());
+            assert_eq!(all.iter().filter(|(at, _, _)| *at == 30).count(), 2);
+            s.flush().expect("flush");
+        }
+        // Pruned records leave the batches' entries too.
+        let inv = InventoryConfig {
+            history_keep: 1,
+            ..InventoryConfig::default()
+        };
+        let s = SledStore::open(&path, inv).expect("reopen pruning");
+        let (a5, b5) = (collect(5, "a", 3), collect(5, "b", 3));
+        s.put_returns(&[&a5, &b5], 40);
+        let all = feed(&s, None, usize::MAX);
+        let mut kept = 0;
+        for a in s.assets().expect("assets") {
+            kept += s.history(&a.id).expect("history").len();
+        }
+        assert_eq!(all.len(), kept, "{all:?}");
+        let mut indexed = 0;
+        for item in s.history.scan_prefix(b"~t") {
+            let (k, v) = item.expect("entry");
+            indexed += sled::index_entries(&k, &v).expect("entries").len();
+        }
+        assert_eq!(indexed, kept, "no entry is left for a pruned record");
+        assert_eq!(s.history.scan_prefix(b"~p").count(), 0);
+    }
+
+    #[test]
     fn lowering_history_keep_never_prunes_records_the_asset_still_needs() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("db");

@@ -14,8 +14,13 @@
 //!   is written whole again.
 //! - `asset_minion`: minion → asset id
 //! - `history`: asset id ‖ version (big-endian u64) → [`ChangeRecord`], and
-//!   the time index `~t` ‖ time (big-endian u64 ms) ‖ asset id ‖ version → ()
-//!   written with each record (`~` sorts after every asset id)
+//!   the time index (`~` sorts after every asset id): `~t` ‖ time
+//!   (big-endian u64 ms) ‖ asset id ‖ version → () for a record written
+//!   alone (an edit, an import), and `~t` ‖ time ‖ 0 ‖ sequence → the
+//!   (asset id, version) of every record a batch of collects wrote at that
+//!   time, in one entry. Before such a batch, `~p` ‖ time ‖ 0 ‖ sequence →
+//!   its minions is written, and it goes once the batch's entry is: one a
+//!   crash left behind is indexed when the store opens next.
 //! - `planned_serial`: serial → asset id of an imported asset no minion has claimed
 
 use crate::access::{Token, User};
@@ -109,6 +114,43 @@ fn from_time_key(k: &[u8]) -> Option<(AssetId, u64)> {
     Some((id, u64::from_be_bytes(version.try_into().ok()?)))
 }
 
+/// Prefix of the time index entries of batches not yet written whole.
+const PENDING_INDEX: &[u8] = b"~p";
+
+/// The key of the time index entry of a batch of collects stored at
+/// `at_ms`; `seq` tells batches of the same millisecond apart. The 0 after
+/// the time sorts it before the entries of single records of that time,
+/// and keeps it from reading as one (an asset id is hex).
+fn batch_key(at_ms: i64, seq: u64) -> Vec<u8> {
+    let mut k = time_prefix(at_ms);
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The time (unix ms) of a time index key, batch or single.
+fn time_of_key(k: &[u8]) -> Option<i64> {
+    let t = k.get(TIME_INDEX.len()..TIME_INDEX.len() + 8)?;
+    i64::try_from(u64::from_be_bytes(t.try_into().ok()?)).ok()
+}
+
+/// The records a batch of collects wrote, as its time index entry holds
+/// them: (asset id, version).
+pub(crate) type BatchIndex = Vec<(String, u64)>;
+
+/// The time index entries at `key` (one of the time index's): the record
+/// the key names, or those of the batch its value lists.
+pub(crate) fn index_entries(key: &[u8], value: &[u8]) -> Result<Vec<(AssetId, u64)>, StoreError> {
+    if value.is_empty() {
+        return Ok(from_time_key(key).into_iter().collect());
+    }
+    let batch: BatchIndex = decode(value)?;
+    Ok(batch
+        .into_iter()
+        .filter_map(|(id, v)| AssetId::parse(&id).map(|id| (id, v)))
+        .collect())
+}
+
 fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
     let mut k = id.as_str().as_bytes().to_vec();
     k.extend_from_slice(&version.to_be_bytes());
@@ -130,7 +172,7 @@ pub struct SledStore {
     assets: sled::Tree,
     heads: sled::Tree,
     asset_minion: sled::Tree,
-    history: sled::Tree,
+    pub(crate) history: sled::Tree,
     planned_serial: sled::Tree,
     users: sled::Tree,
     tokens: sled::Tree,
@@ -223,6 +265,7 @@ impl SledStore {
             claims: std::sync::Mutex::new(()),
         };
         store.index_history()?;
+        store.index_pending()?;
         Ok(store)
     }
 
@@ -232,15 +275,26 @@ impl SledStore {
         Ok(())
     }
 
-    /// Writes a change record and its time index entry, outside a
-    /// transaction.
-    fn put_history_now(&self, id: &AssetId, rec: &ChangeRecord) -> Result<(), StoreError> {
+    /// Writes a change record outside a transaction, and its time index
+    /// entry, or, for a batch of collects (`batch`), notes it there for
+    /// the batch's one entry.
+    fn put_history_now(
+        &self,
+        id: &AssetId,
+        rec: &ChangeRecord,
+        batch: Option<&mut BatchIndex>,
+    ) -> Result<(), StoreError> {
         self.history
             .insert(history_key(id, rec.version), encode(rec)?)
             .map_err(store_err)?;
-        self.history
-            .insert(time_key(rec.at_ms, id, rec.version), &[][..])
-            .map_err(store_err)?;
+        match batch {
+            Some(b) => b.push((id.as_str().to_owned(), rec.version)),
+            None => {
+                self.history
+                    .insert(time_key(rec.at_ms, id, rec.version), &[][..])
+                    .map_err(store_err)?;
+            }
+        }
         Ok(())
     }
 
@@ -328,6 +382,7 @@ impl SledStore {
         key: &[u8],
         source: Source,
         now_ms: i64,
+        mut batch: Option<&mut BatchIndex>,
     ) -> Result<Stored, StoreError> {
         let minion = ret.minion.as_str();
         let _writers = self.writers.read().unwrap_or_else(|p| p.into_inner());
@@ -406,7 +461,7 @@ impl SledStore {
                 .map_err(store_err)?;
         }
         for e in &entries {
-            self.put_history_now(&rec.id, e)?;
+            self.put_history_now(&rec.id, e, batch.as_deref_mut())?;
         }
         self.put_asset_now(&rec, base, self.checkpoint_every(), Some(digest))?;
         if remap && base.is_some() {
@@ -459,6 +514,134 @@ impl SledStore {
         })
     }
 
+    /// Stores a return; a collect's change records go in `batch` (see
+    /// [`SledStore::put_history_now`]).
+    pub(crate) fn put_return_in(
+        &self,
+        ret: &JobReturn,
+        source: Source,
+        now_ms: i64,
+        batch: Option<&mut BatchIndex>,
+    ) -> Result<Stored, StoreError> {
+        let key = return_key(&ret.jid, ret.minion.as_str());
+        if !is_collect(ret) {
+            let swapped = self
+                .returns
+                .compare_and_swap(key, None as Option<&[u8]>, Some(encode(ret)?))
+                .map_err(store_err)?;
+            return Ok(if swapped.is_ok() {
+                Stored::Return
+            } else {
+                Stored::Duplicate
+            });
+        }
+        self.put_collect(ret, &key, source, now_ms, batch)
+    }
+
+    /// Notes a batch of collects by `minions` about to be stored at
+    /// `at_ms`; returns the key suffix its time index entry will take.
+    pub(crate) fn begin_batch(&self, at_ms: i64, minions: &[&str]) -> Result<Vec<u8>, StoreError> {
+        let seq = self.db.generate_id().map_err(store_err)?;
+        let suffix = batch_key(at_ms, seq).split_off(TIME_INDEX.len());
+        let mut pending = PENDING_INDEX.to_vec();
+        pending.extend_from_slice(&suffix);
+        self.history
+            .insert(pending, encode(&minions)?)
+            .map_err(store_err)?;
+        Ok(suffix)
+    }
+
+    /// Writes a batch's time index entry, then drops its note.
+    fn end_batch(&self, suffix: &[u8], index: &BatchIndex) -> Result<(), StoreError> {
+        if !index.is_empty() {
+            let mut key = TIME_INDEX.to_vec();
+            key.extend_from_slice(suffix);
+            self.history
+                .insert(key, encode(index)?)
+                .map_err(store_err)?;
+        }
+        let mut pending = PENDING_INDEX.to_vec();
+        pending.extend_from_slice(suffix);
+        self.history.remove(pending).map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Writes the time index entries of batches a crash cut short, from
+    /// the change records their minions' assets got at the batch's time.
+    fn index_pending(&self) -> Result<(), StoreError> {
+        let mut indexed = 0usize;
+        for item in self.history.scan_prefix(PENDING_INDEX) {
+            let (k, v) = item.map_err(store_err)?;
+            let suffix = &k[PENDING_INDEX.len()..];
+            let mut key = TIME_INDEX.to_vec();
+            key.extend_from_slice(suffix);
+            let at_ms = time_of_key(&key)
+                .ok_or_else(|| StoreError::Engine("a pending time index key is short".into()))?;
+            let minions: Vec<String> = decode(&v)?;
+            let mut index = BatchIndex::new();
+            for m in &minions {
+                let Some(id) = self.asset_minion.get(m.as_bytes()).map_err(store_err)? else {
+                    continue;
+                };
+                // Newest first, back to the batch's time.
+                for item in self.history.scan_prefix(&id).rev() {
+                    let (_, v) = item.map_err(store_err)?;
+                    let rec: ChangeRecord = decode(&v)?;
+                    if rec.at_ms < at_ms {
+                        break;
+                    }
+                    if rec.at_ms == at_ms {
+                        index.push((String::from_utf8_lossy(&id).into_owned(), rec.version));
+                    }
+                }
+            }
+            index.sort();
+            index.dedup();
+            indexed += index.len();
+            self.end_batch(suffix, &index)?;
+        }
+        if indexed > 0 {
+            self.db.flush().map_err(store_err)?;
+            tracing::info!(
+                records = indexed,
+                "indexed by time the changes of collects stored before a crash"
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes the record `version` of `id` out of the time index entries of
+    /// batches at `at_ms`.
+    fn unindex_batched(&self, at_ms: i64, id: &AssetId, version: u64) -> Result<(), StoreError> {
+        let keys: Vec<sled::IVec> = self
+            .history
+            .scan_prefix(time_prefix(at_ms))
+            .filter_map(|item| match item {
+                Ok((k, v)) if !v.is_empty() => Some(Ok(k)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(store_err)?;
+        for k in keys {
+            self.history
+                .update_and_fetch(&k, |old| {
+                    let old = old?;
+                    let Ok(mut batch) = decode::<BatchIndex>(old) else {
+                        return Some(old.to_vec());
+                    };
+                    batch.retain(|(i, v)| !(i == id.as_str() && *v == version));
+                    if batch.is_empty() {
+                        None
+                    } else {
+                        encode(&batch).ok().or_else(|| Some(old.to_vec()))
+                    }
+                })
+                .map_err(store_err)?;
+        }
+        Ok(())
+    }
+
     /// Builds the time index of a database written before it existed.
     fn index_history(&self) -> Result<(), StoreError> {
         if self.history.scan_prefix(TIME_INDEX).next().is_some() {
@@ -468,7 +651,7 @@ impl SledStore {
         let mut n = 0usize;
         for item in self.history.iter() {
             let (k, v) = item.map_err(store_err)?;
-            if k.starts_with(TIME_INDEX) || k.len() < 8 {
+            if k.first() == Some(&b'~') || k.len() < 8 {
                 continue;
             }
             let rec: ChangeRecord = decode(&v)?;
@@ -624,6 +807,7 @@ impl SledStore {
                 self.history
                     .remove(time_key(rec.at_ms, id, rec.version))
                     .map_err(store_err)?;
+                self.unindex_batched(rec.at_ms, id, rec.version)?;
             }
         }
         Ok(())
@@ -712,19 +896,7 @@ impl Store for SledStore {
         source: Source,
         now_ms: i64,
     ) -> Result<Stored, StoreError> {
-        let key = return_key(&ret.jid, ret.minion.as_str());
-        if !is_collect(ret) {
-            let swapped = self
-                .returns
-                .compare_and_swap(key, None as Option<&[u8]>, Some(encode(ret)?))
-                .map_err(store_err)?;
-            return Ok(if swapped.is_ok() {
-                Stored::Return
-            } else {
-                Stored::Duplicate
-            });
-        }
-        self.put_collect(ret, &key, source, now_ms)
+        self.put_return_in(ret, source, now_ms, None)
     }
 
     fn returned_minions(&self, jid: &Jid) -> Result<Vec<String>, StoreError> {
@@ -760,8 +932,30 @@ impl Store for SledStore {
         crate::set_each_last_seen(self, seen)
     }
 
+    /// Stores the returns one by one, the time index of their change
+    /// records in one entry for the batch (see the module's doc).
     fn put_returns(&self, rets: &[&JobReturn], now_ms: i64) -> Vec<Result<Stored, StoreError>> {
-        crate::put_each(self, rets, now_ms)
+        let minions: Vec<&str> = rets
+            .iter()
+            .filter(|r| is_collect(r))
+            .map(|r| r.minion.as_str())
+            .collect();
+        if minions.len() < 2 {
+            return crate::put_each(self, rets, now_ms);
+        }
+        let Ok(suffix) = self.begin_batch(now_ms, &minions) else {
+            return crate::put_each(self, rets, now_ms);
+        };
+        let mut index = BatchIndex::new();
+        let out = rets
+            .iter()
+            .map(|r| self.put_return_in(r, Source::Collect, now_ms, Some(&mut index)))
+            .collect();
+        if let Err(e) = self.end_batch(&suffix, &index) {
+            // Its minions stay noted: the store indexes them when it opens.
+            tracing::warn!(error = %e, "could not write the time index of a batch of collects");
+        }
+        out
     }
 
     fn set_last_seen(&self, minion: &str, at_ms: i64) -> Result<(), StoreError> {
@@ -996,10 +1190,8 @@ impl Store for SledStore {
         from: Option<(i64, &AssetId, u64)>,
         max: usize,
     ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError> {
-        let start = match from {
-            Some((at, id, version)) if at >= since_ms => time_key(at, id, version),
-            _ => time_prefix(since_ms),
-        };
+        let from = from.filter(|(at, _, _)| *at >= since_ms);
+        let start = time_prefix(from.map_or(since_ms, |(at, _, _)| at));
         let end = match until_ms {
             Some(u) => time_prefix(u),
             None => {
@@ -1011,42 +1203,68 @@ impl Store for SledStore {
         let mut assets: std::collections::HashMap<AssetId, AssetRecord> =
             std::collections::HashMap::new();
         let mut out = Vec::new();
-        for key in self.history.range(start..end).keys() {
-            if out.len() >= max {
-                break;
-            }
-            let key = key.map_err(store_err)?;
-            let Some((id, version)) = from_time_key(&key) else {
-                continue;
+        // The entries of one millisecond (batches and single records) are
+        // gathered and put in (asset id, version) order before they go out.
+        let mut moment: Vec<(AssetId, u64)> = Vec::new();
+        let mut moment_at = None;
+        let mut entries = self.history.range(start..end);
+        loop {
+            let next = entries.next().transpose().map_err(store_err)?;
+            let next_at = match &next {
+                Some((k, _)) => Some(
+                    time_of_key(k)
+                        .ok_or_else(|| StoreError::Engine("a time index key is short".into()))?,
+                ),
+                None => None,
             };
-            let Some(v) = self
-                .history
-                .get(history_key(&id, version))
-                .map_err(store_err)?
-            else {
-                continue;
-            };
-            let change: ChangeRecord = decode(&v)?;
-            // An entry left by a collect cut short by a crash, whose
-            // version a later change took.
-            if key.get(TIME_INDEX.len()..TIME_INDEX.len() + 8)
-                != Some(&u64::try_from(change.at_ms).unwrap_or(0).to_be_bytes()[..])
+            if next_at != moment_at
+                && let Some(at) = moment_at
             {
-                continue;
-            }
-            let rec = match assets.get(&id) {
-                Some(r) => r.clone(),
-                None => match self.asset(&id)? {
-                    Some(r) => {
-                        assets.insert(id.clone(), r.clone());
-                        r
+                moment.sort_unstable();
+                for (id, version) in moment.drain(..) {
+                    if out.len() >= max {
+                        return Ok(out);
                     }
-                    None => continue,
-                },
+                    if from
+                        .is_some_and(|(f_at, f_id, f_v)| at == f_at && (&id, version) < (f_id, f_v))
+                    {
+                        continue;
+                    }
+                    let Some(v) = self
+                        .history
+                        .get(history_key(&id, version))
+                        .map_err(store_err)?
+                    else {
+                        continue;
+                    };
+                    let change: ChangeRecord = decode(&v)?;
+                    // An entry left by a collect cut short by a crash,
+                    // whose version a later change took.
+                    if change.at_ms != at {
+                        continue;
+                    }
+                    let rec = match assets.get(&id) {
+                        Some(r) => r.clone(),
+                        None => match self.asset(&id)? {
+                            Some(r) => {
+                                assets.insert(id.clone(), r.clone());
+                                r
+                            }
+                            None => continue,
+                        },
+                    };
+                    out.push((rec, change));
+                }
+            }
+            let Some((k, v)) = next else {
+                return Ok(out);
             };
-            out.push((rec, change));
+            if out.len() >= max {
+                return Ok(out);
+            }
+            moment_at = next_at;
+            moment.extend(index_entries(&k, &v)?);
         }
-        Ok(out)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
