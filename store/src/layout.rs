@@ -31,20 +31,18 @@ pub(crate) struct Head {
     pub(crate) facts_digest: Option<u64>,
 }
 
-/// The first 64 bits of the SHA-256 of the stable part of `facts`
-/// (without the values `volatile` names). Two collects of the same asset
-/// are told apart by it: a minion that made its own facts collide would
-/// only hide what it could leave unreported anyway.
+/// The 64-bit XXH3 hash of the stable part of `facts` (without the values
+/// `volatile` names). Two collects of the same asset are told apart by
+/// it, and only by the same minion: a minion that made its own facts
+/// collide would only hide what it could leave unreported anyway, so the
+/// hash need not resist one doing so (a head written with another hash
+/// differs, and that collect reads the document).
 pub(crate) fn facts_digest(facts: &serde_json::Value, volatile: &[String]) -> u64 {
-    use sha2::{Digest, Sha256};
     // Hashed in one call: fed piece by piece, the many small pieces cost
     // several times the hashing.
     let mut bytes = Vec::with_capacity(16 * 1024);
     inventory::document::feed_stable(facts, volatile, &mut bytes);
-    let d = Sha256::digest(&bytes);
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&d[..8]);
-    u64::from_le_bytes(w)
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 impl Head {
