@@ -186,6 +186,14 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(v).map_err(|e| StoreError::Engine(e.to_string()))
 }
 
+/// A change record as sled stores it: msgpack with its fields in order,
+/// unnamed. Records are most of what a store keeps, and their field names
+/// were a third of each; [`decode`] reads both forms (a struct reads from
+/// a msgpack array as from a map).
+pub(crate) fn encode_change(rec: &inventory::ChangeRecord) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(rec).map_err(|e| StoreError::Engine(e.to_string()))
+}
+
 /// A stored record read back.
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(b).map_err(|e| StoreError::Engine(e.to_string()))
@@ -609,6 +617,51 @@ mod tests {
         );
         assert!(decode_return(&jid, "../x", &bytes).is_err());
         assert!(decode_return(&jid, "web01", &bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn change_records_read_back_from_both_encodings() {
+        let doc = serde_json::json!({"facts": {"host": "a", "n": null}});
+        let records = [
+            inventory::ChangeRecord {
+                version: 0,
+                at_ms: 5,
+                source: Source::Created,
+                jid: Some(Jid::from_micros(1_700_000_000_000_000).expect("jid")),
+                user: None,
+                changes: Vec::new(),
+                snapshot: Some(doc),
+            },
+            inventory::ChangeRecord {
+                version: 7,
+                at_ms: -1,
+                source: Source::Manual,
+                jid: None,
+                user: Some("ops".into()),
+                changes: vec![
+                    inventory::document::FieldChange {
+                        path: vec!["manual".into(), "rack".into()],
+                        old: None,
+                        new: Some(serde_json::json!("R1")),
+                    },
+                    inventory::document::FieldChange {
+                        path: vec!["facts".into(), "disks".into()],
+                        old: Some(serde_json::json!([1, {"a": 2.5}])),
+                        new: None,
+                    },
+                ],
+                snapshot: None,
+            },
+        ];
+        for rec in &records {
+            let compact = encode_change(rec).expect("compact");
+            let named = encode(rec).expect("named");
+            assert!(compact.len() < named.len());
+            for bytes in [compact, named] {
+                let back: inventory::ChangeRecord = decode(&bytes).expect("decode");
+                assert_eq!(&back, rec);
+            }
+        }
     }
 
     #[test]

@@ -270,7 +270,10 @@ impl SledStore {
     }
 
     fn put_history(h: &TransactionalTree, id: &AssetId, rec: &ChangeRecord) -> TxResult<()> {
-        h.insert(history_key(id, rec.version), encode(rec).map_err(abort)?)?;
+        h.insert(
+            history_key(id, rec.version),
+            crate::encode_change(rec).map_err(abort)?,
+        )?;
         h.insert(time_key(rec.at_ms, id, rec.version), &[][..])?;
         Ok(())
     }
@@ -285,7 +288,7 @@ impl SledStore {
         batch: Option<&mut BatchIndex>,
     ) -> Result<(), StoreError> {
         self.history
-            .insert(history_key(id, rec.version), encode(rec)?)
+            .insert(history_key(id, rec.version), crate::encode_change(rec)?)
             .map_err(store_err)?;
         match batch {
             Some(b) => b.push((id.as_str().to_owned(), rec.version)),
