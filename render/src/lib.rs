@@ -141,8 +141,18 @@ impl JsonObject {
     /// text has no raw newline inside a string, so every newline starts a
     /// line of the value's layout.
     fn insert_laid_out(&mut self, key: String, text: &[u8]) {
-        let text = String::from_utf8_lossy(text);
-        self.parts.insert(key, text.replace('\n', "\n  "));
+        // On bytes: a fleet's returns are tens of megabytes.
+        let lines = text.iter().filter(|&&b| b == b'\n').count();
+        let mut moved = Vec::with_capacity(text.len() + 2 * lines);
+        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                moved.extend_from_slice(b"\n  ");
+            }
+            moved.extend_from_slice(line);
+        }
+        let moved = String::from_utf8(moved)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        self.parts.insert(key, moved);
     }
 
     /// How many keys it has.
