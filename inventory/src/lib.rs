@@ -388,9 +388,9 @@ pub fn apply_collect(
     now_ms: i64,
     source: Source,
 ) -> (AssetRecord, Vec<ChangeRecord>) {
-    let (stable, volatile) = document::split_volatile(facts.clone(), &cfg.volatile);
     match existing {
         None => {
+            let (stable, volatile) = document::split_volatile(facts.clone(), &cfg.volatile);
             let kind = kind_of_facts(&stable);
             let doc = new_document(kind, stable, Status::Active, Map::new(), Map::new());
             let (mut rec, created) =
@@ -403,7 +403,7 @@ pub fn apply_collect(
             // change: edit the document in place and diff those fields.
             let mut changes = Vec::new();
             let doc = &mut rec.document;
-            document::replace_field(doc, "facts", stable, &mut changes);
+            document::replace_stable_field(doc, "facts", facts, &cfg.volatile, &mut changes);
             document::replace_field(doc, "presence", json!("online"), &mut changes);
             if doc.get("kind").is_none_or(Value::is_null) {
                 let kind = json!(kind_of_facts(&doc["facts"]));
@@ -416,7 +416,7 @@ pub fn apply_collect(
                     document::replace_field(&mut rec.document, "status", active, &mut changes);
                 }
             }
-            rec.observed = volatile;
+            rec.observed = document::volatile_of(facts, &cfg.volatile);
             rec.last_collect_ms = Some(now_ms);
             if changes.is_empty() {
                 return (rec, Vec::new());
