@@ -701,14 +701,17 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
         warn!(minion_id = %id, "refused replayed auth request");
         return Err(refuse(req.id, ErrorKind::Replay, "auth nonce seen before"));
     }
-    let known = !shared
+    // An id whose only key was put aside (denied) gets a pending key as a
+    // new one does.
+    let known = shared
         .pki
         .states_of(&id)
         .map_err(|e| {
             warn!(minion_id = %id, error = %e, "key store failed during auth");
             refuse(req.id, ErrorKind::Internal, "key store unavailable")
         })?
-        .is_empty();
+        .iter()
+        .any(|s| *s != keys::KeyState::Denied);
     let autosign = shared.cfg.autosigned(id.as_str());
     // A new id's key is checked against the pending queue's limit and
     // written under the count's lock, so requests handled at the same time
@@ -720,7 +723,7 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
             .unwrap_or_else(|p| p.into_inner())
     });
     if let Some(count) = &pending {
-        check_limits(shared, &id, autosign, **count)
+        check_limits(shared, &id, autosign, count.keys)
             .map_err(|m| refuse(req.id, ErrorKind::LimitReached, m))?;
     }
     let decision = shared
@@ -730,8 +733,15 @@ fn auth(shared: &Shared, env: &Envelope, now_ms: i64) -> Result<(u64, ReplyBody)
             warn!(minion_id = %id, error = %e, "pki store failed during auth");
             refuse(req.id, ErrorKind::Internal, "pki store unavailable")
         })?;
-    if let (Some(count), AuthDecision::Pending { new: true }) = (&mut pending, &decision) {
-        **count += 1;
+    if let AuthDecision::Pending { new: true } = decision {
+        pending
+            .get_or_insert_with(|| {
+                shared
+                    .pending_keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            })
+            .add();
     }
     drop(pending);
     let status = match decision {

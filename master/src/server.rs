@@ -72,10 +72,10 @@ pub struct Shared {
     pub keyring: Arc<crate::keyring::Keyring>,
     /// Auth rate limits per connection.
     pub auth_limiter: crate::requests::AuthLimiter,
-    /// Keys pending acceptance: set from each listing of the keys (taken
-    /// under this lock) and counted up on new keys, whose check against
-    /// `max_pending` and write hold it too.
-    pub pending_keys: std::sync::Mutex<usize>,
+    /// Keys pending acceptance: set from each listing of the keys and
+    /// counted up on new keys, whose check against `max_pending` and write
+    /// hold this lock.
+    pub pending_keys: std::sync::Mutex<PendingCount>,
     /// A collect stored a new asset or a host's guests since the last pass
     /// relating VMs to their hosts.
     pub relate_pending: std::sync::atomic::AtomicBool,
@@ -270,7 +270,10 @@ pub async fn run(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Resul
         metrics: Default::default(),
         keyring,
         auth_limiter: crate::requests::AuthLimiter::default(),
-        pending_keys: std::sync::Mutex::new(listing.pending.len()),
+        pending_keys: std::sync::Mutex::new(PendingCount {
+            keys: listing.pending.len(),
+            added: 0,
+        }),
         relate_pending: std::sync::atomic::AtomicBool::new(true),
         limit_log: crate::requests::LimitLog::default(),
         chunks: crate::chunks::Assembly::new(
@@ -550,12 +553,41 @@ async fn worker(
     }
 }
 
+/// The master's count of keys pending acceptance.
+#[derive(Debug, Default)]
+pub struct PendingCount {
+    /// Keys pending.
+    pub keys: usize,
+    /// New keys counted so far.
+    pub added: u64,
+}
+
+impl PendingCount {
+    /// Counts a new pending key.
+    pub fn add(&mut self) {
+        self.keys += 1;
+        self.added += 1;
+    }
+
+    /// Takes the count from a listing that found `listed` pending keys,
+    /// read when `added_before` keys had been counted. Keys counted while it
+    /// was read may be in it or not: they are counted again, so the count
+    /// errs high (refusing early) until the next listing, never low.
+    pub fn listed(&mut self, listed: usize, added_before: u64) {
+        let since = usize::try_from(self.added.saturating_sub(added_before)).unwrap_or(usize::MAX);
+        self.keys = listed.saturating_add(since);
+    }
+}
+
 /// Reads written assets into the asset index once writes have paused for
 /// a few seconds (not while a fleet collect is being stored), so that the
 /// next listing finds it fresh; its own task, so that a long read never
 /// holds up housekeeping.
 async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Ticks missed during a long refresh are not made up at once: the
+    // writes counted since must stay quiet for whole seconds again.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_marks = u64::MAX;
     let mut quiet_ticks = 0u32;
     loop {
@@ -569,7 +601,10 @@ async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
         } else {
             0
         };
+        // Writes made while a refresh reads count as writes.
+        last_marks = marks;
         if quiet_ticks >= 3 && (shared.index.dirty_len() > 0 || !shared.index.is_loaded()) {
+            quiet_ticks = 0;
             let sh = shared.clone();
             let done = tokio::task::spawn_blocking(move || {
                 crate::service::inventory::Filter::refresh_index(&sh)
@@ -581,7 +616,6 @@ async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
                 Err(e) => warn!(error = %e, "asset index refresh failed"),
             }
         }
-        last_marks = shared.index.marks();
     }
 }
 
@@ -664,15 +698,16 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
         let listed = if unchanged {
             None
         } else {
-            // Under the count's lock: no new key is written between the
-            // listing and the count taken from it.
-            let mut pending = shared
-                .pending_keys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let lock = || {
+                shared
+                    .pending_keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            };
+            let added = lock().added;
             let listing = shared.pki.list();
             if let Ok(l) = &listing {
-                *pending = l.pending.len();
+                lock().listed(l.pending.len(), added);
             }
             Some(listing)
         };
