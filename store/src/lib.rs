@@ -1149,8 +1149,9 @@ mod tests {
             ..InventoryConfig::default()
         };
         let s = SledStore::open(&path, inv).expect("reopen pruning");
-        let (a5, b5) = (collect(5, "a", 3), collect(5, "b", 3));
-        s.put_returns(&[&a5, &b5], 40);
+        // A minion twice in a batch: the batch prunes its own first record.
+        let (a5, b5, a6) = (collect(5, "a", 3), collect(5, "b", 3), collect(6, "a", 4));
+        s.put_returns(&[&a5, &b5, &a6], 40);
         let all = feed(&s, None, usize::MAX);
         let mut kept = 0;
         for a in s.assets().expect("assets") {
@@ -1164,6 +1165,33 @@ mod tests {
         }
         assert_eq!(indexed, kept, "no entry is left for a pruned record");
         assert_eq!(s.history.scan_prefix(b"~p").count(), 0);
+    }
+
+    #[test]
+    fn a_first_batch_cut_short_is_indexed_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        let collect = |m: &str| {
+            let mut r = ret(&Jid::from_micros(1_700_000_000_000_000).expect("jid"), m);
+            r.fun = "collect".into();
+            r.data = serde_json::json!({"host": m});
+            r
+        };
+        {
+            let s = SledStore::open(&path, InventoryConfig::default()).expect("open");
+            s.begin_batch(10, &["a", "b"]).expect("begin");
+            let mut index = sled::BatchIndex::new();
+            for m in ["a", "b"] {
+                s.put_return_in(&collect(m), Source::Collect, 10, Some(&mut index))
+                    .expect("put");
+            }
+            s.flush().expect("flush");
+        }
+        let s = SledStore::open(&path, InventoryConfig::default()).expect("reopen");
+        let all = s
+            .changes_between(0, None, None, usize::MAX)
+            .expect("changes");
+        assert_eq!(all.len(), 2, "{all:?}");
     }
 
     #[test]

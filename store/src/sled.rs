@@ -128,10 +128,20 @@ fn batch_key(at_ms: i64, seq: u64) -> Vec<u8> {
     k
 }
 
-/// The time (unix ms) of a time index key, batch or single.
-fn time_of_key(k: &[u8]) -> Option<i64> {
+/// A time as time index keys hold it (unix ms; times before 1970 as 0).
+fn key_time(at_ms: i64) -> u64 {
+    u64::try_from(at_ms).unwrap_or(0)
+}
+
+/// The time of a time index key, batch or single (see [`key_time`]).
+fn time_of_key(k: &[u8]) -> Option<u64> {
     let t = k.get(TIME_INDEX.len()..TIME_INDEX.len() + 8)?;
-    i64::try_from(u64::from_be_bytes(t.try_into().ok()?)).ok()
+    Some(u64::from_be_bytes(t.try_into().ok()?))
+}
+
+/// Whether a time index key is a batch's (see [`batch_key`]).
+fn is_batch_key(k: &[u8]) -> bool {
+    k.len() == TIME_INDEX.len() + 17 && k[TIME_INDEX.len() + 8] == 0
 }
 
 /// The records a batch of collects wrote, as its time index entry holds
@@ -155,6 +165,62 @@ fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
     let mut k = id.as_str().as_bytes().to_vec();
     k.extend_from_slice(&version.to_be_bytes());
     k
+}
+
+/// The records [`Store::changes_between`] gives, in the time index's
+/// order, from a cursor on.
+struct Feed<'a> {
+    store: &'a SledStore,
+    /// (key time, asset, version) of the first record given.
+    cursor: Option<(u64, AssetId, u64)>,
+    /// The last record given: one a batch and a single entry both name
+    /// (indexed again after a crash) is given once.
+    last: Option<(u64, AssetId, u64)>,
+    assets: std::collections::HashMap<AssetId, AssetRecord>,
+    out: Vec<(AssetRecord, ChangeRecord)>,
+    max: usize,
+}
+
+impl Feed<'_> {
+    /// Gives the record `version` of `id` indexed at `at`, unless it is
+    /// before the cursor, given already, gone or since rewritten (a
+    /// collect cut short by a crash whose version a later change took).
+    /// Says whether the feed is full.
+    fn push(&mut self, at: u64, id: AssetId, version: u64) -> Result<bool, StoreError> {
+        if self.out.len() >= self.max {
+            return Ok(true);
+        }
+        let here = (at, id, version);
+        if self.cursor.as_ref().is_some_and(|c| here < *c) || self.last.as_ref() == Some(&here) {
+            return Ok(false);
+        }
+        let (at, id, version) = here;
+        let Some(v) = self
+            .store
+            .history
+            .get(history_key(&id, version))
+            .map_err(store_err)?
+        else {
+            return Ok(false);
+        };
+        let change: ChangeRecord = decode(&v)?;
+        if key_time(change.at_ms) != at {
+            return Ok(false);
+        }
+        let rec = match self.assets.get(&id) {
+            Some(r) => r.clone(),
+            None => match self.store.asset(&id)? {
+                Some(r) => {
+                    self.assets.insert(id.clone(), r.clone());
+                    r
+                }
+                None => return Ok(false),
+            },
+        };
+        self.out.push((rec, change));
+        self.last = Some((at, id, version));
+        Ok(self.out.len() >= self.max)
+    }
 }
 
 use crate::is_collect;
@@ -264,8 +330,10 @@ impl SledStore {
             stripes: (0..STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
             claims: std::sync::Mutex::new(()),
         };
-        store.index_history()?;
+        // Batches cut short first: a store whose first batch was cut short
+        // has no time index yet, and would be indexed whole otherwise.
         store.index_pending()?;
+        store.index_history()?;
         Ok(store)
     }
 
@@ -554,13 +622,27 @@ impl SledStore {
         Ok(suffix)
     }
 
-    /// Writes a batch's time index entry, then drops its note.
+    /// Writes a batch's time index entry, then drops its note. With
+    /// `history_keep`, records the batch pruned itself (a minion's second
+    /// collect in it) are left out.
     fn end_batch(&self, suffix: &[u8], index: &BatchIndex) -> Result<(), StoreError> {
+        let mut index = std::borrow::Cow::Borrowed(index);
+        if self.inventory.history_keep > 0 {
+            let mut kept = BatchIndex::with_capacity(index.len());
+            for (id, v) in index.iter() {
+                let mut k = id.as_bytes().to_vec();
+                k.extend_from_slice(&v.to_be_bytes());
+                if self.history.contains_key(k).map_err(store_err)? {
+                    kept.push((id.clone(), *v));
+                }
+            }
+            index = std::borrow::Cow::Owned(kept);
+        }
         if !index.is_empty() {
             let mut key = TIME_INDEX.to_vec();
             key.extend_from_slice(suffix);
             self.history
-                .insert(key, encode(index)?)
+                .insert(key, encode(&*index)?)
                 .map_err(store_err)?;
         }
         let mut pending = PENDING_INDEX.to_vec();
@@ -578,22 +660,32 @@ impl SledStore {
             let suffix = &k[PENDING_INDEX.len()..];
             let mut key = TIME_INDEX.to_vec();
             key.extend_from_slice(suffix);
-            let at_ms = time_of_key(&key)
-                .ok_or_else(|| StoreError::Engine("a pending time index key is short".into()))?;
-            let minions: Vec<String> = decode(&v)?;
+            let (Some(at), Ok(minions)) = (
+                time_of_key(&key).filter(|_| is_batch_key(&key)),
+                decode::<Vec<String>>(&v),
+            ) else {
+                tracing::warn!("dropped a malformed note of a batch of collects to index");
+                self.history.remove(&k).map_err(store_err)?;
+                continue;
+            };
             let mut index = BatchIndex::new();
             for m in &minions {
                 let Some(id) = self.asset_minion.get(m.as_bytes()).map_err(store_err)? else {
                     continue;
                 };
-                // Newest first, back to the batch's time.
+                // Newest first, back to a minute before the batch's time
+                // (two batches may store one asset's collects out of time
+                // order).
                 for item in self.history.scan_prefix(&id).rev() {
                     let (_, v) = item.map_err(store_err)?;
-                    let rec: ChangeRecord = decode(&v)?;
-                    if rec.at_ms < at_ms {
+                    let Ok(rec) = decode::<ChangeRecord>(&v) else {
+                        continue;
+                    };
+                    let t = key_time(rec.at_ms);
+                    if t.saturating_add(60_000) < at {
                         break;
                     }
-                    if rec.at_ms == at_ms {
+                    if t == at {
                         index.push((String::from_utf8_lossy(&id).into_owned(), rec.version));
                     }
                 }
@@ -1194,7 +1286,6 @@ impl Store for SledStore {
         max: usize,
     ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError> {
         let from = from.filter(|(at, _, _)| *at >= since_ms);
-        let start = time_prefix(from.map_or(since_ms, |(at, _, _)| at));
         let end = match until_ms {
             Some(u) => time_prefix(u),
             None => {
@@ -1203,71 +1294,84 @@ impl Store for SledStore {
                 e
             }
         };
-        let mut assets: std::collections::HashMap<AssetId, AssetRecord> =
-            std::collections::HashMap::new();
-        let mut out = Vec::new();
-        // The entries of one millisecond (batches and single records) are
-        // gathered and put in (asset id, version) order before they go out.
-        let mut moment: Vec<(AssetId, u64)> = Vec::new();
-        let mut moment_at = None;
-        let mut entries = self.history.range(start..end);
-        loop {
-            let next = entries.next().transpose().map_err(store_err)?;
-            let next_at = match &next {
-                Some((k, _)) => Some(
-                    time_of_key(k)
-                        .ok_or_else(|| StoreError::Engine("a time index key is short".into()))?,
-                ),
-                None => None,
+        // A batch's entry sorts before the single records of its
+        // millisecond, which sort by asset id and version. From a record
+        // on: that millisecond's batches, then its single records from the
+        // record's key.
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match from {
+            Some((at, id, version)) => {
+                let batches = time_prefix(at);
+                let mut batches_end = batches.clone();
+                batches_end.push(1);
+                let start = time_key(at, id, version).max(batches_end.clone());
+                Box::new(
+                    self.history
+                        .range(batches..batches_end)
+                        .chain(self.history.range(start..end)),
+                )
+            }
+            None => Box::new(self.history.range(time_prefix(since_ms)..end)),
+        };
+        let cursor = from.map(|(at, id, v)| (key_time(at), id.clone(), v));
+        let mut feed = Feed {
+            store: self,
+            cursor,
+            last: None,
+            assets: std::collections::HashMap::new(),
+            out: Vec::new(),
+            max,
+        };
+        // The batches' entries of the millisecond being read, sorted.
+        let mut batched: std::collections::VecDeque<(AssetId, u64)> = Default::default();
+        let mut moment = None;
+        for item in entries {
+            let (k, v) = item.map_err(store_err)?;
+            let Some(at) = time_of_key(&k) else {
+                continue;
             };
-            if next_at != moment_at
-                && let Some(at) = moment_at
-            {
-                moment.sort_unstable();
-                for (id, version) in moment.drain(..) {
-                    if out.len() >= max {
-                        return Ok(out);
+            if moment != Some(at) {
+                if let Some(t) = moment {
+                    for (id, version) in std::mem::take(&mut batched) {
+                        if feed.push(t, id, version)? {
+                            return Ok(feed.out);
+                        }
                     }
-                    if from
-                        .is_some_and(|(f_at, f_id, f_v)| at == f_at && (&id, version) < (f_id, f_v))
-                    {
-                        continue;
+                }
+                moment = Some(at);
+            }
+            if !v.is_empty() {
+                match index_entries(&k, &v) {
+                    Ok(more) => {
+                        let mut all: Vec<_> = batched.into_iter().chain(more).collect();
+                        all.sort_unstable();
+                        batched = all.into();
                     }
-                    let Some(v) = self
-                        .history
-                        .get(history_key(&id, version))
-                        .map_err(store_err)?
-                    else {
-                        continue;
-                    };
-                    let change: ChangeRecord = decode(&v)?;
-                    // An entry left by a collect cut short by a crash,
-                    // whose version a later change took.
-                    if change.at_ms != at {
-                        continue;
-                    }
-                    let rec = match assets.get(&id) {
-                        Some(r) => r.clone(),
-                        None => match self.asset(&id)? {
-                            Some(r) => {
-                                assets.insert(id.clone(), r.clone());
-                                r
-                            }
-                            None => continue,
-                        },
-                    };
-                    out.push((rec, change));
+                    Err(e) => tracing::warn!(error = %e, "skipped a malformed time index entry"),
+                }
+                continue;
+            }
+            let Some((id, version)) = from_time_key(&k) else {
+                continue;
+            };
+            while batched.front().is_some_and(|b| *b < (id.clone(), version)) {
+                if let Some((bid, bv)) = batched.pop_front()
+                    && feed.push(at, bid, bv)?
+                {
+                    return Ok(feed.out);
                 }
             }
-            let Some((k, v)) = next else {
-                return Ok(out);
-            };
-            if out.len() >= max {
-                return Ok(out);
+            if feed.push(at, id, version)? {
+                return Ok(feed.out);
             }
-            moment_at = next_at;
-            moment.extend(index_entries(&k, &v)?);
         }
+        if let Some(t) = moment {
+            for (id, version) in batched {
+                if feed.push(t, id, version)? {
+                    break;
+                }
+            }
+        }
+        Ok(feed.out)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
