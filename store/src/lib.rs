@@ -1122,6 +1122,13 @@ mod tests {
                 }
                 assert_eq!(paged, all, "pages of {size}");
             }
+            // A cursor at or past the window's end: nothing.
+            let (at, id, v) = all.last().cloned().expect("last");
+            assert!(
+                s.changes_between(0, Some(at), Some((at, &id, v)), usize::MAX)
+                    .expect("past the end")
+                    .is_empty()
+            );
             // A batch the master died in: its changes are written, its
             // time index entry is not.
             let (a3, c3) = (collect(4, "a", 2), collect(4, "c", 2));

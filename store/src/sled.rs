@@ -1286,6 +1286,11 @@ impl Store for SledStore {
         max: usize,
     ) -> Result<Vec<(AssetRecord, ChangeRecord)>, StoreError> {
         let from = from.filter(|(at, _, _)| *at >= since_ms);
+        if let (Some((at, _, _)), Some(u)) = (from, until_ms)
+            && at >= u
+        {
+            return Ok(Vec::new());
+        }
         let end = match until_ms {
             Some(u) => time_prefix(u),
             None => {
