@@ -391,18 +391,8 @@ fn feed(v: &Value, active: &[&[&str]], out: &mut Vec<u8>) {
             out.push(b'{');
             let mut below: Vec<&[&str]> = Vec::new();
             for (k, child) in map {
-                if !active.is_empty() {
-                    let named = |p: &&[&str]| p.first().is_some_and(|f| *f == "*" || f == k);
-                    if active.iter().any(|p| p.len() == 1 && named(p)) {
-                        continue;
-                    }
-                    below.clear();
-                    below.extend(
-                        active
-                            .iter()
-                            .filter(|p| p.len() > 1 && named(p))
-                            .map(|p| &p[1..]),
-                    );
+                if below_key(active, k, &mut below) {
+                    continue;
                 }
                 feed_str(b'k', k, out);
                 feed(child, &below, out);

@@ -106,11 +106,16 @@ fn time_key(at_ms: i64, id: &AssetId, version: u64) -> Vec<u8> {
     k
 }
 
+/// An asset id as the store's keys and values hold it.
+fn asset_id(bytes: &[u8]) -> Option<AssetId> {
+    AssetId::parse(std::str::from_utf8(bytes).ok()?)
+}
+
 /// The asset id and version a time index key points at.
 fn from_time_key(k: &[u8]) -> Option<(AssetId, u64)> {
     let rest = k.get(TIME_INDEX.len() + 8..)?;
     let (id, version) = rest.split_at_checked(rest.len().checked_sub(8)?)?;
-    let id = AssetId::parse(std::str::from_utf8(id).ok()?)?;
+    let id = asset_id(id)?;
     Some((id, u64::from_be_bytes(version.try_into().ok()?)))
 }
 
@@ -146,7 +151,7 @@ fn is_batch_key(k: &[u8]) -> bool {
 
 /// The records a batch of collects wrote, as its time index entry holds
 /// them: (asset id, version).
-pub(crate) type BatchIndex = Vec<(String, u64)>;
+pub(crate) type BatchIndex = Vec<(AssetId, u64)>;
 
 /// The time index entries at `key` (one of the time index's): the record
 /// the key names, or those of the batch its value lists.
@@ -154,11 +159,7 @@ pub(crate) fn index_entries(key: &[u8], value: &[u8]) -> Result<Vec<(AssetId, u6
     if value.is_empty() {
         return Ok(from_time_key(key).into_iter().collect());
     }
-    let batch: BatchIndex = decode(value)?;
-    Ok(batch
-        .into_iter()
-        .filter_map(|(id, v)| AssetId::parse(&id).map(|id| (id, v)))
-        .collect())
+    decode(value)
 }
 
 fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
@@ -359,7 +360,7 @@ impl SledStore {
             .insert(history_key(id, rec.version), crate::encode_change(rec)?)
             .map_err(store_err)?;
         match batch {
-            Some(b) => b.push((id.as_str().to_owned(), rec.version)),
+            Some(b) => b.push((id.clone(), rec.version)),
             None => {
                 self.history
                     .insert(time_key(rec.at_ms, id, rec.version), &[][..])
@@ -472,7 +473,7 @@ impl SledStore {
                 if head
                     .as_ref()
                     .is_some_and(|h| h.unchanged_by(minion, digest))
-                    && let Some(asset) = std::str::from_utf8(id).ok().and_then(AssetId::parse)
+                    && let Some(asset) = asset_id(id)
                     && let Some(head) = head
                 {
                     return self.put_unchanged(ret, key, asset, head, now_ms);
@@ -516,11 +517,7 @@ impl SledStore {
         );
         if base.is_none() {
             // A new asset: keep the id a crash may have mapped already.
-            if let Some(id) = mapped
-                .as_deref()
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .and_then(AssetId::parse)
-            {
+            if let Some(id) = mapped.as_deref().and_then(asset_id) {
                 rec.id = id;
             }
         }
@@ -614,10 +611,8 @@ impl SledStore {
     pub(crate) fn begin_batch(&self, at_ms: i64, minions: &[&str]) -> Result<Vec<u8>, StoreError> {
         let seq = self.db.generate_id().map_err(store_err)?;
         let suffix = batch_key(at_ms, seq).split_off(TIME_INDEX.len());
-        let mut pending = PENDING_INDEX.to_vec();
-        pending.extend_from_slice(&suffix);
         self.history
-            .insert(pending, encode(&minions)?)
+            .insert([PENDING_INDEX, &suffix].concat(), encode(&minions)?)
             .map_err(store_err)?;
         Ok(suffix)
     }
@@ -625,29 +620,28 @@ impl SledStore {
     /// Writes a batch's time index entry, then drops its note. With
     /// `history_keep`, records the batch pruned itself (a minion's second
     /// collect in it) are left out.
-    fn end_batch(&self, suffix: &[u8], index: &BatchIndex) -> Result<(), StoreError> {
-        let mut index = std::borrow::Cow::Borrowed(index);
+    fn end_batch(&self, suffix: &[u8], mut index: BatchIndex) -> Result<(), StoreError> {
         if self.inventory.history_keep > 0 {
             let mut kept = BatchIndex::with_capacity(index.len());
-            for (id, v) in index.iter() {
-                let mut k = id.as_bytes().to_vec();
-                k.extend_from_slice(&v.to_be_bytes());
-                if self.history.contains_key(k).map_err(store_err)? {
-                    kept.push((id.clone(), *v));
+            for (id, v) in index {
+                if self
+                    .history
+                    .contains_key(history_key(&id, v))
+                    .map_err(store_err)?
+                {
+                    kept.push((id, v));
                 }
             }
-            index = std::borrow::Cow::Owned(kept);
+            index = kept;
         }
         if !index.is_empty() {
-            let mut key = TIME_INDEX.to_vec();
-            key.extend_from_slice(suffix);
             self.history
-                .insert(key, encode(&*index)?)
+                .insert([TIME_INDEX, suffix].concat(), encode(&index)?)
                 .map_err(store_err)?;
         }
-        let mut pending = PENDING_INDEX.to_vec();
-        pending.extend_from_slice(suffix);
-        self.history.remove(pending).map_err(store_err)?;
+        self.history
+            .remove([PENDING_INDEX, suffix].concat())
+            .map_err(store_err)?;
         Ok(())
     }
 
@@ -658,8 +652,7 @@ impl SledStore {
         for item in self.history.scan_prefix(PENDING_INDEX) {
             let (k, v) = item.map_err(store_err)?;
             let suffix = &k[PENDING_INDEX.len()..];
-            let mut key = TIME_INDEX.to_vec();
-            key.extend_from_slice(suffix);
+            let key = [TIME_INDEX, suffix].concat();
             let (Some(at), Ok(minions)) = (
                 time_of_key(&key).filter(|_| is_batch_key(&key)),
                 decode::<Vec<String>>(&v),
@@ -670,13 +663,16 @@ impl SledStore {
             };
             let mut index = BatchIndex::new();
             for m in &minions {
-                let Some(id) = self.asset_minion.get(m.as_bytes()).map_err(store_err)? else {
+                let Some(mapped) = self.asset_minion.get(m.as_bytes()).map_err(store_err)? else {
+                    continue;
+                };
+                let Some(id) = asset_id(&mapped) else {
                     continue;
                 };
                 // Newest first, back to a minute before the batch's time
                 // (two batches may store one asset's collects out of time
                 // order).
-                for item in self.history.scan_prefix(&id).rev() {
+                for item in self.history.scan_prefix(id.as_str()).rev() {
                     let (_, v) = item.map_err(store_err)?;
                     let Ok(rec) = decode::<ChangeRecord>(&v) else {
                         continue;
@@ -686,14 +682,14 @@ impl SledStore {
                         break;
                     }
                     if t == at {
-                        index.push((String::from_utf8_lossy(&id).into_owned(), rec.version));
+                        index.push((id.clone(), rec.version));
                     }
                 }
             }
             index.sort();
             index.dedup();
             indexed += index.len();
-            self.end_batch(suffix, &index)?;
+            self.end_batch(suffix, index)?;
         }
         if indexed > 0 {
             self.db.flush().map_err(store_err)?;
@@ -725,7 +721,7 @@ impl SledStore {
                     let Ok(mut batch) = decode::<BatchIndex>(old) else {
                         return Some(old.to_vec());
                     };
-                    batch.retain(|(i, v)| !(i == id.as_str() && *v == version));
+                    batch.retain(|(i, v)| !(i == id && *v == version));
                     if batch.is_empty() {
                         None
                     } else {
@@ -750,10 +746,7 @@ impl SledStore {
                 continue;
             }
             let rec: ChangeRecord = decode(&v)?;
-            let Some(id) = std::str::from_utf8(&k[..k.len() - 8])
-                .ok()
-                .and_then(AssetId::parse)
-            else {
+            let Some(id) = asset_id(&k[..k.len() - 8]) else {
                 continue;
             };
             batch.insert(time_key(rec.at_ms, &id, rec.version), &[][..]);
@@ -1046,7 +1039,7 @@ impl Store for SledStore {
             .iter()
             .map(|r| self.put_return_in(r, Source::Collect, now_ms, Some(&mut index)))
             .collect();
-        if let Err(e) = self.end_batch(&suffix, &index) {
+        if let Err(e) = self.end_batch(&suffix, index) {
             // Its minions stay noted: the store indexes them when it opens.
             tracing::warn!(error = %e, "could not write the time index of a batch of collects");
         }
@@ -1358,7 +1351,10 @@ impl Store for SledStore {
             let Some((id, version)) = from_time_key(&k) else {
                 continue;
             };
-            while batched.front().is_some_and(|b| *b < (id.clone(), version)) {
+            while batched
+                .front()
+                .is_some_and(|(b, bv)| (b, *bv) < (&id, version))
+            {
                 if let Some((bid, bv)) = batched.pop_front()
                     && feed.push(at, bid, bv)?
                 {
