@@ -510,10 +510,6 @@ mod tests {
         stream.write_all(&command).await.expect("ready");
     }
 
-    /// A master that exits with a request unread resets the connection
-    /// (no disconnect event from the socket): a request waiting on it
-    /// fails at once, not after the request timeout, so the session ends
-    /// and the minion reconnects.
     /// Replies checked together pass or fail one by one: the forged one
     /// among them fails, the others pass, and a reply that arrives alone
     /// is checked alone.
@@ -564,6 +560,10 @@ mod tests {
         assert!(forged.is_err(), "a forged reply alone passed");
     }
 
+    /// A master that exits with a request unread resets the connection
+    /// (no disconnect event from the socket): a request waiting on it
+    /// fails at once, not after the request timeout, so the session ends
+    /// and the minion reconnects.
     #[tokio::test]
     async fn a_reset_connection_fails_the_request_waiting_on_it() {
         use tokio::io::AsyncReadExt;
