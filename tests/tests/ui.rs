@@ -402,6 +402,14 @@ fn a_reader_sees_no_write_controls_and_its_writes_are_refused() {
     }
     assert!(!b.get("/ui").body.contains("href=\"/ui/keys\""));
     assert_eq!(b.get("/ui/keys").status, 403);
+    // Fields show as text; an asset with none says so.
+    assert!(b.get("/ui/assets/web01").body.contains("No fields set."));
+    stdout_ok(&c.cmdb(&["asset", "set", "web01", "owner=ops"]));
+    let page = b.get("/ui/assets/web01").body;
+    assert!(
+        page.contains("<dt>owner</dt><dd>ops</dd>") && !page.contains("No fields set."),
+        "{page}"
+    );
 
     // Writes the pages did not offer are refused by the server.
     let token = b.token();
