@@ -219,8 +219,7 @@ pub fn verify_batch(items: &[(&Envelope, &VerifyingKey)]) -> bool {
             return false;
         };
         let sig = Signature::from_bytes(&sig);
-        let r = curve25519_dalek::edwards::CompressedEdwardsY(*sig.r_bytes());
-        if key.is_weak() || r.decompress().is_none_or(|r| r.is_small_order()) {
+        if key.is_weak() || small_order_encoding(sig.r_bytes()) {
             return false;
         }
         messages.push(signed_bytes(
@@ -234,6 +233,34 @@ pub fn verify_batch(items: &[(&Envelope, &VerifyingKey)]) -> bool {
     }
     let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+}
+
+/// Whether `r` encodes a point of small order, told from its bytes alone:
+/// what `CompressedEdwardsY(r).decompress().is_some_and(|p| p.is_small_order())`
+/// says, without the square root a decompression costs (the batch check
+/// decompresses every `R` once more itself).
+///
+/// A point is of small order exactly when its y coordinate is one of the
+/// eight small-order points' (the sign bit picks between a point and its
+/// negation, both of small order or neither), and an encoded y of p or more
+/// stands for y - p, as decompression reads it.
+fn small_order_encoding(r: &[u8; 32]) -> bool {
+    static SMALL_Y: std::sync::OnceLock<[[u8; 32]; 8]> = std::sync::OnceLock::new();
+    let small_y = SMALL_Y.get_or_init(|| {
+        curve25519_dalek::constants::EIGHT_TORSION.map(|p| {
+            let mut y = p.compress().to_bytes();
+            y[31] &= 0x7f;
+            y
+        })
+    });
+    let mut y = *r;
+    y[31] &= 0x7f;
+    // p = 2^255 - 19, little-endian: 0xed, thirty 0xff, 0x7f.
+    if y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed {
+        y = [0; 32];
+        y[0] = r[0] - 0xed;
+    }
+    small_y.contains(&y)
 }
 
 #[cfg(test)]
@@ -294,6 +321,103 @@ mod tests {
         r[0] = 1;
         env.signature[..32].copy_from_slice(&r);
         assert!(!verify_batch(&[(&env, &k.verifying_key())]));
+    }
+
+    /// A signature whose `R` is a small-order point `T`, made with the
+    /// secret scalar `a` as `s = h·a`: `sB - R - hA = -T`, so it passes
+    /// the batch's cofactored equation, and only the small-order check
+    /// refuses it (as `verify_strict` does).
+    #[test]
+    fn a_batch_refuses_a_small_order_r_that_passes_the_batch_equation() {
+        use curve25519_dalek::scalar::Scalar;
+        use sha2::{Digest, Sha512};
+        let keys: Vec<SigningKey> = (1..=4).map(key).collect();
+        let vks: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+        let mut envs: Vec<Envelope> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Envelope::seal_bytes(&format!("m{i}"), k, vec![i as u8; 40]))
+            .collect();
+        let pairs = |envs: &[Envelope]| -> bool {
+            let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().zip(&vks).collect();
+            verify_batch(&pairs)
+        };
+        assert!(pairs(&envs));
+        for t in curve25519_dalek::constants::EIGHT_TORSION {
+            let r = t.compress().to_bytes();
+            let env = &mut envs[2];
+            let h = Scalar::from_hash(
+                Sha512::new()
+                    .chain_update(r)
+                    .chain_update(vks[2].as_bytes())
+                    .chain_update(signed_bytes(
+                        env.version,
+                        &env.signer,
+                        env.sealed,
+                        &env.payload,
+                    )),
+            );
+            let s = h * keys[2].to_scalar();
+            env.signature = [r, s.to_bytes()].concat();
+            assert!(env.verify(&vks[2]).is_err());
+            assert!(!pairs(&envs), "R = {r:?}");
+        }
+    }
+
+    /// Every encoding of every small-order point (either sign, and y + p
+    /// where it fits in 255 bits) is told apart from other points' as
+    /// decompressing it would.
+    #[test]
+    fn small_order_encodings_are_told_from_their_bytes() {
+        let decompressed = |b: &[u8; 32]| {
+            curve25519_dalek::edwards::CompressedEdwardsY(*b)
+                .decompress()
+                .is_some_and(|p| p.is_small_order())
+        };
+        let mut seen = 0;
+        for t in curve25519_dalek::constants::EIGHT_TORSION {
+            let canonical = t.compress().to_bytes();
+            let mut flipped = canonical;
+            flipped[31] ^= 0x80;
+            let mut encodings = vec![canonical, flipped];
+            // y < 19: y + p is also below 2^255.
+            if canonical[1..31].iter().all(|&b| b == 0)
+                && canonical[31] & 0x7f == 0
+                && canonical[0] < 19
+            {
+                let mut plus_p = [0xff; 32];
+                plus_p[0] = 0xed + canonical[0];
+                plus_p[31] = 0x7f | (canonical[31] & 0x80);
+                let mut other = plus_p;
+                other[31] ^= 0x80;
+                encodings.extend([plus_p, other]);
+            }
+            for e in encodings {
+                assert!(decompressed(&e), "{e:?}");
+                assert!(small_order_encoding(&e), "{e:?}");
+                seen += 1;
+            }
+        }
+        // Three of the points have y < 19: the identity (y = 1) and both
+        // points of order 4 (y = 0).
+        assert_eq!(seen, 8 * 2 + 3 * 2);
+        // Points of large order: real signatures' R.
+        for i in 0..64u8 {
+            let env = Envelope::seal_bytes("m", &key(i), vec![i; 8]);
+            let r: [u8; 32] = env.signature[..32].try_into().expect("32 bytes");
+            assert!(!small_order_encoding(&r));
+            assert_eq!(small_order_encoding(&r), decompressed(&r));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn small_order_check_agrees_with_decompression(b in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let decompressed = curve25519_dalek::edwards::CompressedEdwardsY(b)
+                .decompress()
+                .is_some_and(|p| p.is_small_order());
+            proptest::prop_assert_eq!(small_order_encoding(&b), decompressed);
+        }
     }
 
     #[test]
