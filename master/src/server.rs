@@ -463,6 +463,15 @@ async fn flusher(
 /// ping: 2-3 times the context switches, ~10 % more CPU).
 const OFF_RUNTIME_BATCH: usize = 32;
 
+/// With a store across the network (PostgreSQL), how long a worker waits
+/// for more requests after the first before it handles them (unless a
+/// batch fills sooner). Each batch is a transaction and a few round trips
+/// whatever it holds, and returns trickling in (a fleet's ping) made batches
+/// of one or two dozen. Gathering for 2 ms took PostgreSQL's commits per
+/// fleet ping down by a sixth to a third and its CPU by about a fifth; a
+/// reply waits at most that much longer.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// A request worker: verifies, decodes, stores and answers batches of
 /// requests. With a store that waits on the network (PostgreSQL) every
 /// batch leaves the runtime's thread.
@@ -477,8 +486,9 @@ async fn worker(
     let can_leave_runtime = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread;
     loop {
-        // One request, and whatever else is already queued (up to a batch):
-        // their signatures are checked together.
+        // One request, and whatever else is already queued (up to a batch;
+        // with a network store, whatever comes within `GATHER`): their
+        // signatures are checked together.
         let batch = {
             let mut q = queue.lock().await;
             let first = tokio::select! {
@@ -490,6 +500,15 @@ async fn worker(
                 match q.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
+                }
+            }
+            if blocking_store && !batch.is_empty() {
+                let until = tokio::time::Instant::now() + GATHER;
+                while batch.len() < requests::BATCH {
+                    match tokio::time::timeout_at(until, q.recv()).await {
+                        Ok(Some(m)) => batch.push(m),
+                        _ => break,
+                    }
                 }
             }
             batch
