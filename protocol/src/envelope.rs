@@ -287,19 +287,29 @@ mod tests {
         assert_eq!(opened, msg);
     }
 
-    #[test]
-    fn a_batch_verifies_only_when_every_signature_does() {
-        let keys: Vec<SigningKey> = (1..=8).map(key).collect();
+    /// `n` keys, their verifying keys, and an envelope signed by each.
+    fn signed_by(n: u8) -> (Vec<SigningKey>, Vec<VerifyingKey>, Vec<Envelope>) {
+        let keys: Vec<SigningKey> = (1..=n).map(key).collect();
         let vks: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
-        let mut envs: Vec<Envelope> = keys
+        let envs: Vec<Envelope> = keys
             .iter()
             .enumerate()
             .map(|(i, k)| Envelope::seal_bytes(&format!("m{i}"), k, vec![i as u8; 40]))
             .collect();
-        let items = |envs: &[Envelope]| -> bool {
-            let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().zip(&vks).collect();
-            verify_batch(&pairs)
-        };
+        (keys, vks, envs)
+    }
+
+    /// Whether `envs`, each against the verifying key at its place, pass
+    /// one batch check.
+    fn batch_passes(envs: &[Envelope], vks: &[VerifyingKey]) -> bool {
+        let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().zip(vks).collect();
+        verify_batch(&pairs)
+    }
+
+    #[test]
+    fn a_batch_verifies_only_when_every_signature_does() {
+        let (keys, vks, mut envs) = signed_by(8);
+        let items = |envs: &[Envelope]| batch_passes(envs, &vks);
         assert!(items(&envs));
         // A changed payload, a signature by another key, a truncated signature.
         envs[3].payload[0] ^= 1;
@@ -331,18 +341,8 @@ mod tests {
     fn a_batch_refuses_a_small_order_r_that_passes_the_batch_equation() {
         use curve25519_dalek::scalar::Scalar;
         use sha2::{Digest, Sha512};
-        let keys: Vec<SigningKey> = (1..=4).map(key).collect();
-        let vks: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
-        let mut envs: Vec<Envelope> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Envelope::seal_bytes(&format!("m{i}"), k, vec![i as u8; 40]))
-            .collect();
-        let pairs = |envs: &[Envelope]| -> bool {
-            let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().zip(&vks).collect();
-            verify_batch(&pairs)
-        };
-        assert!(pairs(&envs));
+        let (keys, vks, mut envs) = signed_by(4);
+        assert!(batch_passes(&envs, &vks));
         for t in curve25519_dalek::constants::EIGHT_TORSION {
             let r = t.compress().to_bytes();
             let env = &mut envs[2];
@@ -360,7 +360,7 @@ mod tests {
             let s = h * keys[2].to_scalar();
             env.signature = [r, s.to_bytes()].concat();
             assert!(env.verify(&vks[2]).is_err());
-            assert!(!pairs(&envs), "R = {r:?}");
+            assert!(!batch_passes(&envs, &vks), "R = {r:?}");
         }
     }
 
