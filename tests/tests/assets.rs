@@ -633,9 +633,13 @@ fn write_xlsx(path: &std::path::Path, rows: &[Vec<String>]) {
     ws.set_name("edited").expect("name");
     for (r, row) in rows.iter().enumerate() {
         for (c, cell) in row.iter().enumerate() {
+            // Asset ids stay text, as the export wrote them and as a
+            // spreadsheet keeps a text cell: an id is random hex, and one
+            // such as "9e99…" or all digits would parse as a number.
+            let id = rows[0].get(c).is_some_and(|h| h == "asset_id");
             let (r, c) = (r as u32, c as u16);
             match cell.parse::<f64>() {
-                Ok(n) if r > 0 && !cell.is_empty() => ws.write_number(r, c, n),
+                Ok(n) if r > 0 && !cell.is_empty() && !id => ws.write_number(r, c, n),
                 _ => ws.write_string(r, c, cell),
             }
             .expect("write");
