@@ -24,8 +24,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200);
-    let signers: Vec<SigningKey> = (0..BATCH)
-        .map(|i| SigningKey::from_bytes(&[u8::try_from(i).unwrap_or(0).wrapping_add(1); 32]))
+    let signers: Vec<SigningKey> = (1..=u8::try_from(BATCH).expect("a batch fits a byte"))
+        .map(|seed| SigningKey::from_bytes(&[seed; 32]))
         .collect();
     let keys: Vec<VerifyingKey> = signers.iter().map(SigningKey::verifying_key).collect();
     // A ping return's size: a sealed payload of about 200 bytes.
