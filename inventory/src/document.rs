@@ -359,9 +359,38 @@ fn take_matching(v: &mut Value, parts: &[&str], path: &mut Vec<String>, out: &mu
 /// string and key carries its length), so a digest of the bytes stands
 /// for the stable facts.
 pub fn feed_stable(facts: &Value, patterns: &[String], out: &mut Vec<u8>) {
+    feed_stable_entries(facts, patterns, out);
+}
+
+/// As [`feed_stable`], also giving each stable top-level fact: its key
+/// and the bytes its key and value took in `out`. The bytes of one entry
+/// stand for that fact as the whole bytes stand for the stable facts.
+/// Facts that are not an object give no entries.
+pub fn feed_stable_entries<'f>(
+    facts: &'f Value,
+    patterns: &[String],
+    out: &mut Vec<u8>,
+) -> Vec<(&'f str, std::ops::Range<usize>)> {
     let parts: Vec<Vec<&str>> = patterns.iter().map(|p| p.split(':').collect()).collect();
     let active: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
-    feed(facts, &active, out);
+    let Value::Object(map) = facts else {
+        feed(facts, &active, out);
+        return Vec::new();
+    };
+    let mut entries = Vec::with_capacity(map.len());
+    let mut below: Vec<&[&str]> = Vec::new();
+    out.push(b'{');
+    for (k, child) in map {
+        if below_key(&active, k, &mut below) {
+            continue;
+        }
+        let start = out.len();
+        feed_str(b'k', k, out);
+        feed(child, &below, out);
+        entries.push((k.as_str(), start..out.len()));
+    }
+    out.push(b'}');
+    entries
 }
 
 fn feed(v: &Value, active: &[&[&str]], out: &mut Vec<u8>) {
@@ -528,6 +557,28 @@ mod tests {
         );
         assert_eq!(volatile_of(&f, &pats), vol);
         assert_eq!(fed(&f, &pats), fed(&stable, &[]));
+    }
+
+    #[test]
+    fn each_stable_fact_feeds_the_bytes_it_feeds_alone() {
+        let f = json!({"uptime_seconds": 5, "os": "Debian",
+            "mounts": {"/": {"size_bytes": 10, "used_bytes": 3}}});
+        let pats = vec![
+            "uptime_seconds".to_string(),
+            "mounts:*:used_bytes".to_string(),
+        ];
+        let mut out = Vec::new();
+        let entries = feed_stable_entries(&f, &pats, &mut out);
+        assert_eq!(out, fed(&f, &pats));
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["mounts", "os"]);
+        for (k, range) in entries {
+            let alone = fed(&json!({k: f[k]}), &pats);
+            assert_eq!(out[range], alone[1..alone.len() - 1], "{k}");
+        }
+        let mut scalar = Vec::new();
+        assert!(feed_stable_entries(&json!(7), &pats, &mut scalar).is_empty());
+        assert_eq!(scalar, fed(&json!(7), &pats));
     }
 
     #[test]

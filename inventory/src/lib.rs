@@ -152,6 +152,28 @@ pub struct ChangeRecord {
     pub snapshot: Option<Value>,
 }
 
+impl ChangeRecord {
+    /// The record of `changes` a collect (job `jid`) made at `at_ms`,
+    /// giving version `version`.
+    pub fn collected(
+        version: u64,
+        at_ms: i64,
+        source: Source,
+        jid: &Jid,
+        changes: Vec<FieldChange>,
+    ) -> ChangeRecord {
+        ChangeRecord {
+            version,
+            at_ms,
+            source,
+            jid: Some(jid.clone()),
+            user: None,
+            changes,
+            snapshot: None,
+        }
+    }
+}
+
 /// An asset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssetRecord {
@@ -422,15 +444,7 @@ pub fn apply_collect(
                 return (rec, Vec::new());
             }
             rec.version += 1;
-            let entry = ChangeRecord {
-                version: rec.version,
-                at_ms: now_ms,
-                source,
-                jid: Some(jid.clone()),
-                user: None,
-                changes,
-                snapshot: None,
-            };
+            let entry = ChangeRecord::collected(rec.version, now_ms, source, jid, changes);
             (rec, vec![entry])
         }
     }

@@ -45,6 +45,62 @@ pub(crate) fn facts_digest(facts: &serde_json::Value, volatile: &[String]) -> u6
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
+/// The digests of a collect's stable facts: of them all ([`facts_digest`])
+/// and of each top-level fact, so that the facts a later collect changed
+/// are told without reading the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FactsDigests {
+    /// Of them all, as [`facts_digest`].
+    pub(crate) whole: u64,
+    /// Of each stable top-level fact in key order: its key's, and its key
+    /// and value's.
+    pub(crate) entries: Vec<(u64, u64)>,
+}
+
+impl FactsDigests {
+    /// The digests of `facts` under the `volatile` patterns, and the key
+    /// of each entry.
+    pub(crate) fn of<'f>(
+        facts: &'f serde_json::Value,
+        volatile: &[String],
+    ) -> (FactsDigests, Vec<&'f str>) {
+        use xxhash_rust::xxh3::xxh3_64;
+        let mut bytes = Vec::with_capacity(16 * 1024);
+        let fed = inventory::document::feed_stable_entries(facts, volatile, &mut bytes);
+        let mut keys = Vec::with_capacity(fed.len());
+        let mut entries = Vec::with_capacity(fed.len());
+        for (key, range) in fed {
+            entries.push((xxh3_64(key.as_bytes()), xxh3_64(&bytes[range])));
+            keys.push(key);
+        }
+        let whole = xxh3_64(&bytes);
+        (FactsDigests { whole, entries }, keys)
+    }
+
+    /// The keys of `later`'s entries (`keys`, in its order) whose facts
+    /// differ from these, when both have the same keys; `None` when keys
+    /// were added or removed.
+    pub(crate) fn changed<'k>(
+        &self,
+        later: &FactsDigests,
+        keys: &[&'k str],
+    ) -> Option<Vec<&'k str>> {
+        if self.entries.len() != later.entries.len() || keys.len() != later.entries.len() {
+            return None;
+        }
+        let mut changed = Vec::new();
+        for ((before, after), key) in self.entries.iter().zip(&later.entries).zip(keys) {
+            if before.0 != after.0 {
+                return None;
+            }
+            if before.1 != after.1 {
+                changed.push(*key);
+            }
+        }
+        Some(changed)
+    }
+}
+
 impl Head {
     pub(crate) fn of(rec: &AssetRecord) -> Head {
         Head {

@@ -9,6 +9,7 @@
 pub mod access;
 mod layout;
 pub mod memory;
+mod msgpack;
 pub mod postgres;
 pub mod sled;
 

@@ -227,7 +227,7 @@ impl Feed<'_> {
 use crate::is_collect;
 
 pub use crate::layout::CHECKPOINT_EVERY;
-use crate::layout::{Head, Loaded, assemble, facts_digest, head_only};
+use crate::layout::{FactsDigests, Head, Loaded, assemble, head_only};
 
 /// [`Store`] on a sled database.
 pub struct SledStore {
@@ -254,6 +254,24 @@ pub struct SledStore {
     stripes: Box<[std::sync::Mutex<()>]>,
     /// Held while a minion claims a planned asset by its serial.
     claims: std::sync::Mutex<()>,
+    /// The digests of the stable facts each asset's last collect left
+    /// (see [`SledStore::put_changed`]), while that collect's head stands.
+    /// Kept for at most [`MEMO_MAX`] assets.
+    memo: std::sync::Mutex<std::collections::HashMap<AssetId, FactsDigests>>,
+}
+
+/// Assets whose facts' digests [`SledStore::memo`] keeps, at most: about
+/// 50 top-level facts take some 800 bytes, so this is at most ~80 MB.
+const MEMO_MAX: usize = 100_000;
+
+/// A collect that changed an asset's stable facts, as
+/// [`SledStore::put_changed`] takes it.
+struct Changed<'a> {
+    asset: AssetId,
+    head: &'a Head,
+    digests: &'a FactsDigests,
+    /// The key of each of `digests`' entries.
+    keys: &'a [&'a str],
 }
 
 /// Locks of [`SledStore::stripes`].
@@ -340,6 +358,7 @@ impl SledStore {
             writers: std::sync::RwLock::new(()),
             stripes: (0..STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
             claims: std::sync::Mutex::new(()),
+            memo: std::sync::Mutex::default(),
         };
         // Batches cut short first: a store whose first batch was cut short
         // has no time index yet, and would be indexed whole otherwise.
@@ -476,23 +495,30 @@ impl SledStore {
             .asset_minion
             .get(minion.as_bytes())
             .map_err(store_err)?;
-        let digest = facts_digest(&ret.data, &self.inventory.volatile);
+        let (digests, keys) = FactsDigests::of(&ret.data, &self.inventory.volatile);
+        let digest = digests.whole;
         let mut existing = match &mapped {
-            Some(id) => {
-                let head = self.head(id)?;
-                if head
-                    .as_ref()
-                    .is_some_and(|h| h.unchanged_by(minion, digest))
-                    && let Some(asset) = asset_id(id)
-                    && let Some(head) = head
-                {
-                    return self.put_unchanged(ret, key, asset, head, now_ms);
+            Some(id) => match (self.head(id)?, asset_id(id)) {
+                (Some(h), Some(asset)) if h.minion.as_deref() == Some(minion) => {
+                    if h.unchanged_by(minion, digest) {
+                        return self.put_unchanged(ret, key, asset, h, now_ms);
+                    }
+                    let changed = Changed {
+                        asset,
+                        head: &h,
+                        digests: &digests,
+                        keys: &keys,
+                    };
+                    let batch = batch.as_deref_mut();
+                    if let Some(stored) =
+                        self.put_changed(ret, key, changed, source, now_ms, batch)?
+                    {
+                        return Ok(stored);
+                    }
+                    self.load_with(id, Some(h))?
                 }
-                match self.assets.get(id).map_err(store_err)? {
-                    Some(v) => Some(self.assemble_with(decode(&v)?, head)?),
-                    None => None,
-                }
-            }
+                (head, _) => self.load_with(id, head)?,
+            },
             None => None,
         };
         let mut _claiming = None;
@@ -559,11 +585,135 @@ impl SledStore {
         if changed {
             self.prune(&rec.id)?;
         }
+        self.remember(&rec.id, digests);
         Ok(Stored::Asset {
             id: rec.id,
             version: rec.version,
             changed,
         })
+    }
+
+    /// An asset's latest record from its checkpoint and `head`, if it has
+    /// a checkpoint.
+    fn load_with(&self, id: &[u8], head: Option<Head>) -> Result<Option<Loaded>, StoreError> {
+        match self.assets.get(id).map_err(store_err)? {
+            Some(v) => self.assemble_with(decode(&v)?, head).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Notes the digests of the stable facts a collect left in `asset`.
+    fn remember(&self, asset: &AssetId, digests: FactsDigests) {
+        let mut memo = lock(&self.memo);
+        if memo.len() >= MEMO_MAX && !memo.contains_key(asset) {
+            memo.clear();
+        }
+        memo.insert(asset.clone(), digests);
+    }
+
+    /// Stores a collect return that changed some of the stable facts of an
+    /// asset its minion's last collect left as it was (its head is that
+    /// collect's, and [`SledStore::memo`] has the digests of the facts it
+    /// left), reading only the changed facts: their old values from the
+    /// checkpoint and the change records after it. The document is not
+    /// decoded whole, the rest of the facts not compared. `None`, having
+    /// written nothing, when that does not hold or a new checkpoint is due:
+    /// the caller then stores the return by reading the whole document.
+    fn put_changed(
+        &self,
+        ret: &JobReturn,
+        key: &[u8],
+        c: Changed<'_>,
+        source: Source,
+        now_ms: i64,
+        batch: Option<&mut BatchIndex>,
+    ) -> Result<Option<Stored>, StoreError> {
+        let (asset, head) = (c.asset, c.head);
+        let changed = {
+            let memo = lock(&self.memo);
+            match memo.get(&asset) {
+                Some(m) if head.facts_digest == Some(m.whole) => m.changed(c.digests, c.keys),
+                _ => None,
+            }
+        };
+        let Some(changed) = changed.filter(|k| !k.is_empty()) else {
+            return Ok(None);
+        };
+        let id = asset.as_str().as_bytes();
+        let Some(checkpoint) = self.assets.get(id).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let Some((base, old)) = crate::msgpack::checkpoint_facts(&checkpoint, &changed) else {
+            return Ok(None);
+        };
+        let version = head.version + 1;
+        if head.version < base || version - base >= self.checkpoint_every() {
+            return Ok(None);
+        }
+        // The changed facts as the change records after the checkpoint
+        // left them. One that replaced the facts whole, or the document,
+        // is left to the caller.
+        let mut doc = serde_json::json!({ "facts": old });
+        for v in base + 1..=head.version {
+            let Some(bytes) = self
+                .history
+                .get(history_key(&asset, v))
+                .map_err(store_err)?
+            else {
+                return Ok(None);
+            };
+            let record: ChangeRecord = decode(&bytes)?;
+            for ch in &record.changes {
+                match ch.path.as_slice() {
+                    [f, k, ..] if f == "facts" && changed.contains(&k.as_str()) => {
+                        inventory::document::apply(&mut doc, std::slice::from_ref(ch));
+                    }
+                    [] => return Ok(None),
+                    [f] if f == "facts" => return Ok(None),
+                    _ => {}
+                }
+            }
+        }
+        if changed.iter().any(|k| doc["facts"].get(k).is_none()) {
+            return Ok(None);
+        }
+        let new: serde_json::Map<String, serde_json::Value> = changed
+            .iter()
+            .map(|k| ((*k).to_owned(), ret.data[*k].clone()))
+            .collect();
+        let mut changes = Vec::new();
+        let volatile = &self.inventory.volatile;
+        inventory::document::replace_stable_field(
+            &mut doc,
+            "facts",
+            &serde_json::Value::Object(new),
+            volatile,
+            &mut changes,
+        );
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let entry = ChangeRecord::collected(version, now_ms, source, &ret.jid, changes);
+        self.put_history_now(&asset, &entry, batch)?;
+        let head = Head {
+            version,
+            minion: head.minion.clone(),
+            expected_serial: head.expected_serial.clone(),
+            last_collect_ms: Some(now_ms),
+            observed: inventory::document::volatile_of(&ret.data, volatile),
+            facts_digest: Some(c.digests.whole),
+        };
+        self.heads.insert(id, encode(&head)?).map_err(store_err)?;
+        self.returns
+            .insert(key, crate::encode_stub(ret, &asset, version)?)
+            .map_err(store_err)?;
+        self.prune(&asset)?;
+        self.remember(&asset, c.digests.clone());
+        Ok(Some(Stored::Asset {
+            id: asset,
+            version,
+            changed: true,
+        }))
     }
 
     /// Stores a collect return that leaves the asset as it is (its head
@@ -1438,5 +1588,117 @@ impl Store for SledStore {
             .is_some();
         self.tokens.flush().map_err(store_err)?;
         Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use serde_json::{Value, json};
+
+    fn collect(step: i64, facts: Value) -> JobReturn {
+        JobReturn {
+            jid: Jid::from_micros(1_800_000_000_000_000 + step * 1_000_000).expect("jid"),
+            minion: protocol::MinionId::new("web1").expect("id"),
+            fun: "collect".into(),
+            success: true,
+            retcode: 0,
+            data: facts,
+            started_ms: 0,
+            ended_ms: 0,
+        }
+    }
+
+    /// Stores `ret` from its changed facts alone, if that applies.
+    fn put_changed(s: &SledStore, ret: &JobReturn, now_ms: i64) -> Option<Stored> {
+        let id = s.asset_minion.get(b"web1").expect("read")?;
+        let head = s.head(&id).expect("head")?;
+        let (digests, keys) = FactsDigests::of(&ret.data, &s.inventory.volatile);
+        let changed = Changed {
+            asset: asset_id(&id)?,
+            head: &head,
+            digests: &digests,
+            keys: &keys,
+        };
+        let key = return_key(&ret.jid, "web1");
+        s.put_changed(ret, &key, changed, Source::Collect, now_ms, None)
+            .expect("store")
+    }
+
+    #[test]
+    fn collects_stored_from_their_changed_facts_leave_what_whole_documents_leave() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inv = InventoryConfig::default();
+        let s = SledStore::open(&dir.path().join("db"), inv.clone()).expect("open");
+        let reference = MemoryStore::new(inv);
+        let mut facts = json!({"host": "web1", "uptime_seconds": 1,
+            "mounts": {"/": {"size_bytes": 10, "used_bytes": 1}},
+            "custom": {"f0": "a", "f1": "a", "f2": "a"}});
+        let (mut partial, mut whole) = (Vec::new(), Vec::new());
+        for step in 1..=40i64 {
+            facts["uptime_seconds"] = json!(step);
+            facts["mounts"]["/"]["used_bytes"] = json!(step * 7);
+            facts["custom"][format!("f{}", step % 3)] = json!(format!("v{step}"));
+            match step {
+                7 => facts["gpu"] = json!({"model": "A100"}),
+                8 => {
+                    facts.as_object_mut().expect("object").remove("gpu");
+                }
+                12 => facts["mounts"]["/"]["size_bytes"] = json!(20),
+                _ => {}
+            }
+            let ret = collect(step, facts.clone());
+            let now = step * 1000;
+            reference.put_return(&ret, now).expect("reference");
+            match put_changed(&s, &ret, now) {
+                Some(stored) => {
+                    partial.push(step);
+                    assert!(
+                        matches!(stored, Stored::Asset { changed: true, .. }),
+                        "{stored:?}"
+                    );
+                }
+                None => {
+                    whole.push(step);
+                    s.put_return(&ret, now).expect("store");
+                }
+            }
+        }
+        // A fact added or removed, the first collect, and the collect after
+        // each new checkpoint (which drops the head) read the document.
+        assert!(whole.contains(&1) && whole.contains(&7) && whole.contains(&8));
+        assert!(partial.len() >= 30, "{partial:?} {whole:?}");
+        let (a, b) = (
+            s.asset_of_minion("web1").expect("read").expect("asset"),
+            reference
+                .asset_of_minion("web1")
+                .expect("read")
+                .expect("asset"),
+        );
+        assert_eq!(
+            (&a.document, &a.observed, a.version, a.last_collect_ms),
+            (&b.document, &b.observed, b.version, b.last_collect_ms)
+        );
+        let history = |s: &dyn Store, id: &AssetId| -> Vec<Value> {
+            s.history(id)
+                .expect("history")
+                .iter()
+                .map(|h| json!([h.version, h.at_ms, h.jid, h.changes]))
+                .collect()
+        };
+        assert_eq!(history(&s, &a.id), history(&reference, &b.id));
+        assert_eq!(a.document["facts"], {
+            let mut stable = facts.clone();
+            stable
+                .as_object_mut()
+                .expect("object")
+                .remove("uptime_seconds");
+            stable["mounts"]["/"]
+                .as_object_mut()
+                .expect("mount")
+                .remove("used_bytes");
+            stable
+        });
     }
 }

@@ -51,6 +51,21 @@ fn minion(m: usize) -> MinionId {
     MinionId::new(format!("m{m}")).expect("id")
 }
 
+/// The facts minion `m` reports in variant `v` at step `n`: variants
+/// differ in a top-level fact, in one nested deep in another (beside
+/// volatile values) and in having one fact at all.
+fn facts(m: usize, v: u8, n: usize) -> serde_json::Value {
+    let mut f = serde_json::json!({
+        "host": format!("m{m}"), "kernel": format!("6.{v}"),
+        "uptime_seconds": n, "serialnumber": format!("SN{m}"),
+        "mounts": {"/": {"size_bytes": 10 + u64::from(v % 2), "used_bytes": n}},
+    });
+    if v == 3 {
+        f["gpu"] = serde_json::json!({"model": "A100"});
+    }
+    f
+}
+
 /// Applies `ops` to a store; step `n` happens at time `n` seconds.
 fn apply(s: &dyn Store, ops: &[Op]) {
     let at = |n: usize| 1_800_000_000_000 + n as i64 * 1000;
@@ -83,11 +98,7 @@ fn apply(s: &dyn Store, ops: &[Op]) {
             Op::Collect { m, v } => {
                 s.put_live_job(&job(*m, "collect"), b"envelope")
                     .expect("job");
-                let facts = serde_json::json!({
-                    "host": format!("m{m}"), "kernel": format!("6.{v}"),
-                    "uptime_seconds": n, "serialnumber": format!("SN{m}"),
-                });
-                let r = ret(*m, "collect", facts);
+                let r = ret(*m, "collect", facts(*m, *v, n));
                 s.put_return(&r, at(n)).expect("collect");
                 last = Some(r);
             }
@@ -96,15 +107,8 @@ fn apply(s: &dyn Store, ops: &[Op]) {
                 j.target = Target::Glob("*".into());
                 j.expected = (0..3).map(|m| format!("m{m}")).collect();
                 s.put_live_job(&j, b"envelope").expect("job");
-                let rets: Vec<JobReturn> = (0..3)
-                    .map(|m| {
-                        let facts = serde_json::json!({
-                            "host": format!("m{m}"), "kernel": format!("6.{v}"),
-                            "uptime_seconds": n, "serialnumber": format!("SN{m}"),
-                        });
-                        ret(m, "collect", facts)
-                    })
-                    .collect();
+                let rets: Vec<JobReturn> =
+                    (0..3).map(|m| ret(m, "collect", facts(m, *v, n))).collect();
                 let together: Vec<&JobReturn> = rets.iter().chain(rets.first()).collect();
                 for stored in s.put_returns(&together, at(n)) {
                     stored.expect("collect");
@@ -162,7 +166,7 @@ fn view(s: &dyn Store) -> serde_json::Value {
             .history(&a.id)
             .expect("history")
             .iter()
-            .map(|h| serde_json::json!([h.version, h.at_ms, h.source, h.changes.len()]))
+            .map(|h| serde_json::json!([h.version, h.at_ms, h.source, h.changes]))
             .collect();
         assets.insert(
             key,
