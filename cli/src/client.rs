@@ -699,30 +699,48 @@ fn problem_detail(status: StatusCode, body: &[u8]) -> String {
 #[derive(Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no blank line.
+    scanned: usize,
 }
 
 impl SseParser {
-    /// Feeds bytes; returns the events they completed.
+    /// Feeds bytes; returns the events they completed. A fleet's returns
+    /// are tens of megabytes of events: each byte is searched once, and
+    /// what is left is moved once per call.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-            let block: Vec<u8> = self.buf.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&block);
-            let mut name = String::from("message");
-            let mut data: Vec<&str> = Vec::new();
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim_start().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v));
-                }
+        let (mut start, mut from) = (0, self.scanned.saturating_sub(1));
+        while let Some(at) = memchr::memmem::find(&self.buf[from..], b"\n\n") {
+            let end = from + at;
+            if let Some(event) = event(&self.buf[start..end]) {
+                out.push(event);
             }
-            if !data.is_empty() {
-                out.push((name, data.join("\n")));
-            }
+            start = end + 2;
+            from = start;
         }
+        self.buf.drain(..start);
+        self.scanned = self.buf.len();
         out
+    }
+}
+
+/// The name and data of one event's lines (`None` without data).
+fn event(block: &[u8]) -> Option<(String, String)> {
+    let text = String::from_utf8_lossy(block);
+    let mut name = String::from("message");
+    let mut data: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim_start().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    match data.as_slice() {
+        [] => None,
+        [one] => Some((name, (*one).to_owned())),
+        _ => Some((name, data.join("\n"))),
     }
 }
 
@@ -734,6 +752,25 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(segment("web 01?#%/"), "web%2001%3F%23%25%2F");
         assert_eq!(segment("db-1.example_x~"), "db-1.example_x~");
+    }
+
+    #[test]
+    fn sse_events_split_anywhere_come_out_whole_once() {
+        let stream = b"event: ret\ndata: {\"a\":1}\n\n:keep-alive\n\nevent: ret\ndata: x\ndata: y\n\nevent: done\ndata: {}\n\n";
+        let want = vec![
+            ("ret".to_owned(), "{\"a\":1}".to_owned()),
+            ("ret".to_owned(), "x\ny".to_owned()),
+            ("done".to_owned(), "{}".to_owned()),
+        ];
+        for a in 0..stream.len() {
+            for b in a..stream.len() {
+                let mut p = SseParser::default();
+                let mut got = p.push(&stream[..a]);
+                got.extend(p.push(&stream[a..b]));
+                got.extend(p.push(&stream[b..]));
+                assert_eq!(got, want, "split at {a} and {b}");
+            }
+        }
     }
 
     #[test]

@@ -194,9 +194,8 @@ pub fn run(socket: &Endpoint, a: RunArgs) -> anyhow::Result<u8> {
                         retcodes.insert(ret.minion.to_string(), ret.retcode);
                     }
                     if a.out == OutputFormat::Json {
-                        return json
-                            .insert_raw(ret.minion.to_string(), ret.data.get())
-                            .map_err(std::io::Error::other);
+                        json.insert_json(ret.minion.to_string(), &ret.data);
+                        return Ok(());
                     }
                     let data = ret.value().map_err(std::io::Error::other)?;
                     if a.out != OutputFormat::Nested {

@@ -131,6 +131,19 @@ impl JsonObject {
         Ok(())
     }
 
+    /// As [`JsonObject::insert_raw`], for text known to be one JSON value
+    /// (a return as the master sends it): laid out in one pass over the
+    /// text, copying strings and numbers as they are. Text with an escape
+    /// the pretty printer would write otherwise (see [`has_foreign_escape`])
+    /// is laid out by decoding it instead.
+    pub fn insert_json(&mut self, key: String, raw: &serde_json::value::RawValue) {
+        let text = raw.get();
+        if has_foreign_escape(text.as_bytes()) && self.insert_raw(key.clone(), text).is_ok() {
+            return;
+        }
+        self.parts.insert(key, lay_out_moved(text));
+    }
+
     /// Adds `key` with `value`.
     pub fn insert(&mut self, key: String, value: &Value) {
         let text = serde_json::to_vec_pretty(value).unwrap_or_default();
@@ -183,6 +196,105 @@ impl JsonObject {
         out.push_str("\n}\n");
         out
     }
+}
+
+/// Whether JSON text has an escape `serde_json` does not print: `\/`, or
+/// a `\u` other than the lowercase `\u00xx` it prints for a control
+/// character without a short escape.
+fn has_foreign_escape(b: &[u8]) -> bool {
+    let hex = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut i = 0;
+    while let Some(at) = b.get(i..).and_then(|rest| memchr::memchr(b'\\', rest)) {
+        i += at + 1;
+        match b.get(i) {
+            Some(b'/') => return true,
+            Some(b'u') => {
+                let code = match b.get(i + 1..i + 5) {
+                    Some([b'0', b'0', hi @ (b'0' | b'1'), lo]) => {
+                        hex(*lo).map(|lo| ((hi - b'0') << 4) | lo)
+                    }
+                    _ => None,
+                };
+                if !code.is_some_and(|c| !matches!(c, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d)) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// One JSON value's text laid out as `serde_json`'s pretty printer lays
+/// out what it was printed from (two spaces a level, `": "` after keys,
+/// empty objects and arrays as `{}` and `[]`), moved in one level (see
+/// [`JsonObject`]). Whitespace between tokens is dropped; strings and
+/// numbers are copied as they are.
+fn lay_out_moved(text: &str) -> String {
+    fn newline(out: &mut Vec<u8>, depth: usize) {
+        out.push(b'\n');
+        out.resize(out.len() + 2 * depth, b' ');
+    }
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len() * 3 / 2);
+    let mut depth = 1usize;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => {
+                // To the closing quote, stepping over escapes.
+                let start = i;
+                i += 1;
+                while let Some(at) = b
+                    .get(i..)
+                    .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                {
+                    i += at;
+                    if b[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+                i = (i + 1).min(b.len());
+                out.extend_from_slice(&b[start..i]);
+                continue;
+            }
+            b'{' | b'[' => {
+                let close = if c == b'{' { b'}' } else { b']' };
+                let next = b[i + 1..].iter().position(|x| !x.is_ascii_whitespace());
+                if let Some(n) = next
+                    && b[i + 1 + n] == close
+                {
+                    out.extend_from_slice(&[c, close]);
+                    i += n + 2;
+                    continue;
+                }
+                out.push(c);
+                depth += 1;
+                newline(&mut out, depth);
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            b',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    // Whole characters of valid text were copied; never lossy in practice.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Renders `{minion: return}` in `format`.
@@ -349,15 +461,21 @@ mod tests {
         ];
         let mut map = serde_json::Map::new();
         let mut built = JsonObject::default();
+        let mut laid = JsonObject::default();
         for (i, v) in values.iter().enumerate() {
             let key = format!("minion-\"{}\"", 9 - i);
             map.insert(key.clone(), v.clone());
             if i % 2 == 0 {
-                built.insert_raw(key, &v.to_string()).expect("valid JSON");
+                built
+                    .insert_raw(key.clone(), &v.to_string())
+                    .expect("valid JSON");
             } else {
-                built.insert(key, v);
+                built.insert(key.clone(), v);
             }
+            let raw = serde_json::value::RawValue::from_string(v.to_string()).expect("raw");
+            laid.insert_json(key, &raw);
         }
+        assert_eq!(laid.render(), render(&map, OutputFormat::Json));
         assert_eq!(built.len(), values.len());
         assert_eq!(built.render(), render(&map, OutputFormat::Json));
         assert_eq!(
@@ -369,6 +487,69 @@ mod tests {
                 .insert_raw("x".into(), "{\"a\": 1} trailing")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn json_laid_out_from_its_text_keeps_escapes_and_drops_whitespace() {
+        let cases = [
+            (
+                r#"{"a" : [ ] , "b":{ },"c":"x\"y\\","d":"\u00e9\/"}"#,
+                "{\n  \"a\": [],\n  \"b\": {},\n  \"c\": \"x\\\"y\\\\\",\n  \"d\": \"\u{e9}/\"\n}",
+            ),
+            ("[1, 2.5e3, -0]", "[\n  1,\n  2.5e3,\n  -0\n]"),
+            (
+                r#"["\u0001\u001f","\u000a"]"#,
+                "[\n  \"\\u0001\\u001f\",\n  \"\\n\"\n]",
+            ),
+            (r#""\\""#, r#""\\""#),
+        ];
+        for (text, want) in cases {
+            let raw = serde_json::value::RawValue::from_string(text.to_owned()).expect("raw");
+            let mut o = JsonObject::default();
+            o.insert_json("k".into(), &raw);
+            let out = o.render();
+            let body = out
+                .strip_prefix("{\n  \"k\": ")
+                .and_then(|b| b.strip_suffix("\n}\n"))
+                .expect("one key")
+                .replace("\n  ", "\n");
+            assert_eq!(body, want, "{text}");
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|n| json!(n)),
+            any::<String>().prop_map(Value::String),
+            "[\"\\\\/\n\t\u{1}\u{7f}\u{e9} a]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// A value's compact text, laid out in one pass, prints as the
+        /// value does.
+        #[test]
+        fn laying_out_compact_text_agrees_with_printing_the_value(v in json_value()) {
+            let raw = serde_json::value::RawValue::from_string(v.to_string()).expect("raw");
+            let (mut laid, mut printed) = (JsonObject::default(), JsonObject::default());
+            laid.insert_json("k".into(), &raw);
+            printed.insert("k".into(), &v);
+            proptest::prop_assert_eq!(laid.render(), printed.render());
+        }
     }
 
     #[test]
