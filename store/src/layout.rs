@@ -4,7 +4,9 @@
 //! facts a collect left) rewritten by each collect, and the change records
 //! after the checkpoint replayed on read. A collect that changes nothing
 //! but volatile facts rewrites the head alone (on sled, found so by the
-//! digest, without reading the document).
+//! digest, without reading the document). On sled, a collect that changed
+//! a few stable facts reads those alone, told by the digests of each fact
+//! the last collect left ([`FactsDigests`]).
 
 use inventory::{AssetId, AssetRecord, ChangeRecord};
 use serde::{Deserialize, Serialize};
