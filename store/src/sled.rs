@@ -653,15 +653,22 @@ impl SledStore {
         // The changed facts as the change records after the checkpoint
         // left them. One that replaced the facts whole, or the document,
         // is left to the caller.
-        let mut doc = serde_json::json!({ "facts": old });
-        for v in base + 1..=head.version {
-            let Some(bytes) = self
-                .history
-                .get(history_key(&asset, v))
-                .map_err(store_err)?
-            else {
+        let mut doc = serde_json::Value::Object(serde_json::Map::from_iter([(
+            "facts".to_owned(),
+            serde_json::Value::Object(old),
+        )]));
+        // One pass over the records after the checkpoint, in order; a gap
+        // (a record missing) is left to the caller.
+        let after = self
+            .history
+            .range(history_key(&asset, base + 1)..=history_key(&asset, head.version));
+        let mut expect = base + 1;
+        for item in after {
+            let (at, bytes) = item.map_err(store_err)?;
+            if at.as_ref() != history_key(&asset, expect).as_slice() {
                 return Ok(None);
-            };
+            }
+            expect += 1;
             let record: ChangeRecord = decode(&bytes)?;
             for ch in &record.changes {
                 match ch.path.as_slice() {
@@ -673,6 +680,9 @@ impl SledStore {
                     _ => {}
                 }
             }
+        }
+        if expect != version {
+            return Ok(None);
         }
         if changed.iter().any(|k| doc["facts"].get(k).is_none()) {
             return Ok(None);
