@@ -123,17 +123,21 @@ impl Head {
     }
 
     /// This head after a collect at `now_ms` that left the document as it
-    /// is (see [`Head::unchanged_by`]): its time and volatile `facts`.
+    /// is (see [`Head::unchanged_by`]): its time and volatile `facts`. A
+    /// collect that changed the document sets the version and digest too.
     pub(crate) fn collected(
-        self,
+        &self,
         facts: &serde_json::Value,
         volatile: &[String],
         now_ms: i64,
     ) -> Head {
         Head {
+            version: self.version,
+            minion: self.minion.clone(),
+            expected_serial: self.expected_serial.clone(),
             last_collect_ms: Some(now_ms),
             observed: inventory::document::volatile_of(facts, volatile),
-            ..self
+            facts_digest: self.facts_digest,
         }
     }
 }

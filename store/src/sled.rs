@@ -707,11 +707,8 @@ impl SledStore {
         self.put_history_now(&asset, &entry, batch)?;
         let head = Head {
             version,
-            minion: head.minion.clone(),
-            expected_serial: head.expected_serial.clone(),
-            last_collect_ms: Some(now_ms),
-            observed: inventory::document::volatile_of(&ret.data, volatile),
             facts_digest: Some(c.digests.whole),
+            ..head.collected(&ret.data, volatile, now_ms)
         };
         self.heads.insert(id, encode(&head)?).map_err(store_err)?;
         self.returns
