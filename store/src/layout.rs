@@ -26,9 +26,10 @@ pub(crate) struct Head {
     /// document, with the presence online, a kind and this minion. A
     /// collect whose stable facts have the same digest changes nothing in
     /// the document, so it writes the head alone, without reading the
-    /// document. Any other write of the head (an edit, presence, a new
-    /// checkpoint) leaves it out. Short on disk: every collect rewrites
-    /// every head.
+    /// document. Any other write of the head (an edit, presence, a
+    /// checkpoint an edit writes) leaves it out; on sled, a collect that
+    /// writes a new checkpoint also writes a head at its version with the
+    /// digest. Short on disk: every collect rewrites every head.
     #[serde(rename = "fd", default, skip_serializing_if = "Option::is_none")]
     pub(crate) facts_digest: Option<u64>,
 }
