@@ -162,6 +162,21 @@ pub(crate) fn index_entries(key: &[u8], value: &[u8]) -> Result<Vec<(AssetId, u6
     decode(value)
 }
 
+/// The top-level facts a change record changed inside (not the facts
+/// replaced whole).
+fn changed_facts(record: &ChangeRecord) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for ch in &record.changes {
+        if let [f, k, ..] = ch.path.as_slice()
+            && f == "facts"
+            && !out.contains(&k.as_str())
+        {
+            out.push(k);
+        }
+    }
+    out
+}
+
 fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
     let mut k = id.as_str().as_bytes().to_vec();
     k.extend_from_slice(&version.to_be_bytes());
@@ -254,15 +269,56 @@ pub struct SledStore {
     stripes: Box<[std::sync::Mutex<()>]>,
     /// Held while a minion claims a planned asset by its serial.
     claims: std::sync::Mutex<()>,
-    /// The digests of the stable facts each asset's last collect left
-    /// (see [`SledStore::put_changed`]), while that collect's head stands.
-    /// Kept for at most [`MEMO_MAX`] assets.
-    memo: std::sync::Mutex<std::collections::HashMap<AssetId, FactsDigests>>,
+    /// What each asset's last collect left (see
+    /// [`SledStore::put_changed`]), while that collect's head stands.
+    memo: std::sync::Mutex<Memos>,
 }
 
-/// Assets whose facts' digests [`SledStore::memo`] keeps, at most: about
-/// 50 top-level facts take some 800 bytes, so this is at most ~80 MB.
+/// Assets [`SledStore::memo`] keeps, at most: the digests of about 50
+/// top-level facts take some 800 bytes, so this is at most ~80 MB, and
+/// [`MEMO_VALUE_BYTES`] of values.
 const MEMO_MAX: usize = 100_000;
+
+/// The bytes of fact values [`SledStore::memo`] keeps, at most (see
+/// [`Memo::values`]); past it, no more are kept until it starts over.
+const MEMO_VALUE_BYTES: usize = 64 << 20;
+
+/// A fact value longer than this (msgpack) is not kept in
+/// [`SledStore::memo`]: reading it from the checkpoint costs little more
+/// than the decoding it would save.
+const MEMO_VALUE_MAX: usize = 16 << 10;
+
+/// What the last collect of an asset left, as [`SledStore::put_changed`]
+/// reads it: kept while the asset's head is the one that collect wrote
+/// (same version, same digest of all the facts).
+#[derive(Debug)]
+struct Memo {
+    /// The digests of its stable facts.
+    digests: FactsDigests,
+    /// The head's version.
+    version: u64,
+    /// The version of the checkpoint the head is read with.
+    base: u64,
+    /// The stable value (msgpack), as the document holds it, of top-level
+    /// facts that collect changed: a fact that changed tends to change
+    /// again, and then its old value is read from here instead of from
+    /// the checkpoint and the change records after it.
+    values: Vec<(String, Vec<u8>)>,
+}
+
+impl Memo {
+    fn value_bytes(&self) -> usize {
+        self.values.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// [`SledStore::memo`]: one [`Memo`] per asset, and the bytes their
+/// values take.
+#[derive(Debug, Default)]
+struct Memos {
+    by_asset: std::collections::HashMap<AssetId, Memo>,
+    value_bytes: usize,
+}
 
 /// A collect that changed an asset's stable facts, as
 /// [`SledStore::put_changed`] takes it.
@@ -439,24 +495,29 @@ impl SledStore {
     /// checkpoint's version. That head carries the collect's
     /// `facts_digest`, so the next collect can be stored from its changed
     /// facts alone; a crash between the two writes leaves the old head,
-    /// which is behind the checkpoint and so not read.
+    /// which is behind the checkpoint and so not read. Gives the version
+    /// of the checkpoint the head is read with.
     fn put_collected(
         &self,
         rec: &AssetRecord,
         base: Option<u64>,
         every: u64,
         facts_digest: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let id = rec.id.as_str().as_bytes();
-        if !base.is_some_and(|b| head_only(rec, b, every)) {
-            self.assets.insert(id, encode(rec)?).map_err(store_err)?;
-        }
+        let base = match base {
+            Some(b) if head_only(rec, b, every) => b,
+            _ => {
+                self.assets.insert(id, encode(rec)?).map_err(store_err)?;
+                rec.version
+            }
+        };
         let head = Head {
             facts_digest: Some(facts_digest),
             ..Head::of(rec)
         };
         self.heads.insert(id, encode(&head)?).map_err(store_err)?;
-        Ok(())
+        Ok(base)
     }
 
     fn stripe(&self, minion: &str) -> &std::sync::Mutex<()> {
@@ -566,7 +627,7 @@ impl SledStore {
         for e in &entries {
             self.put_history_now(&rec.id, e, batch.as_deref_mut())?;
         }
-        self.put_collected(&rec, base, self.checkpoint_every(), digest)?;
+        let read_at = self.put_collected(&rec, base, self.checkpoint_every(), digest)?;
         if remap && base.is_some() {
             self.asset_minion
                 .insert(minion.as_bytes(), id)
@@ -584,7 +645,14 @@ impl SledStore {
         if changed {
             self.prune(&rec.id)?;
         }
-        self.remember(&rec.id, digests);
+        let facts: Vec<&str> = entries.iter().flat_map(changed_facts).collect();
+        self.remember(
+            &rec.id,
+            (rec.version, read_at),
+            digests,
+            &facts,
+            &rec.document["facts"],
+        );
         Ok(Stored::Asset {
             id: rec.id,
             version: rec.version,
@@ -601,19 +669,50 @@ impl SledStore {
         }
     }
 
-    /// Notes the digests of the stable facts a collect left in `asset`.
-    fn remember(&self, asset: &AssetId, digests: FactsDigests) {
-        let mut memo = lock(&self.memo);
-        if memo.len() >= MEMO_MAX && !memo.contains_key(asset) {
-            memo.clear();
+    /// Notes what a collect left in `asset`: its head at `version`, read
+    /// with the checkpoint at `base`, the digests of its stable facts, and
+    /// the stable values of `changed`, those of its top-level facts it
+    /// changed, taken from `facts` (the document's).
+    fn remember(
+        &self,
+        asset: &AssetId,
+        (version, base): (u64, u64),
+        digests: FactsDigests,
+        changed: &[&str],
+        facts: &serde_json::Value,
+    ) {
+        let mut values = Vec::new();
+        for k in changed {
+            if let Some(v) = facts.get(*k)
+                && let Ok(bytes) = rmp_serde::to_vec(v)
+                && bytes.len() <= MEMO_VALUE_MAX
+            {
+                values.push(((*k).to_owned(), bytes));
+            }
         }
-        memo.insert(asset.clone(), digests);
+        let mut memo = lock(&self.memo);
+        if memo.by_asset.len() >= MEMO_MAX && !memo.by_asset.contains_key(asset) {
+            *memo = Memos::default();
+        }
+        let mut m = Memo {
+            digests,
+            version,
+            base,
+            values,
+        };
+        let old = memo.by_asset.get(asset).map_or(0, Memo::value_bytes);
+        if memo.value_bytes - old + m.value_bytes() > MEMO_VALUE_BYTES {
+            m.values.clear();
+        }
+        memo.value_bytes = memo.value_bytes - old + m.value_bytes();
+        memo.by_asset.insert(asset.clone(), m);
     }
 
     /// Stores a collect return that changed some of the stable facts of an
     /// asset its minion's last collect left as it was (its head is that
     /// collect's, and [`SledStore::memo`] has the digests of the facts it
     /// left), reading only the changed facts: their old values from the
+    /// memo when the last collect changed them too, else from the
     /// checkpoint and the change records after it. The document is not
     /// decoded whole, the rest of the facts not compared. `None`, having
     /// written nothing, when that does not hold or a new checkpoint is due:
@@ -628,64 +727,59 @@ impl SledStore {
         batch: Option<&mut BatchIndex>,
     ) -> Result<Option<Stored>, StoreError> {
         let (asset, head) = (c.asset, c.head);
-        let changed = {
+        // The facts that changed, and their old values if the memo has
+        // them all, with the checkpoint's version.
+        let (changed, kept) = {
             let memo = lock(&self.memo);
-            match memo.get(&asset) {
-                Some(m) if head.facts_digest == Some(m.whole) => m.changed(c.digests, c.keys),
-                _ => None,
+            match memo.by_asset.get(&asset) {
+                Some(m)
+                    if head.facts_digest == Some(m.digests.whole) && head.version == m.version =>
+                {
+                    let changed = m.digests.changed(c.digests, c.keys);
+                    let kept = changed.as_ref().and_then(|changed| {
+                        changed
+                            .iter()
+                            .map(|k| {
+                                m.values
+                                    .iter()
+                                    .find(|(n, _)| n == k)
+                                    .map(|(_, v)| v.clone())
+                            })
+                            .collect::<Option<Vec<Vec<u8>>>>()
+                    });
+                    (changed, kept.map(|values| (m.base, values)))
+                }
+                _ => (None, None),
             }
         };
         let Some(changed) = changed.filter(|k| !k.is_empty()) else {
             return Ok(None);
         };
         let id = asset.as_str().as_bytes();
-        let Some(checkpoint) = self.assets.get(id).map_err(store_err)? else {
-            return Ok(None);
-        };
-        let Some((base, old)) = crate::msgpack::checkpoint_facts(&checkpoint, &changed) else {
-            return Ok(None);
-        };
         let version = head.version + 1;
+        let (base, mut doc) = match kept {
+            Some((base, values)) => {
+                let mut old = serde_json::Map::new();
+                for (k, v) in changed.iter().zip(values) {
+                    let Ok(v) = rmp_serde::from_slice(&v) else {
+                        return Ok(None);
+                    };
+                    old.insert((*k).to_owned(), v);
+                }
+                (base, old)
+            }
+            None => match self.changed_facts(&asset, head.version, &changed)? {
+                Some(read) => read,
+                None => return Ok(None),
+            },
+        };
         if head.version < base || version - base >= self.checkpoint_every() {
             return Ok(None);
         }
-        // The changed facts as the change records after the checkpoint
-        // left them. One that replaced the facts whole, or the document,
-        // is left to the caller.
         let mut doc = serde_json::Value::Object(serde_json::Map::from_iter([(
             "facts".to_owned(),
-            serde_json::Value::Object(old),
+            serde_json::Value::Object(std::mem::take(&mut doc)),
         )]));
-        // One pass over the records after the checkpoint, in order; a gap
-        // (a record missing) is left to the caller.
-        let after = self
-            .history
-            .range(history_key(&asset, base + 1)..=history_key(&asset, head.version));
-        let mut expect = base + 1;
-        for item in after {
-            let (at, bytes) = item.map_err(store_err)?;
-            if at.as_ref() != history_key(&asset, expect).as_slice() {
-                return Ok(None);
-            }
-            expect += 1;
-            let record: ChangeRecord = decode(&bytes)?;
-            for ch in &record.changes {
-                match ch.path.as_slice() {
-                    [f, k, ..] if f == "facts" && changed.contains(&k.as_str()) => {
-                        inventory::document::apply(&mut doc, std::slice::from_ref(ch));
-                    }
-                    [] => return Ok(None),
-                    [f] if f == "facts" => return Ok(None),
-                    _ => {}
-                }
-            }
-        }
-        if expect != version {
-            return Ok(None);
-        }
-        if changed.iter().any(|k| doc["facts"].get(k).is_none()) {
-            return Ok(None);
-        }
         let new: serde_json::Map<String, serde_json::Value> = changed
             .iter()
             .map(|k| ((*k).to_owned(), ret.data[*k].clone()))
@@ -714,12 +808,83 @@ impl SledStore {
             .insert(key, crate::encode_stub(ret, &asset, version)?)
             .map_err(store_err)?;
         self.prune(&asset)?;
-        self.remember(&asset, c.digests.clone());
+        let changed: Vec<&str> = changed_facts(&entry);
+        self.remember(
+            &asset,
+            (version, base),
+            c.digests.clone(),
+            &changed,
+            &doc["facts"],
+        );
         Ok(Some(Stored::Asset {
             id: asset,
             version,
             changed: true,
         }))
+    }
+
+    /// The facts `changed` of an asset whose head is at `version`, as the
+    /// checkpoint and the change records after it leave them, with the
+    /// checkpoint's version. `None` when a change record replaced the
+    /// facts whole (or the document), one is missing, or one of the facts
+    /// is not there: the caller then reads the whole document.
+    fn changed_facts(
+        &self,
+        asset: &AssetId,
+        version: u64,
+        changed: &[&str],
+    ) -> Result<Option<(u64, serde_json::Map<String, serde_json::Value>)>, StoreError> {
+        let Some(checkpoint) = self.assets.get(asset.as_str()).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let Some((base, old)) = crate::msgpack::checkpoint_facts(&checkpoint, changed) else {
+            return Ok(None);
+        };
+        if version < base {
+            return Ok(None);
+        }
+        let mut doc = serde_json::Value::Object(serde_json::Map::from_iter([(
+            "facts".to_owned(),
+            serde_json::Value::Object(old),
+        )]));
+        // One pass over the records after the checkpoint, in order; a gap
+        // (a record missing) is left to the caller.
+        let after = self
+            .history
+            .range(history_key(asset, base + 1)..=history_key(asset, version));
+        let mut expect = base + 1;
+        for item in after {
+            let (at, bytes) = item.map_err(store_err)?;
+            if at.as_ref() != history_key(asset, expect).as_slice() {
+                return Ok(None);
+            }
+            expect += 1;
+            let record: ChangeRecord = decode(&bytes)?;
+            for ch in &record.changes {
+                match ch.path.as_slice() {
+                    [f, k, ..] if f == "facts" && changed.contains(&k.as_str()) => {
+                        inventory::document::apply(&mut doc, std::slice::from_ref(ch));
+                    }
+                    [] => return Ok(None),
+                    [f] if f == "facts" => return Ok(None),
+                    _ => {}
+                }
+            }
+        }
+        if expect != version + 1 {
+            return Ok(None);
+        }
+        let serde_json::Value::Object(mut doc) = doc else {
+            return Ok(None);
+        };
+        match doc.remove("facts") {
+            Some(serde_json::Value::Object(facts))
+                if changed.iter().all(|k| facts.contains_key(*k)) =>
+            {
+                Ok(Some((base, facts)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Stores a collect return that leaves the asset as it is (its head
@@ -1641,7 +1806,7 @@ mod tests {
         let mut facts = json!({"host": "web1", "uptime_seconds": 1,
             "mounts": {"/": {"size_bytes": 10, "used_bytes": 1}},
             "custom": {"f0": "a", "f1": "a", "f2": "a"}});
-        let (mut partial, mut whole) = (Vec::new(), Vec::new());
+        let (mut partial, mut whole, mut kept) = (Vec::new(), Vec::new(), Vec::new());
         for step in 1..=40i64 {
             facts["uptime_seconds"] = json!(step);
             facts["mounts"]["/"]["used_bytes"] = json!(step * 7);
@@ -1651,15 +1816,28 @@ mod tests {
                 8 => {
                     facts.as_object_mut().expect("object").remove("gpu");
                 }
-                12 => facts["mounts"]["/"]["size_bytes"] = json!(20),
+                12 | 20 | 21 => facts["mounts"]["/"]["size_bytes"] = json!(step),
                 _ => {}
             }
             let ret = collect(step, facts.clone());
             let now = step * 1000;
             reference.put_return(&ret, now).expect("reference");
+            // Whether the memo has the old value of `custom`, which every
+            // collect changes (and of `mounts`, which some do).
+            let memo_has = |fact: &str| {
+                lock(&s.memo)
+                    .by_asset
+                    .values()
+                    .any(|m| m.values.iter().any(|(k, _)| k == fact))
+            };
+            let from_memo =
+                memo_has("custom") && (![12, 20, 21].contains(&step) || memo_has("mounts"));
             match put_changed(&s, &ret, now) {
                 Some(stored) => {
                     partial.push(step);
+                    if from_memo {
+                        kept.push(step);
+                    }
                     assert!(
                         matches!(stored, Stored::Asset { changed: true, .. }),
                         "{stored:?}"
@@ -1680,6 +1858,13 @@ mod tests {
             assert!(partial.contains(&(w + 1)), "{partial:?} {whole:?}");
         }
         assert!(partial.len() >= 33, "{partial:?} {whole:?}");
+        // Most took the old values from the memo, the collect after one
+        // that changed `mounts` too.
+        assert!(
+            kept.len() >= 25 && kept.contains(&21),
+            "{kept:?} {partial:?}"
+        );
+        assert!(!kept.contains(&12) && !kept.contains(&20), "{kept:?}");
         let (a, b) = (
             s.asset_of_minion("web1").expect("read").expect("asset"),
             reference
