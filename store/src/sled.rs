@@ -162,6 +162,9 @@ pub(crate) fn index_entries(key: &[u8], value: &[u8]) -> Result<Vec<(AssetId, u6
     decode(value)
 }
 
+/// Top-level facts by name.
+type Facts = serde_json::Map<String, serde_json::Value>;
+
 /// The top-level facts a change record changed inside (not the facts
 /// replaced whole).
 fn changed_facts(record: &ChangeRecord) -> Vec<&str> {
@@ -833,7 +836,7 @@ impl SledStore {
         asset: &AssetId,
         version: u64,
         changed: &[&str],
-    ) -> Result<Option<(u64, serde_json::Map<String, serde_json::Value>)>, StoreError> {
+    ) -> Result<Option<(u64, Facts)>, StoreError> {
         let Some(checkpoint) = self.assets.get(asset.as_str()).map_err(store_err)? else {
             return Ok(None);
         };
