@@ -167,7 +167,7 @@ type Facts = serde_json::Map<String, serde_json::Value>;
 
 /// The top-level facts a change record changed inside (not the facts
 /// replaced whole).
-fn changed_facts(record: &ChangeRecord) -> Vec<&str> {
+fn facts_changed_in(record: &ChangeRecord) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     for ch in &record.changes {
         if let [f, k, ..] = ch.path.as_slice()
@@ -648,7 +648,9 @@ impl SledStore {
         if changed {
             self.prune(&rec.id)?;
         }
-        let facts: Vec<&str> = entries.iter().flat_map(changed_facts).collect();
+        let mut facts: Vec<&str> = entries.iter().flat_map(facts_changed_in).collect();
+        facts.sort_unstable();
+        facts.dedup();
         self.remember(
             &rec.id,
             (rec.version, read_at),
@@ -760,7 +762,7 @@ impl SledStore {
         };
         let id = asset.as_str().as_bytes();
         let version = head.version + 1;
-        let (base, mut doc) = match kept {
+        let (base, old) = match kept {
             Some((base, values)) => {
                 let mut old = serde_json::Map::new();
                 for (k, v) in changed.iter().zip(values) {
@@ -781,7 +783,7 @@ impl SledStore {
         }
         let mut doc = serde_json::Value::Object(serde_json::Map::from_iter([(
             "facts".to_owned(),
-            serde_json::Value::Object(std::mem::take(&mut doc)),
+            serde_json::Value::Object(old),
         )]));
         let new: serde_json::Map<String, serde_json::Value> = changed
             .iter()
@@ -811,7 +813,7 @@ impl SledStore {
             .insert(key, crate::encode_stub(ret, &asset, version)?)
             .map_err(store_err)?;
         self.prune(&asset)?;
-        let changed: Vec<&str> = changed_facts(&entry);
+        let changed = facts_changed_in(&entry);
         self.remember(
             &asset,
             (version, base),
