@@ -180,6 +180,55 @@ fn facts_changed_in(record: &ChangeRecord) -> Vec<&str> {
     out
 }
 
+/// One write of a collect's asset: its head or its whole record (a new
+/// checkpoint), encoded.
+#[derive(Debug)]
+enum AssetWrite {
+    Head(Vec<u8>),
+    Checkpoint(Vec<u8>),
+}
+
+/// The writes a collect that left `rec` makes of its asset, read with the
+/// checkpoint at `base` (`None`: a new asset), in the order they must be
+/// made, and the version of the checkpoint the new head is read with. The
+/// head carries the collect's `facts_digest`, so the next collect can be
+/// stored from its changed facts alone (or as unchanged).
+///
+/// A head alone while the asset is close to its checkpoint; otherwise a
+/// new checkpoint at `rec`'s version and a head at that version. A crash
+/// can cut the two apart, so their order keeps a head with a digest from
+/// ever standing for facts the asset does not read as:
+/// - a new asset's checkpoint goes first: cut after it, the asset has no
+///   head, and the next collect reads its document;
+/// - an existing asset's head goes first: cut after it, the head is read
+///   with the old checkpoint and the change records after it (the new
+///   one's included, written before), which leave the same facts. The
+///   other order would leave the old head, behind the new checkpoint and
+///   so not read, with the digest of the facts before: a collect that
+///   went back to them would be taken as changing nothing.
+fn collected_writes(
+    rec: &AssetRecord,
+    base: Option<u64>,
+    every: u64,
+    facts_digest: u64,
+) -> Result<(Vec<AssetWrite>, u64), StoreError> {
+    let head = AssetWrite::Head(encode(&Head {
+        facts_digest: Some(facts_digest),
+        ..Head::of(rec)
+    })?);
+    Ok(match base {
+        Some(b) if head_only(rec, b, every) => (vec![head], b),
+        Some(_) => (
+            vec![head, AssetWrite::Checkpoint(encode(rec)?)],
+            rec.version,
+        ),
+        None => (
+            vec![AssetWrite::Checkpoint(encode(rec)?), head],
+            rec.version,
+        ),
+    })
+}
+
 fn history_key(id: &AssetId, version: u64) -> Vec<u8> {
     let mut k = id.as_str().as_bytes().to_vec();
     k.extend_from_slice(&version.to_be_bytes());
@@ -493,13 +542,9 @@ impl SledStore {
         assemble(base, head, change, StoreError::Engine)
     }
 
-    /// Writes a collect's asset outside a transaction: its head, or the
-    /// whole record as a new checkpoint and then a head at the
-    /// checkpoint's version. That head carries the collect's
-    /// `facts_digest`, so the next collect can be stored from its changed
-    /// facts alone; a crash between the two writes leaves the old head,
-    /// which is behind the checkpoint and so not read. Gives the version
-    /// of the checkpoint the head is read with.
+    /// Writes a collect's asset outside a transaction, in the order of
+    /// [`collected_writes`]. Gives the version of the checkpoint the head
+    /// is read with.
     fn put_collected(
         &self,
         rec: &AssetRecord,
@@ -507,20 +552,22 @@ impl SledStore {
         every: u64,
         facts_digest: u64,
     ) -> Result<u64, StoreError> {
-        let id = rec.id.as_str().as_bytes();
-        let base = match base {
-            Some(b) if head_only(rec, b, every) => b,
-            _ => {
-                self.assets.insert(id, encode(rec)?).map_err(store_err)?;
-                rec.version
-            }
-        };
-        let head = Head {
-            facts_digest: Some(facts_digest),
-            ..Head::of(rec)
-        };
-        self.heads.insert(id, encode(&head)?).map_err(store_err)?;
+        let (writes, base) = collected_writes(rec, base, every, facts_digest)?;
+        for w in writes {
+            self.put_asset_write(&rec.id, w)?;
+        }
         Ok(base)
+    }
+
+    /// Makes one of the writes of [`collected_writes`] for the asset `id`.
+    fn put_asset_write(&self, id: &AssetId, w: AssetWrite) -> Result<(), StoreError> {
+        let (tree, bytes) = match w {
+            AssetWrite::Checkpoint(b) => (&self.assets, b),
+            AssetWrite::Head(b) => (&self.heads, b),
+        };
+        tree.insert(id.as_str().as_bytes(), bytes)
+            .map_err(store_err)?;
+        Ok(())
     }
 
     fn stripe(&self, minion: &str) -> &std::sync::Mutex<()> {
@@ -1901,5 +1948,85 @@ mod tests {
                 .remove("used_bytes");
             stable
         });
+    }
+
+    /// The state a crash leaves when it cuts a collect that writes a new
+    /// checkpoint after the first of its asset's writes: the change record
+    /// and that write, not the second or the job cache's entry.
+    fn cut_after_first_asset_write(s: &SledStore, ret: &JobReturn, now_ms: i64) {
+        let id = s.asset_minion.get(b"web1").expect("read").expect("mapped");
+        let loaded = s.get_loaded(&id).expect("load").expect("asset");
+        let (rec, entries) = inventory::apply_collect(
+            Some(loaded.rec),
+            "web1",
+            &ret.data,
+            &ret.jid,
+            &s.inventory,
+            now_ms,
+            Source::Collect,
+        );
+        for e in &entries {
+            s.put_history_now(&rec.id, e, None).expect("history");
+        }
+        let digest = FactsDigests::of(&ret.data, &s.inventory.volatile).0.whole;
+        let (writes, _) = collected_writes(&rec, Some(loaded.base), s.checkpoint_every(), digest)
+            .expect("writes");
+        assert_eq!(writes.len(), 2, "a new checkpoint is due: {writes:?}");
+        let first = writes.into_iter().next().expect("a write");
+        s.put_asset_write(&rec.id, first).expect("write");
+    }
+
+    #[test]
+    fn a_crash_between_a_new_checkpoint_and_its_head_keeps_a_collect_that_goes_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db");
+        let inv = InventoryConfig::default();
+        let reference = MemoryStore::new(inv.clone());
+        let facts_at = |step: i64| {
+            json!({"host": "web1", "uptime_seconds": step,
+                "custom": {"f0": format!("v{step}"), "f1": "a"}})
+        };
+        let s = SledStore::open(&path, inv.clone()).expect("open");
+        // Every collect changes a fact, so collect n leaves version n - 1,
+        // and collect 17 is due to write the checkpoint after the first's.
+        for step in 1..=16 {
+            let ret = collect(step, facts_at(step));
+            s.put_return(&ret, step * 1000).expect("store");
+            reference.put_return(&ret, step * 1000).expect("reference");
+        }
+        let ret = collect(17, facts_at(17));
+        cut_after_first_asset_write(&s, &ret, 17_000);
+        reference.put_return(&ret, 17_000).expect("reference");
+        drop(s);
+        // After the restart, the minion's next collect has the facts of
+        // collect 16 again: a change, not a collect that changed nothing.
+        let s = SledStore::open(&path, inv).expect("reopen");
+        let back = collect(18, facts_at(16));
+        let stored = s.put_return(&back, 18_000).expect("store");
+        reference.put_return(&back, 18_000).expect("reference");
+        assert!(
+            matches!(
+                stored,
+                Stored::Asset {
+                    changed: true,
+                    version: 17,
+                    ..
+                }
+            ),
+            "{stored:?}"
+        );
+        let (a, b) = (
+            s.asset_of_minion("web1").expect("read").expect("asset"),
+            reference
+                .asset_of_minion("web1")
+                .expect("read")
+                .expect("asset"),
+        );
+        assert_eq!((&a.document, a.version), (&b.document, b.version));
+        assert_eq!(a.document["facts"]["custom"]["f0"], json!("v16"));
+        assert_eq!(
+            s.history(&a.id).expect("history").len(),
+            reference.history(&b.id).expect("history").len()
+        );
     }
 }
