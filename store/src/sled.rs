@@ -1833,6 +1833,11 @@ mod tests {
         }
     }
 
+    /// The asset of the minion `web1`.
+    fn web1(s: &dyn Store) -> AssetRecord {
+        s.asset_of_minion("web1").expect("read").expect("asset")
+    }
+
     /// Stores `ret` from its changed facts alone, if that applies.
     fn put_changed(s: &SledStore, ret: &JobReturn, now_ms: i64) -> Option<Stored> {
         let id = s.asset_minion.get(b"web1").expect("read")?;
@@ -1917,13 +1922,7 @@ mod tests {
             "{kept:?} {partial:?}"
         );
         assert!(!kept.contains(&12) && !kept.contains(&20), "{kept:?}");
-        let (a, b) = (
-            s.asset_of_minion("web1").expect("read").expect("asset"),
-            reference
-                .asset_of_minion("web1")
-                .expect("read")
-                .expect("asset"),
-        );
+        let (a, b) = (web1(&s), web1(&reference));
         assert_eq!(
             (&a.document, &a.observed, a.version, a.last_collect_ms),
             (&b.document, &b.observed, b.version, b.last_collect_ms)
@@ -2015,13 +2014,7 @@ mod tests {
             ),
             "{stored:?}"
         );
-        let (a, b) = (
-            s.asset_of_minion("web1").expect("read").expect("asset"),
-            reference
-                .asset_of_minion("web1")
-                .expect("read")
-                .expect("asset"),
-        );
+        let (a, b) = (web1(&s), web1(&reference));
         assert_eq!((&a.document, a.version), (&b.document, b.version));
         assert_eq!(a.document["facts"]["custom"]["f0"], json!("v16"));
         assert_eq!(
