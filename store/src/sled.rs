@@ -165,6 +165,15 @@ pub(crate) fn index_entries(key: &[u8], value: &[u8]) -> Result<Vec<(AssetId, u6
 /// Top-level facts by name.
 type Facts = serde_json::Map<String, serde_json::Value>;
 
+/// A document holding only `facts`, for change records to be applied to
+/// or compared with.
+fn facts_document(facts: Facts) -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::from_iter([(
+        "facts".to_owned(),
+        serde_json::Value::Object(facts),
+    )]))
+}
+
 /// The top-level facts a change record changed inside (not the facts
 /// replaced whole).
 fn facts_changed_in(record: &ChangeRecord) -> Vec<&str> {
@@ -809,7 +818,11 @@ impl SledStore {
         };
         let id = asset.as_str().as_bytes();
         let version = head.version + 1;
+        // A new checkpoint is due: the caller writes it, from the whole
+        // document. Told before the old values are decoded.
+        let due = |base: u64| head.version < base || version - base >= self.checkpoint_every();
         let (base, old) = match kept {
+            Some((base, _)) if due(base) => return Ok(None),
             Some((base, values)) => {
                 let mut old = serde_json::Map::new();
                 for (k, v) in changed.iter().zip(values) {
@@ -821,17 +834,12 @@ impl SledStore {
                 (base, old)
             }
             None => match self.changed_facts(&asset, head.version, &changed)? {
+                Some((base, _)) if due(base) => return Ok(None),
                 Some(read) => read,
                 None => return Ok(None),
             },
         };
-        if head.version < base || version - base >= self.checkpoint_every() {
-            return Ok(None);
-        }
-        let mut doc = serde_json::Value::Object(serde_json::Map::from_iter([(
-            "facts".to_owned(),
-            serde_json::Value::Object(old),
-        )]));
+        let mut doc = facts_document(old);
         let new: serde_json::Map<String, serde_json::Value> = changed
             .iter()
             .map(|k| ((*k).to_owned(), ret.data[*k].clone()))
@@ -895,10 +903,7 @@ impl SledStore {
         if version < base {
             return Ok(None);
         }
-        let mut doc = serde_json::Value::Object(serde_json::Map::from_iter([(
-            "facts".to_owned(),
-            serde_json::Value::Object(old),
-        )]));
+        let mut doc = facts_document(old);
         // One pass over the records after the checkpoint, in order; a gap
         // (a record missing) is left to the caller.
         let after = self
