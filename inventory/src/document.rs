@@ -377,11 +377,43 @@ pub fn feed_stable_entries<'f>(
         feed(facts, &active, out);
         return Vec::new();
     };
+    feed_entries(map, &active, out)
+}
+
+/// As [`feed_stable_entries`] for `value`, the fact `key` (an object),
+/// with the patterns that apply below that key: the entries are its
+/// stable children. `None` when `value` is not an object or a pattern
+/// names `key` itself (the whole fact is volatile).
+pub fn feed_stable_children<'f>(
+    value: &'f Value,
+    key: &str,
+    patterns: &[String],
+    out: &mut Vec<u8>,
+) -> Option<Vec<(&'f str, std::ops::Range<usize>)>> {
+    let Value::Object(map) = value else {
+        return None;
+    };
+    let parts: Vec<Vec<&str>> = patterns.iter().map(|p| p.split(':').collect()).collect();
+    let active: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
+    let mut below = Vec::new();
+    if below_key(&active, key, &mut below) {
+        return None;
+    }
+    Some(feed_entries(map, &below, out))
+}
+
+/// Feeds the object `map` under `active` (as [`feed`] does), giving each
+/// stable entry's key and the bytes its key and value took.
+fn feed_entries<'f>(
+    map: &'f Map<String, Value>,
+    active: &[&[&str]],
+    out: &mut Vec<u8>,
+) -> Vec<(&'f str, std::ops::Range<usize>)> {
     let mut entries = Vec::with_capacity(map.len());
     let mut below: Vec<&[&str]> = Vec::new();
     out.push(b'{');
     for (k, child) in map {
-        if below_key(&active, k, &mut below) {
+        if below_key(active, k, &mut below) {
             continue;
         }
         let start = out.len();
@@ -579,6 +611,40 @@ mod tests {
         let mut scalar = Vec::new();
         assert!(feed_stable_entries(&json!(7), &pats, &mut scalar).is_empty());
         assert_eq!(scalar, fed(&json!(7), &pats));
+    }
+
+    #[test]
+    fn each_stable_child_of_a_fact_feeds_what_it_feeds_in_the_facts() {
+        let f = json!({"uptime_seconds": 5, "mounts": {"/": {"size_bytes": 10, "used_bytes": 3},
+            "/srv": {"size_bytes": 20, "used_bytes": 4}, "tmp": 1}});
+        let pats = vec![
+            "uptime_seconds".to_string(),
+            "mounts:*:used_bytes".to_string(),
+            "mounts:tmp".to_string(),
+        ];
+        let mut out = Vec::new();
+        let entries =
+            feed_stable_children(&f["mounts"], "mounts", &pats, &mut out).expect("object");
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["/", "/srv"]);
+        let whole = fed(&json!({"mounts": f["mounts"]}), &pats);
+        // The facts' bytes: in braces, the fact's key, then its value.
+        let value = |fed: &[u8]| fed[1 + 9 + "mounts".len()..fed.len() - 1].to_vec();
+        assert_eq!(out, value(&whole));
+        for (k, range) in entries {
+            let alone = fed(&json!({"mounts": {k: f["mounts"][k]}}), &pats);
+            let alone = value(&alone);
+            assert_eq!(out[range], alone[1..alone.len() - 1], "{k}");
+        }
+        let mut none = Vec::new();
+        assert!(
+            feed_stable_children(&f["uptime_seconds"], "uptime_seconds", &pats, &mut none)
+                .is_none()
+        );
+        assert!(
+            feed_stable_children(&json!({"a": 1}), "uptime_seconds", &pats, &mut none).is_none()
+        );
+        assert!(none.is_empty());
     }
 
     #[test]

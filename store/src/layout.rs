@@ -67,16 +67,36 @@ impl FactsDigests {
         facts: &'f serde_json::Value,
         volatile: &[String],
     ) -> (FactsDigests, Vec<&'f str>) {
-        use xxhash_rust::xxh3::xxh3_64;
         let mut bytes = Vec::with_capacity(16 * 1024);
         let fed = inventory::document::feed_stable_entries(facts, volatile, &mut bytes);
+        Self::from_fed(&bytes, fed)
+    }
+
+    /// The digests of the stable children of `value`, the fact `key`, as
+    /// [`FactsDigests::of`] gives those of the facts, and the key of each;
+    /// `None` when it is not an object or it is volatile whole.
+    pub(crate) fn children<'f>(
+        value: &'f serde_json::Value,
+        key: &str,
+        volatile: &[String],
+    ) -> Option<(FactsDigests, Vec<&'f str>)> {
+        let mut bytes = Vec::with_capacity(2 * 1024);
+        let fed = inventory::document::feed_stable_children(value, key, volatile, &mut bytes)?;
+        Some(Self::from_fed(&bytes, fed))
+    }
+
+    fn from_fed<'f>(
+        bytes: &[u8],
+        fed: Vec<(&'f str, std::ops::Range<usize>)>,
+    ) -> (FactsDigests, Vec<&'f str>) {
+        use xxhash_rust::xxh3::xxh3_64;
         let mut keys = Vec::with_capacity(fed.len());
         let mut entries = Vec::with_capacity(fed.len());
         for (key, range) in fed {
             entries.push((xxh3_64(key.as_bytes()), xxh3_64(&bytes[range])));
             keys.push(key);
         }
-        let whole = xxh3_64(&bytes);
+        let whole = xxh3_64(bytes);
         (FactsDigests { whole, entries }, keys)
     }
 
