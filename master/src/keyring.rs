@@ -8,12 +8,8 @@ use std::sync::{Mutex, RwLock};
 use keys::{SigningKey, VerifyingKey};
 use protocol::seal::{SymmetricKey, channel_key};
 
-/// Random bytes from the system.
-pub fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    let _ = getrandom::fill(&mut b);
-    b
-}
+/// Random bytes from the system (see [`keys::random`]).
+pub use keys::random;
 
 /// Keys shared by the workers.
 pub struct Keyring {

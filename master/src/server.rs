@@ -94,9 +94,7 @@ pub struct Shared {
 }
 
 fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
+    u64::from_le_bytes(keys::random())
 }
 
 /// Where a master keeps its records and its minion keys.

@@ -135,6 +135,8 @@ const FACTS_TTL: Duration = Duration::from_secs(60);
 
 /// A random fraction in [0, 1).
 pub fn jitter() -> f64 {
+    // Spreads retries only: without random bytes they are not spread,
+    // which harms nothing, so this one need not stop the process.
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
@@ -391,8 +393,7 @@ async fn connect_and_auth(
 /// One auth exchange on `link`. When accepted, pins (or checks) the master
 /// key, derives the channel key and opens the session key.
 async fn authenticate(m: &Minion, link: &Link) -> Result<AuthStatus, MinionError> {
-    let mut nonce = vec![0u8; 16];
-    let _ = getrandom::fill(&mut nonce);
+    let nonce = keys::random::<16>().to_vec();
     let auth = AuthRequest {
         minion: m.ident.id.clone(),
         nonce: nonce.clone(),

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use keys::{SigningKey, VerifyingKey};
+use keys::{SigningKey, VerifyingKey, random};
 use protocol::seal::SymmetricKey;
 use protocol::{Envelope, ErrorKind, Reply, ReplyBody, Request, RequestBody};
 use tokio::sync::oneshot;
@@ -45,12 +45,6 @@ type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<VerifiedReply>>>>;
 
 /// The channel key shared with the master, once known.
 pub type ChannelSlot = Arc<RwLock<Option<SymmetricKey>>>;
-
-fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    let _ = getrandom::fill(&mut b);
-    b
-}
 
 /// How a link checks the signatures of its replies: against the pinned
 /// master key (before one is pinned, against the key an auth reply

@@ -133,8 +133,7 @@ impl From<SshError> for Outcome {
 }
 
 fn boundary() -> String {
-    let mut b = [0u8; 16];
-    let _ = getrandom::fill(&mut b);
+    let b: [u8; 16] = keys::random();
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("cmdb{hex}")
 }
