@@ -67,7 +67,7 @@ pub fn replace_stable_field(
     let Value::Object(map) = doc else {
         return;
     };
-    let parts: Vec<Vec<&str>> = patterns.iter().map(|p| p.split(':').collect()).collect();
+    let parts = pattern_parts(patterns);
     let active: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
     let mut path = vec![key.to_owned()];
     match map.get_mut(key) {
@@ -82,6 +82,11 @@ pub fn replace_stable_field(
             map.insert(key.to_owned(), new);
         }
     }
+}
+
+/// Each volatile pattern split at its `:` into the keys of its path.
+fn pattern_parts(patterns: &[String]) -> Vec<Vec<&str>> {
+    patterns.iter().map(|p| p.split(':').collect()).collect()
 }
 
 /// The patterns of `active` below the key `k` of an object, and whether
@@ -371,7 +376,7 @@ pub fn feed_stable_entries<'f>(
     patterns: &[String],
     out: &mut Vec<u8>,
 ) -> Vec<(&'f str, std::ops::Range<usize>)> {
-    let parts: Vec<Vec<&str>> = patterns.iter().map(|p| p.split(':').collect()).collect();
+    let parts = pattern_parts(patterns);
     let active: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
     let Value::Object(map) = facts else {
         feed(facts, &active, out);
@@ -393,7 +398,7 @@ pub fn feed_stable_children<'f>(
     let Value::Object(map) = value else {
         return None;
     };
-    let parts: Vec<Vec<&str>> = patterns.iter().map(|p| p.split(':').collect()).collect();
+    let parts = pattern_parts(patterns);
     let active: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
     let mut below = Vec::new();
     if below_key(&active, key, &mut below) {
