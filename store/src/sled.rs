@@ -539,13 +539,16 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The zstd level sled compresses what it writes at (its default is 5).
-/// Level 3 took about 7 % less of the master's CPU in a fleet collect of
-/// 9,000 (`collect_speed 9000 4 0 35`: 3.25-3.37 CPU-s per collect against
-/// 3.40-3.73) for a store as large (`store_growth 1000 30 0.01`: 23.0-25.5
-/// MiB after 30 collects against 22.0-24.0); sled's log records of a few
-/// hundred bytes are compressed at level -1 whatever this says (see
-/// vendor/zstd). sled reads a store written at any level.
-const COMPRESSION_LEVEL: i32 = 3;
+/// Level 1 took about 7 % less of the master's CPU in a fleet collect of
+/// 9,000 than level 3 (`collect_speed 9000 5 0 35`, interleaved: master
+/// CPU over the swarm's 1.95 against 2.10) for a store as large
+/// (`store_growth 1000 30 0.01`, 8 runs each: 20.0-24.5 MiB after 30
+/// collects against 21.0-24.4). Level 1 had left larger stores with the
+/// layouts before (BENCHMARKS.md); with this one the two levels leave
+/// stores of the same size. sled's log records
+/// of a few hundred bytes are compressed at level -1 whatever this says
+/// (see vendor/zstd). sled reads a store written at any level.
+const COMPRESSION_LEVEL: i32 = 1;
 
 pub(crate) fn open_db(path: &Path, compressed: bool) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
