@@ -1129,35 +1129,47 @@ fn out_of_root(view: &mut AssetView, mut root: Value) {
 /// Returns how many VMs changed.
 pub fn relate_guests(shared: &Shared) -> Result<usize, ServiceError> {
     use inventory::relations::{guest_uuids, relation, set, targets, vm_uuid};
+    let Some(runs_on) = relation("runs_on") else {
+        return Ok(0);
+    };
+    // One pass over the assets: the hosts of the guests they report, and
+    // each asset with a system UUID and the hosts it runs on now. A VM is
+    // told from its host once every asset is read.
     let mut host_of: std::collections::HashMap<String, AssetId> = std::collections::HashMap::new();
+    let mut vms: Vec<(String, AssetId, Vec<AssetId>)> = Vec::new();
     shared.store.scan_assets(None, &mut |rec| {
         for uuid in guest_uuids(&rec) {
             host_of.insert(uuid, rec.id.clone());
         }
-        true
-    })?;
-    if host_of.is_empty() {
-        return Ok(0);
-    }
-    let Some(runs_on) = relation("runs_on") else {
-        return Ok(0);
-    };
-    let mut edits = Vec::new();
-    shared.store.scan_assets(None, &mut |rec| {
-        if let Some(host) = vm_uuid(&rec).and_then(|u| host_of.get(&u))
-            && *host != rec.id
-            && targets(&rec.document, runs_on) != [host.clone()]
-        {
-            let mut doc = rec.document.clone();
-            set(&mut doc, runs_on, std::slice::from_ref(host));
-            edits.push(AssetEdit::Update {
-                id: rec.id.clone(),
-                document: doc,
-                if_version: Some(rec.version),
-            });
+        if let Some(uuid) = vm_uuid(&rec) {
+            vms.push((uuid, rec.id.clone(), targets(&rec.document, runs_on)));
         }
         true
     })?;
+    let mut edits = Vec::new();
+    for (uuid, id, hosts) in vms {
+        let Some(host) = host_of.get(&uuid).filter(|h| **h != id) else {
+            continue;
+        };
+        if hosts == std::slice::from_ref(host) {
+            continue;
+        }
+        // Read again for its document, and to leave it be if it was set
+        // since the pass read it.
+        let Some(rec) = shared.store.asset(&id)? else {
+            continue;
+        };
+        if targets(&rec.document, runs_on) == std::slice::from_ref(host) {
+            continue;
+        }
+        let mut doc = rec.document;
+        set(&mut doc, runs_on, std::slice::from_ref(host));
+        edits.push(AssetEdit::Update {
+            id,
+            document: doc,
+            if_version: Some(rec.version),
+        });
+    }
     if !edits.is_empty() {
         shared
             .store
