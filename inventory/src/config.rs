@@ -31,7 +31,8 @@ pub struct InventoryConfig {
     /// EUR).
     pub currency: String,
     /// Seconds between two passes that set `runs_on` of VMs from the
-    /// guests their hosts report (default 60).
+    /// guests their hosts report (default 60); a pass waits for asset
+    /// writes to pause for 3 s, for five such periods at most.
     pub relate_every_secs: u64,
 }
 

@@ -599,8 +599,16 @@ impl PendingCount {
 /// Reads written assets into the asset index once writes have paused for
 /// a few seconds (not while a fleet collect is being stored), so that the
 /// next listing finds it fresh; its own task, so that a long read never
-/// holds up housekeeping.
+/// holds up housekeeping. In the same pauses, at most every
+/// `relate_every_secs` and when collects may have changed them, it sets
+/// the hosts VMs run on: that pass reads every asset, and in the middle
+/// of a fleet collect it took a second of the master's CPU from it. Writes
+/// that never pause delay a pass by five such periods at most.
 async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
+    let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
+    let mut related_at = tokio::time::Instant::now();
+    // When a pass was first found due.
+    let mut relate_asked: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // Ticks missed during a long refresh are not made up at once: the
     // writes counted since must stay quiet for whole seconds again.
@@ -633,6 +641,37 @@ async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
                 Err(e) => warn!(error = %e, "asset index refresh failed"),
             }
         }
+        // Writes that never pause (collects spread over the hour) hold a
+        // pass off for five periods at most.
+        let pending = shared
+            .relate_pending
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let waited = match (pending, relate_asked) {
+            (false, _) => None,
+            (true, None) => {
+                relate_asked = Some(tokio::time::Instant::now());
+                Some(Duration::ZERO)
+            }
+            (true, Some(at)) => Some(at.elapsed()),
+        };
+        if waited.is_some_and(|w| quiet_ticks >= 3 || w >= relate_every.saturating_mul(5))
+            && related_at.elapsed() >= relate_every
+            && shared
+                .relate_pending
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            related_at = tokio::time::Instant::now();
+            relate_asked = None;
+            let s = shared.clone();
+            match tokio::task::spawn_blocking(move || crate::service::inventory::relate_guests(&s))
+                .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => info!(vms = n, "set the host VMs run on from their hosts' guests"),
+                Ok(Err(e)) => warn!(error = %e, "could not relate VMs to their hosts"),
+                Err(e) => warn!(error = %e, "relating VMs to their hosts failed"),
+            }
+        }
     }
 }
 
@@ -645,8 +684,6 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut rotated_at = tokio::time::Instant::now();
     let rotate_every = Duration::from_secs(shared.cfg.session_rotate_secs);
     let mut swept_at: Option<tokio::time::Instant> = None;
-    let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
-    let mut related_at = tokio::time::Instant::now();
     let mut listed_generation: Option<u64> = None;
     let mut listed_at: Option<tokio::time::Instant> = None;
     loop {
@@ -685,23 +722,6 @@ async fn housekeeping(shared: Arc<Shared>, cancel: CancellationToken) {
                 ),
                 Ok(Err(e)) => warn!(error = %e, "could not expire old jobs"),
                 Err(e) => warn!(error = %e, "job janitor failed"),
-            }
-        }
-        if !asked
-            && related_at.elapsed() >= relate_every
-            && shared
-                .relate_pending
-                .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            related_at = tokio::time::Instant::now();
-            let s = shared.clone();
-            match tokio::task::spawn_blocking(move || crate::service::inventory::relate_guests(&s))
-                .await
-            {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => info!(vms = n, "set the host VMs run on from their hosts' guests"),
-                Ok(Err(e)) => warn!(error = %e, "could not relate VMs to their hosts"),
-                Err(e) => warn!(error = %e, "relating VMs to their hosts failed"),
             }
         }
         // The keys are listed again when they changed, when a rotation is

@@ -52,8 +52,9 @@ fn links(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn a_switch_entered_by_hand_is_found_by_serial_and_related_on_both_ends() {
+/// A cluster relating VMs every second, with a KVM host `hv01` running
+/// one guest and that guest as the minion `vm01`, neither collected yet.
+fn host_and_guest() -> Cluster {
     let mut c = Cluster::start(ClusterOpts {
         master_extra: "[inventory]\nrelate_every_secs = 1\n".into(),
     });
@@ -78,6 +79,12 @@ fn a_switch_entered_by_hand_is_found_by_serial_and_related_on_both_ends() {
         format!("{}\n", vm_uuid.to_uppercase()),
     )
     .expect("write");
+    c
+}
+
+#[test]
+fn a_switch_entered_by_hand_is_found_by_serial_and_related_on_both_ends() {
+    let c = host_and_guest();
     collect(&c, "*");
     let host = show(&c, "hv01");
     let host_id = host["asset_id"].as_str().expect("id").to_owned();
@@ -259,6 +266,30 @@ fn a_switch_entered_by_hand_is_found_by_serial_and_related_on_both_ends() {
     );
     let err = refused(&c.cmdb(&["asset", "show", "no-such-thing"]));
     assert!(err.contains("no asset \"no-such-thing\""), "{err}");
+}
+
+#[test]
+fn vms_are_related_to_their_hosts_while_asset_writes_never_pause() {
+    let c = host_and_guest();
+    collect(&c, "*");
+    let host_id = show(&c, "hv01")["asset_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // A pass waits for writes to pause for 3 s; an edit every few
+    // hundred milliseconds never lets them, and the pass runs when it has
+    // waited five periods (5 s here) instead.
+    let mut edits = 0u32;
+    wait_until("vm01 runs on hv01 while hv01 is edited", || {
+        edits += 1;
+        let out = c.cmdb(&["asset", "set", "hv01", &format!("notes=edit {edits}")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        show(&c, "vm01")["relations"]["runs_on"] == host_id.as_str()
+    });
+    assert!(
+        edits > 3,
+        "the pass came before writes went on: {edits} edits"
+    );
 }
 
 #[test]
