@@ -602,7 +602,7 @@ impl PendingCount {
 /// holds up housekeeping. In the same pauses, at most every
 /// `relate_every_secs` and when collects may have changed them, it sets
 /// the hosts VMs run on: that pass reads every asset, and in the middle
-/// of a fleet collect it took a second of the master's CPU from it. Writes
+/// of a fleet collect of 9,000 it took about 0.7 CPU-s from it. Writes
 /// that never pause delay a pass by five such periods at most.
 async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
     let relate_every = Duration::from_secs(shared.cfg.inventory.relate_every_secs.max(1));
