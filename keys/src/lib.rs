@@ -15,6 +15,7 @@ pub use file::{
     generate, load_or_create_keypair, read_private, read_public, write_private, write_public,
 };
 pub use fingerprint::Fingerprint;
+pub use pki::{AuthDecision, KeyListing, KeyStamp, KeyState, KeyStore, KeyWrite, PkiStore, decide};
 
 /// Random bytes from the operating system, for keys, nonces and anything
 /// else that must not be guessed. Without them nothing a process seals or
@@ -29,7 +30,6 @@ pub fn random<const N: usize>() -> [u8; N] {
     }
     b
 }
-pub use pki::{AuthDecision, KeyListing, KeyStamp, KeyState, KeyStore, KeyWrite, PkiStore, decide};
 
 #[cfg(test)]
 mod tests {

@@ -643,18 +643,15 @@ async fn index_refresher(shared: Arc<Shared>, cancel: CancellationToken) {
         }
         // Writes that never pause (collects spread over the hour) hold a
         // pass off for five periods at most.
-        let pending = shared
+        if shared
             .relate_pending
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let waited = match (pending, relate_asked) {
-            (false, _) => None,
-            (true, None) => {
-                relate_asked = Some(tokio::time::Instant::now());
-                Some(Duration::ZERO)
-            }
-            (true, Some(at)) => Some(at.elapsed()),
-        };
-        if waited.is_some_and(|w| quiet_ticks >= 3 || w >= relate_every.saturating_mul(5))
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            relate_asked.get_or_insert_with(tokio::time::Instant::now);
+        }
+        let overdue = relate_asked.is_some_and(|at| at.elapsed() >= relate_every.saturating_mul(5));
+        if relate_asked.is_some()
+            && (quiet_ticks >= 3 || overdue)
             && related_at.elapsed() >= relate_every
             && shared
                 .relate_pending
